@@ -1,0 +1,151 @@
+"""Bodies of the generated methods: initial_state, forward (the fused vector field) and observables."""
+from __future__ import annotations
+
+import graphlib
+
+from ..symbolic.lower import SymbolicModel, depends_on
+from .printer import print_expr
+from .vectorize import Columns, Scope, emit_columns, read
+
+BATCHED_KINDS = {"state", "input", "out", "call"}
+TIME_LINE = "t = torch.as_tensor(t, dtype=y.dtype, device=y.device)"
+PREFIX = {"state": "s_", "input": "u_", "param": "p_", "let": "l_", "call": "c_"}
+
+
+def scalar_names(sm: SymbolicModel) -> dict:
+    """Symbol → the local variable that holds it. Prefixed user names cannot clash with each other, with Python
+    keywords, or with the generator's own locals (none of which has the form '<letter>_...')."""
+    names = {}
+    for sym, leaf in sm.leaves.items():
+        if leaf.kind == "time":
+            names[sym] = "t"
+        elif leaf.kind == "out":
+            names[sym] = f"n_{leaf.source}[..., {leaf.index}]"
+        else:
+            names[sym] = PREFIX[leaf.kind] + leaf.name
+    return names
+
+
+class MethodWriter:
+    """Collects the lines of one method: reads of leaves, lets and neural calls it needs, then its result."""
+
+    def __init__(self, sm: SymbolicModel, tables: dict, batch: str | None, like: str, has_states: bool):
+        self.sm = sm
+        vectors = {"param": ("p", len(sm.param_order))}
+        if has_states:
+            vectors.update(state=("y", len(sm.model.states)), input=("u", len(sm.model.inputs)))
+            for slot in sm.model.slots:
+                if not slot.is_function:
+                    vectors[f"out:{slot.name}"] = (f"n_{slot.name}", slot.n_out)
+        self.let_values = sm.let_values()
+        self.scope = Scope(sm.leaves, scalar_names(sm), vectors, self._batched, batch, like, tables)
+
+    def _batched(self, expr) -> bool:
+        return depends_on(self.sm, expr, BATCHED_KINDS, self.let_values)
+
+    def columns(self, exprs: list, label: str) -> Columns:
+        return emit_columns(self.scope, exprs, label)
+
+    def prologue(self) -> list[str]:
+        """Reads and computations of every leaf used so far (and of what those need), in dependency order."""
+        computed = self._computed_leaves()
+        lines = []
+        uses = {k: any(self.sm.leaves[s].kind == k for s in self.scope.used) for k in ("time", "input")}
+        if uses["time"] or uses["input"]:
+            lines.append(TIME_LINE)
+        if uses["input"]:
+            lines.append(f"u = self.input_values(t, {self.scope.batch})")
+        for sym in sorted(self.scope.used, key=self._leaf_order):
+            leaf = self.sm.leaves[sym]
+            if leaf.kind in ("state", "input", "param"):
+                vector = {"state": "y[..., ", "input": "u[..., ", "param": "p["}[leaf.kind]
+                lines.append(f"{self.scope.scalar[sym]} = {vector}{leaf.index}]")
+        return lines + computed
+
+    def _leaf_order(self, sym):
+        leaf = self.sm.leaves[sym]
+        return ("state", "input", "param", "let", "call", "out", "time").index(leaf.kind), leaf.index, leaf.name
+
+    def _computed_leaves(self) -> list[str]:
+        """Lines for the lets and neural calls used (which may read more leaves, so iterate to a fixed point)."""
+        calls = {c.symbol: c for c in self.sm.calls}
+        graph = {}
+        pending = [s for s in self.scope.used if self.sm.leaves[s].kind in ("let", "call")]
+        while pending:
+            sym = pending.pop()
+            if sym in graph:
+                continue
+            deps = self.let_values[sym].free_symbols if sym in self.let_values else \
+                set().union(*(a.free_symbols for a in calls[sym].args))
+            graph[sym] = sorted((d for d in deps if self.sm.leaves[d].kind in ("let", "call")), key=self._leaf_order)
+            pending += graph[sym]
+        order = graphlib.TopologicalSorter({k: graph[k] for k in sorted(graph, key=self._leaf_order)}).static_order()
+        lines = []
+        for sym in order:
+            lines += self._let_line(sym) if sym in self.let_values else self._call_lines(calls[sym])
+        return lines
+
+    def _let_line(self, sym) -> list[str]:
+        code = print_expr(self.let_values[sym], _Reads(self.scope), self.scope.like)
+        return [f"{self.scope.scalar[sym]} = {code}"]
+
+    def _call_lines(self, site) -> list[str]:
+        index = [s.name for s in self.sm.model.slots].index(site.slot)
+        args = self.stack(list(site.args))
+        return [f"{self.scope.scalar[site.symbol]} = self.slot_modules[{index}]({args})[..., 0]  # {site.slot}"]
+
+    def stack(self, exprs: list) -> str:
+        """Columns of arbitrary expressions in the given order, broadcast to the batch (for neural inputs)."""
+        cols = []
+        for e in exprs:
+            code = print_expr(e, _Reads(self.scope), self.scope.like)
+            cols.append(code if self._batched(e) else f"({code}).expand({self.scope.batch})")
+        return "torch.stack([" + ", ".join(cols) + "], -1)"
+
+
+class _Reads(dict):
+    def __init__(self, scope: Scope):
+        super().__init__()
+        self.scope = scope
+
+    def __missing__(self, sym):
+        return read(self.scope, sym)
+
+
+# ---------------------------------------------------------------- the three methods
+def initial_state_body(sm: SymbolicModel, tables: dict) -> list[str]:
+    w = MethodWriter(sm, tables, batch=None, like="p", has_states=False)
+    cols = w.columns(sm.initial, "initial")
+    body = cols.lines + [f"y0 = {_ordered(cols, 'initial', tables)}"]
+    return ["p = self.parameter_values()"] + w.prologue() + body + [
+        f"return y0.expand(*batch, {len(sm.initial)})"]
+
+
+def forward_body(sm: SymbolicModel, tables: dict) -> tuple[list[str], Columns]:
+    w = MethodWriter(sm, tables, batch="batch", like="y", has_states=True)
+    cols = w.columns([f.rate for f in sm.fluxes], "flux")
+    slot_lines = []
+    for index, slot in enumerate(sm.model.slots):
+        if not slot.is_function:
+            args = w.stack([sm.symbols[a.name] for a in slot.args])
+            slot_lines.append(f"n_{slot.name} = self.slot_modules[{index}]({args})")
+    head = ["p = self.parameter_values()", "batch = y.shape[:-1]"] + w.prologue()
+    body = head + slot_lines + cols.lines + [f"flux = {cols.code}", "return self.accumulate(flux)"]
+    return body, cols
+
+
+def observables_body(sm: SymbolicModel, tables: dict) -> tuple[list[str], bool]:
+    """The body, and whether it reads t (directly or through inputs)."""
+    w = MethodWriter(sm, tables, batch="batch", like="y", has_states=True)
+    cols = w.columns(sm.observables, "observe")
+    head = ["p = self.parameter_values()", "batch = y.shape[:-1]"] + w.prologue()
+    return head + cols.lines + [f"return {_ordered(cols, 'observe', tables)}"], head[2:3] == [TIME_LINE]
+
+
+def _ordered(cols: Columns, label: str, tables: dict) -> str:
+    """Columns back in declaration order (one gather, or none when groups kept the order)."""
+    if cols.order == sorted(cols.order):
+        return cols.code
+    position = {expr_index: j for j, expr_index in enumerate(cols.order)}
+    tables[f"{label}_order"] = tuple(position[i] for i in range(len(cols.order)))
+    return f"({cols.code}).index_select(-1, self.{label}_order)"

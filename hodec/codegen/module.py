@@ -1,0 +1,94 @@
+"""Symbolic model → the source text of a Python module (Jinja2 template in templates/module.py.j2)."""
+from __future__ import annotations
+
+import builtins
+import keyword
+
+import jinja2
+
+from .. import __version__, resources
+from ..symbolic.lower import SymbolicModel
+from .methods import forward_body, initial_state_body, observables_body
+
+DENSE_LIMIT = 40_000  # flux x state entries up to which a dense matmul accumulates faster than a scatter
+_MODULE_NAMES = {"torch", "runtime", "Model"}
+
+
+def class_name(model_name: str) -> str:
+    """The model name, unless it would shadow Python or the module's own imports."""
+    taken = keyword.iskeyword(model_name) or keyword.issoftkeyword(model_name) or hasattr(builtins, model_name)
+    return model_name + "_" if taken or model_name in _MODULE_NAMES else model_name
+
+
+def render_module(sm: SymbolicModel) -> str:
+    tables: dict = {}
+    initial = initial_state_body(sm, tables)
+    forward, flux_columns = forward_body(sm, tables)
+    observe, observe_time = observables_body(sm, tables)
+    fluxes = [sm.fluxes[i] for i in flux_columns.order]
+    stoich = [(f, state, coef) for f, flux in enumerate(fluxes) for state, coef in flux.stoichiometry]
+    m = sm.model
+    context = dict(
+        version=__version__,
+        class_name=class_name(m.name),
+        doc=repr(m.doc or f"{m.name}: a model compiled by hodec."),
+        source=repr(m.filename),
+        state_names=literal(tuple(s.name for s in m.states)),
+        param_names=literal(tuple(p.name for p in m.params)),
+        input_names=literal(tuple(i.name for i in m.inputs)),
+        observable_names=literal(tuple(o.name for o in m.observables)),
+        parameters_table=rows([(p.name, p.value, p.kind, p.lower, p.upper) for p in sm.param_order]),
+        slots_table=rows([(s.name, tuple(a.name for a in s.args), s.outputs, s.hidden, s.activation, s.positive)
+                          for s in m.slots]),
+        fluxes_table=rows([(f.name, f.kind) for f in fluxes]),
+        stoichiometry_table=literal(tuple(stoich)),
+        accumulation=repr("dense" if len(fluxes) * len(m.states) <= DENSE_LIMIT else "scatter"),
+        index_tables=mapping({k: v for k, v in tables.items() if all(isinstance(x, int) for x in v)}),
+        constant_tables=mapping({k: v for k, v in tables.items() if not all(isinstance(x, int) for x in v)}),
+        observables_use_time=observe_time,
+        n_states=len(m.states),
+        initial_body=indent(initial),
+        forward_body=indent(forward),
+        observables_body=indent(observe),
+    )
+    return _template().render(**context)
+
+
+def _template() -> jinja2.Template:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(resources.folder("templates"))),
+                             keep_trailing_newline=True, undefined=jinja2.StrictUndefined, autoescape=False)
+    return env.get_template("module.py.j2")
+
+
+def indent(lines: list[str], depth: int = 8) -> str:
+    pad = " " * depth
+    return "\n".join(pad + line.replace("\n", "\n" + pad) for line in lines)
+
+
+def literal(value, width: int = 100, depth: int = 4) -> str:
+    """repr of a (possibly long) tuple, wrapped so that no line grows past `width`."""
+    text = repr(value)
+    if len(text) <= width or not isinstance(value, tuple):
+        return text
+    items = [repr(v) for v in value]
+    lines, line = [], ""
+    for item in items:
+        if line and len(line) + len(item) + 2 > width:
+            lines.append(line)
+            line = ""
+        line += item + ", "
+    lines.append(line)
+    pad = " " * (depth + 4)
+    return "(\n" + "\n".join(pad + ln.rstrip() for ln in lines) + "\n" + " " * depth + ")"
+
+
+def rows(items: list) -> str:
+    if not items:
+        return "()"
+    return "(\n" + "".join(f"        {item!r},\n" for item in items) + "    )"
+
+
+def mapping(tables: dict) -> str:
+    if not tables:
+        return "{}"
+    return "{\n" + "".join(f"        {k!r}: {literal(v, depth=8)},\n" for k, v in tables.items()) + "    }"

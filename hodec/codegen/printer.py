@@ -1,0 +1,145 @@
+"""SymPy → torch source: a PythonCodePrinter that overrides only what differs for tensors.
+
+Symbols are printed through an explicit table (Symbol → code), never from their names, so a user's name cannot
+reach generated code except as a prefixed identifier chosen by the code generator.
+"""
+from __future__ import annotations
+
+import sympy
+from sympy.printing.pycode import PythonCodePrinter, _print_known_func
+from sympy.printing.precedence import precedence
+
+_TORCH_FUNCTIONS = {
+    "exp": "torch.exp", "log": "torch.log", "sqrt": "torch.sqrt", "Abs": "torch.abs", "sin": "torch.sin",
+    "cos": "torch.cos", "tan": "torch.tan", "tanh": "torch.tanh", "floor": "torch.floor", "ceiling": "torch.ceil",
+    "sigmoid": "torch.sigmoid", "softplus": "torch.nn.functional.softplus",
+}
+
+
+def float_literal(value: float) -> str:
+    if value != value:
+        return 'float("nan")'
+    if value in (float("inf"), float("-inf")):
+        return 'float("inf")' if value > 0 else '-float("inf")'
+    return repr(float(value))
+
+
+class TorchPrinter(PythonCodePrinter):
+    """Prints one expression; `names` maps each leaf Symbol to the code that reads it.
+
+    `like` names a tensor in scope whose dtype and device a purely numeric branch of torch.where must follow.
+    """
+
+    _kf = _TORCH_FUNCTIONS
+    _print_sigmoid = _print_known_func
+    _print_softplus = _print_known_func
+    _print_Abs = _print_known_func
+
+    def __init__(self, names: dict, like: str = "y"):
+        super().__init__({"fully_qualified_modules": True, "standard": "python3"})
+        self.names = names
+        self.like = like
+
+    def _print(self, expr, **kwargs):
+        # A numeric subexpression that SymPy keeps symbolic (exp(2), sqrt(3)) becomes one literal.
+        if isinstance(expr, sympy.Expr) and expr.is_number and not expr.is_Number:
+            value = complex(expr.evalf(17))
+            return float_literal(value.real if value.imag == 0 else float("nan"))
+        return super()._print(expr, **kwargs)
+
+    def _print_Symbol(self, expr):
+        return self.names[expr]
+
+    _print_Dummy = _print_Symbol
+
+    def _print_Integer(self, expr):
+        return str(int(expr))
+
+    def _print_Float(self, expr):
+        return float_literal(float(expr))
+
+    def _print_Rational(self, expr):
+        return float_literal(float(expr))
+
+    _print_Half = _print_Rational
+
+    def _print_NaN(self, expr):
+        return float_literal(float("nan"))
+
+    def _print_Infinity(self, expr):
+        return float_literal(float("inf"))
+
+    def _print_NegativeInfinity(self, expr):
+        return float_literal(float("-inf"))
+
+    _print_ComplexInfinity = _print_NaN
+
+    def _print_Pow(self, expr, rational=False):
+        base, exponent = expr.args
+        if exponent == sympy.S.Half:
+            return f"torch.sqrt({self._print(base)})"
+        if exponent == -sympy.S.Half:
+            return f"1 / torch.sqrt({self._print(base)})"
+        if exponent == -1:
+            return f"1 / {self.parenthesize(base, precedence(expr))}"
+        return f"{self.parenthesize(base, precedence(expr), strict=True)} ** " \
+               f"{self.parenthesize(exponent, precedence(expr), strict=False)}"
+
+    def _print_Min(self, expr):
+        return self._fold(expr.args, "torch.minimum", "max")
+
+    def _print_Max(self, expr):
+        return self._fold(expr.args, "torch.maximum", "min")
+
+    def _fold(self, args, func: str, clamp_side: str):
+        numbers = [a for a in args if a.is_number]
+        tensors = [self._print(a) for a in args if not a.is_number]
+        code = tensors[0]
+        for other in tensors[1:]:
+            code = f"{func}({code}, {other})"
+        for n in numbers:  # SymPy leaves at most one, but clamp each to be safe
+            code = f"torch.clamp({code}, {clamp_side}={self._print(n)})"
+        return code
+
+    def _print_Piecewise(self, expr):
+        *pieces, (code_value, default_cond) = expr.args
+        if default_cond != sympy.true:
+            raise ValueError("Piecewise without a default branch")  # cannot come from if(c, a, b)
+        code, code_is_number = self._print(code_value), code_value.is_number
+        for value, cond in reversed(pieces):
+            value_code = self._print(value)
+            if value.is_number and code_is_number:
+                # torch.where of two Python numbers computes in the default dtype: anchor one to a tensor.
+                value_code = f"{self.like}.new_tensor({value_code})"
+            code, code_is_number = f"torch.where({self._print(cond)}, {value_code}, {code})", False
+        return code
+
+    def _print_Relational(self, expr):
+        op = {"==": "==", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}[expr.rel_op]
+        return f"({self._print(expr.lhs)} {op} {self._print(expr.rhs)})"
+
+    def _print_And(self, expr):
+        return self._logical(expr.args, "torch.logical_and")
+
+    def _print_Or(self, expr):
+        return self._logical(expr.args, "torch.logical_or")
+
+    def _logical(self, args, func):
+        codes = [self._print(a) for a in sorted(args, key=sympy.default_sort_key)]
+        code = codes[0]
+        for other in codes[1:]:
+            code = f"{func}({code}, {other})"
+        return code
+
+    def _print_Not(self, expr):
+        return f"torch.logical_not({self._print(expr.args[0])})"
+
+    def _print_BooleanTrue(self, expr):
+        return f"torch.ones_like({self.like}, dtype=torch.bool)"
+
+    def _print_BooleanFalse(self, expr):
+        return f"torch.zeros_like({self.like}, dtype=torch.bool)"
+
+
+def print_expr(expr, names: dict, like: str = "y") -> str:
+    return TorchPrinter(names, like).doprint(expr)

@@ -1,0 +1,291 @@
+"""Semantic checks on a parsed file, as explicit passes that each append every error they find.
+
+Passes: declarations (duplicate, reserved), references (undefined, kind), arity, expression types (boolean vs
+number), values (bounds, options), structure (reactions, ders, slots) and let cycles.
+"""
+from __future__ import annotations
+
+import graphlib
+from dataclasses import dataclass, field
+from typing import Iterator
+
+from ..errors import Diagnostic, Span, did_you_mean
+from ..syntax import ast
+from .model import ACTIVATIONS, BUILTINS, RESERVED, TIME
+
+_DECLARED_KIND = {ast.ParamDecl: "param", ast.InputDecl: "input", ast.StateDecl: "state", ast.LetDecl: "let",
+                  ast.ReactionDecl: "reaction", ast.NeuralDecl: "neural slot", ast.ObserveDecl: "observable"}
+_VALUE_KINDS = {"param", "input", "state", "let", "time"}
+
+
+@dataclass
+class Context:
+    """What the passes share: the statements, the namespace they build, and the errors so far."""
+
+    statements: list
+    names: dict = field(default_factory=dict)  # name -> declaring statement
+    errors: list = field(default_factory=list)
+
+    def error(self, message: str, span: Span, hint: str | None = None):
+        self.errors.append(Diagnostic(message, span, hint))
+
+    def kind(self, name: str) -> str | None:
+        if name == TIME:
+            return "time"
+        decl = self.names.get(name)
+        return None if decl is None else _DECLARED_KIND[type(decl)]
+
+    def of_type(self, cls) -> list:
+        return [s for s in self.statements if isinstance(s, cls)]
+
+
+def run_checks(statements: list) -> Context:
+    ctx = Context(statements)
+    for check in (check_declarations, check_references, check_arity, check_types, check_values,
+                  check_structure, check_let_cycles):
+        check(ctx)
+    return ctx
+
+
+# ---------------------------------------------------------------- declarations
+def check_declarations(ctx: Context):
+    models = ctx.of_type(ast.ModelDecl)
+    if not models:
+        ctx.error("missing 'model NAME' statement", Span(1, 1, 1, 2), "start the file with e.g. 'model MyModel'")
+    for extra in models[1:]:
+        ctx.error(f"second 'model' statement (the model is already named '{models[0].name.id}')", extra.span)
+    for stmt in ctx.statements:
+        kind = _DECLARED_KIND.get(type(stmt))
+        if kind is None:
+            continue
+        name = stmt.name
+        if name.id in RESERVED:
+            ctx.error(f"'{name.id}' is reserved and cannot be used as a name", name.span)
+        elif name.id in ctx.names:
+            first = ctx.names[name.id]
+            ctx.error(f"'{name.id}' is already declared (as a {_DECLARED_KIND[type(first)]} on line "
+                      f"{first.span.line})", name.span)
+        else:
+            ctx.names[name.id] = stmt
+
+
+# ---------------------------------------------------------------- references
+def expressions(ctx: Context) -> Iterator[tuple[ast.Expr, str]]:
+    """Every expression of the file with the role it plays."""
+    for stmt in ctx.statements:
+        if isinstance(stmt, ast.StateDecl):
+            yield stmt.initial, "initial"
+        elif isinstance(stmt, ast.LetDecl):
+            yield stmt.value, "let"
+        elif isinstance(stmt, ast.ReactionDecl):
+            yield stmt.rate, "rate"
+        elif isinstance(stmt, (ast.DerDecl, ast.ObserveDecl)):
+            yield stmt.value, "rate"
+
+
+def check_references(ctx: Context):
+    for expr, _ in expressions(ctx):
+        for node in ast.walk(expr):
+            if isinstance(node, ast.Name):
+                _check_value_name(ctx, node)
+            elif isinstance(node, ast.Call):
+                _check_function_name(ctx, node)
+
+
+def _check_value_name(ctx: Context, node: ast.Name):
+    kind = ctx.kind(node.id)
+    if kind is None:
+        candidates = [n for n in ctx.names if ctx.kind(n) in _VALUE_KINDS]
+        ctx.error(f"undefined name '{node.id}'", node.span, did_you_mean(node.id, candidates))
+    elif kind not in _VALUE_KINDS:
+        ctx.error(f"'{node.id}' is a {kind}, not a value that can be used in an expression", node.span)
+
+
+def _check_function_name(ctx: Context, node: ast.Call):
+    if node.func in BUILTINS:
+        return
+    decl = ctx.names.get(node.func)
+    if decl is None:
+        functions = list(BUILTINS) + [n for n, d in ctx.names.items() if isinstance(d, ast.NeuralDecl)]
+        ctx.error(f"unknown function '{node.func}'", node.func_span, did_you_mean(node.func, functions))
+    elif not isinstance(decl, ast.NeuralDecl):
+        ctx.error(f"'{node.func}' is a {ctx.kind(node.func)}, not a function", node.func_span)
+    elif decl.outputs is not None:
+        ctx.error(f"'{node.func}' is a residual slot (it adds to states) and cannot be called; "
+                  f"declare it without '->' to call it", node.func_span)
+
+
+# ---------------------------------------------------------------- arity
+def check_arity(ctx: Context):
+    for expr, _ in expressions(ctx):
+        for node in ast.calls_in(expr):
+            low, high = _arity(ctx, node.func)
+            n = len(node.args)
+            if low is None or low <= n and (high is None or n <= high):
+                continue
+            if high is None:
+                expected = f"at least {low} arguments"
+            else:
+                expected = f"{low} argument{'s' if low != 1 else ''}" if low == high else f"{low} to {high}"
+            ctx.error(f"'{node.func}' takes {expected}, got {n}", node.span)
+
+
+def _arity(ctx: Context, func: str):
+    if func in BUILTINS:
+        return BUILTINS[func]
+    decl = ctx.names.get(func)
+    if isinstance(decl, ast.NeuralDecl) and decl.outputs is None:
+        return len(decl.args), len(decl.args)
+    return None, None
+
+
+# ---------------------------------------------------------------- types: boolean vs number
+def check_types(ctx: Context):
+    for expr, _ in expressions(ctx):
+        _expect(ctx, expr, boolean=False)
+
+
+def _expect(ctx: Context, node: ast.Expr, boolean: bool):
+    is_bool = isinstance(node, (ast.Compare, ast.Logic))
+    if is_bool != boolean:
+        what = "a condition (comparison, and, or, not)" if is_bool else "a number"
+        where = "a number" if not boolean else "a condition"
+        ctx.error(f"expected {where} here, found {what}", node.span,
+                  "conditions are only allowed as the first argument of if(...)" if is_bool else None)
+        return
+    if isinstance(node, ast.If):
+        _expect(ctx, node.cond, True)
+        _expect(ctx, node.then, False)
+        _expect(ctx, node.orelse, False)
+    elif isinstance(node, ast.Logic):
+        for child in ast.children(node):
+            _expect(ctx, child, True)
+    else:
+        for child in ast.children(node):
+            _expect(ctx, child, False)
+
+
+# ---------------------------------------------------------------- values and options
+def check_values(ctx: Context):
+    for p in ctx.of_type(ast.ParamDecl):
+        if p.kind == "positive" and p.value.value <= 0:
+            ctx.error(f"positive param '{p.name.id}' needs a value > 0, got {p.value.text}", p.value.span)
+        if p.kind == "bounded":
+            low, high = p.bounds
+            if not low.value < high.value:
+                ctx.error(f"empty bounds ({low.text}, {high.text}) for '{p.name.id}': lower must be < upper",
+                          low.span)
+            elif not low.value < p.value.value < high.value:
+                ctx.error(f"value {p.value.text} of '{p.name.id}' is not strictly inside ({low.text}, "
+                          f"{high.text})", p.value.span)
+    for n in ctx.of_type(ast.NeuralDecl):
+        if n.activation is not None and n.activation.id not in ACTIVATIONS:
+            ctx.error(f"unknown activation '{n.activation.id}' (one of {', '.join(ACTIVATIONS)})",
+                      n.activation.span, did_you_mean(n.activation.id, ACTIVATIONS))
+        if n.hidden is not None and any(w <= 0 for w in n.hidden):
+            ctx.error(f"hidden layer widths of '{n.name.id}' must be positive", n.span)
+
+
+# ---------------------------------------------------------------- structure
+def check_structure(ctx: Context):
+    for r in ctx.of_type(ast.ReactionDecl):
+        _check_reaction(ctx, r)
+    seen_der: dict[str, ast.DerDecl] = {}
+    for d in ctx.of_type(ast.DerDecl):
+        _expect_kind(ctx, d.target, {"state"}, "the target of 'der'")
+        if d.target.id in seen_der:
+            ctx.error(f"second 'der' for '{d.target.id}' (first on line {seen_der[d.target.id].span.line}); "
+                      f"write one equation with all terms", d.target.span)
+        seen_der.setdefault(d.target.id, d)
+    for n in ctx.of_type(ast.NeuralDecl):
+        _check_slot(ctx, n)
+    for s in ctx.of_type(ast.StateDecl):
+        _check_initial(ctx, s)
+
+
+def _check_reaction(ctx: Context, r: ast.ReactionDecl):
+    if not r.reactants and not r.products:
+        ctx.error(f"reaction '{r.name.id}' has no reactants and no products", r.span)
+    for sp in r.reactants + r.products:
+        _expect_kind(ctx, sp.name, {"state"}, "a reaction species")
+        if sp.coefficient is not None and sp.coefficient.value <= 0:
+            ctx.error("stoichiometric coefficients must be positive", sp.coefficient.span)
+
+
+def _check_slot(ctx: Context, n: ast.NeuralDecl):
+    if not n.args:
+        ctx.error(f"neural slot '{n.name.id}' needs at least one argument", n.span)
+    _no_repeats(ctx, [a.name for a in n.args], "argument")
+    if n.outputs is None:
+        return  # a function's arguments are formal names, local to the slot
+    for arg in n.args:
+        _expect_kind(ctx, arg.name, {"state", "input", "time"}, "a residual slot argument")
+    for out in n.outputs:
+        _expect_kind(ctx, out, {"state"}, "a residual slot output")
+    _no_repeats(ctx, list(n.outputs), "output")
+
+
+def _check_initial(ctx: Context, s: ast.StateDecl):
+    for node in ast.walk(s.initial):
+        if isinstance(node, ast.Call) and node.func not in BUILTINS:
+            ctx.error("an initial value cannot call a neural slot", node.span)
+        if isinstance(node, ast.Name) and ctx.kind(node.id) in {"state", "input", "time"}:
+            ctx.error(f"an initial value is an expression of params; '{node.id}' is a {ctx.kind(node.id)}",
+                      node.span)
+        if isinstance(node, ast.Name) and ctx.kind(node.id) == "let" and not _static_let(ctx, node.id, set()):
+            ctx.error(f"let '{node.id}' depends on states, inputs, t or neural slots, so it cannot be used in "
+                      f"an initial value", node.span)
+
+
+def _static_let(ctx: Context, name: str, seen: set) -> bool:
+    """True when a let depends on params and numbers only."""
+    if name in seen:
+        return True  # a cycle is reported by its own pass
+    seen.add(name)
+    for node in ast.walk(ctx.names[name].value):
+        if isinstance(node, ast.Call) and node.func not in BUILTINS:
+            return False
+        if isinstance(node, ast.Name):
+            kind = ctx.kind(node.id)
+            if kind in {"state", "input", "time"} or kind == "let" and not _static_let(ctx, node.id, seen):
+                return False
+    return True
+
+
+def _expect_kind(ctx: Context, name: ast.Name, kinds: set, role: str):
+    kind = ctx.kind(name.id)
+    wanted = " or ".join(sorted("t" if k == "time" else k for k in kinds))
+    if kind is None:
+        candidates = [n for n in ctx.names if ctx.kind(n) in kinds]
+        ctx.error(f"undefined name '{name.id}' ({role} must be a {wanted})", name.span,
+                  did_you_mean(name.id, candidates))
+    elif kind not in kinds:
+        ctx.error(f"{role} must be a {wanted}; '{name.id}' is a {kind}", name.span)
+
+
+def _no_repeats(ctx: Context, names: list, what: str):
+    seen = set()
+    for name in names:
+        if name.id in seen:
+            ctx.error(f"repeated {what} '{name.id}'", name.span)
+        seen.add(name.id)
+
+
+# ---------------------------------------------------------------- let cycles
+def check_let_cycles(ctx: Context):
+    lets = {s.name.id: s for s in ctx.of_type(ast.LetDecl) if ctx.names.get(s.name.id) is s}
+    sorter = graphlib.TopologicalSorter(
+        {name: {n.id for n in ast.names_in(s.value) if n.id in lets} for name, s in lets.items()})
+    try:
+        sorter.prepare()
+    except graphlib.CycleError as err:
+        cycle = err.args[1]
+        first = lets[cycle[0]]
+        ctx.error(f"lets refer to each other in a cycle: {' -> '.join(cycle)}", first.name.span)
+
+
+def let_order(ctx: Context) -> list[str]:
+    """Lets in an order where each comes after the lets it uses (deterministic for a given file)."""
+    lets = {s.name.id: s for s in ctx.of_type(ast.LetDecl)}
+    graph = {name: [n.id for n in ast.names_in(s.value) if n.id in lets] for name, s in lets.items()}
+    return list(graphlib.TopologicalSorter(graph).static_order())

@@ -1,0 +1,150 @@
+"""The typed model: what a valid .hode file means, independent of SymPy and torch.
+
+Expressions stay syntax-tree expressions (hodec.syntax.ast); every name in them is known to resolve.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from ..errors import Span
+from ..syntax.ast import Expr
+
+BUILTINS = {  # name -> (min args, max args or None for unbounded)
+    "exp": (1, 1), "log": (1, 1), "sqrt": (1, 1), "abs": (1, 1), "sin": (1, 1), "cos": (1, 1), "tan": (1, 1),
+    "tanh": (1, 1), "sigmoid": (1, 1), "softplus": (1, 1), "floor": (1, 1), "ceil": (1, 1),
+    "min": (2, None), "max": (2, None), "hill": (3, 3),
+}
+KEYWORDS = {"model", "param", "input", "compartment", "state", "let", "reaction", "der", "neural", "observe", "in",
+            "fixed", "positive", "keep", "hidden", "activation", "and", "or", "not", "if"}
+RESERVED = KEYWORDS | set(BUILTINS) | {"t"}
+ACTIVATIONS = ("tanh", "relu", "gelu", "silu", "elu", "softplus", "sigmoid")
+DEFAULT_HIDDEN = (32,)
+TIME = "t"
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    value: float
+    kind: str  # free | positive | bounded | fixed
+    lower: Optional[float]
+    upper: Optional[float]
+    doc: Optional[str]
+    span: Span
+
+
+@dataclass(frozen=True)
+class Input:
+    name: str
+    doc: Optional[str]
+    span: Span
+
+
+@dataclass(frozen=True)
+class State:
+    name: str
+    initial: Expr
+    doc: Optional[str]
+    span: Span
+
+
+@dataclass(frozen=True)
+class Let:
+    name: str
+    value: Expr
+    span: Span
+
+
+@dataclass(frozen=True)
+class Reaction:
+    name: str
+    reactants: tuple[tuple[str, float], ...]  # (state, coefficient), repeated species merged
+    products: tuple[tuple[str, float], ...]
+    rate: Expr
+    reversible: bool
+    keep: bool
+    span: Span
+
+    @property
+    def stoichiometry(self) -> dict[str, float]:
+        """Net change of each state per unit of rate: products minus reactants, zeros dropped."""
+        net: dict[str, float] = {}
+        for name, coefficient in self.reactants:
+            net[name] = net.get(name, 0.0) - coefficient
+        for name, coefficient in self.products:
+            net[name] = net.get(name, 0.0) + coefficient
+        return {name: c for name, c in net.items() if c != 0.0}
+
+
+@dataclass(frozen=True)
+class Der:
+    """`der x = a + b - c`: the additive terms a, b, -c, each a separate flux into x."""
+
+    target: str
+    terms: tuple[Expr, ...]
+    keep: bool
+    span: Span
+
+
+@dataclass(frozen=True)
+class SlotArg:
+    name: str
+    keep: bool
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A neural slot: a residual (outputs added to states) or, without outputs, a learned scalar function."""
+
+    name: str
+    args: tuple[SlotArg, ...]
+    outputs: Optional[tuple[str, ...]]
+    hidden: tuple[int, ...]
+    activation: str
+    positive: bool
+    span: Span
+
+    @property
+    def is_function(self) -> bool:
+        return self.outputs is None
+
+    @property
+    def n_out(self) -> int:
+        return 1 if self.outputs is None else len(self.outputs)
+
+
+@dataclass(frozen=True)
+class Observable:
+    name: str
+    value: Expr
+    span: Span
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    doc: Optional[str]
+    params: tuple[Param, ...]
+    inputs: tuple[Input, ...]
+    states: tuple[State, ...]
+    lets: tuple[Let, ...]  # in dependency order
+    reactions: tuple[Reaction, ...]
+    ders: tuple[Der, ...]
+    slots: tuple[Slot, ...]
+    observables: tuple[Observable, ...]
+    filename: str = "<spec>"
+
+    def kind_of(self, name: str) -> Optional[str]:
+        return self._kinds().get(name)
+
+    def _kinds(self) -> dict[str, str]:
+        table = {TIME: "time"}
+        for kind, items in (("param", self.params), ("input", self.inputs), ("state", self.states),
+                            ("let", self.lets), ("reaction", self.reactions), ("slot", self.slots),
+                            ("observable", self.observables)):
+            table.update({item.name: kind for item in items})
+        return table
+
+    def slot(self, name: str) -> Slot:
+        return next(s for s in self.slots if s.name == name)

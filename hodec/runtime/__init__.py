@@ -1,0 +1,6 @@
+"""What generated modules call: the model base class, neural slots and input signals. Training lives apart."""
+from .model import CompiledModel
+from .neural import NeuralSlot, mlp
+from .signals import Signal
+
+__all__ = ["CompiledModel", "NeuralSlot", "Signal", "mlp"]

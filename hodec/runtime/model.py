@@ -1,0 +1,234 @@
+"""The base class of every generated model: parameters, slots, tables, inputs, simulation, observation.
+
+Generated modules subclass CompiledModel, fill in its tables and define initial_state, forward and observables.
+"""
+from __future__ import annotations
+
+import math
+from typing import Mapping, Optional
+
+import torch
+from torch import nn
+
+from ..errors import HodecError, did_you_mean
+from .neural import NeuralSlot
+from .signals import as_signal
+
+PARAM_KINDS = ("free", "positive", "bounded", "fixed")
+
+
+class CompiledModel(nn.Module):
+    state_names: tuple = ()
+    param_names: tuple = ()
+    input_names: tuple = ()
+    observable_names: tuple = ()
+    parameters_table: tuple = ()
+    slots_table: tuple = ()
+    fluxes_table: tuple = ()
+    stoichiometry_table: tuple = ()
+    accumulation: str = "dense"
+    observables_use_time: bool = True
+    index_tables: dict = {}
+    constant_tables: dict = {}
+
+    def __init__(self, values: Optional[Mapping[str, float]] = None, /, *,
+                 slots: Optional[Mapping[str, nn.Module]] = None, **overrides):
+        super().__init__()
+        self._init_parameters()
+        self._init_slots(dict(slots or {}))
+        self._init_tables(torch.get_default_dtype(), None)
+        self._signals: dict = {}
+        self._exact: dict = {row[0]: row[1] for row in self.parameters_table}
+        self.set_params({**dict(values or {}), **overrides})
+
+    # ---------------------------------------------------------------- parameters
+    def _init_parameters(self):
+        by_kind = {k: [row for row in self.parameters_table if row[2] == k] for k in PARAM_KINDS}
+        self._param_slices = {}
+        start = 0
+        for kind in PARAM_KINDS:
+            self._param_slices[kind] = (start, start + len(by_kind[kind]))
+            start += len(by_kind[kind])
+        self._param_rows = {row[0]: row for row in self.parameters_table}
+        self._param_index = {row[0]: i for i, row in enumerate(self.parameters_table)}
+        zeros = torch.zeros
+        self.raw_free = nn.Parameter(zeros(len(by_kind["free"])))
+        self.raw_positive = nn.Parameter(zeros(len(by_kind["positive"])))
+        self.raw_bounded = nn.Parameter(zeros(len(by_kind["bounded"])))
+        self.register_buffer("fixed_values", zeros(len(by_kind["fixed"])))
+        bounded = by_kind["bounded"]
+        self._pieces = [k for k in PARAM_KINDS if by_kind[k]]
+
+    def parameter_values(self) -> torch.Tensor:
+        """All parameters as one vector p in the order of parameters_table, constraints applied."""
+        pieces = []
+        for kind in self._pieces:
+            if kind == "free":
+                pieces.append(self.raw_free)
+            elif kind == "positive":
+                pieces.append(torch.exp(self.raw_positive))
+            elif kind == "bounded":
+                pieces.append(self.bound_lower + self.bound_width * torch.sigmoid(self.raw_bounded))
+            else:
+                pieces.append(self.fixed_values)
+        if len(pieces) == 1:
+            return pieces[0]
+        return torch.cat(pieces) if pieces else self.raw_free
+
+    def params(self) -> dict:
+        """Current (constrained) value of every param, in declaration order."""
+        p = self.parameter_values().detach()
+        return {name: float(p[self._param_index[name]]) for name in self.param_names}
+
+    def set_params(self, values: Mapping[str, float]):
+        """Set params by name (any kind, fixed ones included) to constrained values."""
+        for name, value in values.items():
+            if name not in self._param_rows:
+                raise _unknown(self, "param", name, self.param_names)
+            self._exact[name] = float(value)
+        for name, value in self._exact.items():
+            self._set_param(name, value)
+        self._exact_versions = self._raw_versions()
+
+    def _raw_versions(self) -> tuple:
+        return tuple(t._version for t in (self.raw_free, self.raw_positive, self.raw_bounded, self.fixed_values))
+
+    def _apply(self, fn, recurse=True):
+        # Parameters and tables are defined in float64 arithmetic; a conversion (e.g. .double()) recomputes them
+        # from their exact values instead of widening float32 roundings, unless training has changed them since.
+        untouched = self._raw_versions() == self._exact_versions
+        super()._apply(fn, recurse)
+        self._init_tables(self.raw_free.dtype, self.raw_free.device)
+        if untouched:
+            self.set_params({})
+        return self
+
+    @torch.no_grad()
+    def _set_param(self, name: str, value: float):
+        _, _, kind, lower, upper = self._param_rows[name]
+        start, _ = self._param_slices[kind]
+        i = self._param_index[name] - start
+        if kind == "positive":
+            if not value > 0:
+                raise HodecError(f"param '{name}' is positive; cannot set it to {value}")
+            self.raw_positive[i] = math.log(value)
+        elif kind == "bounded":
+            if not lower < value < upper:
+                raise HodecError(f"param '{name}' must lie strictly inside ({lower}, {upper}); got {value}")
+            x = (value - lower) / (upper - lower)
+            self.raw_bounded[i] = math.log(x) - math.log1p(-x)
+        elif kind == "free":
+            self.raw_free[i] = value
+        else:
+            self.fixed_values[i] = value
+
+    def raw_parameters(self) -> torch.Tensor:
+        """The trainable mechanistic parameters in their unconstrained coordinates (free, log, logit)."""
+        return torch.cat([self.raw_free, self.raw_positive, self.raw_bounded])
+
+    def mechanistic_parameters(self) -> list:
+        return [self.raw_free, self.raw_positive, self.raw_bounded]
+
+    # ---------------------------------------------------------------- slots and tables
+    def _init_slots(self, replacements: dict):
+        names = [row[0] for row in self.slots_table]
+        for name in replacements:
+            if name not in names:
+                raise _unknown(self, "neural slot", name, names)
+        self.slot_modules = nn.ModuleList(
+            NeuralSlot(len(args), 1 if outputs is None else len(outputs), hidden, activation, positive,
+                       net=replacements.get(name))
+            for name, args, outputs, hidden, activation, positive in self.slots_table)
+
+    def slot(self, name: str) -> NeuralSlot:
+        return self.slot_modules[[row[0] for row in self.slots_table].index(name)]
+
+    def _init_tables(self, dtype, device):
+        """Buffers from the class tables: index lists, constants, bounds and the stoichiometry."""
+        def constant(values, kind=torch.float64):
+            return torch.tensor(values, dtype=kind).to(dtype=dtype if kind == torch.float64 else kind,
+                                                         device=device)
+
+        for name, values in self.index_tables.items():
+            self.register_buffer(name, constant(values, torch.long), persistent=False)
+        for name, values in self.constant_tables.items():
+            self.register_buffer(name, constant(values), persistent=False)
+        bounded = [row for row in self.parameters_table if row[2] == "bounded"]
+        self.register_buffer("bound_lower", constant([r[3] for r in bounded]), persistent=False)
+        self.register_buffer("bound_width", constant([r[4] - r[3] for r in bounded]), persistent=False)
+        n_flux, n_state = len(self.fluxes_table), len(self.state_names)
+        flux, state, coef = zip(*self.stoichiometry_table) if self.stoichiometry_table else ((), (), ())
+        if self.accumulation == "dense":
+            dense = torch.zeros(n_flux, n_state, dtype=torch.float64)
+            dense[list(flux), list(state)] = torch.tensor(coef, dtype=torch.float64)
+            self.register_buffer("stoichiometry", dense.to(dtype=dtype, device=device), persistent=False)
+        else:
+            self.register_buffer("stoich_flux", constant(flux, torch.long), persistent=False)
+            self.register_buffer("stoich_state", constant(state, torch.long), persistent=False)
+            self.register_buffer("stoich_coef", constant(coef), persistent=False)
+
+    def accumulate(self, flux: torch.Tensor) -> torch.Tensor:
+        """dy/dt from the flux vector [..., F] through the stoichiometry."""
+        if self.accumulation == "dense":
+            return flux @ self.stoichiometry
+        out = flux.new_zeros(*flux.shape[:-1], len(self.state_names))
+        return out.index_add(-1, self.stoich_state, flux.index_select(-1, self.stoich_flux) * self.stoich_coef)
+
+    # ---------------------------------------------------------------- inputs
+    def set_inputs(self, signals: Mapping):
+        """Bind input signals by name: (times, values[, method]), a runtime.Signal, or a callable t -> value."""
+        for name, spec in signals.items():
+            if name not in self.input_names:
+                raise _unknown(self, "input", name, self.input_names)
+            self._signals[name] = as_signal(spec)
+
+    def input_values(self, t: torch.Tensor, batch) -> torch.Tensor:
+        """Every input at time t, [*batch, n_inputs]. t is a scalar, or [T, 1, ...] inside observe()."""
+        columns = []
+        tq = t.reshape(-1) if t.dim() > 0 else t
+        for name in self.input_names:
+            if name not in self._signals:
+                raise HodecError(f"input '{name}' is not bound: call set_inputs({{'{name}': (times, values)}}) "
+                                 f"or pass inputs= to simulate()")
+            value = torch.as_tensor(self._signals[name](tq), dtype=t.dtype, device=t.device)
+            if t.dim() > 0:  # [T, *vshape] → [T, 1, ..., *vshape] aligned with [T, *rest]
+                pad = len(batch) - value.dim()
+                value = value.reshape(value.shape[0], *([1] * pad), *value.shape[1:])
+            columns.append(value.expand(batch))
+        return torch.stack(columns, -1)
+
+    # ---------------------------------------------------------------- simulation and observation
+    def simulate(self, ts, y0=None, inputs=None, method: str = "dopri5", rtol: float = 1e-6,
+                 atol: float = 1e-8, **options) -> torch.Tensor:
+        """Integrate from ts[0]; returns [T, *batch, n]. Extra keyword options go to torchdiffeq."""
+        from torchdiffeq import odeint
+
+        if inputs:
+            self.set_inputs(inputs)
+        ref = self.raw_free
+        ts = torch.as_tensor(ts, dtype=ref.dtype, device=ref.device)
+        y0 = self.initial_state() if y0 is None else torch.as_tensor(y0, dtype=ref.dtype, device=ref.device)
+        try:
+            return odeint(self, y0, ts, method=method, rtol=rtol, atol=atol, options=options or None)
+        except AssertionError as err:  # torchdiffeq reports step-size underflow this way
+            raise HodecError(f"the ODE solver failed ({method}): {err}; the model may be stiff or diverging "
+                             f"(try method='bdf'-like implicit solvers, smaller rtol/atol, or other params)") from None
+
+    def observe(self, ys: torch.Tensor, ts=None) -> torch.Tensor:
+        """Observables of a trajectory ys [T, *batch, n] at times ts [T] (or of states [*batch, n] at scalar ts)."""
+        if ts is None:
+            if self.observables_use_time:
+                raise HodecError("these observables depend on t or inputs: pass ts to observe()")
+            ts = 0.0
+        t = torch.as_tensor(ts, dtype=ys.dtype, device=ys.device)
+        if t.dim() == 1:
+            t = t.reshape(t.shape[0], *([1] * (ys.dim() - 2)))
+        return self.observables(t, ys)
+
+    def extra_repr(self) -> str:
+        return f"states={len(self.state_names)}, params={len(self.param_names)}, fluxes={len(self.fluxes_table)}"
+
+
+def _unknown(model, what: str, name: str, candidates) -> HodecError:
+    hint = did_you_mean(name, candidates)
+    return HodecError(f"{type(model).__name__} has no {what} '{name}'" + (f"; {hint}" if hint else ""))

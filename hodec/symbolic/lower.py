@@ -1,0 +1,147 @@
+"""Typed model → symbolic model: every quantity a SymPy expression over leaves, every flux with its stoichiometry.
+
+A *leaf* is a value that generated code reads rather than computes: a state, input, param, let, a neural call
+site, a residual slot's output column, or t. A *flux* is one column of the flux vector: a reaction rate, one
+additive term of a `der`, or one output of a residual slot; dx/dt = Σ_f stoichiometry(f, x)·flux_f.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import sympy
+
+from ..model.model import TIME, Model
+from .expressions import Converter
+
+PARAM_KIND_ORDER = ("free", "positive", "bounded", "fixed")
+
+
+@dataclass(frozen=True)
+class Leaf:
+    kind: str  # state | input | param | let | call | out | time
+    name: str  # user name (for call and out: an internal label)
+    index: int = 0  # position in its source vector (state, input, param, out)
+    source: str = ""  # for out: the slot's name
+
+
+@dataclass(frozen=True)
+class CallSite:
+    symbol: sympy.Symbol
+    slot: str
+    args: tuple
+
+
+@dataclass(frozen=True)
+class Flux:
+    name: str  # reaction name, der_<state>.<i>, or <slot>.<output>
+    kind: str  # reaction | term | slot
+    rate: sympy.Expr
+    stoichiometry: tuple[tuple[int, float], ...]  # (state index, coefficient)
+    keep: bool
+    target: tuple[str, ...]  # names of the states it changes
+
+
+@dataclass
+class SymbolicModel:
+    model: Model
+    leaves: dict = field(default_factory=dict)  # Symbol -> Leaf
+    symbols: dict = field(default_factory=dict)  # user name -> Symbol
+    param_order: list = field(default_factory=list)  # Param objects, in parameter-vector order
+    lets: list = field(default_factory=list)  # (Symbol, expr), dependency order
+    calls: list = field(default_factory=list)  # CallSite, in order of first appearance
+    initial: list = field(default_factory=list)  # expr per state
+    fluxes: list = field(default_factory=list)
+    observables: list = field(default_factory=list)  # expr per observable
+
+    @property
+    def time(self) -> sympy.Symbol:
+        return self.symbols[TIME]
+
+    def let_values(self) -> dict:
+        return dict(self.lets)
+
+
+def lower(model: Model) -> SymbolicModel:
+    sm = SymbolicModel(model)
+    _declare_leaves(sm)
+    convert = Converter(lambda name: sm.symbols[name], lambda slot, args: _call_site(sm, slot, args))
+    sm.lets = [(sm.symbols[let.name], convert(let.value)) for let in model.lets]
+    sm.initial = [convert(s.initial) for s in model.states]
+    sm.fluxes = _fluxes(sm, convert)
+    sm.observables = [convert(o.value) for o in model.observables]
+    return sm
+
+
+def _symbol(sm: SymbolicModel, leaf: Leaf) -> sympy.Symbol:
+    # Dummy symbols: unique by identity, so a user's name can never collide with another symbol or a SymPy name.
+    sym = sympy.Dummy(leaf.name, real=True)
+    sm.leaves[sym] = leaf
+    return sym
+
+
+def _declare_leaves(sm: SymbolicModel):
+    m = sm.model
+    sm.param_order = sorted(m.params, key=lambda p: PARAM_KIND_ORDER.index(p.kind))
+    groups = (("state", m.states), ("input", m.inputs), ("param", sm.param_order), ("let", m.lets))
+    for kind, items in groups:
+        for index, item in enumerate(items):
+            sm.symbols[item.name] = _symbol(sm, Leaf(kind, item.name, index))
+    sm.symbols[TIME] = _symbol(sm, Leaf("time", TIME))
+
+
+def _call_site(sm: SymbolicModel, slot: str, args: tuple) -> sympy.Symbol:
+    for site in sm.calls:  # the same call twice is evaluated once
+        if site.slot == slot and site.args == args:
+            return site.symbol
+    sym = _symbol(sm, Leaf("call", f"{slot}_{len(sm.calls)}"))
+    sm.calls.append(CallSite(sym, slot, args))
+    return sym
+
+
+def _fluxes(sm: SymbolicModel, convert: Converter) -> list[Flux]:
+    m = sm.model
+    state_index = {s.name: i for i, s in enumerate(m.states)}
+    fluxes = []
+    for r in m.reactions:
+        stoich = tuple((state_index[name], c) for name, c in r.stoichiometry.items())
+        fluxes.append(Flux(r.name, "reaction", convert(r.rate), stoich, r.keep, tuple(r.stoichiometry)))
+    for d in m.ders:
+        for i, term in enumerate(d.terms):
+            fluxes.append(Flux(f"der_{d.target}.{i}", "term", convert(term), ((state_index[d.target], 1.0),),
+                               d.keep, (d.target,)))
+    for slot in m.slots:
+        if slot.is_function:
+            continue
+        for j, out in enumerate(slot.outputs):
+            sym = _symbol(sm, Leaf("out", f"{slot.name}.{out}", j, slot.name))
+            fluxes.append(Flux(f"{slot.name}.{out}", "slot", sym, ((state_index[out], 1.0),), True, (out,)))
+    return fluxes
+
+
+def substitute_lets(sm: SymbolicModel, expr: sympy.Expr) -> sympy.Expr:
+    """Inline every let (lets are in dependency order, so substituting from the last one back suffices)."""
+    for sym, value in reversed(sm.lets):
+        if sym in expr.free_symbols:
+            expr = expr.xreplace({sym: value})
+    return expr
+
+
+def depends_on(sm: SymbolicModel, expr: sympy.Expr, kinds: set, values: Optional[dict] = None) -> bool:
+    """Whether an expression reads (directly or through lets and call arguments) a leaf of the given kinds."""
+    values = values or sm.let_values()
+    calls = {c.symbol: c for c in sm.calls}
+    stack, seen = list(expr.free_symbols), set()
+    while stack:
+        sym = stack.pop()
+        if sym in seen:
+            continue
+        seen.add(sym)
+        leaf = sm.leaves[sym]
+        if leaf.kind in kinds:
+            return True
+        if leaf.kind == "let":
+            stack.extend(values[sym].free_symbols)
+        elif leaf.kind == "call":
+            stack.extend(s for a in calls[sym].args for s in a.free_symbols)
+    return False
