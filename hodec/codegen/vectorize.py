@@ -38,6 +38,8 @@ class Scope:
     like: str  # a tensor in scope for dtype/device
     tables: dict  # shared: buffer name -> tuple of ints (indices) or floats (constants)
     used: set = field(default_factory=set)  # leaf Symbols read
+    gathered: set = field(default_factory=set)  # leaf kinds whose whole source vector is read (y, u, p, n_<slot>)
+    varying: callable = lambda expr: True  # expr -> bool: whether it has batch or time axes (states, inputs, slots, t)
     temps: int = 0
 
 
@@ -96,7 +98,10 @@ def _partition(scope: Scope, exprs: list):
     groups = []
     for members in by_key.values():
         slots = list(zip(*(found for _, found in members)))
-        if len(members) > 1 and all(_gatherable(scope, column) for column in slots):
+        # A group needs one operand that differs between members: that gathered operand gives the result its width.
+        # Identical expressions (every operand shared) stay single and are shared by CSE instead.
+        if len(members) > 1 and all(_gatherable(scope, column) for column in slots) \
+                and any(len(set(column)) > 1 for column in slots):
             placeholders: list = []
             template = _with_placeholders(exprs[members[0][0]], scope.leaves, placeholders)
             groups.append((template, list(zip(placeholders, slots)), [i for i, _ in members]))
@@ -119,6 +124,8 @@ def _group_code(scope: Scope, exprs, template, slots, members, label: str) -> st
     for k, (placeholder, column) in enumerate(slots):
         if len(set(column)) == 1:
             names[placeholder] = read(scope, column[0])
+            if scope.varying(column[0]):  # [*batch] beside gathered [*batch, width]: add the axis (not to a number)
+                names[placeholder] = f"{names[placeholder]}[..., None]"
             batched = batched or scope.batched(column[0])
         else:
             names[placeholder] = _gather(scope, column, f"{label}_{k}")
@@ -130,6 +137,7 @@ def _group_code(scope: Scope, exprs, template, slots, members, label: str) -> st
 def _gather(scope: Scope, column: tuple, name: str) -> str:
     leaf = scope.leaves[column[0]]
     vector, length = scope.vectors[_vector_key(leaf)]
+    scope.gathered.add(leaf.kind)  # the method must define the vector (e.g. read the inputs u) before this
     idx = [scope.leaves[s].index for s in column]
     if idx == list(range(length)):
         return vector

@@ -10,8 +10,10 @@ class Signal:
     after the last sample the end values are held."""
 
     def __init__(self, times, values, method: str = "linear"):
-        times = torch.as_tensor(times)
-        values = torch.as_tensor(values)
+        # Python numbers are kept in float64 (torch.as_tensor would round them to the default float32 before the
+        # model reads them in its own dtype); tensors keep their dtype.
+        times = times if isinstance(times, torch.Tensor) else torch.as_tensor(times, dtype=torch.float64)
+        values = values if isinstance(values, torch.Tensor) else torch.as_tensor(values, dtype=torch.float64)
         if method not in ("linear", "previous"):
             raise ValueError(f"interpolation method must be 'linear' or 'previous', not {method!r}")
         if times.dim() != 1 or times.numel() < 1 or values.shape[:1] != times.shape:
