@@ -1,13 +1,18 @@
-"""`hodec graph SPEC [-o graph.svg|.png|.pdf|.dot] [--gates FILE]`.
+"""`hodec graph SPEC [-o graph.svg|.png|.pdf|.dot] [--gates FILE]` and
+`hodec transform SPEC (--mnode | --merge-scc [--keep-loop A,B ...] | --closure INPUT:OBSERVABLE ... |
+--full-closure) [--exclude U:V ...] [-o OUT.hode]`.
 
-To register in hodec/cli.py (two lines in build_parser):
-    from .graph.cli import add_graph_parser
+To register in hodec/cli.py (in build_parser):
+    from .graph.cli import add_graph_parser, add_transform_parser
     add_graph_parser(sub)
+    add_transform_parser(sub)
 """
 from __future__ import annotations
 
 import json
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 from ..errors import HodecError
@@ -81,3 +86,75 @@ def load_gates(path: str, G=None) -> dict[str, float]:
         if unknown:
             print(f"hodec graph: ignoring gates with no edge in the graph: {', '.join(unknown)}", file=sys.stderr)
     return gates
+
+
+# ---------------------------------------------------------------- hodec transform
+def add_transform_parser(sub):
+    p = sub.add_parser("transform", help="rewrite a spec for sparsification: MNODE form, SCC merge, closures",
+                       description="Spec-to-spec steps of the structure-aware sparsification pipeline (HGS). "
+                                   "Steps given together run in the order --mnode, --merge-scc, --closure or "
+                                   "--full-closure; the result is a .hode file (standard output without -o).")
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("--mnode", action="store_true",
+                   help="replace each state's right-hand side by its own neural slot over its graph parents")
+    p.add_argument("--hidden", type=int, nargs="+", metavar="N",
+                   help="hidden layer widths of the --mnode slots (default: 32)")
+    p.add_argument("--activation", metavar="NAME", help="activation of the --mnode slots (default: gelu)")
+    p.add_argument("--merge-scc", action="store_true",
+                   help="merge each strongly connected component into one super-state with a single slot "
+                        "(needs MNODE form: give --mnode too unless the spec already is)")
+    p.add_argument("--keep-loop", action="extend", nargs="+", default=[], metavar="A,B",
+                   help="with --merge-scc: leave the component holding these states as it is")
+    p.add_argument("--closure", action="extend", nargs="+", default=[], metavar="INPUT:OBSERVABLE",
+                   help="add the shortcut edges along the pathways from INPUT to OBSERVABLE (never the direct "
+                        "edge) as slot arguments")
+    p.add_argument("--full-closure", action="store_true", help="add every skip edge as a slot argument")
+    p.add_argument("--exclude", action="extend", nargs="+", default=[], metavar="U:V",
+                   help="with a closure: do not add the shortcut U -> V")
+    p.add_argument("-o", "--output", metavar="OUT.hode", help="output file (written atomically)")
+    p.set_defaults(run=cmd_transform)
+    return p
+
+
+def cmd_transform(args) -> int:
+    from ..compiler import read_source
+    from .transform import DEFAULT_ACTIVATION, DEFAULT_HIDDEN, transform
+
+    mnode = bool(getattr(args, "mnode", False))
+    hidden, activation = getattr(args, "hidden", None), getattr(args, "activation", None)
+    if (hidden is not None or activation is not None) and not mnode:
+        raise HodecError("--hidden and --activation only apply with --mnode")
+    source = read_source(args.spec)
+    text = transform(source, filename=Path(args.spec).name, mnode=mnode,
+                     merge=bool(getattr(args, "merge_scc", False)), keep_loops=getattr(args, "keep_loop", []),
+                     pairs=getattr(args, "closure", []), full=bool(getattr(args, "full_closure", False)),
+                     exclude=getattr(args, "exclude", []), hidden=hidden or DEFAULT_HIDDEN,
+                     activation=activation or DEFAULT_ACTIVATION)
+    if not getattr(args, "output", None):
+        sys.stdout.write(text)
+        return 0
+    _write_atomic(args.output, text)
+    print(f"{args.spec} -> {args.output}")
+    return 0
+
+
+def _write_atomic(path, text: str):
+    """Write through a temporary file in the same folder, then rename: never a half-written output."""
+    path = Path(path)
+    folder = path.parent
+    if not folder.is_dir():
+        raise HodecError(f"output folder does not exist: {folder}")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:60]}.", suffix=".tmp", dir=folder)
+    except OSError as err:
+        raise HodecError(f"cannot write in {folder}: {err.strerror}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        raise HodecError(f"cannot write {path}: {err.strerror}") from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
