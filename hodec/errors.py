@@ -22,7 +22,9 @@ class Diagnostic:
     span: Optional[Span] = None
     hint: Optional[str] = None
 
-    def render(self, filename: str, source: Optional[str]) -> str:
+    def render(self, filename: Optional[str], source: Optional[str]) -> str:
+        if filename is None:  # not about a file (a command-line option, a runtime call): named after the tool
+            filename = "hodec" if self.span is None else "<spec>"
         if self.span is None:
             head = f"{filename}: error: {self.message}"
         else:
@@ -36,10 +38,12 @@ class Diagnostic:
 
 
 def _excerpt(source: str, span: Span) -> list[str]:
-    text_lines = source.splitlines()
+    text_lines = source.split("\n")  # as the parser counts lines: not splitlines(), which also breaks at \f, \x1c...
     if not 1 <= span.line <= len(text_lines):
         return []
-    text = text_lines[span.line - 1].replace("\t", " ")
+    text = text_lines[span.line - 1].rstrip("\r").replace("\t", " ")
+    if not text.strip():
+        return []  # nothing to point at (an empty file)
     end = span.end_column if span.end_line == span.line else len(text) + 1
     width = max(1, min(end, len(text) + 1) - span.column)
     return [f"    {text}", "    " + " " * (span.column - 1) + "^" * width]
@@ -48,7 +52,7 @@ def _excerpt(source: str, span: Span) -> list[str]:
 class HodecError(Exception):
     """A user error: bad spec, bad data, bad option. The CLI prints it and exits with code 1."""
 
-    def __init__(self, diagnostics: Iterable[Diagnostic] | str, filename: str = "<spec>",
+    def __init__(self, diagnostics: Iterable[Diagnostic] | str, filename: Optional[str] = None,
                  source: Optional[str] = None):
         if isinstance(diagnostics, str):
             diagnostics = [Diagnostic(diagnostics)]

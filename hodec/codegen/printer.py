@@ -131,6 +131,31 @@ class TorchPrinter(PythonCodePrinter):
             code = f"{func}({code}, {other})"
         return code
 
+    # Values are real, but SymPy cannot always tell (abs(exp(x^k)) becomes exp(re(x^k))): read re, im, arg and
+    # conjugate with real arguments, where a NaN stays a NaN.
+    def _print_re(self, expr):
+        return self._print(expr.args[0])
+
+    _print_conjugate = _print_re
+
+    def _print_im(self, expr):
+        return f"(0*{self.parenthesize(expr.args[0], precedence(sympy.Mul(2, 3, evaluate=False)))})"
+
+    def _print_arg(self, expr):
+        return self._print(sympy.atan2(0, expr.args[0], evaluate=False))
+
+    def _print_atan2(self, expr):
+        # From the derivative of abs(f) where SymPy cannot tell that f is real (abs(x^(1/3))): torch.atan2 takes
+        # tensors only, so a numeric argument is made one.
+        y, x = (f"{self.like}.new_tensor({self._print(a)})" if a.is_number else self._print(a) for a in expr.args)
+        return f"torch.atan2({y}, {x})"
+
+    def _print_ITE(self, expr):
+        # SymPy folds a condition that compares with an if(...) into ITE(c, a, b); the base printer would rewrite it
+        # to a Piecewise of booleans, which SymPy itself then fails to build.
+        cond, then, orelse = (self._print(a) for a in expr.args)
+        return f"torch.where({cond}, {then}, {orelse})"
+
     def _print_Not(self, expr):
         return f"torch.logical_not({self._print(expr.args[0])})"
 

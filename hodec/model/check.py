@@ -1,11 +1,13 @@
 """Semantic checks on a parsed file, as explicit passes that each append every error they find.
 
 Passes: declarations (duplicate, reserved), references (undefined, kind), arity, expression types (boolean vs
-number), values (bounds, options), structure (reactions, ders, slots) and let cycles.
+number), values (bounds, options), constants (finite in double precision), structure (reactions, ders, slots)
+and let cycles.
 """
 from __future__ import annotations
 
 import graphlib
+import math
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -16,6 +18,20 @@ from .model import ACTIVATIONS, BUILTINS, RESERVED, TIME
 _DECLARED_KIND = {ast.ParamDecl: "param", ast.InputDecl: "input", ast.StateDecl: "state", ast.LetDecl: "let",
                   ast.ReactionDecl: "reaction", ast.NeuralDecl: "neural slot", ast.ObserveDecl: "observable"}
 _VALUE_KINDS = {"param", "input", "state", "let", "time"}
+_A_KIND = {"param": "a param", "input": "an input", "state": "a state", "let": "a let", "reaction": "a reaction",
+           "neural slot": "a neural slot", "observable": "an observable", "time": "the time"}
+_KIND_ORDER = ("state", "input", "time", "param", "let")
+
+
+def _a(kind: str) -> str:
+    """'a param', 'an input', ...: a kind with its article."""
+    return _A_KIND.get(kind, f"a {kind}")
+
+
+def _one_of(kinds: set) -> str:
+    """'a state, an input or t'."""
+    words = ["t" if k == "time" else _a(k) for k in sorted(kinds, key=_KIND_ORDER.index)]
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
 
 
 @dataclass
@@ -42,7 +58,7 @@ class Context:
 def run_checks(statements: list) -> Context:
     ctx = Context(statements)
     for check in (check_declarations, check_references, check_arity, check_types, check_values,
-                  check_structure, check_let_cycles):
+                  check_constants, check_structure, check_let_cycles):
         check(ctx)
     return ctx
 
@@ -63,7 +79,7 @@ def check_declarations(ctx: Context):
             ctx.error(f"'{name.id}' is reserved and cannot be used as a name", name.span)
         elif name.id in ctx.names:
             first = ctx.names[name.id]
-            ctx.error(f"'{name.id}' is already declared (as a {_DECLARED_KIND[type(first)]} on line "
+            ctx.error(f"'{name.id}' is already declared (as {_a(_DECLARED_KIND[type(first)])} on line "
                       f"{first.span.line})", name.span)
         else:
             ctx.names[name.id] = stmt
@@ -98,7 +114,10 @@ def _check_value_name(ctx: Context, node: ast.Name):
         candidates = [n for n in ctx.names if ctx.kind(n) in _VALUE_KINDS]
         ctx.error(f"undefined name '{node.id}'", node.span, did_you_mean(node.id, candidates))
     elif kind not in _VALUE_KINDS:
-        ctx.error(f"'{node.id}' is a {kind}, not a value that can be used in an expression", node.span)
+        decl = ctx.names[node.id]
+        hint = (f"call it: {node.id}({', '.join(a.name.id for a in decl.args)})"
+                if isinstance(decl, ast.NeuralDecl) and decl.outputs is None else None)
+        ctx.error(f"'{node.id}' is {_a(kind)}, not a value that can be used in an expression", node.span, hint)
 
 
 def _check_function_name(ctx: Context, node: ast.Call):
@@ -109,7 +128,7 @@ def _check_function_name(ctx: Context, node: ast.Call):
         functions = list(BUILTINS) + [n for n, d in ctx.names.items() if isinstance(d, ast.NeuralDecl)]
         ctx.error(f"unknown function '{node.func}'", node.func_span, did_you_mean(node.func, functions))
     elif not isinstance(decl, ast.NeuralDecl):
-        ctx.error(f"'{node.func}' is a {ctx.kind(node.func)}, not a function", node.func_span)
+        ctx.error(f"'{node.func}' is {_a(ctx.kind(node.func))}, not a function", node.func_span)
     elif decl.outputs is not None:
         ctx.error(f"'{node.func}' is a residual slot (it adds to states) and cannot be called; "
                   f"declare it without '->' to call it", node.func_span)
@@ -186,6 +205,105 @@ def check_values(ctx: Context):
             ctx.error(f"hidden layer widths of '{n.name.id}' must be positive", n.span)
 
 
+# ---------------------------------------------------------------- constants
+def check_constants(ctx: Context):
+    """Constant subexpressions must have a finite value in double precision, as generated code computes them.
+
+    SymPy evaluates constants exactly or to arbitrary precision, so without this check 9^9^9 would never finish,
+    log(-1) would be complex and exp(1e300) would reach code generation as a number no tensor can hold. A let of
+    numbers only is a constant too: with 'let v = -1', sqrt(v) is reported where it is written.
+    """
+    folder = _Folder(ctx)
+    for expr, _ in expressions(ctx):
+        folder.value(expr, report=True)
+
+
+_DOUBLE_RANGE = 400  # |log10| of a power beyond which no double (about 1e-308 to 1e308) can hold it
+_MATH = {"exp": math.exp, "log": math.log, "sqrt": math.sqrt, "abs": abs, "sin": math.sin, "cos": math.cos,
+         "tan": math.tan, "tanh": math.tanh, "sigmoid": lambda x: 0.5 * (1.0 + math.tanh(0.5 * x)),
+         "softplus": lambda x: max(x, 0.0) + math.log1p(math.exp(-abs(x))), "floor": math.floor,
+         "ceil": math.ceil, "min": min, "max": max}
+
+
+class _Folder:
+    """Evaluates constant subexpressions in doubles; value() is None for anything not constant (or reported)."""
+
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+        self.lets: dict = {}  # let name -> its constant value or None; None while being evaluated (cycles)
+
+    def value(self, node: ast.Expr, report: bool):
+        values = [self.value(child, report) for child in ast.children(node)]
+        if isinstance(node, ast.Num):
+            return node.value
+        if isinstance(node, ast.Name):
+            return self._let(node.id)
+        if isinstance(node, ast.Binary) and node.op == "/" and values[1] == 0.0:
+            return self._error(report, "division by zero", node.span)
+        if any(v is None for v in values) or not isinstance(node, (ast.Neg, ast.Binary, ast.Call)):
+            return None
+        if isinstance(node, ast.Call):
+            if node.func not in BUILTINS:
+                return None  # a neural function
+            low, high = BUILTINS[node.func]
+            if not low <= len(values) <= (high or len(values)):
+                return None  # reported by the arity pass
+        try:
+            value = _evaluate(node, values)
+        except ZeroDivisionError:
+            return self._error(report, "division by zero", node.span)
+        except ValueError:
+            shown = ", ".join(f"{v:g}" for v in values)
+            what = f"{node.func}({shown})" if isinstance(node, ast.Call) else f"({values[0]:g})^{values[1]:g}"
+            return self._error(report, f"{what} is undefined in real numbers", node.span)
+        except OverflowError:
+            value = math.inf
+        if not math.isfinite(value):
+            return self._error(report, "this constant expression is out of the range of double-precision numbers "
+                                       "(about 1e308)", node.span)
+        return value
+
+    def _let(self, name: str):
+        decl = self.ctx.names.get(name)
+        if not isinstance(decl, ast.LetDecl):
+            return None
+        if name not in self.lets:
+            self.lets[name] = None
+            self.lets[name] = self.value(decl.value, report=False)  # its own errors are reported at the let
+        return self.lets[name]
+
+    def _error(self, report: bool, message: str, span: Span):
+        if report:
+            self.ctx.error(message, span)
+        return None
+
+
+def _evaluate(node: ast.Expr, values: list) -> float:
+    if isinstance(node, ast.Neg):
+        return -values[0]
+    if isinstance(node, ast.Binary):
+        left, right = values
+        if node.op == "^":
+            return _power(left, right)
+        if node.op == "/":
+            return left / right
+        return {"+": left + right, "-": left - right, "*": left * right}[node.op]
+    if node.func == "hill":  # x^n / (K^n + x^n)
+        x, k, n = values
+        return _power(x, n) / (_power(k, n) + _power(x, n))
+    return float(_MATH[node.func](*values))
+
+
+def _power(base: float, exponent: float) -> float:
+    if base == 0.0 and exponent < 0:
+        raise ZeroDivisionError
+    if base not in (0.0, 1.0, -1.0) and abs(exponent * math.log10(abs(base))) > _DOUBLE_RANGE:
+        raise OverflowError  # or an underflow that SymPy would still compute exactly: 10^-1e8
+    if base < 0 and not float(exponent).is_integer():
+        raise ValueError
+    return math.pow(base, exponent)
+
+
 # ---------------------------------------------------------------- structure
 def check_structure(ctx: Context):
     for r in ctx.of_type(ast.ReactionDecl):
@@ -205,16 +323,17 @@ def check_structure(ctx: Context):
 
 def _check_reaction(ctx: Context, r: ast.ReactionDecl):
     if not r.reactants and not r.products:
-        ctx.error(f"reaction '{r.name.id}' has no reactants and no products", r.span)
+        ctx.error(f"reaction '{r.name.id}' has no reactants and no products", r.name.span)
     for sp in r.reactants + r.products:
         _expect_kind(ctx, sp.name, {"state"}, "a reaction species")
         if sp.coefficient is not None and sp.coefficient.value <= 0:
-            ctx.error("stoichiometric coefficients must be positive", sp.coefficient.span)
+            ctx.error(f"the coefficient of '{sp.name.id}' must be positive, got {sp.coefficient.text}",
+                      sp.coefficient.span)
 
 
 def _check_slot(ctx: Context, n: ast.NeuralDecl):
     if not n.args:
-        ctx.error(f"neural slot '{n.name.id}' needs at least one argument", n.span)
+        ctx.error(f"neural slot '{n.name.id}' needs at least one argument", n.name.span)
     _no_repeats(ctx, [a.name for a in n.args], "argument")
     if n.outputs is None:
         return  # a function's arguments are formal names, local to the slot
@@ -230,7 +349,7 @@ def _check_initial(ctx: Context, s: ast.StateDecl):
         if isinstance(node, ast.Call) and node.func not in BUILTINS:
             ctx.error("an initial value cannot call a neural slot", node.span)
         if isinstance(node, ast.Name) and ctx.kind(node.id) in {"state", "input", "time"}:
-            ctx.error(f"an initial value is an expression of params; '{node.id}' is a {ctx.kind(node.id)}",
+            ctx.error(f"an initial value is an expression of params; '{node.id}' is {_a(ctx.kind(node.id))}",
                       node.span)
         if isinstance(node, ast.Name) and ctx.kind(node.id) == "let" and not _static_let(ctx, node.id, set()):
             ctx.error(f"let '{node.id}' depends on states, inputs, t or neural slots, so it cannot be used in "
@@ -254,13 +373,13 @@ def _static_let(ctx: Context, name: str, seen: set) -> bool:
 
 def _expect_kind(ctx: Context, name: ast.Name, kinds: set, role: str):
     kind = ctx.kind(name.id)
-    wanted = " or ".join(sorted("t" if k == "time" else k for k in kinds))
+    wanted = _one_of(kinds)
     if kind is None:
         candidates = [n for n in ctx.names if ctx.kind(n) in kinds]
-        ctx.error(f"undefined name '{name.id}' ({role} must be a {wanted})", name.span,
+        ctx.error(f"undefined name '{name.id}' ({role} must be {wanted})", name.span,
                   did_you_mean(name.id, candidates))
     elif kind not in kinds:
-        ctx.error(f"{role} must be a {wanted}; '{name.id}' is a {kind}", name.span)
+        ctx.error(f"{role} must be {wanted}; '{name.id}' is {_a(kind)}", name.span)
 
 
 def _no_repeats(ctx: Context, names: list, what: str):

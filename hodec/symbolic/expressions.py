@@ -4,19 +4,42 @@ from __future__ import annotations
 from typing import Callable
 
 import sympy
+from mpmath.libmp import prec_to_dps
 
+from ..errors import Diagnostic, HodecError
 from ..syntax import ast
 
 
-class sigmoid(sympy.Function):
+class _RealFunction(sympy.Function):
+    """A real function of a real argument with a closed form for numbers: comparable (Min/Max of constants work)
+    and evaluable to a float (constant tables), which a bare sympy.Function is not."""
+
+    def _eval_is_extended_real(self):
+        return self.args[0].is_extended_real
+
+    def _eval_evalf(self, prec):
+        if not self.args[0].is_number:
+            return None
+        return self.closed_form(self.args[0]).evalf(prec_to_dps(prec))
+
+
+class sigmoid(_RealFunction):
     """Logistic function; its own class so that it prints as torch.sigmoid and differentiates cheaply."""
+
+    @staticmethod
+    def closed_form(x):
+        return 1 / (1 + sympy.exp(-x))
 
     def fdiff(self, argindex=1):
         s = sigmoid(self.args[0])
         return s * (1 - s)
 
 
-class softplus(sympy.Function):
+class softplus(_RealFunction):
+    @staticmethod
+    def closed_form(x):
+        return sympy.log(1 + sympy.exp(x))
+
     def fdiff(self, argindex=1):
         return sigmoid(self.args[0])
 
@@ -30,6 +53,14 @@ _FUNCTIONS: dict[str, Callable] = {
     "tan": sympy.tan, "tanh": sympy.tanh, "sigmoid": sigmoid, "softplus": softplus, "floor": sympy.floor,
     "ceil": sympy.ceiling, "min": sympy.Min, "max": sympy.Max, "hill": _hill,
 }
+_UNDEFINED = (sympy.zoo, sympy.nan, sympy.oo, -sympy.oo, sympy.I)  # what 1/(0*x), log(0*x), sqrt(0*x - 1) become
+
+
+def undefined(value) -> bool:
+    """Whether SymPy found an expression infinite, undefined or not real: generated code would compute NaN."""
+    return value.has(*_UNDEFINED) or isinstance(value, sympy.Expr) and value.is_extended_real is False
+
+
 _COMPARE = {"<": sympy.Lt, "<=": sympy.Le, ">": sympy.Gt, ">=": sympy.Ge, "==": sympy.Eq, "!=": sympy.Ne}
 
 
@@ -49,7 +80,11 @@ class Converter:
 
     def __call__(self, e: ast.Expr) -> sympy.Expr:
         method = getattr(self, "_" + type(e).__name__)
-        return method(e)
+        value = method(e)
+        if undefined(value):  # reported at the innermost node, before SymPy fails on it further up
+            raise HodecError([Diagnostic("this expression has no finite real value once simplified "
+                                         "(like a division by zero or log(0))", e.span)])
+        return value
 
     def _Num(self, e):
         return number(e.value)
