@@ -5,4 +5,12 @@ __version__ = "0.1.0"
 from .compiler import compile_file, compile_source, load  # noqa: E402
 from .errors import HodecError  # noqa: E402
 
-__all__ = ["HodecError", "compile_file", "compile_source", "load", "__version__"]
+
+def fit(model, data, config=None, **options):
+    """Train a compiled model on data (homotopy, vanilla or multiple shooting): see hodec.training.fit.fit."""
+    from .training.fit import fit as _fit
+
+    return _fit(model, data, config, **options)
+
+
+__all__ = ["HodecError", "compile_file", "compile_source", "fit", "load", "__version__"]

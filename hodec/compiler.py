@@ -6,7 +6,7 @@ import sys
 import types
 from pathlib import Path
 
-from .errors import HodecError
+from .errors import Diagnostic, HodecError, Span
 from .model import Model, build_model
 from .symbolic.lower import SymbolicModel, lower
 from .syntax.parser import parse
@@ -26,8 +26,11 @@ def read_source(path: str | Path) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as err:
         line = data[:err.start].count(b"\n") + 1
-        raise HodecError(f"line {line}: the file is not valid UTF-8 (byte 0x{data[err.start]:02x})",
-                         str(path)) from None
+        line_start = data.rfind(b"\n", 0, err.start) + 1
+        column = len(data[line_start:err.start].decode("utf-8", errors="replace")) + 1
+        raise HodecError([Diagnostic(f"the file is not valid UTF-8 (byte 0x{data[err.start]:02x})",
+                                     Span(line, column, line, column + 1))],
+                         str(path), data.decode("utf-8", errors="replace")) from None
 
 
 def analyse(source: str, filename: str = "<spec>") -> Model:
@@ -35,28 +38,35 @@ def analyse(source: str, filename: str = "<spec>") -> Model:
 
 
 def symbolic(source: str, filename: str = "<spec>") -> SymbolicModel:
-    return lower(analyse(source, filename))
+    model = analyse(source, filename)
+    try:
+        return lower(model)
+    except HodecError as err:  # located at an expression, but raised without the file
+        raise HodecError(err.diagnostics, filename, source) from None
 
 
-def compile_source(source: str, filename: str = "<spec>") -> str:
+def compile_source(source: str, filename: str = "<spec>", gates: bool = False) -> str:
     from .codegen.module import render_module
 
-    return render_module(symbolic(source, filename))
+    return render_module(symbolic(source, filename), gates=gates)
 
 
-def compile_file(path: str | Path) -> str:
-    return compile_source(read_source(path), Path(path).name)
+def compile_file(path: str | Path, gates: bool = False) -> str:
+    return compile_source(read_source(path), Path(path).name, gates=gates)
 
 
 _LOADED: dict[str, type] = {}
 
 
-def load(path: str | Path) -> type:
+def load(path: str | Path, gates: bool = False) -> type:
     """Compile a spec in memory and return its model class (cached by the spec's content)."""
-    source = read_source(path)
-    key = hashlib.sha256((Path(path).name + "\0" + source).encode()).hexdigest()[:16]
+    return load_text(read_source(path), Path(path).name, gates)
+
+
+def load_text(source: str, filename: str = "<spec>", gates: bool = False) -> type:
+    key = hashlib.sha256(f"{filename}\0{gates}\0{source}".encode()).hexdigest()[:16]
     if key not in _LOADED:
-        _LOADED[key] = load_source(compile_source(source, Path(path).name), f"hodec_generated_{key}")
+        _LOADED[key] = load_source(compile_source(source, filename, gates), f"hodec_generated_{key}")
     return _LOADED[key]
 
 

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import graphlib
+from typing import Optional
 
+from ..symbolic.jacobian import ObservationJacobian
 from ..symbolic.lower import SymbolicModel, depends_on
 from .printer import print_expr
 from .vectorize import Columns, Scope, emit_columns, read
@@ -38,10 +40,15 @@ class MethodWriter:
                 if not slot.is_function:
                     vectors[f"out:{slot.name}"] = (f"n_{slot.name}", slot.n_out)
         self.let_values = sm.let_values()
-        self.scope = Scope(sm.leaves, scalar_names(sm), vectors, self._batched, batch, like, tables)
+        self.scope = Scope(sm.leaves, scalar_names(sm), vectors, self._batched, batch, like, tables,
+                           varying=self._varying)
 
     def _batched(self, expr) -> bool:
         return depends_on(self.sm, expr, BATCHED_KINDS, self.let_values)
+
+    def _varying(self, expr) -> bool:
+        # Also t: inside observe() it is [T, 1, ...], so it needs the trailing axis as much as a state does.
+        return depends_on(self.sm, expr, BATCHED_KINDS | {"time"}, self.let_values)
 
     def columns(self, exprs: list, label: str) -> Columns:
         return emit_columns(self.scope, exprs, label)
@@ -50,7 +57,8 @@ class MethodWriter:
         """Reads and computations of every leaf used so far (and of what those need), in dependency order."""
         computed = self._computed_leaves()
         lines = []
-        uses = {k: any(self.sm.leaves[s].kind == k for s in self.scope.used) for k in ("time", "input")}
+        uses = {k: k in self.scope.gathered or any(self.sm.leaves[s].kind == k for s in self.scope.used)
+                for k in ("time", "input")}
         if uses["time"] or uses["input"]:
             lines.append(TIME_LINE)
         if uses["input"]:
@@ -121,17 +129,46 @@ def initial_state_body(sm: SymbolicModel, tables: dict) -> list[str]:
         f"return y0.expand(*batch, {len(sm.initial)})"]
 
 
-def forward_body(sm: SymbolicModel, tables: dict) -> tuple[list[str], Columns]:
+def forward_body(sm: SymbolicModel, tables: dict, gates: Optional[list] = None) -> tuple[list[str], Columns]:
+    """The fused vector field. With `gates` (a gate table), gate values multiply fluxes and slot arguments."""
     w = MethodWriter(sm, tables, batch="batch", like="y", has_states=True)
     cols = w.columns([f.rate for f in sm.fluxes], "flux")
     slot_lines = []
     for index, slot in enumerate(sm.model.slots):
         if not slot.is_function:
-            args = w.stack([sm.symbols[a.name] for a in slot.args])
+            args = w.stack([sm.symbols[a.name] for a in slot.args]) + _slot_gates(slot, gates, tables)
             slot_lines.append(f"n_{slot.name} = self.slot_modules[{index}]({args})")
     head = ["p = self.parameter_values()", "batch = y.shape[:-1]"] + w.prologue()
-    body = head + slot_lines + cols.lines + [f"flux = {cols.code}", "return self.accumulate(flux)"]
-    return body, cols
+    if gates:
+        head.append("g = self.gate_values()  # the gates, then a constant 1 read by ungated edges")
+    flux = [f"flux = {cols.code}"] + _flux_gates(cols, gates, tables)
+    return head + slot_lines + cols.lines + flux + COUPLING_TAIL, cols
+
+
+def _flux_gates(cols: Columns, gates: Optional[list], tables: dict) -> list[str]:
+    by_flux = {g.flux: i for i, g in enumerate(gates or ()) if g.flux is not None}
+    if not by_flux:
+        return []
+    tables["flux_gates"] = tuple(by_flux.get(f, len(gates)) for f in cols.order)
+    return ["flux = flux * g.index_select(0, self.flux_gates)"]
+
+
+def _slot_gates(slot, gates: Optional[list], tables: dict) -> str:
+    by_arg = {g.argument: i for i, g in enumerate(gates or ()) if g.slot == slot.name}
+    if not by_arg:
+        return ""
+    tables[f"{slot.name}_gates"] = tuple(by_arg.get(j, len(gates)) for j in range(len(slot.args)))
+    return f" * g.index_select(0, self.{slot.name}_gates)"
+
+
+# The synchronisation coupling of `hodec fit` (runtime.Coupling, attached by set_coupling): a cheap attribute
+# test, and when no coupling is active (none attached, or lambda = 0) the plain field, untouched.
+COUPLING_TAIL = [
+    "dy = self.accumulate(flux)",
+    "if self._coupling is None:",
+    "    return dy",
+    "return dy + self._coupling(self, t, y)",
+]
 
 
 def observables_body(sm: SymbolicModel, tables: dict) -> tuple[list[str], bool]:
@@ -149,3 +186,22 @@ def _ordered(cols: Columns, label: str, tables: dict) -> str:
     position = {expr_index: j for j, expr_index in enumerate(cols.order)}
     tables[f"{label}_order"] = tuple(position[i] for i in range(len(cols.order)))
     return f"({cols.code}).index_select(-1, self.{label}_order)"
+
+
+def observation_jacobian_body(sm: SymbolicModel, tables: dict, jac: ObservationJacobian) -> list[str]:
+    """J = ∂(observables)/∂(states), [*batch, n_obs, n_states], with every param read detached from autograd
+    (so training cannot lower a coupled loss by making the coupling itself stronger). Only the symbolically
+    nonzero entries are computed; they are scattered into a zero tensor."""
+    n_obs, n_states = len(sm.model.observables), len(sm.model.states)
+    w = MethodWriter(sm, tables, batch="batch", like="y", has_states=True)
+    head = ["p = self.parameter_values().detach()", "batch = y.shape[:-1]"]
+    if not jac.entries:
+        return head + [f"return y.new_zeros(*batch, {n_obs}, {n_states})"]
+    cols = w.columns([e for _, _, e in jac.entries], "jacobian")
+    tables["jacobian_index"] = tuple(i * n_states + j for i, j, _ in jac.entries)
+    return head + w.prologue() + cols.lines + [
+        f"values = {_ordered(cols, 'jacobian', tables)}",
+        f"J = y.new_zeros(*batch, {n_obs * n_states})",
+        "J = J.index_copy(-1, self.jacobian_index, values)",
+        f"return J.reshape(*batch, {n_obs}, {n_states})",
+    ]

@@ -8,7 +8,9 @@ import jinja2
 
 from .. import __version__, resources
 from ..symbolic.lower import SymbolicModel
-from .methods import forward_body, initial_state_body, observables_body
+from ..symbolic.gates import gate_table
+from ..symbolic.jacobian import observation_jacobian
+from .methods import forward_body, initial_state_body, observables_body, observation_jacobian_body
 
 DENSE_LIMIT = 40_000  # flux x state entries up to which a dense matmul accumulates faster than a scatter
 _MODULE_NAMES = {"torch", "runtime", "Model"}
@@ -20,11 +22,15 @@ def class_name(model_name: str) -> str:
     return model_name + "_" if taken or model_name in _MODULE_NAMES else model_name
 
 
-def render_module(sm: SymbolicModel) -> str:
+def render_module(sm: SymbolicModel, gates: bool = False) -> str:
+    """The module's source; `gates` compiles in one sparsity gate per prunable edge (hodec sparsify)."""
     tables: dict = {}
+    gate_list = gate_table(sm) if gates else []
     initial = initial_state_body(sm, tables)
-    forward, flux_columns = forward_body(sm, tables)
+    forward, flux_columns = forward_body(sm, tables, gate_list)
     observe, observe_time = observables_body(sm, tables)
+    jac = observation_jacobian(sm)
+    jacobian = observation_jacobian_body(sm, tables, jac)
     fluxes = [sm.fluxes[i] for i in flux_columns.order]
     stoich = [(f, state, coef) for f, flux in enumerate(fluxes) for state, coef in flux.stoichiometry]
     m = sm.model
@@ -46,12 +52,26 @@ def render_module(sm: SymbolicModel) -> str:
         index_tables=mapping({k: v for k, v in tables.items() if all(isinstance(x, int) for x in v)}),
         constant_tables=mapping({k: v for k, v in tables.items() if not all(isinstance(x, int) for x in v)}),
         observables_use_time=observe_time,
+        gates_table=rows([(g.name, g.kind) for g in gate_list]),
+        edges_table=rows(_edges(sm) if gates else []),
+        observation_table=rows([(o.name, support, state, slots) for o, support, state, slots
+                                in zip(m.observables, jac.support, jac.state_of, jac.slots)]),
         n_states=len(m.states),
+        n_observables=len(m.observables),
         initial_body=indent(initial),
         forward_body=indent(forward),
         observables_body=indent(observe),
+        jacobian_body=indent(jacobian),
     )
     return _template().render(**context)
+
+
+def _edges(sm: SymbolicModel) -> list:
+    """(source, target, kind, name) for every cause of every interaction-graph edge."""
+    from ..graph.extract import interaction_graph
+
+    G = interaction_graph(sm)
+    return [(u, v, c.kind, c.name) for u, v, data in G.edges(data=True) for c in data["causes"]]
 
 
 def _template() -> jinja2.Template:

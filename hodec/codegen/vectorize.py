@@ -50,7 +50,14 @@ def emit_columns(scope: Scope, exprs: list, label: str) -> Columns:
         name = _table(scope, f"{label}_const", [float(exprs[i]) for i in constants])
         parts.append(_expand(scope, f"self.{name}", len(constants), batched=False))
         order += constants
-    for gi, (template, slots, members) in enumerate(groups):
+    for gi, group in enumerate(_merge_products(scope, groups)):
+        if isinstance(group, dict):
+            code, more = _product_code(scope, group, f"{label}_m{gi}")
+            lines += more
+            parts.append(code)
+            order += group["members"]
+            continue
+        template, slots, members = group
         parts.append(_group_code(scope, exprs, template, slots, members, f"{label}_g{gi}"))
         order += members
     if singles:
@@ -139,13 +146,126 @@ def _gather(scope: Scope, column: tuple, name: str) -> str:
     vector, length = scope.vectors[_vector_key(leaf)]
     scope.gathered.add(leaf.kind)  # the method must define the vector (e.g. read the inputs u) before this
     idx = [scope.leaves[s].index for s in column]
+    return _gather_indices(vector, length, GATHERED_KINDS[leaf.kind], idx, scope, name)
+
+
+def _gather_indices(vector: str, length: int, axis: str, idx: list, scope: Scope, name: str) -> str:
     if idx == list(range(length)):
         return vector
-    axis = GATHERED_KINDS[leaf.kind]
     prefix = "..., " if axis == "-1" else ""
     if idx == list(range(idx[0], idx[0] + len(idx))):
         return f"{vector}[{prefix}{idx[0]}:{idx[-1] + 1}]"
     return f"{vector}.index_select({axis}, self.{_table(scope, name, idx)})"
+
+
+# ---------------------------------------------------------------- products of different lengths, merged
+PADDABLE = {"state": "ypad"}  # vector kind -> the local holding that vector with columns of ones appended
+PAD_COLUMNS = 16
+
+
+def _merge_products(scope: Scope, groups: list):
+    """Groups that are plain products of leaves (k*A, k*A*B, ...), whose factor kinds nest — each is the longest
+    one's with some state factors left out — become one group over the longest, the missing factors read as 1
+    from a copy of the state vector with a column of ones appended. x*1 == x exactly, the factors keep their
+    order and the columns theirs (only a run of consecutive groups merges), so the result is bit-for-bit what the
+    separate groups computed, in fewer tensor operations: one set of gathers and products instead of one per
+    group, and no concatenation when nothing else is left.
+
+    Returns the groups as a list whose items are (template, slots, members) groups or one merged dict."""
+    shapes = [_product_kinds(scope, template, slots) for template, slots, _ in groups]
+    best = None  # (lo, hi, kinds, positions): the longest run of consecutive groups that embed in one shape
+    for gi, shape in enumerate(shapes):
+        if shape is None:
+            continue
+        kinds, lo, hi, positions = shape[0], gi, gi, {}
+        for step in (-1, 1):
+            j = gi
+            while 0 <= j < len(groups) and shapes[j] is not None:
+                embedded = _embed(shapes[j][0], kinds)
+                if embedded is None:
+                    break
+                positions[j] = embedded
+                lo, hi = min(lo, j), max(hi, j)
+                j += step
+        if hi > lo and (best is None or hi - lo > best[1] - best[0]):
+            best = (lo, hi, kinds, positions)
+    if best is None:
+        return list(groups)
+    lo, hi, kinds, positions = best
+    members, leaves = [], []  # per column: the leaf read at each position of `kinds` (None: the padded 1)
+    for gi in range(lo, hi + 1):
+        order, (_, slots, group_members) = shapes[gi][1], groups[gi]
+        for m, expr_index in enumerate(group_members):
+            column = [None] * len(kinds)
+            for position, k in zip(positions[gi], order):
+                column[position] = slots[k][1][m]
+            members.append(expr_index)
+            leaves.append(column)
+    return groups[:lo] + [{"kinds": kinds, "members": members, "leaves": leaves}] + groups[hi + 1:]
+
+
+def _product_kinds(scope: Scope, template, slots):
+    """(vector kind of each factor in printed order, slot number of each), if the template is a product of
+    distinct placeholders whose leaves all live in gatherable vectors; else None."""
+    if not isinstance(template, sympy.Mul) or len(template.args) != len(slots):
+        return None
+    names = {placeholder: f"v{k}" for k, (placeholder, _) in enumerate(slots)}
+    if set(template.args) != set(names):
+        return None
+    printed = print_expr(template, names, scope.like).split("*")
+    if sorted(printed) != sorted(names.values()):
+        return None
+    order = [int(code[1:]) for code in printed]
+    kinds = []
+    for k in order:
+        leaf = scope.leaves[slots[k][1][0]]
+        if leaf.kind not in GATHERED_KINDS or _vector_key(leaf) not in scope.vectors:
+            return None
+        kinds.append(_vector_key(leaf))
+    return tuple(kinds), order
+
+
+def _embed(small: tuple, large: tuple):
+    """Positions in `large` of the factors of `small`, in order, every skipped position being paddable."""
+    positions, j = [], 0
+    for kind in small:
+        while j < len(large) and large[j] != kind:
+            if large[j] not in PADDABLE:
+                return None
+            j += 1
+        if j == len(large):
+            return None
+        positions.append(j)
+        j += 1
+    return positions if all(kind in PADDABLE for kind in large[j:]) else None
+
+
+def _product_code(scope: Scope, merged: dict, label: str) -> tuple[str, list]:
+    # The 1s come from PAD_COLUMNS columns in turn, not all from one: in the gradient, index_add into one column
+    # from hundreds of places is a chain of dependent additions, several times slower at large batches.
+    n_pad = max(sum(leaves[k] is None for leaves in merged["leaves"]) for k in range(len(merged["kinds"])))
+    width = min(PAD_COLUMNS, n_pad)
+    lines, factors = [], []
+    for k, kind in enumerate(merged["kinds"]):
+        column = [leaves[k] for leaves in merged["leaves"]]
+        vector, length = scope.vectors[kind]
+        scope.gathered.add(scope.leaves[next(leaf for leaf in column if leaf is not None)].kind)
+        idx, padded = [], 0
+        for leaf in column:
+            if leaf is None:
+                idx.append(length + padded % width)
+                padded += 1
+            else:
+                idx.append(scope.leaves[leaf].index)
+        if padded:
+            if not lines:  # one kernel (torch.nn.functional.pad would be four)
+                ones = _table(scope, f"{label}_ones", [1.0] * width)
+                ones = f"self.{ones}.expand(*{scope.batch}, {width})"
+                lines.append(f"{PADDABLE[kind]} = torch.cat([{vector}, {ones}], -1)")
+            vector, length = PADDABLE[kind], length + width
+        factors.append(_gather_indices(vector, length, GATHERED_KINDS[kind], idx, scope, f"{label}_{k}"))
+    batched = any(kind != "param" for kind in merged["kinds"])
+    return _expand(scope, "*".join(factors), len(merged["members"]), batched), lines
 
 
 # ---------------------------------------------------------------- straight-line code

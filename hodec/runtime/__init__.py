@@ -1,6 +1,7 @@
 """What generated modules call: the model base class, neural slots and input signals. Training lives apart."""
+from .coupling import Coupling
 from .model import CompiledModel
 from .neural import NeuralSlot, mlp
 from .signals import Signal
 
-__all__ = ["CompiledModel", "NeuralSlot", "Signal", "mlp"]
+__all__ = ["CompiledModel", "Coupling", "NeuralSlot", "Signal", "mlp"]

@@ -12,7 +12,8 @@ from typing import Optional
 import sympy
 
 from ..model.model import TIME, Model
-from .expressions import Converter
+from ..errors import Diagnostic, HodecError
+from .expressions import Converter, undefined
 
 PARAM_KIND_ORDER = ("free", "positive", "bounded", "fixed")
 
@@ -70,7 +71,24 @@ def lower(model: Model) -> SymbolicModel:
     sm.initial = [convert(s.initial) for s in model.states]
     sm.fluxes = _fluxes(sm, convert)
     sm.observables = [convert(o.value) for o in model.observables]
+    _check_inlined_observables(sm)
     return sm
+
+
+def _check_inlined_observables(sm: SymbolicModel):
+    """Observables are differentiated with their lets inlined (the observation Jacobian). Inlining lets SymPy
+    evaluate what it kept symbolic ('let v = p - p' then log(v)): check the result here, where it can be located."""
+    errors = []
+    for observable, expr in zip(sm.model.observables, sm.observables):
+        try:
+            bad = undefined(substitute_lets(sm, expr))
+        except (TypeError, ValueError):  # SymPy refusing to compare or order a non-real value it just produced
+            bad = True
+        if bad:
+            errors.append(Diagnostic("with its lets substituted, this expression has no finite real value (like a "
+                                     "division by zero or log(0))", observable.value.span))
+    if errors:
+        raise HodecError(errors)
 
 
 def _symbol(sm: SymbolicModel, leaf: Leaf) -> sympy.Symbol:

@@ -1,0 +1,116 @@
+"""The pruned spec of `hodec sparsify`: the original text minus pruned reactions, der terms, slot arguments and
+the states that no longer reach an observed quantity, edited line by line so comments and layout survive."""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Iterable
+
+import networkx as nx
+
+from ..compiler import symbolic
+from ..model.build import additive_terms
+from ..syntax import ast
+from ..syntax.parser import parse
+from ..syntax.unparse import unparse_statement
+from .extract import interaction_graph
+
+
+@dataclass(frozen=True)
+class Pruning:
+    source: str  # the pruned spec text
+    states_kept: tuple
+    states_dropped: tuple
+
+
+def prune_spec(source: str, pruned: Iterable[str], observed: Iterable[str] = (),
+               filename: str = "<spec>") -> Pruning:
+    """Remove the gates named in `pruned` (reaction names, der_<x>.<i>, <slot>.<arg>), then every state that no
+    longer reaches an observable or a state in `observed` (the states with a data column)."""
+    pruned = set(pruned)
+    sm = symbolic(source, filename)
+    keep = _reaching_states(interaction_graph(sm), pruned, set(observed))
+    dropped = {s.name for s in sm.model.states} - keep
+    spec = parse(source, filename)
+    edits = {}
+    for stmt in spec.statements:
+        new = _edit(stmt, pruned, dropped)
+        if new is not stmt:
+            edits[stmt.span.line] = new
+    text = _apply(source, spec.statements, edits)
+    states = tuple(s.name for s in sm.model.states)
+    return Pruning(text, tuple(s for s in states if s in keep), tuple(s for s in states if s in dropped))
+
+
+def _reaching_states(G: nx.DiGraph, pruned: set, observed: set) -> set:
+    live = nx.DiGraph()
+    live.add_nodes_from(G.nodes(data=True))
+    live.add_edges_from((u, v) for u, v, d in G.edges(data=True) if any(c.name not in pruned for c in d["causes"]))
+    targets = {n for n, d in G.nodes(data=True) if d["observed"]} | (observed & set(G.nodes))
+    reach = set(targets)
+    for target in targets:
+        reach |= nx.ancestors(live, target)
+    return {n for n in reach if G.nodes[n]["kind"] == "state"}
+
+
+def _edit(stmt, pruned: set, dropped: set):
+    """The statement as it stays: itself, a rewritten copy, or None (removed)."""
+    if isinstance(stmt, ast.StateDecl):
+        return None if stmt.name.id in dropped else stmt
+    if isinstance(stmt, ast.ReactionDecl):
+        if stmt.name.id in pruned:
+            return None
+        left = tuple(s for s in stmt.reactants if s.name.id not in dropped)
+        right = tuple(s for s in stmt.products if s.name.id not in dropped)
+        if (left, right) == (stmt.reactants, stmt.products):
+            return stmt
+        return replace(stmt, reactants=left, products=right) if left or right else None
+    if isinstance(stmt, ast.DerDecl):
+        return _edit_der(stmt, pruned, dropped)
+    if isinstance(stmt, ast.NeuralDecl) and stmt.outputs is not None:
+        return _edit_slot(stmt, pruned, dropped)
+    if isinstance(stmt, ast.LetDecl) and any(n.id in dropped for n in ast.names_in(stmt.value)):
+        return None  # only dropped states could still use it
+    return stmt
+
+
+def _edit_der(stmt: ast.DerDecl, pruned: set, dropped: set):
+    if stmt.target.id in dropped:
+        return None
+    terms = additive_terms(stmt.value)
+    kept = [t for i, t in enumerate(terms) if f"der_{stmt.target.id}.{i}" not in pruned]
+    if len(kept) == len(terms):
+        return stmt
+    if not kept:
+        return None
+    value = kept[0]
+    for term in kept[1:]:
+        if isinstance(term, ast.Neg):
+            value = ast.Binary("-", value, term.operand, term.span)
+        else:
+            value = ast.Binary("+", value, term, term.span)
+    return replace(stmt, value=value)
+
+
+def _edit_slot(stmt: ast.NeuralDecl, pruned: set, dropped: set):
+    args = tuple(a for a in stmt.args if f"{stmt.name.id}.{a.name.id}" not in pruned and a.name.id not in dropped)
+    outputs = tuple(o for o in stmt.outputs if o.id not in dropped)
+    if (args, outputs) == (stmt.args, stmt.outputs):
+        return stmt
+    return replace(stmt, args=args, outputs=outputs) if args and outputs else None
+
+
+def _apply(source: str, statements: list, edits: dict) -> str:
+    """Replace or delete the edited statements' lines; a trailing comment stays with a rewritten statement."""
+    lines = source.splitlines(keepends=True)
+    for stmt in statements:
+        line = stmt.span.line
+        if line not in edits:
+            continue
+        new = edits[line]
+        if new is None:
+            lines[line - 1] = ""
+            continue
+        text = lines[line - 1]
+        rest = text[stmt.span.end_column - 1:].rstrip("\r\n")
+        lines[line - 1] = unparse_statement(new) + rest + ("\n" if text.endswith("\n") else "")
+    return "".join(lines)

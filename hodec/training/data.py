@@ -1,0 +1,152 @@
+"""Training data: a CSV table → trajectories, checked against the model's names.
+
+DATA.csv has a `t` column, an optional `id` column (one trajectory per id, rows of an id in time order; without
+it the whole file is one trajectory), columns named after observables or states (fitted), and columns named
+after inputs (fed to the model, linearly interpolated between their samples, end values held). Empty cells are
+missing values. Each trajectory starts at its first row's time.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Optional, Sequence
+
+import numpy as np
+
+from ..data import read_table
+from ..errors import HodecError, did_you_mean
+
+
+@dataclass
+class Trajectory:
+    id: str
+    t: np.ndarray  # [T], strictly increasing
+    y: np.ndarray  # [T, m] fitted columns, NaN where missing
+    u: np.ndarray  # [T, q] input columns, NaN where missing
+
+
+@dataclass
+class Dataset:
+    columns: tuple  # fitted column names (states or observables), in file order
+    inputs: tuple  # input column names, in file order
+    trajectories: list = field(default_factory=list)
+    source: str = "<data>"
+
+    @property
+    def n_cells(self) -> int:
+        return int(sum(np.isfinite(tr.y).sum() for tr in self.trajectories))
+
+    def select(self, t_max: Optional[float] = None, first: Optional[int] = None) -> "Dataset":
+        """A copy keeping, per trajectory, the first `first` rows and/or the rows with t <= t_max."""
+        out = []
+        for tr in self.trajectories:
+            keep = np.ones(len(tr.t), dtype=bool)
+            if first is not None:
+                keep[first:] = False
+            if t_max is not None:
+                keep &= tr.t <= t_max
+            out.append(Trajectory(tr.id, tr.t[keep], tr.y[keep], tr.u[keep]))
+        return Dataset(self.columns, self.inputs, out, self.source)
+
+
+def read_data(path, model) -> Dataset:
+    """Read and check DATA.csv for a compiled model (class or instance)."""
+    header, rows = read_table(path)
+    return table_to_dataset(header, rows, model, str(path))
+
+
+def table_to_dataset(header: Sequence[str], rows: Sequence[Sequence[float]], model, source: str = "<data>") -> Dataset:
+    def fail(message):
+        raise HodecError(message, source)
+
+    states, observables, inputs = set(model.state_names), set(model.observable_names), set(model.input_names)
+    seen = set()
+    for name in header:
+        if name in seen:
+            fail(f"column '{name}' appears twice in the header")
+        seen.add(name)
+    if "t" not in header:
+        fail(f"no 't' column (the header is: {', '.join(header) or 'empty'})")
+    fitted, fed = [], []
+    for name in header:
+        if name in ("t", "id"):
+            continue
+        if name in observables or name in states:
+            fitted.append(name)
+        elif name in inputs:
+            fed.append(name)
+        else:
+            hint = did_you_mean(name, [*observables, *states, *inputs, "t", "id"])
+            known = ", ".join([*model.observable_names, *model.state_names, *model.input_names])
+            fail(f"unknown column '{name}': not an observable, state or input of {type_name(model)}"
+                 + (f"; {hint}" if hint else f" (known: {known})"))
+    if not fitted:
+        fail(f"no column to fit: name at least one column after an observable or state of {type_name(model)} "
+             f"({', '.join([*model.observable_names, *model.state_names])})")
+    if not rows:
+        fail("the file has a header but no data rows")
+    table = np.asarray(rows, dtype=float).reshape(len(rows), len(header))
+    col = {name: i for i, name in enumerate(header)}
+    times = table[:, col["t"]]
+    bad = np.flatnonzero(~np.isfinite(times))
+    if bad.size:
+        fail(f"data row {bad[0] + 1}: the time 't' is missing or not finite")
+    ids = table[:, col["id"]] if "id" in col else np.zeros(len(rows))
+    bad = np.flatnonzero(~np.isfinite(ids))
+    if bad.size:
+        fail(f"data row {bad[0] + 1}: the 'id' is missing or not finite")
+    y_all = table[:, [col[c] for c in fitted]]
+    for j, name in enumerate(fitted):
+        if not np.isfinite(y_all[:, j]).any():
+            fail(f"column '{name}' has no values (every cell is empty or NaN)")
+        if np.isinf(y_all[:, j]).any():
+            fail(f"column '{name}', data row {np.flatnonzero(np.isinf(y_all[:, j]))[0] + 1}: infinite value")
+    u_all = table[:, [col[c] for c in fed]]
+    order = list(dict.fromkeys(ids.tolist()))  # ids in order of first appearance
+    trajectories = []
+    for value in order:
+        index = np.flatnonzero(ids == value)
+        label = id_label(value)
+        t = times[index]
+        steps = np.diff(t)
+        if (steps <= 0).any():
+            k = int(np.flatnonzero(steps <= 0)[0])
+            what = f"trajectory {label}" if "id" in col else "the data"
+            fail(f"data row {index[k + 1] + 1}: time {t[k + 1]:g} does not increase (previous time in {what} is "
+                 f"{t[k]:g}); times must be strictly increasing within each trajectory")
+        u = u_all[index]
+        for j, name in enumerate(fed):
+            if not np.isfinite(u[:, j]).any():
+                fail(f"input column '{name}' has no values for trajectory {label}")
+        trajectories.append(Trajectory(label, t, y_all[index], u))
+    return Dataset(tuple(fitted), tuple(fed), trajectories, source)
+
+
+def make_dataset(model, t, values: Mapping[str, Sequence], inputs: Optional[Mapping[str, Sequence]] = None,
+                 ids: Optional[Sequence] = None) -> Dataset:
+    """A Dataset from arrays, checked as a CSV would be: t [N], values name -> [N] (NaN missing), ids [N]."""
+    header = ["t"] + (["id"] if ids is not None else []) + list(values) + list(inputs or {})
+    columns = [np.asarray(t, dtype=float)] + ([np.asarray(ids, dtype=float)] if ids is not None else [])
+    columns += [np.asarray(v, dtype=float).reshape(-1) for v in values.values()]
+    columns += [np.asarray(v, dtype=float).reshape(-1) for v in (inputs or {}).values()]
+    n = len(columns[0])
+    if any(len(c) != n for c in columns):
+        raise HodecError("every column of a dataset needs as many values as t", "<data>")
+    return table_to_dataset(header, np.stack(columns, 1).tolist(), model)
+
+
+def id_label(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def type_name(model) -> str:
+    return model.__name__ if isinstance(model, type) else type(model).__name__
+
+
+def interpolate_input(t_query: np.ndarray, t: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Linear interpolation of an input's non-missing samples (end values held)."""
+    ok = np.isfinite(u)
+    return np.interp(t_query, t[ok], u[ok])
+
+
+__all__ = ["Dataset", "Trajectory", "read_data", "table_to_dataset", "make_dataset", "interpolate_input",
+           "id_label"]
