@@ -152,7 +152,10 @@ def test_simulate_loss_gives_every_parameter_a_gradient():
 
 
 INPUTS = {"bergman": {"meal": ([0.0, 30.0, 60.0], [0.0, 6.0, 0.0]), "insulin": ([0.0], [0.3])},
-          "pk_two_compartment": {"infusion": ([0.0, 2.0], [50.0, 0.0], "previous")}}
+          "pk_two_compartment": {"infusion": ([0.0, 2.0], [50.0, 0.0], "previous")},
+          "uva_padova": {"meal": ([0.0, 0.5, 1.5], [5.0, 5.0, 0.0], "previous"),
+                         "insulin": ([0.0, 1.0], [1.0, 0.02], "previous"),
+                         "Dbar": ([0.0, 1.0], [5000.0, 10000.0], "previous")}}
 
 
 @pytest.mark.parametrize("spec", sorted(SPEC_DIR.glob("*.hode")), ids=lambda p: p.stem)
