@@ -10,12 +10,11 @@ To register in hodec/cli.py (in build_parser):
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from ..errors import HodecError
+from ..files import write_atomic
 
 
 def add_graph_parser(sub):
@@ -133,28 +132,8 @@ def cmd_transform(args) -> int:
     if not getattr(args, "output", None):
         sys.stdout.write(text)
         return 0
-    _write_atomic(args.output, text)
+    write_atomic(args.output, text)
     print(f"{args.spec} -> {args.output}")
     return 0
 
 
-def _write_atomic(path, text: str):
-    """Write through a temporary file in the same folder, then rename: never a half-written output."""
-    path = Path(path)
-    folder = path.parent
-    if not folder.is_dir():
-        raise HodecError(f"output folder does not exist: {folder}")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:60]}.", suffix=".tmp", dir=folder)
-    except OSError as err:
-        raise HodecError(f"cannot write in {folder}: {err.strerror}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except OSError as err:
-        Path(tmp).unlink(missing_ok=True)
-        raise HodecError(f"cannot write {path}: {err.strerror}") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

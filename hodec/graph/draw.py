@@ -8,12 +8,12 @@ follows its largest |gate| and its label shows each gate's value.
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from pathlib import Path
 from typing import Optional
 
 import networkx as nx
+
+from ..files import write_atomic
 
 DOT_SUFFIXES = (".dot", ".gv")
 IMAGE_SUFFIXES = (".png", ".svg", ".pdf")
@@ -181,28 +181,7 @@ def write_graph(G: nx.DiGraph, path, gates: Optional[dict] = None, title: Option
     else:
         raise ValueError(f"cannot tell the picture format from '{path.name}': use one of "
                          f"{', '.join(DOT_SUFFIXES + IMAGE_SUFFIXES)}")
-    write_bytes_atomic(path, data)
+    write_atomic(path, data)
     return path
 
 
-def write_bytes_atomic(path, data: bytes):
-    """Write through a temporary file in the same folder, then os.replace: never a half-written output."""
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise FileNotFoundError(f"output folder does not exist: {folder}")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file ordinary permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

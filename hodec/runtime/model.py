@@ -107,7 +107,6 @@ class CompiledModel(Gated, nn.Module):
         self.raw_positive = nn.Parameter(zeros(len(by_kind["positive"])))
         self.raw_bounded = nn.Parameter(zeros(len(by_kind["bounded"])))
         self.register_buffer("fixed_values", zeros(len(by_kind["fixed"])))
-        bounded = by_kind["bounded"]
         self._pieces = [k for k in PARAM_KINDS if by_kind[k]]
         # Every param free (mass-action networks, typically): p is raw_free itself, with no per-call work.
         self._free_only = self._pieces in (["free"], [])

@@ -7,7 +7,7 @@ import re
 
 from lark import Lark, Token, Transformer, Tree, v_args
 from lark.lexer import PatternRE
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
 
 from .. import resources
 from ..errors import Diagnostic, HodecError, Span, did_you_mean

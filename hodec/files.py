@@ -1,0 +1,41 @@
+"""Writing outputs: through a temporary file in the same folder, then a rename, so that no reader ever sees a
+half-written file and a failure leaves the previous file intact."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from .errors import HodecError
+
+
+def write_atomic(path: str | Path, data: str | bytes):
+    """Write text (UTF-8) or bytes to `path` atomically; a user-fixable OS failure becomes a HodecError."""
+    path = Path(path)
+    folder = path.parent
+    if not folder.is_dir():
+        raise HodecError(f"output folder does not exist: {folder}")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:60]}.", suffix=".tmp", dir=folder)
+    except OSError as err:
+        raise HodecError(f"cannot write in {folder}: {err.strerror or err}") from None
+    try:
+        if isinstance(data, str):
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+                f.write(data)
+        else:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException as err:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):  # a full disk, a read-only target: the user's to fix, not a hodec bug
+            raise HodecError(f"cannot write {path}: {err.strerror or err}") from None
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
