@@ -6,25 +6,19 @@ import csv
 import io
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 from .errors import HodecError
+from .files import write_atomic
+from .graph.cli import add_graph_parser, add_transform_parser
 
 
-def write_atomic(path: str | Path, text: str):
-    """Write through a temporary file in the same folder, then rename: never a half-written output."""
-    path = Path(path)
-    if path.parent and not path.parent.exists():
-        raise HodecError(f"output folder does not exist: {path.parent}")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _at(spec: str, err: HodecError) -> HodecError:
+    """The error located at the spec's path as given, not just its name (which the compiler uses, so that the
+    generated code does not depend on where the spec lies)."""
+    if err.filename == Path(spec).name and err.filename != spec:
+        return HodecError(err.diagnostics, spec, err.source)
+    return err
 
 
 # ---------------------------------------------------------------- commands
@@ -52,9 +46,9 @@ def cmd_compile(args) -> int:
     compiled, errors = [], []
     for spec in args.specs:
         try:  # compile everything first: a bad spec leaves no output at all
-            compiled.append((spec, compile_source(read_source(spec), Path(spec).name)))
+            compiled.append((spec, compile_source(read_source(spec), Path(spec).name, gates=args.gates)))
         except HodecError as err:
-            errors.append(err)
+            errors.append(_at(spec, err))
     if errors:
         for err in errors:
             print(err.render(), file=sys.stderr)
@@ -74,7 +68,11 @@ def cmd_simulate(args) -> int:
 
     from .compiler import load
 
-    model = load(args.spec)(_assignments(args.set, "--set")).double()
+    try:
+        model_class = load(args.spec)
+    except HodecError as err:
+        raise _at(args.spec, err) from None
+    model = model_class(_assignments(args.set, "--set")).double()
     inputs = {name: _signal(value) for name, value in _assignments(args.input, "--input", numeric=False).items()}
     if args.points < 2 or not args.t_end > 0:
         raise HodecError("--points must be at least 2 and --t-end positive")
@@ -93,6 +91,20 @@ def cmd_simulate(args) -> int:
     else:
         sys.stdout.write(buffer.getvalue())
     return 0
+
+
+def cmd_fit(args) -> int:
+    from .training.run import run_fit
+
+    return run_fit(args.spec, args.data, config=args.config, out=args.out, resume=args.resume, force=args.force,
+                   progress=not args.quiet)
+
+
+def cmd_sparsify(args) -> int:
+    from .training.sparsify import run_sparsify
+
+    return run_sparsify(args.spec, args.data, test=args.test, config=args.config, out=args.out, force=args.force,
+                        progress=not args.quiet)
 
 
 def _assignments(items, flag: str, numeric: bool = True) -> dict:
@@ -131,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     group = p.add_mutually_exclusive_group()
     group.add_argument("-o", "--output", help="output file (one spec)")
     group.add_argument("--out-dir", help="output folder: DIR/<spec stem>.py")
+    p.add_argument("--gates", action="store_true", help="compile in one sparsity gate per prunable edge")
     p.set_defaults(run=cmd_compile)
 
     p = sub.add_parser("check", help="validate specs without writing anything")
@@ -149,6 +162,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--atol", type=float, default=1e-10)
     p.add_argument("-o", "--output", help="CSV file (default: standard output)")
     p.set_defaults(run=cmd_simulate)
+
+    p = sub.add_parser("fit", help="train a spec's params and neural slots on data (homotopy, vanilla, "
+                                   "multiple shooting)")
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("--data", required=True, metavar="DATA.csv",
+                   help="columns: t, optional id, observables/states (fitted), inputs (fed); empty cell = missing")
+    p.add_argument("--config", metavar="FIT.yaml", help="training options (see hodec/training/config.py)")
+    p.add_argument("--out", metavar="RUNDIR", help="run folder (default: runs/<spec name>)")
+    p.add_argument("--resume", nargs="?", const=True, default=None, metavar="RUNDIR",
+                   help="continue the run in RUNDIR (default: --out) from its checkpoint")
+    p.add_argument("--force", action="store_true", help="overwrite the outputs of an existing run folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=cmd_fit)
+
+    p = sub.add_parser("sparsify", help="prune a spec's edges and states by L1 sparsity gates (HGS step 5), "
+                                        "refit, write RUNDIR/pruned.hode")
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("--data", required=True, metavar="DATA.csv", help="training data, the format of hodec fit")
+    p.add_argument("--test", metavar="TEST.csv", help="held-out data: report.json gets test_mse")
+    p.add_argument("--config", metavar="SPARSIFY.yaml",
+                   help="FIT.yaml keys plus lambda1, lambda2, folds, threshold, refit_epochs "
+                        "(see hodec/training/sparsify_config.py)")
+    p.add_argument("--out", metavar="RUNDIR", help="run folder (default: runs/<spec name>_sparse)")
+    p.add_argument("--force", action="store_true", help="overwrite the outputs of an existing run folder")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(run=cmd_sparsify)
+
+    add_graph_parser(sub)
+    add_transform_parser(sub)
     return parser
 
 

@@ -10,14 +10,12 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from ..cli import write_atomic
+from ..files import write_atomic
 from ..errors import HodecError
 
 OUTPUTS = ("report.json", "checkpoint.pt", "fit.png", "fitted.hode")
@@ -25,19 +23,6 @@ CHECKPOINT_FORMAT = "hodec-fit-1"
 
 
 # ---------------------------------------------------------------- files
-def write_bytes_atomic(path, data: bytes):
-    """Binary twin of hodec.cli.write_atomic: a temporary file in the same folder, then a rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_checkpoint(path, trainer, meta: dict):
     import torch
 
@@ -47,7 +32,7 @@ def save_checkpoint(path, trainer, meta: dict):
                "resume": trainer.state()}
     buffer = io.BytesIO()
     torch.save(payload, buffer)
-    write_bytes_atomic(path, buffer.getvalue())
+    write_atomic(path, buffer.getvalue())
 
 
 def load_checkpoint(path) -> dict:
@@ -177,4 +162,4 @@ def plot_fit(path, trainer, model, max_trajectories: int = 6, points: int = 400)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
     plt.close(fig)
-    write_bytes_atomic(path, buffer.getvalue())
+    write_atomic(path, buffer.getvalue())

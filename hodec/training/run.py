@@ -101,7 +101,7 @@ def run_fit(spec, data, config: Optional[str] = None, out: Optional[str] = None,
         if model_class.slots_table:
             header += "# The neural slots' weights are in checkpoint.pt (load_state_dict(checkpoint['model'])).\n"
         text = fitted_source(source, typed.params, result.params, float32=cfg.dtype == "float32", header=header)
-        from ..cli import write_atomic
+        from ..files import write_atomic
 
         write_atomic(rundir / "fitted.hode", text)
         plot_fit(rundir / "fit.png", trainer, result.model)

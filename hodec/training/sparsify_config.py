@@ -1,0 +1,145 @@
+"""SPARSIFY.yaml: how `hodec sparsify` trains. Every FIT.yaml key (hodec/training/config.py) plus:
+
+    lambda1: [0, 1.0e-4, 1.0e-3, 1.0e-2, 1.0e-1]   # the L1 weights on |gate| tried (the regularisation path)
+    lambda2: 1.0e-4          # weight of ||Theta||^2 + ||phi - phi0||^2 (slot weights; mechanistic params in their
+                             #   unconstrained coordinates against the spec's values)
+    folds: 3                 # K of the K-fold cross-validation over trajectories that picks lambda1 (fewer
+                             #   trajectories than folds: leave-one-out; one trajectory: no cross-validation)
+    threshold: 0.05          # an edge is pruned when |gate| < threshold after the L1 fit
+    refit_epochs: null       # epochs of the refit of the pruned spec (no L1 term); null: the same as `epochs`
+    cv_refit: true           # each fold's model is refit (pruned gates held at 0, no L1 term, refit_epochs) before
+                             #   its validation MSE is taken (relaxed lasso: L1 shrinkage does not bias the choice
+                             #   towards small lambda1); false: the L1 model's own validation MSE
+
+Unlike `hodec fit`, `method` defaults to vanilla here (homotopy and multiple_shooting may be chosen).
+"""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Mapping, Optional, Union
+
+from ..errors import HodecError, did_you_mean
+from .config import DEFAULTS as FIT_DEFAULTS, FitConfig, _read_yaml, as_number, validate as validate_fit
+
+SPARSIFY_DEFAULTS: dict = {
+    "lambda1": [0.0, 1e-4, 1e-3, 1e-2, 1e-1],
+    "lambda2": 1e-4,
+    "folds": 3,
+    "threshold": 0.05,
+    "refit_epochs": None,
+    "cv_refit": True,
+}
+
+
+@dataclass
+class SparsifyConfig:
+    fit: FitConfig = field(default_factory=lambda: FitConfig(method="vanilla"))
+    lambda1: list = field(default_factory=lambda: list(SPARSIFY_DEFAULTS["lambda1"]))
+    lambda2: float = 1e-4
+    folds: int = 3
+    threshold: float = 0.05
+    refit_epochs: Optional[int] = None
+    cv_refit: bool = True
+
+    @property
+    def refit(self) -> FitConfig:
+        """The fit config of the refit: `refit_epochs` epochs (homotopy: spread over its steps)."""
+        if self.refit_epochs is None:
+            return self.fit
+        if self.fit.method == "homotopy":
+            return replace(self.fit, epochs_per_step=max(1, self.refit_epochs // self.fit.steps))
+        return replace(self.fit, epochs=self.refit_epochs)
+
+    def to_dict(self) -> dict:
+        out = self.fit.to_dict()
+        out.update({key: copy.deepcopy(getattr(self, key)) for key in SPARSIFY_DEFAULTS})
+        return out
+
+
+def load_sparsify_config(source: Union[None, str, Path, Mapping, SparsifyConfig] = None,
+                         **overrides) -> SparsifyConfig:
+    """A SparsifyConfig from a SPARSIFY.yaml path, a mapping, or None (all defaults); keyword overrides win."""
+    if isinstance(source, SparsifyConfig):
+        source = source.to_dict()
+    filename = "<config>"
+    if isinstance(source, (str, Path)):
+        filename = str(source)
+        source = _read_yaml(Path(source))
+    raw = dict(source or {})
+    raw.update(overrides)
+    return validate(raw, filename)
+
+
+def validate(raw: Mapping[str, Any], filename: str = "<config>") -> SparsifyConfig:
+    errors = []
+    fail = errors.append
+    known = list(FIT_DEFAULTS) + list(SPARSIFY_DEFAULTS)
+    fit_raw = {}
+    for key, value in raw.items():
+        if key in SPARSIFY_DEFAULTS:
+            continue
+        if key in FIT_DEFAULTS:
+            fit_raw[key] = value
+        else:
+            hint = did_you_mean(str(key), known)
+            fail(f"unknown key '{key}'" + (f"; {hint}" if hint else f" (known: {', '.join(known)})"))
+    fit_raw.setdefault("method", "vanilla")
+    fit = None
+    try:
+        fit = validate_fit(fit_raw, filename)
+    except HodecError as err:
+        message = err.diagnostics[0].message
+        errors.extend(message.split("\n  ")[1:] if message.startswith("invalid fit config:") else [message])
+    values = {key: raw.get(key, copy.deepcopy(default)) for key, default in SPARSIFY_DEFAULTS.items()}
+
+    lambda1 = values["lambda1"]
+    if isinstance(lambda1, (str, int, float)) and not isinstance(lambda1, bool):
+        lambda1 = [lambda1]
+    grid = []
+    if not isinstance(lambda1, (list, tuple)) or not lambda1:
+        fail(f"lambda1: expected a non-empty list of numbers >= 0 such as [0, 1e-3, 1e-2], got {values['lambda1']!r}")
+    else:
+        for item in lambda1:
+            x = as_number(item)
+            if x is None or not math.isfinite(x) or x < 0:
+                fail(f"lambda1: every value must be a finite number >= 0, got {item!r}")
+            else:
+                grid.append(x)
+    grid = sorted(set(grid))
+    lambda2 = _number(values["lambda2"], "lambda2", fail, minimum=0.0)
+    threshold = _number(values["threshold"], "threshold", fail, minimum=0.0)
+    if threshold is not None and threshold <= 0:
+        fail(f"threshold: must be > 0, got {values['threshold']!r}")
+    folds = _integer(values["folds"], "folds", fail, minimum=2)
+    refit = values["refit_epochs"]
+    refit_epochs = None if refit is None else _integer(refit, "refit_epochs", fail, minimum=1)
+    cv_refit = values["cv_refit"]
+    if not isinstance(cv_refit, bool):
+        fail(f"cv_refit: expected true or false, got {cv_refit!r}")
+    if errors:
+        raise HodecError(errors[0] if len(errors) == 1 else "invalid sparsify config:\n  " + "\n  ".join(errors),
+                         filename)
+    return SparsifyConfig(fit, grid, lambda2, folds, threshold, refit_epochs, cv_refit)
+
+
+def _number(value, key, fail, minimum):
+    x = as_number(value)
+    if x is None or not math.isfinite(x):
+        fail(f"{key}: expected a finite number, got {value!r}")
+        return None
+    if x < minimum:
+        fail(f"{key}: must be >= {minimum:g}, got {value!r}")
+    return x
+
+
+def _integer(value, key, fail, minimum):
+    x = as_number(value)
+    if x is None or not math.isfinite(x) or x != int(x):
+        fail(f"{key}: expected an integer, got {value!r}")
+        return None
+    if x < minimum:
+        fail(f"{key}: must be >= {minimum}, got {value!r}")
+    return int(x)

@@ -1,0 +1,244 @@
+"""`hodec sparsify`: gates, the pruned spec's equivalence, a planted redundant reaction, the CLI, config errors."""
+import copy
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from hodec.cli import main
+from hodec.compiler import load_text, symbolic
+from hodec.errors import HodecError
+from hodec.graph.prune import prune_spec
+from hodec.training.data import Dataset, Trajectory
+from hodec.training.sparsify import data_mse, effective_params, sparsify, transfer
+from hodec.training.sparsify_config import load_sparsify_config
+
+GATED = """
+model Gated
+param k1 = 0.8 positive
+param k2 = 0.4 positive
+param k3 = 0.3 positive
+param d = 0.1
+input u
+state A = 1
+state B = 0
+state C = 0
+reaction r1: A -> B ; k1 * A
+reaction r2: B -> C ; k2 * B keep
+reaction r3: A -> C ; k3 * A
+der C = -d * C + 0.5 * u
+neural f(A, keep B) -> C hidden 4
+observe c = C
+"""
+
+ABC = """model ABC "A -> B -> C with a planted shortcut A -> C"
+param k1 = 0.8 positive
+param k2 = 0.4 positive
+param k3 = 0.3 positive
+state A = 1
+state B = 0
+state C = 0
+reaction r1: A -> B ; k1 * A
+reaction r2: B -> C ; k2 * B
+reaction r3: A -> C ; k3 * A  # redundant: the generator's rate is 0
+"""
+
+FAST = {"solver": {"method": "rk4", "step_size": 0.1}, "lr": 0.05}
+
+
+def gated_model(seed=0):
+    torch.manual_seed(seed)
+    m = load_text(GATED, "gated.hode", gates=True)().double()
+    m.set_inputs({"u": ([0.0], [0.7])})
+    return m
+
+
+def hand_field(m, y, zero=()):
+    """dy/dt written out by hand, with the named edges removed."""
+    p = m.params()
+    A, B, C = y[..., 0], y[..., 1], y[..., 2]
+    r1 = 0 if "r1" in zero else p["k1"] * A
+    r2 = p["k2"] * B
+    r3 = 0 if "r3" in zero else p["k3"] * A
+    t0 = 0 if "der_C.0" in zero else -p["d"] * C
+    t1 = 0 if "der_C.1" in zero else 0.5 * 0.7 * torch.ones_like(C)
+    a = 0 * A if "f.A" in zero else A
+    net = m.slot("f")(torch.stack([a, B], -1))[..., 0]
+    z = torch.zeros_like(A)
+    return torch.stack([z - r1 - r3, z + r1 - r2, z + r2 + r3 + t0 + t1 + net], -1)
+
+
+def test_gate_of_zero_removes_exactly_its_edge():
+    m = gated_model()
+    y = torch.rand(7, 3, dtype=torch.float64)
+    with torch.no_grad():
+        assert torch.allclose(m(torch.tensor(0.0), y), hand_field(m, y), atol=1e-12)
+        for name in [row[0] for row in m.gates_table]:
+            m.set_gates({g: 1.0 for g in m.gates})
+            m.set_gates({name: 0.0})
+            assert torch.allclose(m(torch.tensor(0.0), y), hand_field(m, y, {name}), atol=1e-12), name
+        m.set_gates({g: 0.0 for g in m.gates})
+        assert torch.allclose(m(torch.tensor(0.0), y), hand_field(m, y, set(m.gates)), atol=1e-12)
+
+
+def test_keep_edges_are_never_gated():
+    m = gated_model()
+    assert {row[0]: row[1] for row in m.gates_table} == {
+        "r1": "reaction", "r3": "reaction", "der_C.0": "term", "der_C.1": "term", "f.A": "neural_input"}
+    assert "r2" not in m.gates and "f.B" not in m.gates
+    # the edges of keep causes are still in the graph's edge list
+    assert ("B", "C", "reaction", "r2") in m.edges and ("B", "C", "neural_input", "f.B") in m.edges
+
+
+@pytest.mark.parametrize("pruned", [["r3"], ["r1"], ["f.A", "der_C.1"], ["r1", "r3", "f.A"]])
+def test_pruned_spec_has_the_vector_field_of_the_gated_original(pruned):
+    m = gated_model(seed=3)
+    with torch.no_grad():
+        m.raw_positive.add_(torch.randn(3, dtype=torch.float64) * 0.3)
+        m.raw_free.add_(0.2)
+    gates = {g: float(v) for g, v in zip(m.gates, torch.rand(len(m.gates)) + 0.5)}
+    gates.update({g: 0.0 for g in pruned})
+    m.set_gates(gates)
+    result = prune_spec(GATED, pruned, ["C"], "gated.hode")
+    small = load_text(result.source, "gated.hode")().double()
+    small.set_inputs({"u": ([0.0], [0.7])})
+    transfer(m, small, gates, symbolic(GATED, "gated.hode"))
+    if "der_C.1" not in pruned:  # 0.5 * u has no param to fold its gate into: compare at gate 1 there
+        m.set_gates({"der_C.1": 1.0})
+    y = torch.rand(9, 3, dtype=torch.float64)
+    keep = [m.state_names.index(s) for s in small.state_names]
+    with torch.no_grad():
+        full = m(torch.tensor(0.3), y)[..., keep]
+        assert torch.allclose(small(torch.tensor(0.3), y[..., keep]), full, atol=1e-12)
+    if "r1" in pruned:  # B is then fed by nothing; it still reaches C (the keep reaction r2), so it stays
+        assert "B" in result.states_kept
+
+
+def test_pruned_spec_drops_states_that_no_longer_reach_an_observable():
+    spec = ABC.replace('model ABC "A -> B -> C with a planted shortcut A -> C"', "model ABC") + "observe c = C\n"
+    result = prune_spec(spec, ["r2"], [], "abc.hode")
+    assert result.states_dropped == ("B",) and result.states_kept == ("A", "C")
+    m = load_text(result.source, "abc.hode")()
+    assert m.state_names == ("A", "C")
+
+
+def synthetic(n=6, seed=0, k3=0.0):
+    cls = load_text(ABC, "abc.hode", gates=True)
+    m = cls().double()
+    m.set_params({"k1": 1.0, "k2": 0.5, "k3": max(k3, 1e-3)})
+    m.set_gates({"r3": 1.0 if k3 else 0.0})
+    ts = torch.linspace(0, 5, 11, dtype=torch.float64)
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        y0 = torch.tensor([rng.uniform(0.5, 2), rng.uniform(0, 1), rng.uniform(0, 0.5)], dtype=torch.float64)
+        with torch.no_grad():
+            ys = m.simulate(ts, y0=y0, method="rk4", step_size=0.05)
+        out.append(Trajectory(str(i), ts.numpy(), ys.numpy(), np.zeros((len(ts), 0))))
+    return Dataset(("A", "B", "C"), (), out)
+
+
+def write_csv(path, data: Dataset):
+    lines = ["id,t,A,B,C"]
+    for tr in data.trajectories:
+        for t, row in zip(tr.t, tr.y):
+            lines.append(",".join([tr.id, repr(float(t))] + [repr(float(v)) for v in row]))
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_planted_redundant_reaction_is_removed():
+    config = {**FAST, "epochs": 60, "lambda1": [0, 1e-2], "folds": 2, "refit_epochs": 30, "lambda2": 1e-4}
+    data = synthetic()
+    r = sparsify(ABC, data, config, filename="abc.hode")
+    kept = {e["name"]: e["kept"] for e in r.edges}
+    assert kept == {"r1": True, "r2": True, "r3": False}
+    assert "reaction r3" not in r.fitted_source and "reaction r1" in r.fitted_source
+    assert [e["lambda1"] for e in r.path] == [0.0, 0.01] and all(e["val_mse"] is not None for e in r.path)
+    assert r.params_before == 3 and r.params_after == 2
+    assert r.refit.best_mse < 1e-4
+    # the refit started from the L1 model's vector field (gates folded into k1, k2)
+    gated = copy.deepcopy(r.gated_model)
+    gated.set_gates({name: 0.0 for name in r.pruned_names})
+    assert r.refit.history[0]["mse"] == pytest.approx(data_mse(gated, data, load_sparsify_config(config).fit),
+                                                      rel=1e-9)
+    # pruned.hode compiles to exactly the refitted model
+    fitted = load_text(r.fitted_source, "abc.hode")().double()
+    assert fitted.params() == r.model.params()
+    assert r.refit.params["k1"] == pytest.approx(1.0, rel=0.05) and r.refit.params["k2"] == pytest.approx(0.5, rel=0.05)
+
+
+def test_effective_params_counts_used_params_and_slot_weights():
+    from hodec.compiler import symbolic
+
+    m = gated_model()
+    # k1, k2, k3, d trainable and used; f: (2*4+4) + (4*1+1) weights
+    assert effective_params(symbolic(GATED, "g.hode"), m) == 4 + 12 + 5
+    spec = GATED.replace("reaction r3: A -> C ; k3 * A\n", "")
+    assert effective_params(symbolic(spec, "g.hode"), load_text(spec, "g.hode")()) == 3 + 12 + 5
+
+
+def test_cli_end_to_end(tmp_path):
+    spec = tmp_path / "abc.hode"
+    spec.write_text(ABC)
+    write_csv(tmp_path / "train.csv", synthetic(4, seed=1))
+    write_csv(tmp_path / "test.csv", synthetic(2, seed=2))
+    config = tmp_path / "sparsify.yaml"
+    config.write_text("epochs: 25\nlr: 0.05\nlambda1: [1e-3]\nrefit_epochs: 10\n"
+                      "solver: {method: rk4, step_size: 0.25}\n")
+    out = tmp_path / "run"
+    args = ["sparsify", str(spec), "--data", str(tmp_path / "train.csv"), "--test", str(tmp_path / "test.csv"),
+            "--config", str(config), "--out", str(out), "--quiet"]
+    assert main(args) == 0
+    report = json.loads((out / "report.json").read_text())
+    for key in ("edges", "states_kept", "params_before", "params_after", "path", "test_mse"):
+        assert key in report, key
+    assert {e["name"] for e in report["edges"]} == {"r1", "r2", "r3"}
+    for e in report["edges"]:
+        assert set(e) >= {"kind", "name", "source", "target", "gate", "kept"} and e["kind"] == "reaction"
+    assert report["path"][0]["lambda1"] == 1e-3 and report["test_mse"] is not None
+    assert (out / "graph.png").stat().st_size > 0
+    pruned = (out / "pruned.hode").read_text()
+    load_text(pruned, "pruned.hode")
+    assert main(args) == 1  # the run folder exists
+    assert main(args + ["--force"]) == 0
+
+
+@pytest.mark.parametrize("text, message", [
+    ("lambda1: [-1]\n", "lambda1"),
+    ("lambda1: fast\n", "lambda1"),
+    ("folds: 1\n", "folds"),
+    ("threshold: 0\n", "threshold"),
+    ("lamda2: 0.1\n", "lambda2"),
+    ("refit_epochs: 2.5\n", "refit_epochs"),
+    ("method: nope\n", "method"),
+    ("cv_refit: 3\n", "cv_refit"),
+])
+def test_config_errors_exit_1(tmp_path, capsys, text, message):
+    spec = tmp_path / "abc.hode"
+    spec.write_text(ABC)
+    write_csv(tmp_path / "train.csv", synthetic(2))
+    config = tmp_path / "bad.yaml"
+    config.write_text(text)
+    out = tmp_path / "run"
+    code = main(["sparsify", str(spec), "--data", str(tmp_path / "train.csv"), "--config", str(config),
+                 "--out", str(out), "--quiet"])
+    assert code == 1
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_config_defaults_and_bad_inputs(tmp_path):
+    cfg = load_sparsify_config(None)
+    assert cfg.fit.method == "vanilla" and cfg.lambda1 == [0.0, 1e-4, 1e-3, 1e-2, 1e-1]
+    assert (cfg.lambda2, cfg.folds, cfg.threshold, cfg.refit_epochs, cfg.cv_refit) == (1e-4, 3, 0.05, None, True)
+    assert cfg.refit.epochs == cfg.fit.epochs
+    cfg = load_sparsify_config({"lambda1": ["1e-2", 0], "method": "homotopy", "refit_epochs": 60})
+    assert cfg.lambda1 == [0.0, 0.01] and cfg.refit.total_epochs == 60
+    with pytest.raises(HodecError, match="at least 2 trajectories"):
+        sparsify(ABC, synthetic(1), {**FAST, "epochs": 2, "lambda1": [0, 1]}, filename="abc.hode")
+    spec = tmp_path / "abc.hode"
+    spec.write_text(ABC)
+    assert main(["sparsify", str(spec), "--data", str(tmp_path / "missing.csv"), "--out",
+                 str(tmp_path / "run")]) == 1
+    assert not (tmp_path / "run").exists()
