@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
 from ..errors import HodecError, did_you_mean
-from .config import DEFAULTS as FIT_DEFAULTS, FitConfig, _read_yaml, as_number, validate as validate_fit
+from .config import DEFAULTS as FIT_DEFAULTS, FitConfig, _integer, _number, _read_yaml, as_number
+from .config import validate as validate_fit
 
 SPARSIFY_DEFAULTS: dict = {
     "lambda1": [0.0, 1e-4, 1e-3, 1e-2, 1e-1],
@@ -110,9 +111,7 @@ def validate(raw: Mapping[str, Any], filename: str = "<config>") -> SparsifyConf
                 grid.append(x)
     grid = sorted(set(grid))
     lambda2 = _number(values["lambda2"], "lambda2", fail, minimum=0.0)
-    threshold = _number(values["threshold"], "threshold", fail, minimum=0.0)
-    if threshold is not None and threshold <= 0:
-        fail(f"threshold: must be > 0, got {values['threshold']!r}")
+    threshold = _number(values["threshold"], "threshold", fail, positive=True)
     folds = _integer(values["folds"], "folds", fail, minimum=2)
     refit = values["refit_epochs"]
     refit_epochs = None if refit is None else _integer(refit, "refit_epochs", fail, minimum=1)
@@ -124,22 +123,3 @@ def validate(raw: Mapping[str, Any], filename: str = "<config>") -> SparsifyConf
                          filename)
     return SparsifyConfig(fit, grid, lambda2, folds, threshold, refit_epochs, cv_refit)
 
-
-def _number(value, key, fail, minimum):
-    x = as_number(value)
-    if x is None or not math.isfinite(x):
-        fail(f"{key}: expected a finite number, got {value!r}")
-        return None
-    if x < minimum:
-        fail(f"{key}: must be >= {minimum:g}, got {value!r}")
-    return x
-
-
-def _integer(value, key, fail, minimum):
-    x = as_number(value)
-    if x is None or not math.isfinite(x) or x != int(x):
-        fail(f"{key}: expected an integer, got {value!r}")
-        return None
-    if x < minimum:
-        fail(f"{key}: must be >= {minimum}, got {value!r}")
-    return int(x)
