@@ -6,17 +6,13 @@ import math
 from pathlib import Path
 
 from .errors import HodecError
+from .files import read_text
 
 
 def read_table(path: str | Path) -> tuple[list[str], list[list[float]]]:
     """Header and rows of a numeric CSV file; an empty cell is NaN."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise HodecError(f"no such file: {path}", str(path)) from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise HodecError(f"cannot read {path}: {err}", str(path)) from None
+    text = read_text(path)
     rows = [r for r in csv.reader(text.splitlines())]
     if not rows or not any(cell.strip() for cell in rows[0]):
         raise HodecError("the file is empty (expected a header line)", str(path))

@@ -39,3 +39,14 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def read_text(path: str | Path) -> str:
+    """A UTF-8 text file's content; a missing or unreadable file becomes a HodecError naming it."""
+    path = Path(path)
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise HodecError(f"no such file: {path}", str(path)) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise HodecError(f"cannot read {path}: {err}", str(path)) from None

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
 from ..errors import HodecError, did_you_mean
+from ..files import read_text
 
 METHODS = ("homotopy", "vanilla", "multiple_shooting")
 INITIAL = ("data", "spec")
@@ -95,12 +96,7 @@ def load_config(source: Union[None, str, Path, Mapping, FitConfig] = None, **ove
 def _read_yaml(path: Path) -> dict:
     import yaml
 
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise HodecError(f"no such file: {path}", str(path)) from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise HodecError(f"cannot read {path}: {err}", str(path)) from None
+    text = read_text(path)
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
