@@ -242,3 +242,17 @@ def test_config_defaults_and_bad_inputs(tmp_path):
     assert main(["sparsify", str(spec), "--data", str(tmp_path / "missing.csv"), "--out",
                  str(tmp_path / "run")]) == 1
     assert not (tmp_path / "run").exists()
+
+
+def test_lambda1_selection_rules():
+    from hodec.training.sparsify import choose_lambda1, standard_error
+
+    path = [{"lambda1": 0.0, "val_mse": 1.00, "val_se": 0.05},
+            {"lambda1": 1e-3, "val_mse": 1.04, "val_se": 0.05},  # within one SE of the best
+            {"lambda1": 1e-2, "val_mse": 1.20, "val_se": 0.05}]
+    assert choose_lambda1(path, "min") == 0.0
+    assert choose_lambda1(path, "one_se") == 1e-3
+    tied = [{"lambda1": 0.0, "val_mse": 2.0, "val_se": None}, {"lambda1": 0.1, "val_mse": 2.0, "val_se": None}]
+    assert choose_lambda1(tied, "min") == 0.1  # ties go to the sparser model
+    assert standard_error([1.0, 3.0]) == pytest.approx(1.0)  # std (ddof 1) sqrt(2), over sqrt(2)
+    assert standard_error([1.0]) is None and standard_error([1.0, float("inf")]) is None

@@ -151,6 +151,24 @@ def _fresh(model_class, seed: int):
     return model_class()
 
 
+def standard_error(values: list) -> Optional[float]:
+    """Standard error of the mean over folds (None when it cannot be estimated)."""
+    finite = [v for v in values if math.isfinite(v)]
+    if len(finite) < 2 or len(finite) < len(values):
+        return None
+    return float(np.std(finite, ddof=1) / math.sqrt(len(finite)))
+
+
+def choose_lambda1(path: list, selection: str) -> float:
+    """The lowest validation MSE ('min', ties to the larger lambda1), or the largest lambda1 within one standard
+    error of it ('one_se')."""
+    best = min(path, key=lambda e: (e["val_mse"], -e["lambda1"]))
+    margin = best["val_mse"] * 1e-9
+    if selection == "one_se" and best.get("val_se") is not None:
+        margin = max(margin, best["val_se"])
+    return max(e["lambda1"] for e in path if e["val_mse"] <= best["val_mse"] + margin)
+
+
 def _train(model_class, data, config: SparsifyConfig, lambda1: float, phi0, inputs=None):
     trainer = PenalisedTrainer(_fresh(model_class, config.fit.seed), data, config.fit, lambda1, config.lambda2,
                                phi0, inputs)
@@ -302,7 +320,7 @@ def sparsify(source: str, data, config=None, *, filename: str = "<spec>", test=N
                              f"trajectories (an id column)", WHO)
         folds = fold_indices(n, config.folds, cfg.seed)
         for lam in config.lambda1:
-            sse, cells, kept = 0.0, 0, []
+            sse, cells, kept, fold_mse = 0.0, 0, [], []
             for k, val in enumerate(folds):
                 train = subset(data, [i for i in range(n) if i not in set(val)])
                 valset = subset(data, val)
@@ -318,8 +336,10 @@ def sparsify(source: str, data, config=None, *, filename: str = "<spec>", test=N
                     mse = math.inf
                 sse += mse * valset.n_cells
                 cells += valset.n_cells
+                fold_mse.append(mse)
             val_mse = sse / cells if cells else math.inf
             entry = {"lambda1": lam, "val_mse": val_mse if math.isfinite(val_mse) else None,
+                     "val_se": standard_error(fold_mse),
                      "edges_kept": int(round(float(np.median(kept)))) if kept else None, "edges_kept_folds": kept}
             path.append(entry)
             say(f"lambda1 = {lam:g}: validation MSE {val_mse:.6g}, edges kept {entry['edges_kept']} "
@@ -327,9 +347,7 @@ def sparsify(source: str, data, config=None, *, filename: str = "<spec>", test=N
         finite = [e for e in path if e["val_mse"] is not None]
         if not finite:
             raise HodecError("training failed for every lambda1 of the path (try a smaller lr or lambda1)", WHO)
-        best = min(e["val_mse"] for e in finite)
-        tied = [e["lambda1"] for e in finite if e["val_mse"] <= best * (1 + 1e-9) + 1e-300]
-        chosen = max(tied)
+        chosen = choose_lambda1(finite, config.selection)
     else:
         chosen = config.lambda1[0]
 

@@ -10,6 +10,9 @@
     cv_refit: true           # each fold's model is refit (pruned gates held at 0, no L1 term, refit_epochs) before
                              #   its validation MSE is taken (relaxed lasso: L1 shrinkage does not bias the choice
                              #   towards small lambda1); false: the L1 model's own validation MSE
+    selection: one_se        # one_se: the largest lambda1 whose validation MSE is within one standard error (over
+                             #   folds) of the lowest (Hastie, Tibshirani & Friedman's rule: the sparsest model
+                             #   the data cannot tell from the best); min: the lowest validation MSE
 
 Unlike `hodec fit`, `method` defaults to vanilla here (homotopy and multiple_shooting may be chosen).
 """
@@ -32,6 +35,7 @@ SPARSIFY_DEFAULTS: dict = {
     "threshold": 0.05,
     "refit_epochs": None,
     "cv_refit": True,
+    "selection": "one_se",
 }
 
 
@@ -44,6 +48,7 @@ class SparsifyConfig:
     threshold: float = 0.05
     refit_epochs: Optional[int] = None
     cv_refit: bool = True
+    selection: str = "one_se"
 
     @property
     def refit(self) -> FitConfig:
@@ -118,8 +123,11 @@ def validate(raw: Mapping[str, Any], filename: str = "<config>") -> SparsifyConf
     cv_refit = values["cv_refit"]
     if not isinstance(cv_refit, bool):
         fail(f"cv_refit: expected true or false, got {cv_refit!r}")
+    selection = values["selection"]
+    if selection not in ("one_se", "min"):
+        fail(f"selection: expected one_se or min, got {selection!r}")
     if errors:
         raise HodecError(errors[0] if len(errors) == 1 else "invalid sparsify config:\n  " + "\n  ".join(errors),
                          filename)
-    return SparsifyConfig(fit, grid, lambda2, folds, threshold, refit_epochs, cv_refit)
+    return SparsifyConfig(fit, grid, lambda2, folds, threshold, refit_epochs, cv_refit, selection)
 
