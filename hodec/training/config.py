@@ -82,7 +82,13 @@ class FitConfig:
 
 def load_config(source: Union[None, str, Path, Mapping, FitConfig] = None, **overrides) -> FitConfig:
     """A FitConfig from a FIT.yaml path, a mapping, or None (all defaults); keyword overrides win."""
-    if isinstance(source, FitConfig):
+    return validate(*config_source(source, overrides))
+
+
+def config_source(source, overrides: Mapping) -> tuple[dict, str]:
+    """The raw key -> value mapping of a config given as a YAML path, a mapping, a config object or None, with
+    overrides applied; and the file name to report errors against."""
+    if hasattr(source, "to_dict"):
         source = source.to_dict()
     filename = "<config>"
     if isinstance(source, (str, Path)):
@@ -90,7 +96,7 @@ def load_config(source: Union[None, str, Path, Mapping, FitConfig] = None, **ove
         source = _read_yaml(Path(source))
     raw = dict(source or {})
     raw.update(overrides)
-    return validate(raw, filename)
+    return raw, filename
 
 
 def _read_yaml(path: Path) -> dict:

@@ -61,7 +61,7 @@ def run_fit(spec, data, config: Optional[str] = None, out: Optional[str] = None,
                 raise HodecError(f"the {what} changed since the run in {rundir} started; start over with --force", WHO)
     else:
         cfg = load_config(config)
-        _claim(rundir, force)
+        claim_rundir(rundir, force)
 
     torch.manual_seed(cfg.seed)
     trainer = Trainer(model_class(), dataset, cfg)
@@ -116,14 +116,16 @@ def run_fit(spec, data, config: Optional[str] = None, out: Optional[str] = None,
     return 0
 
 
-def _claim(rundir: Path, force: bool):
+def claim_rundir(rundir: Path, force: bool, outputs=None, who: str = None, resumable: bool = True):
+    """Make sure a run folder may be written: new, empty, or (with --force) cleared of the run's own outputs."""
+    outputs, who = outputs or OUTPUTS, who or WHO
     if rundir.exists() and not rundir.is_dir():
-        raise HodecError(f"run folder {rundir} exists and is not a folder", WHO)
+        raise HodecError(f"run folder {rundir} exists and is not a folder", who)
     if rundir.is_dir() and any(rundir.iterdir()):
         if not force:
-            raise HodecError(f"run folder {rundir} already exists: continue it with --resume, or overwrite it with "
-                             f"--force", WHO)
-        for name in OUTPUTS:
+            how = "continue it with --resume, or overwrite it with --force" if resumable else "overwrite it with --force"
+            raise HodecError(f"run folder {rundir} already exists: {how}", who)
+        for name in outputs:
             (rundir / name).unlink(missing_ok=True)
 
 

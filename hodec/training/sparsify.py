@@ -40,6 +40,7 @@ from torch import nn
 from ..errors import HodecError
 from .data import Dataset, read_data
 from .fit import FitError, Trainer
+from .run import claim_rundir
 from .sparsify_config import SparsifyConfig, load_sparsify_config
 
 WHO = "hodec sparsify"
@@ -462,7 +463,7 @@ def run_sparsify(spec, data, test=None, config=None, out=None, force: bool = Fal
             "hodec_version": __version__}
     if test is not None:
         meta.update({"test": str(test), "test_sha256": digest(Path(test).read_bytes())})
-    _claim(rundir, force)
+    claim_rundir(rundir, force, OUTPUTS, WHO, resumable=False)
 
     log = (lambda line: print(f"hodec sparsify: {line}", file=sys.stderr, flush=True)) if progress else None
     result = sparsify(source, dataset, cfg, filename=spec.name, test=testset, log=log)
@@ -487,11 +488,3 @@ def run_sparsify(spec, data, test=None, config=None, out=None, force: bool = Fal
     return 0
 
 
-def _claim(rundir: Path, force: bool):
-    if rundir.exists() and not rundir.is_dir():
-        raise HodecError(f"run folder {rundir} exists and is not a folder", WHO)
-    if rundir.is_dir() and any(rundir.iterdir()):
-        if not force:
-            raise HodecError(f"run folder {rundir} already exists: overwrite it with --force", WHO)
-        for name in OUTPUTS:
-            (rundir / name).unlink(missing_ok=True)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
 from ..errors import HodecError, did_you_mean
-from .config import DEFAULTS as FIT_DEFAULTS, FitConfig, _integer, _number, _read_yaml, as_number
+from .config import DEFAULTS as FIT_DEFAULTS, FitConfig, _integer, _number, as_number, config_source
 from .config import validate as validate_fit
 
 SPARSIFY_DEFAULTS: dict = {
@@ -68,15 +68,7 @@ class SparsifyConfig:
 def load_sparsify_config(source: Union[None, str, Path, Mapping, SparsifyConfig] = None,
                          **overrides) -> SparsifyConfig:
     """A SparsifyConfig from a SPARSIFY.yaml path, a mapping, or None (all defaults); keyword overrides win."""
-    if isinstance(source, SparsifyConfig):
-        source = source.to_dict()
-    filename = "<config>"
-    if isinstance(source, (str, Path)):
-        filename = str(source)
-        source = _read_yaml(Path(source))
-    raw = dict(source or {})
-    raw.update(overrides)
-    return validate(raw, filename)
+    return validate(*config_source(source, overrides))
 
 
 def validate(raw: Mapping[str, Any], filename: str = "<config>") -> SparsifyConfig:
