@@ -2,6 +2,7 @@
 reference (Python's own evaluation of the same arithmetic, or a hand-written right-hand side)."""
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import math
@@ -319,6 +320,66 @@ def test_slot_replacement_and_positive():
     assert any(p is m.slot("g").net.scale for p in m.parameters()), "a replacement's parameters are trained"
     with pytest.raises(HodecError, match="no neural slot 'gg'"):
         build(src, slots={"gg": Shift()})
+
+
+FUSED = ("model F\ninput u\nstate a = 1\nstate b = 2\nstate c = 3\n"
+         "neural fa(a, u) -> a hidden 8 activation gelu\nneural fb(a, b, c) -> b hidden 8 activation gelu\n"
+         "neural fc(b, keep c) -> c, a hidden 8 activation gelu\nneural other(c) -> c hidden 4\n"
+         "neural pa(a) -> b hidden 8 activation gelu positive\nneural pb(b) -> a hidden 8 activation gelu positive\n"
+         "der a = -a\n")
+
+
+def slot_by_slot(m, y, u, gates=None):
+    """The vector field with every slot's own network called on its own arguments (no fusion)."""
+    values = {"a": y[..., 0], "b": y[..., 1], "c": y[..., 2], "u": u}
+    term = -y[..., 0] * (gates or {}).get("der_a.0", 1.0)
+    dy = torch.stack([term, torch.zeros_like(u), torch.zeros_like(u)], -1)
+    for name, args, outputs, *_ in m.slots_table:
+        x = torch.stack([values[a] for a in args], -1)
+        if gates:
+            x = x * torch.stack([torch.as_tensor(gates.get(f"{name}.{a}", 1.0), dtype=x.dtype) for a in args])
+        out = m.slot(name).net(x)
+        if m.slot(name).positive:
+            out = torch.nn.functional.softplus(out)
+        for k, target in enumerate(outputs):
+            dy = dy + torch.nn.functional.one_hot(torch.tensor("abc".index(target)), 3) * out[..., k:k + 1]
+    return dy
+
+
+@pytest.mark.parametrize("gated", [False, True])
+def test_slots_of_one_shape_run_fused_and_equal_slot_by_slot(gated):
+    cls = load_source(hodec.compile_source(FUSED, "f.hode", gates=gated), f"hodec_test_fused_{gated}")
+    code = hodec.compile_source(FUSED, "f.hode", gates=gated)
+    assert "self.run_slots((0, 1, 2), " in code and "self.run_slots((4, 5), " in code  # two groups
+    assert "self.slot_modules[3](" in code  # a shape of its own runs alone
+    torch.manual_seed(3)
+    m = cls().double()
+    gates = {}
+    if gated:
+        gates = {name: 0.2 + 0.1 * i for i, name in enumerate(m.gates)}
+        m.set_gates(gates)
+        assert "fc.c" not in m.gates  # keep
+    y = torch.rand(5, 3, dtype=torch.float64, requires_grad=True)
+    u = torch.rand(5, dtype=torch.float64)
+    m.set_inputs({"u": lambda t: u})
+    fused = m(T(0.5), y)
+    want = slot_by_slot(m, y, u, gates)
+    assert fused.detach().numpy() == pytest.approx(want.detach().numpy(), rel=1e-12, abs=1e-14)
+    weights = list(m.slot_modules.parameters())
+    g_fused = torch.autograd.grad(fused.square().sum(), [y, *weights])
+    g_want = torch.autograd.grad(want.square().sum(), [y, *weights])
+    for a, b in zip(g_fused, g_want):
+        assert a.numpy() == pytest.approx(b.numpy(), rel=1e-10, abs=1e-13)
+    copied = copy.deepcopy(m)  # the copy fuses its own weights, not the original's
+    with torch.no_grad():
+        for p in copied.slot_modules.parameters():
+            p.mul_(0.5)
+    assert not torch.allclose(copied(T(0.5), y), fused)
+    assert torch.allclose(m(T(0.5), y), fused)
+    m.slot("fb").net = Shift()  # a user network put in after construction: the group runs slot by slot
+    swapped = m(T(0.5), y)
+    assert swapped.detach().numpy() == pytest.approx(slot_by_slot(m, y, u, gates).detach().numpy(), rel=1e-12)
+    assert not torch.allclose(swapped, fused)
 
 
 def test_params_overrides_and_fixed():

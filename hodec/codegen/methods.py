@@ -134,10 +134,8 @@ def forward_body(sm: SymbolicModel, tables: dict, gates: Optional[list] = None) 
     w = MethodWriter(sm, tables, batch="batch", like="y", has_states=True)
     cols = w.columns([f.rate for f in sm.fluxes], "flux")
     slot_lines = []
-    for index, slot in enumerate(sm.model.slots):
-        if not slot.is_function:
-            args = w.stack([sm.symbols[a.name] for a in slot.args]) + _slot_gates(slot, gates, tables)
-            slot_lines.append(f"n_{slot.name} = self.slot_modules[{index}]({args})")
+    for group in _slot_groups(sm.model.slots):
+        slot_lines += _slot_call(w, sm, group, gates, tables)
     head = ["p = self.parameter_values()", "batch = y.shape[:-1]"] + w.prologue()
     if gates:
         head.append("g = self.gate_values()  # the gates, then a constant 1 read by ungated edges")
@@ -153,12 +151,43 @@ def _flux_gates(cols: Columns, gates: Optional[list], tables: dict) -> list[str]
     return ["flux = flux * g.index_select(0, self.flux_gates)"]
 
 
-def _slot_gates(slot, gates: Optional[list], tables: dict) -> str:
-    by_arg = {g.argument: i for i, g in enumerate(gates or ()) if g.slot == slot.name}
-    if not by_arg:
+def _slot_groups(slots) -> list[list[tuple[int, object]]]:
+    """The residual slots, grouped by network shape (hidden widths, activation, positive) in declaration order:
+    a group of several is evaluated as one block-diagonal network (many small slots, as MNODE makes, otherwise
+    cost a dozen tiny kernels and module calls each)."""
+    groups: dict = {}
+    for index, slot in enumerate(slots):
+        if not slot.is_function:
+            groups.setdefault((tuple(slot.hidden), slot.activation, slot.positive), []).append((index, slot))
+    return list(groups.values())
+
+
+def _slot_call(w: MethodWriter, sm: SymbolicModel, group: list, gates: Optional[list], tables: dict) -> list[str]:
+    if len(group) == 1:
+        index, slot = group[0]
+        args = w.stack([sm.symbols[a.name] for a in slot.args]) + _slot_gates([slot], gates, tables, f"slot{index}")
+        return [f"n_{slot.name} = self.slot_modules[{index}]({args})"]
+    slots = [slot for _, slot in group]
+    key = f"slot{group[0][0]}"
+    args = w.stack([sm.symbols[a.name] for slot in slots for a in slot.args])
+    names = ", ".join(f"n_{slot.name}" for slot in slots)
+    signature = ", ".join(f"{slot.name}({', '.join(a.name for a in slot.args)})" for slot in slots)
+    return [f"# slots {signature}: one block-diagonal network",
+            f"{names} = self.run_slots({tuple(i for i, _ in group)}, "
+            f"{args}{_slot_gates(slots, gates, tables, key)})"]
+
+
+def _slot_gates(slots: list, gates: Optional[list], tables: dict, key: str) -> str:
+    """The gate factor of the slots' stacked arguments (a constant 1 for ungated ones), or nothing."""
+    columns, any_gated = [], False
+    for slot in slots:
+        by_arg = {g.argument: i for i, g in enumerate(gates or ()) if g.slot == slot.name}
+        any_gated |= bool(by_arg)
+        columns += [by_arg.get(j, len(gates or ())) for j in range(len(slot.args))]
+    if not any_gated:
         return ""
-    tables[f"{slot.name}_gates"] = tuple(by_arg.get(j, len(gates)) for j in range(len(slot.args)))
-    return f" * g.index_select(0, self.{slot.name}_gates)"
+    tables[f"{key}_gates"] = tuple(columns)
+    return f" * g.index_select(0, self.{key}_gates)"
 
 
 # The synchronisation coupling of `hodec fit` (runtime.Coupling, attached by set_coupling): a cheap attribute

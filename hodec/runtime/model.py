@@ -14,7 +14,7 @@ from torch import nn
 
 from ..errors import HodecError, did_you_mean
 from .gates import Gated
-from .neural import NeuralSlot
+from .neural import NeuralSlot, run_slots
 from .signals import as_signal
 
 PARAM_KINDS = ("free", "positive", "bounded", "fixed")
@@ -193,6 +193,13 @@ class CompiledModel(Gated, nn.Module):
             NeuralSlot(len(args), 1 if outputs is None else len(outputs), hidden, activation, positive,
                        net=replacements.get(name))
             for name, args, outputs, hidden, activation, positive in self.slots_table)
+
+    def run_slots(self, indices: tuple, x: torch.Tensor) -> list:
+        """Slots of one shape evaluated together (generated forward code calls this; see neural.run_slots)."""
+        plans = self.__dict__.setdefault("_fused_slots", {})  # a plain attribute: not in the state_dict
+        slots = [self.slot_modules[i] for i in indices]
+        out, plans[indices] = run_slots(slots, x, plans.get(indices))
+        return out
 
     def slot(self, name: str) -> NeuralSlot:
         return self.slot_modules[[row[0] for row in self.slots_table].index(name)]

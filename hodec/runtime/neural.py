@@ -27,7 +27,52 @@ class NeuralSlot(nn.Module):
         super().__init__()
         self.n_in, self.n_out, self.positive = n_in, n_out, positive
         self.net = net if net is not None else mlp(n_in, tuple(hidden), n_out, activation)
+        self._factory_net = (None if net is not None else self.net,)  # a tuple: not registered a second time
+
+    @property
+    def is_factory_mlp(self) -> bool:
+        """True while the slot holds the MLP its declaration made (not a network a user put in)."""
+        return self.net is self._factory_net[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.net(x)
         return nn.functional.softplus(out) if self.positive else out
+
+
+class FusedSlots:
+    """Several factory MLPs of one shape (hidden widths, activation, positive) run as ONE block-diagonal network:
+    two kernels per layer instead of a dozen small ones and module calls per slot. The result equals the
+    separate evaluation up to the rounding of the matrix products."""
+
+    def __init__(self, slots: list):
+        self.nets = tuple(slot.net for slot in slots)
+        self.layers = [[net[k] for net in self.nets] for k in range(len(self.nets[0]))]
+        self.linear = [isinstance(layer[0], nn.Linear) for layer in self.layers]
+        self.n_in = [slot.n_in for slot in slots]
+        self.n_out = [slot.n_out for slot in slots]
+        self.positive = slots[0].positive
+
+    def holds(self, slots: list) -> bool:
+        """Whether the slots still hold the networks this plan was made from (a user may swap one in)."""
+        return all(slot.net is net for slot, net in zip(slots, self.nets))
+
+    def __call__(self, x: torch.Tensor) -> list:
+        for layer, linear in zip(self.layers, self.linear):
+            if linear:
+                x = nn.functional.linear(x, torch.block_diag(*[m.weight for m in layer]),
+                                         torch.cat([m.bias for m in layer]))
+            else:
+                x = layer[0](x)  # the activation: the same module type in every slot of the group
+        if self.positive:
+            x = nn.functional.softplus(x)
+        return list(x.split(self.n_out, -1))
+
+
+def run_slots(slots: list, x: torch.Tensor, plan: FusedSlots | None = None) -> tuple[list, FusedSlots | None]:
+    """Evaluate slots of one shape on their concatenated arguments x [..., sum of n_in]; returns each slot's
+    output and the fused plan to pass next time (None when a user network makes them run one by one)."""
+    if plan is None or not plan.holds(slots):
+        plan = FusedSlots(slots) if all(slot.is_factory_mlp for slot in slots) else None
+    if plan is None:
+        return [slot(part) for slot, part in zip(slots, x.split([s.n_in for s in slots], -1))], None
+    return plan(x), plan
