@@ -1,0 +1,392 @@
+"""Glucose benchmark (issue 4, benchmark 2): forecast CGM 60 min ahead from 210 min of history, five models.
+
+Data: `python -m benchmarks.glucose.simulate` (simglucose's 30 virtual patients on specs/uva_padova.hode, CGM
+noise, split BY PATIENT: 18 train, 6 validation, 6 test). Task: for each window of the test patients (stride 30
+min), given the CGM of [t0, t0 + 210) (42 samples) and the meal / insulin inputs of the whole window, predict the
+CGM at t0 + 210 ... t0 + 265 (12 samples, 5-min steps). Scores are against the (noisy) CGM, the signal a
+forecaster is judged on in practice.
+
+Models (every ODE model is a .hode spec trained by hodec itself, homotopy on whole days that start at 00:00 from
+basal, CGM the only fitted column; rk4 with fixed steps):
+  mechanistic  specs/uva_padova.hode with population parameters fitted (starting from adult#001's); in minutes.
+  mnode        the MNODE form of the same spec (`hodec transform --mnode`: one GELU slot per state over its graph
+               parents) written in scaled units: every state divided by its range on a simulated day, time in
+               hours, Dbar in 100 g, so that slot inputs and outputs are O(1) (see `scaled_mnode`).
+  hgs          `hodec sparsify` of the MNODE after --merge-scc and --closure meal:CGM insulin:CGM (steps 2-5);
+               lambda1 is cross-validated (2 folds over training days) on the first seed and reused for the
+               others (CPU time).
+  node         a black-box neural ODE: CGM/100 and 3 latent states, one MLP [6, 32, 32, 4] over them and the
+               meal and insulin inputs.
+  lstm         an LSTM (64 units) over the 54 steps of the window (CGM where known, a known-flag, meal,
+               insulin), predicting the 12 horizon values as offsets from the last known CGM; trained on the
+               train patients' windows, early-stopped on the validation patients'.
+  last value   persistence (the last known CGM held), a reference row.
+ODE forecasts: the state at t0 is estimated from the window's history alone (an offset from the model's basal
+state, fitted to the 42 CGM samples by 60 Adam steps), then the model runs free over history and horizon with
+the known inputs. (Synchronising only by the coupling term was tried first: it corrects only the states that CGM
+reads, Gs, which relaxes back to the model's own plasma glucose within ~15 min of the horizon.)
+
+Metrics: RMSE (mg/dL) over all horizon samples; peak RMSE: RMSE of the predicted against the actual maximum of
+the horizon, over the windows whose actual maximum exceeds 180 mg/dL (post-meal excursions); accuracy of the
+hypo / normal / hyper class (< 70, 70-180, > 180 mg/dL) per horizon sample; effective parameter count (the
+trainable scalars that affect the output; for hgs after pruning). Mean and spread (min-max) over the seeds.
+
+    python -m benchmarks.glucose.compare --quick      # 1 seed, 6 train days, few epochs: a smoke test
+    python -m benchmarks.glucose.compare              # 3 seeds, the full protocol (hours on 2 CPU cores)
+    python -m benchmarks.glucose.compare --models lstm mechanistic --seeds 0 --tag glucose_partial
+
+Writes benchmarks/results/<tag>.json and .md (tag: glucose, or glucose_quick with --quick).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from hodec.compiler import load_text, symbolic  # noqa: E402
+from hodec.graph.transform import closure, merge_scc, mnode  # noqa: E402
+from hodec.runtime.signals import Signal  # noqa: E402
+from hodec.training.data import Dataset, Trajectory  # noqa: E402
+from hodec.training.fit import fit  # noqa: E402
+from hodec.training.sparsify import effective_params, sparsify  # noqa: E402
+
+DATA = ROOT / "benchmarks" / "results" / "glucose_data"
+RESULTS = ROOT / "benchmarks" / "results"
+SPEC = ROOT / "specs" / "uva_padova.hode"
+SAMPLE, HISTORY, HORIZON = 5, 42, 12  # minutes per sample; samples of history and of horizon
+HYPO, HYPER = 70.0, 180.0
+MODELS = ("mechanistic", "mnode", "hgs", "node", "lstm", "last_value")
+GAIN_PER_MIN = 0.1  # homotopy coupling k: CGM relaxes to the data's spline in ~10 min
+SMOOTHING_MIN3 = 125.0  # spline alpha in min^3 (alpha scales as time^3; = 1e-3 at the LV benchmark's 0.1 step)
+
+
+# ---------------------------------------------------------------- data
+@dataclass
+class Day:
+    id: int
+    split: int  # 0 train, 1 validation, 2 test
+    t: np.ndarray  # minutes, [288]
+    cgm: np.ndarray
+    inputs: dict  # meal (g/min), insulin (U/min), Dbar (mg): [288] each
+
+
+@dataclass
+class View:
+    """How a model sees the data: its time unit and input scales."""
+    minutes_per_unit: float
+    input_scale: dict  # input name -> divisor
+    scaled_states: bool  # states are O(1) already (the neural specs)
+
+    def state_scale(self, model) -> list:
+        return [1.0] * len(model.state_names) if self.scaled_states else state_scales(model)
+
+    def dataset(self, days, input_names) -> Dataset:
+        trajectories = [Trajectory(str(d.id), d.t / self.minutes_per_unit, d.cgm[:, None],
+                                   np.stack([d.inputs[n] / self.input_scale.get(n, 1.0) for n in input_names], 1))
+                        for d in days]
+        return Dataset(("CGM",), tuple(input_names), trajectories, "glucose days")
+
+
+MINUTES = View(1.0, {}, False)
+HOURS = View(60.0, {"Dbar": 1e5}, True)
+
+
+def load_days(folder: Path = DATA) -> list:
+    if not (folder / "data.csv").is_file():
+        raise SystemExit(f"{folder / 'data.csv'} is missing: run `python -m benchmarks.glucose.simulate` first")
+    split = {int(r["id"]): int(r["split"]) for r in csv.DictReader(open(folder / "patients.csv"))}
+    rows: dict = {}
+    for r in csv.DictReader(open(folder / "data.csv")):
+        rows.setdefault(int(r["id"]), []).append(r)
+    days = []
+    for tid, rs in rows.items():
+        col = lambda k: np.array([float(r[k]) for r in rs])  # noqa: E731
+        days.append(Day(tid, split[tid], col("t"), col("CGM"),
+                        {"meal": col("meal"), "insulin": col("insulin"), "Dbar": col("Dbar")}))
+    return days
+
+
+def windows(days, split: int) -> list:
+    """(day, first sample) of every window of the split: stride 30 min = 6 samples."""
+    return [(d, i) for d in days if d.split == split
+            for i in range(0, len(d.t) - HISTORY - HORIZON + 1, 6)]
+
+
+# ---------------------------------------------------------------- specs
+def scaled_mnode(hidden=(16,)) -> str:
+    """The MNODE form of specs/uva_padova.hode in O(1) units (see the module docstring)."""
+    source = SPEC.read_text()
+    slots = [line for line in mnode(source, filename=SPEC.name, hidden=hidden).splitlines()
+             if line.startswith("neural ")]
+    base = load_text(source, SPEC.name)().double()
+    scales = state_scales(base)
+    basal = base.initial_state().tolist()
+    vg = base.params()["Vg"]
+    lines = ["model UvaPadovaMNODE \"MNODE of uva_padova.hode; states divided by their range on a simulated "
+             "day; time in hours\"",
+             "input meal \"g/min\"", "input insulin \"U/min\"", "input Dbar \"100 g\""]
+    for name, scale, x0 in zip(base.state_names, scales, basal):
+        lines.append(f"state {name} = {x0 / scale:.6g}  \"{name} / {scale:g}\"")
+    lines += slots
+    lines.append(f"observe CGM = {scales[-1] / vg:.6g} * Gs")
+    return "\n".join(lines) + "\n"
+
+
+def state_scales(base) -> list:
+    """Per state: max |x| over a day of adult#001 eating 50/70/80 g at 7, 12:30 and 19 h with boluses (1 digit)."""
+    t = torch.arange(0, 24 * 60 + 1, 1.0, dtype=torch.float64)
+    meal, insulin = torch.zeros_like(t), torch.full_like(t, 0.021122)
+    dbar = torch.zeros_like(t)
+    for start, grams in ((420, 50), (750, 70), (1140, 80)):
+        n = grams // 5
+        meal[start:start + n] = 5.0
+        insulin[start] += grams / 10.0
+        dbar[start:start + n] = 1000.0 * grams
+    ys = base.simulate(t, method="rk4", step_size=0.5,
+                       inputs={"meal": Signal(t, meal, "previous"), "insulin": Signal(t, insulin, "previous"),
+                               "Dbar": Signal(t, dbar, "previous")})
+    top = ys.abs().amax(0).tolist()
+    return [float(f"{v:.0e}") if v > 0 else 1.0 for v in top]
+
+
+def blackbox_node(latent: int = 3) -> str:
+    z = [f"z{i}" for i in range(1, latent + 1)]
+    states = ", ".join(["G", *z])
+    return "\n".join(["model GlucoseNODE \"black-box neural ODE; time in hours\"",
+                      "input meal \"g/min\"", "input insulin \"U/min\"",
+                      "state G = 1.4  \"CGM / 100\"", *[f"state {n} = 0" for n in z],
+                      f"neural f({states}, meal, insulin) -> {states} hidden 32 32 activation gelu",
+                      "observe CGM = 100 * G"]) + "\n"
+
+
+# ---------------------------------------------------------------- ODE models: training and forecasting
+def fit_config(view: View, epochs_per_step: int, seed: int, lr: float) -> dict:
+    return {"method": "homotopy", "k": GAIN_PER_MIN * view.minutes_per_unit, "steps": 5,
+            "epochs_per_step": epochs_per_step, "smoothing": SMOOTHING_MIN3 / view.minutes_per_unit ** 3,
+            "lr": lr, "weight_decay": 1e-4, "seed": seed, "dtype": "float32",
+            "solver": {"method": "rk4", "step_size": SAMPLE / view.minutes_per_unit}}
+
+
+def forecast_ode(model, view: View, wins: list, steps: int = 60) -> np.ndarray:
+    """[12, B] CGM forecasts. The state at t0 is estimated from the history: starting from the model's basal
+    state, a per-window offset (in units of each state's scale) is fitted by Adam to the 42 history samples;
+    the model then runs free from t0 over history and horizon with the known inputs."""
+    model = copy.deepcopy(model).double().eval().requires_grad_(False)
+    tau = torch.arange(HISTORY + HORIZON, dtype=torch.float64) * SAMPLE / view.minutes_per_unit
+    span = lambda a, i: a[i:i + HISTORY + HORIZON]  # noqa: E731
+    model.set_inputs({n: Signal(tau, torch.tensor(np.stack([span(d.inputs[n], i) for d, i in wins], 1))
+                                / view.input_scale.get(n, 1.0)) for n in model.input_names})
+    hist = torch.tensor(np.stack([d.cgm[i:i + HISTORY] for d, i in wins], 1))  # [42, B]
+    col = model.observable_names.index("CGM")
+    solver = {"method": "rk4", "step_size": SAMPLE / view.minutes_per_unit}
+    basal = model.initial_state((len(wins),))
+    scale = torch.tensor(view.state_scale(model), dtype=torch.float64)
+    offset = torch.zeros_like(basal, requires_grad=True)
+    opt = torch.optim.Adam([offset], lr=0.05)
+    for _ in range(steps):
+        ys = model.simulate(tau[:HISTORY], y0=basal + scale * offset, **solver)
+        loss = (model.observe(ys, tau[:HISTORY])[..., col] - hist).div(100).square().mean(0).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        ys = model.simulate(tau, y0=basal + scale * offset, **solver)
+        return model.observe(ys[HISTORY:], tau[HISTORY:])[..., col].numpy()
+
+
+def train_ode(name: str, days, seed: int, scale: dict) -> tuple:
+    """A trained model, its View, its effective parameter count and extra facts for the report."""
+    train = [d for d in days if d.split == 0]
+    view = MINUTES if name == "mechanistic" else HOURS
+    cfg = fit_config(view, scale["epochs_per_step"], seed, lr=0.01 if name == "mechanistic" else 0.02)
+    if name == "hgs":
+        source = closure(merge_scc(scaled_mnode(), filename="mnode.hode"), [("meal", "CGM"), ("insulin", "CGM")],
+                         filename="mnode.hode")
+        cfg.update({"lambda1": scale.get("hgs_lambda1") or scale["lambda1"], "lambda2": 1e-5, "folds": 2, "threshold": 0.05,
+                    "refit_epochs": scale["refit_epochs"]})
+        inputs = load_text(source, "hgs.hode").input_names
+        r = sparsify(source, view.dataset(train, inputs), cfg, filename="hgs.hode")
+        return r.model, view, r.params_after, {"lambda1": r.lambda1, "pruned": r.pruned_names,
+                                               "states_kept": r.states_kept, "source": r.fitted_source}
+    source = {"mechanistic": SPEC.read_text(), "mnode": scaled_mnode(), "node": blackbox_node()}[name]
+    cls = load_text(source, f"{name}.hode")
+    r = fit(cls, view.dataset(train, cls.input_names), cfg)
+    return r.model, view, effective_params(symbolic(source, f"{name}.hode"), r.model), {}
+
+
+# ---------------------------------------------------------------- LSTM
+class Forecaster(torch.nn.Module):
+    def __init__(self, hidden: int = 64):
+        super().__init__()
+        self.lstm = torch.nn.LSTM(4, hidden, batch_first=True)
+        self.head = torch.nn.Linear(hidden, 1)
+
+    def forward(self, x):  # x: [B, 54, 4] -> [B, 12] offsets from the last known CGM, / 100
+        h, _ = self.lstm(x)
+        return self.head(h[:, HISTORY:]).squeeze(-1)
+
+
+def lstm_features(wins, stats=None):
+    n = HISTORY + HORIZON
+    cgm = np.stack([d.cgm[i:i + n] for d, i in wins])
+    meal = np.stack([d.inputs["meal"][i:i + n] for d, i in wins])
+    insulin = np.stack([d.inputs["insulin"][i:i + n] for d, i in wins])
+    if stats is None:
+        stats = {"meal": meal.std() or 1.0, "insulin": insulin.std() or 1.0}
+    known = np.zeros_like(cgm)
+    known[:, :HISTORY] = 1.0
+    last = cgm[:, HISTORY - 1:HISTORY]
+    x = np.stack([(cgm - last) / 100 * known, known, meal / stats["meal"], insulin / stats["insulin"]], -1)
+    return torch.tensor(x, dtype=torch.float32), torch.tensor(cgm[:, HISTORY:], dtype=torch.float32), \
+        torch.tensor(last, dtype=torch.float32), stats
+
+
+def train_lstm(days, seed: int, scale: dict):
+    torch.manual_seed(seed)
+    x, y, last, stats = lstm_features(windows(days, 0))
+    xv, yv, lastv, _ = lstm_features(windows(days, 1), stats)
+    net = Forecaster()
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    gen = torch.Generator().manual_seed(seed)
+    best, best_state = math.inf, None
+    for _ in range(scale["lstm_epochs"]):
+        for idx in torch.randperm(len(x), generator=gen).split(128):
+            loss = (net(x[idx]) * 100 + last[idx] - y[idx]).square().mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            val = float((net(xv) * 100 + lastv - yv).square().mean())
+        if val < best:
+            best, best_state = val, copy.deepcopy(net.state_dict())
+    net.load_state_dict(best_state)
+    return net, stats, sum(p.numel() for p in net.parameters())
+
+
+def forecast_lstm(net, stats, wins) -> np.ndarray:
+    x, _, last, _ = lstm_features(wins, stats)
+    with torch.no_grad():
+        return (net(x) * 100 + last).T.numpy()
+
+
+# ---------------------------------------------------------------- metrics and the run
+def metrics(pred: np.ndarray, wins) -> dict:
+    true = np.stack([d.cgm[i + HISTORY:i + HISTORY + HORIZON] for d, i in wins], 1)  # [12, B]
+    ok = np.isfinite(pred).all(0)
+    pred, true = pred[:, ok], true[:, ok]
+    cls = lambda v: np.digitize(v, [HYPO, HYPER + 1e-9])  # noqa: E731  0 hypo, 1 normal, 2 hyper
+    peaks = true.max(0) > HYPER
+    out = {"rmse": float(np.sqrt(np.mean((pred - true) ** 2))),
+           "peak_rmse": float(np.sqrt(np.mean((pred.max(0)[peaks] - true.max(0)[peaks]) ** 2))) if peaks.any()
+           else None, "accuracy": float(np.mean(cls(pred) == cls(true))), "windows": int(ok.sum()),
+           "diverged": int((~ok).sum())}
+    for k, name in enumerate(("hypo", "normal", "hyper")):
+        sel = cls(true) == k
+        out[f"accuracy_{name}"] = float(np.mean(cls(pred)[sel] == k)) if sel.any() else None
+    return out
+
+
+def run_model(name: str, days, seed: int, scale: dict) -> dict:
+    start = time.perf_counter()
+    test = windows(days, 2)
+    extra = {}
+    if name == "last_value":
+        pred, params = np.stack([d.cgm[i + HISTORY - 1] for d, i in test])[None].repeat(HORIZON, 0), 0
+    elif name == "lstm":
+        net, stats, params = train_lstm(days, seed, scale)
+        pred = forecast_lstm(net, stats, test)
+    else:
+        model, view, params, extra = train_ode(name, days, seed, scale)
+        pred = forecast_ode(model, view, test)
+    return {"model": name, "seed": seed, **metrics(pred, test), "params": int(params),
+            "seconds": round(time.perf_counter() - start, 1), **extra}
+
+
+def summary(runs: list) -> list:
+    rows = []
+    for name in MODELS:
+        mine = [r for r in runs if r["model"] == name and "error" not in r]
+        if not mine:
+            continue
+        row = {"model": name, "seeds": len(mine)}
+        for key in ("rmse", "peak_rmse", "accuracy", "accuracy_hypo", "accuracy_normal", "accuracy_hyper",
+                    "params"):
+            vals = [r[key] for r in mine if r.get(key) is not None]
+            row[key] = (float(np.mean(vals)), float(np.min(vals)), float(np.max(vals))) if vals else None
+        rows.append(row)
+    return rows
+
+
+def markdown(result: dict) -> str:
+    s = result["settings"]
+    lines = [f"# Glucose forecast benchmark ({'quick' if s['quick'] else 'full'})", "",
+             f"Test: {s['test_windows']} windows of {s['test_patients']} held-out patients; 210 min of history "
+             f"-> 60 min ahead (5-min steps). Seeds {s['seeds']}; mean (min-max). {result['seconds']} s in all.",
+             "", "| model | RMSE mg/dL | peak RMSE | accuracy | hypo | normal | hyper | effective params | "
+             "seeds |", "|---|---|---|---|---|---|---|---|---|"]
+    cell = lambda v, f: "-" if v is None else (f"{v[0]:{f}}" if v[1] == v[2] else  # noqa: E731
+                                              f"{v[0]:{f}} ({v[1]:{f}}-{v[2]:{f}})")
+    for r in result["summary"]:
+        lines.append(f"| {r['model']} | {cell(r['rmse'], '.1f')} | {cell(r['peak_rmse'], '.1f')} | "
+                     f"{cell(r['accuracy'], '.3f')} | {cell(r['accuracy_hypo'], '.2f')} | "
+                     f"{cell(r['accuracy_normal'], '.2f')} | {cell(r['accuracy_hyper'], '.2f')} | "
+                     f"{cell(r['params'], '.0f')} | {r['seeds']} |")
+    errors = [r for r in result["runs"] if "error" in r]
+    lines += [""] + [f"- {r['model']} seed {r['seed']} failed: {r['error']}" for r in errors]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="1 seed, 6 train days, few epochs")
+    ap.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
+    ap.add_argument("--seeds", nargs="+", type=int, default=None)
+    ap.add_argument("--tag", default=None)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
+    scale = ({"epochs_per_step": 2, "refit_epochs": 6, "lambda1": [1e-3, 1e-2], "lstm_epochs": 5} if args.quick
+             else {"epochs_per_step": 20, "refit_epochs": 60, "lambda1": [1e-4, 1e-3, 1e-2], "lstm_epochs": 60})
+    days = load_days()
+    if args.quick:  # 2 train patients x 3 days; the validation and test patients in full
+        keep = sorted({d.id // 1000 for d in days if d.split == 0})[:2]
+        days = [d for d in days if d.split != 0 or d.id // 1000 in keep]
+    tag = args.tag or ("glucose_quick" if args.quick else "glucose")
+    start, runs = time.perf_counter(), []
+    for seed in seeds:
+        for name in args.models:
+            try:
+                run = run_model(name, days, seed, scale)
+                if name == "hgs" and "hgs_lambda1" not in scale:  # cross-validated once, on the first seed
+                    scale["hgs_lambda1"] = [run["lambda1"]]
+            except Exception as err:  # a diverged fit is a result to report, not a crash of the benchmark
+                run = {"model": name, "seed": seed, "error": f"{type(err).__name__}: {err}"[:300]}
+            runs.append(run)
+            print(json.dumps({k: v for k, v in run.items() if k != "source"}), flush=True)
+    test = windows(days, 2)
+    result = {"settings": {"quick": args.quick, "seeds": seeds, "scale": scale,
+                           "train_days": sum(d.split == 0 for d in days), "test_windows": len(test),
+                           "test_patients": len({d.id // 1000 for d in days if d.split == 2}),
+                           "gain_per_min": GAIN_PER_MIN, "smoothing_min3": SMOOTHING_MIN3},
+              "runs": runs, "summary": summary(runs), "seconds": round(time.perf_counter() - start, 1)}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{tag}.json").write_text(json.dumps(result, indent=1) + "\n")
+    (RESULTS / f"{tag}.md").write_text(markdown(result))
+    print(markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
