@@ -127,6 +127,22 @@ def test_divergence_ends_the_run_with_a_located_message():
         hodec.fit(M(), data, {"method": "vanilla", "epochs": 2, "solver": {"max_steps": 2000}})
 
 
+def test_a_failure_after_some_epochs_keeps_the_best_result_on_the_error():
+    source = "model Late\nparam a = 0.01 positive\nstate x = 1\nder x = -x + a * x^2\nobserve o = x\n"
+    M = load_source(compile_source(source, "late.hode"), "hodec_test_late")
+    data = make_dataset(M, [0.0, 0.5, 1.0, 2.0], {"o": [1.0, 0.61, 0.37, 0.14]})
+
+    def sabotage(trainer, improved):  # after epoch 2 the field blows up before t = 2
+        if trainer.epoch == 2:
+            trainer.model.set_params({"a": 20.0})
+
+    with pytest.raises(FitError, match=r"epoch 3") as caught:
+        hodec.fit(M(), data, {"method": "vanilla", "epochs": 5, "solver": {"max_steps": 2000}}, on_epoch=sabotage)
+    partial = caught.value.partial
+    assert partial is not None and partial.best_epoch in (1, 2) and len(partial.history) == 2
+    assert partial.params["a"] < 0.1 and math.isfinite(partial.best_mse)
+
+
 def test_neural_observable_needs_k_zero_to_be_fitted_with_homotopy():
     source = ("model N\nstate x = 1\nstate y = 0.5\nneural g(x) hidden 4\nder x = -x\nder y = x - y\n"
               "observe o = g(x) + y\nobserve xo = x\n")

@@ -152,17 +152,21 @@ def run_one(system: str, method: str, seed: int, quick: bool, workdir: Path, dat
     write_csv(csv, t[:n_train], y[:n_train], s["columns"])
     cfg = config_for(system, method, seed, quick)
     start = time.perf_counter()
+    stopped = {}
     try:
         result = hodec.fit(ROOT / s["spec"], csv, cfg, progress=sys.stderr.isatty())
     except hodec.HodecError as err:
-        return {"system": system, "method": method, "seed": seed, "config": cfg, "error": err.render(),
-                "seconds": time.perf_counter() - start}
+        result = getattr(err, "partial", None)  # a run that failed after some epochs: its best epoch counts
+        stopped = {"error" if result is None else "stopped": err.render()}
+        if result is None:
+            return {"system": system, "method": method, "seed": seed, "config": cfg, **stopped,
+                    "seconds": time.perf_counter() - start}
     seconds = time.perf_counter() - start
     extrap = extrapolation_mse(result.model, t, y, n_train, s["columns"])
     return {"system": system, "method": method, "seed": seed, "config": cfg,
             "interpolation_mse": result.best_mse, "extrapolation_mse": extrap if math.isfinite(extrap) else None,
             "best_epoch": result.best_epoch, "epochs": len(result.history), "seconds": round(seconds, 1),
-            "mse_curve": [h["mse"] for h in result.history]}
+            "mse_curve": [h["mse"] for h in result.history], **stopped}
 
 
 # ---------------------------------------------------------------- summary
@@ -190,6 +194,8 @@ def summarize(runs: list) -> dict:
                 values = [r[key] for r in ok if r.get(key) is not None]
                 entry[key] = float(np.mean(values)) if values else None
                 entry[key + "_all"] = [r.get(key) for r in ok]
+            entry["stopped"] = [f"seed {r['seed']}, after {r['epochs']} epochs: {r['stopped'].strip()}"
+                                for r in ok if "stopped" in r]
             entry["paper_x1e-2"] = PAPER.get(system, {}).get(method)
             out[system][method] = entry
         # the goal: homotopy reaches vanilla's best interpolation MSE within half of vanilla's epochs
@@ -229,6 +235,9 @@ def markdown(summary: dict, quick: bool, seeds, total_seconds: float) -> str:
                          f"{'-' if e['paper_x1e-2'] is None else e['paper_x1e-2']} | "
                          f"{'n/a' if e['seconds'] is None else round(e['seconds'])} |"
                          + (f" ({e['failed']} failed)" if e["failed"] else ""))
+    lines += [f"\n{system} {method} stopped early (its best epoch before the failure is reported): {note}"
+              for system, methods in summary.items() for method in METHODS
+              for note in (methods.get(method) or {}).get("stopped", [])]
     lines += ["", f"Paper best epochs: {PAPER_BEST_EPOCHS}.", "", "Goal (per seed): homotopy reaches vanilla's best "
               "interpolation MSE within half of vanilla's best epoch, and extrapolates no worse:", ""]
     for system, methods in summary.items():
@@ -272,8 +281,8 @@ def main(argv=None) -> int:
                     runs.append(run)
                     print(f"{system:16s} {method:18s} seed {seed}: interp {fmt(run.get('interpolation_mse'))} "
                           f"extrap {fmt(run.get('extrapolation_mse'))} (x1e-2) best epoch {run.get('best_epoch')} "
-                          f"/ {run.get('epochs')} in {run['seconds']:.0f}s" + (" ERROR " + run["error"]
-                                                                               if "error" in run else ""),
+                          f"/ {run.get('epochs')} in {run['seconds']:.0f}s"
+                          + "".join(f" {k.upper()} {run[k]}" for k in ("error", "stopped") if k in run),
                           flush=True)
                     _write(out, args.tag, runs, args.quick, reported, time.perf_counter() - start)
     print(f"wrote {out / (args.tag + '.json')} and {out / (args.tag + '.md')}")

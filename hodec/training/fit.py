@@ -48,10 +48,12 @@ from .spline import SmoothingSpline
 
 
 class FitError(HodecError):
-    """Training could not go on: non-finite values or a solver failure, with where it came from."""
+    """Training could not go on: non-finite values or a solver failure, with where it came from. When raised
+    by hodec.fit after some epochs, `partial` holds the FitResult of the best epoch before the failure."""
 
     def __init__(self, message: str, filename: str = "hodec fit"):
         super().__init__(message, filename)
+        self.partial: Optional[FitResult] = None
 
 
 @dataclass
@@ -533,7 +535,12 @@ def fit(model, data, config=None, *, inputs: Optional[dict] = None, progress: bo
     if not isinstance(data, Dataset):
         data = read_data(data, model)
     trainer = Trainer(model, data, config, inputs)
-    trainer.train(progress=progress, on_epoch=on_epoch)
+    try:
+        trainer.train(progress=progress, on_epoch=on_epoch)
+    except FitError as err:
+        if trainer.best_state is not None:
+            err.partial = trainer.result(evaluate=False)
+        raise
     return trainer.result()
 
 
