@@ -219,11 +219,12 @@ def train_ode(name: str, days, seed: int, scale: dict) -> tuple:
         inputs = load_text(source, "hgs.hode").input_names
         r = sparsify(source, view.dataset(train, inputs), cfg, filename="hgs.hode")
         return r.model, view, r.params_after, {"lambda1": r.lambda1, "pruned": r.pruned_names,
-                                               "states_kept": r.states_kept, "source": r.fitted_source}
+                                               "states_kept": r.states_kept, "train_mse": r.refit.best_mse,
+                                               "source": r.fitted_source}
     source = {"mechanistic": SPEC.read_text(), "mnode": scaled_mnode(), "node": blackbox_node()}[name]
     cls = load_text(source, f"{name}.hode")
     r = fit(cls, view.dataset(train, cls.input_names), cfg)
-    return r.model, view, effective_params(symbolic(source, f"{name}.hode"), r.model), {}
+    return r.model, view, effective_params(symbolic(source, f"{name}.hode"), r.model), {"train_mse": r.best_mse}
 
 
 # ---------------------------------------------------------------- LSTM
