@@ -320,7 +320,7 @@ class CompiledModel(Gated, nn.Module):
             return odeint(self, y0, ts, method=method, rtol=rtol, atol=atol, options=options or None)
         except AssertionError as err:  # torchdiffeq reports step-size underflow this way
             raise HodecError(f"the ODE solver failed ({method}): {err}; the model may be stiff or diverging "
-                             f"(try method='bdf'-like implicit solvers, smaller rtol/atol, or other params)") from None
+                             f"(try method='implicit_adams', other rtol/atol, or other params)") from None
 
     def observe(self, ys: torch.Tensor, ts=None) -> torch.Tensor:
         """Observables of a trajectory ys [T, *batch, n] at times ts [T] (or of states [*batch, n] at scalar ts)."""
