@@ -1,9 +1,8 @@
 """The synthetic sparsify benchmark's own pieces: the true edges, edge scoring through an SCC merge, and the
 no-state-dropping refit of its hgs-drop row."""
-import pytest
 import torch
 
-S = pytest.importorskip("benchmarks.sparsify.synthetic")
+from benchmarks.sparsify import synthetic as S  # noqa: E402  (python -m pytest puts the repo root on sys.path)
 
 SPEC = S.spec_text("Comprehensive", S.COMPREHENSIVE_EXTRA, latent=S.LATENT)
 
