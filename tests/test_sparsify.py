@@ -162,6 +162,7 @@ def test_planted_redundant_reaction_is_removed():
     gated.set_gates({name: 0.0 for name in r.pruned_names})
     assert r.refit.history[0]["mse"] == pytest.approx(data_mse(gated, data, load_sparsify_config(config).fit),
                                                       rel=1e-9)
+    assert r.train_mse_sparse == pytest.approx(r.refit.history[0]["mse"], rel=1e-9)  # pruned, before the refit
     # pruned.hode compiles to exactly the refitted model
     fitted = load_text(r.fitted_source, "abc.hode")().double()
     assert fitted.params() == r.model.params()

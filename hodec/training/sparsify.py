@@ -87,7 +87,7 @@ class SparsifyResult:
     refit_trainer: Trainer
     params_before: int
     params_after: int
-    train_mse_sparse: Optional[float]  # data MSE of the gated L1 model
+    train_mse_sparse: Optional[float]  # data MSE of the L1 model with the pruned gates at 0, before the refit
     test_mse: Optional[float] = None
     test_mse_sparse: Optional[float] = None
     seconds: float = 0.0
@@ -355,9 +355,11 @@ def sparsify(source: str, data, config=None, *, filename: str = "<spec>", test=N
     # the L1 model on all data, and the pruning
     trainer = _train(gated_class, data, config, chosen, phi0, inputs)
     gated = copy.deepcopy(trainer.model)
-    train_mse_sparse = trainer.evaluate(gated)
     gates = {name: (kind, float(w)) for (name, kind), w in zip(gated.gates_table, gated.gate_weights.detach())}
     pruned = sorted(name for name, (_, w) in gates.items() if abs(w) < config.threshold)
+    cut = copy.deepcopy(gated)  # the pruned model before the refit: pruned gates at 0
+    cut.set_gates({name: 0.0 for name in pruned})
+    train_mse_sparse = trainer.evaluate(cut)
     if len(config.lambda1) <= 1:
         path.append({"lambda1": chosen, "val_mse": None, "edges_kept": len(gates) - len(pruned),
                      "edges_kept_folds": []})
@@ -402,7 +404,7 @@ def sparsify(source: str, data, config=None, *, filename: str = "<spec>", test=N
     if test is not None:
         mse = data_mse(refit.model, test, config.refit, inputs)
         result.test_mse = mse if math.isfinite(mse) else None
-        mse = data_mse(gated, test, cfg, inputs)
+        mse = data_mse(cut, test, cfg, inputs)
         result.test_mse_sparse = mse if math.isfinite(mse) else None
     result.seconds = time.perf_counter() - start
     return result
