@@ -48,7 +48,6 @@ class FusedSlots:
         self.nets = tuple(slot.net for slot in slots)
         self.layers = [[net[k] for net in self.nets] for k in range(len(self.nets[0]))]
         self.linear = [isinstance(layer[0], nn.Linear) for layer in self.layers]
-        self.n_in = [slot.n_in for slot in slots]
         self.n_out = [slot.n_out for slot in slots]
         self.positive = slots[0].positive
 
