@@ -484,3 +484,31 @@ def test_compilation_is_deterministic_across_processes():
         assert there.keys() == here.keys()
         for name in here:
             assert there[name].encode() == here[name].encode(), f"{name} differs with PYTHONHASHSEED={seed}"
+
+
+def test_large_batches_accumulate_through_the_sparse_path_exactly(monkeypatch):
+    """40 states, 50 first-order conversions: sparse enough that a batch of 1100 rows takes the CSR path."""
+    rng = np.random.default_rng(5)
+    pairs = [(i, i + 1) for i in range(39)] + [tuple(rng.choice(40, 2, replace=False)) for _ in range(11)]
+    rates = rng.uniform(0.1, 1.0, len(pairs))
+    lines = ["model Wide"] + [f"param k{r} = {float(rate)!r} positive" for r, rate in enumerate(rates)]
+    lines += [f"state s{i} = 1" for i in range(40)]
+    lines += [f"reaction r{r}: s{a} -> s{b} ; k{r} * s{a}" for r, (a, b) in enumerate(pairs)]
+    m = build("\n".join(lines) + "\n")
+    calls = []
+    original = type(m)._accumulate_sparse
+    monkeypatch.setattr(type(m), "_accumulate_sparse", lambda self, f: calls.append(f.shape) or original(self, f))
+    y = torch.rand(1100, 40, dtype=torch.float64, requires_grad=True)
+    dy = m(T(0.0), y)
+    assert calls, "the CSR path was not taken"
+    src = torch.tensor([a for a, _ in pairs])
+    dst = torch.tensor([b for _, b in pairs])
+    flux = y[:, src] * torch.tensor(rates)
+    want = torch.zeros_like(y).index_add(1, dst, flux).index_add(1, src, -flux)
+    torch.testing.assert_close(dy, want, rtol=1e-13, atol=1e-13)
+    w = torch.rand(1100, 40, dtype=torch.float64)
+    torch.testing.assert_close(torch.autograd.grad((dy * w).sum(), y)[0], torch.autograd.grad((want * w).sum(), y)[0],
+                               rtol=1e-13, atol=1e-13)
+    assert len(calls) == 1
+    torch.testing.assert_close(m(T(0.0), y[:10]), want[:10], rtol=1e-13, atol=1e-13)  # a small batch: dense path
+    assert len(calls) == 1
