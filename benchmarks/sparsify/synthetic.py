@@ -78,7 +78,8 @@ from hodec.graph.extract import gate_edges, graph_of_source  # noqa: E402
 from hodec.graph.prune import prune_spec  # noqa: E402
 from hodec.graph.transform import transform  # noqa: E402
 from hodec.training.data import Dataset, Trajectory  # noqa: E402
-from hodec.training.sparsify import PenalisedTrainer, data_mse, effective_params, sparsify, transfer  # noqa: E402
+from hodec.training.sparsify import PenalisedTrainer, data_mse, effective_params, sparsify  # noqa: E402
+from hodec.training.sparsify import refit_pruned as library_refit  # noqa: E402
 from hodec.training.sparsify_config import load_sparsify_config  # noqa: E402
 
 TRUE = {"r12": ("X1 -> X2", "k12 * X1", 0.8), "r23": ("X2 -> X3", "k23 * X2", 0.5),
@@ -206,16 +207,10 @@ def timed_sparsify(spec: str, train: Dataset, cfg):
 
 
 def refit_pruned(spec: str, gated, pruned, observed, train: Dataset, cfg):
-    """Step 5's prune and refit as sparsify() does them, with the caller's `observed` states (all states: no state
-    dropping): prune_spec, the pruned spec started from the gated model (transfer, gates folded), refit without
-    the L1 term. Returns (Pruning, the refit model)."""
+    """Step 5's prune and refit with the caller's `observed` states (all states: no state dropping): prune_spec,
+    then the library's refit (hodec.training.sparsify.refit_pruned). Returns (Pruning, the refit model)."""
     pruning = prune_spec(spec, pruned, observed, SPEC)
-    torch.manual_seed(cfg.fit.seed)
-    model = load_text(pruning.source, SPEC)()
-    phi0 = copy.deepcopy(model).double().raw_parameters().detach().to(getattr(torch, cfg.fit.dtype))
-    transfer(gated, model, gated.gates, symbolic(spec, SPEC))
-    trainer = PenalisedTrainer(model, train, cfg.refit, 0.0, cfg.lambda2, phi0)
-    trainer.train()
+    trainer = library_refit(load_text(pruning.source, SPEC), gated, symbolic(spec, SPEC), train, cfg)
     return pruning, trainer.result(evaluate=False).model
 
 

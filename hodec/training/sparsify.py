@@ -235,6 +235,17 @@ def refit_gated(model, data, config: SparsifyConfig, phi0, inputs=None):
     return trainer.best_model()
 
 
+def refit_pruned(pruned_class, gated, sm, data, config: SparsifyConfig, inputs=None) -> PenalisedTrainer:
+    """The refit of step 5: the pruned spec's model, started from the L1 model `gated` (whose SymbolicModel is
+    `sm`; its gates folded in by transfer), trained without the L1 term; returns the trained trainer."""
+    model = _fresh(pruned_class, config.fit.seed)
+    phi0 = copy.deepcopy(model).double().raw_parameters().detach().to(getattr(torch, config.fit.dtype))
+    transfer(gated, model, gated.gates, sm)
+    trainer = PenalisedTrainer(model, data, config.refit, 0.0, config.lambda2, phi0, inputs)
+    trainer.train()
+    return trainer
+
+
 def transfer(src, dst, gates: Optional[dict] = None, sm=None):
     """Copy trained values into a (pruned) model: params by name; slot weights by argument and output name, each
     argument's gate folded into the first layer (w * u enters the network as u with the column scaled by w);
@@ -376,12 +387,7 @@ def sparsify(source: str, data, config=None, *, filename: str = "<spec>", test=N
         raise HodecError(f"the pruned spec does not compile ({err.diagnostics[0].message}); pruned: "
                          f"{', '.join(pruned)}", WHO) from None
 
-    # the refit, without the L1 term
-    refit_model = _fresh(pruned_class, cfg.seed)
-    phi0_pruned = copy.deepcopy(refit_model).double().raw_parameters().detach().to(getattr(torch, cfg.dtype))
-    transfer(gated, refit_model, {n: w for n, (_, w) in gates.items()}, sm)
-    refit_trainer = PenalisedTrainer(refit_model, data, config.refit, 0.0, config.lambda2, phi0_pruned, inputs)
-    refit_trainer.train()
+    refit_trainer = refit_pruned(pruned_class, gated, sm, data, config, inputs)
     refit = refit_trainer.result()
     say(f"refit of the pruned spec: best epoch {refit.best_epoch}, MSE {refit.best_mse}")
     header = (f"# Pruned and refitted by hodec sparsify (lambda1 = {chosen:g}, threshold {config.threshold:g}): "
