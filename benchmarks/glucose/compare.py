@@ -118,6 +118,11 @@ def load_days(folder: Path = DATA) -> list:
     return days
 
 
+def cut(wins: list, name: str, start: int = 0, stop: int = HISTORY + HORIZON) -> np.ndarray:
+    """Samples start..stop-1 of every window of one series (CGM or an input), [stop - start, B]."""
+    return np.stack([(d.cgm if name == "CGM" else d.inputs[name])[i + start:i + stop] for d, i in wins], 1)
+
+
 def windows(days, split: int) -> list:
     """(day, first sample) of every window of the split: stride 30 min = 6 samples."""
     return [(d, i) for d in days if d.split == split
@@ -185,10 +190,9 @@ def forecast_ode(model, view: View, wins: list, steps: int = 60) -> np.ndarray:
     the model then runs free from t0 over history and horizon with the known inputs."""
     model = copy.deepcopy(model).double().eval().requires_grad_(False)
     tau = torch.arange(HISTORY + HORIZON, dtype=torch.float64) * SAMPLE / view.minutes_per_unit
-    span = lambda a, i: a[i:i + HISTORY + HORIZON]  # noqa: E731
-    model.set_inputs({n: Signal(tau, torch.tensor(np.stack([span(d.inputs[n], i) for d, i in wins], 1))
-                                / view.input_scale.get(n, 1.0)) for n in model.input_names})
-    hist = torch.tensor(np.stack([d.cgm[i:i + HISTORY] for d, i in wins], 1))  # [42, B]
+    model.set_inputs({n: Signal(tau, torch.tensor(cut(wins, n)) / view.input_scale.get(n, 1.0))
+                      for n in model.input_names})
+    hist = torch.tensor(cut(wins, "CGM", 0, HISTORY))  # [42, B]
     col = model.observable_names.index("CGM")
     solver = {"method": "rk4", "step_size": SAMPLE / view.minutes_per_unit}
     basal = model.initial_state((len(wins),))
@@ -214,8 +218,8 @@ def train_ode(name: str, days, seed: int, scale: dict) -> tuple:
     if name == "hgs":
         source = closure(merge_scc(scaled_mnode(), filename="mnode.hode"), [("meal", "CGM"), ("insulin", "CGM")],
                          filename="mnode.hode")
-        cfg.update({"lambda1": scale.get("hgs_lambda1") or scale["lambda1"], "lambda2": 1e-5, "folds": 2, "threshold": 0.05,
-                    "refit_epochs": scale["refit_epochs"]})
+        cfg.update({"lambda1": scale.get("hgs_lambda1") or scale["lambda1"], "lambda2": 1e-5, "folds": 2,
+                    "threshold": 0.05, "refit_epochs": scale["refit_epochs"]})
         inputs = load_text(source, "hgs.hode").input_names
         r = sparsify(source, view.dataset(train, inputs), cfg, filename="hgs.hode")
         return r.model, view, r.params_after, {"lambda1": r.lambda1, "pruned": r.pruned_names,
@@ -240,10 +244,7 @@ class Forecaster(torch.nn.Module):
 
 
 def lstm_features(wins, stats=None):
-    n = HISTORY + HORIZON
-    cgm = np.stack([d.cgm[i:i + n] for d, i in wins])
-    meal = np.stack([d.inputs["meal"][i:i + n] for d, i in wins])
-    insulin = np.stack([d.inputs["insulin"][i:i + n] for d, i in wins])
+    cgm, meal, insulin = (cut(wins, name).T for name in ("CGM", "meal", "insulin"))  # [B, 54] each
     if stats is None:
         stats = {"meal": meal.std() or 1.0, "insulin": insulin.std() or 1.0}
     known = np.zeros_like(cgm)
@@ -284,7 +285,7 @@ def forecast_lstm(net, stats, wins) -> np.ndarray:
 
 # ---------------------------------------------------------------- metrics and the run
 def metrics(pred: np.ndarray, wins) -> dict:
-    true = np.stack([d.cgm[i + HISTORY:i + HISTORY + HORIZON] for d, i in wins], 1)  # [12, B]
+    true = cut(wins, "CGM", HISTORY)  # [12, B]
     ok = np.isfinite(pred).all(0)
     pred, true = pred[:, ok], true[:, ok]
     cls = lambda v: np.digitize(v, [HYPO, HYPER + 1e-9])  # noqa: E731  0 hypo, 1 normal, 2 hyper
@@ -304,7 +305,7 @@ def run_model(name: str, days, seed: int, scale: dict) -> dict:
     test = windows(days, 2)
     extra = {}
     if name == "last_value":
-        pred, params = np.stack([d.cgm[i + HISTORY - 1] for d, i in test])[None].repeat(HORIZON, 0), 0
+        pred, params = cut(test, "CGM", HISTORY - 1, HISTORY).repeat(HORIZON, 0), 0
     elif name == "lstm":
         net, stats, params = train_lstm(days, seed, scale)
         pred = forecast_lstm(net, stats, test)
