@@ -85,6 +85,33 @@ def test_baselines_run_and_pick_the_best_uncoupled_epoch(method):
     assert set(result.params) == set(TRUE)
 
 
+def test_multiple_shooting_segments_match_scipy_batched_or_not():
+    """An autonomous model's segments are solved as one batch on the union of their relative grids; each must
+    still be the solution from its own start over its own (non-uniform) times."""
+    from scipy.integrate import solve_ivp
+
+    M = load(LV)
+    assert M.forward_uses_time is False and load(ROOT / "specs" / "pk_two_compartment.hode").forward_uses_time
+    t = np.cumsum(np.r_[0.0, np.random.default_rng(1).uniform(0.1, 0.5, 14)])
+    data = make_dataset(M, t, {"prey": 1 + 0 * t, "predators": 1 + 0 * t})
+    config = load_config({"method": "multiple_shooting", "epochs": 1, "segments": 4, "dtype": "float64",
+                          "solver": {"rtol": 1e-10, "atol": 1e-12}})
+    trainer = Trainer(M().double(), data, config)
+    g = trainer.groups[0]
+    starts = [torch.tensor([[0.5 + i, 2.0 - 0.3 * i]], dtype=torch.float64) for i in range(4)]
+    a, b, c, d = (TRUE[k] for k in "abcd")
+    lv = lambda _, y: [a * y[0] - b * y[0] * y[1], c * y[0] * y[1] - d * y[1]]  # noqa: E731
+    for autonomous in (True, False):
+        trainer.model.forward_uses_time = not autonomous
+        with torch.no_grad():
+            pieces = trainer._solve_segments(g, starts)
+        for i, ys in enumerate(pieces):
+            ts = t[g.bounds[i]:g.bounds[i + 1] + 1]
+            ref = solve_ivp(lv, (ts[0], ts[-1]), starts[i][0].tolist(), t_eval=ts, rtol=1e-11, atol=1e-12).y.T
+            assert ys.shape == (len(ts), 1, 2)
+            np.testing.assert_allclose(ys[:, 0].numpy(), ref, rtol=1e-7, atol=1e-9)
+
+
 def test_trajectories_with_different_grids_starts_inputs_and_gaps(tmp_path):
     """Two subjects on one grid start, a third later: batched solves must equal one-by-one simulations."""
     M = load(ROOT / "specs" / "pk_two_compartment.hode")

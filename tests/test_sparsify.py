@@ -169,6 +169,21 @@ def test_planted_redundant_reaction_is_removed():
     assert r.refit.params["k1"] == pytest.approx(1.0, rel=0.05) and r.refit.params["k2"] == pytest.approx(0.5, rel=0.05)
 
 
+def test_drop_states_false_keeps_states_cut_off_by_pruning_and_refit_lr_reaches_the_refit():
+    """r1 and r3 pruned (threshold above every gate): A no longer reaches C, the only fitted column."""
+    spec = ABC.replace("k2 * B", "k2 * B keep")
+    full = synthetic(3)
+    data = Dataset(("C",), (), [Trajectory(tr.id, tr.t, tr.y[:, 2:], tr.u) for tr in full.trajectories])
+    config = {**FAST, "epochs": 2, "lambda1": [0.1], "threshold": 10.0, "refit_epochs": 2, "refit_lr": 1e-3}
+    dropped = sparsify(spec, data, config, filename="abc.hode")
+    kept = sparsify(spec, data, {**config, "drop_states": False}, filename="abc.hode")
+    assert dropped.pruned_names == kept.pruned_names == ["r1", "r3"]
+    assert dropped.states_kept == ("B", "C") and kept.states_kept == ("A", "B", "C")
+    assert kept.model.state_names == ("A", "B", "C") and "state A" in kept.fitted_source
+    assert [g["lr"] for g in kept.refit_trainer.optimizer.param_groups] == [1e-3] * len(
+        kept.refit_trainer.optimizer.param_groups)
+
+
 def test_effective_params_counts_used_params_and_slot_weights():
     from hodec.compiler import symbolic
 
@@ -214,6 +229,8 @@ def test_cli_end_to_end(tmp_path):
     ("refit_epochs: 2.5\n", "refit_epochs"),
     ("method: nope\n", "method"),
     ("cv_refit: 3\n", "cv_refit"),
+    ("refit_lr: 0\n", "refit_lr"),
+    ("drop_states: maybe\n", "drop_states"),
 ])
 def test_config_errors_exit_1(tmp_path, capsys, text, message):
     spec = tmp_path / "abc.hode"
@@ -234,8 +251,11 @@ def test_config_defaults_and_bad_inputs(tmp_path):
     assert cfg.fit.method == "vanilla" and cfg.lambda1 == [0.0, 1e-4, 1e-3, 1e-2, 1e-1]
     assert (cfg.lambda2, cfg.folds, cfg.threshold, cfg.refit_epochs, cfg.cv_refit) == (1e-4, 3, 0.05, None, True)
     assert cfg.refit.epochs == cfg.fit.epochs
-    cfg = load_sparsify_config({"lambda1": ["1e-2", 0], "method": "homotopy", "refit_epochs": 60})
+    assert (cfg.refit_lr, cfg.drop_states, cfg.refit.lr) == (None, True, cfg.fit.lr)
+    cfg = load_sparsify_config({"lambda1": ["1e-2", 0], "method": "homotopy", "refit_epochs": 60,
+                                "refit_lr": "1e-3", "lr": 0.05})
     assert cfg.lambda1 == [0.0, 0.01] and cfg.refit.total_epochs == 60
+    assert (cfg.refit.lr, cfg.fit.lr, cfg.refit.method) == (1e-3, 0.05, "homotopy")
     with pytest.raises(HodecError, match="at least 2 trajectories"):
         sparsify(ABC, synthetic(1), {**FAST, "epochs": 2, "lambda1": [0, 1]}, filename="abc.hode")
     spec = tmp_path / "abc.hode"

@@ -10,7 +10,7 @@ from .. import __version__, resources
 from ..symbolic.lower import SymbolicModel
 from ..symbolic.gates import gate_table
 from ..symbolic.jacobian import observation_jacobian
-from .methods import forward_body, initial_state_body, observables_body, observation_jacobian_body
+from .methods import TIME_LINE, forward_body, initial_state_body, observables_body, observation_jacobian_body
 
 DENSE_LIMIT = 40_000  # flux x state entries up to which a dense matmul accumulates faster than a scatter
 _MODULE_NAMES = {"torch", "runtime", "Model"}
@@ -52,6 +52,7 @@ def render_module(sm: SymbolicModel, gates: bool = False) -> str:
         index_tables=mapping({k: v for k, v in tables.items() if all(isinstance(x, int) for x in v)}),
         constant_tables=mapping({k: v for k, v in tables.items() if not all(isinstance(x, int) for x in v)}),
         observables_use_time=observe_time,
+        forward_uses_time=TIME_LINE in forward,
         gates_table=rows([(g.name, g.kind) for g in gate_list]),
         edges_table=rows(_edges(sm) if gates else []),
         observation_table=rows([(o.name, support, state, slots) for o, support, state, slots

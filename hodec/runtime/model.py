@@ -76,6 +76,7 @@ class CompiledModel(Gated, nn.Module):
     stoichiometry_table: tuple = ()
     accumulation: str = "dense"
     observables_use_time: bool = True
+    forward_uses_time: bool = True
     observation_table: tuple = ()  # (name, states it depends on, state it equals or None, neural slots it calls)
     _coupling = None  # an active runtime.Coupling, read by the generated forward (see set_coupling)
     index_tables: dict = {}

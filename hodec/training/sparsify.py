@@ -12,12 +12,13 @@
    final epoch is scored as it is.
 3. The model trained on all data with that lambda1 (its final epoch: the penalised objective's end point, not
    the best-MSE epoch, which would be the densest) gives the gates; every gate with |w| < threshold is pruned.
-4. hodec.graph.prune.prune_spec removes the pruned reactions, terms and slot arguments and every state that no
-   longer reaches an observable or a state with a data column.
+4. hodec.graph.prune.prune_spec removes the pruned reactions, terms and slot arguments and (drop_states, the
+   default) every state that no longer reaches an observable or a state with a data column.
 5. The pruned spec (compiled without gates) starts from the trained values (params by name; slot weights by
    argument and output name, each kept argument's gate folded into the first layer, each kept reaction's or
    term's gate folded into its rate constant where that is exact: see folded_gates) and is refit without the L1
-   term (lambda2 kept) for `refit_epochs`; its best epoch (data MSE) is written back into RUNDIR/pruned.hode.
+   term (lambda2 kept) for `refit_epochs` at `refit_lr`; its best epoch (data MSE) is written back into
+   RUNDIR/pruned.hode.
 
 Effective parameter counts (params_before/params_after) are the trainable spec params read by some rate,
 initial value or observable (through lets and neural calls) plus every neural slot weight; gates not counted.
@@ -376,7 +377,7 @@ def sparsify(source: str, data, config=None, *, filename: str = "<spec>", test=N
                      "edges_kept_folds": []})
     say(f"chosen lambda1 = {chosen:g}: {len(gates) - len(pruned)} of {len(gates)} gates kept, "
         f"pruned: {', '.join(pruned) or 'none'}")
-    pruning = prune_spec(source, pruned, observed, filename)
+    pruning = prune_spec(source, pruned, observed if config.drop_states else gated_class.state_names, filename)
     if not pruning.states_kept:
         raise HodecError(f"lambda1 = {chosen:g} pruned every edge to the observed quantities: no state is left "
                          f"(use a smaller lambda1 or threshold)", WHO)

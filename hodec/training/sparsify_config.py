@@ -7,6 +7,9 @@
                              #   trajectories than folds: leave-one-out; one trajectory: no cross-validation)
     threshold: 0.05          # an edge is pruned when |gate| < threshold after the L1 fit
     refit_epochs: null       # epochs of the refit of the pruned spec (no L1 term); null: the same as `epochs`
+    refit_lr: null           # lr of that refit (and of cv_refit's); null: `lr`. The refit starts from the L1
+                             #   model with a fresh optimiser, whose first steps at a large lr can undo that start
+    drop_states: true        # false: keep every state after pruning (only the pruned edges are removed)
     cv_refit: true           # each fold's model is refit (pruned gates held at 0, no L1 term, refit_epochs) before
                              #   its validation MSE is taken (relaxed lasso: L1 shrinkage does not bias the choice
                              #   towards small lambda1); false: the L1 model's own validation MSE
@@ -34,6 +37,8 @@ SPARSIFY_DEFAULTS: dict = {
     "folds": 3,
     "threshold": 0.05,
     "refit_epochs": None,
+    "refit_lr": None,
+    "drop_states": True,
     "cv_refit": True,
     "selection": "one_se",
 }
@@ -48,16 +53,19 @@ class SparsifyConfig:
     threshold: float = 0.05
     refit_epochs: Optional[int] = None
     cv_refit: bool = True
+    refit_lr: Optional[float] = None
+    drop_states: bool = True
     selection: str = "one_se"
 
     @property
     def refit(self) -> FitConfig:
-        """The fit config of the refit: `refit_epochs` epochs (homotopy: spread over its steps)."""
+        """The fit config of the refit: `refit_epochs` epochs (homotopy: spread over its steps), `refit_lr`."""
+        fit = self.fit if self.refit_lr is None else replace(self.fit, lr=self.refit_lr)
         if self.refit_epochs is None:
-            return self.fit
-        if self.fit.method == "homotopy":
-            return replace(self.fit, epochs_per_step=max(1, self.refit_epochs // self.fit.steps))
-        return replace(self.fit, epochs=self.refit_epochs)
+            return fit
+        if fit.method == "homotopy":
+            return replace(fit, epochs_per_step=max(1, self.refit_epochs // fit.steps))
+        return replace(fit, epochs=self.refit_epochs)
 
     def to_dict(self) -> dict:
         out = self.fit.to_dict()
@@ -112,14 +120,17 @@ def validate(raw: Mapping[str, Any], filename: str = "<config>") -> SparsifyConf
     folds = _integer(values["folds"], "folds", fail, minimum=2)
     refit = values["refit_epochs"]
     refit_epochs = None if refit is None else _integer(refit, "refit_epochs", fail, minimum=1)
-    cv_refit = values["cv_refit"]
-    if not isinstance(cv_refit, bool):
-        fail(f"cv_refit: expected true or false, got {cv_refit!r}")
+    refit_lr = None if values["refit_lr"] is None else _number(values["refit_lr"], "refit_lr", fail, positive=True)
+    cv_refit, drop_states = values["cv_refit"], values["drop_states"]
+    for key, flag in (("cv_refit", cv_refit), ("drop_states", drop_states)):
+        if not isinstance(flag, bool):
+            fail(f"{key}: expected true or false, got {flag!r}")
     selection = values["selection"]
     if selection not in ("one_se", "min"):
         fail(f"selection: expected one_se or min, got {selection!r}")
     if errors:
         raise HodecError(errors[0] if len(errors) == 1 else "invalid sparsify config:\n  " + "\n  ".join(errors),
                          filename)
-    return SparsifyConfig(fit, grid, lambda2, folds, threshold, refit_epochs, cv_refit, selection)
+    return SparsifyConfig(fit, grid, lambda2, folds, threshold, refit_epochs, cv_refit, refit_lr, drop_states,
+                          selection)
 
