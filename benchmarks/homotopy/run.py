@@ -190,7 +190,7 @@ def summarize(runs: list) -> dict:
             failed = [r for r in rows if r["method"] == method and "error" in r]
             if not ok and not failed:
                 continue
-            entry = {"runs": len(ok), "failed": len(failed)}
+            entry = {"runs": len(ok), "failed": len(failed), "seeds": [r["seed"] for r in ok]}
             for key in ("interpolation_mse", "extrapolation_mse", "best_epoch", "epochs", "seconds"):
                 values = [r[key] for r in ok if r.get(key) is not None]
                 entry[key] = float(np.mean(values)) if values else None
@@ -260,6 +260,18 @@ def markdown(summary: dict, quick: bool, seeds, total_seconds: float) -> str:
                          f"{'-' if e['paper_x1e-2'] is None else e['paper_x1e-2']} | "
                          f"{'n/a' if e['seconds'] is None else round(e['seconds'])} |"
                          + (f" ({e['failed']} failed)" if e["failed"] else ""))
+    lines += ["", "Per seed:", "", "| system | seed | method | interpolation MSE | extrapolation MSE | best epoch | epochs "
+              "| s |", "|---|---|---|---|---|---|---|---|"]
+    for system, methods in summary.items():
+        for seed in sorted({s for e in methods.values() if isinstance(e, dict) for s in e.get("seeds", [])}):
+            for method in METHODS:
+                e = methods.get(method)
+                if e is None or seed not in e["seeds"]:
+                    continue
+                i = e["seeds"].index(seed)
+                lines.append(f"| {system} | {seed} | {method} | {fmt(e['interpolation_mse_all'][i])} | "
+                             f"{fmt(e['extrapolation_mse_all'][i])} | {e['best_epoch_all'][i]} | "
+                             f"{e['epochs_all'][i]} | {e['seconds_all'][i]} |")
     lines += [f"\n{system} {method} stopped early (its best epoch before the failure is reported): {note}"
               for system, methods in summary.items() for method in METHODS
               for note in (methods.get(method) or {}).get("stopped", [])]
