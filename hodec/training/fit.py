@@ -533,10 +533,11 @@ def _union_grid(grids: list) -> tuple:
     """The sorted union of increasing time grids (values closer than 1e-9 of the span merged) and, per grid, the
     indices of its times in it."""
     values = torch.cat(grids).sort().values
+    tol = 1e-9 * float(values[-1] - values[0])
     keep = torch.ones_like(values, dtype=torch.bool)
-    keep[1:] = values.diff() > 1e-9 * float(values[-1] - values[0])
+    keep[1:] = values.diff() > tol
     union = values[keep]
-    return union, [torch.searchsorted(union, grid - 1e-9 * float(values[-1] - values[0])) for grid in grids]
+    return union, [torch.searchsorted(union, grid - tol) for grid in grids]
 
 
 def fit(model, data, config=None, *, inputs: Optional[dict] = None, progress: bool = False,
