@@ -359,7 +359,10 @@ def _write(out: Path, tag: str, runs: list, quick: bool, seeds, seconds: float):
     summary = summarize(runs)
     payload = {"quick": quick, "seeds": seeds, "solver": SOLVER, "systems": SYSTEMS, "shooting": SHOOTING,
                "paper_table5_x1e-2": PAPER, "summary": summary, "runs": runs, "seconds": round(seconds, 1)}
-    (out / f"{tag}.json").write_text(json.dumps(payload, indent=1, default=_json_default) + "\n")
+    # compact, curves to 6 significant digits: the per-epoch curves of a full protocol are ~100k numbers
+    payload["runs"] = [dict(r, mse_curve=[None if v is None else float(f"{v:.6g}") for v in r["mse_curve"]])
+                       if "mse_curve" in r else r for r in runs]
+    (out / f"{tag}.json").write_text(json.dumps(payload, separators=(",", ":"), default=_json_default) + "\n")
     (out / f"{tag}.md").write_text(markdown(summary, quick, seeds, seconds))
 
 
