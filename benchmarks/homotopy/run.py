@@ -201,28 +201,30 @@ def summarize(runs: list) -> dict:
             out[system][method] = entry
         # the issue's goal: homotopy reaches vanilla's best interpolation MSE within half of vanilla's epochs
         goal = []
-        for seed in sorted({r["seed"] for r in rows}):
-            van = next((r for r in rows if r["method"] == "vanilla" and r["seed"] == seed and "error" not in r), None)
-            hom = next((r for r in rows if r["method"] == "homotopy" and r["seed"] == seed and "error" not in r), None)
-            if van and hom:
-                reach = first_epoch_reaching(hom["mse_curve"], van["interpolation_mse"])
-                goal.append({"seed": seed, "vanilla_best_epoch": van["best_epoch"], "homotopy_reaches_at": reach,
-                             "within_half": reach is not None and reach <= van["best_epoch"] / 2,
-                             "extrapolation_not_worse": (hom["extrapolation_mse"] is not None and
-                                                         (van["extrapolation_mse"] is None or
-                                                          hom["extrapolation_mse"] <= van["extrapolation_mse"]))})
+        vanilla, homotopy = finished(rows, "vanilla"), finished(rows, "homotopy")
+        for seed in sorted(set(vanilla) & set(homotopy)):
+            van, hom = vanilla[seed], homotopy[seed]
+            reach = first_epoch_reaching(hom["mse_curve"], van["interpolation_mse"])
+            goal.append({"seed": seed, "vanilla_best_epoch": van["best_epoch"], "homotopy_reaches_at": reach,
+                         "within_half": reach is not None and reach <= van["best_epoch"] / 2,
+                         "extrapolation_not_worse": (hom["extrapolation_mse"] is not None and
+                                                     (van["extrapolation_mse"] is None or
+                                                      hom["extrapolation_mse"] <= van["extrapolation_mse"]))})
         out[system]["goal"] = goal
         out[system]["goal_mean"] = mean_goal(rows)
     return out
+
+
+def finished(rows: list, method: str) -> dict:
+    """Seed -> run of one method, for the runs that did not fail outright."""
+    return {r["seed"]: r for r in rows if r["method"] == method and "error" not in r}
 
 
 def mean_goal(rows: list) -> Optional[dict]:
     """The goal on the means over seeds (as the paper reports): the seed-mean of homotopy's best-so-far MSE (the
     best checkpoint at each epoch; a raw mean curve is dominated by any one seed's spikes) against the mean of
     vanilla's best interpolation MSEs and best epochs, and mean extrapolation MSEs (seeds that have both)."""
-    def ok(method):
-        return {r["seed"]: r for r in rows if r["method"] == method and "error" not in r}
-    van, hom = ok("vanilla"), ok("homotopy")
+    van, hom = finished(rows, "vanilla"), finished(rows, "homotopy")
     seeds = sorted(set(van) & set(hom))
     curves = [[math.inf if v is None else v for v in hom[s]["mse_curve"]] for s in seeds]
     if not seeds or len({len(c) for c in curves}) != 1:
@@ -357,11 +359,11 @@ def combine(files: list, out: Path, tag: str) -> int:
 
 def _write(out: Path, tag: str, runs: list, quick: bool, seeds, seconds: float):
     summary = summarize(runs)
-    payload = {"quick": quick, "seeds": seeds, "solver": SOLVER, "systems": SYSTEMS, "shooting": SHOOTING,
-               "paper_table5_x1e-2": PAPER, "summary": summary, "runs": runs, "seconds": round(seconds, 1)}
     # compact, curves to 6 significant digits: the per-epoch curves of a full protocol are ~100k numbers
-    payload["runs"] = [dict(r, mse_curve=[None if v is None else float(f"{v:.6g}") for v in r["mse_curve"]])
-                       if "mse_curve" in r else r for r in runs]
+    stored = [dict(r, mse_curve=[None if v is None else float(f"{v:.6g}") for v in r["mse_curve"]])
+              if "mse_curve" in r else r for r in runs]
+    payload = {"quick": quick, "seeds": seeds, "solver": SOLVER, "systems": SYSTEMS, "shooting": SHOOTING,
+               "paper_table5_x1e-2": PAPER, "summary": summary, "runs": stored, "seconds": round(seconds, 1)}
     (out / f"{tag}.json").write_text(json.dumps(payload, separators=(",", ":"), default=_json_default) + "\n")
     (out / f"{tag}.md").write_text(markdown(summary, quick, seeds, seconds))
 

@@ -153,6 +153,11 @@ def _fresh(model_class, seed: int):
     return model_class()
 
 
+def spec_prior(model_class, fit_config):
+    """phi0: the spec's param values in unconstrained coordinates (taken in float64, then the fit's dtype)."""
+    return _fresh(model_class, fit_config.seed).double().raw_parameters().detach().to(getattr(torch, fit_config.dtype))
+
+
 def standard_error(values: list) -> Optional[float]:
     """Standard error of the mean over folds (None when it cannot be estimated)."""
     finite = [v for v in values if math.isfinite(v)]
@@ -239,8 +244,8 @@ def refit_gated(model, data, config: SparsifyConfig, phi0, inputs=None):
 def refit_pruned(pruned_class, gated, sm, data, config: SparsifyConfig, inputs=None) -> PenalisedTrainer:
     """The refit of step 5: the pruned spec's model, started from the L1 model `gated` (whose SymbolicModel is
     `sm`; its gates folded in by transfer), trained without the L1 term; returns the trained trainer."""
+    phi0 = spec_prior(pruned_class, config.fit)
     model = _fresh(pruned_class, config.fit.seed)
-    phi0 = copy.deepcopy(model).double().raw_parameters().detach().to(getattr(torch, config.fit.dtype))
     transfer(gated, model, gated.gates, sm)
     trainer = PenalisedTrainer(model, data, config.refit, 0.0, config.lambda2, phi0, inputs)
     trainer.train()
@@ -321,7 +326,7 @@ def sparsify(source: str, data, config=None, *, filename: str = "<spec>", test=N
     observed = [c for c in data.columns if c in gated_class.state_names]
     if test is not None:
         observed += [c for c in test.columns if c in gated_class.state_names and c not in observed]
-    phi0 = _fresh(gated_class, cfg.seed).double().raw_parameters().detach().to(getattr(torch, cfg.dtype))
+    phi0 = spec_prior(gated_class, cfg)
     n = len(data.trajectories)
 
     # the regularisation path, cross-validated over trajectories
