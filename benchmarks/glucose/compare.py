@@ -42,6 +42,7 @@ from __future__ import annotations
 import argparse
 import copy
 import csv
+import hashlib
 import json
 import math
 import sys
@@ -64,6 +65,7 @@ from hodec.training.sparsify import effective_params, sparsify  # noqa: E402
 
 DATA = ROOT / "benchmarks" / "results" / "glucose_data"
 RESULTS = ROOT / "benchmarks" / "results"
+MODELS_DIR = RESULTS / "glucose_models"
 SPEC = ROOT / "specs" / "uva_padova.hode"
 SAMPLE, HISTORY, HORIZON = 5, 42, 12  # minutes per sample; samples of history and of horizon
 HYPO, HYPER = 70.0, 180.0
@@ -211,9 +213,32 @@ def forecast_ode(model, view: View, wins: list, steps: int = 60) -> np.ndarray:
 
 
 def train_ode(name: str, days, seed: int, scale: dict) -> tuple:
-    """A trained model, its View, its effective parameter count and extra facts for the report."""
-    train = [d for d in days if d.split == 0]
+    """A trained model, its View, its effective parameter count and extra facts for the report. Trained models
+    are kept in MODELS_DIR (keyed by row, seed, training scale and data), so that a rerun with another forecaster
+    does not train again."""
     view = MINUTES if name == "mechanistic" else HOURS
+    key = json.dumps([name, seed, {k: v for k, v in scale.items() if k != "lstm_epochs"},
+                      sorted(d.id for d in days if d.split == 0)], sort_keys=True)
+    path = MODELS_DIR / f"{name}_seed{seed}_{hashlib.sha256(key.encode()).hexdigest()[:12]}.pt"
+    if not path.is_file():
+        source, model, params, extra = _train_ode(name, days, seed, scale, view)
+        MODELS_DIR.mkdir(parents=True, exist_ok=True)
+        write_atomic_bytes(path, {"source": source, "state": model.state_dict(), "params": params, "extra": extra})
+    blob = torch.load(path, weights_only=True)
+    model = load_text(blob["source"], f"{name}.hode")()
+    model.load_state_dict(blob["state"])
+    return model, view, blob["params"], blob["extra"]
+
+
+def write_atomic_bytes(path: Path, obj) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+
+
+def _train_ode(name: str, days, seed: int, scale: dict, view: View) -> tuple:
+    """(the spec the model compiles from, the trained model, effective parameter count, extra facts)."""
+    train = [d for d in days if d.split == 0]
     cfg = fit_config(view, scale["epochs_per_step"], seed, lr=0.01 if name == "mechanistic" else 0.02)
     if name == "hgs":
         source = closure(merge_scc(scaled_mnode(), filename="mnode.hode"), [("meal", "CGM"), ("insulin", "CGM")],
@@ -222,13 +247,13 @@ def train_ode(name: str, days, seed: int, scale: dict) -> tuple:
                     "threshold": 0.05, "refit_epochs": scale["refit_epochs"]})
         inputs = load_text(source, "hgs.hode").input_names
         r = sparsify(source, view.dataset(train, inputs), cfg, filename="hgs.hode")
-        return r.model, view, r.params_after, {"lambda1": r.lambda1, "pruned": r.pruned_names,
-                                               "states_kept": r.states_kept, "train_mse": r.refit.best_mse,
-                                               "source": r.fitted_source}
+        return r.pruned_source, r.model, r.params_after, {
+            "lambda1": r.lambda1, "pruned": r.pruned_names, "states_kept": list(r.states_kept),
+            "train_mse": r.refit.best_mse, "source": r.fitted_source}
     source = {"mechanistic": SPEC.read_text(), "mnode": scaled_mnode(), "node": blackbox_node()}[name]
     cls = load_text(source, f"{name}.hode")
     r = fit(cls, view.dataset(train, cls.input_names), cfg)
-    return r.model, view, effective_params(symbolic(source, f"{name}.hode"), r.model), {"train_mse": r.best_mse}
+    return source, r.model, effective_params(symbolic(source, f"{name}.hode"), r.model), {"train_mse": r.best_mse}
 
 
 # ---------------------------------------------------------------- LSTM
