@@ -52,7 +52,7 @@ Wall times on a 2-core machine busy with two other jobs, one torch thread:
 
     python benchmarks/sparsify/synthetic.py --quick                 # N = 12: ~1.5 minutes
     python benchmarks/sparsify/synthetic.py                         # N = 100: ~5-6 minutes
-    python benchmarks/sparsify/synthetic.py --n-train 1000          # N = 1000 (not run yet)
+    python benchmarks/sparsify/synthetic.py --n-train 1000          # N = 1000: ~10.5 minutes
     python benchmarks/sparsify/synthetic.py --track mnode --quick    # ~4.5-7.5 minutes
     python benchmarks/sparsify/synthetic.py --track mnode           # N = 100: ~20 minutes
 """
@@ -289,10 +289,11 @@ SPECS = {"refined": (REFINED_EXTRA, ()), "comprehensive": (COMPREHENSIVE_EXTRA, 
 REGIMES = {"true": 0.0, "quasi": 0.02}
 
 
-def settings(quick: bool, n_train, track: str) -> dict:
+def settings(quick: bool, n_train, track: str, refit_epochs=None) -> dict:
     s = {"n_train": 12, "n_test": 40, "epochs": 150, "lambda1": [0.0, 1e-3, 1e-2], "folds": 2} if quick else \
         {"n_train": 100, "n_test": 400, "epochs": 300, "lambda1": [0.0, 1e-4, 1e-3, 1e-2], "folds": 3}
-    s.update({"n_train": n_train or s["n_train"], "lr": TRACKS[track]["lr"], "refit_epochs": s["epochs"] // 2,
+    s.update({"n_train": n_train or s["n_train"], "lr": TRACKS[track]["lr"],
+              "refit_epochs": refit_epochs or s["epochs"] // 2,
               "noise": 0.01, "quick": quick, "track": track, "times": np.linspace(0, 8, 9).tolist()})
     s["dense_epochs"] = s["epochs"] + s["refit_epochs"]
     return s
@@ -304,6 +305,8 @@ def default_out(s: dict) -> Path:
         name += "_full" + ("" if s["n_train"] == 100 else f"_n{s['n_train']}")
     elif s["n_train"] != 12:
         name += f"_n{s['n_train']}"
+    if s["refit_epochs"] != s["epochs"] // 2:
+        name += f"_refit{s['refit_epochs']}"
     return ROOT / "benchmarks" / "results" / name
 
 
@@ -312,12 +315,13 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="N = 12, 150 epochs, 3 lambda1, 2 folds")
     parser.add_argument("--n-train", type=int, help="training trajectories (default 12 with --quick, else 100)")
     parser.add_argument("--track", choices=tuple(TRACKS), default="mechanistic")
+    parser.add_argument("--refit-epochs", type=int, help="epochs of the refits (default: half the L1 fit's)")
     parser.add_argument("--sparsity", nargs="+", choices=tuple(REGIMES), default=list(REGIMES))
     parser.add_argument("--out", help="output path without suffix (default: benchmarks/results/sparsify_synthetic"
                                       "[_mnode][_full[_nN]])")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    s = settings(args.quick, args.n_train, args.track)
+    s = settings(args.quick, args.n_train, args.track, args.refit_epochs)
     ts = torch.tensor(s["times"], dtype=torch.float64)
     cfg = load_sparsify_config({"method": "vanilla", "epochs": s["epochs"], "lr": s["lr"], "lambda1": s["lambda1"],
                                 "folds": s["folds"], "lambda2": 1e-4, "threshold": 0.05,
