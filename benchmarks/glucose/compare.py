@@ -14,7 +14,8 @@ basal, CGM the only fitted column; rk4 with fixed steps):
                hours, Dbar in 100 g, so that slot inputs and outputs are O(1) (see `scaled_mnode`).
   hgs          `hodec sparsify` of the MNODE after --merge-scc and --closure meal:CGM insulin:CGM (steps 2-5);
                lambda1 is cross-validated (2 folds over training days) on the first seed and reused for the
-               others (CPU time).
+               others (CPU time); its grid is relative to the variance of the training CGM (the loss is the raw
+               MSE in (mg/dL)^2: an absolute grid of 1e-4..1e-2 pruned nothing).
   node         a black-box neural ODE: CGM/100 and 3 latent states, one MLP [6, 32, 32, 4] over them and the
                meal and insulin inputs.
   lstm         an LSTM (64 units) over the 54 steps of the window (CGM where known, a known-flag, meal,
@@ -312,9 +313,7 @@ def train_ode(name: str, days, seed: int, scale: dict) -> tuple:
     are kept in MODELS_DIR (keyed by row, seed, training scale and data), so that a rerun with another forecaster
     does not train again."""
     view = MINUTES if name == "mechanistic" else HOURS
-    key = json.dumps([name, seed, {k: v for k, v in scale.items() if k != "lstm_epochs"},
-                      sorted(d.id for d in days if d.split == 0)], sort_keys=True)
-    path = MODELS_DIR / f"{name}_seed{seed}_{hashlib.sha256(key.encode()).hexdigest()[:12]}.pt"
+    path = model_path(name, seed, scale, days)
     if not path.is_file():
         source, model, params, extra = _train_ode(name, days, seed, scale, view)
         MODELS_DIR.mkdir(parents=True, exist_ok=True)
@@ -323,6 +322,12 @@ def train_ode(name: str, days, seed: int, scale: dict) -> tuple:
     model = load_text(blob["source"], f"{name}.hode")()
     model.load_state_dict(blob["state"])
     return model, view, blob["params"], blob["extra"]
+
+
+def model_path(name: str, seed: int, scale: dict, days) -> Path:
+    used = ("epochs_per_step",) + (("lambda1", "hgs_lambda1", "refit_epochs") if name == "hgs" else ())
+    key = json.dumps([name, seed, {k: scale.get(k) for k in used}, sorted(d.id for d in days if d.split == 0)])
+    return MODELS_DIR / f"{name}_seed{seed}_{hashlib.sha256(key.encode()).hexdigest()[:12]}.pt"
 
 
 def write_atomic_bytes(path: Path, obj) -> None:
@@ -338,7 +343,9 @@ def _train_ode(name: str, days, seed: int, scale: dict, view: View) -> tuple:
     if name == "hgs":
         source = closure(merge_scc(scaled_mnode(), filename="mnode.hode"), [("meal", "CGM"), ("insulin", "CGM")],
                          filename="mnode.hode")
-        cfg.update({"lambda1": scale.get("hgs_lambda1") or scale["lambda1"], "lambda2": 1e-5, "folds": 2,
+        # the loss is the raw MSE in (mg/dL)^2: the lambda1 grid is relative to the training CGM's variance
+        grid = scale.get("hgs_lambda1") or [c * float(np.var([d.cgm for d in train])) for c in scale["lambda1"]]
+        cfg.update({"lambda1": grid, "lambda2": 1e-5, "folds": 2,
                     "threshold": 0.05, "refit_epochs": scale["refit_epochs"]})
         inputs = load_text(source, "hgs.hode").input_names
         r = sparsify(source, view.dataset(train, inputs), cfg, filename="hgs.hode")
@@ -486,8 +493,8 @@ def main(argv=None) -> int:
         return combine([json.loads(Path(f).read_text()) for f in args.combine], args.tag or "glucose")
     torch.set_num_threads(1)
     seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
-    scale = ({"epochs_per_step": 2, "refit_epochs": 6, "lambda1": [1e-3, 1e-2], "lstm_epochs": 5} if args.quick
-             else {"epochs_per_step": 20, "refit_epochs": 60, "lambda1": [1e-4, 1e-3, 1e-2], "lstm_epochs": 60})
+    scale = ({"epochs_per_step": 2, "refit_epochs": 6, "lambda1": [1e-2, 1e-1], "lstm_epochs": 5} if args.quick
+             else {"epochs_per_step": 20, "refit_epochs": 60, "lambda1": [1e-3, 1e-2, 1e-1], "lstm_epochs": 60})
     days = load_days()
     if args.quick:  # 2 train patients x 3 days; the validation and test patients in full
         keep = sorted({d.id // 1000 for d in days if d.split == 0})[:2]
