@@ -487,6 +487,7 @@ def main(argv=None) -> int:
     ap.add_argument("--tag", default=None)
     ap.add_argument("--hgs-lambda1", type=float, help="skip hgs's cross-validation: this lambda1 for every seed "
                     "(e.g. the one seed 0 chose, to run seeds in parallel processes)")
+    ap.add_argument("--epochs-per-step", type=int, help="homotopy epochs per step of the ODE rows (default 20)")
     ap.add_argument("--combine", nargs="+", metavar="JSON", help="join results files of parallel runs into <tag>")
     args = ap.parse_args(argv)
     if args.combine:
@@ -499,6 +500,8 @@ def main(argv=None) -> int:
     if args.quick:  # 2 train patients x 3 days; the validation and test patients in full
         keep = sorted({d.id // 1000 for d in days if d.split == 0})[:2]
         days = [d for d in days if d.split != 0 or d.id // 1000 in keep]
+    if args.epochs_per_step:
+        scale["epochs_per_step"] = args.epochs_per_step
     if args.hgs_lambda1 is not None:
         scale["hgs_lambda1"] = [args.hgs_lambda1]
     tag = args.tag or ("glucose_quick" if args.quick else "glucose")
