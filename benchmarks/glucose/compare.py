@@ -464,7 +464,10 @@ def markdown(result: dict) -> str:
     s = result["settings"]
     lines = [f"# Glucose forecast benchmark ({'quick' if s['quick'] else 'full'})", "",
              f"Test: {s['test_windows']} windows of {s['test_patients']} held-out patients; 210 min of history "
-             f"-> 60 min ahead (5-min steps). Seeds {s['seeds']}; mean (min-max). {result['seconds']} s in all.",
+             f"-> 60 min ahead (5-min steps). Seeds {s['seeds']}; mean (min-max). {result['seconds']} s in all. "
+             "ODE rows forecast from a MAP estimate of the state at the window's start (prior: the model's own "
+             "state on the training days); oracle: the generator's model with each test patient's true "
+             "parameters, the same estimator.",
              "", "| model | RMSE mg/dL | peak RMSE | accuracy | hypo | normal | hyper | effective params | "
              "seeds |", "|---|---|---|---|---|---|---|---|---|"]
     cell = lambda v, f: "-" if v is None else (f"{v[0]:{f}}" if v[1] == v[2] else  # noqa: E731

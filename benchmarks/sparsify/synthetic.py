@@ -289,11 +289,11 @@ SPECS = {"refined": (REFINED_EXTRA, ()), "comprehensive": (COMPREHENSIVE_EXTRA, 
 REGIMES = {"true": 0.0, "quasi": 0.02}
 
 
-def settings(quick: bool, n_train, track: str, refit_epochs=None) -> dict:
+def settings(quick: bool, n_train, track: str, refit_epochs=None, step=0.4) -> dict:
     s = {"n_train": 12, "n_test": 40, "epochs": 150, "lambda1": [0.0, 1e-3, 1e-2], "folds": 2} if quick else \
         {"n_train": 100, "n_test": 400, "epochs": 300, "lambda1": [0.0, 1e-4, 1e-3, 1e-2], "folds": 3}
     s.update({"n_train": n_train or s["n_train"], "lr": TRACKS[track]["lr"],
-              "refit_epochs": refit_epochs or s["epochs"] // 2,
+              "refit_epochs": refit_epochs or s["epochs"] // 2, "step": step,
               "noise": 0.01, "quick": quick, "track": track, "times": np.linspace(0, 8, 9).tolist()})
     s["dense_epochs"] = s["epochs"] + s["refit_epochs"]
     return s
@@ -307,6 +307,8 @@ def default_out(s: dict) -> Path:
         name += f"_n{s['n_train']}"
     if s["refit_epochs"] != s["epochs"] // 2:
         name += f"_refit{s['refit_epochs']}"
+    if s["step"] != 0.4:
+        name += f"_step{s['step']:g}"
     return ROOT / "benchmarks" / "results" / name
 
 
@@ -316,16 +318,18 @@ def main(argv=None) -> int:
     parser.add_argument("--n-train", type=int, help="training trajectories (default 12 with --quick, else 100)")
     parser.add_argument("--track", choices=tuple(TRACKS), default="mechanistic")
     parser.add_argument("--refit-epochs", type=int, help="epochs of the refits (default: half the L1 fit's)")
+    parser.add_argument("--step", type=float, default=0.4, help="rk4 step of the fitted models (the generator's: "
+                        "0.05); default 0.4")
     parser.add_argument("--sparsity", nargs="+", choices=tuple(REGIMES), default=list(REGIMES))
     parser.add_argument("--out", help="output path without suffix (default: benchmarks/results/sparsify_synthetic"
                                       "[_mnode][_full[_nN]])")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    s = settings(args.quick, args.n_train, args.track, args.refit_epochs)
+    s = settings(args.quick, args.n_train, args.track, args.refit_epochs, args.step)
     ts = torch.tensor(s["times"], dtype=torch.float64)
     cfg = load_sparsify_config({"method": "vanilla", "epochs": s["epochs"], "lr": s["lr"], "lambda1": s["lambda1"],
                                 "folds": s["folds"], "lambda2": 1e-4, "threshold": 0.05,
-                                "refit_epochs": s["refit_epochs"], "solver": {"method": "rk4", "step_size": 0.4}})
+                                "refit_epochs": s["refit_epochs"], "solver": {"method": "rk4", "step_size": s["step"]}})
     track = TRACKS[args.track]
     results = {"settings": s, "cases": []}
     start = time.perf_counter()
@@ -394,7 +398,8 @@ def markdown(results: dict) -> str:
         (MECHANISTIC_ROWS, "hgs", "dense")
     lines = [f"# Sparsify, synthetic benchmark, {s['track']} track ({'quick' if s['quick'] else 'full'})", "",
              f"N train {s['n_train']}, N test {s['n_test']}, {s['epochs']} epochs (refit {s['refit_epochs']}), "
-             f"lr {s['lr']}, lambda1 grid {s['lambda1']}, {s['folds']} folds, noise {s['noise']}; "
+             f"lr {s['lr']}, lambda1 grid {s['lambda1']}, {s['folds']} folds, noise {s['noise']}, rk4 step "
+             f"{s.get('step', 0.4)} (generator 0.05); "
              f"{results['seconds']} s in all. " + CAPTIONS[s["track"]].format(**s), "",
              "| spec | sparsity | method | lambda1 | test RMSE | precision | recall | edges kept | states kept | "
              "effective params | seconds |", "|---|---|---|---|---|---|---|---|---|---|---|"]
