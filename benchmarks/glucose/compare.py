@@ -42,6 +42,12 @@ trainable scalars that affect the output; for hgs after pruning). Mean and sprea
     python -m benchmarks.glucose.compare --quick      # 1 seed, 6 train days, few epochs: a smoke test
     python -m benchmarks.glucose.compare              # 3 seeds, the full protocol (hours on 2 CPU cores)
     python -m benchmarks.glucose.compare --models lstm mechanistic --seeds 0 --tag glucose_partial
+    # the committed results, one process per core (hgs's lambda1 from its seed-0 cross-validation):
+    python -m benchmarks.glucose.compare --models last_value lstm node mechanistic mnode oracle --tag glucose_a
+    python -m benchmarks.glucose.compare --models hgs --seeds 0 --tag glucose_h0   # then, with its lambda1:
+    python -m benchmarks.glucose.compare --models hgs --seeds 1 2 --hgs-lambda1 2.94 --tag glucose_h12
+    python -m benchmarks.glucose.compare --combine benchmarks/results/glucose_{a,h0,h12}.json --tag glucose
+Trained ODE models are kept in benchmarks/results/glucose_models/ (ignored by git): a rerun only forecasts.
 
 Writes benchmarks/results/<tag>.json and .md (tag: glucose, or glucose_quick with --quick).
 """

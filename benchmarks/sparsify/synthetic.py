@@ -46,13 +46,15 @@ argument for all of its outputs, so an edge is scored as (argument, target slot)
 
 Reported: test RMSE on held-out trajectories, edge precision and recall against the generator (quasi sparsity: the
 generator's non-zero-by-design reactions are the true ones), states kept, effective params, seconds per row.
-Writes benchmarks/results/sparsify_synthetic[_mnode][_full[_nN]].json and .md.
+Writes benchmarks/results/sparsify_synthetic[_mnode][_full[_nN]][_refitR][_stepS].json and .md (R, S: non-default
+--refit-epochs and --step, the fitted models' rk4 step, the dot spelt p).
 
 Wall times on a 2-core machine busy with two other jobs, one torch thread:
 
     python benchmarks/sparsify/synthetic.py --quick                 # N = 12: ~1.5 minutes
     python benchmarks/sparsify/synthetic.py                         # N = 100: ~5-6 minutes
     python benchmarks/sparsify/synthetic.py --n-train 1000          # N = 1000: ~10.5 minutes
+    python benchmarks/sparsify/synthetic.py --n-train 1000 --step 0.2   # ~18 minutes
     python benchmarks/sparsify/synthetic.py --track mnode --quick    # ~4.5-7.5 minutes
     python benchmarks/sparsify/synthetic.py --track mnode           # N = 100: ~20 minutes
 """
@@ -308,7 +310,7 @@ def default_out(s: dict) -> Path:
     if s["refit_epochs"] != s["epochs"] // 2:
         name += f"_refit{s['refit_epochs']}"
     if s["step"] != 0.4:
-        name += f"_step{s['step']:g}"
+        name += f"_step{s['step']:g}".replace(".", "p")  # no dot: out.with_suffix() would eat it
     return ROOT / "benchmarks" / "results" / name
 
 
