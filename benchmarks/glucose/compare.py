@@ -57,6 +57,7 @@ import argparse
 import copy
 import csv
 import hashlib
+import io
 import json
 import math
 import sys
@@ -71,6 +72,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from hodec.compiler import load_text, symbolic  # noqa: E402
+from hodec.files import write_atomic  # noqa: E402
 from hodec.graph.transform import closure, merge_scc, mnode  # noqa: E402
 from hodec.runtime.signals import Signal  # noqa: E402
 from hodec.training.data import Dataset, Trajectory  # noqa: E402
@@ -203,7 +205,7 @@ def fit_config(view: View, epochs_per_step: int, seed: int, lr: float) -> dict:
 
 @dataclass
 class Forecaster:
-    """How an ODE model forecasts: its View, solver, state scales and state prior (see state_prior)."""
+    """How an ODE model forecasts: its View, solver, state scales and state prior (see ode_forecaster)."""
     view: View
     solver: dict
     scale: torch.Tensor  # [n]: the state estimator works in z = (x(t0) - basal) / scale
@@ -323,7 +325,9 @@ def train_ode(name: str, days, seed: int, scale: dict) -> tuple:
     if not path.is_file():
         source, model, params, extra = _train_ode(name, days, seed, scale, view)
         MODELS_DIR.mkdir(parents=True, exist_ok=True)
-        write_atomic_bytes(path, {"source": source, "state": model.state_dict(), "params": params, "extra": extra})
+        buffer = io.BytesIO()
+        torch.save({"source": source, "state": model.state_dict(), "params": params, "extra": extra}, buffer)
+        write_atomic(path, buffer.getvalue())
     blob = torch.load(path, weights_only=True)
     model = load_text(blob["source"], f"{name}.hode")()
     model.load_state_dict(blob["state"])
@@ -334,12 +338,6 @@ def model_path(name: str, seed: int, scale: dict, days) -> Path:
     used = ("epochs_per_step",) + (("lambda1", "hgs_lambda1", "refit_epochs") if name == "hgs" else ())
     key = json.dumps([name, seed, {k: scale.get(k) for k in used}, sorted(d.id for d in days if d.split == 0)])
     return MODELS_DIR / f"{name}_seed{seed}_{hashlib.sha256(key.encode()).hexdigest()[:12]}.pt"
-
-
-def write_atomic_bytes(path: Path, obj) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
 
 
 def _train_ode(name: str, days, seed: int, scale: dict, view: View) -> tuple:
@@ -546,8 +544,8 @@ def combine(results: list, tag: str) -> int:
 
 def write_results(result: dict, tag: str) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{tag}.json").write_text(json.dumps(result, indent=1) + "\n")
-    (RESULTS / f"{tag}.md").write_text(markdown(result))
+    write_atomic(RESULTS / f"{tag}.json", json.dumps(result, indent=1) + "\n")
+    write_atomic(RESULTS / f"{tag}.md", markdown(result))
     print(markdown(result))
 
 
