@@ -355,7 +355,7 @@ def _train_ode(name: str, days, seed: int, scale: dict, view: View) -> tuple:
         r = sparsify(source, view.dataset(train, inputs), cfg, filename="hgs.hode")
         return r.pruned_source, r.model, r.params_after, {
             "lambda1": r.lambda1, "pruned": r.pruned_names, "states_kept": list(r.states_kept),
-            "train_mse": r.refit.best_mse, "source": r.fitted_source}
+            "train_mse": r.refit.best_mse, "source": r.fitted_source, "path": r.path}
     source = {"mechanistic": SPEC.read_text(), "mnode": scaled_mnode(), "node": blackbox_node()}[name]
     cls = load_text(source, f"{name}.hode")
     r = fit(cls, view.dataset(train, cls.input_names), cfg)
