@@ -291,11 +291,11 @@ SPECS = {"refined": (REFINED_EXTRA, ()), "comprehensive": (COMPREHENSIVE_EXTRA, 
 REGIMES = {"true": 0.0, "quasi": 0.02}
 
 
-def settings(quick: bool, n_train, track: str, refit_epochs=None, step=0.4) -> dict:
+def settings(quick: bool, n_train, track: str, refit_epochs=None, step=0.4, refit_lr=None) -> dict:
     s = {"n_train": 12, "n_test": 40, "epochs": 150, "lambda1": [0.0, 1e-3, 1e-2], "folds": 2} if quick else \
         {"n_train": 100, "n_test": 400, "epochs": 300, "lambda1": [0.0, 1e-4, 1e-3, 1e-2], "folds": 3}
     s.update({"n_train": n_train or s["n_train"], "lr": TRACKS[track]["lr"],
-              "refit_epochs": refit_epochs or s["epochs"] // 2, "step": step,
+              "refit_epochs": refit_epochs or s["epochs"] // 2, "step": step, "refit_lr": refit_lr,
               "noise": 0.01, "quick": quick, "track": track, "times": np.linspace(0, 8, 9).tolist()})
     s["dense_epochs"] = s["epochs"] + s["refit_epochs"]
     return s
@@ -309,6 +309,8 @@ def default_out(s: dict) -> Path:
         name += f"_n{s['n_train']}"
     if s["refit_epochs"] != s["epochs"] // 2:
         name += f"_refit{s['refit_epochs']}"
+    if s.get("refit_lr"):
+        name += f"_refitlr{s['refit_lr']:g}".replace(".", "p")
     if s["step"] != 0.4:
         name += f"_step{s['step']:g}".replace(".", "p")  # no dot: out.with_suffix() would eat it
     return ROOT / "benchmarks" / "results" / name
@@ -320,6 +322,8 @@ def main(argv=None) -> int:
     parser.add_argument("--n-train", type=int, help="training trajectories (default 12 with --quick, else 100)")
     parser.add_argument("--track", choices=tuple(TRACKS), default="mechanistic")
     parser.add_argument("--refit-epochs", type=int, help="epochs of the refits (default: half the L1 fit's)")
+    parser.add_argument("--refit-lr", type=float, help="lr of the refits (default: lr)")
+    parser.add_argument("--specs", nargs="+", choices=("refined", "comprehensive"), help="default: the track's")
     parser.add_argument("--step", type=float, default=0.4, help="rk4 step of the fitted models (the generator's: "
                         "0.05); default 0.4")
     parser.add_argument("--sparsity", nargs="+", choices=tuple(REGIMES), default=list(REGIMES))
@@ -327,15 +331,16 @@ def main(argv=None) -> int:
                                       "[_mnode][_full[_nN]])")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    s = settings(args.quick, args.n_train, args.track, args.refit_epochs, args.step)
+    s = settings(args.quick, args.n_train, args.track, args.refit_epochs, args.step, args.refit_lr)
     ts = torch.tensor(s["times"], dtype=torch.float64)
     cfg = load_sparsify_config({"method": "vanilla", "epochs": s["epochs"], "lr": s["lr"], "lambda1": s["lambda1"],
                                 "folds": s["folds"], "lambda2": 1e-4, "threshold": 0.05,
-                                "refit_epochs": s["refit_epochs"], "solver": {"method": "rk4", "step_size": s["step"]}})
+                                "refit_epochs": s["refit_epochs"], "refit_lr": s["refit_lr"],
+                                "solver": {"method": "rk4", "step_size": s["step"]}})
     track = TRACKS[args.track]
     results = {"settings": s, "cases": []}
     start = time.perf_counter()
-    for spec_name in track["specs"]:
+    for spec_name in args.specs or track["specs"]:
         extra, latent = SPECS[spec_name]
         spec = spec_text(spec_name.capitalize(), extra, latent=latent)
         for regime in args.sparsity:
