@@ -46,8 +46,8 @@ argument for all of its outputs, so an edge is scored as (argument, target slot)
 
 Reported: test RMSE on held-out trajectories, edge precision and recall against the generator (quasi sparsity: the
 generator's non-zero-by-design reactions are the true ones), states kept, effective params, seconds per row.
-Writes benchmarks/results/sparsify_synthetic[_mnode][_full[_nN]][_refitR][_stepS].json and .md (R, S: non-default
---refit-epochs and --step, the fitted models' rk4 step, the dot spelt p).
+Writes benchmarks/results/sparsify_synthetic[_mnode][_full[_nN]][_refitR][_refitlrL][_stepS].json and .md (R, L, S:
+non-default --refit-epochs, --refit-lr and --step, the fitted models' rk4 step; a dot spelt p).
 
 Wall times on a 2-core machine busy with two other jobs, one torch thread:
 
@@ -55,6 +55,8 @@ Wall times on a 2-core machine busy with two other jobs, one torch thread:
     python benchmarks/sparsify/synthetic.py                         # N = 100: ~5-6 minutes
     python benchmarks/sparsify/synthetic.py --n-train 1000          # N = 1000: ~10.5 minutes
     python benchmarks/sparsify/synthetic.py --n-train 1000 --step 0.2   # ~18 minutes
+    python benchmarks/sparsify/synthetic.py --n-train 1000 --sparsity true --specs comprehensive \
+        --refit-epochs 1500 --refit-lr 0.01                         # converged refits: ~11 minutes
     python benchmarks/sparsify/synthetic.py --track mnode --quick    # ~4.5-7.5 minutes
     python benchmarks/sparsify/synthetic.py --track mnode           # N = 100: ~20 minutes
 """
@@ -328,7 +330,7 @@ def main(argv=None) -> int:
                         "0.05); default 0.4")
     parser.add_argument("--sparsity", nargs="+", choices=tuple(REGIMES), default=list(REGIMES))
     parser.add_argument("--out", help="output path without suffix (default: benchmarks/results/sparsify_synthetic"
-                                      "[_mnode][_full[_nN]])")
+                                      "[_mnode][_full[_nN]][...])")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     s = settings(args.quick, args.n_train, args.track, args.refit_epochs, args.step, args.refit_lr)
@@ -404,7 +406,8 @@ def markdown(results: dict) -> str:
     rows, best, dense = (MNODE_ROWS, "hgs", "mnode-dense") if s["track"] == "mnode" else \
         (MECHANISTIC_ROWS, "hgs", "dense")
     lines = [f"# Sparsify, synthetic benchmark, {s['track']} track ({'quick' if s['quick'] else 'full'})", "",
-             f"N train {s['n_train']}, N test {s['n_test']}, {s['epochs']} epochs (refit {s['refit_epochs']}), "
+             f"N train {s['n_train']}, N test {s['n_test']}, {s['epochs']} epochs (refit {s['refit_epochs']} at lr "
+             f"{s.get('refit_lr') or s['lr']}), "
              f"lr {s['lr']}, lambda1 grid {s['lambda1']}, {s['folds']} folds, noise {s['noise']}, rk4 step "
              f"{s.get('step', 0.4)} (generator 0.05); "
              f"{results['seconds']} s in all. " + CAPTIONS[s["track"]].format(**s), "",
