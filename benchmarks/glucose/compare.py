@@ -111,9 +111,13 @@ class View:
     def state_scale(self, model) -> list:
         return [1.0] * len(model.state_names) if self.scaled_states else state_scales(model)
 
+    def scaled(self, name: str, values):
+        """An input's samples in the model's units."""
+        return values / self.input_scale.get(name, 1.0)
+
     def dataset(self, days, input_names) -> Dataset:
         trajectories = [Trajectory(str(d.id), d.t / self.minutes_per_unit, d.cgm[:, None],
-                                   np.stack([d.inputs[n] / self.input_scale.get(n, 1.0) for n in input_names], 1))
+                                   np.stack([self.scaled(n, d.inputs[n]) for n in input_names], 1))
                         for d in days]
         return Dataset(("CGM",), tuple(input_names), trajectories, "glucose days")
 
@@ -218,8 +222,8 @@ def prior_samples(model, fc: Forecaster, days) -> torch.Tensor:
     model = copy.deepcopy(model).double().eval().requires_grad_(False)
     basal = model.initial_state()
     t = torch.tensor(days[0].t) / fc.view.minutes_per_unit
-    model.set_inputs({n: Signal(t, torch.tensor(np.stack([d.inputs[n] for d in days], 1))
-                                / fc.view.input_scale.get(n, 1.0)) for n in model.input_names})
+    model.set_inputs({n: Signal(t, fc.view.scaled(n, torch.tensor(np.stack([d.inputs[n] for d in days], 1))))
+                      for n in model.input_names})
     with torch.no_grad():
         ys = model.simulate(t, y0=basal.expand(len(days), -1), **fc.solver)  # [T, days, n]
     z = ((ys[: len(t) - HISTORY - HORIZON + 1: 6] - basal) / fc.scale).reshape(-1, len(basal))
@@ -284,7 +288,7 @@ def forecast_ode(model, fc: Forecaster, wins: list) -> np.ndarray:
     model = copy.deepcopy(model).double().eval().requires_grad_(False)
     tau = torch.arange(HISTORY + HORIZON, dtype=torch.float64) * SAMPLE / fc.view.minutes_per_unit
     # inputs [T, B, 1]: broadcast over the [B, n + 1] batch of the Jacobian's solve
-    model.set_inputs({n: Signal(tau, torch.tensor(cut(wins, n))[..., None] / fc.view.input_scale.get(n, 1.0))
+    model.set_inputs({n: Signal(tau, fc.view.scaled(n, torch.tensor(cut(wins, n))[..., None]))
                       for n in model.input_names})
     hist = torch.tensor(cut(wins, "CGM", 0, HISTORY)).T  # [B, 42]
     with torch.no_grad():
