@@ -169,6 +169,32 @@ def test_planted_redundant_reaction_is_removed():
     assert r.refit.params["k1"] == pytest.approx(1.0, rel=0.05) and r.refit.params["k2"] == pytest.approx(0.5, rel=0.05)
 
 
+def test_lambdas_are_unit_free():
+    """The same system in units 100 times smaller (every concentration x 100; first-order rates unchanged) gets
+    the same gates: the lambdas weigh against MSE / variance, not the raw MSE (10^4 times larger here)."""
+    config = {**FAST, "epochs": 40, "lambda1": [1e-2], "refit_epochs": 5}
+    data = synthetic(4)
+    scaled = Dataset(data.columns, (), [Trajectory(tr.id, tr.t, 100 * tr.y, tr.u) for tr in data.trajectories])
+    assert scaled.variance == pytest.approx(1e4 * data.variance, rel=1e-12)
+    small = sparsify(ABC, data, config, filename="abc.hode")
+    large = sparsify(ABC.replace("state A = 1", "state A = 100"), scaled, config, filename="abc.hode")
+    gates = lambda r: np.array([e["gate"] for e in r.edges])  # noqa: E731
+    assert abs(gates(small)[2]) < 0.5  # the L1 term bites: the redundant gate has moved well away from 1
+    np.testing.assert_allclose(gates(large), gates(small), rtol=1e-3, atol=1e-4)
+    assert large.data_variance == pytest.approx(1e4 * small.data_variance)
+
+
+def test_data_variance_is_the_mean_of_the_columns_variances():
+    y1 = np.array([[1.0, np.nan], [2.0, 5.0], [4.0, 5.0]])
+    y2 = np.array([[0.0, 7.0], [np.nan, np.nan]])
+    data = Dataset(("a", "b"), (), [Trajectory("1", np.arange(3.0), y1, np.zeros((3, 0))),
+                                    Trajectory("2", np.arange(2.0), y2, np.zeros((2, 0)))])
+    a, b = np.array([1.0, 2.0, 4.0, 0.0]), np.array([5.0, 5.0, 7.0])
+    assert data.variance == pytest.approx((np.mean((a - a.mean()) ** 2) + np.mean((b - b.mean()) ** 2)) / 2)
+    constant = Dataset(("a",), (), [Trajectory("1", np.arange(2.0), np.ones((2, 1)), np.zeros((2, 0)))])
+    assert constant.variance == 1.0  # nothing to scale by: the lambdas stay as given
+
+
 def test_drop_states_false_keeps_states_cut_off_by_pruning_and_refit_lr_reaches_the_refit():
     """r1 and r3 pruned (threshold above every gate): A no longer reaches C, the only fitted column."""
     spec = ABC.replace("k2 * B", "k2 * B keep")
@@ -251,7 +277,7 @@ def test_config_defaults_and_bad_inputs(tmp_path):
     assert cfg.fit.method == "vanilla" and cfg.lambda1 == [0.0, 1e-4, 1e-3, 1e-2, 1e-1]
     assert (cfg.lambda2, cfg.folds, cfg.threshold, cfg.refit_epochs, cfg.cv_refit) == (1e-4, 3, 0.05, None, True)
     assert cfg.refit.epochs == cfg.fit.epochs
-    assert (cfg.refit_lr, cfg.drop_states, cfg.refit.lr) == (None, True, cfg.fit.lr)
+    assert (cfg.refit_lr, cfg.drop_states, cfg.refit.lr) == (None, True, cfg.fit.lr / 10)
     cfg = load_sparsify_config({"lambda1": ["1e-2", 0], "method": "homotopy", "refit_epochs": 60,
                                 "refit_lr": "1e-3", "lr": 0.05})
     assert cfg.lambda1 == [0.0, 0.01] and cfg.refit.total_epochs == 60

@@ -14,8 +14,8 @@ basal, CGM the only fitted column; rk4 with fixed steps):
                hours, Dbar in 100 g, so that slot inputs and outputs are O(1) (see `scaled_mnode`).
   hgs          `hodec sparsify` of the MNODE after --merge-scc and --closure meal:CGM insulin:CGM (steps 2-5);
                lambda1 is cross-validated (2 folds over training days) on the first seed and reused for the
-               others (CPU time); its grid is relative to the variance of the training CGM (the loss is the raw
-               MSE in (mg/dL)^2: an absolute grid of 1e-4..1e-2 pruned nothing).
+               others (CPU time); grid 1e-3, 1e-2, 1e-1, lambda2 1e-5 (sparsify's lambdas weigh against the MSE
+               divided by the training CGM's variance, so they are unit-free).
   node         a black-box neural ODE: CGM/100 and 3 latent states, one MLP [6, 32, 32, 4] over them and the
                meal and insulin inputs.
   lstm         an LSTM (64 units) over the 54 steps of the window (CGM where known, a known-flag, meal,
@@ -45,7 +45,7 @@ trainable scalars that affect the output; for hgs after pruning). Mean and sprea
     # the committed results, one process per core (hgs's lambda1 from its seed-0 cross-validation):
     python -m benchmarks.glucose.compare --models last_value lstm node mechanistic mnode oracle --tag glucose_a
     python -m benchmarks.glucose.compare --models hgs --seeds 0 --tag glucose_h0   # then, with its lambda1:
-    python -m benchmarks.glucose.compare --models hgs --seeds 1 2 --hgs-lambda1 2.94 --tag glucose_h12
+    python -m benchmarks.glucose.compare --models hgs --seeds 1 2 --hgs-lambda1 0.001 --tag glucose_h12
     python -m benchmarks.glucose.compare --combine benchmarks/results/glucose_{a,h0,h12}.json --tag glucose
 Trained ODE models are kept in benchmarks/results/glucose_models/ (ignored by git): a rerun only forecasts.
 
@@ -86,6 +86,7 @@ SPEC = ROOT / "specs" / "uva_padova.hode"
 SAMPLE, HISTORY, HORIZON = 5, 42, 12  # minutes per sample; samples of history and of horizon
 HYPO, HYPER = 70.0, 180.0
 MODELS = ("mechanistic", "mnode", "hgs", "node", "lstm", "last_value", "oracle")
+HGS_LAMBDA2 = 1e-5
 NOISE_MG_DL = 11.5  # the CGM noise's standard deviation (simulate.cgm_noise: 11.5 over 200 days)
 GAIN_PER_MIN = 0.1  # homotopy coupling k: CGM relaxes to the data's spline in ~10 min
 SMOOTHING_MIN3 = 125.0  # spline alpha in min^3 (alpha scales as time^3; = 1e-3 at the LV benchmark's 0.1 step)
@@ -340,7 +341,10 @@ def train_ode(name: str, days, seed: int, scale: dict) -> tuple:
 
 def model_path(name: str, seed: int, scale: dict, days) -> Path:
     used = ("epochs_per_step",) + (("lambda1", "hgs_lambda1", "refit_epochs") if name == "hgs" else ())
-    key = json.dumps([name, seed, {k: scale.get(k) for k in used}, sorted(d.id for d in days if d.split == 0)])
+    settings = {k: scale.get(k) for k in used}
+    if name == "hgs":  # since sparsify's lambdas became relative to the data's variance and refit_lr lr / 10
+        settings.update({"lambda2": HGS_LAMBDA2, "objective": "mse/variance, refit lr/10"})
+    key = json.dumps([name, seed, settings, sorted(d.id for d in days if d.split == 0)])
     return MODELS_DIR / f"{name}_seed{seed}_{hashlib.sha256(key.encode()).hexdigest()[:12]}.pt"
 
 
@@ -351,9 +355,7 @@ def _train_ode(name: str, days, seed: int, scale: dict, view: View) -> tuple:
     if name == "hgs":
         source = closure(merge_scc(scaled_mnode(), filename="mnode.hode"), [("meal", "CGM"), ("insulin", "CGM")],
                          filename="mnode.hode")
-        # the loss is the raw MSE in (mg/dL)^2: the lambda1 grid is relative to the training CGM's variance
-        grid = scale.get("hgs_lambda1") or [c * float(np.var([d.cgm for d in train])) for c in scale["lambda1"]]
-        cfg.update({"lambda1": grid, "lambda2": 1e-5, "folds": 2,
+        cfg.update({"lambda1": scale.get("hgs_lambda1") or scale["lambda1"], "lambda2": HGS_LAMBDA2, "folds": 2,
                     "threshold": 0.05, "refit_epochs": scale["refit_epochs"]})
         inputs = load_text(source, "hgs.hode").input_names
         r = sparsify(source, view.dataset(train, inputs), cfg, filename="hgs.hode")

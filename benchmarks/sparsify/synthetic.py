@@ -294,8 +294,8 @@ REGIMES = {"true": 0.0, "quasi": 0.02}
 
 
 def settings(quick: bool, n_train, track: str, refit_epochs=None, step=0.4, refit_lr=None) -> dict:
-    s = {"n_train": 12, "n_test": 40, "epochs": 150, "lambda1": [0.0, 1e-3, 1e-2], "folds": 2} if quick else \
-        {"n_train": 100, "n_test": 400, "epochs": 300, "lambda1": [0.0, 1e-4, 1e-3, 1e-2], "folds": 3}
+    s = {"n_train": 12, "n_test": 40, "epochs": 150, "lambda1": [0.0, 1e-2, 1e-1], "folds": 2} if quick else \
+        {"n_train": 100, "n_test": 400, "epochs": 300, "lambda1": [0.0, 1e-4, 1e-3, 1e-2, 1e-1], "folds": 3}
     s.update({"n_train": n_train or s["n_train"], "lr": TRACKS[track]["lr"],
               "refit_epochs": refit_epochs or s["epochs"] // 2, "step": step, "refit_lr": refit_lr,
               "noise": 0.01, "quick": quick, "track": track, "times": np.linspace(0, 8, 9).tolist()})
@@ -324,7 +324,7 @@ def main(argv=None) -> int:
     parser.add_argument("--n-train", type=int, help="training trajectories (default 12 with --quick, else 100)")
     parser.add_argument("--track", choices=tuple(TRACKS), default="mechanistic")
     parser.add_argument("--refit-epochs", type=int, help="epochs of the refits (default: half the L1 fit's)")
-    parser.add_argument("--refit-lr", type=float, help="lr of the refits (default: lr)")
+    parser.add_argument("--refit-lr", type=float, help="lr of the refits (default: the library's, lr / 10)")
     parser.add_argument("--specs", nargs="+", choices=("refined", "comprehensive"), help="default: the track's")
     parser.add_argument("--step", type=float, default=0.4, help="rk4 step of the fitted models (the generator's: "
                         "0.05); default 0.4")
@@ -407,7 +407,7 @@ def markdown(results: dict) -> str:
         (MECHANISTIC_ROWS, "hgs", "dense")
     lines = [f"# Sparsify, synthetic benchmark, {s['track']} track ({'quick' if s['quick'] else 'full'})", "",
              f"N train {s['n_train']}, N test {s['n_test']}, {s['epochs']} epochs (refit {s['refit_epochs']} at lr "
-             f"{s.get('refit_lr') or s['lr']}), "
+             f"{s.get('refit_lr') or s['lr'] / 10:g}), "
              f"lr {s['lr']}, lambda1 grid {s['lambda1']}, {s['folds']} folds, noise {s['noise']}, rk4 step "
              f"{s.get('step', 0.4)} (generator 0.05); "
              f"{results['seconds']} s in all. " + CAPTIONS[s["track"]].format(**s), "",

@@ -7,6 +7,7 @@ missing values. Each trajectory starts at its first row's time.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Mapping, Optional, Sequence
 
@@ -34,6 +35,19 @@ class Dataset:
     @property
     def n_cells(self) -> int:
         return int(sum(np.isfinite(tr.y).sum() for tr in self.trajectories))
+
+    @property
+    def variance(self) -> float:
+        """The mean over fitted columns of each column's variance over its finite cells (all trajectories
+        pooled); 1.0 when there is none to take (no column with two finite values, or all constant)."""
+        per_column = []
+        for j in range(len(self.columns)):
+            values = np.concatenate([tr.y[:, j] for tr in self.trajectories]) if self.trajectories else np.zeros(0)
+            values = values[np.isfinite(values)]
+            if len(values) >= 2:
+                per_column.append(float(values.var()))
+        mean = float(np.mean(per_column)) if per_column else 0.0
+        return mean if math.isfinite(mean) and mean > 0 else 1.0
 
     def select(self, t_max: Optional[float] = None, first: Optional[int] = None) -> "Dataset":
         """A copy keeping, per trajectory, the first `first` rows and/or the rows with t <= t_max."""

@@ -2,9 +2,11 @@
 
 1. Compile the spec with one gate per prunable edge (reaction, der term, residual-slot argument; `keep` edges are
    never gated) and train with
-       loss = data MSE + lambda1 * sum |w| + lambda2 * (||Theta||^2 + ||phi - phi0||^2),
-   Theta the slot weights, phi the mechanistic params in unconstrained coordinates (free, log, logit) and phi0
-   their spec values (so a gate cannot be evaded by growing a rate constant, and the spec acts as the prior).
+       loss = data MSE / s + lambda1 * sum |w| + lambda2 * (||Theta||^2 + ||phi - phi0||^2),
+   s the variance of the training data (so the lambdas are unit-free), Theta the slot weights, phi the
+   mechanistic params in unconstrained coordinates (free, log, logit) and phi0 their spec values (so a gate
+   cannot be evaded by growing a rate constant, and the spec acts as the prior). The trainer minimises s times
+   this (the data MSE plus the scaled penalty: the same minimiser, and Adam's steps do not see the factor).
 2. lambda1 is chosen along the grid `lambda1` by K-fold cross-validation over trajectories (each trajectory in
    one validation fold; fewer trajectories than folds: leave-one-out): the lambda1 with the lowest pooled
    validation MSE wins, ties going to the larger (sparser) lambda1. With cv_refit (default) a fold's model is
@@ -17,7 +19,7 @@
 5. The pruned spec (compiled without gates) starts from the trained values (params by name; slot weights by
    argument and output name, each kept argument's gate folded into the first layer, each kept reaction's or
    term's gate folded into its rate constant where that is exact: see folded_gates) and is refit without the L1
-   term (lambda2 kept) for `refit_epochs` at `refit_lr`; its best epoch (data MSE) is written back into
+   term (lambda2 kept) for `refit_epochs` at `refit_lr` (default lr / 10); its best epoch (data MSE) is written back into
    RUNDIR/pruned.hode.
 
 Effective parameter counts (params_before/params_after) are the trainable spec params read by some rate,
@@ -50,11 +52,14 @@ CHECKPOINT_FORMAT = "hodec-sparsify-1"
 
 
 class PenalisedTrainer(Trainer):
-    """The Trainer with the sparsify penalty lambda1 sum|w| + lambda2 (||Theta||^2 + ||phi - phi0||^2)."""
+    """The Trainer with the sparsify penalty s * (lambda1 sum|w| + lambda2 (||Theta||^2 + ||phi - phi0||^2)), s
+    the variance of the data it trains on (Dataset.variance): the lambdas weigh against the MSE / s, a unit-free
+    data term, so one lambda grid suits data in any units."""
 
     def __init__(self, model, data, config, lambda1: float = 0.0, lambda2: float = 0.0, phi0=None, inputs=None):
         super().__init__(model, data, config, inputs)
         self.lambda1, self.lambda2 = float(lambda1), float(lambda2)
+        self.scale = self.data.variance
         ref = self.model.raw_parameters().detach()
         self.phi0 = ref.clone() if phi0 is None else torch.as_tensor(phi0, dtype=ref.dtype).clone()
 
@@ -69,7 +74,7 @@ class PenalisedTrainer(Trainer):
             for p in m.slot_modules.parameters():
                 prior = prior + (p * p).sum()
             total = self.lambda2 * prior if total is None else total + self.lambda2 * prior
-        return total
+        return None if total is None else self.scale * total
 
 
 @dataclass
@@ -89,6 +94,7 @@ class SparsifyResult:
     params_before: int
     params_after: int
     train_mse_sparse: Optional[float]  # data MSE of the L1 model with the pruned gates at 0, before the refit
+    data_variance: float = 1.0  # s: the lambdas are relative to it (PenalisedTrainer)
     test_mse: Optional[float] = None
     test_mse_sparse: Optional[float] = None
     seconds: float = 0.0
@@ -412,7 +418,8 @@ def sparsify(source: str, data, config=None, *, filename: str = "<spec>", test=N
         pruned_source=pruning.source, fitted_source=text, model=refit.model, refit=refit,
         refit_trainer=refit_trainer, params_before=effective_params(sm, gated),
         params_after=effective_params(pruned_sm, refit.model),
-        train_mse_sparse=train_mse_sparse if math.isfinite(train_mse_sparse) else None, config=config)
+        train_mse_sparse=train_mse_sparse if math.isfinite(train_mse_sparse) else None,
+        data_variance=data.variance, config=config)
     if test is not None:
         mse = data_mse(refit.model, test, config.refit, inputs)
         result.test_mse = mse if math.isfinite(mse) else None
@@ -432,6 +439,7 @@ def report_dict(result: SparsifyResult, meta: Optional[dict] = None) -> dict:
         "params_before": result.params_before,
         "params_after": result.params_after,
         "path": result.path,
+        "data_variance": result.data_variance,
         "train_mse_sparse": result.train_mse_sparse,
         "refit": {"best_epoch": result.refit.best_epoch, "best_mse": result.refit.best_mse,
                   "params": result.refit.params, "metrics": result.refit.metrics},

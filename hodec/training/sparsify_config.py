@@ -3,12 +3,15 @@
     lambda1: [0, 1.0e-4, 1.0e-3, 1.0e-2, 1.0e-1]   # the L1 weights on |gate| tried (the regularisation path)
     lambda2: 1.0e-4          # weight of ||Theta||^2 + ||phi - phi0||^2 (slot weights; mechanistic params in their
                              #   unconstrained coordinates against the spec's values)
+    # Both lambdas are relative to the training data's variance s (the mean over fitted columns): the objective
+    # is MSE / s + lambda1 sum|w| + lambda2 (...), so the same grid suits data in mmol/L or in mg/dL.
     folds: 3                 # K of the K-fold cross-validation over trajectories that picks lambda1 (fewer
                              #   trajectories than folds: leave-one-out; one trajectory: no cross-validation)
     threshold: 0.05          # an edge is pruned when |gate| < threshold after the L1 fit
     refit_epochs: null       # epochs of the refit of the pruned spec (no L1 term); null: the same as `epochs`
-    refit_lr: null           # lr of that refit (and of cv_refit's); null: `lr`. The refit starts from the L1
-                             #   model with a fresh optimiser, whose first steps at a large lr can undo that start
+    refit_lr: null           # lr of that refit (and of cv_refit's); null: lr / 10. The refit starts near its
+                             #   optimum (from the L1 model); Adam at the full constant lr stalls at its own noise
+                             #   floor there, which biases the cross-validation against the sparser models
     drop_states: true        # false: keep every state after pruning (only the pruned edges are removed)
     cv_refit: true           # each fold's model is refit (pruned gates held at 0, no L1 term, refit_epochs) before
                              #   its validation MSE is taken (relaxed lasso: L1 shrinkage does not bias the choice
@@ -60,7 +63,7 @@ class SparsifyConfig:
     @property
     def refit(self) -> FitConfig:
         """The fit config of the refit: `refit_epochs` epochs (homotopy: spread over its steps), `refit_lr`."""
-        fit = self.fit if self.refit_lr is None else replace(self.fit, lr=self.refit_lr)
+        fit = replace(self.fit, lr=self.fit.lr / 10 if self.refit_lr is None else self.refit_lr)
         if self.refit_epochs is None:
             return fit
         if fit.method == "homotopy":
