@@ -1,6 +1,7 @@
 """`hodec sparsify`: gates, the pruned spec's equivalence, a planted redundant reaction, the CLI, config errors."""
 import copy
 import json
+import math
 
 import numpy as np
 import pytest
@@ -301,5 +302,23 @@ def test_lambda1_selection_rules():
     assert choose_lambda1(path, "one_se") == 1e-3
     tied = [{"lambda1": 0.0, "val_mse": 2.0, "val_se": None}, {"lambda1": 0.1, "val_mse": 2.0, "val_se": None}]
     assert choose_lambda1(tied, "min") == 0.1  # ties go to the sparser model
-    assert standard_error([1.0, 3.0]) == pytest.approx(1.0)  # std (ddof 1) sqrt(2), over sqrt(2)
-    assert standard_error([1.0]) is None and standard_error([1.0, float("inf")]) is None
+    # equal cells: sd (ddof 1) of the per-trajectory MSEs over sqrt(n); here MSEs 0.5 and 1.5: sd sqrt(0.5)
+    assert standard_error([1.0, 3.0], [2, 2]) == pytest.approx(math.sqrt(0.5) / math.sqrt(2))
+    # unequal cells: n/(n-1) sum c_i^2 (m_i - M)^2 / (sum c)^2, m_i the trajectory's MSE, M the pooled MSE
+    sse, cells = np.array([1.0, 6.0, 2.0]), np.array([1.0, 3.0, 4.0])
+    m, pooled = sse / cells, sse.sum() / cells.sum()
+    assert standard_error(sse, cells) == pytest.approx(math.sqrt(1.5 * (cells ** 2 * (m - pooled) ** 2).sum()) / 8)
+    assert standard_error([1.0], [1]) is None and standard_error([1.0, float("inf")], [1, 1]) is None
+
+
+def test_per_trajectory_errors_pool_to_the_data_mse():
+    from hodec.training.sparsify import trajectory_errors
+
+    data = synthetic(5)
+    model = load_text(ABC, "abc.hode")().double()  # the spec's values, not the generator's: errors are not 0
+    cfg = load_sparsify_config(FAST).fit
+    sse, cells = trajectory_errors(model, data, cfg)
+    assert (cells == 33).all() and (sse > 0).all()
+    assert sse.sum() / cells.sum() == pytest.approx(data_mse(model, data, cfg), rel=1e-12)
+    one = Dataset(data.columns, (), data.trajectories[2:3])
+    assert sse[2] / 33 == pytest.approx(data_mse(model, one, cfg), rel=1e-12)

@@ -311,9 +311,8 @@ class Trainer:
                            f"not finite at t = {float(ts[k]):g} although every state is (check the observable's "
                            f"formula: log or sqrt of a negative value, division by zero?)")
 
-    def _trajectory_sse(self, model, lam: float, phase: str, check: bool = True):
-        """Sum of squared errors over all data cells, and the number of cells."""
-        total, count = 0.0, 0
+    def _group_errors(self, model, lam: float, phase: str, check: bool = True):
+        """Per group: (the group, squared errors [T, B, m], 0 at missing cells)."""
         for g in self.groups:
             ys = self._solve(model, g, self._initial(model, g), g.t, lam, phase)
             if check:
@@ -322,9 +321,28 @@ class Trainer:
             if check:
                 self._check_prediction(g, pred, g.t, phase, lam)
             err = torch.where(g.mask, pred - g.y, torch.zeros_like(pred))
-            total = total + (err * err).sum()
+            yield g, err * err
+
+    def _trajectory_sse(self, model, lam: float, phase: str, check: bool = True):
+        """Sum of squared errors over all data cells, and the number of cells."""
+        total, count = 0.0, 0
+        for g, sq in self._group_errors(model, lam, phase, check):
+            total = total + sq.sum()
             count += int(g.mask.sum())
         return total, count
+
+    @torch.no_grad()
+    def trajectory_errors(self, model=None):
+        """Uncoupled squared errors summed per trajectory and cells per trajectory (numpy arrays in the data's
+        trajectory order); None if the simulation fails."""
+        sse, cells = np.zeros(len(self.data.trajectories)), np.zeros(len(self.data.trajectories))
+        try:
+            for g, sq in self._group_errors(model or self.model, 0.0, "uncoupled evaluation", check=False):
+                sse[g.members] = sq.sum(dim=(0, 2)).double().cpu().numpy()
+                cells[g.members] = g.mask.sum(dim=(0, 2)).cpu().numpy()
+        except FitError:
+            return None
+        return sse, cells
 
     def _shooting_loss(self):
         total, count, jumps, n_jumps = 0.0, 0, 0.0, 0

@@ -8,8 +8,9 @@
    cannot be evaded by growing a rate constant, and the spec acts as the prior). The trainer minimises s times
    this (the data MSE plus the scaled penalty: the same minimiser, and Adam's steps do not see the factor).
 2. lambda1 is chosen along the grid `lambda1` by K-fold cross-validation over trajectories (each trajectory in
-   one validation fold; fewer trajectories than folds: leave-one-out): the lambda1 with the lowest pooled
-   validation MSE wins, ties going to the larger (sparser) lambda1. With cv_refit (default) a fold's model is
+   one validation fold; fewer trajectories than folds: leave-one-out): selection one_se (default) takes the
+   largest lambda1 whose pooled validation MSE is within one standard error (over validation trajectories) of
+   the lowest, selection min the lowest (ties to the larger, sparser lambda1). With cv_refit (default) a fold's model is
    first refit as its pruned spec would be (pruned gates at 0, no L1; a relaxed lasso), else the L1 model's
    final epoch is scored as it is.
 3. The model trained on all data with that lambda1 (its final epoch: the penalised objective's end point, not
@@ -164,12 +165,22 @@ def spec_prior(model_class, fit_config):
     return _fresh(model_class, fit_config.seed).double().raw_parameters().detach().to(getattr(torch, fit_config.dtype))
 
 
-def standard_error(values: list) -> Optional[float]:
-    """Standard error of the mean over folds (None when it cannot be estimated)."""
-    finite = [v for v in values if math.isfinite(v)]
-    if len(finite) < 2 or len(finite) < len(values):
+def trajectory_errors(model, data: Dataset, config, inputs=None):
+    """Uncoupled squared errors summed per trajectory and cells per trajectory; None if the simulation fails."""
+    probe = Trainer(copy.deepcopy(model), data, replace(config, method="vanilla"), inputs)
+    return probe.trajectory_errors()
+
+
+def standard_error(sse, cells) -> Optional[float]:
+    """Standard error of the pooled MSE sum(sse) / sum(cells) over validation trajectories (the ratio estimator's
+    linearisation; with equal cells, sd(per-trajectory MSE) / sqrt(n)); None when it cannot be estimated. Over
+    trajectories rather than folds: with 2 or 3 folds the spread of the fold means says little."""
+    sse, cells = np.asarray(sse, dtype=float), np.asarray(cells, dtype=float)
+    n, total = len(sse), cells.sum()
+    if n < 2 or not np.isfinite(sse).all() or total <= 0:
         return None
-    return float(np.std(finite, ddof=1) / math.sqrt(len(finite)))
+    residual = sse - sse.sum() / total * cells
+    return float(math.sqrt(n / (n - 1) * (residual ** 2).sum()) / total)
 
 
 def choose_lambda1(path: list, selection: str) -> float:
@@ -344,26 +355,25 @@ def sparsify(source: str, data, config=None, *, filename: str = "<spec>", test=N
                              f"trajectories (an id column)", WHO)
         folds = fold_indices(n, config.folds, cfg.seed)
         for lam in config.lambda1:
-            sse, cells, kept, fold_mse = 0.0, 0, [], []
+            sse, cells, kept = [], [], []
             for k, val in enumerate(folds):
                 train = subset(data, [i for i in range(n) if i not in set(val)])
-                valset = subset(data, val)
+                errors = None
                 try:
                     trainer = _train(gated_class, train, config, lam, phi0, inputs)
                     model = trainer.model
                     kept.append(int((model.gate_weights.detach().abs() >= config.threshold).sum()))
                     if config.cv_refit:
                         model = refit_gated(model, train, config, phi0, inputs)
-                    mse = data_mse(model, valset, cfg, inputs)
+                    errors = trajectory_errors(model, subset(data, val), cfg, inputs)
                 except FitError as err:
                     say(f"lambda1 = {lam:g}, fold {k + 1}: training failed ({err.diagnostics[0].message})")
-                    mse = math.inf
-                sse += mse * valset.n_cells
-                cells += valset.n_cells
-                fold_mse.append(mse)
-            val_mse = sse / cells if cells else math.inf
+                sse.append(np.full(len(val), np.inf) if errors is None else errors[0])
+                cells.append(np.ones(len(val)) if errors is None else errors[1])
+            sse, cells = np.concatenate(sse), np.concatenate(cells)
+            val_mse = float(sse.sum() / cells.sum()) if cells.sum() else math.inf
             entry = {"lambda1": lam, "val_mse": val_mse if math.isfinite(val_mse) else None,
-                     "val_se": standard_error(fold_mse),
+                     "val_se": standard_error(sse, cells),
                      "edges_kept": int(round(float(np.median(kept)))) if kept else None, "edges_kept_folds": kept}
             path.append(entry)
             say(f"lambda1 = {lam:g}: validation MSE {val_mse:.6g}, edges kept {entry['edges_kept']} "
