@@ -158,6 +158,8 @@ def test_planted_redundant_reaction_is_removed():
     assert [e["lambda1"] for e in r.path] == [0.0, 0.01] and all(e["val_mse"] is not None for e in r.path)
     assert r.params_before == 3 and r.params_after == 2
     assert r.refit.best_mse < 1e-4
+    assert set(r.timings) == {"cross_validation", "l1_fit", "refit"} and min(r.timings.values()) > 0
+    assert sum(r.timings.values()) <= r.seconds
     # the refit started from the L1 model's vector field (gates folded into k1, k2)
     gated = copy.deepcopy(r.gated_model)
     gated.set_gates({name: 0.0 for name in r.pruned_names})
@@ -240,6 +242,10 @@ def test_cli_end_to_end(tmp_path):
     for e in report["edges"]:
         assert set(e) >= {"kind", "name", "source", "target", "gate", "kept"} and e["kind"] == "reaction"
     assert report["path"][0]["lambda1"] == 1e-3 and report["test_mse"] is not None
+    train = synthetic(4, seed=1)
+    assert report["data_variance"] == pytest.approx(np.mean([np.concatenate([tr.y[:, j] for tr in train.trajectories])
+                                                             .var() for j in range(3)]), rel=1e-9)
+    assert set(report["timings"]) == {"cross_validation", "l1_fit", "refit"}
     assert (out / "graph.png").stat().st_size > 0
     pruned = (out / "pruned.hode").read_text()
     load_text(pruned, "pruned.hode")

@@ -203,11 +203,9 @@ def fit_dense(spec: str, train: Dataset, cfg):
 
 
 def timed_sparsify(spec: str, train: Dataset, cfg):
-    """sparsify(), its seconds, and the seconds until its L1 fit on all data ended (its 'chosen lambda1' line)."""
-    marks, start = [], time.perf_counter()
-    log = lambda line: marks.append(time.perf_counter() - start) if line.startswith("chosen") else None  # noqa
-    r = sparsify(spec, train, cfg, filename=SPEC, log=log)
-    return r, time.perf_counter() - start, marks[0]
+    """sparsify(), its seconds, and the seconds until its L1 fit on all data ended."""
+    r = sparsify(spec, train, cfg, filename=SPEC)
+    return r, r.seconds, r.timings["cross_validation"] + r.timings["l1_fit"]
 
 
 def refit_pruned(spec: str, gated, pruned, observed, train: Dataset, cfg):

@@ -99,6 +99,7 @@ class SparsifyResult:
     test_mse: Optional[float] = None
     test_mse_sparse: Optional[float] = None
     seconds: float = 0.0
+    timings: dict = field(default_factory=dict)  # seconds of cross_validation, l1_fit (+ pruning), refit (epochs)
     config: SparsifyConfig = field(default_factory=SparsifyConfig)
 
 
@@ -386,6 +387,7 @@ def sparsify(source: str, data, config=None, *, filename: str = "<spec>", test=N
         chosen = config.lambda1[0]
 
     # the L1 model on all data, and the pruning
+    timings = {"cross_validation": time.perf_counter() - start}
     trainer = _train(gated_class, data, config, chosen, phi0, inputs)
     gated = copy.deepcopy(trainer.model)
     gates = {name: (kind, float(w)) for (name, kind), w in zip(gated.gates_table, gated.gate_weights.detach())}
@@ -409,8 +411,10 @@ def sparsify(source: str, data, config=None, *, filename: str = "<spec>", test=N
         raise HodecError(f"the pruned spec does not compile ({err.diagnostics[0].message}); pruned: "
                          f"{', '.join(pruned)}", WHO) from None
 
+    timings["l1_fit"] = time.perf_counter() - start - timings["cross_validation"]
     refit_trainer = refit_pruned(pruned_class, gated, sm, data, config, inputs)
     refit = refit_trainer.result()
+    timings["refit"] = refit_trainer.elapsed
     say(f"refit of the pruned spec: best epoch {refit.best_epoch}, MSE {refit.best_mse}")
     header = (f"# Pruned and refitted by hodec sparsify (lambda1 = {chosen:g}, threshold {config.threshold:g}): "
               f"{len(pruned)} of {len(gates)} gated edges removed"
@@ -435,7 +439,7 @@ def sparsify(source: str, data, config=None, *, filename: str = "<spec>", test=N
         result.test_mse = mse if math.isfinite(mse) else None
         mse = data_mse(cut, test, cfg, inputs)
         result.test_mse_sparse = mse if math.isfinite(mse) else None
-    result.seconds = time.perf_counter() - start
+    result.seconds, result.timings = time.perf_counter() - start, {k: round(v, 3) for k, v in timings.items()}
     return result
 
 
@@ -454,6 +458,7 @@ def report_dict(result: SparsifyResult, meta: Optional[dict] = None) -> dict:
         "refit": {"best_epoch": result.refit.best_epoch, "best_mse": result.refit.best_mse,
                   "params": result.refit.params, "metrics": result.refit.metrics},
         "seconds": round(result.seconds, 3),
+        "timings": result.timings,
         "config": result.config.to_dict(),
     }
     if result.test_mse is not None or result.test_mse_sparse is not None:
