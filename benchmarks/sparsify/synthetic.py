@@ -49,16 +49,13 @@ generator's non-zero-by-design reactions are the true ones), states kept, effect
 Writes benchmarks/results/sparsify_synthetic[_mnode][_full[_nN]][_refitR][_refitlrL][_stepS].json and .md (R, L, S:
 non-default --refit-epochs, --refit-lr and --step, the fitted models' rk4 step; a dot spelt p).
 
-Wall times on a 2-core machine busy with two other jobs, one torch thread:
+Wall times on a 2-core machine busy with another job, one torch thread:
 
     python benchmarks/sparsify/synthetic.py --quick                 # N = 12: ~1.5 minutes
-    python benchmarks/sparsify/synthetic.py                         # N = 100: ~5-6 minutes
-    python benchmarks/sparsify/synthetic.py --n-train 1000          # N = 1000: ~10.5 minutes
-    python benchmarks/sparsify/synthetic.py --n-train 1000 --step 0.2   # ~18 minutes
-    python benchmarks/sparsify/synthetic.py --n-train 1000 --sparsity true --specs comprehensive \
-        --refit-epochs 1500 --refit-lr 0.01                         # converged refits: ~11 minutes
-    python benchmarks/sparsify/synthetic.py --track mnode --quick    # ~4.5-7.5 minutes
-    python benchmarks/sparsify/synthetic.py --track mnode           # N = 100: ~20 minutes
+    python benchmarks/sparsify/synthetic.py                         # N = 100: ~7 minutes
+    python benchmarks/sparsify/synthetic.py --n-train 1000          # N = 1000: ~11 minutes
+    python benchmarks/sparsify/synthetic.py --track mnode --quick    # ~4 minutes
+    python benchmarks/sparsify/synthetic.py --track mnode           # N = 100: ~23 minutes
 """
 from __future__ import annotations
 
