@@ -299,13 +299,26 @@ def test_config_defaults_and_bad_inputs(tmp_path):
 
 
 def test_lambda1_selection_rules():
-    from hodec.training.sparsify import choose_lambda1, standard_error
+    from hodec.training.sparsify import choose_lambda1, paired_standard_errors, standard_error
 
-    path = [{"lambda1": 0.0, "val_mse": 1.00, "val_se": 0.05},
-            {"lambda1": 1e-3, "val_mse": 1.04, "val_se": 0.05},  # within one SE of the best
+    path = [{"lambda1": 0.0, "val_mse": 1.00, "val_se": 0.0},
+            {"lambda1": 1e-3, "val_mse": 1.04, "val_se": 0.05},  # within one SE of its difference to the best
             {"lambda1": 1e-2, "val_mse": 1.20, "val_se": 0.05}]
     assert choose_lambda1(path, "min") == 0.0
     assert choose_lambda1(path, "one_se") == 1e-3
+    # paired: trajectories of very different difficulty (MSE 1 and 100), lambda1 = 0.1 worse by 0.5 on each; the
+    # unpaired standard error (~50) would call them equal, the paired one (0) does not
+    cells = np.array([10.0, 10.0])
+    errors = {0.0: (np.array([10.0, 1000.0]), cells), 0.1: (np.array([15.0, 1005.0]), cells)}
+    path = [{"lambda1": lam, "val_mse": float(e.sum() / 20), "val_se": None} for lam, (e, _) in errors.items()]
+    assert standard_error(errors[0.0][0], cells) > 40
+    paired_standard_errors(path, errors)
+    assert path[1]["val_se"] == pytest.approx(0.0, abs=1e-12) and choose_lambda1(path, "one_se") == 0.0
+    errors[0.1] = (np.array([16.0, 1004.0]), cells)  # worse by 0.6 and by 0.4 a cell: mean 0.5, SE 0.1
+    path[1]["val_mse"] = 51.0
+    paired_standard_errors(path, errors)
+    assert path[1]["val_se"] == pytest.approx(math.sqrt(2 * ((6 - 5) ** 2 + (4 - 5) ** 2)) / 20)
+    assert choose_lambda1(path, "one_se") == 0.0
     tied = [{"lambda1": 0.0, "val_mse": 2.0, "val_se": None}, {"lambda1": 0.1, "val_mse": 2.0, "val_se": None}]
     assert choose_lambda1(tied, "min") == 0.1  # ties go to the sparser model
     # equal cells: sd (ddof 1) of the per-trajectory MSEs over sqrt(n); here MSEs 0.5 and 1.5: sd sqrt(0.5)

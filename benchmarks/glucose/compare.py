@@ -342,8 +342,8 @@ def train_ode(name: str, days, seed: int, scale: dict) -> tuple:
 def model_path(name: str, seed: int, scale: dict, days) -> Path:
     used = ("epochs_per_step",) + (("lambda1", "hgs_lambda1", "refit_epochs") if name == "hgs" else ())
     settings = {k: scale.get(k) for k in used}
-    if name == "hgs":  # since sparsify's lambdas became relative to the data's variance and refit_lr lr / 10
-        settings.update({"lambda2": HGS_LAMBDA2, "objective": "mse/variance, refit lr/10"})
+    if name == "hgs":  # sparsify's defaults changed: lambdas relative to the variance, refit lr / 10, paired SE
+        settings.update({"lambda2": HGS_LAMBDA2, "objective": "mse/variance, refit lr/10, paired one-SE"})
     key = json.dumps([name, seed, settings, sorted(d.id for d in days if d.split == 0)])
     return MODELS_DIR / f"{name}_seed{seed}_{hashlib.sha256(key.encode()).hexdigest()[:12]}.pt"
 

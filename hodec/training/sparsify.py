@@ -9,8 +9,8 @@
    this (the data MSE plus the scaled penalty: the same minimiser, and Adam's steps do not see the factor).
 2. lambda1 is chosen along the grid `lambda1` by K-fold cross-validation over trajectories (each trajectory in
    one validation fold; fewer trajectories than folds: leave-one-out): selection one_se (default) takes the
-   largest lambda1 whose pooled validation MSE is within one standard error (over validation trajectories) of
-   the lowest, selection min the lowest (ties to the larger, sparser lambda1). With cv_refit (default) a fold's model is
+   largest lambda1 whose pooled validation MSE exceeds the lowest by at most one standard error of the
+   difference (paired over validation trajectories), selection min the lowest (ties to the larger, sparser lambda1). With cv_refit (default) a fold's model is
    first refit as its pruned spec would be (pruned gates at 0, no L1; a relaxed lasso), else the L1 model's
    final epoch is scored as it is.
 3. The model trained on all data with that lambda1 (its final epoch: the penalised objective's end point, not
@@ -184,14 +184,28 @@ def standard_error(sse, cells) -> Optional[float]:
     return float(math.sqrt(n / (n - 1) * (residual ** 2).sum()) / total)
 
 
+def paired_standard_errors(path: list, errors: dict) -> None:
+    """Set each finite entry's val_se: the standard error of its validation MSE minus the best entry's, over
+    validation trajectories, paired (every trajectory is scored under every lambda1, so the spread between easy
+    and hard trajectories cancels). errors: lambda1 -> (squared errors per trajectory, cells per trajectory)."""
+    finite = [e for e in path if e["val_mse"] is not None]
+    if not finite:
+        return
+    best = min(finite, key=lambda e: (e["val_mse"], -e["lambda1"]))
+    for e in finite:
+        e["val_se"] = standard_error(errors[e["lambda1"]][0] - errors[best["lambda1"]][0], errors[e["lambda1"]][1])
+
+
 def choose_lambda1(path: list, selection: str) -> float:
-    """The lowest validation MSE ('min', ties to the larger lambda1), or the largest lambda1 within one standard
-    error of it ('one_se')."""
+    """The lowest validation MSE ('min', ties to the larger lambda1), or the largest lambda1 whose validation MSE
+    exceeds the lowest by at most its own val_se ('one_se'; see paired_standard_errors)."""
     best = min(path, key=lambda e: (e["val_mse"], -e["lambda1"]))
-    margin = best["val_mse"] * 1e-9
-    if selection == "one_se" and best.get("val_se") is not None:
-        margin = max(margin, best["val_se"])
-    return max(e["lambda1"] for e in path if e["val_mse"] <= best["val_mse"] + margin)
+
+    def margin(e):
+        tiny = best["val_mse"] * 1e-9
+        return max(tiny, e.get("val_se") or 0.0) if selection == "one_se" else tiny
+
+    return max(e["lambda1"] for e in path if e["val_mse"] <= best["val_mse"] + margin(e))
 
 
 def _train(model_class, data, config: SparsifyConfig, lambda1: float, phi0, inputs=None):
@@ -355,6 +369,7 @@ def sparsify(source: str, data, config=None, *, filename: str = "<spec>", test=N
                              f"{data.source} has {n}; give a single lambda1 (e.g. 'lambda1: [0.01]') or more "
                              f"trajectories (an id column)", WHO)
         folds = fold_indices(n, config.folds, cfg.seed)
+        scored = {}  # lambda1 -> (squared errors, cells) per validation trajectory
         for lam in config.lambda1:
             sse, cells, kept = [], [], []
             for k, val in enumerate(folds):
@@ -372,13 +387,14 @@ def sparsify(source: str, data, config=None, *, filename: str = "<spec>", test=N
                 sse.append(np.full(len(val), np.inf) if errors is None else errors[0])
                 cells.append(np.ones(len(val)) if errors is None else errors[1])
             sse, cells = np.concatenate(sse), np.concatenate(cells)
+            scored[lam] = (sse, cells)
             val_mse = float(sse.sum() / cells.sum()) if cells.sum() else math.inf
-            entry = {"lambda1": lam, "val_mse": val_mse if math.isfinite(val_mse) else None,
-                     "val_se": standard_error(sse, cells),
+            entry = {"lambda1": lam, "val_mse": val_mse if math.isfinite(val_mse) else None, "val_se": None,
                      "edges_kept": int(round(float(np.median(kept)))) if kept else None, "edges_kept_folds": kept}
             path.append(entry)
             say(f"lambda1 = {lam:g}: validation MSE {val_mse:.6g}, edges kept {entry['edges_kept']} "
                 f"of {len(gated_class.gates_table)} ({len(folds)} folds)")
+        paired_standard_errors(path, scored)
         finite = [e for e in path if e["val_mse"] is not None]
         if not finite:
             raise HodecError("training failed for every lambda1 of the path (try a smaller lr or lambda1)", WHO)

@@ -16,8 +16,8 @@
     cv_refit: true           # each fold's model is refit (pruned gates held at 0, no L1 term, refit_epochs) before
                              #   its validation MSE is taken (relaxed lasso: L1 shrinkage does not bias the choice
                              #   towards small lambda1); false: the L1 model's own validation MSE
-    selection: one_se        # one_se: the largest lambda1 whose validation MSE is within one standard error (over
-                             #   validation trajectories) of the lowest (Hastie, Tibshirani & Friedman's rule: the sparsest model
+    selection: one_se        # one_se: the largest lambda1 whose validation MSE exceeds the lowest by at most one
+                             #   standard error of the difference (paired over validation trajectories) (Hastie, Tibshirani & Friedman's rule: the sparsest model
                              #   the data cannot tell from the best); min: the lowest validation MSE
 
 Unlike `hodec fit`, `method` defaults to vanilla here (homotopy and multiple_shooting may be chosen).
