@@ -10,9 +10,9 @@
 2. lambda1 is chosen along the grid `lambda1` by K-fold cross-validation over trajectories (each trajectory in
    one validation fold; fewer trajectories than folds: leave-one-out): selection one_se (default) takes the
    largest lambda1 whose pooled validation MSE exceeds the lowest by at most one standard error of the
-   difference (paired over validation trajectories), selection min the lowest (ties to the larger, sparser lambda1). With cv_refit (default) a fold's model is
-   first refit as its pruned spec would be (pruned gates at 0, no L1; a relaxed lasso), else the L1 model's
-   final epoch is scored as it is.
+   difference (paired over validation trajectories), selection min the lowest (ties to the larger, sparser
+   lambda1). With cv_refit (default) a fold's model is first refit as its pruned spec would be (pruned gates at
+   0, no L1; a relaxed lasso), else the L1 model's final epoch is scored as it is.
 3. The model trained on all data with that lambda1 (its final epoch: the penalised objective's end point, not
    the best-MSE epoch, which would be the densest) gives the gates; every gate with |w| < threshold is pruned.
 4. hodec.graph.prune.prune_spec removes the pruned reactions, terms and slot arguments and (drop_states, the
@@ -20,8 +20,8 @@
 5. The pruned spec (compiled without gates) starts from the trained values (params by name; slot weights by
    argument and output name, each kept argument's gate folded into the first layer, each kept reaction's or
    term's gate folded into its rate constant where that is exact: see folded_gates) and is refit without the L1
-   term (lambda2 kept) for `refit_epochs` at `refit_lr` (default lr / 10); its best epoch (data MSE) is written back into
-   RUNDIR/pruned.hode.
+   term (lambda2 kept) for `refit_epochs` at `refit_lr` (default lr / 10); its best epoch (data MSE) is written
+   back into RUNDIR/pruned.hode.
 
 Effective parameter counts (params_before/params_after) are the trainable spec params read by some rate,
 initial value or observable (through lets and neural calls) plus every neural slot weight; gates not counted.

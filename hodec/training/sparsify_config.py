@@ -17,8 +17,9 @@
                              #   its validation MSE is taken (relaxed lasso: L1 shrinkage does not bias the choice
                              #   towards small lambda1); false: the L1 model's own validation MSE
     selection: one_se        # one_se: the largest lambda1 whose validation MSE exceeds the lowest by at most one
-                             #   standard error of the difference (paired over validation trajectories) (Hastie, Tibshirani & Friedman's rule: the sparsest model
-                             #   the data cannot tell from the best); min: the lowest validation MSE
+                             #   standard error of the difference, paired over validation trajectories (Hastie,
+                             #   Tibshirani & Friedman's rule: the sparsest model the data cannot tell from the
+                             #   best); min: the lowest validation MSE
 
 Unlike `hodec fit`, `method` defaults to vanilla here (homotopy and multiple_shooting may be chosen).
 """
