@@ -150,10 +150,14 @@ def fold_indices(n: int, folds: int, seed: int) -> list:
     return [sorted(int(i) for i in order[j::k]) for j in range(k)]
 
 
+def _probe(model, data: Dataset, config, inputs=None) -> Trainer:
+    """A vanilla Trainer over a copy of the model, only to evaluate it on data."""
+    return Trainer(copy.deepcopy(model), data, replace(config, method="vanilla"), inputs)
+
+
 def data_mse(model, data: Dataset, config, inputs=None) -> float:
     """Uncoupled MSE of a model over a dataset's cells (inf if the simulation fails)."""
-    probe = Trainer(copy.deepcopy(model), data, replace(config, method="vanilla"), inputs)
-    return probe.evaluate()
+    return _probe(model, data, config, inputs).evaluate()
 
 
 def _fresh(model_class, seed: int):
@@ -168,8 +172,7 @@ def spec_prior(model_class, fit_config):
 
 def trajectory_errors(model, data: Dataset, config, inputs=None):
     """Uncoupled squared errors summed per trajectory and cells per trajectory; None if the simulation fails."""
-    probe = Trainer(copy.deepcopy(model), data, replace(config, method="vanilla"), inputs)
-    return probe.trajectory_errors()
+    return _probe(model, data, config, inputs).trajectory_errors()
 
 
 def standard_error(sse, cells) -> Optional[float]:
@@ -449,7 +452,7 @@ def sparsify(source: str, data, config=None, *, filename: str = "<spec>", test=N
         refit_trainer=refit_trainer, params_before=effective_params(sm, gated),
         params_after=effective_params(pruned_sm, refit.model),
         train_mse_sparse=train_mse_sparse if math.isfinite(train_mse_sparse) else None,
-        data_variance=data.variance, config=config)
+        data_variance=trainer.scale, config=config)
     if test is not None:
         mse = data_mse(refit.model, test, config.refit, inputs)
         result.test_mse = mse if math.isfinite(mse) else None
