@@ -3,6 +3,7 @@ import json
 import math
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -197,6 +198,23 @@ def test_config_defaults_strings_and_errors():
     with pytest.raises(HodecError, match="not a fitted column"):
         Trainer(M(), data, load_config({"k": {"predators": 1.0}}))
 
+
+
+def test_lr_end_anneals_by_cosine_and_the_trainer_uses_it():
+    cfg = load_config({"method": "vanilla", "epochs": 5, "lr": 0.1, "lr_end": 0.01})
+    # cos(pi * (e - 1) / 4) for e = 1..5 is 1, 1/sqrt2, 0, -1/sqrt2, -1
+    expected = [0.1 * (0.01 + 0.99 * (1 + c) / 2) for c in (1, 0.5 ** 0.5, 0, -0.5 ** 0.5, -1)]
+    assert [cfg.lr_at(e) for e in range(1, 6)] == pytest.approx(expected, rel=1e-12)
+    assert load_config({"lr": 0.1}).lr_at(300) == 0.1  # the default: constant
+    M = load(LV)
+    data = make_dataset(M, [0.0, 1.0], {"prey": [1.0, 2.0]})
+    trainer = Trainer(M(), data, replace(cfg, solver={**cfg.solver, **FAST_SOLVER}))
+    seen = []
+    trainer.train(on_epoch=lambda t, _: seen.append(t.optimizer.param_groups[0]["lr"]))
+    assert seen == pytest.approx(expected, rel=1e-12)
+    for bad, message in ((1.5, "at most 1"), (0, "must be > 0"), ("x", "finite number")):
+        with pytest.raises(HodecError, match=f"lr_end: .*{message}"):
+            load_config({"lr_end": bad})
 
 def test_fitted_source_replaces_values_at_their_spans():
     source = ("model P\n# a comment: param k = 5\nparam k = 2.5 positive \"rate\"\nparam  m=-1 \nparam b = 0.5 in (0, 1)\n"

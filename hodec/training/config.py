@@ -9,7 +9,9 @@
     epochs: 600               # vanilla and multiple shooting
     segments: 5               # multiple shooting: number of segments
     continuity: 1.0           # multiple shooting: weight of the continuity penalty
-    lr: 0.01                  # AdamW learning rate, constant
+    lr: 0.01                  # AdamW learning rate (of the first epoch)
+    lr_end: 1.0               # the last epoch's lr as a fraction of lr, reached by cosine annealing over the
+                              #   run's epochs (all homotopy plateaus together); 1.0: constant lr
     weight_decay: 0.01        # AdamW weight decay, on neural weights only (mechanistic params get none)
     initial: data             # data: states with a column start at their trajectory's first value; spec: all
                               #   states start at the spec's initial values (params in them are trained)
@@ -46,6 +48,7 @@ DEFAULTS: dict = {
     "segments": 5,
     "continuity": 1.0,
     "lr": 0.01,
+    "lr_end": 1.0,
     "weight_decay": 0.01,
     "initial": "data",
     "solver": {"method": "dopri5", "rtol": 1e-7, "atol": 1e-9, "max_steps": 100000, "step_size": None},
@@ -66,6 +69,7 @@ class FitConfig:
     segments: int = 5
     continuity: float = 1.0
     lr: float = 0.01
+    lr_end: float = 1.0
     weight_decay: float = 0.01
     initial: str = "data"
     solver: dict = field(default_factory=lambda: dict(DEFAULTS["solver"]))
@@ -75,6 +79,13 @@ class FitConfig:
     @property
     def total_epochs(self) -> int:
         return self.steps * self.epochs_per_step if self.method == "homotopy" else self.epochs
+
+    def lr_at(self, epoch: int) -> float:
+        """The lr of epoch 1..total_epochs: cosine from lr down to lr * lr_end (a function of the epoch alone, so a
+        resumed run continues the same curve)."""
+        total = self.total_epochs
+        progress = 0.0 if total <= 1 else (min(epoch, total) - 1) / (total - 1)
+        return self.lr * (self.lr_end + (1 - self.lr_end) * 0.5 * (1 + math.cos(math.pi * progress)))
 
     def to_dict(self) -> dict:
         return {name: copy.deepcopy(getattr(self, name)) for name in DEFAULTS}
@@ -136,6 +147,10 @@ def validate(raw: Mapping[str, Any], filename: str = "<config>") -> FitConfig:
     out["seed"] = _integer(values["seed"], "seed", fail, minimum=0)
     out["kappa"] = _number(values["kappa"], "kappa", fail, positive=True)
     out["lr"] = _number(values["lr"], "lr", fail, positive=True)
+    out["lr_end"] = _number(values["lr_end"], "lr_end", fail, positive=True)
+    if out["lr_end"] > 1:
+        fail(f"lr_end: the final lr as a fraction of lr, at most 1 (annealing only lowers it), "
+             f"got {values['lr_end']!r}")
     out["continuity"] = _number(values["continuity"], "continuity", fail, minimum=0.0)
     out["weight_decay"] = _number(values["weight_decay"], "weight_decay", fail, minimum=0.0)
     out["k"] = _per_column(values["k"], "k", fail)

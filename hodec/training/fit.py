@@ -5,10 +5,10 @@ discovery", NeurIPS 2023.
 Conventions (shared by the three methods):
 - The loss and every reported MSE are the mean of squared errors over all non-missing data cells (every time
   point, the first included; every fitted column weighted equally), on the data's scale.
-- Each epoch is one full-batch AdamW step (constant lr; weight decay on neural weights only). Before the step the
-  uncoupled model (lambda = 0) is evaluated without gradients; its MSE picks the best epoch and checkpoint. So
-  the best parameters are those the epoch's loss was computed with. Where the training loss already is the
-  uncoupled MSE (vanilla, the lambda = 0 plateau) it is not computed twice.
+- Each epoch is one full-batch AdamW step (lr constant, or cosine-annealed to lr * lr_end; weight decay on neural
+  weights only). Before the step the uncoupled model (lambda = 0) is evaluated without gradients; its MSE picks
+  the best epoch and checkpoint. So the best parameters are those the epoch's loss was computed with. Where the
+  training loss already is the uncoupled MSE (vanilla, the lambda = 0 plateau) it is not computed twice.
 - Trajectories are solved batched: trajectories with the same start time form one group, solved together on the
   union of their time grids (each trajectory's loss uses only its own cells). Different start times make
   separate groups (separate solves). A trajectory shorter than its group is simulated to the group's end.
@@ -435,6 +435,8 @@ class Trainer:
             loss = loss + penalty
         loss.backward()
         self._check_gradients()
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.config.lr_at(epoch)
         self.optimizer.step()
         seconds = time.perf_counter() - start
         self.elapsed += seconds
