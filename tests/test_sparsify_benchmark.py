@@ -46,3 +46,14 @@ def test_refit_pruned_with_every_state_observed_drops_no_state():
     assert pruning.states_kept == states and model.state_names == states
     assert S.prune_spec(SPEC, pruned, S.STATES, S.SPEC).states_dropped == ("L1", "L2")  # what hgs does instead
     assert S.params_of(pruning.source) == 14
+
+
+def test_the_oracle_row_prunes_hgs_to_exactly_the_true_edges():
+    hgs = S.mnode_specs(SPEC)["hgs"]
+    super_slot = next(n.split(".")[0] for n in S.gate_names(hgs) if n.endswith(".L2"))
+    assert sorted(S.false_slot_gates(hgs)) == sorted([f"{super_slot}.L2", "f_X4.X2", "f_X4.L1", "f_L1.X1",
+                                                       "f_L1.L1"])
+    oracle = S.prune_spec(hgs, S.false_slot_gates(hgs), S.STATES, S.SPEC)
+    assert oracle.states_kept == S.STATES  # L1 and L2 no longer reach data
+    assert S.slot_scorer(oracle.source)(S.gate_names(oracle.source)) == {"precision": 1.0, "recall": 1.0,
+                                                                         "edges_kept": 6, "edges": 6}

@@ -35,7 +35,10 @@ interaction graph of the generator's true reactions (hodec.graph.extract, self-l
 - mnode+l1: sparsify() on the MNODE spec (step 2 + step 5: "L1 alone, without steps 3-4");
 - hgs: sparsify() on mnode + merge-scc + full closure (steps 2-5);
 - hgs-merge: without the SCC merge (mnode + full closure);
-- hgs-closure: without the closure (mnode + merge-scc).
+- hgs-closure: without the closure (mnode + merge-scc);
+- oracle: hgs's spec pruned to exactly the true edges (a perfect selection; states dropped as sparsify drops
+  them), fitted from scratch without gates for epochs + refit_epochs like mnode-dense: the best a selection
+  could give at this training budget.
 
 The full closure, not `--closure X1:x4`: the X1 -> X4 pathway has no cut vertex (X1 -> X4 is a direct edge), so
 the partial closure adds nothing. After the merge (X1, X2, X3 and L2 form one strongly connected component) the
@@ -46,8 +49,9 @@ argument for all of its outputs, so an edge is scored as (argument, target slot)
 
 Reported: test RMSE on held-out trajectories, edge precision and recall against the generator (quasi sparsity: the
 generator's non-zero-by-design reactions are the true ones), states kept, effective params, seconds per row.
-Writes benchmarks/results/sparsify_synthetic[_mnode][_full[_nN]][_refitR][_refitlrL][_stepS].json and .md (R, L, S:
-non-default --refit-epochs, --refit-lr and --step, the fitted models' rk4 step; a dot spelt p).
+Writes benchmarks/results/sparsify_synthetic[_mnode][_full[_nN]][_refitR][_refitlrL][_hH][_stepS].json and .md (R,
+L, H, S: non-default --refit-epochs, --refit-lr, --hidden (widths joined by x) and --step, the fitted models' rk4
+step; a dot spelt p).
 
 Wall times on a 2-core machine busy with another job, one torch thread:
 
@@ -98,7 +102,7 @@ LATENT = ("L1", "L2")
 SPEC_GUESS = 0.3  # every rate constant of a spec starts here (the true ones included): nothing is given away
 SPEC = "spec.hode"
 MECHANISTIC_ROWS = ("dense", "l1", "hgs", "hgs-cv", "hgs-drop", "hgs-refit")
-MNODE_ROWS = ("mnode-dense", "mnode+l1", "hgs", "hgs-merge", "hgs-closure")
+MNODE_ROWS = ("mnode-dense", "mnode+l1", "hgs", "hgs-merge", "hgs-closure", "oracle")
 MNODE_HIDDEN = (16,)
 
 
@@ -151,6 +155,12 @@ def true_edges() -> set:
     """The generator's interaction graph (true reactions only), self-loops included."""
     values = {k: v for k, (_, _, v) in TRUE.items()}
     return set(graph_of_source(spec_text("Generator", {}, values), "generator.hode").edges)
+
+
+def false_slot_gates(spec: str) -> list:
+    """The gated slot arguments of `spec` that are not true edges (scored as slot_scorer does)."""
+    score = slot_scorer(spec)
+    return [n for n in gate_names(spec) if score({n})["precision"] == 0.0]
 
 
 def slot_scorer(spec: str):
@@ -249,9 +259,9 @@ def run_mechanistic(spec: str, train: Dataset, test: Dataset, cfg) -> dict:
     return out
 
 
-def mnode_specs(spec: str) -> dict:
+def mnode_specs(spec: str, hidden=MNODE_HIDDEN) -> dict:
     """The MNODE rows' specs: step 2 alone, and with steps 3 (merge-scc) and 4 (full closure) on or off."""
-    base = transform(spec, filename=SPEC, mnode=True, hidden=MNODE_HIDDEN)
+    base = transform(spec, filename=SPEC, mnode=True, hidden=tuple(hidden))
     return {"mnode+l1": base, "hgs": transform(base, filename=SPEC, merge=True, full=True),
             "hgs-merge": transform(base, filename=SPEC, full=True), "hgs-closure": transform(base, filename=SPEC,
                                                                                              merge=True)}
@@ -262,8 +272,8 @@ def body(spec: str) -> str:
     return "\n".join(line for line in spec.splitlines() if not line.startswith("#")).strip()
 
 
-def run_mnode(spec: str, train: Dataset, test: Dataset, cfg) -> dict:
-    specs, out, done = mnode_specs(spec), {}, {}
+def run_mnode(spec: str, train: Dataset, test: Dataset, cfg, hidden=MNODE_HIDDEN) -> dict:
+    specs, out, done = mnode_specs(spec, hidden), {}, {}
     base = specs["mnode+l1"]
     start = time.perf_counter()
     out["mnode-dense"] = row(fit_dense(base, train, cfg), base, gate_names(base), state_names(base), test, cfg,
@@ -277,6 +287,11 @@ def run_mnode(spec: str, train: Dataset, test: Dataset, cfg) -> dict:
                           slot_scorer(text), seconds, lambda1=r.lambda1, refit_best_epoch=r.refit.best_epoch,
                           path=path_of(r), kept_states=list(r.states_kept), pruned=r.pruned_names, spec=text)
         done[body(text)] = method
+    start = time.perf_counter()
+    oracle = prune_spec(specs["hgs"], false_slot_gates(specs["hgs"]), STATES, SPEC)
+    out["oracle"] = row(fit_dense(oracle.source, train, cfg), oracle.source, gate_names(oracle.source),
+                        oracle.states_kept, test, cfg, slot_scorer(oracle.source), time.perf_counter() - start,
+                        spec=oracle.source)
     return out
 
 
@@ -288,12 +303,14 @@ SPECS = {"refined": (REFINED_EXTRA, ()), "comprehensive": (COMPREHENSIVE_EXTRA, 
 REGIMES = {"true": 0.0, "quasi": 0.02}
 
 
-def settings(quick: bool, n_train, track: str, refit_epochs=None, step=0.4, refit_lr=None) -> dict:
+def settings(quick: bool, n_train, track: str, refit_epochs=None, step=0.4, refit_lr=None,
+             hidden=MNODE_HIDDEN) -> dict:
     s = {"n_train": 12, "n_test": 40, "epochs": 150, "lambda1": [0.0, 1e-2, 1e-1], "folds": 2} if quick else \
         {"n_train": 100, "n_test": 400, "epochs": 300, "lambda1": [0.0, 1e-4, 1e-3, 1e-2, 1e-1], "folds": 3}
     s.update({"n_train": n_train or s["n_train"], "lr": TRACKS[track]["lr"],
               "refit_epochs": refit_epochs or s["epochs"] // 2, "step": step, "refit_lr": refit_lr,
-              "noise": 0.01, "quick": quick, "track": track, "times": np.linspace(0, 8, 9).tolist()})
+              "noise": 0.01, "quick": quick, "track": track, "hidden": " ".join(map(str, hidden)),
+              "times": np.linspace(0, 8, 9).tolist()})
     s["dense_epochs"] = s["epochs"] + s["refit_epochs"]
     return s
 
@@ -308,6 +325,8 @@ def default_out(s: dict) -> Path:
         name += f"_refit{s['refit_epochs']}"
     if s.get("refit_lr"):
         name += f"_refitlr{s['refit_lr']:g}".replace(".", "p")
+    if s["track"] == "mnode" and s["hidden"] != " ".join(map(str, MNODE_HIDDEN)):
+        name += "_h" + s["hidden"].replace(" ", "x")
     if s["step"] != 0.4:
         name += f"_step{s['step']:g}".replace(".", "p")  # no dot: out.with_suffix() would eat it
     return ROOT / "benchmarks" / "results" / name
@@ -323,12 +342,14 @@ def main(argv=None) -> int:
     parser.add_argument("--specs", nargs="+", choices=("refined", "comprehensive"), help="default: the track's")
     parser.add_argument("--step", type=float, default=0.4, help="rk4 step of the fitted models (the generator's: "
                         "0.05); default 0.4")
+    parser.add_argument("--hidden", type=int, nargs="+", default=list(MNODE_HIDDEN),
+                        help="hidden widths of the MNODE slots (mnode track; default 16)")
     parser.add_argument("--sparsity", nargs="+", choices=tuple(REGIMES), default=list(REGIMES))
     parser.add_argument("--out", help="output path without suffix (default: benchmarks/results/sparsify_synthetic"
                                       "[_mnode][_full[_nN]][...])")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    s = settings(args.quick, args.n_train, args.track, args.refit_epochs, args.step, args.refit_lr)
+    s = settings(args.quick, args.n_train, args.track, args.refit_epochs, args.step, args.refit_lr, args.hidden)
     ts = torch.tensor(s["times"], dtype=torch.float64)
     cfg = load_sparsify_config({"method": "vanilla", "epochs": s["epochs"], "lr": s["lr"], "lambda1": s["lambda1"],
                                 "folds": s["folds"], "lambda2": 1e-4, "threshold": 0.05,
@@ -343,7 +364,7 @@ def main(argv=None) -> int:
         for regime in args.sparsity:
             train = generate(extra, REGIMES[regime], s["n_train"], 1, ts, s["noise"], latent)
             test = generate(extra, REGIMES[regime], s["n_test"], 2, ts, 0.0, latent)
-            case = track["run"](spec, train, test, cfg)
+            case = track["run"](spec, train, test, cfg, **({"hidden": args.hidden} if args.track == "mnode" else {}))
             results["cases"].append({"spec": spec_name, "sparsity": regime, **case})
             for method in track["rows"]:
                 print(f"{spec_name:13s} {regime:5s} {row_text(method, case[method])}", flush=True)
@@ -383,16 +404,17 @@ CAPTIONS = {
                    "kept, refit; hgs-refit: hgs's gated model with the pruned gates at 0 (no refit). Seconds: "
                    "l1 and hgs-refit = the time to the end of the hgs-cv / hgs L1 fit on all data; hgs-drop = "
                    "hgs's time to that point + its own refit.",
-    "mnode": "Comprehensive spec in MNODE form (`--mnode --hidden 16`, all reactions replaced by one slot per "
+    "mnode": "Comprehensive spec in MNODE form (`--mnode --hidden {hidden}`, all reactions replaced by one slot per "
              "state). Edges = gated slot arguments, scored as (argument, target slot) against the generator's "
              "interaction graph (true reactions only, self-loops included) mapped the same way: after "
              "merge-scc the target of an edge into a super-state is the super-state (condensed graph). "
              "mnode-dense: no gates, {dense_epochs} epochs. mnode+l1: sparsify on the MNODE spec (no steps "
              "3-4). hgs: mnode + merge-scc + full closure, then sparsify; hgs-merge: without merge-scc; "
-             "hgs-closure: without the closure. A row marked 'same spec as' had a spec identical to that row's "
-             "and reuses its result (here: after merge-scc the full closure adds no edge, the super-state already "
-             "reaching L1 and X4 directly; the partial closure X1:x4 adds none even without the merge, the X1 -> X4 "
-             "pathway having no cut vertex).",
+             "hgs-closure: without the closure. oracle: hgs's spec pruned to exactly the true edges, fitted "
+             "from scratch like mnode-dense (a perfect selection at this budget). A row marked 'same spec as' "
+             "had a spec identical to that row's and reuses its result (here: after merge-scc the full closure "
+             "adds no edge, the super-state already reaching L1 and X4 directly; the partial closure X1:x4 adds "
+             "none even without the merge, the X1 -> X4 pathway having no cut vertex).",
 }
 
 
@@ -419,6 +441,8 @@ def markdown(results: dict) -> str:
     lines += ["", "The issue's goal on true sparsity (hgs vs the dense row: recall 1.0, precision >= 0.9, fewer than "
               "half the effective params at equal or better test RMSE):", ""]
     lines += [f"- {c['spec']}: {goal(c, best, dense)}" for c in results["cases"] if c["sparsity"] == "true"]
+    lines += [f"- {c['spec']}, the oracle row instead of hgs (a perfect selection): {goal(c, 'oracle', dense)}"
+              for c in results["cases"] if c["sparsity"] == "true" and "oracle" in c]
     return "\n".join(lines) + "\n"
 
 
