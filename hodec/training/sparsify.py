@@ -8,13 +8,17 @@
    cannot be evaded by growing a rate constant, and the spec acts as the prior). The trainer minimises s times
    this (the data MSE plus the scaled penalty: the same minimiser, and Adam's steps do not see the factor).
 2. lambda1 is chosen along the grid `lambda1` by K-fold cross-validation over trajectories (each trajectory in
-   one validation fold; fewer trajectories than folds: leave-one-out): selection one_se (default) takes the
+   one validation fold; fewer trajectories than folds: leave-one-out). With warm_start (default) the path is
+   computed as glmnet does: the grid in increasing order, each lambda1's fit starting from the previous one's
+   final epoch, so the sparser models continue the denser ones' training instead of starting afresh (after a
+   failed fit the next starts from the last good one). Selection one_se (default) takes the
    largest lambda1 whose pooled validation MSE exceeds the lowest by at most one standard error of the
    difference (paired over validation trajectories), selection min the lowest (ties to the larger, sparser
    lambda1). With cv_refit (default) a fold's model is first refit as its pruned spec would be (pruned gates at
    0, no L1; a relaxed lasso), else the L1 model's final epoch is scored as it is.
 3. The model trained on all data with that lambda1 (its final epoch: the penalised objective's end point, not
-   the best-MSE epoch, which would be the densest) gives the gates; every gate with |w| < threshold is pruned.
+   the best-MSE epoch, which would be the densest; with warm_start, the end of the path up to that lambda1 on all
+   data) gives the gates; every gate with |w| < threshold is pruned.
 4. hodec.graph.prune.prune_spec removes the pruned reactions, terms and slot arguments and (drop_states, the
    default) every state that no longer reaches an observable or a state with a data column.
 5. The pruned spec (compiled without gates) starts from the trained values (params by name; slot weights by
@@ -96,6 +100,7 @@ class SparsifyResult:
     params_after: int
     train_mse_sparse: Optional[float]  # data MSE of the L1 model with the pruned gates at 0, before the refit
     data_variance: float = 1.0  # s: the lambdas are relative to it (PenalisedTrainer)
+    l1_epochs: int = 0  # epochs behind the L1 model: its own, plus the warm-started path's before it
     test_mse: Optional[float] = None
     test_mse_sparse: Optional[float] = None
     seconds: float = 0.0
@@ -211,13 +216,31 @@ def choose_lambda1(path: list, selection: str) -> float:
     return max(e["lambda1"] for e in path if e["val_mse"] <= best["val_mse"] + margin(e))
 
 
-def _train(model_class, data, config: SparsifyConfig, lambda1: float, phi0, inputs=None):
-    trainer = PenalisedTrainer(_fresh(model_class, config.fit.seed), data, config.fit, lambda1, config.lambda2,
-                               phi0, inputs)
+def _train(model, data, config: SparsifyConfig, lambda1: float, phi0, inputs=None):
+    trainer = PenalisedTrainer(model, data, config.fit, lambda1, config.lambda2, phi0, inputs)
     trainer.train()
     if trainer.status == "interrupted":
         raise KeyboardInterrupt
     return trainer
+
+
+def l1_path(model_class, data, config: SparsifyConfig, lambdas, phi0, inputs=None, on_failure=None):
+    """The L1 models of `lambdas` (increasing), one (lambda1, trainer or None) at a time. With warm_start each fit
+    starts from a copy of the previous good fit's final model, else each from a fresh initialisation; a failed
+    fit (FitError) gives None after on_failure(lambda1, error)."""
+    start = None
+    for lam in lambdas:
+        model = _fresh(model_class, config.fit.seed) if start is None else copy.deepcopy(start)
+        try:
+            trainer = _train(model, data, config, lam, phi0, inputs)
+        except FitError as err:
+            if on_failure is not None:
+                on_failure(lam, err)
+            yield lam, None
+            continue
+        if config.warm_start:
+            start = trainer.model
+        yield lam, trainer
 
 
 def folded_gates(sm, model, gates: dict) -> dict:
@@ -372,23 +395,28 @@ def sparsify(source: str, data, config=None, *, filename: str = "<spec>", test=N
                              f"{data.source} has {n}; give a single lambda1 (e.g. 'lambda1: [0.01]') or more "
                              f"trajectories (an id column)", WHO)
         folds = fold_indices(n, config.folds, cfg.seed)
-        scored = {}  # lambda1 -> (squared errors, cells) per validation trajectory
-        for lam in config.lambda1:
-            sse, cells, kept = [], [], []
-            for k, val in enumerate(folds):
-                train = subset(data, [i for i in range(n) if i not in set(val)])
+        per_fold = {lam: ([], [], []) for lam in config.lambda1}  # squared errors, cells, gates kept
+        for k, val in enumerate(folds):
+            train = subset(data, [i for i in range(n) if i not in set(val)])
+            failed = lambda lam, err: say(f"lambda1 = {lam:g}, fold {k + 1}: training failed "  # noqa: E731
+                                          f"({err.diagnostics[0].message})")
+            for lam, trainer in l1_path(gated_class, train, config, config.lambda1, phi0, inputs, failed):
+                sse, cells, kept = per_fold[lam]
                 errors = None
-                try:
-                    trainer = _train(gated_class, train, config, lam, phi0, inputs)
+                if trainer is not None:
                     model = trainer.model
                     kept.append(int((model.gate_weights.detach().abs() >= config.threshold).sum()))
-                    if config.cv_refit:
-                        model = refit_gated(model, train, config, phi0, inputs)
-                    errors = trajectory_errors(model, subset(data, val), cfg, inputs)
-                except FitError as err:
-                    say(f"lambda1 = {lam:g}, fold {k + 1}: training failed ({err.diagnostics[0].message})")
+                    try:
+                        if config.cv_refit:
+                            model = refit_gated(model, train, config, phi0, inputs)
+                        errors = trajectory_errors(model, subset(data, val), cfg, inputs)
+                    except FitError as err:
+                        failed(lam, err)
                 sse.append(np.full(len(val), np.inf) if errors is None else errors[0])
                 cells.append(np.ones(len(val)) if errors is None else errors[1])
+        scored = {}  # lambda1 -> (squared errors, cells) per validation trajectory
+        for lam in config.lambda1:
+            sse, cells, kept = per_fold[lam]
             sse, cells = np.concatenate(sse), np.concatenate(cells)
             scored[lam] = (sse, cells)
             val_mse = float(sse.sum() / cells.sum()) if cells.sum() else math.inf
@@ -407,7 +435,12 @@ def sparsify(source: str, data, config=None, *, filename: str = "<spec>", test=N
 
     # the L1 model on all data, and the pruning
     timings = {"cross_validation": time.perf_counter() - start}
-    trainer = _train(gated_class, data, config, chosen, phi0, inputs)
+    lineage = [lam for lam in config.lambda1 if lam <= chosen] if config.warm_start else [chosen]
+    failures = {}
+    for _, trainer in l1_path(gated_class, data, config, lineage, phi0, inputs, failures.__setitem__):
+        pass
+    if trainer is None:
+        raise failures[chosen]
     gated = copy.deepcopy(trainer.model)
     gates = {name: (kind, float(w)) for (name, kind), w in zip(gated.gates_table, gated.gate_weights.detach())}
     pruned = sorted(name for name, (_, w) in gates.items() if abs(w) < config.threshold)
@@ -452,7 +485,7 @@ def sparsify(source: str, data, config=None, *, filename: str = "<spec>", test=N
         refit_trainer=refit_trainer, params_before=effective_params(sm, gated),
         params_after=effective_params(pruned_sm, refit.model),
         train_mse_sparse=train_mse_sparse if math.isfinite(train_mse_sparse) else None,
-        data_variance=trainer.scale, config=config)
+        data_variance=trainer.scale, l1_epochs=len(lineage) * cfg.total_epochs, config=config)
     if test is not None:
         mse = data_mse(refit.model, test, config.refit, inputs)
         result.test_mse = mse if math.isfinite(mse) else None
@@ -473,6 +506,7 @@ def report_dict(result: SparsifyResult, meta: Optional[dict] = None) -> dict:
         "params_after": result.params_after,
         "path": result.path,
         "data_variance": result.data_variance,
+        "l1_epochs": result.l1_epochs,
         "train_mse_sparse": result.train_mse_sparse,
         "refit": {"best_epoch": result.refit.best_epoch, "best_mse": result.refit.best_mse,
                   "params": result.refit.params, "metrics": result.refit.metrics},

@@ -12,6 +12,10 @@
     refit_lr: null           # lr of that refit (and of cv_refit's); null: lr / 10. The refit starts near its
                              #   optimum (from the L1 model); Adam at the full constant lr stalls at its own noise
                              #   floor there, which biases the cross-validation against the sparser models
+    warm_start: true         # the path as glmnet computes it: lambda1 in increasing order, each fit starting from
+                             #   the previous one's end (the sparser models continue the denser ones' training;
+                             #   the final fit on all data runs the path up to the chosen lambda1); false: every
+                             #   lambda1 from a fresh initialisation
     drop_states: true        # false: keep every state after pruning (only the pruned edges are removed)
     cv_refit: true           # each fold's model is refit (pruned gates held at 0, no L1 term, refit_epochs) before
                              #   its validation MSE is taken (relaxed lasso: L1 shrinkage does not bias the choice
@@ -44,6 +48,7 @@ SPARSIFY_DEFAULTS: dict = {
     "refit_lr": None,
     "drop_states": True,
     "cv_refit": True,
+    "warm_start": True,
     "selection": "one_se",
 }
 
@@ -60,6 +65,7 @@ class SparsifyConfig:
     refit_lr: Optional[float] = None
     drop_states: bool = True
     selection: str = "one_se"
+    warm_start: bool = True
 
     @property
     def refit(self) -> FitConfig:
@@ -125,8 +131,8 @@ def validate(raw: Mapping[str, Any], filename: str = "<config>") -> SparsifyConf
     refit = values["refit_epochs"]
     refit_epochs = None if refit is None else _integer(refit, "refit_epochs", fail, minimum=1)
     refit_lr = None if values["refit_lr"] is None else _number(values["refit_lr"], "refit_lr", fail, positive=True)
-    cv_refit, drop_states = values["cv_refit"], values["drop_states"]
-    for key, flag in (("cv_refit", cv_refit), ("drop_states", drop_states)):
+    cv_refit, drop_states, warm_start = values["cv_refit"], values["drop_states"], values["warm_start"]
+    for key, flag in (("cv_refit", cv_refit), ("drop_states", drop_states), ("warm_start", warm_start)):
         if not isinstance(flag, bool):
             fail(f"{key}: expected true or false, got {flag!r}")
     selection = values["selection"]
@@ -136,5 +142,5 @@ def validate(raw: Mapping[str, Any], filename: str = "<config>") -> SparsifyConf
         raise HodecError(errors[0] if len(errors) == 1 else "invalid sparsify config:\n  " + "\n  ".join(errors),
                          filename)
     return SparsifyConfig(fit, grid, lambda2, folds, threshold, refit_epochs, cv_refit, refit_lr, drop_states,
-                          selection)
+                          selection, warm_start)
 
