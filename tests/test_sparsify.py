@@ -305,6 +305,7 @@ def test_cli_end_to_end(tmp_path):
     ("cv_refit: 3\n", "cv_refit"),
     ("refit_lr: 0\n", "refit_lr"),
     ("drop_states: maybe\n", "drop_states"),
+    ("warm_start: 1\n", "warm_start"),
 ])
 def test_config_errors_exit_1(tmp_path, capsys, text, message):
     spec = tmp_path / "abc.hode"
@@ -325,7 +326,7 @@ def test_config_defaults_and_bad_inputs(tmp_path):
     assert cfg.fit.method == "vanilla" and cfg.lambda1 == [0.0, 1e-4, 1e-3, 1e-2, 1e-1]
     assert (cfg.lambda2, cfg.folds, cfg.threshold, cfg.refit_epochs, cfg.cv_refit) == (1e-4, 3, 0.05, None, True)
     assert cfg.refit.epochs == cfg.fit.epochs
-    assert (cfg.refit_lr, cfg.drop_states, cfg.refit.lr) == (None, True, cfg.fit.lr / 10)
+    assert (cfg.refit_lr, cfg.drop_states, cfg.refit.lr, cfg.warm_start) == (None, True, cfg.fit.lr / 10, True)
     cfg = load_sparsify_config({"lambda1": ["1e-2", 0], "method": "homotopy", "refit_epochs": 60,
                                 "refit_lr": "1e-3", "lr": 0.05})
     assert cfg.lambda1 == [0.0, 0.01] and cfg.refit.total_epochs == 60
