@@ -436,9 +436,9 @@ def sparsify(source: str, data, config=None, *, filename: str = "<spec>", test=N
     # the L1 model on all data, and the pruning
     timings = {"cross_validation": time.perf_counter() - start}
     lineage = [lam for lam in config.lambda1 if lam <= chosen] if config.warm_start else [chosen]
-    failures = {}
+    failures, l1_epochs = {}, 0
     for _, trainer in l1_path(gated_class, data, config, lineage, phi0, inputs, failures.__setitem__):
-        pass
+        l1_epochs += 0 if trainer is None else cfg.total_epochs
     if trainer is None:
         raise failures[chosen]
     gated = copy.deepcopy(trainer.model)
@@ -485,7 +485,7 @@ def sparsify(source: str, data, config=None, *, filename: str = "<spec>", test=N
         refit_trainer=refit_trainer, params_before=effective_params(sm, gated),
         params_after=effective_params(pruned_sm, refit.model),
         train_mse_sparse=train_mse_sparse if math.isfinite(train_mse_sparse) else None,
-        data_variance=trainer.scale, l1_epochs=len(lineage) * cfg.total_epochs, config=config)
+        data_variance=trainer.scale, l1_epochs=l1_epochs, config=config)
     if test is not None:
         mse = data_mse(refit.model, test, config.refit, inputs)
         result.test_mse = mse if math.isfinite(mse) else None
