@@ -49,9 +49,9 @@ argument for all of its outputs, so an edge is scored as (argument, target slot)
 
 Reported: test RMSE on held-out trajectories, edge precision and recall against the generator (quasi sparsity: the
 generator's non-zero-by-design reactions are the true ones), states kept, effective params, seconds per row.
-Writes benchmarks/results/sparsify_synthetic[_mnode][_full[_nN]][_refitR][_refitlrL][_hH][_stepS].json and .md (R,
-L, H, S: non-default --refit-epochs, --refit-lr, --hidden (widths joined by x) and --step, the fitted models' rk4
-step; a dot spelt p).
+Writes benchmarks/results/sparsify_synthetic[_mnode][_full[_nN]][_refitR][_refitlrL][_hH][_stepS][_seedD].json
+and .md (R, L, H, S, D: non-default --refit-epochs, --refit-lr, --hidden (widths joined by x), --step (the fitted
+models' rk4 step; a dot spelt p) and --seed).
 
 Wall times on a 2-core machine busy with another job, one torch thread:
 
@@ -318,13 +318,13 @@ def default_refit(epochs: int, track: str) -> int:
 
 
 def settings(quick: bool, n_train, track: str, refit_epochs=None, step=0.4, refit_lr=None,
-             hidden=MNODE_HIDDEN) -> dict:
+             hidden=MNODE_HIDDEN, seed=0) -> dict:
     s = {"n_train": 12, "n_test": 40, "epochs": 150, "lambda1": [0.0, 1e-2, 1e-1], "folds": 2} if quick else \
         {"n_train": 100, "n_test": 400, "epochs": 300, "lambda1": [0.0, 1e-4, 1e-3, 1e-2, 1e-1], "folds": 3}
     s.update({"n_train": n_train or s["n_train"], "lr": TRACKS[track]["lr"],
               "refit_epochs": refit_epochs or default_refit(s["epochs"], track), "step": step, "refit_lr": refit_lr,
               "noise": 0.01, "quick": quick, "track": track, "hidden": " ".join(map(str, hidden)),
-              "times": np.linspace(0, 8, 9).tolist()})
+              "times": np.linspace(0, 8, 9).tolist(), "seed": seed})
     return s
 
 
@@ -342,6 +342,8 @@ def default_out(s: dict) -> Path:
         name += "_h" + s["hidden"].replace(" ", "x")
     if s["step"] != 0.4:
         name += f"_step{s['step']:g}".replace(".", "p")  # no dot: out.with_suffix() would eat it
+    if s.get("seed"):
+        name += f"_seed{s['seed']}"
     return ROOT / "benchmarks" / "results" / name
 
 
@@ -359,16 +361,19 @@ def main(argv=None) -> int:
     parser.add_argument("--hidden", type=int, nargs="+", default=list(MNODE_HIDDEN),
                         help="hidden widths of the MNODE slots (mnode track; default 16)")
     parser.add_argument("--sparsity", nargs="+", choices=tuple(REGIMES), default=list(REGIMES))
+    parser.add_argument("--seed", type=int, default=0, help="seeds the fitted models' initialisation and folds, and "
+                        "draws the training data with seed 1 + 10 * SEED (the test data stay the same); default 0")
     parser.add_argument("--out", help="output path without suffix (default: benchmarks/results/sparsify_synthetic"
                                       "[_mnode][_full[_nN]][...])")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    s = settings(args.quick, args.n_train, args.track, args.refit_epochs, args.step, args.refit_lr, args.hidden)
+    s = settings(args.quick, args.n_train, args.track, args.refit_epochs, args.step, args.refit_lr, args.hidden,
+                 args.seed)
     ts = torch.tensor(s["times"], dtype=torch.float64)
     cfg = load_sparsify_config({"method": "vanilla", "epochs": s["epochs"], "lr": s["lr"], "lambda1": s["lambda1"],
                                 "folds": s["folds"], "lambda2": 1e-4, "threshold": 0.05,
                                 "refit_epochs": s["refit_epochs"], "refit_lr": s["refit_lr"],
-                                "solver": {"method": "rk4", "step_size": s["step"]}})
+                                "solver": {"method": "rk4", "step_size": s["step"]}, "seed": s["seed"]})
     track = TRACKS[args.track]
     results = {"settings": s, "cases": []}
     start = time.perf_counter()
@@ -376,7 +381,7 @@ def main(argv=None) -> int:
         extra, latent = SPECS[spec_name]
         spec = spec_text(spec_name.capitalize(), extra, latent=latent)
         for regime in args.sparsity:
-            train = generate(extra, REGIMES[regime], s["n_train"], 1, ts, s["noise"], latent)
+            train = generate(extra, REGIMES[regime], s["n_train"], 1 + 10 * s["seed"], ts, s["noise"], latent)
             test = generate(extra, REGIMES[regime], s["n_test"], 2, ts, 0.0, latent)
             case = track["run"](spec, train, test, cfg, **({"hidden": args.hidden} if args.track == "mnode" else {}))
             results["cases"].append({"spec": spec_name, "sparsity": regime, **case})
