@@ -173,7 +173,7 @@ def test_planted_redundant_reaction_is_removed():
 
 
 def test_the_path_is_warm_started():
-    """Each lambda1's fit starts where the previous one ended (glmnet's path), compared with the same two fits
+    """Each lambda1's fit starts where the previous one ended (a warm-started path), compared with the same two fits
     chained by hand; with warm_start false each starts from the same fresh initialisation."""
     from hodec.training.sparsify import PenalisedTrainer, l1_path, spec_prior
 

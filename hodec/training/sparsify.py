@@ -9,12 +9,12 @@
    this (the data MSE plus the scaled penalty: the same minimiser, and Adam's steps do not see the factor).
 2. lambda1 is chosen along the grid `lambda1` by K-fold cross-validation over trajectories (each trajectory in
    one validation fold; fewer trajectories than folds: leave-one-out). With warm_start (default) the path is
-   computed as glmnet does: the grid in increasing order, each lambda1's fit starting from the previous one's
-   final epoch, so the sparser models continue the denser ones' training instead of starting afresh (after a
-   failed fit the next starts from the last good one). Selection one_se (default) takes the
-   largest lambda1 whose pooled validation MSE exceeds the lowest by at most one standard error of the
-   difference (paired over validation trajectories), selection min the lowest (ties to the larger, sparser
-   lambda1). With cv_refit (default) a fold's model is first refit as its pruned spec would be (pruned gates at
+   warm-started (glmnet's device, but run from the dense end): the grid in increasing order, each lambda1's fit
+   starting from the previous one's final epoch, so the sparser models continue the denser ones' training
+   instead of starting afresh (after a failed fit the next starts from the last good one). Selection one_se
+   (default) takes the largest lambda1 whose pooled validation MSE exceeds the lowest by at most one standard
+   error of the difference (paired over validation trajectories), selection min the lowest (ties to the larger,
+   sparser lambda1). With cv_refit (default) a fold's model is first refit as its pruned spec would be (pruned gates at
    0, no L1; a relaxed lasso), else the L1 model's final epoch is scored as it is.
 3. The model trained on all data with that lambda1 (its final epoch: the penalised objective's end point, not
    the best-MSE epoch, which would be the densest; with warm_start, the end of the path up to that lambda1 on all

@@ -12,10 +12,10 @@
     refit_lr: null           # lr of that refit (and of cv_refit's); null: lr / 10. The refit starts near its
                              #   optimum (from the L1 model); Adam at the full constant lr stalls at its own noise
                              #   floor there, which biases the cross-validation against the sparser models
-    warm_start: true         # the path as glmnet computes it: lambda1 in increasing order, each fit starting from
-                             #   the previous one's end (the sparser models continue the denser ones' training;
-                             #   the final fit on all data runs the path up to the chosen lambda1); false: every
-                             #   lambda1 from a fresh initialisation
+    warm_start: true         # a warm-started path (glmnet's device, run from the dense end): lambda1 in
+                             #   increasing order, each fit starting from the previous one's end (the sparser
+                             #   models continue the denser ones' training; the final fit on all data runs the
+                             #   path up to the chosen lambda1); false: every lambda1 from a fresh initialisation
     drop_states: true        # false: keep every state after pruning (only the pruned edges are removed)
     cv_refit: true           # each fold's model is refit (pruned gates held at 0, no L1 term, refit_epochs) before
                              #   its validation MSE is taken (relaxed lasso: L1 shrinkage does not bias the choice
