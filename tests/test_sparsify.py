@@ -213,6 +213,29 @@ def test_the_final_l1_model_runs_the_path_up_to_the_chosen_lambda1():
         assert r.l1_epochs == 40 * len(lineage)
 
 
+def test_reaction_gates_never_reverse_their_reaction():
+    """Data in which A -> C runs backwards (the generator's r3 gate is -1): an unconstrained gate would follow it
+    below 0, which no positive k3 could then represent after pruning; the projected gate stops at exactly 0."""
+    from hodec.training.sparsify import PenalisedTrainer
+
+    cls = load_text(ABC, "abc.hode", gates=True)
+    gen = cls().double()
+    gen.set_params({"k1": 1.0, "k2": 0.5, "k3": 0.3})
+    gen.set_gates({"r3": -1.0})
+    ts = torch.linspace(0, 5, 11, dtype=torch.float64)
+    with torch.no_grad():
+        ys = gen.simulate(ts, y0=torch.tensor([[1.5, 0.5, 1.0], [1.0, 0.2, 2.0]], dtype=torch.float64),
+                          method="rk4", step_size=0.05)
+    data = Dataset(("A", "B", "C"), (), [Trajectory(str(i), ts.numpy(), ys[:, i].numpy(), np.zeros((11, 0)))
+                                         for i in range(2)])
+    cfg = load_sparsify_config({**FAST, "epochs": 80}).fit
+    torch.manual_seed(0)
+    trainer = PenalisedTrainer(cls(), data, cfg)
+    trainer.train()
+    gates = trainer.model.gates
+    assert gates["r3"] == 0.0 and gates["r1"] > 0.5 and gates["r2"] > 0.5
+
+
 def test_lambdas_are_unit_free():
     """The same system in units 100 times smaller (every concentration x 100; first-order rates unchanged) gets
     the same gates: the lambdas weigh against MSE / variance, not the raw MSE (10^4 times larger here)."""

@@ -1,7 +1,7 @@
 """`hodec sparsify`: structure-aware sparsification (step 5 of HGS, Zou & Tian, arXiv 2505.18996).
 
 1. Compile the spec with one gate per prunable edge (reaction, der term, residual-slot argument; `keep` edges are
-   never gated) and train with
+   never gated; reaction and term gates are kept >= 0 by projection after each step) and train with
        loss = data MSE / s + lambda1 * sum |w| + lambda2 * (||Theta||^2 + ||phi - phi0||^2),
    s the variance of the training data (so the lambdas are unit-free), Theta the slot weights, phi the
    mechanistic params in unconstrained coordinates (free, log, logit) and phi0 their spec values (so a gate
@@ -67,6 +67,19 @@ class PenalisedTrainer(Trainer):
         self.scale = self.data.variance
         ref = self.model.raw_parameters().detach()
         self.phi0 = ref.clone() if phi0 is None else torch.as_tensor(phi0, dtype=ref.dtype).clone()
+        # a reaction's or term's gate scales it between 0 (pruned) and its fitted size and never reverses it (a
+        # negative gate would also not fold into a positive rate constant for the refit); an argument's sign is
+        # the network's business
+        rows = getattr(self.model, "gates_table", ())
+        self.signed = torch.tensor([kind != "neural_input" for _, kind in rows], dtype=torch.bool)
+
+    def step(self) -> dict:
+        entry = super().step()
+        if self.signed.any():  # projected gradient step onto w >= 0 for the signed gates
+            with torch.no_grad():
+                w = self.model.gate_weights
+                w.copy_(torch.where(self.signed, w.clamp(min=0.0), w))
+        return entry
 
     def penalty(self):
         m = self.model
