@@ -60,7 +60,7 @@ Wall times on a 2-core machine busy with another job, one torch thread:
     python benchmarks/sparsify/synthetic.py --n-train 1000          # N = 1000: ~11 minutes
     python benchmarks/sparsify/synthetic.py --track mnode --quick    # ~4 minutes
     python benchmarks/sparsify/synthetic.py --track mnode           # N = 100: ~23 minutes with refits of 150
-                                                                    # epochs; over 60 with the default 600
+                                                                    # epochs; ~95 with the default 600
 """
 from __future__ import annotations
 
