@@ -28,8 +28,9 @@ reactions; the pipeline's steps 2-4 do not apply to a mechanistic spec). Rows:
 
 MNODE track (`--track mnode`, the comprehensive spec, both regimes; steps 2-4): the spec in MNODE form (`hodec
 transform --mnode --hidden 16`: one residual slot per state over its graph parents, every reaction and rate
-constant gone; lr 0.03 instead of 0.1; refits of twice the L1 fit's epochs), so the edges are the gated slot arguments u -> v, scored against the
-interaction graph of the generator's true reactions (hodec.graph.extract, self-loops included). Rows:
+constant gone; lr 0.03 instead of 0.1; refits of twice the L1 fit's epochs), so the edges are the gated slot
+arguments u -> v, scored against the interaction graph of the generator's true reactions (hodec.graph.extract,
+self-loops included). Rows:
 
 - mnode-dense: the MNODE spec fitted without gates, for the hgs row's budget (as dense above);
 - mnode+l1: sparsify() on the MNODE spec (step 2 + step 5: "L1 alone, without steps 3-4");
@@ -418,10 +419,11 @@ def goal(case: dict, best: str, dense: str) -> str:
 CAPTIONS = {
     "mechanistic": "Edges = gated reactions; true edges = the generator's 5 reactions. dense: no gates, "
                    "the hgs row's budget (column epochs: the epochs behind its final model, the warm-started L1 "
-                   "path up to the chosen lambda1 + the refit). l1: one L1 fit at the grid's middle lambda1, pruned gates set to 0 (no CV, no state "
-                   "dropping, no refit). hgs: `hodec sparsify` (CV over the lambda1 grid, prune, drop states, "
-                   "refit). hgs-cv: hgs at the l1 row's lambda1 (no CV); hgs-drop: hgs's pruning with every state "
-                   "kept, refit; hgs-refit: hgs's gated model with the pruned gates at 0 (no refit). Seconds: "
+                   "path up to the chosen lambda1 + the refit). l1: one L1 fit at the grid's middle lambda1, "
+                   "pruned gates set to 0 (no CV, no state dropping, no refit). hgs: `hodec sparsify` (CV over "
+                   "the lambda1 grid, prune, drop states, refit). hgs-cv: hgs at the l1 row's lambda1 (no CV); "
+                   "hgs-drop: hgs's pruning with every state kept, refit; hgs-refit: hgs's gated model with the "
+                   "pruned gates at 0 (no refit). Seconds: "
                    "l1 and hgs-refit = the time to the end of the hgs-cv / hgs L1 fit on all data; hgs-drop = "
                    "hgs's time to that point + its own refit.",
     "mnode": "Comprehensive spec in MNODE form (`--mnode --hidden {hidden}`, all reactions replaced by one slot per "
@@ -432,10 +434,10 @@ CAPTIONS = {
              "the chosen lambda1 + the refit). mnode+l1: sparsify on the MNODE spec (no steps "
              "3-4). hgs: mnode + merge-scc + full closure, then sparsify; hgs-merge: without merge-scc; "
              "hgs-closure: without the closure. oracle: hgs's spec pruned to exactly the true edges, fitted "
-             "from scratch like mnode-dense (a perfect selection, trained from scratch at that budget). A row marked 'same spec as' "
-             "had a spec identical to that row's and reuses its result (here: after merge-scc the full closure "
-             "adds no edge, the super-state already reaching L1 and X4 directly; the partial closure X1:x4 adds "
-             "none even without the merge, the X1 -> X4 pathway having no cut vertex).",
+             "from scratch like mnode-dense (a perfect selection, trained from scratch at that budget). A row "
+             "marked 'same spec as' had a spec identical to that row's and reuses its result (here: after "
+             "merge-scc the full closure adds no edge, the super-state already reaching L1 and X4 directly; "
+             "the partial closure X1:x4 adds none even without the merge, the X1 -> X4 pathway having no cut vertex).",
 }
 
 

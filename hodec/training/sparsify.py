@@ -14,8 +14,8 @@
    instead of starting afresh (after a failed fit the next starts from the last good one). Selection one_se
    (default) takes the largest lambda1 whose pooled validation MSE exceeds the lowest by at most one standard
    error of the difference (paired over validation trajectories), selection min the lowest (ties to the larger,
-   sparser lambda1). With cv_refit (default) a fold's model is first refit as its pruned spec would be (pruned gates at
-   0, no L1; a relaxed lasso), else the L1 model's final epoch is scored as it is.
+   sparser lambda1). With cv_refit (default) a fold's model is first refit as its pruned spec would be (pruned
+   gates at 0, no L1; a relaxed lasso), else the L1 model's final epoch is scored as it is.
 3. The model trained on all data with that lambda1 (its final epoch: the penalised objective's end point, not
    the best-MSE epoch, which would be the densest; with warm_start, the end of the path up to that lambda1 on all
    data) gives the gates; every gate with |w| < threshold is pruned.
@@ -71,7 +71,9 @@ class PenalisedTrainer(Trainer):
         # negative gate would also not fold into a positive rate constant for the refit); an argument's sign is
         # the network's business
         rows = getattr(self.model, "gates_table", ())
-        self.signed = torch.tensor([kind != "neural_input" for _, kind in rows], dtype=torch.bool)
+        gates = getattr(self.model, "gate_weights", None)
+        self.signed = torch.tensor([kind != "neural_input" for _, kind in rows], dtype=torch.bool,
+                                   device=None if gates is None else gates.device)
 
     def step(self) -> dict:
         entry = super().step()
@@ -229,14 +231,6 @@ def choose_lambda1(path: list, selection: str) -> float:
     return max(e["lambda1"] for e in path if e["val_mse"] <= best["val_mse"] + margin(e))
 
 
-def _train(model, data, config: SparsifyConfig, lambda1: float, phi0, inputs=None):
-    trainer = PenalisedTrainer(model, data, config.fit, lambda1, config.lambda2, phi0, inputs)
-    trainer.train()
-    if trainer.status == "interrupted":
-        raise KeyboardInterrupt
-    return trainer
-
-
 def l1_path(model_class, data, config: SparsifyConfig, lambdas, phi0, inputs=None, on_failure=None):
     """The L1 models of `lambdas` (increasing), one (lambda1, trainer or None) at a time. With warm_start each fit
     starts from a copy of the previous good fit's final model, else each from a fresh initialisation; a failed
@@ -245,12 +239,15 @@ def l1_path(model_class, data, config: SparsifyConfig, lambdas, phi0, inputs=Non
     for lam in lambdas:
         model = _fresh(model_class, config.fit.seed) if start is None else copy.deepcopy(start)
         try:
-            trainer = _train(model, data, config, lam, phi0, inputs)
+            trainer = PenalisedTrainer(model, data, config.fit, lam, config.lambda2, phi0, inputs)
+            trainer.train()
         except FitError as err:
             if on_failure is not None:
                 on_failure(lam, err)
             yield lam, None
             continue
+        if trainer.status == "interrupted":
+            raise KeyboardInterrupt
         if config.warm_start:
             start = trainer.model
         yield lam, trainer
