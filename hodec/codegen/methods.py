@@ -5,7 +5,8 @@ import graphlib
 from typing import Optional
 
 from ..symbolic.jacobian import ObservationJacobian
-from ..symbolic.lower import SymbolicModel, depends_on
+from ..symbolic.dependencies import Dependencies
+from ..symbolic.lower import SymbolicModel
 from .printer import print_expr
 from .vectorize import Columns, Scope, emit_columns, read
 
@@ -40,15 +41,16 @@ class MethodWriter:
                 if not slot.is_function:
                     vectors[f"out:{slot.name}"] = (f"n_{slot.name}", slot.n_out)
         self.let_values = sm.let_values()
+        self.deps = Dependencies(sm)
         self.scope = Scope(sm.leaves, scalar_names(sm), vectors, self._batched, batch, like, tables,
                            varying=self._varying)
 
     def _batched(self, expr) -> bool:
-        return depends_on(self.sm, expr, BATCHED_KINDS, self.let_values)
+        return self.deps.reads_kind(expr, BATCHED_KINDS)
 
     def _varying(self, expr) -> bool:
         # Also t: inside observe() it is [T, 1, ...], so it needs the trailing axis as much as a state does.
-        return depends_on(self.sm, expr, BATCHED_KINDS | {"time"}, self.let_values)
+        return self.deps.reads_kind(expr, BATCHED_KINDS | {"time"})
 
     def columns(self, exprs: list, label: str) -> Columns:
         return emit_columns(self.scope, exprs, label)
@@ -76,17 +78,10 @@ class MethodWriter:
 
     def _computed_leaves(self) -> list[str]:
         """Lines for the lets and neural calls used (which may read more leaves, so iterate to a fixed point)."""
-        calls = {c.symbol: c for c in self.sm.calls}
-        graph = {}
-        pending = [s for s in self.scope.used if self.sm.leaves[s].kind in ("let", "call")]
-        while pending:
-            sym = pending.pop()
-            if sym in graph:
-                continue
-            deps = self.let_values[sym].free_symbols if sym in self.let_values else \
-                set().union(*(a.free_symbols for a in calls[sym].args))
-            graph[sym] = sorted((d for d in deps if self.sm.leaves[d].kind in ("let", "call")), key=self._leaf_order)
-            pending += graph[sym]
+        calls = self.deps.calls
+        needed = [s for s in self.deps.reads(*self.scope.used) if self.sm.leaves[s].kind in ("let", "call")]
+        graph = {sym: sorted((d for _, e in self.deps.direct(sym) for d in e.free_symbols
+                              if self.sm.leaves[d].kind in ("let", "call")), key=self._leaf_order) for sym in needed}
         order = graphlib.TopologicalSorter({k: graph[k] for k in sorted(graph, key=self._leaf_order)}).static_order()
         lines = []
         for sym in order:

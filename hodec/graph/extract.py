@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from typing import Iterable
 
 import networkx as nx
-import sympy
 
+from ..symbolic.dependencies import Dependencies
 from ..symbolic.lower import SymbolicModel
 
 NODE_KINDS = ("state", "input")
@@ -45,7 +45,7 @@ def interaction_graph(sm: SymbolicModel) -> nx.DiGraph:
     Graph attributes: ``name`` (the model's name) and ``observables`` (observe name → tuple of nodes it reads).
     """
     model = sm.model
-    tracer = _Tracer(sm)
+    deps = Dependencies(sm)
     G = nx.DiGraph(name=model.name)
     for kind, items in (("state", model.states), ("input", model.inputs)):
         for index, item in enumerate(items):
@@ -55,7 +55,7 @@ def interaction_graph(sm: SymbolicModel) -> nx.DiGraph:
         if flux.kind == "slot":
             continue  # residual slots: handled per argument below
         targets = [model.states[i].name for i, c in flux.stoichiometry if c != 0]
-        for source, via in tracer.sources(flux.rate).items():
+        for source, via in _sources(sm, deps, flux.rate).items():
             cause = EdgeCause(flux.kind, flux.name, flux.keep, tuple(sorted(via)))
             for target in targets:
                 _add_cause(G, source, target, cause)
@@ -65,13 +65,14 @@ def interaction_graph(sm: SymbolicModel) -> nx.DiGraph:
             continue  # a function's arguments are formal names; its call sites are traced inside the rates
         for arg in slot.args:
             cause = EdgeCause("neural_input", f"{slot.name}.{arg.name}", arg.keep)
-            for source in tracer.sources(sm.symbols[arg.name]):  # a state or input by name, or t (no node)
+            for source in _sources(sm, deps, sm.symbols[arg.name]):  # a state or input by name, or t (no node)
                 for target in slot.outputs:
                     _add_cause(G, source, target, cause)
 
     observables = {}
     for obs, expr in zip(model.observables, sm.observables):
-        nodes = tuple(n for n in G.nodes if n in tracer.sources(expr))
+        sources = _sources(sm, deps, expr)
+        nodes = tuple(n for n in G.nodes if n in sources)
         observables[obs.name] = nodes
         for n in nodes:
             G.nodes[n]["observed"] = True
@@ -98,53 +99,18 @@ def merge_causes(*groups: Iterable[EdgeCause]) -> tuple[EdgeCause, ...]:
     return tuple(out.values())
 
 
+def _sources(sm: SymbolicModel, deps: Dependencies, expr) -> dict[str, frozenset]:
+    """The states and inputs an expression reads: node name -> the lets and `slot.arg` names crossed on the way
+    (params, t and residual-slot outputs read no node)."""
+    return {sm.leaves[sym].name: via for sym, via in deps.reads(expr).items() if sm.leaves[sym].kind in NODE_KINDS}
+
+
 def _add_cause(G: nx.DiGraph, source: str, target: str, cause: EdgeCause):
     if G.has_edge(source, target):
         data = G.edges[source, target]
         data["causes"] = merge_causes(data["causes"], (cause,))
     else:
         G.add_edge(source, target, causes=(cause,), self_loop=source == target)
-
-
-class _Tracer:
-    """Which states and inputs an expression reads, and through which lets and function arguments."""
-
-    def __init__(self, sm: SymbolicModel):
-        self.sm = sm
-        self.lets = sm.let_values()
-        self.calls = {c.symbol: c for c in sm.calls}
-        self.memo: dict = {}
-
-    def sources(self, expr: sympy.Expr) -> dict[str, frozenset]:
-        """Node name → the set of lets and `slot.arg` names crossed on some path to it."""
-        out: dict[str, frozenset] = {}
-        for sym in expr.free_symbols:
-            for name, via in self._symbol(sym).items():
-                out[name] = out.get(name, frozenset()) | via
-        return out
-
-    def _symbol(self, sym) -> dict[str, frozenset]:
-        if sym in self.memo:
-            return self.memo[sym]
-        leaf = self.sm.leaves[sym]
-        result: dict[str, frozenset] = {}
-        if leaf.kind in NODE_KINDS:
-            result = {leaf.name: frozenset()}
-        elif leaf.kind == "let":
-            result = _through(self.sources(self.lets[sym]), leaf.name)
-        elif leaf.kind == "call":
-            site = self.calls[sym]
-            slot = self.sm.model.slot(site.slot)
-            for arg, expr in zip(slot.args, site.args):
-                for name, via in _through(self.sources(expr), f"{slot.name}.{arg.name}").items():
-                    result[name] = result.get(name, frozenset()) | via
-        # params, t and residual-slot outputs read no node
-        self.memo[sym] = result
-        return result
-
-
-def _through(sources: dict[str, frozenset], step: str) -> dict[str, frozenset]:
-    return {name: via | {step} for name, via in sources.items()}
 
 
 # ---------------------------------------------------------------- queries

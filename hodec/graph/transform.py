@@ -42,7 +42,8 @@ import networkx as nx
 from ..errors import Diagnostic, HodecError, Span, did_you_mean
 from ..model.build import build_model
 from ..model.model import ACTIVATIONS, RESERVED, TIME
-from ..symbolic.lower import SymbolicModel, depends_on, lower
+from ..symbolic.dependencies import Dependencies
+from ..symbolic.lower import SymbolicModel, lower
 from ..syntax import ast
 from ..syntax.parser import parse
 from ..syntax.unparse import unparse
@@ -247,7 +248,7 @@ def _is_residual(stmt) -> bool:
 def _mnode(spec: _Spec, hidden, activation) -> list:
     sm, G, model = spec.sm, spec.G, spec.sm.model
     order = spec.order()
-    lets = sm.let_values()
+    deps = Dependencies(sm)
     plans = []  # (state, [(arg, keep)])
     for state_index, state in enumerate(model.states):
         v = state.name
@@ -259,7 +260,7 @@ def _mnode(spec: _Spec, hidden, activation) -> list:
             if flux.kind == "slot" or coefficient == 0:
                 continue
             total += coefficient * flux.rate
-            if depends_on(sm, flux.rate, {"time"}, lets):
+            if deps.reads_kind(flux.rate, {"time"}):
                 reads_t, t_keep = True, t_keep and flux.keep
         for slot in model.slots:
             if not slot.is_function and v in slot.outputs:

@@ -7,8 +7,6 @@ additive term of a `der`, or one output of a residual slot; dx/dt = Σ_f stoichi
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
-
 import sympy
 
 from ..model.model import TIME, Model
@@ -143,23 +141,3 @@ def substitute_lets(sm: SymbolicModel, expr: sympy.Expr) -> sympy.Expr:
         if sym in expr.free_symbols:
             expr = expr.xreplace({sym: value})
     return expr
-
-
-def depends_on(sm: SymbolicModel, expr: sympy.Expr, kinds: set, values: Optional[dict] = None) -> bool:
-    """Whether an expression reads (directly or through lets and call arguments) a leaf of the given kinds."""
-    values = values or sm.let_values()
-    calls = {c.symbol: c for c in sm.calls}
-    stack, seen = list(expr.free_symbols), set()
-    while stack:
-        sym = stack.pop()
-        if sym in seen:
-            continue
-        seen.add(sym)
-        leaf = sm.leaves[sym]
-        if leaf.kind in kinds:
-            return True
-        if leaf.kind == "let":
-            stack.extend(values[sym].free_symbols)
-        elif leaf.kind == "call":
-            stack.extend(s for a in calls[sym].args for s in a.free_symbols)
-    return False

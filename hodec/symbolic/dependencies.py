@@ -1,0 +1,84 @@
+"""What a symbolic expression reads: the one dependency walker over leaves, through lets and neural calls.
+
+An expression's free symbols are leaves (see lower.py). A let reads what its value reads; a neural call site
+reads what its arguments read. `Dependencies.reads` follows both, memoised per symbol (so a chain of n lets costs
+O(n) walks, not one per path), and records on the way the *steps* crossed: the let names and the `slot.arg`
+formal arguments of neural function calls (the interaction graph's `via`).
+"""
+from __future__ import annotations
+
+import sympy
+
+from .lower import SymbolicModel
+
+
+class Dependencies:
+    """Dependency queries over one SymbolicModel (build one per use: it memoises, and the model must not change)."""
+
+    def __init__(self, sm: SymbolicModel):
+        self.sm = sm
+        self.lets = sm.let_values()
+        self.calls = {c.symbol: c for c in sm.calls}
+        self._memo: dict = {}
+
+    def direct(self, sym: sympy.Symbol) -> list[tuple[str, sympy.Expr]]:
+        """What a let or call site evaluates, one step down: (step name, expression) pairs; nothing for a leaf
+        that is read, not computed (state, input, param, slot output, t)."""
+        leaf = self.sm.leaves[sym]
+        if leaf.kind == "let":
+            return [(leaf.name, self.lets[sym])]
+        if leaf.kind == "call":
+            site = self.calls[sym]
+            slot = self.sm.model.slot(site.slot)
+            return [(f"{slot.name}.{arg.name}", expr) for arg, expr in zip(slot.args, site.args)]
+        return []
+
+    def reads(self, *exprs: sympy.Expr) -> dict:
+        """Every leaf Symbol the expressions read, directly or through lets and calls (those included), each with
+        the frozenset of steps (let names, slot.arg) crossed on some path to it (empty when read directly)."""
+        out: dict = {}
+        for expr in exprs:
+            for sym in expr.free_symbols:
+                _unite(out, self._symbol(sym))
+        return out
+
+    def _symbol(self, root) -> dict:
+        # Post-order with an explicit stack: a long chain of lets must not exhaust Python's recursion limit.
+        stack = [root]
+        while stack:
+            sym = stack[-1]
+            if sym in self._memo:
+                stack.pop()
+                continue
+            steps = self.direct(sym)
+            pending = [s for _, expr in steps for s in expr.free_symbols if s not in self._memo]
+            if pending:
+                stack += pending
+                continue
+            result = {sym: frozenset()}
+            for step, expr in steps:
+                for s in expr.free_symbols:
+                    _unite(result, {r: via | {step} for r, via in self._memo[s].items()})
+            self._memo[sym] = result
+            stack.pop()
+        return self._memo[root]
+
+    def reads_kind(self, expr: sympy.Expr, kinds: set) -> bool:
+        """Whether the expression reads (directly or through lets and call arguments) a leaf of the given kinds."""
+        return any(self.sm.leaves[s].kind in kinds for s in self.reads(expr))
+
+    def names(self, kind: str, *exprs: sympy.Expr) -> set:
+        """User names of the leaves of one kind (param, state, ...) the expressions read."""
+        return {self.sm.leaves[s].name for s in self.reads(*exprs) if self.sm.leaves[s].kind == kind}
+
+
+def used_params(sm: SymbolicModel, exprs=None) -> set:
+    """Names of the params read by some initial value, rate or observable (or by `exprs` when given)."""
+    if exprs is None:
+        exprs = list(sm.initial) + [f.rate for f in sm.fluxes] + list(sm.observables)
+    return Dependencies(sm).names("param", *exprs)
+
+
+def _unite(into: dict, more: dict):
+    for sym, via in more.items():
+        into[sym] = into.get(sym, frozenset()) | via
