@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-from .compiler import compile_file, compile_source, load  # noqa: E402
+from .compiler import Compilation, compile, compile_file, compile_source, load  # noqa: E402
 from .errors import HodecError  # noqa: E402
 
 
@@ -13,4 +13,4 @@ def fit(model, data, config=None, **options):
     return _fit(model, data, config, **options)
 
 
-__all__ = ["HodecError", "compile_file", "compile_source", "fit", "load", "__version__"]
+__all__ = ["Compilation", "HodecError", "compile", "compile_file", "compile_source", "fit", "load", "__version__"]
