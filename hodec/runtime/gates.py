@@ -4,9 +4,9 @@ from __future__ import annotations
 from typing import Mapping
 
 import torch
-from torch import nn
 
 from ..errors import HodecError, did_you_mean
+from .trainable import register_trainable
 
 
 class Gated:
@@ -17,7 +17,7 @@ class Gated:
     edges_table: tuple = ()
 
     def _init_gates(self):
-        self.gate_weights = nn.Parameter(torch.ones(len(self.gates_table)))
+        register_trainable(self, "gate_weights", torch.ones(len(self.gates_table)))
         self._gate_index = {row[0]: i for i, row in enumerate(self.gates_table)}
 
     def gate_values(self) -> torch.Tensor:

@@ -16,6 +16,7 @@ from ..errors import HodecError, did_you_mean
 from .gates import Gated
 from .neural import NeuralSlot, run_slots
 from .signals import as_signal
+from .trainable import drop_empty_entries, register_trainable
 
 PARAM_KINDS = ("free", "positive", "bounded", "fixed")
 # On CPU, accumulate() multiplies by the stoichiometry in CSR form, instead of by index_add ("scatter" models) or
@@ -103,11 +104,9 @@ class CompiledModel(Gated, nn.Module):
             start += len(by_kind[kind])
         self._param_rows = {row[0]: row for row in self.parameters_table}
         self._param_index = {row[0]: i for i, row in enumerate(self.parameters_table)}
-        zeros = torch.zeros
-        self.raw_free = nn.Parameter(zeros(len(by_kind["free"])))
-        self.raw_positive = nn.Parameter(zeros(len(by_kind["positive"])))
-        self.raw_bounded = nn.Parameter(zeros(len(by_kind["bounded"])))
-        self.register_buffer("fixed_values", zeros(len(by_kind["fixed"])))
+        for kind in ("free", "positive", "bounded"):
+            register_trainable(self, f"raw_{kind}", torch.zeros(len(by_kind[kind])))
+        self.register_buffer("fixed_values", torch.zeros(len(by_kind["fixed"])))
         self._pieces = [k for k in PARAM_KINDS if by_kind[k]]
         # Every param free (mass-action networks, typically): p is raw_free itself, with no per-call work.
         self._free_only = self._pieces in (["free"], [])
@@ -182,7 +181,12 @@ class CompiledModel(Gated, nn.Module):
         return torch.cat([self.raw_free, self.raw_positive, self.raw_bounded])
 
     def mechanistic_parameters(self) -> list:
+        """The raw parameter vectors, an empty one (a kind no param has; not an nn.Parameter) included."""
         return [self.raw_free, self.raw_positive, self.raw_bounded]
+
+    def _load_from_state_dict(self, state_dict, prefix, *args):
+        drop_empty_entries(self, state_dict, prefix)
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
     # ---------------------------------------------------------------- slots and tables
     def _init_slots(self, replacements: dict):
