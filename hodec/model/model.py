@@ -18,7 +18,10 @@ BUILTINS = {  # name -> (min args, max args or None for unbounded)
 KEYWORDS = {"model", "param", "input", "compartment", "state", "let", "reaction", "der", "neural", "observe", "in",
             "fixed", "positive", "keep", "hidden", "activation", "and", "or", "not", "if"}
 RESERVED = KEYWORDS | set(BUILTINS) | {"t"}
-ACTIVATIONS = ("tanh", "relu", "gelu", "silu", "elu", "softplus", "sigmoid")
+# Names of neural slot activations; the runtime's table (hodec.runtime.neural.ACTIVATIONS) defines each one.
+ACTIVATIONS = ("tanh", "sigmoid", "softplus", "relu", "relu6", "leaky_relu", "elu", "celu", "selu", "gelu",
+               "gelu_tanh", "silu", "swish", "mish", "hardtanh", "hardswish", "hardsigmoid", "logsigmoid",
+               "softsign", "tanhshrink", "hardshrink", "softshrink", "identity")
 DEFAULT_HIDDEN = (32,)
 TIME = "t"
 

@@ -1,11 +1,24 @@
 """Neural slots: the default MLP factory and the wrapper that applies a slot's options to any network."""
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 from torch import nn
 
-ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "elu": nn.ELU,
-               "softplus": nn.Softplus, "sigmoid": nn.Sigmoid}
+# `activation NAME` of a neural slot: NAME -> the layer it puts between linear layers, with PyTorch's defaults
+# (PEtab-SciML names the same functions by the same names and defaults). `gelu` is the exact GELU, x * Phi(x),
+# PyTorch's default; `gelu_tanh` the tanh approximation that Julia's Lux/Flux and the PEtab-SciML reference
+# problems use. Every entry is elementwise: fused slots apply it to several slots' layers side by side, so
+# softmax-like functions of a whole layer cannot be offered. hodec.model.model.ACTIVATIONS lists these names.
+ACTIVATIONS = {
+    "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "softplus": nn.Softplus, "relu": nn.ReLU, "relu6": nn.ReLU6,
+    "leaky_relu": nn.LeakyReLU, "elu": nn.ELU, "celu": nn.CELU, "selu": nn.SELU, "gelu": nn.GELU,
+    "gelu_tanh": partial(nn.GELU, approximate="tanh"), "silu": nn.SiLU, "swish": nn.SiLU, "mish": nn.Mish,
+    "hardtanh": nn.Hardtanh, "hardswish": nn.Hardswish, "hardsigmoid": nn.Hardsigmoid, "logsigmoid": nn.LogSigmoid,
+    "softsign": nn.Softsign, "tanhshrink": nn.Tanhshrink, "hardshrink": nn.Hardshrink, "softshrink": nn.Softshrink,
+    "identity": nn.Identity,
+}
 
 
 def mlp(n_in: int, hidden: tuple[int, ...], n_out: int, activation: str = "tanh") -> nn.Sequential:
