@@ -1,5 +1,4 @@
 """hodec transform (issue 4, steps 2-4): MNODE form, SCC merge and closures as spec → spec rewrites."""
-import argparse
 from pathlib import Path
 
 import pytest
@@ -7,7 +6,7 @@ import pytest
 from hodec.compiler import compile_source, load_source
 from hodec.errors import HodecError
 from hodec.graph import graph_of_source
-from hodec.graph.cli import add_transform_parser, cmd_transform
+from hodec.cli import build_parser
 from hodec.graph.transform import closure, full_closure, merge_scc, mnode, transform
 from hodec.syntax import ast
 from hodec.syntax.parser import parse
@@ -328,9 +327,7 @@ def test_header_never_carries_raw_file_names():
 
 
 def run_cli(argv):
-    parser = argparse.ArgumentParser(prog="hodec")
-    add_transform_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     return args.run(args)
 
 
@@ -354,7 +351,6 @@ def test_cli(tmp_path, capsys):
                                     "--merge-scc --keep-loop A,B --full-closure --exclude u:C --exclude A:D "
                                     "from loop.hode")
     assert "hidden 16 16 activation silu" in text
-    assert cmd_transform is not None
 
 
 def test_cli_errors(tmp_path):

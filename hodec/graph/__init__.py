@@ -14,8 +14,7 @@ __all__ = ["EdgeCause", "interaction_graph", "graph_of_source", "edge_names", "e
 
 
 def __getattr__(name):
-    """Exports load on first use (PEP 562): `hodec compile` imports hodec.graph.cli for its argument parser, and
-    should not pay for importing networkx (~0.13 s) on every start."""
+    """Exports load on first use (PEP 562): importing hodec.graph should not pay for networkx (~0.13 s)."""
     if name in _EXPORTS:
         value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
         globals()[name] = value
