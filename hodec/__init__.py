@@ -1,7 +1,6 @@
 """hodec: a compiler for hybrid neural ODE models."""
 
-__version__ = "0.1.0"
-
+from .version import __version__
 from .compiler import Compilation, compile, compile_file, compile_source, load  # noqa: E402
 from .errors import HodecError  # noqa: E402
 

@@ -102,6 +102,8 @@ class MethodWriter:
         cols = []
         for e in exprs:
             code = print_expr(e, _Reads(self.scope), self.scope.like)
+            if e.is_number:  # a Python number: make it a tensor of the model's dtype first
+                code = f"{self.scope.like}.new_tensor({code})"
             cols.append(code if self._batched(e) else f"({code}).expand({self.scope.batch})")
         return "torch.stack([" + ", ".join(cols) + "], -1)"
 

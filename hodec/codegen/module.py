@@ -6,10 +6,12 @@ import keyword
 
 import jinja2
 
-from .. import __version__, resources
+from .. import resources
+from ..symbolic.edges import interaction_edges
 from ..symbolic.lower import SymbolicModel
 from ..symbolic.gates import gate_table
 from ..symbolic.jacobian import observation_jacobian
+from ..version import __version__
 from .methods import TIME_LINE, forward_body, initial_state_body, observables_body, observation_jacobian_body
 
 DENSE_LIMIT = 40_000  # flux x state entries up to which a dense matmul accumulates faster than a scatter
@@ -69,10 +71,7 @@ def render_module(sm: SymbolicModel, gates: bool = False) -> str:
 
 def _edges(sm: SymbolicModel) -> list:
     """(source, target, kind, name) for every cause of every interaction-graph edge."""
-    from ..graph.extract import interaction_graph
-
-    G = interaction_graph(sm)
-    return [(u, v, c.kind, c.name) for u, v, data in G.edges(data=True) for c in data["causes"]]
+    return [(u, v, c.kind, c.name) for (u, v), causes in interaction_edges(sm).items() for c in causes]
 
 
 def _template() -> jinja2.Template:

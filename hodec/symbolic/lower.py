@@ -64,8 +64,16 @@ class SymbolicModel:
 def lower(model: Model) -> SymbolicModel:
     sm = SymbolicModel(model)
     _declare_leaves(sm)
-    convert = Converter(lambda name: sm.symbols[name], lambda slot, args: _call_site(sm, slot, args))
-    sm.lets = [(sm.symbols[let.name], convert(let.value)) for let in model.lets]
+    # A let whose value folds to a number is read as that number: generated code then never holds a constant in
+    # a Python variable where it needs a tensor (defect 1 of issue 13: `let c = 0` gave `(-l_c).expand(batch)`).
+    constants: dict = {}
+    convert = Converter(lambda name: constants.get(name, sm.symbols[name]),
+                        lambda slot, args: _call_site(sm, slot, args))
+    for let in model.lets:  # dependency order: a let reads constants folded before it
+        value = convert(let.value)
+        sm.lets.append((sm.symbols[let.name], value))
+        if value.is_number:
+            constants[let.name] = value
     sm.initial = [convert(s.initial) for s in model.states]
     sm.fluxes = _fluxes(sm, convert)
     sm.observables = [convert(o.value) for o in model.observables]
