@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import warnings
 from typing import Mapping, Optional
 
 import torch
@@ -16,66 +15,19 @@ from ..errors import HodecError, did_you_mean
 from .gates import Gated
 from .neural import NeuralSlot, run_slots
 from .signals import as_signal
+from .stoichiometry import Stoichiometry
 from .trainable import drop_empty_entries, register_trainable
 
 PARAM_KINDS = ("free", "positive", "bounded", "fixed")
-# On CPU, accumulate() multiplies by the stoichiometry in CSR form, instead of by index_add ("scatter" models) or
-# a dense matmul ("dense" models), once batch rows x nonzeros >= SPARSE_MIN_WORK (its fixed cost, two sparse
-# tensors and a transpose, is then paid off), except for dense models small enough that F * n < SPARSE_DENSE_RATIO *
-# nonzeros, where the dense matmul stays faster at any batch. Measured in float32 on 1 thread with
-# benchmarks/ablate_forward.py: the crossover is at ~10 rows for N=1000/R=3000, ~100 for N=100/R=300.
-SPARSE_MIN_WORK = 100_000
-SPARSE_DENSE_RATIO = 16
-_transforms_active = getattr(torch._C, "_are_functorch_transforms_active", lambda: False)
-_CSR_WARNED = []
 
 
-def _csr(rows, cols, values, size) -> torch.Tensor:
-    if _CSR_WARNED:
-        return torch.sparse_csr_tensor(rows, cols, values, size)
-    with warnings.catch_warnings():  # "sparse CSR support is in beta", once per process: not the user's concern
-        warnings.simplefilter("ignore")
-        _CSR_WARNED.append(True)
-        return torch.sparse_csr_tensor(rows, cols, values, size)
-
-
-class _SparseAccumulate(torch.autograd.Function):
-    """flux [rows, F] → flux @ S [rows, n], with S given as CSR matrices of S^T [n, F] and of S [F, n].
-
-    Linear in flux: the gradient is the same product by the transpose (itself differentiable, so double backward
-    works), and the forward-mode tangent is the product of the tangent."""
-
-    @staticmethod
-    def forward(ctx, flux, by_state, by_flux):
-        ctx.matrices = (by_state, by_flux)
-        return (by_state @ flux.t()).t().contiguous()
-
-    @staticmethod
-    def backward(ctx, grad):
-        by_state, by_flux = ctx.matrices
-        if _transforms_active():  # e.g. a batched vector-Jacobian product (vmap): sparse ops have no batching rule
-            rows = torch.repeat_interleave(torch.arange(by_flux.shape[0], device=grad.device),
-                                           by_flux.crow_indices().diff())
-            out = grad.new_zeros(*grad.shape[:-1], by_flux.shape[0])
-            return out.index_add(-1, rows, grad.index_select(-1, by_flux.col_indices()) * by_flux.values()), None, None
-        return _SparseAccumulate.apply(grad.contiguous(), by_flux, by_state), None, None
-
-    @staticmethod
-    def jvp(ctx, flux_tangent, *_):
-        by_state, _by_flux = ctx.matrices
-        return (by_state @ flux_tangent.t()).t().contiguous()
-
-
-class CompiledModel(Gated, nn.Module):
+class CompiledModel(Gated, Stoichiometry, nn.Module):
     state_names: tuple = ()
     param_names: tuple = ()
     input_names: tuple = ()
     observable_names: tuple = ()
     parameters_table: tuple = ()
     slots_table: tuple = ()
-    fluxes_table: tuple = ()
-    stoichiometry_table: tuple = ()
-    accumulation: str = "dense"
     observables_use_time: bool = True
     forward_uses_time: bool = True
     observation_table: tuple = ()  # (name, states it depends on, state it equals or None, neural slots it calls)
@@ -212,8 +164,8 @@ class CompiledModel(Gated, nn.Module):
     def _init_tables(self, dtype, device):
         """Buffers from the class tables: index lists, constants, bounds and the stoichiometry."""
         def constant(values, kind=torch.float64):
-            return torch.tensor(values, dtype=kind).to(dtype=dtype if kind == torch.float64 else kind,
-                                                         device=device)
+            return torch.as_tensor(values, dtype=kind).to(dtype=dtype if kind == torch.float64 else kind,
+                                                            device=device)
 
         for name, values in self.index_tables.items():
             self.register_buffer(name, constant(values, torch.long), persistent=False)
@@ -222,52 +174,7 @@ class CompiledModel(Gated, nn.Module):
         bounded = [row for row in self.parameters_table if row[2] == "bounded"]
         self.register_buffer("bound_lower", constant([r[3] for r in bounded]), persistent=False)
         self.register_buffer("bound_width", constant([r[4] - r[3] for r in bounded]), persistent=False)
-        n_flux, n_state = len(self.fluxes_table), len(self.state_names)
-        flux, state, coef = zip(*self.stoichiometry_table) if self.stoichiometry_table else ((), (), ())
-        if self.accumulation == "dense":
-            dense = torch.zeros(n_flux, n_state, dtype=torch.float64)
-            dense[list(flux), list(state)] = torch.tensor(coef, dtype=torch.float64)
-            self.register_buffer("stoichiometry", dense.to(dtype=dtype, device=device), persistent=False)
-        else:
-            self.register_buffer("stoich_flux", constant(flux, torch.long), persistent=False)
-            self.register_buffer("stoich_state", constant(state, torch.long), persistent=False)
-            self.register_buffer("stoich_coef", constant(coef), persistent=False)
-        # The same stoichiometry in compressed-row form, by state (S^T, for dy/dt) and by flux (S, for the
-        # gradient), as plain index/value buffers: a CSR matmul accumulates a many-row batch several times faster
-        # than a dense matmul or an index_add along the last dimension (see accumulate).
-        for name, major, minor, size in (("csr_t", state, flux, n_state), ("csr", flux, state, n_flux)):
-            order = sorted(range(len(coef)), key=lambda e: (major[e], minor[e]))
-            counts = [0] * (size + 1)
-            for e in order:
-                counts[major[e] + 1] += 1
-            for i in range(size):
-                counts[i + 1] += counts[i]
-            self.register_buffer(f"{name}_rows", constant(counts, torch.long), persistent=False)
-            self.register_buffer(f"{name}_cols", constant([minor[e] for e in order], torch.long), persistent=False)
-            self.register_buffer(f"{name}_values", constant([coef[e] for e in order]), persistent=False)
-        sparse = len(coef) > 0 and (self.accumulation != "dense" or n_flux * n_state >= SPARSE_DENSE_RATIO * len(coef))
-        self._sparse_min_rows = -(-SPARSE_MIN_WORK // len(coef)) if sparse else None
-
-    def accumulate(self, flux: torch.Tensor) -> torch.Tensor:
-        """dy/dt from the flux vector [..., F] through the stoichiometry."""
-        rows = self._sparse_min_rows
-        if rows is not None and flux.dim() > 1 and flux.numel() >= rows * flux.shape[-1] > 0 \
-                and flux.device.type == "cpu" and flux.dtype == self.csr_values.dtype and not _transforms_active():
-            return self._accumulate_sparse(flux)
-        if self.accumulation == "dense":
-            return flux @ self.stoichiometry
-        out = flux.new_zeros(*flux.shape[:-1], len(self.state_names))
-        terms = flux.index_select(-1, self.stoich_flux) * self.stoich_coef
-        if _transforms_active():  # under vmap, an in-place add of batched terms into unbatched zeros is refused
-            return out.index_add(-1, self.stoich_state, terms)
-        return out.index_add_(-1, self.stoich_state, terms)
-
-    def _accumulate_sparse(self, flux: torch.Tensor) -> torch.Tensor:
-        n_flux, n_state = len(self.fluxes_table), len(self.state_names)
-        by_state = _csr(self.csr_t_rows, self.csr_t_cols, self.csr_t_values, (n_state, n_flux))
-        by_flux = _csr(self.csr_rows, self.csr_cols, self.csr_values, (n_flux, n_state))
-        out = _SparseAccumulate.apply(flux.reshape(-1, n_flux), by_state, by_flux)
-        return out.reshape(*flux.shape[:-1], n_state)
+        self._init_stoichiometry(constant)
 
     # ---------------------------------------------------------------- inputs
     def set_inputs(self, signals: Mapping):
