@@ -3,8 +3,10 @@ half-written file and a failure leaves the previous file intact."""
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
+from typing import Optional
 
 from .errors import HodecError
 
@@ -41,10 +43,16 @@ def _umask() -> int:
     return mask
 
 
-def read_text(path: str | Path) -> str:
-    """A UTF-8 text file's content; a missing or unreadable file becomes a HodecError naming it."""
+def read_text(path: str | Path, max_bytes: Optional[int] = None) -> str:
+    """A UTF-8 text file's content; a missing or unreadable file, or one that is not a regular file (a FIFO would
+    hang) or is over `max_bytes`, becomes a HodecError naming it."""
     path = Path(path)
     try:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise HodecError(f"not a regular file: {path}", str(path))
+        if max_bytes is not None and info.st_size > max_bytes:
+            raise HodecError(f"{info.st_size} bytes is too large for this file (at most {max_bytes})", str(path))
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise HodecError(f"no such file: {path}", str(path)) from None

@@ -1,80 +1,77 @@
-"""FIT.yaml: how `hodec fit` trains. Every key is optional; the defaults are below and in DEFAULTS.
-
-    method: homotopy          # homotopy | vanilla | multiple_shooting
-    k: 6.0                    # coupling gain (1/time): a number, or a map column -> gain (unnamed columns: 0)
-    steps: 6                  # homotopy plateaus, including the final lambda = 0 one
-    epochs_per_step: 100      # homotopy epochs per plateau (homotopy runs steps x epochs_per_step epochs)
-    kappa: 0.6                # homotopy power-law decrement ratio
-    smoothing: 0.0            # spline smoothing alpha (data time units): a number, or a map column -> alpha
-    epochs: 600               # vanilla and multiple shooting
-    segments: 5               # multiple shooting: number of segments
-    continuity: 1.0           # multiple shooting: weight of the continuity penalty
-    lr: 0.01                  # AdamW learning rate (of the first epoch)
-    lr_end: 1.0               # the last epoch's lr as a fraction of lr, reached by cosine annealing over the
-                              #   run's epochs (all homotopy plateaus together); 1.0: constant lr
-    weight_decay: 0.01        # AdamW weight decay, on neural weights only (mechanistic params get none)
-    initial: data             # data: states with a column start at their trajectory's first value; spec: all
-                              #   states start at the spec's initial values (params in them are trained)
-    solver: {method: dopri5, rtol: 1.0e-7, atol: 1.0e-9, max_steps: 100000, step_size: null}
-    seed: 0                   # seeds the neural weights' initialisation (and anything else random)
-    dtype: float64            # float32 | float64
-
-Numbers may be written as YAML reads them or as strings ('1e-7', which YAML 1.1 reads as a string).
+"""FIT.yaml: how `hodec fit` trains. Every key is optional; each key's default and description are defined once,
+in FitConfig's fields (`config_help(FitConfig)` lists them; the README's table is that list). Numbers may be
+written as YAML reads them or as strings ('1e-7', which YAML 1.1 reads as a string).
 """
 from __future__ import annotations
 
-import copy
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Optional, Union
+from typing import Mapping, Union
 
-from ..errors import HodecError, did_you_mean
-from ..files import read_text
+from ..errors import did_you_mean
+from .options import (check_keys, choice, defaults, integer, number, option, per_column, raise_errors,
+                      read_yaml_mapping, show, to_dict)
 
 METHODS = ("homotopy", "vanilla", "multiple_shooting")
 INITIAL = ("data", "spec")
 DTYPES = ("float32", "float64")
 FIXED_GRID = ("euler", "midpoint", "rk4", "explicit_adams", "implicit_adams", "heun2", "heun3")
+NO_GRADIENTS = ("scipy_solver",)  # solvers that return plain arrays: nothing to train through
+SOLVER_DEFAULTS = {"method": "dopri5", "rtol": 1e-7, "atol": 1e-9, "max_steps": 100000, "step_size": None}
 
-DEFAULTS: dict = {
-    "method": "homotopy",
-    "k": 6.0,
-    "steps": 6,
-    "epochs_per_step": 100,
-    "kappa": 0.6,
-    "smoothing": 0.0,
-    "epochs": 600,
-    "segments": 5,
-    "continuity": 1.0,
-    "lr": 0.01,
-    "lr_end": 1.0,
-    "weight_decay": 0.01,
-    "initial": "data",
-    "solver": {"method": "dopri5", "rtol": 1e-7, "atol": 1e-9, "max_steps": 100000, "step_size": None},
-    "seed": 0,
-    "dtype": "float64",
-}
+
+def _solver(value, key, fail):
+    """A mapping of torchdiffeq options ('solver: rk4' is shorthand for {method: rk4})."""
+    from torchdiffeq._impl.odeint import SOLVERS  # torch loads only for the commands that train, not for --help
+
+    out = dict(SOLVER_DEFAULTS)
+    if isinstance(value, str):
+        value = {"method": value}
+    if not isinstance(value, Mapping):
+        fail(f"{key}: expected a mapping such as {{method: dopri5, rtol: 1e-7, atol: 1e-9}}, got {show(value)}")
+        return out
+    checks = {"method": choice(tuple(m for m in SOLVERS if m not in NO_GRADIENTS)), "rtol": number(positive=True),
+              "atol": number(positive=True), "max_steps": integer(minimum=1),
+              "step_size": lambda v, k, f: None if v is None else number(positive=True)(v, k, f)}
+    for name, v in value.items():
+        if name == "method" and v in NO_GRADIENTS:
+            fail(f"{key}.method: {v} cannot train: training differentiates through the solver and {v} gives no "
+                 f"gradients (use dopri5, or another torchdiffeq solver)")
+        elif name in checks:
+            out[name] = checks[name](v, f"{key}.{name}", fail)
+        else:
+            hint = did_you_mean(name, checks) if isinstance(name, str) and len(name) < 100 else None
+            fail(f"{key}: unknown key {show(name)}" + (f"; {hint}" if hint else f" (known: {', '.join(checks)})"))
+    return out
 
 
 @dataclass
 class FitConfig:
-    method: str = "homotopy"
-    k: Union[float, dict] = 6.0
-    steps: int = 6
-    epochs_per_step: int = 100
-    kappa: float = 0.6
-    smoothing: Union[float, dict] = 0.0
-    epochs: int = 600
-    segments: int = 5
-    continuity: float = 1.0
-    lr: float = 0.01
-    lr_end: float = 1.0
-    weight_decay: float = 0.01
-    initial: str = "data"
-    solver: dict = field(default_factory=lambda: dict(DEFAULTS["solver"]))
-    seed: int = 0
-    dtype: str = "float64"
+    method: str = option("homotopy", "homotopy | vanilla | multiple_shooting", choice(METHODS))
+    k: Union[float, dict] = option(6.0, "coupling gain (1/time): a number, or a map column -> gain (unnamed: 0)",
+                                   per_column)
+    steps: int = option(6, "homotopy plateaus, including the final lambda = 0 one",
+                        integer(minimum=2, maximum=10 ** 6))
+    epochs_per_step: int = option(100, "homotopy epochs per plateau (homotopy runs steps x epochs_per_step)",
+                                  integer(minimum=1))
+    kappa: float = option(0.6, "homotopy power-law decrement ratio", number(positive=True))
+    smoothing: Union[float, dict] = option(0.0, "spline smoothing alpha (data time units), or a map column -> "
+                                                "alpha (0 interpolates)", per_column)
+    epochs: int = option(600, "epochs of vanilla and multiple shooting", integer(minimum=1))
+    segments: int = option(5, "multiple shooting: number of segments", integer(minimum=1))
+    continuity: float = option(1.0, "multiple shooting: weight of the continuity penalty", number(minimum=0.0))
+    lr: float = option(0.01, "AdamW learning rate (of the first epoch)", number(positive=True))
+    lr_end: float = option(1.0, "the last epoch's lr as a fraction of lr (cosine annealing); 1.0: constant",
+                           number(positive=True, maximum=1.0))
+    weight_decay: float = option(0.01, "AdamW weight decay, on neural weights only", number(minimum=0.0))
+    initial: str = option("data", "data: states with a column start at their first value; spec: the spec's "
+                                  "initial values", choice(INITIAL))
+    solver: dict = option(SOLVER_DEFAULTS, "torchdiffeq solver and options (step_size: fixed-grid solvers)",
+                          _solver)
+    seed: int = option(0, "seeds the neural weights' initialisation (and anything else random)",
+                       integer(minimum=0))
+    dtype: str = option("float64", "float32 | float64", choice(DTYPES))
 
     @property
     def total_epochs(self) -> int:
@@ -88,7 +85,10 @@ class FitConfig:
         return self.lr * (self.lr_end + (1 - self.lr_end) * 0.5 * (1 + math.cos(math.pi * progress)))
 
     def to_dict(self) -> dict:
-        return {name: copy.deepcopy(getattr(self, name)) for name in DEFAULTS}
+        return to_dict(self)
+
+
+DEFAULTS = defaults(FitConfig)
 
 
 def load_config(source: Union[None, str, Path, Mapping, FitConfig] = None, **overrides) -> FitConfig:
@@ -96,7 +96,7 @@ def load_config(source: Union[None, str, Path, Mapping, FitConfig] = None, **ove
     return validate(*config_source(source, overrides))
 
 
-def config_source(source, overrides: Mapping) -> tuple[dict, str]:
+def config_source(source, overrides: Mapping, what: str = "fit") -> tuple[dict, str]:
     """The raw key -> value mapping of a config given as a YAML path, a mapping, a config object or None, with
     overrides applied; and the file name to report errors against."""
     if hasattr(source, "to_dict"):
@@ -104,146 +104,20 @@ def config_source(source, overrides: Mapping) -> tuple[dict, str]:
     filename = "<config>"
     if isinstance(source, (str, Path)):
         filename = str(source)
-        source = _read_yaml(Path(source))
+        source = read_yaml_mapping(Path(source), what)
     raw = dict(source or {})
     raw.update(overrides)
     return raw, filename
 
 
-def _read_yaml(path: Path) -> dict:
-    import yaml
-
-    text = read_text(path)
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        raise HodecError(f"{where}not valid YAML ({getattr(err, 'problem', None) or err})", str(path)) from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise HodecError("a fit config is a YAML mapping of keys to values (e.g. 'method: homotopy')", str(path))
-    return data
-
-
-def validate(raw: Mapping[str, Any], filename: str = "<config>") -> FitConfig:
-    errors = []
-
-    def fail(message):
-        errors.append(message)
-
-    for key in raw:
-        if key not in DEFAULTS:
-            hint = did_you_mean(str(key), DEFAULTS)
-            fail(f"unknown key '{key}'" + (f"; {hint}" if hint else f" (known: {', '.join(DEFAULTS)})"))
-    values = {key: raw.get(key, copy.deepcopy(default)) for key, default in DEFAULTS.items()}
-    out: dict = {}
-    out["method"] = _choice(values["method"], "method", METHODS, fail)
-    out["initial"] = _choice(values["initial"], "initial", INITIAL, fail)
-    out["dtype"] = _choice(values["dtype"], "dtype", DTYPES, fail)
-    for key in ("steps", "epochs_per_step", "epochs", "segments"):
-        out[key] = _integer(values[key], key, fail, minimum=2 if key == "steps" else 1)
-    out["seed"] = _integer(values["seed"], "seed", fail, minimum=0)
-    out["kappa"] = _number(values["kappa"], "kappa", fail, positive=True)
-    out["lr"] = _number(values["lr"], "lr", fail, positive=True)
-    out["lr_end"] = _number(values["lr_end"], "lr_end", fail, positive=True)
-    if out["lr_end"] > 1:
-        fail(f"lr_end: the final lr as a fraction of lr, at most 1 (annealing only lowers it), "
-             f"got {values['lr_end']!r}")
-    out["continuity"] = _number(values["continuity"], "continuity", fail, minimum=0.0)
-    out["weight_decay"] = _number(values["weight_decay"], "weight_decay", fail, minimum=0.0)
-    out["k"] = _per_column(values["k"], "k", fail)
-    out["smoothing"] = _per_column(values["smoothing"], "smoothing", fail)
-    out["solver"] = _solver(values["solver"], fail)
-    if errors:
-        raise HodecError("; ".join(errors) if len(errors) == 1 else "invalid fit config:\n  " + "\n  ".join(errors),
-                         filename)
-    return FitConfig(**out)
-
-
-def _choice(value, key, options, fail):
-    if value not in options:
-        hint = did_you_mean(str(value), options)
-        fail(f"{key}: {value!r} is not one of {', '.join(options)}" + (f"; {hint}" if hint else ""))
-        return options[0]
-    return value
-
-
-def as_number(value) -> Optional[float]:
-    """A float from an int, float or numeric string ('1e-7'); None if it is not one (booleans are not)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value.strip())
-        except ValueError:
-            return None
-    return None
-
-
-def _number(value, key, fail, positive=False, minimum=None):
-    x = as_number(value)
-    if x is None or not math.isfinite(x):
-        fail(f"{key}: expected a finite number, got {value!r}")
-        return 1.0
-    if positive and not x > 0:
-        fail(f"{key}: must be > 0, got {value!r}")
-    if minimum is not None and x < minimum:
-        fail(f"{key}: must be >= {minimum:g}, got {value!r}")
-    return x
-
-
-def _integer(value, key, fail, minimum):
-    x = as_number(value)
-    if x is None or not math.isfinite(x) or x != int(x):
-        fail(f"{key}: expected an integer, got {value!r}")
-        return minimum
-    if x < minimum:
-        fail(f"{key}: must be >= {minimum}, got {value!r}")
-    return int(x)
-
-
-def _per_column(value, key, fail):
-    """A number (every column), or a map column name -> number."""
-    if isinstance(value, Mapping):
-        out = {}
-        for name, v in value.items():
-            out[str(name)] = _number(v, f"{key}.{name}", fail, minimum=0.0)
-        return out
-    return _number(value, key, fail, minimum=0.0)
-
-
-def _solver(value, fail):
-    out = dict(DEFAULTS["solver"])
-    if isinstance(value, str):  # 'solver: rk4' is shorthand for {method: rk4}
-        value = {"method": value}
-    if not isinstance(value, Mapping):
-        fail(f"solver: expected a mapping such as {{method: dopri5, rtol: 1e-7, atol: 1e-9}}, got {value!r}")
-        return out
-    from torchdiffeq._impl.odeint import SOLVERS
-
-    for key, v in value.items():
-        if key == "method":
-            out["method"] = _choice(v, "solver.method", tuple(SOLVERS), fail)
-        elif key in ("rtol", "atol"):
-            out[key] = _number(v, f"solver.{key}", fail, positive=True)
-        elif key == "max_steps":
-            out[key] = _integer(v, "solver.max_steps", fail, minimum=1)
-        elif key == "step_size":
-            out[key] = None if v is None else _number(v, "solver.step_size", fail, positive=True)
-        else:
-            hint = did_you_mean(str(key), out)
-            fail(f"solver: unknown key '{key}'" + (f"; {hint}" if hint else f" (known: {', '.join(out)})"))
-    return out
+def validate(raw: Mapping, filename: str = "<config>") -> FitConfig:
+    kwargs, errors = check_keys(FitConfig, raw)
+    raise_errors(errors, "fit", filename)
+    return FitConfig(**kwargs)
 
 
 def solver_options(solver: dict) -> dict:
     """Keyword options for torchdiffeq beyond method/rtol/atol."""
     if solver["method"] in FIXED_GRID:
         return {} if solver.get("step_size") is None else {"step_size": solver["step_size"]}
-    if solver["method"] == "scipy_solver":
-        return {}
-    return {"max_num_steps": solver.get("max_steps", DEFAULTS["solver"]["max_steps"])}
+    return {"max_num_steps": solver.get("max_steps", SOLVER_DEFAULTS["max_steps"])}
