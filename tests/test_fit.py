@@ -98,16 +98,16 @@ def test_multiple_shooting_segments_match_scipy_batched_or_not():
     config = load_config({"method": "multiple_shooting", "epochs": 1, "segments": 4, "dtype": "float64",
                           "solver": {"rtol": 1e-10, "atol": 1e-12}})
     trainer = Trainer(M().double(), data, config)
-    g = trainer.groups[0]
+    g, bounds = trainer.groups[0], trainer.method.segments[0].bounds
     starts = [torch.tensor([[0.5 + i, 2.0 - 0.3 * i]], dtype=torch.float64) for i in range(4)]
     a, b, c, d = (TRUE[k] for k in "abcd")
     lv = lambda _, y: [a * y[0] - b * y[0] * y[1], c * y[0] * y[1] - d * y[1]]  # noqa: E731
     for autonomous in (True, False):
         trainer.model.forward_uses_time = not autonomous
         with torch.no_grad():
-            pieces = trainer._solve_segments(g, starts)
+            pieces = trainer.method.solve_segments(g, bounds, starts)
         for i, ys in enumerate(pieces):
-            ts = t[g.bounds[i]:g.bounds[i + 1] + 1]
+            ts = t[bounds[i]:bounds[i + 1] + 1]
             ref = solve_ivp(lv, (ts[0], ts[-1]), starts[i][0].tolist(), t_eval=ts, rtol=1e-11, atol=1e-12).y.T
             assert ys.shape == (len(ts), 1, 2)
             np.testing.assert_allclose(ys[:, 0].numpy(), ref, rtol=1e-7, atol=1e-9)

@@ -1,11 +1,19 @@
-"""Training compiled models on data (`hodec fit`).
+"""Training compiled models on data (`hodec fit`, `hodec sparsify`).
 
-spline.py     batched cubic smoothing spline (the coupling's reference yhat)
-reference.py  the spline as one cubic per grid interval (fast evaluation inside the vector field)
-schedule.py   the homotopy schedule of lambda
 data.py       DATA.csv -> trajectories, checked against the model
 config.py     FIT.yaml: options, defaults, validation
-fit.py        the trainer (homotopy, vanilla, multiple shooting) and hodec.fit
+groups.py     trajectories grouped by start time, solved batched on their union grid
+initial.py    which trainable params each state's initial value reads (what `initial: data` may pin)
+problem.py    the fitting problem: columns, initial states, simulations, checks, squared errors
+methods/      the training methods by name (vanilla, homotopy, multiple shooting): set-up, loss, lambda
+spline.py     batched cubic smoothing spline (homotopy's coupling reference yhat)
+reference.py  the spline as one cubic per grid interval (fast evaluation inside the vector field)
+schedule.py   the homotopy schedule of lambda
+loop.py       the training loop (Trainer): epochs, best state, per-epoch hook, resume
+progress.py   the progress bar
+result.py     FitResult, FitError
+fit.py        hodec.fit
 report.py     report.json, checkpoint.pt, fit.png, fitted.hode
 run.py        a `hodec fit` run folder: new, --resume, --force
+sparsify/     `hodec sparsify` (sparsify_config.py: SPARSIFY.yaml)
 """

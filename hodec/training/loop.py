@@ -1,0 +1,214 @@
+"""The training loop behind `hodec fit`, the same for every method (methods/): epochs, best-state tracking, the
+per-epoch hook (checkpoints) and resume.
+
+Each epoch is one full-batch AdamW step (lr constant, or cosine-annealed to lr * lr_end; weight decay on neural
+weights only). Before the step the uncoupled model (lambda = 0) is evaluated without gradients; its MSE picks the
+best epoch and checkpoint, so the best parameters are those the epoch's loss was computed with. Where the training
+loss already is the uncoupled MSE (vanilla, the lambda = 0 plateau) it is not computed twice. NaN/inf in the loss or
+its gradients ends the run with a FitError naming the epoch.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from typing import Callable, Optional
+
+import torch
+
+from ..errors import HodecError
+from .config import FitConfig
+from .data import Dataset
+from .initial import KINDS
+from .methods import METHODS
+from .problem import Problem, finite
+from .progress import postfix, progress_bar
+from .result import FitError, FitResult
+
+
+class Trainer:
+    def __init__(self, model, data: Dataset, config: Optional[FitConfig] = None, inputs: Optional[dict] = None):
+        self.config = config = config or FitConfig()
+        self.problem = Problem(model, data, config, inputs)
+        self.method = METHODS[config.method](self.problem, config)
+        self.problem.show_lambda = self.method.scheduled
+        self.optimizer = self._make_optimizer()
+        self.trainable = [row[0] for row in self.model.parameters_table if row[2] != "fixed"]
+        self.epoch = 0
+        self.history: list = []
+        self.best_mse = math.inf
+        self.best_epoch = 0
+        self.best_state: Optional[dict] = None
+        self.elapsed = 0.0
+        self.status = "new"
+
+    # the problem's parts that callers (report, sparsify, tests) read through the trainer
+    model = property(lambda self: self.problem.model)
+    data = property(lambda self: self.problem.data)
+    columns = property(lambda self: self.problem.columns)
+    groups = property(lambda self: self.problem.groups)
+
+    @property
+    def epoch(self) -> int:
+        """Epochs completed."""
+        return self._epoch
+
+    @epoch.setter
+    def epoch(self, value: int):
+        self._epoch = value
+        self.problem.epoch = value + 1  # what its messages call the epoch in progress
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        m = self.model
+        mechanistic = [p for p in m.mechanistic_parameters() if p.numel()]
+        neural = [p for p in m.slot_modules.parameters() if p.numel()]
+        extra = self.method.parameters()
+        groups = []
+        if mechanistic or extra:
+            groups.append({"params": mechanistic + extra, "weight_decay": 0.0})
+        if neural:
+            groups.append({"params": neural, "weight_decay": self.config.weight_decay})
+        gates = getattr(m, "gate_weights", None)
+        if gates is not None and gates.numel():  # a model compiled with gates: they train too, undecayed
+            groups.append({"params": [gates], "weight_decay": 0.0})
+        if not groups:
+            raise HodecError(f"{type(m).__name__} has nothing to train: every param is fixed and there is no "
+                             f"neural slot", "hodec fit")
+        return torch.optim.AdamW(groups, lr=self.config.lr)
+
+    def penalty(self):
+        """A term added to the loss that is backpropagated (e.g. the sparsity penalty of `hodec sparsify`), or
+        None. It never enters the reported or best-epoch-selecting MSE."""
+        return None
+
+    def lam_at(self, epoch: int) -> float:
+        return self.method.lam_at(epoch)
+
+    # ---------------------------------------------------------------- one epoch
+    def step(self) -> dict:
+        """One epoch: loss, uncoupled MSE (before the update), best checkpoint, AdamW step."""
+        epoch = self.epoch + 1
+        lam = self.method.lam_at(epoch)
+        start = time.perf_counter()
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss, mse = self.method.loss(lam)
+        if not torch.isfinite(loss):
+            raise FitError(f"{self.problem.where('training', lam)}: the loss is {float(loss.detach())}")
+        if mse is None:
+            mse = self.evaluate(self.model)
+        if mse < self.best_mse:
+            self.best_mse, self.best_epoch = mse, epoch
+            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        penalty = self.penalty()
+        if penalty is not None:
+            loss = loss + penalty
+        loss.backward()
+        self._check_gradients()
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.config.lr_at(epoch)
+        self.optimizer.step()
+        seconds = time.perf_counter() - start
+        self.elapsed += seconds
+        self.epoch = epoch
+        entry = {"epoch": epoch, "lam": lam, "loss": float(loss.detach()), "mse": finite(mse),
+                 "seconds": round(seconds, 6), "elapsed": round(self.elapsed, 6)}
+        self.history.append(entry)
+        return entry
+
+    def _check_gradients(self):
+        for group in self.optimizer.param_groups:
+            for p in group["params"]:
+                if p.grad is not None and not torch.isfinite(p.grad).all():
+                    raise FitError(f"epoch {self.epoch + 1}: the gradient of {self._label(p)} is not finite (the "
+                                   f"loss was finite); try a smaller lr or tighter solver tolerances")
+
+    def _label(self, tensor) -> str:
+        """What a trained tensor is, for messages: a param (its first non-finite entry's), a slot, the gates."""
+        m = self.model
+        for kind, raw in zip(KINDS, m.mechanistic_parameters()):
+            if raw is tensor:
+                rows = [row[0] for row in m.parameters_table if row[2] == kind]
+                return f"param '{rows[int(torch.nonzero(~torch.isfinite(tensor.grad))[0, 0])]}'"
+        for slot, module in zip(m.slots_table, m.slot_modules):
+            if any(p is tensor for p in module.parameters()):
+                return f"neural slot '{slot[0]}'"
+        if tensor is getattr(m, "gate_weights", None):
+            return "the sparsity gates"
+        return "multiple-shooting initial-state corrections"
+
+    def evaluate(self, model=None) -> float:
+        """Uncoupled MSE of a model over all data cells; inf if its simulation fails or is not finite."""
+        return self.problem.evaluate(model or self.model)
+
+    def trajectory_errors(self, model=None):
+        """Uncoupled squared errors and cells per trajectory (Problem.trajectory_errors); None if it fails."""
+        return self.problem.trajectory_errors(model or self.model)
+
+    def predictions(self, model, ts_per_group: Optional[list] = None) -> list:
+        return self.problem.predictions(model, ts_per_group)
+
+    # ---------------------------------------------------------------- the run
+    def train(self, progress: bool = False, on_epoch: Optional[Callable] = None) -> str:
+        """Run the remaining epochs. Returns the status: complete, or interrupted (Ctrl-C: best kept)."""
+        total = self.config.total_epochs
+        bar = progress_bar(total, self.epoch, self.config.method, progress)
+        self.status = "running"
+        try:
+            while self.epoch < total:
+                entry = self.step()
+                bar.update(1)
+                bar.set_postfix(postfix(entry, self.best_mse, self.method.scheduled), refresh=False)
+                if on_epoch is not None:
+                    on_epoch(self, self.best_epoch == entry["epoch"])
+            self.status = "complete"
+        except KeyboardInterrupt:
+            self.status = "interrupted"
+        except BaseException:
+            self.status = "failed"
+            raise
+        finally:
+            bar.close()
+        if self.best_state is None and self.status == "complete":
+            raise FitError("no epoch produced a finite uncoupled MSE: the uncoupled model diverged throughout "
+                           "(try more epochs, a smaller lr, or method vanilla)")
+        return self.status
+
+    # ---------------------------------------------------------------- results and resuming
+    def best_model(self):
+        model = copy.deepcopy(self.model)
+        model.set_coupling(None)
+        if self.best_state is not None:
+            model.load_state_dict(self.best_state)
+        return model
+
+    def result(self, evaluate: bool = True) -> FitResult:
+        """The best model and the run's record; evaluate=False skips the per-column MSE (one more simulation)."""
+        model = self.best_model()
+        metrics = {"best_mse": finite(self.best_mse), "best_epoch": self.best_epoch, "epochs_run": self.epoch,
+                   "seconds": round(self.elapsed, 3), "n_cells": self.data.n_cells,
+                   "n_trajectories": len(self.data.trajectories), "initial": self.problem.initial_report()}
+        if self.history:
+            metrics["final_loss"] = self.history[-1]["loss"]
+            metrics["final_mse"] = self.history[-1]["mse"]
+        metrics["column_mse"] = self.problem.column_mse(model) if evaluate else None
+        params = {name: value for name, value in model.params().items() if name in self.trainable}
+        return FitResult(model, self.config.method, self.best_epoch, finite(self.best_mse), params,
+                         list(self.history), metrics, self.status, self.config)
+
+    def state(self) -> dict:
+        """Everything --resume needs."""
+        return {"epoch": self.epoch, "history": self.history, "best_mse": self.best_mse,
+                "best_epoch": self.best_epoch, "best_state": self.best_state, "elapsed": self.elapsed,
+                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "rng": torch.get_rng_state(), **self.method.state()}
+
+    def restore(self, state: dict):
+        self.model.load_state_dict(state["model"])
+        self.method.restore(state)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.epoch, self.history = int(state["epoch"]), list(state["history"])
+        self.best_mse, self.best_epoch = float(state["best_mse"]), int(state["best_epoch"])
+        self.best_state, self.elapsed = state["best_state"], float(state.get("elapsed", 0.0))
+        if state.get("rng") is not None:
+            torch.set_rng_state(state["rng"])

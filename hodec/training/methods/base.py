@@ -1,0 +1,44 @@
+"""What a training method is to the loop (loop.py): its set-up, the loss of an epoch, its own trainable tensors
+and its share of the resume state. The loop owns everything else (epochs, best state, checkpoints, resume)."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from ..config import FitConfig
+from ..problem import Problem
+
+
+class Method:
+    name = ""
+    scheduled = False  # whether lambda varies over the epochs (then messages and the progress bar name it)
+
+    def __init__(self, problem: Problem, config: FitConfig):
+        self.problem, self.config = problem, config
+
+    def lam_at(self, epoch: int) -> float:
+        """The coupling strength of epoch 1, 2, ..."""
+        return 0.0
+
+    def parameters(self) -> list:
+        """Tensors the method trains besides the model's (weight decay 0)."""
+        return []
+
+    def loss(self, lam: float) -> tuple[torch.Tensor, Optional[float]]:
+        """The training loss of one epoch at strength lam, and the uncoupled MSE where the loss already is it
+        (None: the loop evaluates it)."""
+        raise NotImplementedError
+
+    def state(self) -> dict:
+        """What --resume needs of the method, beyond the model and the optimizer."""
+        return {}
+
+    def restore(self, state: dict):
+        pass
+
+
+def uncoupled_loss(problem: Problem) -> tuple[torch.Tensor, float]:
+    """The data MSE of the uncoupled model, which is also the epoch's MSE (not computed twice)."""
+    loss = problem.mean_squared_error(problem.model, "uncoupled")
+    return loss, float(loss.detach())
