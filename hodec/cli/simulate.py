@@ -96,6 +96,6 @@ def _signal(value: str):
     """A constant (a number) or a CSV file with columns t, value."""
     if _number(value) is not None:
         return ([0.0], [float(value)])
-    from ..data import read_signal_csv
+    from ..tables import read_signal_csv
 
     return read_signal_csv(value)

@@ -13,7 +13,7 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
-from ..data import read_table
+from ..tables import Table, read_table
 from ..errors import HodecError, did_you_mean
 
 
@@ -64,24 +64,57 @@ class Dataset:
 
 def read_data(path, model) -> Dataset:
     """Read and check DATA.csv for a compiled model (class or instance)."""
-    header, rows = read_table(path)
-    return table_to_dataset(header, rows, model, str(path))
+    return table_to_dataset(read_table(path), model)
 
 
-def table_to_dataset(header: Sequence[str], rows: Sequence[Sequence[float]], model, source: str = "<data>") -> Dataset:
-    def fail(message):
-        raise HodecError(message, source)
+def table_to_dataset(table: Table, model) -> Dataset:
+    """Split a table into trajectories (by id, in order of first appearance) and check it against the model."""
+    header = table.header
+    fitted, fed = _columns(table, model)
+    if not len(table.values):
+        table.fail("the file has a header but no data rows")
+    col = {name: i for i, name in enumerate(header)}
+    times = table.values[:, col["t"]]
+    _first_missing(table, times, col["t"], "the time 't' is missing")
+    ids = table.values[:, col["id"]] if "id" in col else np.zeros(len(times))
+    if "id" in col:
+        _first_missing(table, ids, col["id"], "the 'id' is missing")
+    y_all = table.values[:, [col[c] for c in fitted]]
+    for j, name in enumerate(fitted):
+        if not np.isfinite(y_all[:, j]).any():
+            table.fail(f"column '{name}' has no values (every cell is empty or NaN)")
+    u_all = table.values[:, [col[c] for c in fed]]
+    trajectories = []
+    for index in _rows_by_id(ids):
+        label = id_label(ids[index[0]])
+        what = f"trajectory {label}" if "id" in col else "the data"
+        _check_trajectory(table, index, what, fitted)
+        t = times[index]
+        steps = np.diff(t)
+        if (steps <= 0).any():
+            k = int(np.flatnonzero(steps <= 0)[0])
+            table.fail(f"time {t[k + 1]:g} does not increase (previous time in {what} is {t[k]:g}); times must be "
+                       "strictly increasing within each trajectory", index[k + 1])
+        u = u_all[index]
+        for j, name in enumerate(fed):
+            if not np.isfinite(u[:, j]).any():
+                table.fail(f"input column '{name}' has no values for {what}")
+        trajectories.append(Trajectory(label, t, y_all[index], u))
+    return Dataset(tuple(fitted), tuple(fed), trajectories, table.source)
 
+
+def _columns(table: Table, model) -> tuple[list, list]:
+    """The fitted (observable or state) and fed (input) columns of the header; any other name is an error."""
     states, observables, inputs = set(model.state_names), set(model.observable_names), set(model.input_names)
     seen = set()
-    for name in header:
+    for name in table.header:
         if name in seen:
-            fail(f"column '{name}' appears twice in the header")
+            table.fail(f"column '{name}' appears twice in the header")
         seen.add(name)
-    if "t" not in header:
-        fail(f"no 't' column (the header is: {', '.join(header) or 'empty'})")
+    if "t" not in table.header:
+        table.fail(f"no 't' column (the header is: {', '.join(table.header) or 'empty'})")
     fitted, fed = [], []
-    for name in header:
+    for name in table.header:
         if name in ("t", "id"):
             continue
         if name in observables or name in states:
@@ -91,48 +124,47 @@ def table_to_dataset(header: Sequence[str], rows: Sequence[Sequence[float]], mod
         else:
             hint = did_you_mean(name, [*observables, *states, *inputs, "t", "id"])
             known = ", ".join([*model.observable_names, *model.state_names, *model.input_names])
-            fail(f"unknown column '{name}': not an observable, state or input of {type_name(model)}"
-                 + (f"; {hint}" if hint else f" (known: {known})"))
+            table.fail(f"unknown column '{name}': not an observable, state or input of {type_name(model)}"
+                       + (f"; {hint}" if hint else f" (known: {known})"))
     if not fitted:
-        fail(f"no column to fit: name at least one column after an observable or state of {type_name(model)} "
-             f"({', '.join([*model.observable_names, *model.state_names])})")
-    if not rows:
-        fail("the file has a header but no data rows")
-    table = np.asarray(rows, dtype=float).reshape(len(rows), len(header))
-    col = {name: i for i, name in enumerate(header)}
-    times = table[:, col["t"]]
-    bad = np.flatnonzero(~np.isfinite(times))
-    if bad.size:
-        fail(f"data row {bad[0] + 1}: the time 't' is missing or not finite")
-    ids = table[:, col["id"]] if "id" in col else np.zeros(len(rows))
-    bad = np.flatnonzero(~np.isfinite(ids))
-    if bad.size:
-        fail(f"data row {bad[0] + 1}: the 'id' is missing or not finite")
-    y_all = table[:, [col[c] for c in fitted]]
-    for j, name in enumerate(fitted):
-        if not np.isfinite(y_all[:, j]).any():
-            fail(f"column '{name}' has no values (every cell is empty or NaN)")
-        if np.isinf(y_all[:, j]).any():
-            fail(f"column '{name}', data row {np.flatnonzero(np.isinf(y_all[:, j]))[0] + 1}: infinite value")
-    u_all = table[:, [col[c] for c in fed]]
-    order = list(dict.fromkeys(ids.tolist()))  # ids in order of first appearance
-    trajectories = []
-    for value in order:
-        index = np.flatnonzero(ids == value)
-        label = id_label(value)
-        t = times[index]
-        steps = np.diff(t)
-        if (steps <= 0).any():
-            k = int(np.flatnonzero(steps <= 0)[0])
-            what = f"trajectory {label}" if "id" in col else "the data"
-            fail(f"data row {index[k + 1] + 1}: time {t[k + 1]:g} does not increase (previous time in {what} is "
-                 f"{t[k]:g}); times must be strictly increasing within each trajectory")
-        u = u_all[index]
-        for j, name in enumerate(fed):
-            if not np.isfinite(u[:, j]).any():
-                fail(f"input column '{name}' has no values for trajectory {label}")
-        trajectories.append(Trajectory(label, t, y_all[index], u))
-    return Dataset(tuple(fitted), tuple(fed), trajectories, source)
+        table.fail(f"no column to fit: name at least one column after an observable or state of {type_name(model)} "
+                   f"({', '.join([*model.observable_names, *model.state_names])})")
+    return fitted, fed
+
+
+def _first_missing(table: Table, values: np.ndarray, column: int, message: str):
+    missing = np.flatnonzero(np.isnan(values))
+    if missing.size:
+        table.fail(message, int(missing[0]), column)
+
+
+def _rows_by_id(ids: np.ndarray) -> list:
+    """Row indices of each id, ids in order of first appearance (one sort, not a scan per id)."""
+    _, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
+    rows = np.split(np.argsort(inverse, kind="stable"), np.cumsum(np.bincount(inverse))[:-1])
+    return [rows[k] for k in np.argsort(first)]
+
+
+def _check_trajectory(table: Table, index: np.ndarray, what: str, fitted: list):
+    """A trajectory starts at its first time and is fitted at later ones: it needs two times and a value."""
+    if len(index) < 2:
+        table.fail(f"{what} has a single time point; a trajectory needs at least two (it starts at its first time "
+                   "and is fitted at the later ones)", index[0])
+    y = table.values[index][:, [table.header.index(c) for c in fitted]]
+    if not np.isfinite(y).any():
+        rows = f"{table.unit}s {table.lines[index[0]]} to {table.lines[index[-1]]}"
+        table.fail(f"{what} ({rows}) has no value in any fitted column ({', '.join(fitted)}): nothing to fit; "
+                   "fill its cells or remove its rows")
+
+
+def check_segments(data: Dataset, segments: int):
+    """Multiple shooting splits each trajectory's intervals into `segments` pieces: at most one per interval."""
+    shortest = min(data.trajectories, key=lambda tr: len(tr.t))
+    intervals = len(shortest.t) - 1
+    if segments > intervals:
+        raise HodecError(f"segments: {segments} is more than the {intervals} intervals between the "
+                         f"{len(shortest.t)} time points of trajectory {shortest.id}, the shortest in the data; "
+                         f"use segments: {intervals} or fewer", data.source)
 
 
 def make_dataset(model, t, values: Mapping[str, Sequence], inputs: Optional[Mapping[str, Sequence]] = None,
@@ -145,7 +177,7 @@ def make_dataset(model, t, values: Mapping[str, Sequence], inputs: Optional[Mapp
     n = len(columns[0])
     if any(len(c) != n for c in columns):
         raise HodecError("every column of a dataset needs as many values as t", "<data>")
-    return table_to_dataset(header, np.stack(columns, 1).tolist(), model)
+    return table_to_dataset(Table(tuple(header), np.stack(columns, 1), np.arange(1, n + 1), unit="row"), model)
 
 
 def id_label(value: float) -> str:
@@ -162,5 +194,5 @@ def interpolate_input(t_query: np.ndarray, t: np.ndarray, u: np.ndarray) -> np.n
     return np.interp(t_query, t[ok], u[ok])
 
 
-__all__ = ["Dataset", "Trajectory", "read_data", "table_to_dataset", "make_dataset", "interpolate_input",
-           "id_label"]
+__all__ = ["Dataset", "Trajectory", "read_data", "table_to_dataset", "make_dataset", "check_segments",
+           "interpolate_input", "id_label"]
