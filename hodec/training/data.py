@@ -157,16 +157,6 @@ def _check_trajectory(table: Table, index: np.ndarray, what: str, fitted: list):
                    "fill its cells or remove its rows")
 
 
-def check_segments(data: Dataset, segments: int):
-    """Multiple shooting splits each trajectory's intervals into `segments` pieces: at most one per interval."""
-    shortest = min(data.trajectories, key=lambda tr: len(tr.t))
-    intervals = len(shortest.t) - 1
-    if segments > intervals:
-        raise HodecError(f"segments: {segments} is more than the {intervals} intervals between the "
-                         f"{len(shortest.t)} time points of trajectory {shortest.id}, the shortest in the data; "
-                         f"use segments: {intervals} or fewer", data.source)
-
-
 def make_dataset(model, t, values: Mapping[str, Sequence], inputs: Optional[Mapping[str, Sequence]] = None,
                  ids: Optional[Sequence] = None) -> Dataset:
     """A Dataset from arrays, checked as a CSV would be: t [N], values name -> [N] (NaN missing), ids [N]."""
@@ -194,5 +184,5 @@ def interpolate_input(t_query: np.ndarray, t: np.ndarray, u: np.ndarray) -> np.n
     return np.interp(t_query, t[ok], u[ok])
 
 
-__all__ = ["Dataset", "Trajectory", "read_data", "table_to_dataset", "make_dataset", "check_segments",
-           "interpolate_input", "id_label"]
+__all__ = ["Dataset", "Trajectory", "read_data", "table_to_dataset", "make_dataset", "interpolate_input",
+           "id_label"]
