@@ -2,6 +2,6 @@
 from .coupling import Coupling
 from .model import CompiledModel
 from .neural import NeuralSlot, mlp
-from .signals import Signal
+from .signals import Signal, UnboundInputError
 
-__all__ = ["CompiledModel", "Coupling", "NeuralSlot", "Signal", "mlp"]
+__all__ = ["CompiledModel", "Coupling", "NeuralSlot", "Signal", "UnboundInputError", "mlp"]

@@ -14,7 +14,7 @@ from torch import nn
 from ..errors import HodecError, did_you_mean
 from .gates import Gated
 from .neural import NeuralSlot, run_slots
-from .signals import as_signal
+from .signals import UnboundInputError, as_signal
 from .stoichiometry import Stoichiometry
 from .trainable import drop_empty_entries, register_trainable
 
@@ -190,8 +190,7 @@ class CompiledModel(Gated, Stoichiometry, nn.Module):
         tq = t.reshape(-1) if t.dim() > 0 else t
         for name in self.input_names:
             if name not in self._signals:
-                raise HodecError(f"input '{name}' is not bound: call set_inputs({{'{name}': (times, values)}}) "
-                                 f"or pass inputs= to simulate()")
+                raise UnboundInputError([n for n in self.input_names if n not in self._signals])
             value = torch.as_tensor(self._signals[name](tq), dtype=t.dtype, device=t.device)
             if t.dim() > 0:  # [T, *vshape] → [T, 1, ..., *vshape] aligned with [T, *rest]
                 pad = len(batch) - value.dim()

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import HodecError
+
 
 class Signal:
     """Samples (times [T], values [T, *shape]) read at any time by linear interpolation ('linear') or by holding
@@ -32,10 +34,33 @@ class Signal:
         right = torch.searchsorted(times, t.detach(), right=True).clamp(1, times.numel() - 1)
         left = right - 1
         if self.method == "previous":
-            return values[torch.where(t >= times[right], right, left)]
-        weight = ((t - times[left]) / (times[right] - times[left])).clamp(0.0, 1.0)
+            return _take(values, torch.where(t >= _take(times, right), right, left))
+        t_left = _take(times, left)
+        weight = ((t - t_left) / (_take(times, right) - t_left)).clamp(0.0, 1.0)
         weight = weight.reshape(weight.shape + (1,) * (values.dim() - 1))
-        return values[left] + weight * (values[right] - values[left])
+        v_left = _take(values, left)
+        return v_left + weight * (_take(values, right) - v_left)
+
+
+def _take(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """values[index] along the first dimension, for an index tensor of any shape. Written with index_select because
+    torch.compile reads a 0-d index tensor in values[index] as a Python int (a data-dependent value it cannot
+    trace with fullgraph=True, and a graph break otherwise)."""
+    return values.index_select(0, index.reshape(-1)).reshape(index.shape + values.shape[1:])
+
+
+class UnboundInputError(HodecError):
+    """The model read inputs that have no signal bound. `names` lists them all, so that each interface (the Python
+    API here, the CLI's --input NAME=... elsewhere) can say how to bind them in its own terms."""
+
+    def __init__(self, names):
+        self.names = tuple(names)
+        listed = ", ".join(f"'{name}'" for name in self.names)
+        first = self.names[0]
+        several = len(self.names) > 1
+        super().__init__(f"input{'s' if several else ''} {listed} {'are' if several else 'is'} not bound: call "
+                         f"set_inputs({{'{first}': (times, values){', ...' if several else ''}}}) or pass inputs= "
+                         f"to simulate()")
 
 
 def as_signal(spec) -> Signal:
