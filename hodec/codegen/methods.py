@@ -2,16 +2,16 @@
 from __future__ import annotations
 
 import graphlib
+from dataclasses import dataclass
 from typing import Optional
 
 from ..symbolic.jacobian import ObservationJacobian
 from ..symbolic.dependencies import Dependencies
 from ..symbolic.lower import SymbolicModel
-from .printer import print_expr
+from .printer import formula, print_expr
 from .vectorize import Columns, Scope, emit_columns, read
 
 BATCHED_KINDS = {"state", "input", "out", "call"}
-TIME_LINE = "t = torch.as_tensor(t, dtype=y.dtype, device=y.device)"
 PREFIX = {"state": "s_", "input": "u_", "param": "p_", "let": "l_", "call": "c_"}
 
 
@@ -29,6 +29,23 @@ def scalar_names(sm: SymbolicModel) -> dict:
     return names
 
 
+def formula_names(sm: SymbolicModel) -> dict:
+    """Symbol → how the spec writes it, for comments: the user's name, or `slot(arguments)` for a neural call."""
+    names = {sym: leaf.name for sym, leaf in sm.leaves.items()}
+    for site in sm.calls:  # in order of creation: a call's arguments only contain calls made before it
+        names[site.symbol] = f"{site.slot}({', '.join(formula(a, names) for a in site.args)})"
+    return names
+
+
+@dataclass
+class Body:
+    """A generated method's body and what the module's tables say about it."""
+
+    lines: list
+    reads_time: bool = False  # reads t, directly or through inputs
+    columns: Optional[Columns] = None  # forward: the flux columns, in their order
+
+
 class MethodWriter:
     """Collects the lines of one method: reads of leaves, lets and neural calls it needs, then its result."""
 
@@ -42,8 +59,10 @@ class MethodWriter:
                     vectors[f"out:{slot.name}"] = (f"n_{slot.name}", slot.n_out)
         self.let_values = sm.let_values()
         self.deps = Dependencies(sm)
+        names = formula_names(sm)
         self.scope = Scope(sm.leaves, scalar_names(sm), vectors, self._batched, batch, like, tables,
-                           varying=self._varying)
+                           varying=self._varying, describe=lambda expr: formula(expr, names))
+        self.reads_time = False
 
     def _batched(self, expr) -> bool:
         return self.deps.reads_kind(expr, BATCHED_KINDS)
@@ -52,19 +71,26 @@ class MethodWriter:
         # Also t: inside observe() it is [T, 1, ...], so it needs the trailing axis as much as a state does.
         return self.deps.reads_kind(expr, BATCHED_KINDS | {"time"})
 
-    def columns(self, exprs: list, label: str) -> Columns:
-        return emit_columns(self.scope, exprs, label)
+    def columns(self, exprs: list, label: str, names: list) -> Columns:
+        return emit_columns(self.scope, exprs, label, names)
 
-    def prologue(self) -> list[str]:
-        """Reads and computations of every leaf used so far (and of what those need), in dependency order."""
+    def prologue(self, params: str = "p = self.parameter_values()", batch: bool = False) -> list[str]:
+        """Definitions of every local used so far, in dependency order: the parameter vector, the batch shape
+        (or `batch` True: the caller's lines read it), t, the inputs, the leaves read, and the lets and neural
+        calls computed (and what those need)."""
         computed = self._computed_leaves()
-        lines = []
         uses = {k: k in self.scope.gathered or any(self.sm.leaves[s].kind == k for s in self.scope.used)
-                for k in ("time", "input")}
-        if uses["time"] or uses["input"]:
-            lines.append(TIME_LINE)
+                for k in ("time", "input", "param")}
+        self.reads_time = uses["time"] or uses["input"]
+        tail = []
+        if self.reads_time:
+            tail.append("t = torch.as_tensor(t, dtype=y.dtype, device=y.device)")
         if uses["input"]:
-            lines.append(f"u = self.input_values(t, {self.scope.batch})")
+            tail.append(f"u = self.input_values(t, {self.scope.batch_shape()})")
+        lines = [params] if uses["param"] else []
+        if batch or self.scope.batch_used:
+            lines.append(f"batch = {self.scope.like}.shape[:-1]")
+        lines += tail
         for sym in sorted(self.scope.used, key=self._leaf_order):
             leaf = self.sm.leaves[sym]
             if leaf.kind in ("state", "input", "param"):
@@ -104,7 +130,7 @@ class MethodWriter:
             code = print_expr(e, _Reads(self.scope), self.scope.like)
             if e.is_number:  # a Python number: make it a tensor of the model's dtype first
                 code = f"{self.scope.like}.new_tensor({code})"
-            cols.append(code if self._batched(e) else f"({code}).expand({self.scope.batch})")
+            cols.append(code if self._batched(e) else f"({code}).expand({self.scope.batch_shape()})")
         return "torch.stack([" + ", ".join(cols) + "], -1)"
 
 
@@ -118,26 +144,27 @@ class _Reads(dict):
 
 
 # ---------------------------------------------------------------- the three methods
-def initial_state_body(sm: SymbolicModel, tables: dict) -> list[str]:
+def initial_state_body(sm: SymbolicModel, tables: dict) -> Body:
     w = MethodWriter(sm, tables, batch=None, like="p", has_states=False)
-    cols = w.columns(sm.initial, "initial")
+    cols = w.columns(sm.initial, "initial", [s.name for s in sm.model.states])
+    if not cols.order:  # no states: the empty vector is made like p
+        w.scope.gathered.add("param")
     body = cols.lines + [f"y0 = {_ordered(cols, 'initial', tables)}"]
-    return ["p = self.parameter_values()"] + w.prologue() + body + [
-        f"return y0.expand(*batch, {len(sm.initial)})"]
+    return Body(w.prologue() + body + [f"return y0.expand(*batch, {len(sm.initial)})"])
 
 
-def forward_body(sm: SymbolicModel, tables: dict, gates: Optional[list] = None) -> tuple[list[str], Columns]:
+def forward_body(sm: SymbolicModel, tables: dict, gates: Optional[list] = None) -> Body:
     """The fused vector field. With `gates` (a gate table), gate values multiply fluxes and slot arguments."""
     w = MethodWriter(sm, tables, batch="batch", like="y", has_states=True)
-    cols = w.columns([f.rate for f in sm.fluxes], "flux")
+    cols = w.columns([f.rate for f in sm.fluxes], "flux", [f.name for f in sm.fluxes])
     slot_lines = []
     for group in _slot_groups(sm.model.slots):
         slot_lines += _slot_call(w, sm, group, gates, tables)
-    head = ["p = self.parameter_values()", "batch = y.shape[:-1]"] + w.prologue()
+    head = w.prologue()
     if gates:
         head.append("g = self.gate_values()  # the gates, then a constant 1 read by ungated edges")
     flux = [f"flux = {cols.code}"] + _flux_gates(cols, gates, tables)
-    return head + slot_lines + cols.lines + flux + COUPLING_TAIL, cols
+    return Body(head + slot_lines + cols.lines + flux + COUPLING_TAIL, w.reads_time, cols)
 
 
 def _flux_gates(cols: Columns, gates: Optional[list], tables: dict) -> list[str]:
@@ -197,12 +224,11 @@ COUPLING_TAIL = [
 ]
 
 
-def observables_body(sm: SymbolicModel, tables: dict) -> tuple[list[str], bool]:
-    """The body, and whether it reads t (directly or through inputs)."""
+def observables_body(sm: SymbolicModel, tables: dict) -> Body:
     w = MethodWriter(sm, tables, batch="batch", like="y", has_states=True)
-    cols = w.columns(sm.observables, "observe")
-    head = ["p = self.parameter_values()", "batch = y.shape[:-1]"] + w.prologue()
-    return head + cols.lines + [f"return {_ordered(cols, 'observe', tables)}"], head[2:3] == [TIME_LINE]
+    cols = w.columns(sm.observables, "observe", [o.name for o in sm.model.observables])
+    result = [f"return {_ordered(cols, 'observe', tables)}"]
+    return Body(w.prologue() + cols.lines + result, w.reads_time)
 
 
 def _ordered(cols: Columns, label: str, tables: dict) -> str:
@@ -214,20 +240,22 @@ def _ordered(cols: Columns, label: str, tables: dict) -> str:
     return f"({cols.code}).index_select(-1, self.{label}_order)"
 
 
-def observation_jacobian_body(sm: SymbolicModel, tables: dict, jac: ObservationJacobian) -> list[str]:
+def observation_jacobian_body(sm: SymbolicModel, tables: dict, jac: ObservationJacobian) -> Body:
     """J = ∂(observables)/∂(states), [*batch, n_obs, n_states], with every param read detached from autograd
     (so training cannot lower a coupled loss by making the coupling itself stronger). Only the symbolically
     nonzero entries are computed; they are scattered into a zero tensor."""
     n_obs, n_states = len(sm.model.observables), len(sm.model.states)
     w = MethodWriter(sm, tables, batch="batch", like="y", has_states=True)
-    head = ["p = self.parameter_values().detach()", "batch = y.shape[:-1]"]
+    observables, states = sm.model.observables, sm.model.states
+    cols = w.columns([e for _, _, e in jac.entries], "jacobian",
+                     [f"d {observables[i].name} / d {states[j].name}" for i, j, _ in jac.entries])
+    head = w.prologue("p = self.parameter_values().detach()", batch=True)
     if not jac.entries:
-        return head + [f"return y.new_zeros(*batch, {n_obs}, {n_states})"]
-    cols = w.columns([e for _, _, e in jac.entries], "jacobian")
+        return Body(head + [f"return y.new_zeros(*batch, {n_obs}, {n_states})"])
     tables["jacobian_index"] = tuple(i * n_states + j for i, j, _ in jac.entries)
-    return head + w.prologue() + cols.lines + [
+    return Body(head + cols.lines + [
         f"values = {_ordered(cols, 'jacobian', tables)}",
         f"J = y.new_zeros(*batch, {n_obs * n_states})",
         "J = J.index_copy(-1, self.jacobian_index, values)",
         f"return J.reshape(*batch, {n_obs}, {n_states})",
-    ]
+    ])

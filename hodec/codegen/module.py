@@ -12,7 +12,7 @@ from ..symbolic.lower import SymbolicModel
 from ..symbolic.gates import gate_table
 from ..symbolic.jacobian import observation_jacobian
 from ..version import __version__
-from .methods import TIME_LINE, forward_body, initial_state_body, observables_body, observation_jacobian_body
+from .methods import forward_body, initial_state_body, observables_body, observation_jacobian_body
 
 DENSE_LIMIT = 40_000  # flux x state entries up to which a dense matmul accumulates faster than a scatter
 _MODULE_NAMES = {"torch", "runtime", "Model"}
@@ -29,11 +29,11 @@ def render_module(sm: SymbolicModel, gates: bool = False) -> str:
     tables: dict = {}
     gate_list = gate_table(sm) if gates else []
     initial = initial_state_body(sm, tables)
-    forward, flux_columns = forward_body(sm, tables, gate_list)
-    observe, observe_time = observables_body(sm, tables)
+    forward = forward_body(sm, tables, gate_list)
+    observe = observables_body(sm, tables)
     jac = observation_jacobian(sm)
     jacobian = observation_jacobian_body(sm, tables, jac)
-    fluxes = [sm.fluxes[i] for i in flux_columns.order]
+    fluxes = [sm.fluxes[i] for i in forward.columns.order]
     stoich = [(f, state, coef) for f, flux in enumerate(fluxes) for state, coef in flux.stoichiometry]
     m = sm.model
     context = dict(
@@ -53,18 +53,18 @@ def render_module(sm: SymbolicModel, gates: bool = False) -> str:
         accumulation=repr("dense" if len(fluxes) * len(m.states) <= DENSE_LIMIT else "scatter"),
         index_tables=mapping({k: v for k, v in tables.items() if all(isinstance(x, int) for x in v)}),
         constant_tables=mapping({k: v for k, v in tables.items() if not all(isinstance(x, int) for x in v)}),
-        observables_use_time=observe_time,
-        forward_uses_time=TIME_LINE in forward,
+        observables_use_time=observe.reads_time,
+        forward_uses_time=forward.reads_time,
         gates_table=rows([(g.name, g.kind) for g in gate_list]),
         edges_table=rows(_edges(sm) if gates else []),
         observation_table=rows([(o.name, support, state, slots) for o, support, state, slots
                                 in zip(m.observables, jac.support, jac.state_of, jac.slots)]),
         n_states=len(m.states),
         n_observables=len(m.observables),
-        initial_body=indent(initial),
-        forward_body=indent(forward),
-        observables_body=indent(observe),
-        jacobian_body=indent(jacobian),
+        initial_body=indent(initial.lines),
+        forward_body=indent(forward.lines),
+        observables_body=indent(observe.lines),
+        jacobian_body=indent(jacobian.lines),
     )
     return _template().render(**context)
 

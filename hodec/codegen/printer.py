@@ -8,6 +8,7 @@ from __future__ import annotations
 import sympy
 from sympy.printing.pycode import PythonCodePrinter, _print_known_func
 from sympy.printing.precedence import precedence
+from sympy.printing.str import StrPrinter
 
 _TORCH_FUNCTIONS = {
     "exp": "torch.exp", "log": "torch.log", "sqrt": "torch.sqrt", "Abs": "torch.abs", "sin": "torch.sin",
@@ -168,3 +169,24 @@ class TorchPrinter(PythonCodePrinter):
 
 def print_expr(expr, names: dict, like: str = "y") -> str:
     return TorchPrinter(names, like).doprint(expr)
+
+
+class _FormulaPrinter(StrPrinter):
+    """SymPy's plain notation with each leaf under its name in the spec: the formulas of comments."""
+
+    def __init__(self, names: dict):
+        super().__init__()
+        self.names = names
+
+    def _print_Symbol(self, expr):
+        return self.names[expr]
+
+    _print_Dummy = _print_Symbol
+
+    def _print_Float(self, expr):
+        return repr(float(expr))
+
+
+def formula(expr, names: dict) -> str:
+    """An expression as the spec would write it, for a comment (names are identifiers: nothing can escape it)."""
+    return _FormulaPrinter(names).doprint(expr)

@@ -4,6 +4,10 @@ Expressions that share a shape (the same expression up to which states, inputs, 
 read, e.g. every `k * A * B` mass-action law) form a group, evaluated once over gathered operands, so the number
 of tensor operations does not grow with the number of expressions. Pure numbers become one constant buffer;
 whatever is left is straight-line, CSE'd code, stacked in chunks so no Python expression grows without bound.
+
+Every column is labelled in the generated code (Brian2-style, the abstract statement as a comment): a fused part
+is preceded by one comment line per column it computes, `# <name>: <formula in the spec's names>`, and each
+straight-line column ends in `# <name>`.
 """
 from __future__ import annotations
 
@@ -19,7 +23,8 @@ GATHERED_KINDS = {"state": "-1", "input": "-1", "param": "0", "out": "-1"}
 
 @dataclass
 class Columns:
-    """The result: `lines` to run, then `code` is a tensor whose column j holds expression `order[j]`."""
+    """The result: `lines` to run (comments naming the columns last), then `code` is a tensor whose column j
+    holds expression `order[j]`."""
 
     lines: list
     code: str
@@ -40,35 +45,49 @@ class Scope:
     used: set = field(default_factory=set)  # leaf Symbols read
     gathered: set = field(default_factory=set)  # leaf kinds whose whole source vector is read (y, u, p, n_<slot>)
     varying: callable = lambda expr: True  # expr -> bool: whether it has batch or time axes (states, inputs, slots, t)
+    describe: callable = str  # expr -> the formula in the spec's names, for comments
     temps: int = 0
+    batch_used: bool = False  # whether code emitted so far reads the batch shape
+
+    def batch_shape(self) -> str:
+        """The code of the batch shape, noting that the method must define it."""
+        self.batch_used = True
+        return self.batch
 
 
-def emit_columns(scope: Scope, exprs: list, label: str) -> Columns:
+def emit_columns(scope: Scope, exprs: list, label: str, names: list) -> Columns:
+    """`names[i]` labels expression i in the comments (a flux, state or observable name)."""
     constants, groups, singles = _partition(scope, exprs)
-    parts, order, lines = [], [], []
+    parts, order, lines = [], [], []  # parts: (comment lines, code)
+
+    def notes(members):
+        return [f"# {names[i]}: {scope.describe(exprs[i])}" for i in members]
+
     if constants:
         name = _table(scope, f"{label}_const", [float(exprs[i]) for i in constants])
-        parts.append(_expand(scope, f"self.{name}", len(constants), batched=False))
+        parts.append((notes(constants), _expand(scope, f"self.{name}", len(constants), batched=False)))
         order += constants
     for gi, group in enumerate(_merge_products(scope, groups)):
         if isinstance(group, dict):
             code, more = _product_code(scope, group, f"{label}_m{gi}")
             lines += more
-            parts.append(code)
+            parts.append((notes(group["members"]), code))
             order += group["members"]
             continue
         template, slots, members = group
-        parts.append(_group_code(scope, exprs, template, slots, members, f"{label}_g{gi}"))
+        parts.append((notes(members), _group_code(scope, exprs, template, slots, members, f"{label}_g{gi}")))
         order += members
     if singles:
-        code, more = _straight_line(scope, [exprs[i] for i in singles])
+        code, more = _straight_line(scope, [exprs[i] for i in singles], [names[i] for i in singles])
         lines += more
-        parts.append(code)
+        parts.append(([], code))
         order += singles
     if not parts:
         return Columns(lines, f"{scope.like}.new_zeros({_shape(scope, 0)})", [])
-    code = parts[0] if len(parts) == 1 else "torch.cat([\n    " + ",\n    ".join(parts) + ",\n], -1)"
-    return Columns(lines, code, order)
+    if len(parts) == 1:
+        return Columns(lines + parts[0][0], parts[0][1], order)
+    code = "".join("".join(f"\n    {note}" for note in comments) + f"\n    {part}," for comments, part in parts)
+    return Columns(lines, f"torch.cat([{code}\n], -1)", order)
 
 
 # ---------------------------------------------------------------- grouping by shape
@@ -209,13 +228,12 @@ def _product_kinds(scope: Scope, template, slots):
     distinct placeholders whose leaves all live in gatherable vectors; else None."""
     if not isinstance(template, sympy.Mul) or len(template.args) != len(slots):
         return None
-    names = {placeholder: f"v{k}" for k, (placeholder, _) in enumerate(slots)}
-    if set(template.args) != set(names):
+    number = {placeholder: k for k, (placeholder, _) in enumerate(slots)}
+    if set(template.args) != set(number):
         return None
-    printed = print_expr(template, names, scope.like).split("*")
-    if sorted(printed) != sorted(names.values()):
-        return None
-    order = [int(code[1:]) for code in printed]
+    # The printer writes a product's factors in SymPy's canonical order: the merged product keeps that order, so
+    # it multiplies in the same sequence (floating-point products are not associative).
+    order = [number[factor] for factor in template.as_ordered_factors()]
     kinds = []
     for k in order:
         leaf = scope.leaves[slots[k][1][0]]
@@ -260,7 +278,7 @@ def _product_code(scope: Scope, merged: dict, label: str) -> tuple[str, list]:
         if padded:
             if not lines:  # one kernel (torch.nn.functional.pad would be four)
                 ones = _table(scope, f"{label}_ones", [1.0] * width)
-                ones = f"self.{ones}.expand(*{scope.batch}, {width})"
+                ones = f"self.{ones}.expand(*{scope.batch_shape()}, {width})"
                 lines.append(f"{PADDABLE[kind]} = torch.cat([{vector}, {ones}], -1)")
             vector, length = PADDABLE[kind], length + width
         factors.append(_gather_indices(vector, length, GATHERED_KINDS[kind], idx, scope, f"{label}_{k}"))
@@ -269,7 +287,7 @@ def _product_code(scope: Scope, merged: dict, label: str) -> tuple[str, list]:
 
 
 # ---------------------------------------------------------------- straight-line code
-def _straight_line(scope: Scope, exprs: list) -> tuple[str, list]:
+def _straight_line(scope: Scope, exprs: list, labels: list) -> tuple[str, list]:
     temps = sympy.numbered_symbols("tmp", cls=sympy.Dummy, real=True)
     replacements, reduced = sympy.cse(exprs, symbols=temps, order="none")
     names, lines = {}, []
@@ -280,9 +298,11 @@ def _straight_line(scope: Scope, exprs: list) -> tuple[str, list]:
     columns = []
     for original, expr in zip(exprs, reduced):
         code = print_expr(expr, _reader(scope, names), scope.like)
-        columns.append(code if scope.batched(original) or scope.batch is None else f"({code}).expand({scope.batch})")
+        columns.append(code if scope.batched(original) or scope.batch is None else
+                       f"({code}).expand({scope.batch_shape()})")
+    columns = [f"{code},  # {label}" for code, label in zip(columns, labels)]
     chunks = [columns[i:i + STACK_CHUNK] for i in range(0, len(columns), STACK_CHUNK)]
-    stacks = ["torch.stack([\n        " + ",\n        ".join(c) + ",\n    ], -1)" for c in chunks]
+    stacks = ["torch.stack([\n        " + "\n        ".join(c) + "\n    ], -1)" for c in chunks]
     return (stacks[0] if len(stacks) == 1 else "torch.cat([" + ", ".join(stacks) + "], -1)"), lines
 
 
@@ -309,7 +329,7 @@ def _expand(scope: Scope, code: str, width: int, batched: bool) -> str:
 
 
 def _shape(scope: Scope, width: int) -> str:
-    return f"(*{scope.batch}, {width})" if scope.batch else f"({width},)"
+    return f"(*{scope.batch_shape()}, {width})" if scope.batch else f"({width},)"
 
 
 def _table(scope: Scope, name: str, values: list) -> str:
