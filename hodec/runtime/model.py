@@ -19,6 +19,9 @@ from .stoichiometry import Stoichiometry
 from .trainable import drop_empty_entries, register_trainable
 
 PARAM_KINDS = ("free", "positive", "bounded", "fixed")
+# A fixed-grid solve (torchdiffeq's euler, rk4, ... given a step_size) allocates its whole time grid before the first
+# step: 10^8 steps are 0.8 GB of grid and hours of forward calls; a span/step_size beyond is refused up front.
+MAX_FIXED_STEPS = 10 ** 8
 
 
 class CompiledModel(Gated, Stoichiometry, nn.Module):
@@ -227,6 +230,8 @@ class CompiledModel(Gated, Stoichiometry, nn.Module):
         ref = self.raw_free
         ts = torch.as_tensor(ts, dtype=ref.dtype, device=ref.device)
         y0 = self.initial_state() if y0 is None else torch.as_tensor(y0, dtype=ref.dtype, device=ref.device)
+        if options.get("step_size") is not None:
+            _check_fixed_grid(ts, options["step_size"], method)
         try:
             return odeint(self, y0, ts, method=method, rtol=rtol, atol=atol, options=options or None)
         except AssertionError as err:  # torchdiffeq reports step-size underflow this way
@@ -246,6 +251,18 @@ class CompiledModel(Gated, Stoichiometry, nn.Module):
 
     def extra_repr(self) -> str:
         return f"states={len(self.state_names)}, params={len(self.param_names)}, fluxes={len(self.fluxes_table)}"
+
+
+def _check_fixed_grid(ts: torch.Tensor, step_size, method: str):
+    step = float(step_size)
+    if not (step > 0 and math.isfinite(step)):
+        raise HodecError(f"step_size must be a positive number; got {step_size}")
+    span = float(ts[-1] - ts[0]) if ts.numel() else 0.0
+    steps = abs(span) / step
+    if not steps <= MAX_FIXED_STEPS:  # also refuses an infinite or NaN span
+        raise HodecError(f"{method} with step_size {step:g} over a time span of {span:g} would take {steps:.3g} "
+                         f"steps (at most {MAX_FIXED_STEPS:.0e}): use a larger step_size or an adaptive method "
+                         f"such as dopri5")
 
 
 def _unknown(model, what: str, name: str, candidates) -> HodecError:
