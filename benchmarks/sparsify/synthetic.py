@@ -80,9 +80,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from hodec.compiler import load_text, symbolic  # noqa: E402
+from hodec.compiler import compile_text, load_text, symbolic  # noqa: E402
 from hodec.graph.extract import gate_edges, graph_of_source  # noqa: E402
-from hodec.graph.prune import prune_spec  # noqa: E402
+from hodec.graph.prune import prune_spec as prune_compiled  # noqa: E402
 from hodec.graph.transform import transform  # noqa: E402
 from hodec.training.data import Dataset, Trajectory  # noqa: E402
 from hodec.training.sparsify import PenalisedTrainer, data_mse, effective_params, sparsify  # noqa: E402
@@ -216,6 +216,11 @@ def timed_sparsify(spec: str, train: Dataset, cfg):
     """sparsify(), its seconds, and the seconds until its L1 fit on all data ended."""
     r = sparsify(spec, train, cfg, filename=SPEC)
     return r, r.seconds, r.timings["cross_validation"] + r.timings["l1_fit"]
+
+
+def prune_spec(spec: str, pruned, observed, filename: str = SPEC):
+    """hodec.graph.prune.prune_spec over a spec's text."""
+    return prune_compiled(compile_text(spec, filename), pruned, observed)
 
 
 def refit_pruned(spec: str, gated, pruned, observed, train: Dataset, cfg):

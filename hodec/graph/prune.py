@@ -3,16 +3,16 @@ the states that no longer reach an observed quantity, edited line by line so com
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import networkx as nx
 
-from ..compiler import symbolic
 from ..model.build import additive_terms
 from ..syntax import ast
-from ..syntax.parser import parse
 from ..syntax.unparse import unparse_statement
-from .extract import interaction_graph
+
+if TYPE_CHECKING:  # the compiler sits above the graph layer: prune takes its result, never calls it
+    from ..compiler import Compilation
 
 
 @dataclass(frozen=True)
@@ -22,22 +22,19 @@ class Pruning:
     states_dropped: tuple
 
 
-def prune_spec(source: str, pruned: Iterable[str], observed: Iterable[str] = (),
-               filename: str = "<spec>") -> Pruning:
-    """Remove the gates named in `pruned` (reaction names, der_<x>.<i>, <slot>.<arg>), then every state that no
-    longer reaches an observable or a state in `observed` (the states with a data column)."""
+def prune_spec(spec: "Compilation", pruned: Iterable[str], observed: Iterable[str] = ()) -> Pruning:
+    """Remove from a compiled spec the gates named in `pruned` (reaction names, der_<x>.<i>, <slot>.<arg>), then
+    every state that no longer reaches an observable or a state in `observed` (the states with a data column)."""
     pruned = set(pruned)
-    sm = symbolic(source, filename)
-    keep = _reaching_states(interaction_graph(sm), pruned, set(observed))
-    dropped = {s.name for s in sm.model.states} - keep
-    spec = parse(source, filename)
+    keep = _reaching_states(spec.graph, pruned, set(observed))
+    states = tuple(s.name for s in spec.model.states)
+    dropped = set(states) - keep
     edits = {}
-    for stmt in spec.statements:
+    for stmt in spec.ast.statements:
         new = _edit(stmt, pruned, dropped)
         if new is not stmt:
             edits[stmt.span.line] = new
-    text = _apply(source, spec.statements, edits)
-    states = tuple(s.name for s in sm.model.states)
+    text = _apply(spec.source, spec.ast.statements, edits)
     return Pruning(text, tuple(s for s in states if s in keep), tuple(s for s in states if s in dropped))
 
 
