@@ -84,3 +84,15 @@ def test_simulate_unbound_input_speaks_cli(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--input u=" in err and "set_inputs" not in err
     assert main(["simulate", str(spec), "--t-end", "1", "--points", "3", "--input", "u=2"]) == 0
+
+
+@pytest.mark.parametrize("command, keys", [("fit", ("method: homotopy", "epochs: 600", "solver:", "dtype:")),
+                                           ("sparsify", ("method: vanilla", "lambda1:", "refit_lr:", "warm_start:"))])
+def test_help_lists_the_config_keys_with_defaults(command, keys, capsys):
+    """`--help` names every config key and its default (a user does not read source)."""
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    out = capsys.readouterr().out
+    assert "hodec/training" not in out
+    for key in keys:
+        assert key in out

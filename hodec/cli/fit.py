@@ -3,11 +3,15 @@ from __future__ import annotations
 
 import argparse
 
+from ..training.config import FitConfig
+from ..training.options import config_help
+
 
 def add_parser(sub):
     p = sub.add_parser("fit", help="train a spec's params and neural slots on data (homotopy, vanilla, "
                                    "multiple shooting)",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog=f"FIT.yaml keys (all optional), with their defaults:\n{config_help(FitConfig)}")
     p.add_argument("spec", metavar="SPEC")
     p.add_argument("--data", required=True, metavar="DATA.csv",
                    help="columns: t, optional id, observables/states (fitted), inputs (fed); empty cell = missing")

@@ -3,11 +3,15 @@ from __future__ import annotations
 
 import argparse
 
+from ..training.sparsify_config import SparsifyConfig
+from ..training.options import config_help
+
 
 def add_parser(sub):
     p = sub.add_parser("sparsify", help="prune a spec's edges and states by L1 sparsity gates (HGS step 5), "
                                         "refit, write RUNDIR/pruned.hode",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog=f"SPARSIFY.yaml keys (all optional), with their defaults:\n{config_help(SparsifyConfig)}")
     p.add_argument("spec", metavar="SPEC")
     p.add_argument("--data", required=True, metavar="DATA.csv", help="training data, the format of hodec fit")
     p.add_argument("--test", metavar="TEST.csv", help="held-out data: report.json gets test_mse")
