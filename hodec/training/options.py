@@ -121,11 +121,13 @@ _SHOW = reprlib.Repr()
 _SHOW.maxstring = _SHOW.maxother = 60
 _SHOW.maxlist = _SHOW.maxdict = _SHOW.maxtuple = 6
 _SHOW.maxlevel = 3
+SHOW_CHARS = 80
 
 
 def show(value) -> str:
     """A value as an error message quotes it: bounded in length and depth however large the value is."""
-    return _SHOW.repr(value)
+    text = _SHOW.repr(value)
+    return text if len(text) <= SHOW_CHARS else text[:SHOW_CHARS - 3] + "..."
 
 
 def as_number(value) -> Optional[float]:
