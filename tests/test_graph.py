@@ -5,11 +5,16 @@ import networkx as nx
 import pytest
 
 from hodec.graph import (EdgeCause, cut_vertices, edge_names, edges_by_cause, full_transitive_closure,
-                         gate_edges, graph_of_source, merge_sccs, partial_transitive_closure, resolve_nodes,
+                         gate_edges, merge_sccs, partial_transitive_closure, resolve_nodes,
                          shortcut_edges)
 from hodec.cli import build_parser
 from hodec.cli.graph import load_gates
 from hodec.graph.draw import layered_layout, to_dot, write_graph
+from hodec.compiler import compile_text
+
+
+def graph_of_source(source: str, filename: str = "<spec>"):
+    return compile_text(source, filename).graph
 
 
 def edge_table(G):

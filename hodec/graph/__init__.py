@@ -5,10 +5,10 @@ _EXPORTS = {
     "cut_vertices": "edits", "full_transitive_closure": "edits", "merge_sccs": "edits",
     "partial_transitive_closure": "edits", "shortcut_edges": "edits",
     "EdgeCause": "extract", "edge_names": "extract", "edges_by_cause": "extract", "gate_edges": "extract",
-    "graph_of_source": "extract", "interaction_graph": "extract", "resolve_nodes": "extract",
+"interaction_graph": "extract", "resolve_nodes": "extract",
 }
 
-__all__ = ["EdgeCause", "interaction_graph", "graph_of_source", "edge_names", "edges_by_cause", "gate_edges",
+__all__ = ["EdgeCause", "interaction_graph", "edge_names", "edges_by_cause", "gate_edges",
            "resolve_nodes", "merge_sccs", "cut_vertices", "partial_transitive_closure", "full_transitive_closure",
            "shortcut_edges"]
 

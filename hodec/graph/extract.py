@@ -54,13 +54,6 @@ def interaction_graph(sm: SymbolicModel) -> nx.DiGraph:
     return G
 
 
-def graph_of_source(source: str, filename: str = "<spec>") -> nx.DiGraph:
-    """Parse, check and lower a spec, then extract its interaction graph."""
-    from ..compiler import symbolic
-
-    return interaction_graph(symbolic(source, filename))
-
-
 # ---------------------------------------------------------------- queries
 def edge_names(G: nx.DiGraph, u: str, v: str) -> list[str]:
     """The names of the causes of an edge (shortcut edges added by a closure have none)."""
