@@ -87,24 +87,18 @@ def test_absurd_magnitudes_from_arrays_name_the_row(model):
 
 
 # ---------------------------------------------------------------- trajectories
-def test_a_single_row_is_not_a_trajectory(tmp_path, model):
-    message = read_error(tmp_path, model, "t,prey,predators\n0,1,2\n")
-    assert "line 2: the data has a single time point; a trajectory needs at least two" in message
-
-
-def test_one_row_per_id_names_the_first_short_trajectory(tmp_path, model):
-    message = read_error(tmp_path, model, "t,id,prey\n0,7,1\n1,7,2\n0,8,1\n0,9,1\n")
-    assert "line 4: trajectory 8 has a single time point" in message
-
-
-def test_an_id_without_values_is_an_error_naming_it(tmp_path, model):
-    message = read_error(tmp_path, model, "t,id,prey,predators\n0,1,1,2\n1,1,2,3\n\n0,2,,\n1,2,NaN,\n")
-    assert "trajectory 2 (lines 5 to 6) has no value in any fitted column (prey, predators)" in message
-
-
-def test_lines_count_blank_lines_and_quoted_line_breaks(tmp_path, model):
-    message = read_error(tmp_path, model, 't,prey,predators\n\n0,1,"2"\n"1\n",2,3\n2,x,4\n')
-    assert "line 6, column 'prey': 'x' is not a number" in message
+@pytest.mark.parametrize("content, message", [
+    ("t,prey,predators\n0,1,2\n",
+     "line 2: the data has a single time point; a trajectory needs at least two"),
+    ("t,id,prey\n0,7,1\n1,7,2\n0,8,1\n0,9,1\n",  # one row per id (but the first)
+     "line 4: trajectory 8 has a single time point"),
+    ("t,id,prey,predators\n0,1,1,2\n1,1,2,3\n\n0,2,,\n1,2,NaN,\n",  # an id whose cells are all empty
+     "trajectory 2 (lines 5 to 6) has no value in any fitted column (prey, predators)"),
+    ('t,prey,predators\n\n0,1,"2"\n"1\n",2,3\n2,x,4\n',  # lines count blank lines and quoted line breaks
+     "line 6, column 'prey': 'x' is not a number"),
+])
+def test_trajectories_without_two_times_or_a_value_are_located_errors(tmp_path, model, content, message):
+    assert message in read_error(tmp_path, model, content)
 
 
 def test_many_ids_are_grouped_without_a_scan_per_id(tmp_path, model):

@@ -33,6 +33,17 @@ def check_table(table):
     assert (np.diff(table.lines) > 0).all()
 
 
+def check_read_data(path, model):
+    """read_data gives trajectories of two or more increasing times with a value, or a HodecError naming the file."""
+    try:
+        data = read_data(path, model)
+    except HodecError as err:
+        assert str(err).startswith(f"{path}: error: ")
+        return
+    for tr in data.trajectories:
+        assert len(tr.t) >= 2 and (np.diff(tr.t) > 0).all() and np.isfinite(tr.y).any()
+
+
 @SETTINGS
 @given(st.binary(max_size=300))
 def test_any_bytes_give_a_table_or_a_hodec_error(tmp_path, data):
@@ -50,13 +61,7 @@ def test_any_bytes_give_a_table_or_a_hodec_error(tmp_path, data):
 def test_csv_like_text_through_read_data_gives_a_dataset_or_a_hodec_error(tmp_path, model, header, body):
     path = tmp_path / "data.csv"
     path.write_text(",".join(header) + "\n" + body, encoding="utf-8")
-    try:
-        data = read_data(path, model)
-    except HodecError as err:
-        assert str(err).startswith(f"{path}: error: ")
-        return
-    for tr in data.trajectories:
-        assert len(tr.t) >= 2 and (np.diff(tr.t) > 0).all() and np.isfinite(tr.y).any()
+    check_read_data(path, model)
 
 
 NUMBERS = st.integers(-3, 3).map(str)
@@ -72,13 +77,7 @@ def test_table_shaped_text_through_read_data_gives_a_dataset_or_a_hodec_error(tm
     rows = draw.draw(st.lists(st.lists(CELLS, min_size=len(header), max_size=len(header)), max_size=8))
     path = tmp_path / "data.csv"
     path.write_text("\n".join([",".join(header)] + [",".join(row) for row in rows]), encoding="utf-8")
-    try:
-        data = read_data(path, model)
-    except HodecError as err:
-        assert str(err).startswith(f"{path}: error: ")
-        return
-    for tr in data.trajectories:
-        assert len(tr.t) >= 2 and (np.diff(tr.t) > 0).all() and np.isfinite(tr.y).any()
+    check_read_data(path, model)
 
 
 finite_or_missing = st.one_of(st.floats(min_value=-LARGEST, max_value=LARGEST, allow_nan=False),
