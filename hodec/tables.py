@@ -45,7 +45,7 @@ class Table:
     unit: str = "line"  # "line" for a file, "row" for arrays
 
     def __post_init__(self):
-        outside = ~(np.abs(self.values) <= LARGEST) & ~np.isnan(self.values)
+        outside = np.abs(self.values) > LARGEST  # inf too; NaN compares False
         if outside.any():
             row, column = (int(k) for k in np.argwhere(outside)[0])
             value = float(self.values[row, column])

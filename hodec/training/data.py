@@ -88,18 +88,12 @@ def table_to_dataset(table: Table, model) -> Dataset:
     for index in _rows_by_id(ids):
         label = id_label(ids[index[0]])
         what = f"trajectory {label}" if "id" in col else "the data"
-        _check_trajectory(table, index, what, fitted)
-        t = times[index]
-        steps = np.diff(t)
-        if (steps <= 0).any():
-            k = int(np.flatnonzero(steps <= 0)[0])
-            table.fail(f"time {t[k + 1]:g} does not increase (previous time in {what} is {t[k]:g}); times must be "
-                       "strictly increasing within each trajectory", index[k + 1])
-        u = u_all[index]
+        t, y, u = times[index], y_all[index], u_all[index]
+        _check_trajectory(table, index, what, t, y, fitted)
         for j, name in enumerate(fed):
             if not np.isfinite(u[:, j]).any():
                 table.fail(f"input column '{name}' has no values for {what}")
-        trajectories.append(Trajectory(label, t, y_all[index], u))
+        trajectories.append(Trajectory(label, t, y, u))
     return Dataset(tuple(fitted), tuple(fed), trajectories, table.source)
 
 
@@ -145,12 +139,17 @@ def _rows_by_id(ids: np.ndarray) -> list:
     return [rows[k] for k in np.argsort(first)]
 
 
-def _check_trajectory(table: Table, index: np.ndarray, what: str, fitted: list):
-    """A trajectory starts at its first time and is fitted at later ones: it needs two times and a value."""
+def _check_trajectory(table: Table, index: np.ndarray, what: str, t: np.ndarray, y: np.ndarray, fitted: list):
+    """A trajectory starts at its first time and is fitted at later ones: it needs two or more increasing times
+    and a value to fit. index: its rows in the table."""
     if len(index) < 2:
         table.fail(f"{what} has a single time point; a trajectory needs at least two (it starts at its first time "
                    "and is fitted at the later ones)", index[0])
-    y = table.values[index][:, [table.header.index(c) for c in fitted]]
+    steps = np.diff(t)
+    if (steps <= 0).any():
+        k = int(np.flatnonzero(steps <= 0)[0])
+        table.fail(f"time {t[k + 1]:g} does not increase (previous time in {what} is {t[k]:g}); times must be "
+                   "strictly increasing within each trajectory", index[k + 1])
     if not np.isfinite(y).any():
         rows = f"{table.unit}s {table.lines[index[0]]} to {table.lines[index[-1]]}"
         table.fail(f"{what} ({rows}) has no value in any fitted column ({', '.join(fitted)}): nothing to fit; "
