@@ -5,9 +5,20 @@ import pytest
 
 from hodec.compiler import compile_source, load_source
 from hodec.errors import HodecError
-from hodec.graph import graph_of_source
 from hodec.cli import build_parser
-from hodec.graph.transform import closure, full_closure, merge_scc, mnode, transform
+from hodec.compiler import compile_text
+from hodec.graph import transform as steps
+
+
+def _over_text(step):
+    """A transform step called on spec text (compiled here; the graph layer takes a Compilation)."""
+    def call(source, *args, filename="<spec>", **kwargs):
+        return step(compile_text(source, filename), *args, **kwargs)
+    return call
+
+
+mnode, merge_scc, closure, full_closure, transform = map(_over_text, (steps.mnode, steps.merge_scc, steps.closure,
+                                                                   steps.full_closure, steps.transform))
 from hodec.syntax import ast
 from hodec.syntax.parser import parse
 
@@ -26,7 +37,7 @@ def declared(text, cls):
 
 
 def edges(text):
-    return set(graph_of_source(text).edges)
+    return set(compile_text(text).graph.edges)
 
 
 def compiles(text):
@@ -108,7 +119,7 @@ observe y = B
     # A -> A has causes conv (keep) and leak (gated): not kept. A -> B only conv: kept. u -> A only der_A.0: kept
     assert slots(out) == {"f_A": "A, keep u -> A", "f_B": "keep A, B -> B"}
     assert edges(out) == edges(source)
-    G = graph_of_source(out)
+    G = compile_text(out).graph
     assert G.edges["A", "B"]["causes"][0].keep and not G.edges["A", "A"]["causes"][0].keep
 
 
@@ -147,7 +158,7 @@ observe o = f_x_2 * x
     assert "hidden 8 8 activation tanh" in out
     compile_source(out)
     with pytest.raises(HodecError, match="activation"):
-        mnode(source, activation="swish")
+        mnode(source, activation="swishy")
     with pytest.raises(HodecError, match="hidden"):
         mnode(source, hidden=(0,))
 

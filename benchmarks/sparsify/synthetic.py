@@ -81,7 +81,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from hodec.compiler import compile_text, load_text, symbolic  # noqa: E402
-from hodec.graph.extract import gate_edges, graph_of_source  # noqa: E402
+from hodec.graph.extract import gate_edges  # noqa: E402
 from hodec.graph.prune import prune_spec as prune_compiled  # noqa: E402
 from hodec.graph.transform import transform  # noqa: E402
 from hodec.training.data import Dataset, Trajectory  # noqa: E402
@@ -156,7 +156,7 @@ def reaction_scorer(spec: str):
 def true_edges() -> set:
     """The generator's interaction graph (true reactions only), self-loops included."""
     values = {k: v for k, (_, _, v) in TRUE.items()}
-    return set(graph_of_source(spec_text("Generator", {}, values), "generator.hode").edges)
+    return set(compile_text(spec_text("Generator", {}, values), "generator.hode").graph.edges)
 
 
 def false_slot_gates(spec: str) -> list:
@@ -168,7 +168,7 @@ def false_slot_gates(spec: str) -> list:
 def slot_scorer(spec: str):
     """Gate names kept -> scores, an edge being (argument, target slot's outputs) of a gated slot argument; true
     edges u -> v mapped to (u, the outputs of the slot that has v among them): the condensed graph after a merge."""
-    edge = {e["name"]: (e["source"][0], frozenset(e["target"])) for e in gate_edges(graph_of_source(spec, SPEC))}
+    edge = {e["name"]: (e["source"][0], frozenset(e["target"])) for e in gate_edges(compile_text(spec, SPEC).graph)}
     slot_of = {v: target for _, target in edge.values() for v in target}
     true = {(u, slot_of[v]) for u, v in true_edges() if v in slot_of}
     return lambda kept: scores({edge[n] for n in kept if n in edge}, edge, true)
@@ -273,10 +273,10 @@ def run_mechanistic(spec: str, train: Dataset, test: Dataset, cfg) -> dict:
 
 def mnode_specs(spec: str, hidden=MNODE_HIDDEN) -> dict:
     """The MNODE rows' specs: step 2 alone, and with steps 3 (merge-scc) and 4 (full closure) on or off."""
-    base = transform(spec, filename=SPEC, mnode=True, hidden=tuple(hidden))
-    return {"mnode+l1": base, "hgs": transform(base, filename=SPEC, merge=True, full=True),
-            "hgs-merge": transform(base, filename=SPEC, full=True), "hgs-closure": transform(base, filename=SPEC,
-                                                                                             merge=True)}
+    base = transform(compile_text(spec, SPEC), mnode=True, hidden=tuple(hidden))
+    mnode_form = compile_text(base, SPEC)
+    return {"mnode+l1": base, "hgs": transform(mnode_form, merge=True, full=True),
+            "hgs-merge": transform(mnode_form, full=True), "hgs-closure": transform(mnode_form, merge=True)}
 
 
 def body(spec: str) -> str:

@@ -44,7 +44,7 @@ def run(args) -> int:
     if (hidden is not None or activation is not None) and not mnode:
         raise HodecError("--hidden and --activation only apply with --mnode")
     spec = compile_spec(args.spec)
-    text = transform(spec.source, filename=spec.filename, mnode=mnode,
+    text = transform(spec, mnode=mnode,
                      merge=bool(getattr(args, "merge_scc", False)), keep_loops=getattr(args, "keep_loop", []),
                      pairs=getattr(args, "closure", []), full=bool(getattr(args, "full_closure", False)),
                      exclude=getattr(args, "exclude", []), hidden=hidden or DEFAULT_HIDDEN,

@@ -35,20 +35,21 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 from pathlib import PurePosixPath, PureWindowsPath
-from typing import Iterable, Optional, Sequence
+from typing import TYPE_CHECKING, Iterable, Optional, Sequence
 
 import networkx as nx
 
 from ..errors import Diagnostic, HodecError, Span, did_you_mean
-from ..model.build import build_model
 from ..model.model import ACTIVATIONS, RESERVED, TIME
 from ..symbolic.dependencies import Dependencies
-from ..symbolic.lower import SymbolicModel, lower
+from ..symbolic.lower import SymbolicModel
 from ..syntax import ast
-from ..syntax.parser import parse
 from ..syntax.unparse import unparse
 from . import edits
-from .extract import interaction_graph, resolve_nodes
+from .extract import resolve_nodes
+
+if TYPE_CHECKING:  # the compiler sits above the graph layer: a transform takes its result, never calls it
+    from ..compiler import Compilation
 
 __all__ = ["mnode", "merge_scc", "closure", "full_closure", "transform", "DEFAULT_HIDDEN", "DEFAULT_ACTIVATION"]
 
@@ -58,32 +59,30 @@ _NOWHERE = Span(0, 0, 0, 0)  # spans of generated nodes (the unparser ignores sp
 
 
 # ---------------------------------------------------------------- public API
-def mnode(source: str, *, filename: str = "<spec>", hidden: Sequence[int] = DEFAULT_HIDDEN,
-          activation: str = DEFAULT_ACTIVATION) -> str:
+def mnode(spec: Compilation, *, hidden: Sequence[int] = DEFAULT_HIDDEN, activation: str = DEFAULT_ACTIVATION) -> str:
     """The MNODE form of a spec: one residual slot per state with a non-zero right-hand side (module doc)."""
-    return transform(source, filename=filename, mnode=True, hidden=hidden, activation=activation)
+    return transform(spec, mnode=True, hidden=hidden, activation=activation)
 
 
-def merge_scc(source: str, keep_loops: Iterable[Iterable[str]] = (), *, filename: str = "<spec>") -> str:
+def merge_scc(spec: Compilation, keep_loops: Iterable[Iterable[str]] = ()) -> str:
     """Merge every strongly connected component of an MNODE-form spec into one super-slot (module doc)."""
-    return transform(source, filename=filename, merge=True, keep_loops=keep_loops)
+    return transform(spec, merge=True, keep_loops=keep_loops)
 
 
-def closure(source: str, pairs: Iterable[tuple[str, str]], exclude: Iterable[tuple[str, str]] = (), *,
-            filename: str = "<spec>") -> str:
+def closure(spec: Compilation, pairs: Iterable[tuple[str, str]], exclude: Iterable[tuple[str, str]] = ()) -> str:
     """Add the partial-transitive-closure shortcuts of each (input, observable) pair as slot arguments."""
     pairs = list(pairs)
     if not pairs:
-        raise HodecError("closure needs at least one INPUT:OBSERVABLE pair", filename)
-    return transform(source, filename=filename, pairs=pairs, exclude=exclude)
+        raise HodecError("closure needs at least one INPUT:OBSERVABLE pair", spec.path)
+    return transform(spec, pairs=pairs, exclude=exclude)
 
 
-def full_closure(source: str, exclude: Iterable[tuple[str, str]] = (), *, filename: str = "<spec>") -> str:
+def full_closure(spec: Compilation, exclude: Iterable[tuple[str, str]] = ()) -> str:
     """Add every skip edge (u → w whenever w is reachable from u) as a slot argument, except ``exclude``."""
-    return transform(source, filename=filename, full=True, exclude=exclude)
+    return transform(spec, full=True, exclude=exclude)
 
 
-def transform(source: str, *, filename: str = "<spec>", mnode: bool = False, merge: bool = False,
+def transform(spec: Compilation, *, mnode: bool = False, merge: bool = False,
               keep_loops: Iterable[Iterable[str]] = (), pairs: Iterable[tuple[str, str]] = (),
               full: bool = False, exclude: Iterable[tuple[str, str]] = (),
               hidden: Sequence[int] = DEFAULT_HIDDEN, activation: str = DEFAULT_ACTIVATION) -> str:
@@ -91,6 +90,7 @@ def transform(source: str, *, filename: str = "<spec>", mnode: bool = False, mer
 
     One header line names all the steps taken. A HodecError for a bad spec or option.
     """
+    filename = spec.path
     keep_loops = [_as_names(loop) for loop in keep_loops]
     pairs = [_as_pair(p, "--closure") for p in pairs]
     exclude = [_as_pair(p, "--exclude") for p in exclude]
@@ -111,60 +111,48 @@ def transform(source: str, *, filename: str = "<spec>", mnode: bool = False, mer
         raise HodecError(f"unknown activation '{activation}' (one of {', '.join(ACTIVATIONS)})", filename)
 
     flags = []
-    text = source  # each step reads the previous step's text; errors still name the user's file
-    if mnode:
-        text = _step(text, filename, lambda spec: _mnode(spec, hidden, activation))
+    if mnode:  # each step reads the previous step's result; errors still name the user's file
+        spec = _step(spec, lambda s: _mnode(s, hidden, activation))
         flags.append("--mnode")
         if hidden != tuple(DEFAULT_HIDDEN):
             flags.append("--hidden " + " ".join(map(str, hidden)))
         if activation != DEFAULT_ACTIVATION:
             flags.append(f"--activation {activation}")
     if merge:
-        text = _step(text, filename, lambda spec: _merge(spec, keep_loops))
+        spec = _step(spec, lambda s: _merge(s, keep_loops))
         flags.append("--merge-scc")
         flags += [f"--keep-loop {','.join(loop)}" for loop in keep_loops]
     if pairs or full:
-        text = _step(text, filename, lambda spec: _closure(spec, pairs, full, exclude))
+        spec = _step(spec, lambda s: _closure(s, pairs, full, exclude))
         flags += [f"--closure {a}:{b}" for a, b in pairs] + (["--full-closure"] if full else [])
         flags += [f"--exclude {a}:{b}" for a, b in exclude]
-    return _with_header(text, flags, filename)
+    return _with_header(spec.source, flags, spec.filename)
 
 
 # ---------------------------------------------------------------- loading, output, checks
-@dataclass
 class _Spec:
-    source: str
-    filename: str
-    tree: ast.SpecFile
-    sm: SymbolicModel
-    G: nx.DiGraph
+    """A step's view of a Compilation: its statements, symbolic model and graph, and errors at its path."""
 
-    @property
-    def statements(self) -> list:
-        return self.tree.statements
+    def __init__(self, compilation: Compilation):
+        self.compilation = compilation
+        self.statements: list = compilation.ast.statements
+        self.sm: SymbolicModel = compilation.symbolic
+        self.G: nx.DiGraph = compilation.graph
 
     def error(self, message: str, span: Optional[Span] = None, hint: Optional[str] = None) -> HodecError:
-        return HodecError([Diagnostic(message, span, hint)], self.filename, self.source)
+        return HodecError([Diagnostic(message, span, hint)], self.compilation.path, self.compilation.source)
 
     def order(self) -> dict[str, int]:
         return {n: i for i, n in enumerate(self.G.nodes)}
 
 
-def _load(source: str, filename: str) -> _Spec:
-    tree = parse(source, filename)
-    sm = lower(build_model(tree))
-    return _Spec(source, filename, tree, sm, interaction_graph(sm))
-
-
-def _step(source: str, filename: str, step) -> str:
-    spec = _load(source, filename)
-    text = unparse(step(spec))
+def _step(spec: Compilation, step) -> Compilation:
+    text = unparse(step(_Spec(spec)))
     try:
-        _load(text, "<hodec transform output>")  # every result compiles
+        return spec.derived(text)  # every result compiles
     except HodecError as err:  # a bug here, not the user's: show what was generated and why it fails
         raise HodecError(f"internal error: the transformed spec does not compile:\n{err.render()}\n"
-                         f"--- generated text ---\n{text}", filename) from None
-    return text
+                         f"--- generated text ---\n{text}", spec.path) from None
 
 
 def _with_header(text: str, flags: list[str], filename: str) -> str:
