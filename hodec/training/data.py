@@ -3,7 +3,8 @@
 DATA.csv has a `t` column, an optional `id` column (one trajectory per id, rows of an id in time order; without
 it the whole file is one trajectory), columns named after observables or states (fitted), and columns named
 after inputs (fed to the model, linearly interpolated between their samples, end values held). Empty cells are
-missing values. Each trajectory starts at its first row's time.
+missing values. Each trajectory starts at its first row's time and needs a later one and a value to fit. Errors
+name the file's line and column (hodec.tables reads the cells).
 """
 from __future__ import annotations
 
@@ -48,18 +49,6 @@ class Dataset:
                 per_column.append(float(values.var()))
         mean = float(np.mean(per_column)) if per_column else 0.0
         return mean if math.isfinite(mean) and mean > 0 else 1.0
-
-    def select(self, t_max: Optional[float] = None, first: Optional[int] = None) -> "Dataset":
-        """A copy keeping, per trajectory, the first `first` rows and/or the rows with t <= t_max."""
-        out = []
-        for tr in self.trajectories:
-            keep = np.ones(len(tr.t), dtype=bool)
-            if first is not None:
-                keep[first:] = False
-            if t_max is not None:
-                keep &= tr.t <= t_max
-            out.append(Trajectory(tr.id, tr.t[keep], tr.y[keep], tr.u[keep]))
-        return Dataset(self.columns, self.inputs, out, self.source)
 
 
 def read_data(path, model) -> Dataset:
