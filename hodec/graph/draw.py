@@ -1,4 +1,5 @@
-"""Pictures of an interaction graph: DOT text (no graphviz needed) and matplotlib PNG/SVG/PDF.
+"""Pictures of an interaction graph: DOT text, and PNG/SVG/PDF laid out by Graphviz `dot` where it is installed,
+else drawn with matplotlib (a layered layout of our own, which can put an edge label on another edge).
 
 Inputs are boxes, states ellipses, observed nodes are drawn doubled (DOT) or filled (matplotlib), super-nodes of
 merged components list their members. Edge labels are the names of the causes (reaction, der_x.i, slot.arg);
@@ -8,6 +9,9 @@ follows its largest |gate| and its label shows each gate's value.
 from __future__ import annotations
 
 import io
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -17,6 +21,8 @@ from ..files import write_atomic
 
 DOT_SUFFIXES = (".dot", ".gv")
 IMAGE_SUFFIXES = (".png", ".svg", ".pdf")
+DOT_TIMEOUT_S = 60  # dot lays out a few hundred nodes in seconds; past this, matplotlib draws instead
+PNG_DPI = 150  # dot's default 96 makes small graphs blurry
 
 
 def edge_label(data: dict, gates: Optional[dict] = None) -> str:
@@ -54,8 +60,9 @@ def node_label(G: nx.DiGraph, n) -> str:
 def to_dot(G: nx.DiGraph, gates: Optional[dict] = None, title: Optional[str] = None) -> str:
     """The graph as Graphviz DOT text."""
     name = title or G.graph.get("name") or "hodec"
-    lines = [f"digraph {_quote(name)} {{", "  rankdir=LR;", '  node [fontname="Helvetica"];',
-             '  edge [fontname="Helvetica", fontsize=10];']
+    lines = [f"digraph {_quote(name)} {{", "  rankdir=LR;",
+             f'  graph [label={_quote(name)}, labelloc="t", fontname="Helvetica"];',  # the title, on top
+             '  node [fontname="Helvetica"];', '  edge [fontname="Helvetica", fontsize=10];']
     for n, data in G.nodes(data=True):
         attrs = {"label": node_label(G, n), "shape": "box" if data.get("kind") == "input" else "ellipse"}
         if data.get("observed"):
@@ -108,8 +115,39 @@ def layered_layout(G: nx.DiGraph) -> dict:
     return pos
 
 
+def find_dot() -> Optional[str]:
+    """The path of Graphviz's `dot` program, None when it is not on PATH."""
+    return shutil.which("dot")
+
+
+def dot_image(dot_text: str, fmt: str) -> Optional[bytes]:
+    """The picture of DOT text laid out by `dot`; None when dot is not installed, or fails (said on stderr)."""
+    program = find_dot()
+    if program is None:
+        return None
+    command = [program, f"-T{fmt}"] + ([f"-Gdpi={PNG_DPI}"] if fmt == "png" else [])
+    try:
+        done = subprocess.run(command, input=dot_text.encode("utf-8"), capture_output=True, timeout=DOT_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        reason = f"no picture after {DOT_TIMEOUT_S} s"
+    except OSError as err:
+        reason = err.strerror or str(err)
+    else:
+        if done.returncode == 0 and done.stdout:
+            return done.stdout
+        message = done.stderr.decode("utf-8", "replace").strip().splitlines()
+        reason = message[0] if message else f"exit status {done.returncode}"
+    print(f"hodec: Graphviz dot failed ({reason}); drawing with matplotlib instead", file=sys.stderr)
+    return None
+
+
 def render_image(G: nx.DiGraph, fmt: str, gates: Optional[dict] = None, title: Optional[str] = None) -> bytes:
-    """Draw with matplotlib (Agg, no pyplot state) and return the file's bytes in the given format."""
+    """The picture's bytes in the given format: Graphviz dot's layout where it works, else matplotlib's drawing."""
+    return dot_image(to_dot(G, gates, title), fmt) or matplotlib_image(G, fmt, gates, title)
+
+
+def matplotlib_image(G: nx.DiGraph, fmt: str, gates: Optional[dict] = None, title: Optional[str] = None) -> bytes:
+    """Draw with matplotlib (Agg, no pyplot state) on the layered layout and return the file's bytes."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.patches import FancyArrowPatch
