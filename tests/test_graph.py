@@ -9,6 +9,7 @@ from hodec.graph import (EdgeCause, cut_vertices, edge_names, edges_by_cause, fu
                          shortcut_edges)
 from hodec.cli import build_parser
 from hodec.cli.graph import load_gates
+from hodec.graph import draw
 from hodec.graph.draw import layered_layout, to_dot, write_graph
 from hodec.compiler import compile_text
 
@@ -340,7 +341,10 @@ def test_dot_output():
     assert 'style="dashed"' in to_dot(full_transitive_closure(nx.DiGraph([("a", "b"), ("b", "c")])))
 
 
-def test_pictures_are_written(tmp_path):
+@pytest.mark.parametrize("dot", ["as-installed", "absent"])  # absent: matplotlib draws gates, super-nodes, shortcuts
+def test_pictures_are_written(tmp_path, monkeypatch, dot):
+    if dot == "absent":
+        monkeypatch.setattr(draw, "find_dot", lambda: None)
     G = graph_of_source(NEURAL)
     png = write_graph(G, tmp_path / "g.png", gates={"r": 0.5})
     data = png.read_bytes()
