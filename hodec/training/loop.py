@@ -31,7 +31,6 @@ class Trainer:
         self.config = config = config or FitConfig()
         self.problem = Problem(model, data, config, inputs)
         self.method = METHODS[config.method](self.problem, config)
-        self.problem.show_lambda = self.method.scheduled
         self.optimizer = self._make_optimizer()
         self.trainable = [row[0] for row in self.model.parameters_table if row[2] != "fixed"]
         self.epoch = 0
@@ -80,9 +79,6 @@ class Trainer:
         """A term added to the loss that is backpropagated (e.g. the sparsity penalty of `hodec sparsify`), or
         None. It never enters the reported or best-epoch-selecting MSE."""
         return None
-
-    def lam_at(self, epoch: int) -> float:
-        return self.method.lam_at(epoch)
 
     # ---------------------------------------------------------------- one epoch
     def step(self) -> dict:

@@ -16,6 +16,7 @@ class Method:
 
     def __init__(self, problem: Problem, config: FitConfig):
         self.problem, self.config = problem, config
+        problem.show_lambda = self.scheduled
 
     def lam_at(self, epoch: int) -> float:
         """The coupling strength of epoch 1, 2, ..."""
