@@ -6,6 +6,7 @@ a node, another edge label, or another edge's curve.
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -164,7 +165,7 @@ def test_failing_dot_falls_back_with_a_note(tmp_path, monkeypatch, capsys):
     assert b"Matplotlib" in write_graph(G, tmp_path / "g.png").read_bytes()
     assert capsys.readouterr().err == ("hodec: Graphviz dot failed (Error: <stdin>: syntax error in line 1); "
                                        "drawing with matplotlib instead\n")
-    failing.write_text("#!/bin/sh\nexec sleep 30\n")
+    failing.write_text(f"#!{sys.executable}\nimport time\ntime.sleep(30)\n")
     monkeypatch.setattr(draw, "DOT_TIMEOUT_S", 0.3)
     assert b"Matplotlib" in write_graph(G, tmp_path / "g.png").read_bytes()
     assert "Graphviz dot failed (no picture after 0.3 s)" in capsys.readouterr().err
