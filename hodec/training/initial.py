@@ -23,9 +23,10 @@ def trainable_entries(model) -> list:
 def initial_sources(model) -> dict:
     """Per state, the names of the trainable params and neural slots its initial value reads.
 
-    Found on a copy of the model with one quantity at a time set to NaN: NaN propagates through every arithmetic
-    operation, so a state's initial value becomes NaN exactly when its expression reads that quantity, whatever
-    the values (no symbolic model is needed, so this works for any compiled model instance)."""
+    Found on a copy of the model with one quantity at a time set to NaN: NaN propagates through the arithmetic
+    and functions an initial value is made of, so the value becomes NaN exactly when its expression reads that
+    quantity, whatever the values (x ** 0 and 1 ** x, which do not, the compiler has already folded to 1). No
+    symbolic model is needed: this works for any compiled model instance, also one loaded from generated code."""
     probe = copy.deepcopy(model)
     reads = {name: [] for name in model.state_names}
     for name, target, index in trainable_entries(probe):

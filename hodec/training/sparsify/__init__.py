@@ -45,5 +45,5 @@ from .report import report_dict
 from .run import run_sparsify
 
 __all__ = ["PenalisedTrainer", "SparsifyResult", "choose_lambda1", "data_mse", "effective_params", "fold_indices",
-           "l1_path", "paired_standard_errors", "refit_gated", "report_dict", "run_sparsify", "sparsify",
-           "spec_prior", "standard_error", "subset", "trajectory_errors"]
+           "l1_path", "paired_standard_errors", "refit_gated", "refit_pruned", "report_dict", "run_sparsify",
+           "sparsify", "spec_prior", "standard_error", "subset", "trajectory_errors"]

@@ -105,12 +105,7 @@ def sparsify(spec: Union[Compilation, str], data, config=None, *, filename: str 
         path, chosen = cross_validate(gated_class, data, config, phi0, inputs, say)
     timings = {"cross_validation": time.perf_counter() - start}
     trainer, l1_epochs = _l1_model(gated_class, data, config, chosen, phi0, inputs)
-    gated = copy.deepcopy(trainer.model)
-    gates = {name: (kind, float(w)) for (name, kind), w in zip(gated.gates_table, gated.gate_weights.detach())}
-    pruned = sorted(name for name, (_, w) in gates.items() if abs(w) < config.threshold)
-    cut = copy.deepcopy(gated)  # the pruned model before the refit: pruned gates at 0
-    cut.set_gates({name: 0.0 for name in pruned})
-    train_mse_sparse = trainer.evaluate(cut)
+    gated, gates, pruned, cut = _thresholded(trainer.model, config.threshold)
     if not path:
         path.append({"lambda1": chosen, "val_mse": None, "edges_kept": len(gates) - len(pruned),
                      "edges_kept_folds": []})
@@ -126,12 +121,10 @@ def sparsify(spec: Union[Compilation, str], data, config=None, *, filename: str 
     say(f"refit of the pruned spec: best epoch {refit.best_epoch}, MSE {refit.best_mse}")
     result = SparsifyResult(
         lambda1=chosen, path=path, edges=edge_entries(spec.graph, gates, set(pruned)), gated_model=gated,
-        pruned_names=pruned, states_kept=pruning.states_kept, states_dropped=pruning.states_dropped,
-        pruned=small, fitted_source=_fitted(small, pruning, refit, chosen, len(pruned), len(gates), config),
-        model=refit.model,
+        pruned_names=pruned, states_kept=pruning.states_kept, states_dropped=pruning.states_dropped, pruned=small,
+        fitted_source=_fitted(small, pruning, refit, chosen, len(pruned), len(gates), config), model=refit.model,
         refit=refit, refit_trainer=refit_trainer, params_before=effective_params(spec.symbolic, gated),
-        params_after=effective_params(small.symbolic, refit.model),
-        train_mse_sparse=train_mse_sparse if math.isfinite(train_mse_sparse) else None,
+        params_after=effective_params(small.symbolic, refit.model), train_mse_sparse=_finite(trainer.evaluate(cut)),
         data_variance=trainer.scale, l1_epochs=l1_epochs, config=config)
     if test is not None:
         result.test_mse = _finite(data_mse(refit.model, test, config.refit, inputs))
@@ -150,6 +143,17 @@ def _l1_model(gated_class, data: Dataset, config: SparsifyConfig, chosen: float,
     if trainer is None:
         raise failures[chosen]
     return trainer, l1_epochs
+
+
+def _thresholded(model, threshold: float) -> tuple:
+    """A copy of the L1 model, its gates (name -> (kind, w)), the names of those under the threshold (pruned),
+    and a copy with those at 0 (the pruned model before the refit)."""
+    gated = copy.deepcopy(model)
+    gates = {name: (kind, float(w)) for (name, kind), w in zip(gated.gates_table, gated.gate_weights.detach())}
+    pruned = sorted(name for name, (_, w) in gates.items() if abs(w) < threshold)
+    cut = copy.deepcopy(gated)
+    cut.set_gates({name: 0.0 for name in pruned})
+    return gated, gates, pruned, cut
 
 
 def _observed(gated_class, data: Dataset, test: Optional[Dataset]) -> list:
