@@ -1,6 +1,7 @@
 """Training compiled models on data (`hodec fit`, `hodec sparsify`).
 
 data.py       DATA.csv -> trajectories, checked against the model
+options.py    config keys defined once (default, description, check) and the strict YAML reader
 config.py     FIT.yaml: options, defaults, validation
 groups.py     trajectories grouped by start time, solved batched on their union grid
 initial.py    which trainable params each state's initial value reads (what `initial: data` may pin)
