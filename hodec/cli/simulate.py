@@ -27,23 +27,25 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    import torch
+    import torch  # torch loads only for the commands that simulate or train
+
+    from ..runtime import UnboundInputError
 
     model_class = compile_spec(args.spec).model_class()
     model = model_class(assignments(args.set, "--set")).double()
     inputs = {name: _signal(value) for name, value in assignments(args.input, "--input", numeric=False).items()}
-    unbound = [name for name in model.input_names if name not in inputs]
-    if unbound:
-        raise HodecError(f"{args.spec}: input {', '.join(repr(n) for n in unbound)} has no value: bind "
-                         + " ".join(f"--input {n}=VALUE|FILE.csv" for n in unbound))
     if args.points < 2 or not args.t_end > 0:
         raise HodecError("--points must be at least 2 and --t-end positive")
     if args.output:
         check_outputs([args.spec, *[v for v in inputs_files(args.input)]], [args.output])
     ts = torch.linspace(0.0, args.t_end, args.points, dtype=torch.float64)
-    with torch.no_grad():
-        ys = model.simulate(ts, inputs=inputs, method=args.method, rtol=args.rtol, atol=args.atol)
-        obs = model.observe(ys, ts)
+    try:
+        with torch.no_grad():
+            ys = model.simulate(ts, inputs=inputs, method=args.method, rtol=args.rtol, atol=args.atol)
+            obs = model.observe(ys, ts)
+    except UnboundInputError as err:  # the runtime speaks Python (set_inputs); here the user wrote a command
+        raise HodecError(f"{args.spec}: input {', '.join(repr(n) for n in err.names)} has no value: bind "
+                         + " ".join(f"--input {n}=VALUE|FILE.csv" for n in err.names)) from None
     text = _table(ts, ys, obs, model)
     if args.output:
         write_atomic(args.output, text)
