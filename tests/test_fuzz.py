@@ -291,10 +291,11 @@ REGRESSIONS = [
      "r.hode:5:16: error: sqrt(-0.001) is undefined in real numbers"),
     (H + "let v0 = 1\nlet v1 = log(min(v0, -0))\nobserve o0 = -if(100 >= v1, t, 0)\n",
      "r.hode:5:10: error: log(-0) is undefined in real numbers"),
-    # ValueError 'nan is not comparable' once the observation Jacobian inlined a let that SymPy reduced to 0
+    # ValueError 'nan is not comparable' once the observation Jacobian inlined a let that SymPy reduced to 0; a let
+    # that folds to a number is now read as that number, so hill(0, 0, 1e30) is reported where it is written
     (H + "let v0 = k - k\nobserve o = max(-1, hill(-v0, 1 * v0, 1e30))\n",
-     "r.hode:5:13: error: with its lets substituted, this expression has no finite real value (like a division "
-     "by zero or log(0))"),
+     "r.hode:5:21: error: this expression has no finite real value once simplified (like a division by zero or "
+     "log(0))"),
     # a keyword glued to a name was split: 'paramz = 1' declared a param 'z'
     (H + "paramz = 1\n", "r.hode:4:1: error: unknown statement keyword 'paramz'"),
 ]

@@ -12,6 +12,8 @@ from .printer import formula, print_expr
 from .vectorize import Columns, Scope, emit_columns, read
 
 BATCHED_KINDS = {"state", "input", "out", "call"}
+COMPUTED_KINDS = ("let", "call", "derivative")  # leaves a method computes (in dependency order) rather than reads
+LEAF_ORDER = ("state", "input", "param", "let", "call", "derivative", "out", "time")
 PREFIX = {"state": "s_", "input": "u_", "param": "p_", "let": "l_", "call": "c_"}
 
 
@@ -24,6 +26,8 @@ def scalar_names(sm: SymbolicModel) -> dict:
             names[sym] = "t"
         elif leaf.kind == "out":
             names[sym] = f"n_{leaf.source}[..., {leaf.index}]"
+        elif leaf.kind == "derivative":
+            names[sym] = f"d_{leaf.index}"
         else:
             names[sym] = PREFIX[leaf.kind] + leaf.name
     return names
@@ -100,14 +104,14 @@ class MethodWriter:
 
     def _leaf_order(self, sym):
         leaf = self.sm.leaves[sym]
-        return ("state", "input", "param", "let", "call", "out", "time").index(leaf.kind), leaf.index, leaf.name
+        return LEAF_ORDER.index(leaf.kind), leaf.index, leaf.name
 
     def _computed_leaves(self) -> list[str]:
         """Lines for the lets and neural calls used (which may read more leaves, so iterate to a fixed point)."""
         calls = self.deps.calls
-        needed = [s for s in self.deps.reads(*self.scope.used) if self.sm.leaves[s].kind in ("let", "call")]
+        needed = [s for s in self.deps.reads(*self.scope.used) if self.sm.leaves[s].kind in COMPUTED_KINDS]
         graph = {sym: sorted((d for _, e in self.deps.direct(sym) for d in e.free_symbols
-                              if self.sm.leaves[d].kind in ("let", "call")), key=self._leaf_order) for sym in needed}
+                              if self.sm.leaves[d].kind in COMPUTED_KINDS), key=self._leaf_order) for sym in needed}
         order = graphlib.TopologicalSorter({k: graph[k] for k in sorted(graph, key=self._leaf_order)}).static_order()
         lines = []
         for sym in order:
@@ -245,7 +249,7 @@ def observation_jacobian_body(sm: SymbolicModel, tables: dict, jac: ObservationJ
     (so training cannot lower a coupled loss by making the coupling itself stronger). Only the symbolically
     nonzero entries are computed; they are scattered into a zero tensor."""
     n_obs, n_states = len(sm.model.observables), len(sm.model.states)
-    w = MethodWriter(sm, tables, batch="batch", like="y", has_states=True)
+    w = MethodWriter(jac.model, tables, batch="batch", like="y", has_states=True)
     observables, states = sm.model.observables, sm.model.states
     cols = w.columns([e for _, _, e in jac.entries], "jacobian",
                      [f"d {observables[i].name} / d {states[j].name}" for i, j, _ in jac.entries])

@@ -1,9 +1,9 @@
 """What a symbolic expression reads: the one dependency walker over leaves, through lets and neural calls.
 
 An expression's free symbols are leaves (see lower.py). A let reads what its value reads; a neural call site
-reads what its arguments read. `Dependencies.reads` follows both, memoised per symbol (so a chain of n lets costs
-O(n) walks, not one per path), and records on the way the *steps* crossed: the let names and the `slot.arg`
-formal arguments of neural function calls (the interaction graph's `via`).
+reads what its arguments read. `Dependencies.reads` follows both, memoised per symbol (so a chain of n lets is
+walked once, not once per query), and `steps` names what a path crosses on the way to one leaf: the let names and
+the `slot.arg` formal arguments of neural function calls (the interaction graph's `via`).
 """
 from __future__ import annotations
 
@@ -19,13 +19,13 @@ class Dependencies:
         self.sm = sm
         self.lets = sm.let_values()
         self.calls = {c.symbol: c for c in sm.calls}
-        self._memo: dict = {}
+        self._closure: dict = {}  # Symbol -> frozenset of the symbols it reads, itself included
 
     def direct(self, sym: sympy.Symbol) -> list[tuple[str, sympy.Expr]]:
         """What a let or call site evaluates, one step down: (step name, expression) pairs; nothing for a leaf
         that is read, not computed (state, input, param, slot output, t)."""
         leaf = self.sm.leaves[sym]
-        if leaf.kind == "let":
+        if leaf.kind in ("let", "derivative"):
             return [(leaf.name, self.lets[sym])]
         if leaf.kind == "call":
             site = self.calls[sym]
@@ -33,35 +33,32 @@ class Dependencies:
             return [(f"{slot.name}.{arg.name}", expr) for arg, expr in zip(slot.args, site.args)]
         return []
 
-    def reads(self, *exprs: sympy.Expr) -> dict:
-        """Every leaf Symbol the expressions read, directly or through lets and calls (those included), each with
-        the frozenset of steps (let names, slot.arg) crossed on some path to it (empty when read directly)."""
-        out: dict = {}
-        for expr in exprs:
-            for sym in expr.free_symbols:
-                _unite(out, self._symbol(sym))
-        return out
+    def reads(self, *exprs: sympy.Expr) -> frozenset:
+        """Every leaf Symbol the expressions read, directly or through lets and calls (those included)."""
+        return frozenset().union(*(self._symbol(sym) for expr in exprs for sym in expr.free_symbols))
 
-    def _symbol(self, root) -> dict:
+    def steps(self, expr: sympy.Expr, target: sympy.Symbol) -> frozenset:
+        """The let names and `slot.arg` arguments crossed on some path from the expression to the leaf `target`
+        (empty when it reads the target directly, or not at all)."""
+        return frozenset(step for sym in self.reads(expr) for step, inner in self.direct(sym)
+                         if target in self.reads(inner))
+
+    def _symbol(self, root) -> frozenset:
         # Post-order with an explicit stack: a long chain of lets must not exhaust Python's recursion limit.
         stack = [root]
         while stack:
             sym = stack[-1]
-            if sym in self._memo:
+            if sym in self._closure:
                 stack.pop()
                 continue
-            steps = self.direct(sym)
-            pending = [s for _, expr in steps for s in expr.free_symbols if s not in self._memo]
+            inner = [s for _, expr in self.direct(sym) for s in expr.free_symbols]
+            pending = [s for s in inner if s not in self._closure]
             if pending:
                 stack += pending
                 continue
-            result = {sym: frozenset()}
-            for step, expr in steps:
-                for s in expr.free_symbols:
-                    _unite(result, {r: via | {step} for r, via in self._memo[s].items()})
-            self._memo[sym] = result
+            self._closure[sym] = frozenset({sym}).union(*(self._closure[s] for s in inner))
             stack.pop()
-        return self._memo[root]
+        return self._closure[root]
 
     def reads_kind(self, expr: sympy.Expr, kinds: set) -> bool:
         """Whether the expression reads (directly or through lets and call arguments) a leaf of the given kinds."""
@@ -77,8 +74,3 @@ def used_params(sm: SymbolicModel, exprs=None) -> set:
     if exprs is None:
         exprs = list(sm.initial) + [f.rate for f in sm.fluxes] + list(sm.observables)
     return Dependencies(sm).names("param", *exprs)
-
-
-def _unite(into: dict, more: dict):
-    for sym, via in more.items():
-        into[sym] = into.get(sym, frozenset()) | via

@@ -60,7 +60,8 @@ def interaction_edges(sm: SymbolicModel) -> dict[tuple[str, str], tuple[EdgeCaus
 def node_sources(sm: SymbolicModel, deps: Dependencies, expr) -> dict[str, frozenset]:
     """The states and inputs an expression reads: node name → the lets and `slot.arg` names crossed on the way
     (params, t and residual-slot outputs are no nodes)."""
-    return {sm.leaves[sym].name: via for sym, via in deps.reads(expr).items() if sm.leaves[sym].kind in NODE_KINDS}
+    return {sm.leaves[sym].name: deps.steps(expr, sym) for sym in deps.reads(expr)
+            if sm.leaves[sym].kind in NODE_KINDS}
 
 
 def merge_causes(*groups: Iterable[EdgeCause]) -> tuple[EdgeCause, ...]:

@@ -7,18 +7,18 @@ additive term of a `der`, or one output of a residual slot; dx/dt = Σ_f stoichi
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Optional
 import sympy
 
 from ..model.model import TIME, Model
-from ..errors import Diagnostic, HodecError
-from .expressions import Converter, undefined
+from .expressions import Converter
 
 PARAM_KIND_ORDER = ("free", "positive", "bounded", "fixed")
 
 
 @dataclass(frozen=True)
 class Leaf:
-    kind: str  # state | input | param | let | call | out | time
+    kind: str  # state | input | param | let | call | out | time (and derivative: see jacobian.py)
     name: str  # user name (for call and out: an internal label)
     index: int = 0  # position in its source vector (state, input, param, out)
     source: str = ""  # for out: the slot's name
@@ -77,24 +77,7 @@ def lower(model: Model) -> SymbolicModel:
     sm.initial = [convert(s.initial) for s in model.states]
     sm.fluxes = _fluxes(sm, convert)
     sm.observables = [convert(o.value) for o in model.observables]
-    _check_inlined_observables(sm)
     return sm
-
-
-def _check_inlined_observables(sm: SymbolicModel):
-    """Observables are differentiated with their lets inlined (the observation Jacobian). Inlining lets SymPy
-    evaluate what it kept symbolic ('let v = p - p' then log(v)): check the result here, where it can be located."""
-    errors = []
-    for observable, expr in zip(sm.model.observables, sm.observables):
-        try:
-            bad = undefined(substitute_lets(sm, expr))
-        except (TypeError, ValueError):  # SymPy refusing to compare or order a non-real value it just produced
-            bad = True
-        if bad:
-            errors.append(Diagnostic("with its lets substituted, this expression has no finite real value (like a "
-                                     "division by zero or log(0))", observable.value.span))
-    if errors:
-        raise HodecError(errors)
 
 
 def _symbol(sm: SymbolicModel, leaf: Leaf) -> sympy.Symbol:
@@ -143,9 +126,16 @@ def _fluxes(sm: SymbolicModel, convert: Converter) -> list[Flux]:
     return fluxes
 
 
-def substitute_lets(sm: SymbolicModel, expr: sympy.Expr) -> sympy.Expr:
-    """Inline every let (lets are in dependency order, so substituting from the last one back suffices)."""
-    for sym, value in reversed(sm.lets):
-        if sym in expr.free_symbols:
-            expr = expr.xreplace({sym: value})
-    return expr
+def inlined_lets(sm: SymbolicModel) -> dict:
+    """Let Symbol → its value with every let inlined. Built in dependency order, each let once, so values share
+    their inlined subexpressions (a chain of n lets costs n substitutions, though its inlined tree may be 2^n)."""
+    out: dict = {}
+    for sym, value in sm.lets:
+        out[sym] = value.xreplace({s: out[s] for s in value.free_symbols if s in out})
+    return out
+
+
+def substitute_lets(sm: SymbolicModel, expr: sympy.Expr, inlined: Optional[dict] = None) -> sympy.Expr:
+    """The expression with every let inlined (`inlined`: inlined_lets(sm), when the caller has it already)."""
+    inlined = inlined_lets(sm) if inlined is None else inlined
+    return expr.xreplace({s: inlined[s] for s in expr.free_symbols if s in inlined})
