@@ -16,6 +16,7 @@ import pytest
 import hodec
 from hodec import HodecError
 from hodec.cli import main
+from hodec.model.model import ACTIVATIONS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -129,7 +130,18 @@ CASES = [
     ("empty-bounds", "model M\nparam k = 1 in (2, 0)\n",
      "spec.hode:2:17: error: empty bounds (2, 0) for 'k': lower must be < upper"),
     ("unknown-activation", H + "neural f(x) activation tanhh\n",
-     "spec.hode:5:24: error: unknown activation 'tanhh' (one of tanh, relu, gelu, silu, elu, softplus, sigmoid)"),
+     "spec.hode:5:24: error: unknown activation 'tanhh' (one of " + ", ".join(ACTIVATIONS) + ")"),
+    # ---- neural sizes (issue 14: accepted, then forward could not allocate)
+    ("hidden-too-wide", H + "neural f(A) -> A hidden 1000000000\n",
+     "spec.hode:5:1: error: hidden layer widths of 'f' must be at most 65536"),
+    ("neural-too-many-weights", H + "neural f(A) -> A hidden 60000 60000\n",
+     "spec.hode:5:1: error: neural slots up to 'f' have 3,600,240,001 weights, more than the limit of 100,000,000"),
+    # 36,024,001 + 36,024,001 + 36,030,001 weights and biases (1 or 2 inputs -> 6000 -> 6000 -> 1)
+    ("neural-weights-summed-over-slots", H + "neural f(A) -> A hidden 6000 6000\nneural g(B) -> B hidden 6000 6000\n"
+     "neural h(A, B) hidden 6000 6000\n",
+     "spec.hode:7:1: error: neural slots up to 'h' have 108,078,003 weights, more than the limit of 100,000,000"),
+    ("hidden-not-an-integer", H + "neural f(A) -> A hidden 1e20\n",
+     "spec.hode:5:25: error: malformed number '1e20'"),
     ("constant-power-overflow", H + "der A = 9^9^9\n",
      "spec.hode:5:9: error: this constant expression is out of the range of double-precision numbers (about 1e308)"),
     ("constant-division-by-zero", H + "der A = A / 0\n",
@@ -176,6 +188,13 @@ CASES = [
     ("initial-uses-dynamic-let", H + "let v = A\nstate C = v\n",
      "spec.hode:6:11: error: let 'v' depends on states, inputs, t or neural slots, "
      "so it cannot be used in an initial value"),
+    # ---- initial values finite with the params' values (issue 14)
+    ("initial-divides-by-zero-param", "model M\nparam z = 0\nstate x = 1/z\n",
+     "spec.hode:3:11: error: the initial value of 'x' is not a finite number with the params at their values (z = 0)"),
+    ("initial-overflows", "model M\nparam z = 800\nlet w = exp(z)\nstate x = 2 * w\n",
+     "spec.hode:4:11: error: the initial value of 'x' is not a finite number with the params at their values"),
+    ("initial-log-of-zero-param", "model M\nparam z = 0\nstate x = log(z) + 1\n",
+     "spec.hode:3:11: error: the initial value of 'x' is not a finite number with the params at their values (z = 0)"),
     ("let-cycle", H + "let a = b\nlet b = a\n",
      "spec.hode:5:5: error: lets refer to each other in a cycle: a -> b -> a"),
 ]

@@ -1,8 +1,8 @@
 """Semantic checks on a parsed file, as explicit passes that each append every error they find.
 
 Passes: declarations (duplicate, reserved), references (undefined, kind), arity, expression types (boolean vs
-number), values (bounds, options), constants (finite in double precision), structure (reactions, ders, slots)
-and let cycles.
+number), values (bounds, options, neural sizes), constants (finite in double precision), initial values (finite
+with the params' values), structure (reactions, ders, slots) and let cycles.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Iterator
 
 from ..errors import Diagnostic, Span, did_you_mean
 from ..syntax import ast
-from .model import ACTIVATIONS, BUILTINS, RESERVED, TIME
+from .model import ACTIVATIONS, BUILTINS, DEFAULT_HIDDEN, MAX_HIDDEN_WIDTH, MAX_NEURAL_PARAMETERS, RESERVED, TIME
 
 _DECLARED_KIND = {ast.ParamDecl: "param", ast.InputDecl: "input", ast.StateDecl: "state", ast.LetDecl: "let",
                   ast.ReactionDecl: "reaction", ast.NeuralDecl: "neural slot", ast.ObserveDecl: "observable"}
@@ -58,7 +58,7 @@ class Context:
 def run_checks(statements: list) -> Context:
     ctx = Context(statements)
     for check in (check_declarations, check_references, check_arity, check_types, check_values,
-                  check_constants, check_structure, check_let_cycles):
+                  check_constants, check_initial_values, check_structure, check_let_cycles):
         check(ctx)
     return ctx
 
@@ -203,6 +203,23 @@ def check_values(ctx: Context):
                       n.activation.span, did_you_mean(n.activation.id, ACTIVATIONS))
         if n.hidden is not None and any(w <= 0 for w in n.hidden):
             ctx.error(f"hidden layer widths of '{n.name.id}' must be positive", n.span)
+        elif n.hidden is not None and any(w > MAX_HIDDEN_WIDTH for w in n.hidden):
+            ctx.error(f"hidden layer widths of '{n.name.id}' must be at most {MAX_HIDDEN_WIDTH}", n.span)
+    _check_neural_size(ctx)
+
+
+def _check_neural_size(ctx: Context):
+    """All slots' weights and biases together within MAX_NEURAL_PARAMETERS (reported at the slot that passes it)."""
+    total = 0
+    for n in ctx.of_type(ast.NeuralDecl):
+        if any(not 0 < w <= MAX_HIDDEN_WIDTH for w in n.hidden or ()):
+            return  # reported above
+        widths = [len(n.args), *(n.hidden or DEFAULT_HIDDEN), 1 if n.outputs is None else len(n.outputs)]
+        total += sum(a * b + b for a, b in zip(widths, widths[1:]))
+        if total > MAX_NEURAL_PARAMETERS:
+            ctx.error(f"neural slots up to '{n.name.id}' have {total:,} weights, more than the limit of "
+                      f"{MAX_NEURAL_PARAMETERS:,}", n.span)
+            return
 
 
 # ---------------------------------------------------------------- constants
@@ -218,6 +235,21 @@ def check_constants(ctx: Context):
         folder.value(expr, report=True)
 
 
+def check_initial_values(ctx: Context):
+    """An initial value must be finite with the params at their values in the spec: `1/z` with `z = 0` would
+    start the model at inf. (Problems of the constants alone are reported by check_constants.)"""
+    params = {p.name.id: p.value.value for p in ctx.of_type(ast.ParamDecl) if ctx.names.get(p.name.id) is p}
+    for s in ctx.of_type(ast.StateDecl):
+        constants, with_params = _Folder(ctx), _Folder(ctx, params)
+        constants.value(s.initial, report=False)
+        with_params.value(s.initial, report=False)
+        if with_params.undefined and not constants.undefined:
+            read = sorted({n.id for n in ast.names_in(s.initial) if n.id in params})
+            values = ", ".join(f"{name} = {params[name]:g}" for name in read)
+            ctx.error(f"the initial value of '{s.name.id}' is not a finite number with the params at their values"
+                      + (f" ({values})" if values else ""), s.initial.span)
+
+
 _DOUBLE_RANGE = 400  # |log10| of a power beyond which no double (about 1e-308 to 1e308) can hold it
 _MATH = {"exp": math.exp, "log": math.log, "sqrt": math.sqrt, "abs": abs, "sin": math.sin, "cos": math.cos,
          "tan": math.tan, "tanh": math.tanh, "sigmoid": lambda x: 0.5 * (1.0 + math.tanh(0.5 * x)),
@@ -226,18 +258,22 @@ _MATH = {"exp": math.exp, "log": math.log, "sqrt": math.sqrt, "abs": abs, "sin":
 
 
 class _Folder:
-    """Evaluates constant subexpressions in doubles; value() is None for anything not constant (or reported)."""
+    """Evaluates constant subexpressions in doubles; value() is None for anything not constant (or reported).
+    With `params` (name -> value), params are read as those values. `undefined`: whether some subexpression had
+    no finite value."""
 
-    def __init__(self, ctx: Context):
+    def __init__(self, ctx: Context, params: dict | None = None):
         self.ctx = ctx
+        self.params = params or {}
         self.lets: dict = {}  # let name -> its constant value or None; None while being evaluated (cycles)
+        self.undefined = False
 
     def value(self, node: ast.Expr, report: bool):
         values = [self.value(child, report) for child in ast.children(node)]
         if isinstance(node, ast.Num):
             return node.value
         if isinstance(node, ast.Name):
-            return self._let(node.id)
+            return self.params[node.id] if node.id in self.params else self._let(node.id)
         if isinstance(node, ast.Binary) and node.op == "/" and values[1] == 0.0:
             return self._error(report, "division by zero", node.span)
         if any(v is None for v in values) or not isinstance(node, (ast.Neg, ast.Binary, ast.Call)):
@@ -273,6 +309,7 @@ class _Folder:
         return self.lets[name]
 
     def _error(self, report: bool, message: str, span: Span):
+        self.undefined = True
         if report:
             self.ctx.error(message, span)
         return None

@@ -23,6 +23,10 @@ ACTIVATIONS = ("tanh", "sigmoid", "softplus", "relu", "relu6", "leaky_relu", "el
                "gelu_tanh", "silu", "swish", "mish", "hardtanh", "hardswish", "hardsigmoid", "logsigmoid",
                "softsign", "tanhshrink", "hardshrink", "softshrink", "identity")
 DEFAULT_HIDDEN = (32,)
+# Neural slot sizes a spec may ask for (beyond them, the model could not be allocated): each hidden width, and the
+# weights and biases of all slots together (1e8: 400 MB in float32, before gradients and optimiser state).
+MAX_HIDDEN_WIDTH = 65536
+MAX_NEURAL_PARAMETERS = 100_000_000
 TIME = "t"
 
 
