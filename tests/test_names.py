@@ -1,5 +1,6 @@
-"""User names that collide with Python, torch, the generated code's own locals or the runtime's attributes compile
-to a working module in every role (model, params of each kind, input, states, let, reaction, slots, a slot's
+"""User names that collide with Python, torch, the generated code's own locals, the runtime's attributes or the
+language's option keywords (in, fixed, positive, keep, hidden, activation: keywords only where an option stands)
+compile to a working module in every role (model, params of each kind, input, states, let, reaction, slots, a slot's
 formal argument, observables), and the model computes the same numbers as a hand formula. Docs with awkward
 characters survive as Model.__doc__."""
 from __future__ import annotations
@@ -12,10 +13,11 @@ import torch
 from scipy.integrate import solve_ivp
 
 import hodec
-from hodec.compiler import load_source
+from hodec.compiler import load_source, symbolic
 
 NAMES = ["lambda", "self", "torch", "import", "nan", "inf", "y", "dydt", "time", "p", "u", "batch", "flux", "tmp0",
-         "Model", "runtime", "super", "class", "def", "return", "None", "True", "print"]
+         "Model", "runtime", "super", "class", "def", "return", "None", "True", "print",
+         "activation", "hidden", "positive", "fixed", "keep", "in"]
 ROLES = ["model", "free", "positive", "bounded", "fixed", "input", "s1", "s2", "let", "reaction", "resid", "func",
          "arg", "obs1", "obs2"]
 
@@ -154,3 +156,26 @@ def test_model_doc_survives(doc, tmp_path):
     m.set_inputs({"v": ([0.0], [0.5])})
     out = m(torch.tensor(0.0), torch.tensor([2.0], dtype=torch.float64))
     assert out.tolist() == [-1.5]
+
+
+@pytest.mark.parametrize("word", ["model", "param", "input", "compartment", "state", "let", "reaction", "der",
+                                  "neural", "observe", "and", "or", "not", "if", "exp", "t"])
+def test_statement_and_expression_keywords_stay_reserved(word):
+    with pytest.raises(hodec.HodecError, match=f"'{word}' is reserved and cannot be used as a name"):
+        hodec.compile_source(f"model M\nparam {word} = 1\n", "reserved.hode")
+
+
+def test_option_keywords_keep_their_meaning_beside_names_spelled_like_them():
+    """`keep` marks an argument or a term only where a marker stands; elsewhere it is a name."""
+    source = ("model M\nstate keep = 1\nstate hidden = 2\nparam in = 0.5 in (0, 1)\nparam positive = 2 positive\n"
+              "reaction activation: keep -> hidden ; in * keep keep\nder hidden = -positive * hidden keep\n"
+              "neural f(keep, keep hidden) -> keep hidden 3 activation tanh positive\n")
+    sm = symbolic(source, "keywords.hode")
+    slot = sm.model.slots[0]
+    assert [(a.name, a.keep) for a in slot.args] == [("keep", False), ("hidden", True)]
+    assert (slot.hidden, slot.activation, slot.positive) == ((3,), "tanh", True)
+    assert [(f.name, f.keep) for f in sm.fluxes][:2] == [("activation", True), ("der_hidden.0", True)]
+    params = {p.name: (p.kind, p.lower, p.upper) for p in sm.model.params}
+    assert params == {"in": ("bounded", 0.0, 1.0), "positive": ("positive", None, None)}
+    with pytest.raises(hodec.HodecError, match=r"keywords.hode:2:12: error: unexpected 'b'; expected '\)' or ','"):
+        symbolic("model M\nneural f(a b)\n", "keywords.hode")

@@ -15,8 +15,10 @@ BUILTINS = {  # name -> (min args, max args or None for unbounded)
     "tanh": (1, 1), "sigmoid": (1, 1), "softplus": (1, 1), "floor": (1, 1), "ceil": (1, 1),
     "min": (2, None), "max": (2, None), "hill": (3, 3),
 }
-KEYWORDS = {"model", "param", "input", "compartment", "state", "let", "reaction", "der", "neural", "observe", "in",
-            "fixed", "positive", "keep", "hidden", "activation", "and", "or", "not", "if"}
+# Reserved: the words that start a statement or belong to expressions. The option keywords (in, fixed, positive,
+# keep, hidden, activation) mean something only where the grammar expects an option, and are free as names.
+KEYWORDS = {"model", "param", "input", "compartment", "state", "let", "reaction", "der", "neural", "observe",
+            "and", "or", "not", "if"}
 RESERVED = KEYWORDS | set(BUILTINS) | {"t"}
 # Names of neural slot activations; the runtime's table (hodec.runtime.neural.ACTIVATIONS) defines each one.
 ACTIVATIONS = ("tanh", "sigmoid", "softplus", "relu", "relu6", "leaky_relu", "elu", "celu", "selu", "gelu",

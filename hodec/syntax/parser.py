@@ -300,6 +300,8 @@ class _ToAst(Transformer):
 
     def neural_arg(self, meta, c):
         keep, name = c
+        if keep is not None and keep.value != "keep":
+            self.errors.append(Diagnostic(f"unexpected '{name.value}'; expected ')' or ','", _tspan(name)))
         return ast.NeuralArg(self._name(name), keep is not None)
 
     def neural_outputs(self, meta, c):
