@@ -86,6 +86,10 @@ class TorchPrinter(PythonCodePrinter):
         return f"{self.parenthesize(base, precedence(expr), strict=True)} ** " \
                f"{self.parenthesize(exponent, precedence(expr), strict=False)}"
 
+    def _print_domain(self, expr):
+        # 0 where the argument is finite, NaN where it is NaN or infinite (IEEE: 0*inf is NaN)
+        return f"0*({self._print(expr.args[0])})"
+
     def _print_Min(self, expr):
         return self._fold(expr.args, "torch.minimum", "max")
 

@@ -8,6 +8,7 @@ from mpmath.libmp import prec_to_dps
 
 from ..errors import Diagnostic, HodecError
 from ..syntax import ast
+from .domains import keep_domain, restrictions, written
 
 
 class _RealFunction(sympy.Function):
@@ -77,6 +78,7 @@ class Converter:
                  resolve_call: Callable[[str, tuple], sympy.Expr] | None = None):
         self.resolve_name = resolve_name
         self.resolve_call = resolve_call
+        self.restrictions: dict = {}  # memo of domains.restrictions
 
     def __call__(self, e: ast.Expr) -> sympy.Expr:
         method = getattr(self, "_" + type(e).__name__)
@@ -97,15 +99,11 @@ class Converter:
 
     def _Binary(self, e):
         left, right = self(e.left), self(e.right)
-        if e.op == "+":
-            return left + right
-        if e.op == "-":
-            return left - right
-        if e.op == "*":
-            return left * right
-        if e.op == "/":
-            return left / right
-        return left ** right
+        value = {"+": lambda: left + right, "-": lambda: left - right, "*": lambda: left * right,
+                 "/": lambda: left / right, "^": lambda: left ** right}[e.op]()
+        if e.op == "^" and right == 0:
+            return value  # x^0 is 1 for every x, NaN included (IEEE pow), as SymPy has it
+        return self._as_written(value, (left, right), written(e.op, left, right))
 
     def _Compare(self, e):
         return _COMPARE[e.op](self(e.left), self(e.right))
@@ -121,5 +119,10 @@ class Converter:
     def _Call(self, e):
         args = tuple(self(a) for a in e.args)
         if e.func in _FUNCTIONS:
-            return _FUNCTIONS[e.func](*args)
-        return self.resolve_call(e.func, args)
+            return self._as_written(_FUNCTIONS[e.func](*args), args, written(e.func, *args), function=True)
+        return self.resolve_call(e.func, args)  # a neural call: its arguments are computed as written
+
+    def _as_written(self, value, operands: tuple, own: frozenset, function: bool = False):
+        """The value, undefined wherever the operands or the operation as written are (see domains.py)."""
+        expected = own.union(*(restrictions(o, self.restrictions) for o in operands))
+        return keep_domain(value, expected, self.restrictions, function)
