@@ -283,19 +283,9 @@ def _mnode(spec: _Spec, hidden, activation) -> list:
 
 def _used_names(statements: list) -> set:
     """The params, lets and neural functions that initial values and observables read, through lets."""
-    lets = {s.name.id: s for s in statements if isinstance(s, ast.LetDecl)}
-    stack = [s.initial for s in statements if isinstance(s, ast.StateDecl)]
-    stack += [s.value for s in statements if isinstance(s, ast.ObserveDecl)]
-    used: set = set()
-    while stack:
-        for node in ast.walk(stack.pop()):
-            name = node.id if isinstance(node, ast.Name) else node.func if isinstance(node, ast.Call) else None
-            if name is None or name in used:
-                continue
-            used.add(name)
-            if name in lets:
-                stack.append(lets[name].value)
-    return used
+    lets = {s.name.id: s.value for s in statements if isinstance(s, ast.LetDecl)}
+    roots = [s.initial for s in statements if isinstance(s, ast.StateDecl)]
+    return ast.reads_through_lets(roots + [s.value for s in statements if isinstance(s, ast.ObserveDecl)], lets)
 
 
 # ---------------------------------------------------------------- MNODE form and its slot groups

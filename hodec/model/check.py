@@ -388,24 +388,16 @@ def _check_initial(ctx: Context, s: ast.StateDecl):
         if isinstance(node, ast.Name) and ctx.kind(node.id) in {"state", "input", "time"}:
             ctx.error(f"an initial value is an expression of params; '{node.id}' is {_a(ctx.kind(node.id))}",
                       node.span)
-        if isinstance(node, ast.Name) and ctx.kind(node.id) == "let" and not _static_let(ctx, node.id, set()):
+        if isinstance(node, ast.Name) and ctx.kind(node.id) == "let" and not _static_let(ctx, node.id):
             ctx.error(f"let '{node.id}' depends on states, inputs, t or neural slots, so it cannot be used in "
                       f"an initial value", node.span)
 
 
-def _static_let(ctx: Context, name: str, seen: set) -> bool:
+def _static_let(ctx: Context, name: str) -> bool:
     """True when a let depends on params and numbers only."""
-    if name in seen:
-        return True  # a cycle is reported by its own pass
-    seen.add(name)
-    for node in ast.walk(ctx.names[name].value):
-        if isinstance(node, ast.Call) and node.func not in BUILTINS:
-            return False
-        if isinstance(node, ast.Name):
-            kind = ctx.kind(node.id)
-            if kind in {"state", "input", "time"} or kind == "let" and not _static_let(ctx, node.id, seen):
-                return False
-    return True
+    lets = {n: d.value for n, d in ctx.names.items() if isinstance(d, ast.LetDecl)}
+    reads = ast.reads_through_lets([lets[name]], lets)
+    return not any(ctx.kind(read) in {"state", "input", "time", "neural slot"} for read in reads)
 
 
 def _expect_kind(ctx: Context, name: ast.Name, kinds: set, role: str):
@@ -430,8 +422,7 @@ def _no_repeats(ctx: Context, names: list, what: str):
 # ---------------------------------------------------------------- let cycles
 def check_let_cycles(ctx: Context):
     lets = {s.name.id: s for s in ctx.of_type(ast.LetDecl) if ctx.names.get(s.name.id) is s}
-    sorter = graphlib.TopologicalSorter(
-        {name: {n.id for n in ast.names_in(s.value) if n.id in lets} for name, s in lets.items()})
+    sorter = graphlib.TopologicalSorter(_let_graph(lets))
     try:
         sorter.prepare()
     except graphlib.CycleError as err:
@@ -442,6 +433,9 @@ def check_let_cycles(ctx: Context):
 
 def let_order(ctx: Context) -> list[str]:
     """Lets in an order where each comes after the lets it uses (deterministic for a given file)."""
-    lets = {s.name.id: s for s in ctx.of_type(ast.LetDecl)}
-    graph = {name: [n.id for n in ast.names_in(s.value) if n.id in lets] for name, s in lets.items()}
-    return list(graphlib.TopologicalSorter(graph).static_order())
+    return list(graphlib.TopologicalSorter(_let_graph({s.name.id: s for s in ctx.of_type(ast.LetDecl)})).static_order())
+
+
+def _let_graph(lets: dict) -> dict:
+    """Let name -> the lets its value reads, in order of appearance."""
+    return {name: [n.id for n in ast.names_in(s.value) if n.id in lets] for name, s in lets.items()}

@@ -101,6 +101,21 @@ def calls_in(e: Expr) -> Iterator[Call]:
     return (n for n in walk(e) if isinstance(n, Call))
 
 
+def reads_through_lets(exprs, lets: dict) -> set[str]:
+    """The names and called functions the expressions read, directly or through the lets (name -> value
+    expression) they reach; a let is included with what it reads. Cycles are followed once."""
+    stack, read = list(exprs), set()
+    while stack:
+        for node in walk(stack.pop()):
+            name = node.id if isinstance(node, Name) else node.func if isinstance(node, Call) else None
+            if name is None or name in read:
+                continue
+            read.add(name)
+            if name in lets:
+                stack.append(lets[name])
+    return read
+
+
 # ---------------------------------------------------------------- statements
 @dataclass(frozen=True)
 class ModelDecl:
