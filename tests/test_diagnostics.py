@@ -355,6 +355,19 @@ def test_cli_main_exit_code_and_message(tmp_path, capsys, command, kind, expecte
     assert not list(tmp_path.glob("*.py"))
 
 
+@pytest.mark.parametrize("body, expected", [
+    ("param z = 0\nstate x = 1/z\n", "3:11: error: the initial value of 'x' is not a finite number"),
+    ("param k = 1e400\n", "2:11: error: number '1e400' is out of range"),
+    ("state x = 1\nneural f(x) -> x hidden 100000\n", "3:1: error: hidden layer widths of 'f' must be at most"),
+], ids=["initial-inf", "param-out-of-range", "hidden-too-wide"])
+def test_cli_compile_refuses_non_finite_values_and_huge_slots(tmp_path, capsys, body, expected):
+    path = _write(tmp_path, "spec.hode", "model M\n" + body)
+    assert main(["compile", path, "-o", str(tmp_path / "out.py")]) == 1
+    err = capsys.readouterr().err
+    assert err.splitlines()[0].startswith(f"{path}:{expected}")
+    assert not (tmp_path / "out.py").exists()
+
+
 def test_cli_main_simulate_bad_spec(tmp_path, capsys):
     path = _write(tmp_path, "spec.hode", H + "der A = exp(A, k)\n")
     assert main(["simulate", path, "--t-end", "1", "--points", "3"]) == 1
