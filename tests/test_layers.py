@@ -21,6 +21,7 @@ ALLOWED = {
     "training": {"syntax", "model", "symbolic", "graph", "runtime", "compiler"},
     "cli": {"syntax", "model", "symbolic", "graph", "codegen", "runtime", "compiler", "training"},
     "__init__": {"compiler", "training"},
+    "__main__": {"cli"},
 }
 
 

@@ -19,6 +19,7 @@ import torch
 from ..errors import HodecError
 from .config import FitConfig
 from .data import Dataset
+from .distributed import Shard
 from .initial import KINDS
 from .methods import METHODS
 from .problem import Problem, finite
@@ -30,7 +31,8 @@ class Trainer:
     def __init__(self, model, data: Dataset, config: Optional[FitConfig] = None, inputs: Optional[dict] = None):
         self.config = config = config or FitConfig()
         self.problem = Problem(model, data, config, inputs)
-        self.method = METHODS[config.method](self.problem, config)
+        self.shard = Shard.of(self.problem)  # under torchrun: this process's trajectories (distributed.py)
+        self.method = METHODS[config.method](self.shard.problem if self.shard else self.problem, config)
         self.optimizer = self._make_optimizer()
         self.trainable = [row[0] for row in self.model.parameters_table if row[2] != "fixed"]
         self.epoch = 0
@@ -55,7 +57,7 @@ class Trainer:
     @epoch.setter
     def epoch(self, value: int):
         self._epoch = value
-        self.problem.epoch = value + 1  # what its messages call the epoch in progress
+        self.problem.epoch = self.method.problem.epoch = value + 1  # what messages call the epoch in progress
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         m = self.model
@@ -88,11 +90,11 @@ class Trainer:
         start = time.perf_counter()
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        loss, mse = self.method.loss(lam)
+        loss, mse = self.shard.loss(self.method, lam) if self.shard else self.method.loss(lam)
         if not torch.isfinite(loss):
             raise FitError(f"{self.problem.where('training', lam)}: the loss is {float(loss.detach())}")
         if mse is None:
-            mse = self.evaluate(self.model)
+            mse = self.shard.evaluate(self.model) if self.shard else self.evaluate(self.model)
         if mse < self.best_mse:
             self.best_mse, self.best_epoch = mse, epoch
             self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
@@ -100,6 +102,8 @@ class Trainer:
         if penalty is not None:
             loss = loss + penalty
         loss.backward()
+        if self.shard:
+            self.shard.reduce_gradients(self.optimizer)
         self._check_gradients()
         for group in self.optimizer.param_groups:
             group["lr"] = self.config.lr_at(epoch)
@@ -148,6 +152,8 @@ class Trainer:
     def train(self, progress: bool = False, on_epoch: Optional[Callable] = None) -> str:
         """Run the remaining epochs. Returns the status: complete, or interrupted (Ctrl-C: best kept)."""
         total = self.config.total_epochs
+        if self.shard:
+            self.shard.send_start(self)
         bar = progress_bar(total, self.epoch, self.config.method, progress)
         self.status = "running"
         try:
