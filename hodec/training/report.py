@@ -1,7 +1,8 @@
 """What a `hodec fit` run leaves in RUNDIR, every file written atomically:
 
     report.json     method, best_epoch, best_mse, params, history, metrics, status, config, inputs' digests
-    checkpoint.pt   the best model's state_dict and everything --resume needs (torch.save)
+    checkpoint.pt   the best model's state_dict and everything --resume needs (torch.save of tensors and
+                    plain data only: it loads with weights_only=True)
     fit.png         data against the best model's uncoupled trajectories
     fitted.hode     the spec with the best epoch's param values written in place of the originals
 """
@@ -23,7 +24,9 @@ CHECKPOINT_FORMAT = "hodec-fit-1"
 
 
 # ---------------------------------------------------------------- files
-def save_checkpoint(path, trainer, meta: dict):
+def checkpoint_bytes(trainer, meta: dict) -> bytes:
+    """The checkpoint of a trainer as it stands: only tensors and plain data (dicts, lists, numbers, strings), so
+    that it loads with torch.load(weights_only=True) and loading it can run no code."""
     import torch
 
     payload = {"format": CHECKPOINT_FORMAT, "meta": meta, "config": trainer.config.to_dict(),
@@ -32,22 +35,41 @@ def save_checkpoint(path, trainer, meta: dict):
                "resume": trainer.state()}
     buffer = io.BytesIO()
     torch.save(payload, buffer)
-    write_atomic(path, buffer.getvalue())
+    return buffer.getvalue()
+
+
+def save_checkpoint(path, trainer, meta: dict) -> bytes:
+    data = checkpoint_bytes(trainer, meta)
+    write_atomic(path, data)
+    return data
 
 
 def load_checkpoint(path) -> dict:
     """A checkpoint written by save_checkpoint. Load the best model with model.load_state_dict(ckpt['model'])."""
-    import torch
-
     path = Path(path)
     if not path.is_file():
         raise HodecError(f"no checkpoint at {path}", "hodec fit")
+    return read_checkpoint(path, str(path))
+
+
+def read_checkpoint(source, name: str) -> dict:
+    """A checkpoint's payload from a path or a binary stream, loaded with weights_only=True: a file holding
+    anything but tensors and plain data (a pickled object, which could run code while loading) is refused."""
+    import pickle
+
+    import torch
+
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
+        payload = torch.load(source, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise HodecError(f"{name} is not a hodec fit checkpoint: it holds objects other than tensors and plain "
+                         f"data, which hodec never loads (loading them could run code)", "hodec fit") from None
     except Exception as err:  # a truncated or foreign file
-        raise HodecError(f"cannot read checkpoint {path}: {err}", "hodec fit") from None
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise HodecError(f"{path} is not a hodec fit checkpoint", "hodec fit")
+        raise HodecError(f"cannot read checkpoint {name}: {str(err).splitlines()[0][:200]}", "hodec fit") from None
+    shape = {"meta": dict, "config": dict, "resume": dict}
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT or \
+            not all(isinstance(payload.get(key), kind) for key, kind in shape.items()):
+        raise HodecError(f"{name} is not a hodec fit checkpoint", "hodec fit")
     return payload
 
 

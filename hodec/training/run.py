@@ -11,8 +11,10 @@ best epoch so far.
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
+import gc
 import hashlib
 import io
 import os
@@ -35,9 +37,12 @@ from .loop import Trainer
 from .report import OUTPUTS, checkpoint_bytes, fitted_source, load_checkpoint, plot_fit, read_checkpoint, write_report
 
 REPORT_EVERY = 15.0  # seconds between rewrites of report.json while training (the checkpoint: every epoch)
-CHECKPOINT_SHARE = 0.05  # the most of the training time that writing checkpoints may take
 WHO = "hodec fit"  # the "file" named by run-level errors
 LOCK = ".hodec-lock"
+
+# The interpreter's last garbage collections walk every object torch and sympy made (half a second on a busy
+# machine); frozen at exit, they are skipped, so that a run stopped by a signal also ends at once.
+atexit.register(gc.freeze)
 
 
 def run_fit(spec, data, config: Optional[str] = None, out: Optional[str] = None, resume=None, force: bool = False,
@@ -133,41 +138,32 @@ def _train(trainer: Trainer, rundir: Path, meta: dict, progress: bool) -> tuple[
     failure = None
     with Interrupts() as interrupts:
         try:
-            trainer.train(progress=progress, on_epoch=lambda tr, _: interrupts.finish_first(checkpoints.epoch_done, tr))
+            trainer.train(progress=progress, on_epoch=lambda tr, _: interrupts.finish_first(checkpoints.save, tr))
         except HodecError as err:
             failure = err
             trainer.status = "failed"
     if trainer.status != "complete":
         status = trainer.status
-        _restore(trainer, read_checkpoint(io.BytesIO(checkpoints.last), "the last checkpoint")["resume"], "it")
+        last = read_checkpoint(io.BytesIO(checkpoints.last), "the last checkpoint")
+        _restore(trainer, last["resume"], "the last checkpoint")
         trainer.status = status
     return trainer.status, failure
 
 
 class Checkpoints:
     """checkpoint.pt rewritten after every epoch, atomically (temporary file, then rename), and report.json every
-    REPORT_EVERY seconds. Writing a checkpoint of a small model takes a few milliseconds (3 ms for Lotka-Volterra
-    next to its 0.26 s epochs on 60 points, 1 %); where epochs are so short that writing after each would take more
-    than CHECKPOINT_SHARE of the time, one is written as soon as the epochs since the last add up to that."""
+    REPORT_EVERY seconds. A checkpoint of a small model takes a few milliseconds to write (Lotka-Volterra on 60
+    points: 3 ms next to 0.26 s epochs, about 1 %), so every epoch is cheap enough."""
 
     def __init__(self, rundir: Path, meta: dict):
         self.path, self.report, self.meta = rundir / "checkpoint.pt", rundir / "report.json", meta
         self.last: bytes = b""
-        self.saved_at = self.reported_at = time.monotonic()
-        self.cost = 0.0
+        self.reported_at = time.monotonic()
 
     def save(self, trainer: Trainer):
-        start = time.monotonic()
-        data = checkpoint_bytes(trainer, self.meta)
-        write_atomic(self.path, data)
-        self.last, self.saved_at = data, time.monotonic()
-        self.cost = self.saved_at - start
-
-    def epoch_done(self, trainer: Trainer):
-        now = time.monotonic()
-        if now - self.saved_at >= self.cost * (1 / CHECKPOINT_SHARE - 1):
-            self.save(trainer)
-        if now - self.reported_at >= REPORT_EVERY:
+        self.last = checkpoint_bytes(trainer, self.meta)
+        write_atomic(self.path, self.last)
+        if time.monotonic() - self.reported_at >= REPORT_EVERY:
             write_report(self.report, trainer.result(evaluate=False), self.meta)
             self.reported_at = time.monotonic()
 
@@ -275,7 +271,8 @@ def claim_rundir(rundir: Path, force: bool = False, outputs=None, who: str = Non
     if not resume and any(p.name != LOCK for p in rundir.iterdir()):
         if not force:
             held.release()
-            how = "continue it with --resume, or overwrite it with --force" if resumable else "overwrite it with --force"
+            how = "continue it with --resume, or overwrite it with --force" if resumable else \
+                "overwrite it with --force"
             raise HodecError(f"run folder {rundir} already exists: {how}", who)
         for name in outputs:
             (rundir / name).unlink(missing_ok=True)
