@@ -82,3 +82,14 @@ def test_initial_spec_and_states_without_a_column_start_from_the_spec():
     assert result.metrics["initial"] == {"hare": "spec (trains hare0)", "lynx": "spec"}
     result = hodec.fit(model, make_dataset(model, T, {"lynx": data[1]}), {**CONFIG, "epochs": 1, "initial": "spec"})
     assert result.metrics["initial"] == {"hare": "spec (trains hare0)", "lynx": "spec"}
+
+
+def test_the_params_an_initial_value_reads_are_found_through_lets_and_conditions():
+    """What pins a state comes from the compiler's dependency walker, not from probing values: a param read only
+    in a condition, or through a let, still counts (a NaN probe through `if` would miss it)."""
+    spec = SPEC.replace("state hare = hare0", "let twice = 2 * hare0\nstate hare = if(hare0 > 1, twice / 2, 1)")
+    model = compile_text(spec, "hares.hode").model_class()
+    assert dict(model.initial_table) == {"hare": ("hare0",), "lynx": ()}
+    data = hares_data()
+    result = hodec.fit(model, make_dataset(model, T, {"hare": data[0], "lynx": data[1]}), {**CONFIG, "epochs": 1})
+    assert result.metrics["initial"] == {"hare": "spec (trains hare0)", "lynx": "data"}

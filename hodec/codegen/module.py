@@ -7,6 +7,7 @@ import keyword
 import jinja2
 
 from .. import resources
+from ..symbolic.dependencies import Dependencies
 from ..symbolic.edges import interaction_edges
 from ..symbolic.lower import SymbolicModel
 from ..symbolic.gates import gate_table
@@ -57,6 +58,7 @@ def render_module(sm: SymbolicModel, gates: bool = False) -> str:
         forward_uses_time=forward.reads_time,
         gates_table=rows([(g.name, g.kind) for g in gate_list]),
         edges_table=rows(_edges(sm) if gates else []),
+        initial_table=rows(_initial_reads(sm)),
         observation_table=rows([(o.name, support, state, slots) for o, support, state, slots
                                 in zip(m.observables, jac.support, jac.state_of, jac.slots)]),
         n_states=len(m.states),
@@ -67,6 +69,15 @@ def render_module(sm: SymbolicModel, gates: bool = False) -> str:
         jacobian_body=indent(jacobian.lines),
     )
     return _template().render(**context)
+
+
+def _initial_reads(sm: SymbolicModel) -> list:
+    """(state, the params its initial value reads through lets): what `initial: data` may pin (a state whose value
+    reads a trainable param keeps it, so the param trains). Initial values call no neural slot (a check)."""
+    deps = Dependencies(sm)
+    order = {p.name: i for i, p in enumerate(sm.param_order)}
+    return [(state.name, tuple(sorted(deps.names("param", expr), key=order.get)))
+            for state, expr in zip(sm.model.states, sm.initial)]
 
 
 def _edges(sm: SymbolicModel) -> list:

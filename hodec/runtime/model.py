@@ -34,6 +34,7 @@ class CompiledModel(Gated, Stoichiometry, nn.Module):
     observables_use_time: bool = True
     forward_uses_time: bool = True
     observation_table: tuple = ()  # (name, states it depends on, state it equals or None, neural slots it calls)
+    initial_table: tuple = ()  # (state, params its initial value reads)
     _coupling = None  # an active runtime.Coupling, read by the generated forward (see set_coupling)
     index_tables: dict = {}
     constant_tables: dict = {}
