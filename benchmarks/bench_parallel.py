@@ -1,0 +1,151 @@
+"""Fits beyond one process: each section is a function returning table rows; results in
+benchmarks/results/bench_parallel.json and bench_parallel.md.
+
+torchrun (issue goal: 2 CPU processes fit a 64-subject population with parameters equal to the one-process fit
+within 1e-6 relative, each epoch >= 1.6x faster): a Lotka-Volterra population, 64 subjects with their own initial
+states (taken from the data) on one time grid, trained rates a and d and a neural interaction U(x, y), fitted by
+`hodec fit` in one process and by `torchrun --nproc-per-node 2 -m hodec fit` with one thread per process
+(OMP_NUM_THREADS=1). Seconds per epoch: the median over the epochs after the first, from report.json (process 0's
+epochs, which wait for the other process's shard), and the wall time of the whole command. Agreement: the largest
+relative difference of the params and of every entry of the best state (neural weights included) between the two
+runs. The load average before each row is recorded: other work on the machine slows the two-process run first.
+
+    python -m benchmarks.bench_parallel                 # every section
+    python -m benchmarks.bench_parallel --only torchrun --epochs 8
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from hodec.compiler import load  # noqa: E402
+from hodec.training.report import load_checkpoint  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).resolve().parent / "results"
+SUBJECTS = 64
+POPULATION = """model PopulationLV "Lotka-Volterra population: known linear terms, trained rates, a learned interaction"
+param a = 1.0 positive "prey birth rate"
+param d = 1.5 positive "predator death rate"
+state x = 0.44 "prey (each subject's from its data)"
+state y = 4.6 "predators (each subject's from its data)"
+der x = a * x
+der y = -d * y
+neural U(x, y) -> x, y hidden {hidden} {hidden} activation tanh
+observe prey = x
+observe predators = y
+"""
+SOLVERS = {"rk4": "{method: rk4, step_size: 0.05}", "dopri5": "{method: dopri5, rtol: 1e-7, atol: 1e-9}"}
+
+
+# ---------------------------------------------------------------- torchrun: one population fit over 2 processes
+def population_csv(path: Path, subjects: int = SUBJECTS, points: int = 21, seed: int = 0):
+    """Mechanistic Lotka-Volterra (specs/lotka_volterra.hode) from random initial states, 2 % noise."""
+    model = load(ROOT / "specs" / "lotka_volterra.hode")().double()
+    rng = np.random.default_rng(seed)
+    ts = torch.arange(points, dtype=torch.float64) * 0.25
+    rows = ["t,id,prey,predators"]
+    for s in range(subjects):
+        y0 = torch.tensor([rng.uniform(0.3, 1.5), rng.uniform(1.0, 4.0)], dtype=torch.float64)
+        with torch.no_grad():
+            ys = model.simulate(ts, y0=y0, rtol=1e-9, atol=1e-11).numpy()
+        ys = ys * (1 + 0.02 * rng.normal(size=ys.shape))
+        rows += [f"{t!r},{s},{x!r},{y!r}" for t, (x, y) in zip(ts.tolist(), ys.tolist())]
+    path.write_text("\n".join(rows) + "\n")
+
+
+def fit(folder: Path, out: str, processes: int) -> float:
+    """Wall seconds of one `hodec fit` in `processes` processes of one thread each."""
+    args = ["-m", "hodec", "fit", "pop.hode", "--data", "pop.csv", "--config", "fit.yaml", "--out", out, "--quiet"]
+    if processes > 1:
+        args = ["-m", "torch.distributed.run", "--nproc-per-node", str(processes), "--standalone"] + args
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, *args], cwd=folder, env=env, capture_output=True, text=True,
+                          timeout=3600)
+    if done.returncode != 0:
+        raise RuntimeError(f"hodec fit in {processes} process(es) failed:\n{done.stderr[-3000:]}")
+    return time.perf_counter() - start
+
+
+def relative_difference(a: dict, b: dict) -> float:
+    return max((float(((b[k] - v).abs() / v.abs()).max()) for k, v in a.items() if v.numel() and (v != 0).all()),
+               default=0.0)
+
+
+def torchrun_row(hidden: int, solver: str, epochs: int, processes: int = 2) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        (folder / "pop.hode").write_text(POPULATION.format(hidden=hidden))
+        population_csv(folder / "pop.csv")
+        (folder / "fit.yaml").write_text(f"method: vanilla\nepochs: {epochs}\nsolver: {SOLVERS[solver]}\n")
+        load_before = os.getloadavg()[0]
+        walls = {n: fit(folder, f"run{n}", n) for n in (1, processes)}
+        reports = {n: json.loads((folder / f"run{n}" / "report.json").read_text()) for n in walls}
+        states = {n: load_checkpoint(folder / f"run{n}" / "checkpoint.pt")["model"] for n in walls}
+    epoch = {n: statistics.median(e["seconds"] for e in r["history"][1:]) for n, r in reports.items()}
+    params = reports[1]["params"]
+    return {"section": "torchrun", "case": f"LV population, {SUBJECTS} subjects, neural 2x{hidden}, {solver}",
+            "epochs": epochs, "processes": processes, "load_before": round(load_before, 2),
+            "epoch_s_1": round(epoch[1], 4), f"epoch_s_{processes}": round(epoch[processes], 4),
+            "speedup": round(epoch[1] / epoch[processes], 2),
+            "wall_s_1": round(walls[1], 2), f"wall_s_{processes}": round(walls[processes], 2),
+            "params_rel_diff": max(abs(reports[processes]["params"][k] / v - 1) for k, v in params.items()),
+            "state_rel_diff": relative_difference(states[1], states[processes]),
+            "goal": "params within 1e-6 relative, epoch >= 1.6x faster"}
+
+
+def torchrun_rows(args) -> list:
+    return [torchrun_row(hidden, solver, args.epochs) for hidden, solver in ((256, "rk4"), (256, "dopri5"), (16, "rk4"))]
+
+
+SECTIONS = {"torchrun": torchrun_rows}  # name -> function(args) -> rows
+
+
+# ---------------------------------------------------------------- the table
+def markdown(rows: list) -> str:
+    keys = list(dict.fromkeys(k for row in rows for k in row if k not in ("section", "goal")))
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    for row in rows:
+        cells = [row.get(k, "") for k in keys]
+        lines.append("| " + " | ".join(f"{c:.2g}" if isinstance(c, float) and c and abs(c) < 1e-3 else str(c)
+                                       for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", choices=sorted(SECTIONS), action="append", help="run only these sections")
+    parser.add_argument("--epochs", type=int, default=8)
+    args = parser.parse_args(argv)
+    rows = [row for name in (args.only or SECTIONS) for row in SECTIONS[name](args)]
+    machine = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+               "python": platform.python_version(), "torch": torch.__version__, "cpus": os.cpu_count(),
+               "processor": platform.processor() or platform.machine()}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "bench_parallel.json").write_text(json.dumps({"machine": machine, "rows": rows}, indent=2) + "\n")
+    table = markdown(rows)
+    (RESULTS / "bench_parallel.md").write_text(
+        f"# bench_parallel ({machine['date']}, {machine['cpus']} CPUs, torch {machine['torch']})\n\n{table}\n")
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
