@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+import hodec
 from hodec.cli import main
 from hodec.errors import HodecError
 from hodec.training.distributed import owners
@@ -152,10 +153,41 @@ def test_resume_on_two_processes_continues_a_one_process_run(population, monkeyp
     assert again.returncode == 0 and "already complete" in again.stderr, again.stderr[-3000:]
 
 
+API_SCRIPT = """
+import json, sys
+import torch.distributed as dist
+import hodec
+dist.init_process_group("gloo")
+shards = []
+result = hodec.fit("pop.hode", "pop.csv", CONFIG, on_epoch=lambda trainer, best: shards.append(
+    [tid for g in trainer.method.problem.groups for tid in g.ids]))
+print(json.dumps({"rank": dist.get_rank(), "params": result.params, "shard": shards[-1]}))
+dist.destroy_process_group()
+"""
+
+
+def test_hodec_fit_in_a_process_group_is_sharded(population):
+    """hodec.fit in a script that joined a process group: every process trains its shard from process 0's
+    starting state (no CLI involved), and the result is the one-process fit."""
+    config = {"method": "vanilla", "epochs": 3, "solver": {"method": "rk4", "step_size": 0.05}}
+    (population / "api.py").write_text(API_SCRIPT.replace("CONFIG", repr(config)))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--standalone",
+                           "api.py"], cwd=population, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    one = hodec.fit(population / "pop.hode", population / "pop.csv", config).params
+    ranks = sorted((json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")),
+                   key=lambda r: r["rank"])
+    assert [r["shard"] for r in ranks] == [["0", "1", "2"], ["3", "4", "5"]]  # 26 and 25 cells
+    for r in ranks:
+        assert r["params"] == pytest.approx(one, rel=1e-12, abs=0)
+
+
 def test_owners_are_contiguous_blocks_balanced_by_cells():
     assert owners([10, 10, 10, 10], 2) == [0, 0, 1, 1]
     assert owners([10, 10, 10, 10, 10, 10], 3) == [0, 0, 1, 1, 2, 2]
     assert owners([30, 10, 10, 10], 2) == [0, 1, 1, 1]  # half the cells: the first trajectory alone
+    assert owners([9, 8, 9, 8, 9, 8], 2) == [0, 0, 0, 1, 1, 1]  # 26 and 25 cells (not 17 and 34)
     assert owners([100, 1, 1, 1], 3) == [0, 1, 2, 2]  # every process gets at least one
     assert owners([1, 1, 1, 100], 2) == [0, 0, 0, 1]
     with pytest.raises(HodecError, match="2 trajectories, too few for 3 processes"):

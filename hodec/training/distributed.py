@@ -28,7 +28,7 @@ from ..runtime.signals import Signal
 from .groups import Group
 from .result import FitError
 
-STARTED = {"sent": False}  # whether process 0 has sent the starting state (Shard.send_start; torchrun.py)
+STARTED = {"sent": False}  # whether process 0 has sent a starting state (Shard.start; torchrun.finish)
 
 
 class Shard:
@@ -44,6 +44,7 @@ class Shard:
         self.problem.groups = [part for part in parts if part is not None]
         self.cells = sum(int(g.mask.sum()) for g in self.problem.groups)
         self.share = self.cells / data.n_cells  # this process's fraction of the loss's cells
+        self.started = False
 
     @classmethod
     def of(cls, problem):
@@ -56,11 +57,17 @@ class Shard:
                              "run it in one process", "hodec fit")
         return cls(problem)
 
-    def send_start(self, trainer):
-        """Process 0 sends its config and starting state (new or resumed) to the others (see follow)."""
-        if self.rank == 0 and not STARTED["sent"]:
-            dist.broadcast_object_list([("train", trainer.config.to_dict(), trainer.state())], src=0)
-            STARTED["sent"] = True
+    def start(self, trainer):
+        """Once, before the first epoch: every process continues from process 0's state (new or resumed). The
+        message carries the config too, for processes that receive it before they build their trainer
+        (torchrun.follow: they are started already)."""
+        if self.started:
+            return
+        message = [("train", trainer.config.to_dict(), trainer.state()) if self.rank == 0 else None]
+        dist.broadcast_object_list(message, src=0)
+        if self.rank:
+            trainer.restore(message[0][2])
+        self.started = STARTED["sent"] = True
 
     def loss(self, method, lam: float):
         """The global loss (its value; its gradient is this shard's part) and the global uncoupled MSE (None where
@@ -112,10 +119,10 @@ def owners(cells: list, size: int, source: str = "the data") -> list:
     if len(cells) < size:
         raise HodecError(f"{source} has {len(cells)} trajectories, too few for {size} processes (each process "
                          f"fits at least one)", "hodec fit")
-    total, cumulative = sum(cells), np.cumsum(cells)
+    total, middles = sum(cells), np.cumsum(cells) - np.asarray(cells) / 2
     starts = [0]
-    for r in range(1, size):  # first trajectory of process r: where the cells pass r/size of the total
-        at = int(np.searchsorted(cumulative, r * total / size, side="right"))
+    for r in range(1, size):  # first trajectory of process r: the first whose middle cell is past r/size of all
+        at = int(np.searchsorted(middles, r * total / size))
         starts.append(min(max(at, starts[-1] + 1), len(cells) - (size - r)))
     return [int(np.searchsorted(starts, i, side="right")) - 1 for i in range(len(cells))]
 

@@ -153,7 +153,7 @@ class Trainer:
         """Run the remaining epochs. Returns the status: complete, or interrupted (Ctrl-C: best kept)."""
         total = self.config.total_epochs
         if self.shard:
-            self.shard.send_start(self)
+            self.shard.start(self)
         bar = progress_bar(total, self.epoch, self.config.method, progress)
         self.status = "running"
         try:

@@ -55,6 +55,7 @@ def follow(spec, data) -> int:
     config, state = rest
     trainer = Trainer(model_class(), dataset, load_config(config))
     trainer.restore(state)
+    trainer.shard.started = True
     try:
         trainer.train()
     except FitError:
