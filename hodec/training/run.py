@@ -34,7 +34,8 @@ from ..version import __version__
 from .config import load_config
 from .data import read_data
 from .loop import Trainer
-from .report import OUTPUTS, checkpoint_bytes, fitted_source, load_checkpoint, plot_fit, read_checkpoint, write_report
+from .report import (OUTPUTS, _first_line, checkpoint_bytes, fitted_source, load_checkpoint, plot_fit, read_checkpoint,
+                     write_report)
 
 REPORT_EVERY = 15.0  # seconds between rewrites of report.json while training (the checkpoint: every epoch)
 WHO = "hodec fit"  # the "file" named by run-level errors
@@ -121,7 +122,7 @@ def _restore(trainer: Trainer, state: dict, name):
     try:
         trainer.restore(state)
     except (KeyError, TypeError, ValueError, RuntimeError) as err:  # a hodec checkpoint, but not of this run
-        raise HodecError(f"{name} does not fit this spec and config ({str(err).splitlines()[0][:200]}); start "
+        raise HodecError(f"{name} does not fit this spec and config ({_first_line(err)}); start "
                          f"over with --force", WHO) from None
 
 
