@@ -3,6 +3,7 @@ failure on one process ending both, resuming, and the sharding itself."""
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 
@@ -48,11 +49,18 @@ def population_csv(path, subjects=6, points=9, seed=0):
     path.write_text("\n".join(rows) + "\n")
 
 
-def torchrun(*args, cwd, timeout=180):
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+def torchrun(*args, cwd, timeout=180, module=True):
+    """`torchrun --nproc-per-node 2 -m hodec ARGS` (or a script); a hang is killed with every process it started."""
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--standalone",
-               "-m", "hodec", *args]
-    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+               *(["-m", "hodec"] if module else []), *args]
+    with subprocess.Popen(command, cwd=cwd, env=dict(os.environ, OMP_NUM_THREADS="1"), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, start_new_session=True) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            raise
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
 def state_of(rundir):
@@ -154,14 +162,15 @@ def test_resume_on_two_processes_continues_a_one_process_run(population, monkeyp
 
 
 API_SCRIPT = """
-import json, sys
+import json
 import torch.distributed as dist
 import hodec
 dist.init_process_group("gloo")
 shards = []
 result = hodec.fit("pop.hode", "pop.csv", CONFIG, on_epoch=lambda trainer, best: shards.append(
     [tid for g in trainer.method.problem.groups for tid in g.ids]))
-print(json.dumps({"rank": dist.get_rank(), "params": result.params, "shard": shards[-1]}))
+with open(f"rank{dist.get_rank()}.json", "w") as out:  # not stdout: torchrun interleaves the processes' lines
+    json.dump({"params": result.params, "shard": shards[-1]}, out)
 dist.destroy_process_group()
 """
 
@@ -171,13 +180,10 @@ def test_hodec_fit_in_a_process_group_is_sharded(population):
     starting state (no CLI involved), and the result is the one-process fit."""
     config = {"method": "vanilla", "epochs": 3, "solver": {"method": "rk4", "step_size": 0.05}}
     (population / "api.py").write_text(API_SCRIPT.replace("CONFIG", repr(config)))
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--standalone",
-                           "api.py"], cwd=population, env=env, capture_output=True, text=True, timeout=180)
+    done = torchrun("api.py", cwd=population, module=False)
     assert done.returncode == 0, done.stderr[-3000:]
     one = hodec.fit(population / "pop.hode", population / "pop.csv", config).params
-    ranks = sorted((json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")),
-                   key=lambda r: r["rank"])
+    ranks = [json.loads((population / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [r["shard"] for r in ranks] == [["0", "1", "2"], ["3", "4", "5"]]  # 26 and 25 cells
     for r in ranks:
         assert r["params"] == pytest.approx(one, rel=1e-12, abs=0)
