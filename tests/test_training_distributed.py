@@ -136,6 +136,14 @@ def test_a_failure_on_one_process_ends_both(tmp_path):
     assert "error" in json.loads((tmp_path / "run" / "report.json").read_text())["metrics"]
 
 
+def test_multiple_shooting_is_refused_before_the_run_folder(population):
+    (population / "fit.yaml").write_text("method: multiple_shooting\nepochs: 2\n")
+    done = torchrun("fit", "pop.hode", "--data", "pop.csv", "--config", "fit.yaml", "--out", "run", cwd=population)
+    assert done.returncode == 1
+    assert done.stderr.count("method multiple_shooting runs in one process only") == 1  # process 0 says it
+    assert not (population / "run").exists()
+
+
 def test_resume_on_two_processes_continues_a_one_process_run(population, monkeypatch):
     """A run stopped after epoch 2 (Ctrl-C) and resumed on two processes ends where an uninterrupted run does: the
     state, the optimizer and the history come from process 0's checkpoint."""

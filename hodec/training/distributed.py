@@ -26,6 +26,7 @@ import torch.distributed as dist
 from ..errors import HodecError
 from ..runtime.signals import Signal
 from .groups import Group
+from .methods import METHODS
 from .result import FitError
 
 STARTED = {"sent": False}  # whether process 0 has sent a starting state (Shard.start; torchrun.finish)
@@ -51,10 +52,9 @@ class Shard:
         """The shard of this process when several train together, else None."""
         if not (dist.is_initialized() and dist.get_world_size() > 1):
             return None
-        if problem.config.method == "multiple_shooting":
-            raise HodecError("method multiple_shooting does not run on several processes (its per-trajectory "
-                             "corrections and continuity penalty are not sharded); use homotopy or vanilla, or "
-                             "run it in one process", "hodec fit")
+        if not METHODS[problem.config.method].shardable:
+            raise HodecError(f"method {problem.config.method} runs in one process only (not under torchrun); use "
+                             f"{' or '.join(name for name, m in METHODS.items() if m.shardable)}", "hodec fit")
         return cls(problem)
 
     def start(self, trainer):
@@ -110,7 +110,7 @@ class Shard:
         if failure is not None and not isinstance(failure, HodecError):
             raise failure  # a bug: its own traceback on its own process
         rank, message = next((r, m) for r, m in enumerate(messages) if m is not None)
-        raise FitError(message if self.size == 1 else f"{message} (process {rank} of {self.size})")
+        raise FitError(f"{message} (process {rank} of {self.size})")
 
 
 def owners(cells: list, size: int, source: str = "the data") -> list:

@@ -13,6 +13,7 @@ from ..problem import Problem
 class Method:
     name = ""
     scheduled = False  # whether lambda varies over the epochs (then messages and the progress bar name it)
+    shardable = True  # whether the loss is a sum over trajectories, which torchrun shares out (distributed.py)
 
     def __init__(self, problem: Problem, config: FitConfig):
         self.problem, self.config = problem, config

@@ -26,6 +26,7 @@ class Segments:
 
 class MultipleShooting(Method):
     name = "multiple_shooting"
+    shardable = False  # per-trajectory corrections and a continuity penalty over all segments
 
     def __init__(self, problem, config):
         super().__init__(problem, config)
