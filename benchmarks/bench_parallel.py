@@ -112,7 +112,8 @@ def torchrun_row(hidden: int, solver: str, epochs: int, processes: int = 2) -> d
 
 
 def torchrun_rows(args) -> list:
-    return [torchrun_row(hidden, solver, args.epochs) for hidden, solver in ((256, "rk4"), (256, "dopri5"), (16, "rk4"))]
+    cases = ((256, "rk4"), (256, "dopri5"), (16, "rk4"))  # a large neural slot, and a small one (overhead-bound)
+    return [torchrun_row(hidden, solver, args.epochs) for hidden, solver in cases]
 
 
 SECTIONS = {"torchrun": torchrun_rows}  # name -> function(args) -> rows
