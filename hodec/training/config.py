@@ -7,15 +7,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Union
+from typing import Mapping, Optional, Union
 
 from ..errors import did_you_mean
-from .options import (check_keys, choice, defaults, integer, number, option, per_column, raise_errors,
-                      read_yaml_mapping, show, to_dict)
+from .options import (check_keys, choice, defaults, integer, number, option, optional, per_column, raise_errors,
+                      read_yaml_mapping, show, text, to_dict)
 
 METHODS = ("homotopy", "vanilla", "multiple_shooting")
 INITIAL = ("data", "spec")
 DTYPES = ("float32", "float64")
+EXECUTORS = ("serial", "ray")
 FIXED_GRID = ("euler", "midpoint", "rk4", "explicit_adams", "implicit_adams", "heun2", "heun3")
 NO_GRADIENTS = ("scipy_solver",)  # solvers that return plain arrays: nothing to train through
 SOLVER_DEFAULTS = {"method": "dopri5", "rtol": 1e-7, "atol": 1e-9, "max_steps": 100000, "step_size": None}
@@ -72,6 +73,12 @@ class FitConfig:
     seed: int = option(0, "seeds the neural weights' initialisation (and anything else random)",
                        integer(minimum=0))
     dtype: str = option("float64", "float32 | float64", choice(DTYPES))
+    executor: str = option("serial", "how independent trials run (sparsify's folds x lambda1, starts, sweeps): "
+                                     "serial | ray", choice(EXECUTORS))
+    workers: Optional[int] = option(None, "trials at once with executor: ray; null: every core (or every CPU of "
+                                          "the cluster)", optional(integer(minimum=1)))
+    ray_address: Optional[str] = option(None, "a running Ray cluster to join (e.g. ray://head:10001); null: "
+                                              "a local Ray on this machine's cores", optional(text))
 
     @property
     def total_epochs(self) -> int:

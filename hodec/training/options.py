@@ -195,6 +195,12 @@ def flag(value, key, fail):
     return value
 
 
+def text(value, key, fail):
+    if not isinstance(value, str) or not value.strip():
+        fail(f"{key}: expected a non-empty string, got {show(value)}")
+    return value
+
+
 def optional(inner: Check) -> Check:
     """None (the key's 'derive it' default), or a value the inner check accepts."""
     return lambda value, key, fail: None if value is None else inner(value, key, fail)

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import numpy as np
 import torch
 
+from ...compiler import compile_text
 from ...errors import HodecError
 from ..data import Dataset
+from ..executor import Executor, Failed
 from ..loop import Trainer
 from ..result import FitError
 from ..sparsify_config import SparsifyConfig
@@ -129,18 +131,82 @@ def refit_gated(model, data, config: SparsifyConfig, phi0, inputs=None):
     return trainer.best_model()
 
 
-def cross_validate(gated_class, data: Dataset, config: SparsifyConfig, phi0, inputs, say) -> tuple:
+@dataclass(frozen=True)
+class FoldTrial:
+    """One trial of the cross-validation, in plain data (a Ray worker compiles the spec's text itself): the path
+    `lambdas` fitted on every fold but `fold` and scored on that fold's trajectories `val`. With warm_start a
+    trial is a fold's whole path (each fit starts from the previous one's end), else one (fold, lambda1) pair."""
+    source: str
+    filename: str
+    path: str
+    data: Dataset
+    config: SparsifyConfig
+    inputs: Optional[dict]
+    fold: int
+    val: tuple
+    lambdas: tuple
+
+
+def fold_trials(spec, data: Dataset, config: SparsifyConfig, inputs) -> list:
+    """The trials of K-fold cross-validation over trajectories, fold by fold, each fold's lambda1 in order."""
+    folds = fold_indices(len(data.trajectories), config.folds, config.fit.seed)
+    paths = [tuple(config.lambda1)] if config.warm_start else [(lam,) for lam in config.lambda1]
+    return [FoldTrial(spec.source, spec.filename, spec.path, data, config, inputs, k, tuple(val), lambdas)
+            for k, val in enumerate(folds) for lambdas in paths]
+
+
+def run_fold_trial(trial: FoldTrial) -> list:
+    """Fit the trial's path on the other folds and score each lambda1's model on the validation trajectories:
+    per lambda1 (lambda1, squared errors per trajectory, cells per trajectory, gates kept or None, failure message
+    or None). A pure function of the trial: the same numbers in this process and in a worker."""
+    gated_class = compile_text(trial.source, trial.filename, trial.path).model_class(gates=True)
+    config, data, val = trial.config, trial.data, list(trial.val)
+    phi0 = spec_prior(gated_class, config.fit)
+    train = subset(data, [i for i in range(len(data.trajectories)) if i not in set(val)])
+    failures, out = {}, []
+    for lam, trainer in l1_path(gated_class, train, config, trial.lambdas, phi0, trial.inputs,
+                                failures.__setitem__):
+        errors, kept = None, None
+        if trainer is not None:
+            model = trainer.model
+            kept = int((model.gate_weights.detach().abs() >= config.threshold).sum())
+            try:
+                if config.cv_refit:
+                    model = refit_gated(model, train, config, phi0, trial.inputs)
+                errors = trajectory_errors(model, subset(data, val), config.fit, trial.inputs)
+            except FitError as err:
+                failures[lam] = err
+        message = failures[lam].diagnostics[0].message if lam in failures else None
+        out.append((lam, np.full(len(val), np.inf) if errors is None else errors[0],
+                    np.ones(len(val)) if errors is None else errors[1], kept, message))
+    return out
+
+
+def cross_validate(spec, data: Dataset, config: SparsifyConfig, inputs, say) -> tuple:
     """The path's entries (lambda1, val_mse, val_se, edges_kept, edges_kept_folds) from K-fold cross-validation
-    over trajectories, and the chosen lambda1."""
+    over trajectories (the trials run by the config's executor), and the chosen lambda1."""
     n = len(data.trajectories)
     if n < 2:
         raise HodecError(f"cross-validation over trajectories needs at least 2 trajectories in the data and "
                          f"{data.source} has {n}; give a single lambda1 (e.g. 'lambda1: [0.01]') or more "
                          f"trajectories (an id column)", WHO)
-    folds = fold_indices(n, config.folds, config.fit.seed)
+    trials = fold_trials(spec, data, config, inputs)
+    results = Executor.of(config.fit).map(run_fold_trial, trials, say)
     per_fold = {lam: ([], [], []) for lam in config.lambda1}  # squared errors, cells, gates kept
-    for k, val in enumerate(folds):
-        _score_fold(gated_class, data, val, k, config, phi0, inputs, say, per_fold)
+    for trial, result in zip(trials, results):
+        if isinstance(result, Failed):
+            raise HodecError(f"fold {trial.fold + 1}: {result.message}", WHO)
+        for lam, sse, cells, kept, message in result:
+            if message is not None:
+                say(f"lambda1 = {lam:g}, fold {trial.fold + 1}: training failed ({message})")
+            per_fold[lam][0].append(sse)
+            per_fold[lam][1].append(cells)
+            per_fold[lam][2].extend([] if kept is None else [kept])
+    return score_path(per_fold, config, trials[-1].fold + 1, len(spec.model_class(gates=True).gates_table), say)
+
+
+def score_path(per_fold: dict, config: SparsifyConfig, folds: int, gates: int, say) -> tuple:
+    """The path's entries from each lambda1's validation errors over the folds, and the chosen lambda1."""
     path, scored = [], {}  # scored: lambda1 -> (squared errors, cells) per validation trajectory
     for lam in config.lambda1:
         sse, cells, kept = per_fold[lam]
@@ -151,33 +217,9 @@ def cross_validate(gated_class, data: Dataset, config: SparsifyConfig, phi0, inp
                  "edges_kept": int(round(float(np.median(kept)))) if kept else None, "edges_kept_folds": kept}
         path.append(entry)
         say(f"lambda1 = {lam:g}: validation MSE {val_mse:.6g}, edges kept {entry['edges_kept']} "
-            f"of {len(gated_class.gates_table)} ({len(folds)} folds)")
+            f"of {gates} ({folds} folds)")
     paired_standard_errors(path, scored)
     finite = [e for e in path if e["val_mse"] is not None]
     if not finite:
         raise HodecError("training failed for every lambda1 of the path (try a smaller lr or lambda1)", WHO)
     return path, choose_lambda1(finite, config.selection)
-
-
-def _score_fold(gated_class, data: Dataset, val: list, k: int, config: SparsifyConfig, phi0, inputs, say,
-                per_fold: dict):
-    """Fit the path on the other folds and score each lambda1's model on the validation trajectories `val`."""
-    train = subset(data, [i for i in range(len(data.trajectories)) if i not in set(val)])
-
-    def failed(lam, err):
-        say(f"lambda1 = {lam:g}, fold {k + 1}: training failed ({err.diagnostics[0].message})")
-
-    for lam, trainer in l1_path(gated_class, train, config, config.lambda1, phi0, inputs, failed):
-        sse, cells, kept = per_fold[lam]
-        errors = None
-        if trainer is not None:
-            model = trainer.model
-            kept.append(int((model.gate_weights.detach().abs() >= config.threshold).sum()))
-            try:
-                if config.cv_refit:
-                    model = refit_gated(model, train, config, phi0, inputs)
-                errors = trajectory_errors(model, subset(data, val), config.fit, inputs)
-            except FitError as err:
-                failed(lam, err)
-        sse.append(np.full(len(val), np.inf) if errors is None else errors[0])
-        cells.append(np.ones(len(val)) if errors is None else errors[1])

@@ -102,7 +102,7 @@ def sparsify(spec: Union[Compilation, str], data, config=None, *, filename: str 
 
     path, chosen = [], config.lambda1[0]
     if len(config.lambda1) > 1:
-        path, chosen = cross_validate(gated_class, data, config, phi0, inputs, say)
+        path, chosen = cross_validate(spec, data, config, inputs, say)
     timings = {"cross_validation": time.perf_counter() - start}
     trainer, l1_epochs = _l1_model(gated_class, data, config, chosen, phi0, inputs)
     gated, gates, pruned, cut = _thresholded(trainer.model, config.threshold)
