@@ -118,3 +118,40 @@ def test_a_signal_during_a_grinding_solve_ends_the_run_within_a_second(tmp_path,
     assert took < 1.0, f"{took:.2f} s from the signal to the exit"
     assert json.loads((out / "report.json").read_text())["status"] == "interrupted"
     assert load_checkpoint(out / "checkpoint.pt")["resume"]["epoch"] == 0
+
+
+# At step N of this process: a thread sends SIGTERM (printing when) while the main thread is inside one long C++ call
+# (a matrix product, standing in for the backward pass of a long solve), where Python cannot run a signal handler.
+SIGNAL_IN_CPP = """
+import os, signal, sys, threading, time, torch
+from hodec.cli import main
+torch.set_num_threads(1)
+n, real, steps = int(sys.argv[1]), torch.optim.AdamW.step, [0]
+def send():
+    time.sleep(0.3)
+    print(f"SENT {time.time()!r}", file=sys.stderr, flush=True)
+    os.kill(os.getpid(), signal.SIGTERM)
+def step(self, *args, **kwargs):
+    steps[0] += 1
+    if steps[0] == n:
+        threading.Thread(target=send).start()
+        torch.linalg.matrix_power(torch.rand(3000, 3000, dtype=torch.float64) / 3000, 64)  # one call, seconds
+    return real(self, *args, **kwargs)
+torch.optim.AdamW.step = step
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def test_a_signal_during_a_long_cpp_call_ends_the_run_within_a_second(tmp_path):
+    config = tmp_path / "fit.yaml"
+    config.write_text("method: vanilla\nepochs: 6\nsolver: {rtol: 1e-5, atol: 1e-7}\n")
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-c", SIGNAL_IN_CPP, "3",
+                           *fit_args(tmp_path, "--config", str(config), "--out", str(out))],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    ended = time.time()
+    sent = float(next(line for line in proc.stderr.splitlines() if line.startswith("SENT ")).split()[1])
+    assert ended - sent < 1.0, f"{ended - sent:.2f} s from the signal to the exit"
+    assert proc.returncode == 130, proc.stderr
+    assert "the checkpoint of epoch 2 is kept" in proc.stderr and "Traceback" not in proc.stderr
+    assert load_checkpoint(out / "checkpoint.pt")["resume"]["epoch"] == 2

@@ -21,6 +21,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Optional
@@ -137,7 +138,9 @@ def _train(trainer: Trainer, rundir: Path, meta: dict, progress: bool) -> tuple[
     checkpoints = Checkpoints(rundir, meta)
     checkpoints.save(trainer)  # from the start: a run killed in its first epoch can be resumed
     failure = None
-    with Interrupts() as interrupts:
+    stuck = (lambda: f"hodec fit: interrupted in an epoch that could not be stopped at once; the checkpoint of "
+             f"epoch {checkpoints.epoch} is kept in {rundir} (continue with --resume {rundir})")
+    with Interrupts(stuck) as interrupts:
         try:
             trainer.train(progress=progress, on_epoch=lambda tr, _: interrupts.finish_first(checkpoints.save, tr))
         except HodecError as err:
@@ -159,11 +162,13 @@ class Checkpoints:
     def __init__(self, rundir: Path, meta: dict):
         self.path, self.report, self.meta = rundir / "checkpoint.pt", rundir / "report.json", meta
         self.last: bytes = b""
+        self.epoch = 0  # of the last checkpoint written
         self.reported_at = time.monotonic()
 
     def save(self, trainer: Trainer):
         self.last = checkpoint_bytes(trainer, self.meta)
         write_atomic(self.path, self.last)
+        self.epoch = trainer.epoch
         if time.monotonic() - self.reported_at >= REPORT_EVERY:
             write_report(self.report, trainer.result(evaluate=False), self.meta)
             self.reported_at = time.monotonic()
@@ -172,25 +177,52 @@ class Checkpoints:
 class Interrupts:
     """While active, SIGINT and SIGTERM (a batch system's stop) raise KeyboardInterrupt in the main thread at once,
     wherever it is (the trainer's loop turns it into status 'interrupted'); inside finish_first they wait for the
-    end of what it runs (a checkpoint being written)."""
+    end of what it runs (a checkpoint being written).
+
+    Python runs a signal handler only between bytecodes, so a main thread inside one long C++ call (the backward
+    pass of a solve of 100000 steps) would take it only when that call returns. A watchdog thread hears the signal
+    at once (signal.set_wakeup_fd); if the handler has not run within GRACE seconds it prints `stuck()` and ends
+    the process: the checkpoint on disk is the last whole epoch's."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    GRACE = 0.5
 
-    def __init__(self):
+    def __init__(self, stuck=lambda: "hodec: interrupted"):
         self.pending = self.deferring = False
         self.previous: dict = {}
+        self.stuck, self.taken, self.watchdog = stuck, threading.Event(), None
 
     def __enter__(self):
-        with contextlib.suppress(ValueError):  # not the main thread: signals stay as they are
+        try:
             for sig in self.SIGNALS:
                 self.previous[sig] = signal.signal(sig, self._handle)
+        except ValueError:  # not the main thread: signals stay as they are
+            return self
+        self.hear, self.tell = socket.socketpair()
+        self.tell.setblocking(False)
+        self.previous_fd = signal.set_wakeup_fd(self.tell.fileno(), warn_on_full_buffer=False)
+        self.watchdog = threading.Thread(target=self._watch, name="hodec-interrupts", daemon=True)
+        self.watchdog.start()
         return self
 
     def __exit__(self, *exc):
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
+        if self.watchdog is not None:
+            signal.set_wakeup_fd(self.previous_fd)
+            self.tell.send(b"\0")  # not a signal number: the watchdog's cue to end
+            self.watchdog.join()
+            self.hear.close()
+            self.tell.close()
+
+    def _watch(self):
+        while self.hear.recv(1) != b"\0":
+            if not self.taken.wait(self.GRACE):
+                os.write(2, (self.stuck() + "\n").encode())
+                os._exit(130)
 
     def _handle(self, signum, frame):
+        self.taken.set()
         self.pending = True
         if not self.deferring:
             raise KeyboardInterrupt
