@@ -1,5 +1,4 @@
 """The run folder of `hodec fit`: claimed by one run at a time (real processes), and --resume loads no code."""
-import os
 import pickle
 import signal
 import subprocess

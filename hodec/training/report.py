@@ -65,7 +65,7 @@ def read_checkpoint(source, name: str) -> dict:
         raise HodecError(f"{name} is not a hodec fit checkpoint: it holds objects other than tensors and plain "
                          f"data, which hodec never loads (loading them could run code)", "hodec fit") from None
     except Exception as err:  # a truncated or foreign file
-        raise HodecError(f"cannot read checkpoint {name}: {_first_line(err)}", "hodec fit") from None
+        raise HodecError(f"cannot read checkpoint {name}: {first_line(err)}", "hodec fit") from None
     shape = {"meta": dict, "config": dict, "resume": dict}
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT or \
             not all(isinstance(payload.get(key), kind) for key, kind in shape.items()):
@@ -73,7 +73,7 @@ def read_checkpoint(source, name: str) -> dict:
     return payload
 
 
-def _first_line(err: Exception) -> str:
+def first_line(err: Exception) -> str:
     """An exception's message cut to its first line (torch's can run to pages), or its type's name."""
     return (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
 

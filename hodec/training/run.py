@@ -12,7 +12,6 @@ best epoch so far.
 from __future__ import annotations
 
 import atexit
-import contextlib
 import fcntl
 import gc
 import hashlib
@@ -35,7 +34,7 @@ from ..version import __version__
 from .config import load_config
 from .data import read_data
 from .loop import Trainer
-from .report import (OUTPUTS, _first_line, checkpoint_bytes, fitted_source, load_checkpoint, plot_fit, read_checkpoint,
+from .report import (OUTPUTS, checkpoint_bytes, first_line, fitted_source, load_checkpoint, plot_fit, read_checkpoint,
                      write_report)
 
 REPORT_EVERY = 15.0  # seconds between rewrites of report.json while training (the checkpoint: every epoch)
@@ -123,8 +122,8 @@ def _restore(trainer: Trainer, state: dict, name):
     try:
         trainer.restore(state)
     except (KeyError, TypeError, ValueError, RuntimeError) as err:  # a hodec checkpoint, but not of this run
-        raise HodecError(f"{name} does not fit this spec and config ({_first_line(err)}); start "
-                         f"over with --force", WHO) from None
+        raise HodecError(f"{name} does not fit this spec and config ({first_line(err)}); start over with --force",
+                         WHO) from None
 
 
 def _train(trainer: Trainer, rundir: Path, meta: dict, progress: bool) -> tuple[str, Optional[HodecError]]:
