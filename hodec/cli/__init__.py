@@ -7,9 +7,9 @@ import os
 import sys
 
 from ..errors import HodecError
-from . import check, compile, fit, graph, simulate, sparsify, transform
+from . import check, compile, fit, graph, simulate, sparsify, sweep, transform
 
-COMMANDS = (compile, check, simulate, fit, sparsify, graph, transform)
+COMMANDS = (compile, check, simulate, fit, sparsify, sweep, graph, transform)
 
 
 def build_parser() -> argparse.ArgumentParser:
