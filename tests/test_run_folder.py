@@ -108,3 +108,26 @@ def test_resume_refuses_a_foreign_or_broken_checkpoint(tmp_path, lv, capsys, con
     assert main([*args, "--resume", str(out)]) == 1
     err = capsys.readouterr().err
     assert "checkpoint" in err and "internal error" not in err
+
+
+def test_a_second_sparsify_into_a_busy_folder_is_refused_naming_the_first(tmp_path):
+    data = tmp_path / "lv.csv"
+    rows = LV_DATA.splitlines()
+    data.write_text("t,id," + rows[0][2:] + "\n" + "".join(f"{r.split(',', 1)[0]},{i},{r.split(',', 1)[1]}\n"
+                                                          for i in (1, 2) for r in rows[1:]))
+    config = tmp_path / "sparsify.yaml"
+    config.write_text("epochs: 100000\nlambda1: [0, 0.01]\nfolds: 2\nsolver: {rtol: 1e-5, atol: 1e-7}\n")
+    out = tmp_path / "run"
+    args = ["sparsify", str(LV), "--data", str(data), "--config", str(config), "--out", str(out), "--quiet"]
+    first = subprocess.Popen([sys.executable, "-m", "hodec.cli", *args], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (out / LOCK).exists() or not (out / LOCK).read_text():
+            assert time.monotonic() < deadline and first.poll() is None, first.stderr.read() if first.poll() else ""
+            time.sleep(0.05)
+        second = cli([*args, "--force"])
+        assert second.returncode == 1, second.stderr
+        assert f"in use by hodec sparsify (pid {first.pid} on " in second.stderr
+    finally:
+        first.kill()
+        first.wait()
