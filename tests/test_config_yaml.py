@@ -80,6 +80,8 @@ def test_duplicate_keys_are_located(tmp_path):
     ("steps: 1e12\n", "steps: must be at most"),
     ("[1, 2]\n", "a fit config is a YAML mapping"),
     ("lr: [\n", "not valid YAML"),
+    ("seed: " + "9" * 5000 + "\n", "not valid YAML"),
+    ("k: " + "[" * 100000 + "]" * 100000 + "\n", "nested too deeply"),
 ])
 def test_bad_values_exit_1_with_a_message_naming_the_key(tmp_path, capsys, text, message):
     config = tmp_path / "fit.yaml"

@@ -225,8 +225,8 @@ def read_yaml_mapping(path: Path, what: str) -> dict:
         raise _located(f"not valid YAML ({err.problem or err.context})", mark, path, text) from None
     except _YamlRefused as err:
         raise _located(err.message, err.mark, path, text) from None
-    except yaml.YAMLError as err:
-        raise HodecError(f"not valid YAML ({err})", str(path)) from None
+    except (yaml.YAMLError, ValueError) as err:  # ValueError: an integer of more digits than Python converts
+        raise HodecError(f"not valid YAML ({first_line(err)})", str(path)) from None
     except RecursionError:
         raise HodecError("the YAML is nested too deeply", str(path)) from None
     finally:
@@ -236,6 +236,11 @@ def read_yaml_mapping(path: Path, what: str) -> dict:
     if not isinstance(data, dict):
         raise HodecError(f"a {what} config is a YAML mapping of keys to values (e.g. 'method: vanilla')", str(path))
     return data
+
+
+def first_line(err: Exception) -> str:
+    """An exception's message cut to its first line and 200 characters, or its type's name."""
+    return (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
 
 
 def _located(message: str, mark, path: Path, text: str) -> HodecError:

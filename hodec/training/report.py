@@ -18,6 +18,7 @@ import numpy as np
 
 from ..files import write_atomic
 from ..errors import HodecError
+from .options import first_line
 
 OUTPUTS = ("report.json", "checkpoint.pt", "fit.png", "fitted.hode")
 CHECKPOINT_FORMAT = "hodec-fit-1"
@@ -71,11 +72,6 @@ def read_checkpoint(source, name: str) -> dict:
             not all(isinstance(payload.get(key), kind) for key, kind in shape.items()):
         raise HodecError(f"{name} is not a hodec fit checkpoint", "hodec fit")
     return payload
-
-
-def first_line(err: Exception) -> str:
-    """An exception's message cut to its first line (torch's can run to pages), or its type's name."""
-    return (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
 
 
 def write_report(path, result, meta: dict):

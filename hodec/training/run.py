@@ -34,8 +34,8 @@ from ..version import __version__
 from .config import load_config
 from .data import read_data
 from .loop import Trainer
-from .report import (OUTPUTS, checkpoint_bytes, first_line, fitted_source, load_checkpoint, plot_fit, read_checkpoint,
-                     write_report)
+from .options import first_line
+from .report import OUTPUTS, checkpoint_bytes, fitted_source, load_checkpoint, plot_fit, read_checkpoint, write_report
 
 REPORT_EVERY = 15.0  # seconds between rewrites of report.json while training (the checkpoint: every epoch)
 WHO = "hodec fit"  # the "file" named by run-level errors
