@@ -149,7 +149,7 @@ def _result(ray, ref, index: int):
     try:
         return ray.get(ref)
     except ray.exceptions.WorkerCrashedError:
-        raise HodecError(f"trial {index + 1}: its worker process died {RETRIES + 1} times", WHO) from None
+        raise HodecError(f"trial {index + 1}: its worker process died on each of {RETRIES + 1} attempts", WHO) from None
     except ray.exceptions.RayTaskError as err:  # a bug in the trial: raise it here as it was raised there
         raise err.as_instanceof_cause() from None
 
