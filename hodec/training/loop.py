@@ -95,9 +95,9 @@ class Trainer:
             raise FitError(f"{self.problem.where('training', lam)}: the loss is {float(loss.detach())}")
         if mse is None:
             mse = self.shard.evaluate(self.model) if self.shard else self.evaluate(self.model)
-        if mse < self.best_mse:
-            self.best_mse, self.best_epoch = mse, epoch
-            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        best = None  # the params this epoch's loss was computed with, if they are the best yet; kept only once the
+        if mse < self.best_mse:  # epoch completes, so an interrupted epoch is never the "best epoch"
+            best = (mse, epoch, {k: v.detach().clone() for k, v in self.model.state_dict().items()})
         penalty = self.penalty()
         if penalty is not None:
             loss = loss + penalty
@@ -111,6 +111,8 @@ class Trainer:
         seconds = time.perf_counter() - start
         self.elapsed += seconds
         self.epoch = epoch
+        if best is not None:
+            self.best_mse, self.best_epoch, self.best_state = best
         entry = {"epoch": epoch, "lam": lam, "loss": float(loss.detach()), "mse": finite(mse),
                  "seconds": round(seconds, 6), "elapsed": round(self.elapsed, 6)}
         self.history.append(entry)
