@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 from hodec.cli import main
 from hodec.compiler import load_text
@@ -100,7 +99,7 @@ def test_resume_skips_finished_trials_and_runs_the_rest(folder):
 def test_resume_refuses_a_changed_grid_and_force_starts_over(folder, capsys):
     assert sweep(folder, "grid:\n  lr: [0.01]\n") == 0
     assert sweep(folder, "grid:\n  lr: [0.02]\n", "--resume") == 1
-    assert "changed since the sweep" in capsys.readouterr().err
+    assert "changed since the run" in capsys.readouterr().err
     assert sweep(folder, "grid:\n  lr: [0.02, 0.03]\n", "--force") == 0
     assert [r["lr"] for r in table(folder)] == ["0.02", "0.03"]
     assert not (folder / "out" / "trials" / "003").exists()

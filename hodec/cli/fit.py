@@ -25,9 +25,9 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from ..training.run import run_fit  # torch loads only for the commands that train
+    from ..training.starts import run_fit_starts  # torch loads only for the commands that train
     from ..training.torchrun import launched, run_fit_distributed
 
-    fit = run_fit_distributed if launched() else run_fit  # one of several processes under torchrun
+    fit = run_fit_distributed if launched() else run_fit_starts  # one of several processes under torchrun
     return fit(args.spec, args.data, config=args.config, out=args.out, resume=args.resume, force=args.force,
                progress=not args.quiet)

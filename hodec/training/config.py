@@ -73,6 +73,8 @@ class FitConfig:
     seed: int = option(0, "seeds the neural weights' initialisation (and anything else random)",
                        integer(minimum=0))
     dtype: str = option("float64", "float32 | float64", choice(DTYPES))
+    starts: int = option(1, "multi-start: N fits, from the spec's values and N - 1 perturbations of them; the one "
+                            "with the lowest best MSE is kept", integer(minimum=1, maximum=1000))
     executor: str = option("serial", "how independent trials run (sparsify's folds x lambda1, starts, sweeps): "
                                      "serial | ray", choice(EXECUTORS))
     workers: Optional[int] = option(None, "trials at once with executor: ray; null: every core (or every CPU of "

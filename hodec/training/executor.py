@@ -116,8 +116,8 @@ def start_ray(executor: Executor):
         options = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
         if executor.address:
             ray.init(address=executor.address, **options)
-        else:
-            ray.init(num_cpus=executor.workers or os.cpu_count(), **options)
+        else:  # Ray runs workers at nice 15 by default; the trials are this run's own work, as in the serial run
+            ray.init(num_cpus=executor.workers or os.cpu_count(), _system_config={"worker_niceness": 0}, **options)
     return ray
 
 

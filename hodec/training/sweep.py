@@ -11,12 +11,8 @@ fitted.hode, checkpoint.pt and trial.json, its record, written last), results.cs
 """
 from __future__ import annotations
 
-import csv
-import io
 import itertools
 import json
-import shutil
-import sys
 from pathlib import Path
 from typing import Optional
 
@@ -24,18 +20,14 @@ import numpy as np
 
 from ..compiler import compile as compile_spec
 from ..errors import HodecError
-from ..files import read_text, write_atomic
 from .config import FitConfig, load_config
 from .data import read_data
-from .executor import Executor, Failed
 from .options import defaults, integer, raise_errors, read_yaml_mapping, show
 from .run import claim_rundir
-from .trials import FitTrial, best_of, fit_meta, run_fit_trial, write_trial
+from .trials import FitTrial, TrialRun, fit_meta
 
 WHO = "hodec sweep"
 NOT_SWEPT = ("executor", "workers", "ray_address")  # how trials run, not what they fit
-RECORD = "trial.json"
-COLUMNS = ("status", "best_mse", "best_epoch", "epochs", "seconds", "error")
 
 
 def read_grid(path, base: dict) -> list:
@@ -100,91 +92,15 @@ def run_sweep(spec, data, grid, config: Optional[str] = None, out: Optional[str]
     meta = fit_meta(spec, compilation.source, data, dataset)
     plan = {"spec_sha256": meta["spec_sha256"], "data_sha256": meta["data_sha256"], "config": base,
             "points": points}
-    say = (lambda line: print(f"{WHO}: {line}", file=sys.stderr, flush=True)) if progress else None
+    trials = [FitTrial(compilation.source, compilation.filename, compilation.path, dataset, {**base, **point}, meta)
+              for point in points]
     with claim_rundir(rundir, force, ("sweep.json", "results.csv"), WHO, resume=resume):
-        _start(rundir, plan, resume, force)
-        records = _records(rundir, points)
-        todo = [i for i, record in enumerate(records) if record is None]
-        if say and len(todo) < len(points):
-            say(f"{len(points) - len(todo)} of {len(points)} trials already done, skipped")
-        trials = [FitTrial(compilation.source, compilation.filename, compilation.path, dataset,
-                           {**base, **points[i]}, meta) for i in todo]
-
-        def finished(j, result):
-            records[todo[j]] = _save(rundir, todo[j], points[todo[j]], result)
-
-        try:
-            Executor.of(load_config(base)).map(run_fit_trial, trials, say, finished)
-        except KeyboardInterrupt:
-            done = sum(r is not None for r in records)
-            print(f"{WHO}: interrupted after {done} of {len(points)} trials; continue with --resume "
-                  f"(--out {rundir})", file=sys.stderr)
+        run = TrialRun(rundir, WHO, "sweep.json", "trials")
+        records = run.run(plan, trials, points, resume, force, progress)
+        if records is None:
             return 130
-        return _finish(spec, rundir, points, records)
-
-
-def _start(rundir: Path, plan: dict, resume: bool, force: bool):
-    """Check a resumed sweep's plan against this one; a new or forced sweep writes its plan, trials cleared."""
-    path = rundir / "sweep.json"
-    if resume:
-        if not path.is_file():
-            raise HodecError(f"no sweep to resume in {rundir} (no sweep.json)", WHO)
-        if json.loads(read_text(path)) != json.loads(json.dumps(plan)):
-            raise HodecError(f"the spec, data, config or grid changed since the sweep in {rundir} started; start "
-                             f"over with --force", WHO)
-        return
-    if force:
-        for folder in ("trials", "best"):
-            shutil.rmtree(rundir / folder, ignore_errors=True)
-    write_atomic(path, json.dumps(plan, indent=1) + "\n")
-
-
-def _records(rundir: Path, points: list) -> list:
-    """Each point's record from its trial.json, None for those not finished."""
-    out = []
-    for i in range(len(points)):
-        path = rundir / "trials" / f"{i + 1:03d}" / RECORD
-        out.append(json.loads(read_text(path)) if path.is_file() else None)
-    return out
-
-
-def _save(rundir: Path, i: int, point: dict, result) -> dict:
-    """A finished trial's files, then its record (last: a trial without trial.json is run again)."""
-    folder = rundir / "trials" / f"{i + 1:03d}"
-    record = {"trial": i + 1, "point": point}
-    if isinstance(result, Failed):
-        record.update(status="failed", error=result.message)
-        folder.mkdir(parents=True, exist_ok=True)
-    else:
-        write_trial(folder, result)
-        record.update({key: value for key, value in result.items() if key != "files"})
-    write_atomic(folder / RECORD, json.dumps(record, indent=1) + "\n")
-    return record
-
-
-def _finish(spec: Path, rundir: Path, points: list, records: list) -> int:
-    """results.csv, best/ and the summary line."""
-    keys = list(dict.fromkeys(key for point in points for key in point))
-    table = io.StringIO()
-    writer = csv.writer(table, lineterminator="\n")
-    writer.writerow(["trial", *keys, *COLUMNS])
-    for record in records:
-        point = record["point"]
-        writer.writerow([record["trial"], *(_cell(point.get(k)) for k in keys), *(record.get(c) for c in COLUMNS)])
-    write_atomic(rundir / "results.csv", table.getvalue())
-    best = best_of(records)
-    shutil.rmtree(rundir / "best", ignore_errors=True)
-    failed = sum(r["status"] == "failed" for r in records)
-    if best is None:
-        raise HodecError(f"every trial failed (see {rundir / 'results.csv'})", WHO)
-    source = rundir / "trials" / f"{best + 1:03d}"
-    (rundir / "best").mkdir()
-    for path in sorted(source.iterdir()):
-        write_atomic(rundir / "best" / path.name, path.read_bytes())
-    print(f"{spec} -> {rundir}: {len(records)} trials ({failed} failed), best trial {best + 1} "
-          f"({show(records[best]['point'])}), MSE {records[best]['best_mse']:.6g}; results.csv, best/")
+        best = run.finish(rundir / "results.csv", rundir / "best", records)
+    print(f"{spec} -> {rundir}: {len(records)} trials ({sum(r['status'] == 'failed' for r in records)} failed), "
+          f"best trial {best + 1} ({show(records[best]['point'])}), MSE {records[best]['best_mse']:.6g}; "
+          f"results.csv, best/")
     return 0
-
-
-def _cell(value) -> str:
-    return json.dumps(value) if isinstance(value, (dict, list)) else str(value)

@@ -5,7 +5,12 @@ machine needs no shared file system. The checkpoint is a `hodec fit` checkpoint:
 --resume FOLDER` on a trial's folder continues it, or (complete) rewrites its outputs with fit.png."""
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
+import json
+import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,15 +19,19 @@ from typing import Optional
 import torch
 
 from ..compiler import compile_text
-from ..files import write_atomic
+from ..errors import HodecError
+from ..files import read_text, write_atomic
 from ..version import __version__
 from .config import load_config
 from .data import Dataset
+from .executor import Executor, Failed
 from .loop import Trainer
 from .report import fitted_source, save_checkpoint, write_report
 
 SPREAD = 0.5  # a perturbed start's params: log and logit coordinates + SPREAD N(0, 1), free ones x exp(SPREAD N(0, 1))
 FILES = ("report.json", "fitted.hode", "checkpoint.pt")
+RECORD = "trial.json"
+COLUMNS = ("status", "best_mse", "best_epoch", "epochs", "seconds", "error")
 
 
 @dataclass(frozen=True)
@@ -81,14 +90,89 @@ def run_fit_trial(trial: FitTrial) -> dict:
             "epochs": trainer.epoch, "seconds": round(trainer.elapsed, 3), "files": files}
 
 
-def write_trial(folder: Path, record: dict):
-    """A trial's files into its folder (each atomically)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, data in record["files"].items():
-        write_atomic(folder / name, data)
+class TrialRun:
+    """A run folder of fit trials: the plan (PLAN, a JSON file), each trial's folder SUB/NNN/ with its files and
+    trial.json, its record, written last (a trial without one is run again by --resume)."""
+
+    def __init__(self, rundir: Path, who: str, plan_file: str, sub: str):
+        self.rundir, self.who, self.plan_file, self.sub = rundir, who, plan_file, sub
+
+    def folder(self, i: int) -> Path:
+        return self.rundir / self.sub / f"{i + 1:03d}"
+
+    def run(self, plan: dict, trials: list, points: list, resume: bool, force: bool, progress: bool):
+        """Run the trials not finished yet with the executor of trial 0's config; every trial's record in order,
+        or None when interrupted (Ctrl-C; the finished trials are kept for --resume)."""
+        say = (lambda line: print(f"{self.who}: {line}", file=sys.stderr, flush=True)) if progress else None
+        self.start(plan, resume, force)
+        records = [self.record(i) for i in range(len(trials))]
+        todo = [i for i, record in enumerate(records) if record is None]
+        if say and len(todo) < len(trials):
+            say(f"{len(trials) - len(todo)} of {len(trials)} trials already done, skipped")
+
+        def finished(j, result):
+            records[todo[j]] = self.save(todo[j], points[todo[j]], result)
+
+        try:
+            Executor.of(load_config(trials[0].config)).map(run_fit_trial, [trials[i] for i in todo], say, finished)
+        except KeyboardInterrupt:
+            print(f"{self.who}: interrupted after {sum(r is not None for r in records)} of {len(trials)} trials; "
+                  f"continue with --resume (--out {self.rundir})", file=sys.stderr)
+            return None
+        return records
+
+    def start(self, plan: dict, resume: bool, force: bool):
+        """Check a resumed run's plan against this one; a new or forced run writes its plan, trials cleared."""
+        path = self.rundir / self.plan_file
+        if resume:
+            if not path.is_file():
+                raise HodecError(f"nothing to resume in {self.rundir} (no {self.plan_file})", self.who)
+            if json.loads(read_text(path)) != json.loads(json.dumps(plan)):
+                raise HodecError(f"the spec, data, config or points changed since the run in {self.rundir} "
+                                 f"started; start over with --force", self.who)
+            return
+        if force:
+            shutil.rmtree(self.rundir / self.sub, ignore_errors=True)
+        write_atomic(path, json.dumps(plan, indent=1) + "\n")
+
+    def record(self, i: int) -> Optional[dict]:
+        path = self.folder(i) / RECORD
+        return json.loads(read_text(path)) if path.is_file() else None
+
+    def save(self, i: int, point: dict, result) -> dict:
+        """A finished trial's files, then its record."""
+        folder = self.folder(i)
+        folder.mkdir(parents=True, exist_ok=True)
+        record = {"trial": i + 1, "point": point}
+        if isinstance(result, Failed):
+            record.update(status="failed", error=result.message)
+        else:
+            for name, data in result["files"].items():
+                write_atomic(folder / name, data)
+            record.update({key: value for key, value in result.items() if key != "files"})
+        write_atomic(folder / RECORD, json.dumps(record, indent=1) + "\n")
+        return record
+
+    def finish(self, table: Path, best_folder: Path, records: list) -> int:
+        """The results table (one row per trial) and a copy of the best trial's files in best_folder; the best's
+        index (the lowest best MSE, the first on ties)."""
+        keys = list(dict.fromkeys(key for record in records for key in record["point"]))
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["trial", *keys, *COLUMNS])
+        for record in records:
+            writer.writerow([record["trial"], *(_cell(record["point"].get(k)) for k in keys),
+                             *(record.get(c) for c in COLUMNS)])
+        write_atomic(table, out.getvalue())
+        scored = [(r["best_mse"], i) for i, r in enumerate(records) if r.get("best_mse") is not None]
+        if not scored:
+            raise HodecError(f"every trial failed (see {table})", self.who)
+        best = min(scored)[1]
+        best_folder.mkdir(exist_ok=True)
+        for name in (*FILES, RECORD):
+            write_atomic(best_folder / name, (self.folder(best) / name).read_bytes())
+        return best
 
 
-def best_of(records: list) -> Optional[int]:
-    """The index of the record with the lowest best MSE (the first on ties); None if none has one."""
-    scored = [(r["best_mse"], i) for i, r in enumerate(records) if r.get("best_mse") is not None]
-    return min(scored)[1] if scored else None
+def _cell(value) -> str:
+    return json.dumps(value) if isinstance(value, (dict, list)) else str(value)

@@ -1,0 +1,52 @@
+"""`starts: N` of FIT.yaml: a multi-start `hodec fit`. Start 0 is the plain fit (the spec's values, the neural
+weights seeded by `seed`); start n > 0 perturbs the trainable params (trials.perturb) and seeds the neural weights
+with seed + n. The starts are trials run by the config's executor (serial, or in parallel on Ray); RUNDIR/starts/
+NNN/ holds each start's run, RUNDIR/starts.csv one row per start, and RUNDIR itself the files of the start with
+the lowest best MSE (report.json, fitted.hode, checkpoint.pt). `--resume` skips the starts already finished."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+from ..compiler import compile as compile_spec
+from ..files import read_text
+from .config import load_config
+from .data import read_data
+from .report import OUTPUTS
+from .run import claim_rundir, run_fit
+from .trials import FILES, RECORD, FitTrial, TrialRun, fit_meta
+
+WHO = "hodec fit"
+PLAN = "starts.json"
+
+
+def run_fit_starts(spec, data, config: Optional[str] = None, out: Optional[str] = None, resume=None,
+                   force: bool = False, progress: bool = True) -> int:
+    """`hodec fit`: a multi-start fit when the config has starts > 1 (or --resume names a multi-start run
+    folder), else run_fit."""
+    rundir = Path(resume) if isinstance(resume, str) else Path(out) if out else Path("runs") / Path(spec).stem
+    multi = (rundir / PLAN).is_file() if resume else load_config(config).starts > 1
+    if not multi or force and resume:  # run_fit refuses --resume with --force
+        return run_fit(spec, data, config=config, out=out, resume=resume, force=force, progress=progress)
+    spec = Path(spec)
+    compilation = compile_spec(spec)
+    dataset = read_data(data, compilation.model_class())
+    base = load_config(config if config or not resume else json.loads(read_text(rundir / PLAN))["config"])
+    base = base.to_dict()
+    meta = fit_meta(spec, compilation.source, data, dataset)
+    plan = {"spec_sha256": meta["spec_sha256"], "data_sha256": meta["data_sha256"], "config": base}
+    points = [{"start": n} for n in range(base["starts"])]
+    trials = [FitTrial(compilation.source, compilation.filename, compilation.path, dataset, base, meta, n)
+              for n in range(base["starts"])]
+    with claim_rundir(rundir, force, (*OUTPUTS, PLAN, "starts.csv", RECORD), WHO, resume=bool(resume)):
+        run = TrialRun(rundir, WHO, PLAN, "starts")
+        records = run.run(plan, trials, points, bool(resume), force, progress)
+        if records is None:
+            return 130
+        best = run.finish(rundir / "starts.csv", rundir, records)
+    scores = ", ".join("failed" if r.get("best_mse") is None else f"{r['best_mse']:.3g}" for r in records)
+    print(f"{spec} -> {rundir}: {base['method']}, {len(records)} starts (best MSE {scores}); start {best} kept: "
+          f"best epoch {records[best]['best_epoch']}, MSE {records[best]['best_mse']:.6g} "
+          f"({', '.join(FILES)}; starts.csv)")
+    return 0
