@@ -56,6 +56,7 @@ def tiny_config(tmp_path):
 
 
 # ---------------------------------------------------------------- the method
+@pytest.mark.slow  # convergence: 90 epochs to 5% of the truth
 def test_lotka_volterra_homotopy_recovers_parameters_within_5_percent():
     t, y = lv_data(n=31, dt=0.2, noise=0.02, seed=0)
     M = load(LV)

@@ -33,7 +33,7 @@ def cli(args, **kwargs):
                           timeout=120, **kwargs)
 
 
-def test_a_second_run_into_a_busy_folder_is_refused_naming_the_first(tmp_path, lv):
+def test_a_second_run_into_a_busy_folder_is_refused_naming_the_first(tmp_path, lv, capsys):
     args, long, short = lv
     out = tmp_path / "run"
     first = subprocess.Popen([sys.executable, "-m", "hodec.cli", *args, "--config", str(long), "--out", str(out)],
@@ -42,10 +42,10 @@ def test_a_second_run_into_a_busy_folder_is_refused_naming_the_first(tmp_path, l
         deadline = time.monotonic() + 60
         while not (out / "checkpoint.pt").exists() and time.monotonic() < deadline:
             time.sleep(0.05)
-        for extra in ([], ["--force"], ["--resume"]):
-            second = cli([*args, "--config", str(short), "--out", str(out), *extra])
-            assert second.returncode == 1, second.stderr
-            assert f"in use by hodec fit (pid {first.pid} on " in second.stderr and "started" in second.stderr
+        for extra in ([], ["--force"], ["--resume"]):  # the second runs: this process, another than the first
+            assert main([*args, "--config", str(short), "--out", str(out), *extra]) == 1
+            err = capsys.readouterr().err
+            assert f"in use by hodec fit (pid {first.pid} on " in err and "started" in err
         assert first.poll() is None  # the first run goes on
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=30)
@@ -53,8 +53,7 @@ def test_a_second_run_into_a_busy_folder_is_refused_naming_the_first(tmp_path, l
         first.kill()
     # the lock of a dead run is taken over: --resume continues it, --force starts over
     assert str(first.pid) in (out / LOCK).read_text()
-    again = cli([*args, "--config", str(short), "--out", str(out), "--force"])
-    assert again.returncode == 0, again.stderr
+    assert main([*args, "--config", str(short), "--out", str(out), "--force"]) == 0, capsys.readouterr().err
     assert str(first.pid) not in (out / LOCK).read_text()
 
 
@@ -110,7 +109,7 @@ def test_resume_refuses_a_foreign_or_broken_checkpoint(tmp_path, lv, capsys, con
     assert "checkpoint" in err and "internal error" not in err
 
 
-def test_a_second_sparsify_into_a_busy_folder_is_refused_naming_the_first(tmp_path):
+def test_a_second_sparsify_into_a_busy_folder_is_refused_naming_the_first(tmp_path, capsys):
     data = tmp_path / "lv.csv"
     rows = LV_DATA.splitlines()
     data.write_text("t,id," + rows[0][2:] + "\n" + "".join(f"{r.split(',', 1)[0]},{i},{r.split(',', 1)[1]}\n"
@@ -125,9 +124,8 @@ def test_a_second_sparsify_into_a_busy_folder_is_refused_naming_the_first(tmp_pa
         while not (out / LOCK).exists() or not (out / LOCK).read_text():
             assert time.monotonic() < deadline and first.poll() is None, first.stderr.read() if first.poll() else ""
             time.sleep(0.05)
-        second = cli([*args, "--force"])
-        assert second.returncode == 1, second.stderr
-        assert f"in use by hodec sparsify (pid {first.pid} on " in second.stderr
+        assert main([*args, "--force"]) == 1  # the second run: this process, another than the first
+        assert f"in use by hodec sparsify (pid {first.pid} on " in capsys.readouterr().err
     finally:
         first.kill()
         first.wait()

@@ -174,6 +174,7 @@ def scaled_mnode(hidden=(16,)) -> str:
     return "\n".join(lines) + "\n"
 
 
+@torch.no_grad()  # plain numbers for the spec's text: no autograd graph (half the time)
 def state_scales(base) -> list:
     """Per state: max |x| over a day of adult#001 eating 50/70/80 g at 7, 12:30 and 19 h with boluses (1 digit)."""
     t = torch.arange(0, 24 * 60 + 1, 1.0, dtype=torch.float64)
