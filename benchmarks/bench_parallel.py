@@ -26,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -142,7 +143,60 @@ def torchrun_rows(args) -> list:
     return rows + [torchrun_row(16, "rk4", max(2, args.epochs // 2), staggered=True)]  # 64 solves an epoch
 
 
-SECTIONS = {"torchrun": torchrun_rows}  # name -> function(args) -> rows
+# ---------------------------------------------------------------- ray: sparsify's cross-validation as trials
+def ray_row(warm_start: bool, workers: int = 2) -> dict:
+    """The synthetic sparsify benchmark's quick case (refined spec, true sparsity, 12 training trajectories, 150
+    epochs, rk4 step 0.4), with 3 folds x 5 lambda1: sparsify() serial (one torch thread) and with `workers` Ray
+    workers (one thread each). Seconds of the cross-validation (timings) and of the whole call; Ray's start-up (a
+    local Ray of `workers` CPUs) timed on its own. warm_start: one trial per fold (3 trials, so at most 1.5x on 2
+    workers); false: one per (fold, lambda1) pair (15 trials)."""
+    from benchmarks.sparsify import synthetic
+    from hodec.training.executor import Executor, shutdown, start_ray
+    from hodec.training.sparsify import sparsify
+    from hodec.training.sparsify_config import load_sparsify_config
+
+    s = synthetic.settings(True, None, "mechanistic")
+    ts = torch.tensor(s["times"], dtype=torch.float64)
+    extra, latent = synthetic.SPECS["refined"]
+    spec = synthetic.spec_text("Refined", extra, latent=latent)
+    train = synthetic.generate(extra, 0.0, s["n_train"], 1, ts, s["noise"], latent)
+    test = synthetic.generate(extra, 0.0, s["n_test"], 2, ts, 0.0, latent)
+    base = {"method": "vanilla", "epochs": s["epochs"], "lr": s["lr"], "lambda1": [0.0, 1e-4, 1e-3, 1e-2, 1e-1],
+            "folds": 3, "lambda2": 1e-4, "threshold": 0.05, "refit_epochs": s["refit_epochs"],
+            "solver": {"method": "rk4", "step_size": s["step"]}, "warm_start": warm_start}
+    torch.set_num_threads(1)
+    load_before = os.getloadavg()[0]
+    serial = sparsify(spec, train, load_sparsify_config(base), filename=synthetic.SPEC, test=test)
+    load_between = os.getloadavg()[0]
+    print(f"ray section: serial sparsify {serial.seconds:.1f} s (warm_start {warm_start})", file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    start_ray(Executor("ray", workers))
+    startup = time.perf_counter() - start
+    try:
+        parallel = sparsify(spec, train, load_sparsify_config({**base, "executor": "ray", "workers": workers}),
+                            filename=synthetic.SPEC, test=test)
+    finally:
+        shutdown()
+    cv = {n: r.timings["cross_validation"] for n, r in (("serial", serial), ("ray", parallel))}
+    kept = [sorted(e["name"] for e in r.edges if e["kept"]) for r in (serial, parallel)]
+    return {"section": "ray", "case": f"sparsify CV, synthetic quick (refined, true), 3 folds x 5 lambda1, "
+                                      f"warm_start {str(warm_start).lower()}",
+            "trials": 3 if warm_start else 15, "workers": workers, "load_before": round(load_before, 2),
+            "load_between": round(load_between, 2), "cv_s_serial": round(cv["serial"], 2),
+            "cv_s_ray": round(cv["ray"], 2), "ray_startup_s": round(startup, 2),
+            "speedup": round(cv["serial"] / cv["ray"], 2),
+            "speedup_with_startup": round(cv["serial"] / (cv["ray"] + startup), 2),
+            "total_s_serial": round(serial.seconds, 2), "total_s_ray": round(parallel.seconds, 2),
+            "same_lambda1": serial.lambda1 == parallel.lambda1, "same_kept": kept[0] == kept[1],
+            "test_mse_diff": abs(serial.test_mse - parallel.test_mse),
+            "goal": "CV >= 1.7x faster, same lambda1 and kept edges, test MSE within 1e-10"}
+
+
+def ray_rows(args) -> list:
+    return [ray_row(warm_start) for warm_start in (False, True)]
+
+
+SECTIONS = {"torchrun": torchrun_rows, "ray": ray_rows}  # name -> function(args) -> rows
 
 
 # ---------------------------------------------------------------- the table
@@ -166,6 +220,9 @@ def main(argv=None):
                "python": platform.python_version(), "torch": torch.__version__, "cpus": os.cpu_count(),
                "processor": platform.processor() or platform.machine()}
     RESULTS.mkdir(exist_ok=True)
+    if args.only and (RESULTS / "bench_parallel.json").exists():  # keep the rows of the sections not run
+        previous = json.loads((RESULTS / "bench_parallel.json").read_text())["rows"]
+        rows = [row for row in previous if row["section"] not in args.only] + rows
     (RESULTS / "bench_parallel.json").write_text(json.dumps({"machine": machine, "rows": rows}, indent=2) + "\n")
     table = markdown(rows)
     (RESULTS / "bench_parallel.md").write_text(

@@ -106,3 +106,14 @@ def test_a_sweep_on_ray_equals_the_serial_sweep(folder):  # noqa: F811
     parallel = table(folder)
     assert [(r["lr"], r["best_mse"], r["best_epoch"]) for r in parallel] == \
         [(r["lr"], r["best_mse"], r["best_epoch"]) for r in serial]
+
+
+def test_multi_start_on_ray_equals_serial(folder):  # noqa: F811
+    from test_fit_starts import run, starts
+
+    (folder / "fit.yaml").write_text((folder / "fit.yaml").read_text() + "starts: 3\n")
+    assert run(folder) == 0
+    serial = starts(folder)
+    (folder / "fit.yaml").write_text((folder / "fit.yaml").read_text() + "executor: ray\n")
+    assert run(folder, "--force") == 0
+    assert [(r["start"], r["best_mse"]) for r in starts(folder)] == [(r["start"], r["best_mse"]) for r in serial]

@@ -119,3 +119,11 @@ def test_bad_grids_exit_1_naming_the_file_and_leave_no_folder(folder, capsys, gr
     err = capsys.readouterr().err
     assert message in err and "grid.yaml" in err and "Traceback" not in err
     assert not (folder / "out").exists()
+
+
+def test_a_failing_point_is_a_failed_row_and_the_others_go_on(folder):
+    assert sweep(folder, "grid:\n  k: [1.0, {nope: 1.0}]\n") == 0
+    rows = table(folder)
+    assert [r["status"] for r in rows] == ["complete", "failed"]
+    assert "'nope' is not a fitted column" in rows[1]["error"] and rows[1]["best_mse"] == ""
+    assert json.loads((folder / "out" / "best" / "trial.json").read_text())["trial"] == 1

@@ -110,7 +110,8 @@ def ray_module():
 
 
 def start_ray(executor: Executor):
-    """Join the cluster at executor.address, or start a local Ray on this machine's cores (once per process)."""
+    """Join the cluster at executor.address, or start a local Ray on this machine's cores (once per process), and
+    have its workers import torch and hodec's training (a few seconds each) before the first trial."""
     ray = ray_module()
     if not ray.is_initialized():
         options = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
@@ -118,13 +119,26 @@ def start_ray(executor: Executor):
             ray.init(address=executor.address, **options)
         else:  # Ray runs workers at nice 15 by default; the trials are this run's own work, as in the serial run
             ray.init(num_cpus=executor.workers or os.cpu_count(), _system_config={"worker_niceness": 0}, **options)
+        warm = ray.remote(num_cpus=1)(_warm)
+        ray.get([warm.remote() for _ in range(_slots(ray, executor))])
     return ray
+
+
+def _slots(ray, executor: Executor) -> int:
+    """Trials at once: `workers`, or every CPU of the local Ray or cluster."""
+    return executor.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+def _warm():
+    from . import loop  # noqa: F401 - torch and the trainer, imported once per worker here
+
+    time.sleep(0.5)  # long enough that every warm-up task gets a worker of its own
 
 
 def _ray_map(function, payloads, executor: Executor, tally: Tally, on_result) -> list:
     ray = start_ray(executor)
     task = ray.remote(num_cpus=1, max_retries=RETRIES, retry_exceptions=False)(_in_worker)
-    limit = executor.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+    limit = _slots(ray, executor)
     function_ref = ray.put(function)
     pending, results, queue = {}, [None] * len(payloads), list(enumerate(payloads))
     while queue or pending:

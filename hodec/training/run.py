@@ -53,9 +53,7 @@ def run_fit(spec, data, config: Optional[str] = None, out: Optional[str] = None,
     compilation = compile_spec(spec)
     model_class = compilation.model_class()
     dataset = read_data(data, model_class)
-    meta = {"spec": str(spec), "spec_sha256": _digest(compilation.source.encode()), "data": str(data),
-            "data_sha256": _digest(Path(data).read_bytes()), "columns": list(dataset.columns),
-            "hodec_version": __version__}
+    meta = fit_meta(spec, compilation.source, data, dataset)
     trainer = None if resume else _trainer(model_class, dataset, load_config(config))
     with claim_rundir(rundir, force, resume=resume):
         if resume:
@@ -86,6 +84,13 @@ def run_fit(spec, data, config: Optional[str] = None, out: Optional[str] = None,
     print(f"{spec} -> {rundir}: {trainer.config.method}, best epoch {result.best_epoch} of {trainer.epoch}, "
           f"MSE {best}")
     return 0
+
+
+def fit_meta(spec, source: str, data, dataset) -> dict:
+    """The inputs as report.json and the checkpoint record them (--resume checks the digests)."""
+    return {"spec": str(spec), "spec_sha256": _digest(source.encode()), "data": str(data),
+            "data_sha256": _digest(Path(data).read_bytes()), "columns": list(dataset.columns),
+            "hodec_version": __version__}
 
 
 def _run_folder(spec: Path, out, resume, force: bool) -> tuple[Path, bool]:

@@ -14,8 +14,8 @@ from ..files import read_text
 from .config import load_config
 from .data import read_data
 from .report import OUTPUTS
-from .run import claim_rundir, run_fit
-from .trials import FILES, RECORD, FitTrial, TrialRun, fit_meta
+from .run import claim_rundir, fit_meta, run_fit
+from .trials import FILES, RECORD, FitTrial, TrialRun
 
 WHO = "hodec fit"
 PLAN = "starts.json"

@@ -23,8 +23,8 @@ from ..errors import HodecError
 from .config import FitConfig, load_config
 from .data import read_data
 from .options import defaults, integer, raise_errors, read_yaml_mapping, show
-from .run import claim_rundir
-from .trials import FitTrial, TrialRun, fit_meta
+from .run import claim_rundir, fit_meta
+from .trials import FitTrial, TrialRun
 
 WHO = "hodec sweep"
 NOT_SWEPT = ("executor", "workers", "ray_address")  # how trials run, not what they fit

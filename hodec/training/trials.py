@@ -6,7 +6,6 @@ machine needs no shared file system. The checkpoint is a `hodec fit` checkpoint:
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import shutil
@@ -21,7 +20,6 @@ import torch
 from ..compiler import compile_text
 from ..errors import HodecError
 from ..files import read_text, write_atomic
-from ..version import __version__
 from .config import load_config
 from .data import Dataset
 from .executor import Executor, Failed
@@ -41,16 +39,8 @@ class FitTrial:
     path: str
     data: Dataset
     config: dict  # FIT.yaml keys; its seed seeds the neural weights' initialisation
-    meta: dict  # what report.json and the checkpoint record of the inputs (fit_meta)
+    meta: dict  # what report.json and the checkpoint record of the inputs (run.fit_meta)
     start: int = 0  # 0: the spec's values; n > 0: perturbed with a generator seeded by seed + n
-
-
-def fit_meta(spec, source: str, data, dataset: Dataset) -> dict:
-    """The inputs as `hodec fit` records them (so that --resume accepts a trial's folder)."""
-    digest = lambda b: hashlib.sha256(b).hexdigest()  # noqa: E731
-    return {"spec": str(spec), "spec_sha256": digest(source.encode()), "data": str(data),
-            "data_sha256": digest(Path(data).read_bytes()), "columns": list(dataset.columns),
-            "hodec_version": __version__}
 
 
 def perturb(model, seed: int):
