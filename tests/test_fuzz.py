@@ -7,6 +7,7 @@ found is kept below as a regular regression test.
 """
 from __future__ import annotations
 
+import functools
 import math
 import re
 from pathlib import Path
@@ -129,13 +130,16 @@ def test_token_soup(text):
     check_compiles_or_fails_cleanly(text)
 
 
+LINE_TOKEN = TOKEN.filter(lambda t: "\n" not in t)  # one strategy (validated once), not one per draw
+
+
 @st.composite
 def statement_soups(draw):
     """Lines that start with a statement keyword followed by a soup: more of them get past the first token."""
     lines = ["model M"]
     for _ in range(draw(st.integers(0, 6))):
         keyword = draw(st.sampled_from(KEYWORDS[1:10]))
-        rest = draw(st.lists(TOKEN.filter(lambda t: "\n" not in t), max_size=10))
+        rest = draw(st.lists(LINE_TOKEN, max_size=10))
         lines.append(" ".join([keyword, *rest]))
     return "\n".join(lines) + "\n"
 
@@ -197,15 +201,16 @@ FUNCTIONS = {"exp": 1, "log": 1, "sqrt": 1, "abs": 1, "sin": 1, "cos": 1, "tanh"
 LITERALS = ["0", "1", "2", "0.5", "1e-3", "100", "1e30"]
 
 
-def expressions(names, allow_neural=True, depth=3):
-    leaves = st.sampled_from(names + LITERALS)
+@functools.lru_cache(maxsize=None)  # each strategy built (and validated by hypothesis) once, not once per draw
+def expressions(names: tuple, allow_neural=True, depth=3):
+    leaves = st.sampled_from(list(names) + LITERALS)
     functions = {f: n for f, n in FUNCTIONS.items() if allow_neural or f != "nf"}
 
     def extend(inner):
         binary = st.tuples(inner, st.sampled_from(["+", "-", "*", "/", "^"]), inner).map(" ".join)
-        call = st.sampled_from(sorted(functions)).flatmap(
-            lambda f: st.lists(inner, min_size=functions[f], max_size=functions[f]).map(
-                lambda args: f"{f}({', '.join(args)})"))
+        calls = {f: st.lists(inner, min_size=n, max_size=n).map(lambda args, f=f: f"{f}({', '.join(args)})")
+                 for f, n in functions.items()}
+        call = st.sampled_from(sorted(functions)).flatmap(calls.__getitem__)
         condition = st.tuples(inner, st.sampled_from(["<", "<=", ">", ">=", "==", "!="]), inner,
                               st.sampled_from(["", " and A > 0", " or not 1 < 2"])).map(
             lambda c: f"{c[0]} {c[1]} {c[2]}{c[3]}")
@@ -223,11 +228,11 @@ def generated_models(draw):
     dynamic = static + ["A", "B", "u", "t"]
     lets = []
     for i in range(draw(st.integers(0, 2))):
-        lines.append(f"let v{i} = {draw(expressions(dynamic + lets))}")
+        lines.append(f"let v{i} = {draw(expressions(tuple(dynamic + lets)))}")
         lets.append(f"v{i}")
     if draw(st.booleans()):
-        lines.append(f"state C = {draw(expressions(static, allow_neural=False))}")
-    names = dynamic + lets
+        lines.append(f"state C = {draw(expressions(tuple(static), allow_neural=False))}")
+    names = tuple(dynamic + lets)
     if draw(st.booleans()):
         lines.append(f"reaction r: A -> 2 B ; {draw(expressions(names))}")
     if draw(st.booleans()):

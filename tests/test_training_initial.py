@@ -50,6 +50,7 @@ CONFIG = {"method": "vanilla", "epochs": 150, "lr": 0.05, "lr_end": 0.02, "initi
           "solver": {"rtol": 1e-6, "atol": 1e-8}}
 
 
+@pytest.mark.slow  # convergence: the fit must land within 1e-3 of scipy's
 def test_a_trainable_initial_param_is_trained_and_the_other_states_start_at_their_data():
     data = hares_data()
     model = compile_text(SPEC, "hares.hode").model_class()

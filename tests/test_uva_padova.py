@@ -222,17 +222,18 @@ def test_meal_raises_glucose_and_it_returns(Model):
     x0 = basal_equilibrium(p, u2ss)
     Gb = x0[3] / p["Vg"]  # mg/dL
 
-    def run(bolus):
+    def run(boluses):
+        """One batch row per bolus: the rows share every minute's meal and Dbar."""
         def inputs_at(k):
             meal = 5.0 if 60 <= k < 70 else 0.0
             Dbar = 0.0 if k < 60 else 1000.0 * 5.0 * min(k - 59, 10)
-            return meal, basal + (bolus if k == 60 else 0.0), Dbar
+            return [meal] * len(boluses), [basal + (b if k == 60 else 0.0) for b in boluses], [Dbar] * len(boluses)
         with torch.no_grad():
-            ys = rk4_minutes(m, x0, 720, inputs_at)
+            ys = rk4_minutes(m, np.tile(x0, (len(boluses), 1)), 720, inputs_at)
         assert np.all(np.isfinite(ys.numpy()))
-        return ys.numpy(), ys[:, 3].numpy() / p["Vg"]
+        return [(ys[:, i].numpy(), ys[:, i, 3].numpy() / p["Vg"]) for i in range(len(boluses))]
 
-    ys, bg = run(0.0)
+    (ys, bg), (_, bg_bolus) = run([0.0, 5.0])
     assert np.max(np.abs(bg[:61] - Gb)) < 1e-6  # fasting before the meal
     peak = int(np.argmax(bg))
     assert 90 < peak < 420 and bg[peak] > Gb + 50  # the meal raises plasma glucose (about 212 mg/dL at 5 h)
@@ -242,7 +243,6 @@ def test_meal_raises_glucose_and_it_returns(Model):
     # the gut delivered f x the meal: integral of Ra dt x BW = f kabs integral qgut dt
     absorbed = p["f"] * p["kabs"] * 0.5 * (ys[:-1, 2] + ys[1:, 2]).sum()
     assert absorbed == pytest.approx(p["f"] * 50000 - p["f"] * ys[-1, :3].sum(), rel=2e-3)
-    _, bg_bolus = run(5.0)
     assert bg_bolus.max() < bg[peak] - 10 and bg_bolus[-1] < bg[-1]  # insulin lowers glucose
     assert bg_bolus.min() > 70  # no hypoglycaemia with the CR bolus for this patient
 
