@@ -12,7 +12,11 @@ speedup suffers first, the CPU speedup is what two free cores would give less th
 largest relative difference of the params and of every nonzero entry of the best state (neural weights included)
 between the one-process fit and each process's. The load average before each row is recorded.
 
+ray (issue goal: sparsify's cross-validation, 3 folds x 5 lambda1, on 2 Ray workers >= 1.7x faster than serial,
+with the same choices and test MSE): see ray_row.
+
     python -m benchmarks.bench_parallel                 # every section
+    python -m benchmarks.bench_parallel --only ray --warm-start false
     python -m benchmarks.bench_parallel --only torchrun --epochs 8
 """
 from __future__ import annotations
@@ -177,13 +181,14 @@ def ray_row(warm_start: bool, workers: int = 2) -> dict:
                             filename=synthetic.SPEC, test=test)
     finally:
         shutdown()
+    load_after = os.getloadavg()[0]
     cv = {n: r.timings["cross_validation"] for n, r in (("serial", serial), ("ray", parallel))}
     kept = [sorted(e["name"] for e in r.edges if e["kept"]) for r in (serial, parallel)]
     return {"section": "ray", "case": f"sparsify CV, synthetic quick (refined, true), 3 folds x 5 lambda1, "
                                       f"warm_start {str(warm_start).lower()}",
             "trials": 3 if warm_start else 15, "workers": workers, "load_before": round(load_before, 2),
-            "load_between": round(load_between, 2), "cv_s_serial": round(cv["serial"], 2),
-            "cv_s_ray": round(cv["ray"], 2), "ray_startup_s": round(startup, 2),
+            "load_between": round(load_between, 2), "load_after": round(load_after, 2),
+            "cv_s_serial": round(cv["serial"], 2), "cv_s_ray": round(cv["ray"], 2), "ray_startup_s": round(startup, 2),
             "speedup": round(cv["serial"] / cv["ray"], 2),
             "speedup_with_startup": round(cv["serial"] / (cv["ray"] + startup), 2),
             "total_s_serial": round(serial.seconds, 2), "total_s_ray": round(parallel.seconds, 2),
@@ -193,7 +198,7 @@ def ray_row(warm_start: bool, workers: int = 2) -> dict:
 
 
 def ray_rows(args) -> list:
-    return [ray_row(warm_start) for warm_start in (False, True)]
+    return [ray_row(warm_start == "true") for warm_start in args.warm_start or ("false", "true")]
 
 
 SECTIONS = {"torchrun": torchrun_rows, "ray": ray_rows}  # name -> function(args) -> rows
@@ -214,6 +219,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=sorted(SECTIONS), action="append", help="run only these sections")
     parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--warm-start", choices=("false", "true"), action="append", help="ray: only these cases")
     args = parser.parse_args(argv)
     rows = [row for name in (args.only or SECTIONS) for row in SECTIONS[name](args)]
     machine = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
