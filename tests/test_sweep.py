@@ -108,6 +108,7 @@ def test_resume_refuses_a_changed_grid_and_force_starts_over(folder, capsys):
 @pytest.mark.parametrize("grid, message", [
     ("grid:\n  lrr: [0.01]\n", "'lrr' is not a FIT.yaml key"),
     ("grid:\n  executor: [ray]\n", "'executor' is not a FIT.yaml key that a sweep varies"),
+    ("grid:\n  starts: [1, 2]\n", "'starts' is not a FIT.yaml key that a sweep varies"),
     ("grid:\n  lr: 0.01\n", "lr: expected a non-empty list"),
     ("grid:\n  lr: [-1]\n", "point 1 ({'lr': -1}): lr: must be > 0"),
     ("lr: [0.01]\n", "unknown key 'lr'"),

@@ -7,8 +7,8 @@ GRID_HELP = """GRID.yaml: a grid of every combination, or `random:` samples draw
   grid:                      random: {lr: [0.003, 0.01, 0.03], k: [2, 4, 6]}
     lr: [0.01, 0.03]         samples: 5
     k: [2, 6]                seed: 0
-Keys: any FIT.yaml key (see hodec fit --help) but executor, workers and ray_address, which come from --config
-and say how the trials run (executor: ray runs them in parallel)."""
+Keys: any FIT.yaml key (see hodec fit --help) but starts (each point is one fit) and executor, workers and
+ray_address, which come from --config and say how the trials run (executor: ray runs them in parallel)."""
 
 
 def add_parser(sub):

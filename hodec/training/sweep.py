@@ -27,7 +27,7 @@ from .run import claim_rundir, fit_meta
 from .trials import FitTrial, TrialRun
 
 WHO = "hodec sweep"
-NOT_SWEPT = ("executor", "workers", "ray_address")  # how trials run, not what they fit
+NOT_SWEPT = ("starts", "executor", "workers", "ray_address")  # each point is one fit; how trials run
 
 
 def read_grid(path, base: dict) -> list:
