@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("ray")
+pytestmark = pytest.mark.slow  # a local Ray and its workers: multi-process by nature (.ci/run runs it)
 
 from hodec.compiler import compile_text  # noqa: E402
 from hodec.errors import HodecError  # noqa: E402

@@ -18,6 +18,8 @@ from hodec.training.distributed import owners
 from hodec.training.loop import Trainer
 from hodec.training.report import load_checkpoint
 
+pytestmark = pytest.mark.slow  # real torchrun processes: multi-process by nature (.ci/run runs it)
+
 SPEC = """model PopulationLV "Lotka-Volterra with trained rates and a learned interaction"
 param a = 1.0 positive
 param d = 1.5 positive

@@ -41,7 +41,12 @@ class Dependencies:
         """The let names and `slot.arg` arguments crossed on some path from the expression to the leaf `target`
         (empty when it reads the target directly, or not at all)."""
         return frozenset(step for sym in self.reads(expr) for step, inner in self.direct(sym)
-                         if target in self.reads(inner))
+                         if self._reaches(inner, target))
+
+    def _reaches(self, expr: sympy.Expr, target: sympy.Symbol) -> bool:
+        """Whether the expression reads `target`: membership in each symbol's closure, without building their
+        union (which made `steps` quadratic in the length of a chain of lets)."""
+        return any(target in self._symbol(sym) for sym in expr.free_symbols)
 
     def _symbol(self, root) -> frozenset:
         # Post-order with an explicit stack: a long chain of lets must not exhaust Python's recursion limit.
