@@ -96,3 +96,16 @@ def test_help_lists_the_config_keys_with_defaults(command, keys, capsys):
     assert "hodec/training" not in out
     for key in keys:
         assert key in out
+
+
+def test_fit_says_what_it_read_before_setting_up(tmp_path, capsys):
+    """A large data file takes a while to read and set up: the first line comes before the progress bar."""
+    data = tmp_path / "lv.csv"
+    data.write_text("t,prey,predators\n" + "".join(f"{i / 10},{1 + i / 100},{1 - i / 200}\n" for i in range(5)))
+    config = tmp_path / "fit.yaml"
+    config.write_text("method: vanilla\nepochs: 1\nsolver: {method: rk4, step_size: 0.1}\n")
+    spec = Path(__file__).resolve().parents[1] / "specs" / "lotka_volterra.hode"
+    assert main(["fit", str(spec), "--data", str(data), "--config", str(config),
+                 "--out", str(tmp_path / "run")]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith(f"hodec fit: {data}: 1 trajectories, 10 values in prey, predators")

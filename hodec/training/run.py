@@ -53,6 +53,9 @@ def run_fit(spec, data, config: Optional[str] = None, out: Optional[str] = None,
     compilation = compile_spec(spec)
     model_class = compilation.model_class()
     dataset = read_data(data, model_class)
+    if progress:  # a large file takes a while to set up (splines, groups): say what was read before the bar starts
+        print(f"hodec fit: {data}: {len(dataset.trajectories)} trajectories, {dataset.n_cells} values in "
+              f"{', '.join(dataset.columns)}; setting up", file=sys.stderr, flush=True)
     meta = fit_meta(spec, compilation.source, data, dataset)
     trainer = None if resume else _trainer(model_class, dataset, load_config(config))
     with claim_rundir(rundir, force, resume=resume):
