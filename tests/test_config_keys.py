@@ -29,6 +29,16 @@ def test_the_readme_fit_block_lists_every_key_with_the_dataclass_default():
     assert load_config(listed) == FitConfig()
 
 
+def test_the_readme_sparsify_block_lists_every_sparsify_key_with_the_dataclass_default():
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    match = re.search(r"SPARSIFY\.yaml takes every FIT\.yaml key and these.*?```yaml\n(.*?)```", text, re.S)
+    assert match, "the README's `hodec sparsify` section has no SPARSIFY.yaml block"
+    listed = yaml.safe_load(match.group(1))
+    own = {f.name: getattr(SparsifyConfig(), f.name) for f in fields(SparsifyConfig) if f.name != "fit"}
+    assert listed == {"method": SparsifyConfig().fit.method, **own}
+    assert list(listed)[1:] == list(own)
+
+
 def test_help_lists_each_key_once_with_its_default_and_a_description():
     for config_class, method in ((FitConfig, "homotopy"), (SparsifyConfig, "vanilla")):
         text = config_help(config_class)
