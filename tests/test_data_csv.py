@@ -146,3 +146,16 @@ def test_simulate_reads_an_input_file_with_a_byte_order_mark(tmp_path, capsys):
     out = capsys.readouterr().out.splitlines()
     x_end = float(out[-1].split(",")[1])
     assert x_end == pytest.approx(1 - math.exp(-2), rel=1e-5)  # x' = 1 - x, x(0) = 0
+
+
+def test_values_too_large_for_float32_are_refused_when_training_in_float32(tmp_path):
+    """The reader's bound is float64's; a float32 run names the value it cannot square instead of failing later
+    with advice about the learning rate."""
+    from hodec.training.config import load_config
+    from hodec.training.fit import Trainer
+
+    model = load(LV)()
+    data = make_dataset(model, [0.0, 1.0, 2.0], {"prey": [1.0, 3e25, 2.0], "predators": [1.0, 1.0, 1.0]})
+    with pytest.raises(HodecError, match=r"t = 1, column 'prey': 3e\+25 is too large for dtype: float32"):
+        Trainer(model, data, load_config({"dtype": "float32"}))
+    Trainer(model, data, load_config({"dtype": "float64"}))  # float64 squares it

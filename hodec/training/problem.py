@@ -33,6 +33,7 @@ class Problem:
         self._resolve_columns()
         self.solver = dict(method=config.solver["method"], rtol=config.solver["rtol"], atol=config.solver["atol"],
                            **solver_options(config.solver))
+        check_magnitudes(data, config.dtype)
         self.groups = make_groups(data, self.model, self.dtype, dict(inputs or {}))
         self.gains = self.per_column(config.k, "k")  # homotopy's, but checked against the data for every method
         self.alphas = self.per_column(config.smoothing, "smoothing")
@@ -227,3 +228,20 @@ class Problem:
 
 def finite(x):
     return x if x is not None and math.isfinite(x) else None
+
+
+def check_magnitudes(data: Dataset, dtype: str):
+    """Refuse data the run's float type cannot square: the reader's bound (tables.LARGEST) is float64's; in float32
+    a value beyond ~1.8e19 makes every squared error inf, which would surface as advice about the lr."""
+    if dtype != "float32":
+        return
+    limit = math.sqrt(torch.finfo(torch.float32).max) / 10  # room for the sum over cells
+    for tr in data.trajectories:
+        for values, names in ((tr.y, data.columns), (tr.u, data.inputs)):
+            big = np.argwhere(np.abs(np.nan_to_num(values)) > limit)
+            if len(big):
+                row, col = big[0]
+                where = f"trajectory {tr.id}, t = {tr.t[row]:g}, column '{names[col]}'"
+                raise HodecError(f"{where}: {values[row, col]:g} is too large for dtype: float32 (its square "
+                                 f"overflows beyond ±{limit:.2g}); use dtype: float64 or rescale the data",
+                                 data.source)
