@@ -1,8 +1,8 @@
 """hodec: a compiler for hybrid neural ODE models."""
 
 from .version import __version__
-from .compiler import Compilation, compile, compile_file, compile_source, load  # noqa: E402
-from .errors import HodecError  # noqa: E402
+from .compiler import Compilation, compile, compile_file, compile_source, load
+from .errors import HodecError
 
 
 def fit(model, data, config=None, **options):
