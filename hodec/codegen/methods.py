@@ -72,8 +72,9 @@ class MethodWriter:
         return self.deps.reads_kind(expr, BATCHED_KINDS)
 
     def _varying(self, expr) -> bool:
-        # Also t: inside observe() it is [T, 1, ...], so it needs the trailing axis as much as a state does.
-        return self.deps.reads_kind(expr, BATCHED_KINDS | {"time"})
+        # Also t: inside observe() it is [T, 1, ...], so it needs the trailing axis as much as a state does; and
+        # params: per-sample ones are [*batch] (see CompiledModel.set_params).
+        return self.deps.reads_kind(expr, BATCHED_KINDS | {"time", "param"})
 
     def columns(self, exprs: list, label: str, names: list) -> Columns:
         return emit_columns(self.scope, exprs, label, names)
@@ -93,12 +94,12 @@ class MethodWriter:
             tail.append(f"u = self.input_values(t, {self.scope.batch_shape()})")
         lines = [params] if uses["param"] else []
         if batch or self.scope.batch_used:
-            lines.append(f"batch = {self.scope.like}.shape[:-1]")
+            lines.append(f"{self.scope.batch} = {self.scope.like}.shape[:-1]")
         lines += tail
         for sym in sorted(self.scope.used, key=self._leaf_order):
             leaf = self.sm.leaves[sym]
             if leaf.kind in ("state", "input", "param"):
-                vector = {"state": "y[..., ", "input": "u[..., ", "param": "p["}[leaf.kind]
+                vector = {"state": "y[..., ", "input": "u[..., ", "param": "p[..., "}[leaf.kind]
                 lines.append(f"{self.scope.scalar[sym]} = {vector}{leaf.index}]")
         return lines + computed
 
@@ -149,12 +150,12 @@ class _Reads(dict):
 
 # ---------------------------------------------------------------- the three methods
 def initial_state_body(sm: SymbolicModel, tables: dict) -> Body:
-    w = MethodWriter(sm, tables, batch=None, like="p", has_states=False)
+    # Batched like p: [*pbatch, n], pbatch being the per-sample params' batch shape (() when all are shared).
+    w = MethodWriter(sm, tables, batch="pbatch", like="p", has_states=False)
     cols = w.columns(sm.initial, "initial", [s.name for s in sm.model.states])
-    if not cols.order:  # no states: the empty vector is made like p
-        w.scope.gathered.add("param")
+    w.scope.gathered.add("param")  # p is read for its batch shape even where no initial value reads a param
     body = cols.lines + [f"y0 = {_ordered(cols, 'initial', tables)}"]
-    return Body(w.prologue() + body + [f"return y0.expand(*batch, {len(sm.initial)})"])
+    return Body(w.prologue() + body + [f"return y0.expand(*self.state_batch(batch), {len(sm.initial)})"])
 
 
 def forward_body(sm: SymbolicModel, tables: dict, gates: Optional[list] = None) -> Body:

@@ -18,7 +18,8 @@ import sympy
 from .printer import float_literal, print_expr
 
 STACK_CHUNK = 64
-GATHERED_KINDS = {"state": "-1", "input": "-1", "param": "0", "out": "-1"}
+# Params too are gathered along the last axis: p is [P], or [*batch, P] with per-sample params.
+GATHERED_KINDS = {"state": "-1", "input": "-1", "param": "-1", "out": "-1"}
 
 
 @dataclass

@@ -66,42 +66,139 @@ class CompiledModel(Gated, Stoichiometry, nn.Module):
         self._pieces = [k for k in PARAM_KINDS if by_kind[k]]
         # Every param free (mass-action networks, typically): p is raw_free itself, with no per-call work.
         self._free_only = self._pieces in (["free"], [])
+        # Per-sample params (see set_params): their exact values, and the batch shape they broadcast to.
+        self._exact_batch: dict = {}
+        self._param_batch: tuple = ()
+        self._batch_kinds: list = []  # (kind, start, stop) of the columns of batch_raw / batch_fixed, in order
+        for name in ("batch_raw", "batch_fixed", "batch_columns", "batch_lower", "batch_width"):
+            self.register_buffer(name, None, persistent=False)
 
     def parameter_values(self) -> torch.Tensor:
-        """All parameters as one vector p in the order of parameters_table, constraints applied."""
+        """All parameters as one vector p in the order of parameters_table, constraints applied: [P], or
+        [*batch, P] when some are per-sample (the shared ones expanded)."""
+        p = self._shared_values()
+        if not self._batch_kinds:
+            return p
+        return p.expand(*self._param_batch, p.shape[-1]).index_copy(-1, self.batch_columns, self._batch_values())
+
+    def _shared_values(self) -> torch.Tensor:
         if self._free_only:
             return self.raw_free
         pieces = []
         for kind in self._pieces:
-            if kind == "free":
-                pieces.append(self.raw_free)
-            elif kind == "positive":
-                pieces.append(torch.exp(self.raw_positive))
-            elif kind == "bounded":
-                pieces.append(self.bound_lower + self.bound_width * torch.sigmoid(self.raw_bounded))
-            else:
-                pieces.append(self.fixed_values)
+            raw = self.fixed_values if kind == "fixed" else getattr(self, f"raw_{kind}")
+            pieces.append(_constrain(kind, raw, self.bound_lower, self.bound_width))
         if len(pieces) == 1:
             return pieces[0]
         return torch.cat(pieces) if pieces else self.raw_free
 
-    def params(self) -> dict:
-        """Current (constrained) value of every param, in declaration order."""
-        p = self.parameter_values().detach()
-        return {name: float(p[self._param_index[name]]) for name in self.param_names}
+    def _batch_values(self) -> torch.Tensor:
+        """The per-sample params, [*batch, K], constrained, in the order of batch_columns."""
+        pieces = []
+        for kind, start, stop in self._batch_kinds:
+            raw = self.batch_fixed if kind == "fixed" else self.batch_raw[..., start:stop]
+            pieces.append(_constrain(kind, raw, self.batch_lower, self.batch_width))
+        return pieces[0] if len(pieces) == 1 else torch.cat(pieces, -1)
 
-    def set_params(self, values: Mapping[str, float]):
-        """Set params by name (any kind, fixed ones included) to constrained values."""
+    def params(self) -> dict:
+        """Current (constrained) value of every param, in declaration order: a float, or for a per-sample one a
+        tensor of the params' batch shape."""
+        p = self.parameter_values().detach()
+        values = {name: p[..., self._param_index[name]] for name in self.param_names}
+        return {name: v.clone() if name in self._exact_batch else float(v.reshape(-1)[0])  # shared: all equal
+                for name, v in values.items()}
+
+    def param_batch_shape(self) -> tuple:
+        """The batch shape of the per-sample params (() when every param is shared)."""
+        return self._param_batch
+
+    def set_params(self, values: Mapping):
+        """Set params by name (any kind, fixed ones included) to constrained values. A value with batch dimensions
+        (a tensor, array or list of shape [B] or [*batch]) makes the param per-sample: each batch member of a
+        state [*batch, n] then reads its own value, a trainable one through the nn.Parameter `batch_raw` (in the
+        unconstrained coordinates of its kind, as raw_free/raw_positive/raw_bounded), a fixed one through the
+        buffer `batch_fixed`. A plain number makes it shared again. Set them before creating an optimizer: a new
+        batch shape registers a new batch_raw."""
         for name, value in values.items():
             if name not in self._param_rows:
                 raise _unknown(self, "param", name, self.param_names)
-            self._exact[name] = float(value)
+            tensor = torch.as_tensor(value.detach() if torch.is_tensor(value) else value, dtype=torch.float64)
+            if tensor.dim() == 0:
+                self._exact[name] = float(tensor)
+                self._exact_batch.pop(name, None)
+            else:
+                self._exact_batch[name] = tensor.cpu()
         for name, value in self._exact.items():
             self._set_param(name, value)
+        self._set_batch_params()
         self._exact_versions = self._raw_versions()
 
+    def set_params_table(self, table, names=None):
+        """Per-sample values of several params at once: `table` [*batch, len(names)], column j holding param
+        names[j] (default: every param, in param_names order). Same as set_params with one column per name."""
+        names = list(self.param_names if names is None else names)
+        table = torch.as_tensor(table.detach() if torch.is_tensor(table) else table, dtype=torch.float64)
+        if table.dim() < 2 or table.shape[-1] != len(names):
+            raise HodecError(f"set_params_table: the table has shape {tuple(table.shape)}; expected "
+                             f"[*batch, {len(names)}], one column per param of {names}")
+        self.set_params({name: table[..., j] for j, name in enumerate(names)})
+
     def _raw_versions(self) -> tuple:
-        return tuple(t._version for t in (self.raw_free, self.raw_positive, self.raw_bounded, self.fixed_values))
+        tensors = (self.raw_free, self.raw_positive, self.raw_bounded, self.fixed_values, self.batch_raw,
+                   self.batch_fixed)
+        return tuple(t._version for t in tensors if t is not None)
+
+    @torch.no_grad()
+    def _set_batch_params(self):
+        """(Re)build batch_raw, batch_fixed and their column tables from the exact per-sample values."""
+        rows = sorted((self._param_rows[name] for name in self._exact_batch),
+                      key=lambda row: (PARAM_KINDS.index(row[2]), self._param_index[row[0]]))
+        shapes = {row[0]: tuple(self._exact_batch[row[0]].shape) for row in rows}
+        try:
+            self._param_batch = tuple(torch.broadcast_shapes(*shapes.values()))
+        except RuntimeError:
+            raise HodecError("per-sample params have batch shapes that do not broadcast: " +
+                             ", ".join(f"'{n}' {list(s)}" for n, s in shapes.items())) from None
+        raw = [_unconstrain(row, self._exact_batch[row[0]]).expand(self._param_batch) for row in rows]
+        trainable = [r for row, r in zip(rows, raw) if row[2] != "fixed"]
+        fixed = [r for row, r in zip(rows, raw) if row[2] == "fixed"]
+        like = self.raw_free
+        self._put("batch_raw", torch.stack(trainable, -1) if trainable else None, parameter=True)
+        self._put("batch_fixed", torch.stack(fixed, -1) if fixed else None, parameter=False)
+        self._batch_kinds, start = [], 0  # columns of batch_raw by kind; fixed ones are all of batch_fixed
+        for kind in PARAM_KINDS:
+            count = sum(row[2] == kind for row in rows)
+            if count:
+                self._batch_kinds.append((kind, start, start + count))
+                start = start + count if kind != "fixed" else start
+        bounded = [row for row in rows if row[2] == "bounded"]
+        columns = torch.tensor([self._param_index[row[0]] for row in rows], dtype=torch.long, device=like.device)
+        self.register_buffer("batch_columns", columns if rows else None, persistent=False)
+        self.register_buffer("batch_lower", like.new_tensor([r[3] for r in bounded]), persistent=False)
+        self.register_buffer("batch_width", like.new_tensor([r[4] - r[3] for r in bounded]), persistent=False)
+
+    def _put(self, name: str, values, parameter: bool):
+        """Write values into the existing tensor when the shape is unchanged (an optimizer keeps holding it)."""
+        current = getattr(self, name)
+        if values is None or current is None or current.shape != values.shape:
+            if values is not None:
+                values = values.to(dtype=self.raw_free.dtype, device=self.raw_free.device)
+            if parameter and values is not None:
+                self._buffers.pop(name, None)
+                setattr(self, name, nn.Parameter(values))
+            else:
+                self._parameters.pop(name, None)
+                self.register_buffer(name, values, persistent=values is not None)
+        else:
+            current.copy_(values)
+
+    def state_batch(self, batch) -> tuple:
+        """The batch shape of an initial state asked for with `batch`, broadcast with the per-sample params'."""
+        try:
+            return tuple(torch.broadcast_shapes(tuple(batch), self._param_batch))
+        except RuntimeError:
+            raise HodecError(f"a state batch {list(batch)} does not broadcast with the per-sample params' batch "
+                             f"shape {list(self._param_batch)} ({', '.join(self._exact_batch)})") from None
 
     def _apply(self, fn, recurse=True):
         # Parameters and tables are defined in float64 arithmetic; a conversion (e.g. .double()) recomputes them
@@ -231,6 +328,7 @@ class CompiledModel(Gated, Stoichiometry, nn.Module):
         ref = self.raw_free
         ts = torch.as_tensor(ts, dtype=ref.dtype, device=ref.device)
         y0 = self.initial_state() if y0 is None else torch.as_tensor(y0, dtype=ref.dtype, device=ref.device)
+        y0 = y0.expand(*self.state_batch(y0.shape[:-1]), y0.shape[-1])  # per-sample params: one state each
         if options.get("step_size") is not None:
             _check_fixed_grid(ts, options["step_size"], method)
         try:
@@ -252,6 +350,37 @@ class CompiledModel(Gated, Stoichiometry, nn.Module):
 
     def extra_repr(self) -> str:
         return f"states={len(self.state_names)}, params={len(self.param_names)}, fluxes={len(self.fluxes_table)}"
+
+
+def _constrain(kind: str, raw: torch.Tensor, lower: torch.Tensor, width: torch.Tensor) -> torch.Tensor:
+    """Params of one kind from their trained coordinates (fixed ones and free ones as they are)."""
+    if kind == "positive":
+        return torch.exp(raw)
+    if kind == "bounded":
+        return lower + width * torch.sigmoid(raw)
+    return raw
+
+
+def _unconstrain(row: tuple, values: torch.Tensor) -> torch.Tensor:
+    """The trained coordinates of a per-sample param's values (float64), checked against its kind."""
+    name, _, kind, lower, upper = row
+    if kind == "positive":
+        if not bool((values > 0).all()):
+            raise HodecError(f"param '{name}' is positive; per-sample values {_first_bad(values > 0, values)}")
+        return torch.log(values)
+    if kind == "bounded":
+        inside = (values > lower) & (values < upper)
+        if not bool(inside.all()):
+            raise HodecError(f"param '{name}' must lie strictly inside ({lower}, {upper}); per-sample values "
+                             f"{_first_bad(inside, values)}")
+        x = (values - lower) / (upper - lower)
+        return torch.log(x) - torch.log1p(-x)
+    return values
+
+
+def _first_bad(ok: torch.Tensor, values: torch.Tensor) -> str:
+    index = tuple(int(i) for i in (~ok).nonzero()[0])
+    return f"hold {float(values[index])} at batch index {list(index)}"
 
 
 def _check_fixed_grid(ts: torch.Tensor, step_size, method: str):
