@@ -69,36 +69,38 @@ class CompiledModel(Gated, Stoichiometry, nn.Module):
         # Per-sample params (see set_params): their exact values, and the batch shape they broadcast to.
         self._exact_batch: dict = {}
         self._param_batch: tuple = ()
-        self._batch_kinds: list = []  # (kind, start, stop) of the columns of batch_raw / batch_fixed, in order
-        for name in ("batch_raw", "batch_fixed", "batch_columns", "batch_lower", "batch_width"):
+        self._batch_plan: dict = {}  # kind -> runs (source vector, start, stop, per-sample) of its trained coordinates
+        for name in ("batch_raw", "batch_fixed"):
             self.register_buffer(name, None, persistent=False)
 
     def parameter_values(self) -> torch.Tensor:
         """All parameters as one vector p in the order of parameters_table, constraints applied: [P], or
         [*batch, P] when some are per-sample (the shared ones expanded)."""
-        p = self._shared_values()
-        if not self._batch_kinds:
-            return p
-        return p.expand(*self._param_batch, p.shape[-1]).index_copy(-1, self.batch_columns, self._batch_values())
-
-    def _shared_values(self) -> torch.Tensor:
-        if self._free_only:
+        if self._batch_plan:
+            pieces = [self._batched_kind(kind, runs) for kind, runs in self._batch_plan.items()]
+        elif self._free_only:
             return self.raw_free
-        pieces = []
-        for kind in self._pieces:
-            raw = self.fixed_values if kind == "fixed" else getattr(self, f"raw_{kind}")
-            pieces.append(_constrain(kind, raw, self.bound_lower, self.bound_width))
+        else:
+            pieces = [self._shared_kind(kind) for kind in self._pieces]
         if len(pieces) == 1:
             return pieces[0]
-        return torch.cat(pieces) if pieces else self.raw_free
+        return torch.cat(pieces, -1) if pieces else self.raw_free
 
-    def _batch_values(self) -> torch.Tensor:
-        """The per-sample params, [*batch, K], constrained, in the order of batch_columns."""
-        pieces = []
-        for kind, start, stop in self._batch_kinds:
-            raw = self.batch_fixed if kind == "fixed" else self.batch_raw[..., start:stop]
-            pieces.append(_constrain(kind, raw, self.batch_lower, self.batch_width))
-        return pieces[0] if len(pieces) == 1 else torch.cat(pieces, -1)
+    def _shared_kind(self, kind: str) -> torch.Tensor:
+        raw = self.fixed_values if kind == "fixed" else getattr(self, f"raw_{kind}")
+        return _constrain(kind, raw, self.bound_lower, self.bound_width)
+
+    def _batched_kind(self, kind: str, runs: list) -> torch.Tensor:
+        """The params of one kind, [*batch, n], assembled from runs of their trained coordinates."""
+        if not any(per_sample for *_, per_sample in runs):
+            values = self._shared_kind(kind)
+            return values.expand(*self._param_batch, values.shape[-1])
+        parts = [getattr(self, source)[..., start:stop] if per_sample else
+                 getattr(self, source)[start:stop].expand(*self._param_batch, stop - start)
+                 for source, start, stop, per_sample in runs]
+        # Contiguous before the constraint: exp or sigmoid over a strided slice is ~10x slower.
+        raw = torch.cat(parts, -1) if len(parts) > 1 else parts[0].contiguous()
+        return _constrain(kind, raw, self.bound_lower, self.bound_width)
 
     def params(self) -> dict:
         """Current (constrained) value of every param, in declaration order: a float, or for a per-sample one a
@@ -162,20 +164,28 @@ class CompiledModel(Gated, Stoichiometry, nn.Module):
         raw = [_unconstrain(row, self._exact_batch[row[0]]).expand(self._param_batch) for row in rows]
         trainable = [r for row, r in zip(rows, raw) if row[2] != "fixed"]
         fixed = [r for row, r in zip(rows, raw) if row[2] == "fixed"]
-        like = self.raw_free
         self._put("batch_raw", torch.stack(trainable, -1) if trainable else None, parameter=True)
         self._put("batch_fixed", torch.stack(fixed, -1) if fixed else None, parameter=False)
-        self._batch_kinds, start = [], 0  # columns of batch_raw by kind; fixed ones are all of batch_fixed
-        for kind in PARAM_KINDS:
-            count = sum(row[2] == kind for row in rows)
-            if count:
-                self._batch_kinds.append((kind, start, start + count))
-                start = start + count if kind != "fixed" else start
-        bounded = [row for row in rows if row[2] == "bounded"]
-        columns = torch.tensor([self._param_index[row[0]] for row in rows], dtype=torch.long, device=like.device)
-        self.register_buffer("batch_columns", columns if rows else None, persistent=False)
-        self.register_buffer("batch_lower", like.new_tensor([r[3] for r in bounded]), persistent=False)
-        self.register_buffer("batch_width", like.new_tensor([r[4] - r[3] for r in bounded]), persistent=False)
+        self._batch_plan = self._plan_batched_kinds() if rows else {}
+
+    def _plan_batched_kinds(self) -> dict:
+        """Per kind, where each of its params' trained coordinates comes from, as runs of consecutive columns of
+        one vector (a shared raw_* or the per-sample batch_raw / batch_fixed)."""
+        counters: dict = {}
+        plan: dict = {kind: [] for kind in self._pieces}
+        for name, _, kind, _, _ in self.parameters_table:
+            if name in self._exact_batch:
+                source = "batch_fixed" if kind == "fixed" else "batch_raw"
+                column = counters[source] = counters.get(source, -1) + 1
+            else:
+                source = "fixed_values" if kind == "fixed" else f"raw_{kind}"
+                column = self._param_index[name] - self._param_slices[kind][0]
+            runs = plan[kind]
+            if runs and runs[-1][0] == source and runs[-1][2] == column:
+                runs[-1][2] += 1
+            else:
+                runs.append([source, column, column + 1, source.startswith("batch_")])
+        return plan
 
     def _put(self, name: str, values, parameter: bool):
         """Write values into the existing tensor when the shape is unchanged (an optimizer keeps holding it)."""
