@@ -96,9 +96,17 @@ class MethodWriter:
         if batch or self.scope.batch_used:
             lines.append(f"{self.scope.batch} = {self.scope.like}.shape[:-1]")
         lines += tail
-        for sym in sorted(self.scope.used, key=self._leaf_order):
+        used = sorted(self.scope.used, key=self._leaf_order)
+        params = [sym for sym in used if self.sm.leaves[sym].kind == "param"]
+        unbind = 3 * len(params) >= len(self.sm.param_order)
+        if params and unbind:  # p.unbind(-1) costs about as much as reading a third of p one by one (measured)
+            names = ["_"] * len(self.sm.param_order)
+            for sym in params:
+                names[self.sm.leaves[sym].index] = self.scope.scalar[sym]
+            lines.append(f"{', '.join(names)}{',' if len(names) == 1 else ''} = p.unbind(-1)")
+        for sym in used:
             leaf = self.sm.leaves[sym]
-            if leaf.kind in ("state", "input", "param"):
+            if leaf.kind in ("state", "input") or (leaf.kind == "param" and not unbind):
                 vector = {"state": "y[..., ", "input": "u[..., ", "param": "p[..., "}[leaf.kind]
                 lines.append(f"{self.scope.scalar[sym]} = {vector}{leaf.index}]")
         return lines + computed
