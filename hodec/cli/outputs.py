@@ -38,9 +38,8 @@ def check_folder(folder, option: str = "--out-dir"):
 
 
 def output_folder(folder) -> Path:
-    """A folder to write into (checked with check_folder), made if missing."""
+    """A folder to write into (checked with check_folder before), made if missing."""
     folder = Path(folder)
-    check_folder(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:

@@ -49,7 +49,7 @@ atexit.register(gc.freeze)
 def run_fit(spec, data, config: Optional[str] = None, out: Optional[str] = None, resume=None, force: bool = False,
             progress: bool = True) -> int:
     spec = Path(spec)
-    rundir, resume = _run_folder(spec, out, resume, force)
+    rundir, resume = run_folder(spec, out, resume, force)
     compilation = compile_spec(spec)
     model_class = compilation.model_class()
     dataset = read_data(data, model_class)
@@ -96,7 +96,7 @@ def fit_meta(spec, source: str, data, dataset) -> dict:
             "hodec_version": __version__}
 
 
-def _run_folder(spec: Path, out, resume, force: bool) -> tuple[Path, bool]:
+def run_folder(spec: Path, out, resume, force: bool) -> tuple[Path, bool]:
     if isinstance(resume, str):
         if out and Path(out) != Path(resume):
             raise HodecError(f"--resume {resume} and --out {out} name different run folders", WHO)

@@ -14,7 +14,7 @@ from ..files import read_text
 from .config import load_config
 from .data import read_data
 from .report import OUTPUTS
-from .run import claim_rundir, fit_meta, run_fit
+from .run import claim_rundir, fit_meta, run_fit, run_folder
 from .trials import FILES, RECORD, FitTrial, TrialRun
 
 WHO = "hodec fit"
@@ -25,23 +25,23 @@ def run_fit_starts(spec, data, config: Optional[str] = None, out: Optional[str] 
                    force: bool = False, progress: bool = True) -> int:
     """`hodec fit`: a multi-start fit when the config has starts > 1 (or --resume names a multi-start run
     folder), else run_fit."""
-    rundir = Path(resume) if isinstance(resume, str) else Path(out) if out else Path("runs") / Path(spec).stem
-    multi = (rundir / PLAN).is_file() if resume else load_config(config).starts > 1
-    if not multi or force and resume:  # run_fit refuses --resume with --force
-        return run_fit(spec, data, config=config, out=out, resume=resume, force=force, progress=progress)
     spec = Path(spec)
+    rundir, resuming = run_folder(spec, out, resume, force)  # also refuses --resume with --force
+    multi = (rundir / PLAN).is_file() if resuming else load_config(config).starts > 1
+    if not multi:
+        return run_fit(spec, data, config=config, out=out, resume=resume, force=force, progress=progress)
     compilation = compile_spec(spec)
     dataset = read_data(data, compilation.model_class())
-    base = load_config(config if config or not resume else json.loads(read_text(rundir / PLAN))["config"])
+    base = load_config(config if config or not resuming else json.loads(read_text(rundir / PLAN))["config"])
     base = base.to_dict()
     meta = fit_meta(spec, compilation.source, data, dataset)
     plan = {"spec_sha256": meta["spec_sha256"], "data_sha256": meta["data_sha256"], "config": base}
     points = [{"start": n} for n in range(base["starts"])]
     trials = [FitTrial(compilation.source, compilation.filename, compilation.path, dataset, base, meta, n)
               for n in range(base["starts"])]
-    with claim_rundir(rundir, force, (*OUTPUTS, PLAN, "starts.csv", RECORD), WHO, resume=bool(resume)):
+    with claim_rundir(rundir, force, (*OUTPUTS, PLAN, "starts.csv", RECORD), WHO, resume=resuming):
         run = TrialRun(rundir, WHO, PLAN, "starts")
-        records = run.run(plan, trials, points, bool(resume), force, progress)
+        records = run.run(plan, trials, points, resuming, force, progress)
         if records is None:
             return 130
         best = run.finish(rundir / "starts.csv", rundir, records)
