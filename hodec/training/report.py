@@ -106,6 +106,15 @@ def _jsonable(x):
 _NUMBER = r"(?:\d+\.\d*|\.\d+|\d+)(?:[eE][+-]?\d+)?"
 
 
+def fitted_spec(spec, values: dict, summary: str, float32: bool = False) -> str:
+    """A Compilation's spec with fitted param values written back, under a header: the summary line, and where the
+    neural slots' weights are (they have no place in the text)."""
+    header = f"# {summary}\n"
+    if spec.model.slots:
+        header += "# The neural slots' weights are in checkpoint.pt (load_state_dict(checkpoint['model'])).\n"
+    return fitted_source(spec.source, spec.model.params, values, float32, header)
+
+
 def fitted_source(source: str, params, values: dict, float32: bool = False, header: str = "") -> str:
     """The spec text with each param in `values` given its new value, replaced at the param's source span
     (comments, layout and everything else kept)."""

@@ -35,7 +35,7 @@ from .config import load_config
 from .data import read_data
 from .loop import Trainer
 from .options import first_line
-from .report import OUTPUTS, checkpoint_bytes, fitted_source, load_checkpoint, plot_fit, read_checkpoint, write_report
+from .report import OUTPUTS, checkpoint_bytes, fitted_spec, load_checkpoint, plot_fit, read_checkpoint, write_report
 
 REPORT_EVERY = 15.0  # seconds between rewrites of report.json while training (the checkpoint: every epoch)
 WHO = "hodec fit"  # the "file" named by run-level errors
@@ -68,13 +68,10 @@ def run_fit(spec, data, config: Optional[str] = None, out: Optional[str] = None,
         write_report(rundir / "report.json", result, meta)
         if trainer.best_state is not None:
             cfg = trainer.config
-            header = (f"# Fitted by hodec fit ({cfg.method}) on {Path(data).name}: best epoch {result.best_epoch} "
-                      f"of {trainer.epoch}, MSE {result.best_mse:.6g}.\n")
-            if model_class.slots_table:
-                header += "# The neural slots' weights are in checkpoint.pt (load_state_dict(checkpoint['model'])).\n"
-            text = fitted_source(compilation.source, compilation.model.params, result.params,
-                                 float32=cfg.dtype == "float32", header=header)
-            write_atomic(rundir / "fitted.hode", text)
+            summary = (f"Fitted by hodec fit ({cfg.method}) on {Path(data).name}: best epoch {result.best_epoch} of "
+                       f"{trainer.epoch}, MSE {result.best_mse:.6g}.")
+            write_atomic(rundir / "fitted.hode",
+                         fitted_spec(compilation, result.params, summary, float32=cfg.dtype == "float32"))
             if status != "interrupted":
                 plot_fit(rundir / "fit.png", trainer, result.model)
     if failure is not None:

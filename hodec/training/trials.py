@@ -24,7 +24,7 @@ from .config import load_config
 from .data import Dataset
 from .executor import Executor, Failed
 from .loop import Trainer
-from .report import fitted_source, save_checkpoint, write_report
+from .report import fitted_spec, save_checkpoint, write_report
 
 SPREAD = 0.5  # a perturbed start's params: log and logit coordinates + SPREAD N(0, 1), free ones x exp(SPREAD N(0, 1))
 FILES = ("report.json", "fitted.hode", "checkpoint.pt")
@@ -66,15 +66,14 @@ def run_fit_trial(trial: FitTrial) -> dict:
     if trainer.status == "interrupted":
         raise KeyboardInterrupt
     result = trainer.result()
-    header = (f"# Fitted by hodec fit ({config.method}, start {trial.start}) on {Path(trial.meta['data']).name}: "
-              f"best epoch {result.best_epoch} of {trainer.epoch}, MSE {result.best_mse:.6g}.\n")
+    summary = (f"Fitted by hodec fit ({config.method}, start {trial.start}) on {Path(trial.meta['data']).name}: "
+               f"best epoch {result.best_epoch} of {trainer.epoch}, MSE {result.best_mse:.6g}.")
     with tempfile.TemporaryDirectory(prefix="hodec-trial-") as folder:
         folder = Path(folder)
         write_report(folder / "report.json", result, trial.meta)
         save_checkpoint(folder / "checkpoint.pt", trainer, trial.meta)
-        write_atomic(folder / "fitted.hode", fitted_source(compilation.source, compilation.model.params,
-                                                           result.params, float32=config.dtype == "float32",
-                                                           header=header))
+        write_atomic(folder / "fitted.hode",
+                     fitted_spec(compilation, result.params, summary, float32=config.dtype == "float32"))
         files = {name: (folder / name).read_bytes() for name in FILES}
     return {"status": result.status, "best_mse": result.best_mse, "best_epoch": result.best_epoch,
             "epochs": trainer.epoch, "seconds": round(trainer.elapsed, 3), "files": files}

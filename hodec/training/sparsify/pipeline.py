@@ -18,7 +18,7 @@ from ...symbolic.dependencies import used_params
 from ...symbolic.folding import folded_gates
 from ..data import Dataset, read_data
 from ..loop import Trainer
-from ..report import fitted_source
+from ..report import fitted_spec
 from ..sparsify_config import SparsifyConfig, load_sparsify_config
 from .path import WHO, cross_validate, data_mse, fresh, l1_path, spec_prior
 from .penalty import PenalisedTrainer
@@ -179,14 +179,11 @@ def _prune(spec: Compilation, pruned: list, observed, chosen: float) -> tuple[Pr
 def _fitted(small: Compilation, pruning: Pruning, refit, chosen: float, n_pruned: int, n_gates: int,
             config: SparsifyConfig) -> str:
     """The text of pruned.hode: the pruned spec with the refitted values written back, under a header."""
-    header = (f"# Pruned and refitted by hodec sparsify (lambda1 = {chosen:g}, threshold {config.threshold:g}): "
-              f"{n_pruned} of {n_gates} gated edges removed"
-              + (f", states dropped: {', '.join(pruning.states_dropped)}" if pruning.states_dropped else "")
-              + f"; refit MSE {refit.best_mse:.6g}.\n")
-    if small.model_class().slots_table:
-        header += "# The neural slots' weights are in checkpoint.pt (load_state_dict(checkpoint['model'])).\n"
-    return fitted_source(pruning.source, small.model.params, refit.params, float32=config.fit.dtype == "float32",
-                         header=header)
+    summary = (f"Pruned and refitted by hodec sparsify (lambda1 = {chosen:g}, threshold {config.threshold:g}): "
+               f"{n_pruned} of {n_gates} gated edges removed"
+               + (f", states dropped: {', '.join(pruning.states_dropped)}" if pruning.states_dropped else "")
+               + f"; refit MSE {refit.best_mse:.6g}.")
+    return fitted_spec(small, refit.params, summary, float32=config.fit.dtype == "float32")
 
 
 def _finite(x: float) -> Optional[float]:
