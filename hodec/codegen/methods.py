@@ -1,4 +1,5 @@
-"""Bodies of the generated methods: initial_state, forward (the fused vector field) and observables."""
+"""Bodies of the generated methods: initial_state, forward (the fused vector field), observables and the two
+Jacobians (of the observables and of the vector field)."""
 from __future__ import annotations
 
 import graphlib
@@ -6,6 +7,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ..symbolic.jacobian import ObservationJacobian
+from ..symbolic.state_jacobian import StateJacobian
 from ..symbolic.dependencies import Dependencies
 from ..symbolic.lower import SymbolicModel
 from .printer import formula, print_expr
@@ -235,6 +237,11 @@ COUPLING_TAIL = [
     "    return dy",
     "return dy + self._coupling(self, t, y)",
 ]
+JACOBIAN_COUPLING_TAIL = [
+    "if self._coupling is None:",
+    "    return J",
+    "return J + self._coupling.jacobian_term(self, t, y)",
+]
 
 
 def observables_body(sm: SymbolicModel, tables: dict) -> Body:
@@ -272,3 +279,37 @@ def observation_jacobian_body(sm: SymbolicModel, tables: dict, jac: ObservationJ
         "J = J.index_copy(-1, self.jacobian_index, values)",
         f"return J.reshape(*batch, {n_obs}, {n_states})",
     ])
+
+
+def state_jacobian_body(sm: SymbolicModel, tables: dict, jac: StateJacobian, gates: Optional[list] = None) -> Body:
+    """J = d(dy/dt)/dy, [*batch, n, n]: the flux derivatives (vectorised like the fluxes themselves), gated like
+    the fluxes, then accumulated through the stoichiometry by one index_add, J[i, j] += S[f, i] * dv_f/dy_j.
+    A model whose fluxes read neural slots gets the Jacobian of its forward by autodiff instead."""
+    n = len(sm.model.states)
+    if jac.slots:
+        return Body(["J = self.autodiff_jacobian(t, y)"] + JACOBIAN_COUPLING_TAIL)
+    w = MethodWriter(jac.model, tables, batch="batch", like="y", has_states=True)
+    states = sm.model.states
+    cols = w.columns([d for _, _, d in jac.entries], "state_jacobian",
+                     [f"d {sm.fluxes[f].name} / d {states[j].name}" for f, j, _ in jac.entries])
+    head = w.prologue(batch=True)
+    if not jac.entries:
+        return Body(head + [f"J = y.new_zeros(*batch, {n}, {n})"] + JACOBIAN_COUPLING_TAIL, w.reads_time)
+    entries = [jac.entries[k] for k in cols.order]  # column c of `values` holds entries[c]
+    gate_of = {g.flux: i for i, g in enumerate(gates or ()) if g.flux is not None}
+    lines = [f"values = {cols.code}"]
+    if any(f in gate_of for f, _, _ in entries):
+        tables["state_jacobian_gates"] = tuple(gate_of.get(f, len(gates)) for f, _, _ in entries)
+        lines += ["g = self.gate_values()  # a gated flux's derivatives carry its gate",
+                  "values = values * g.index_select(0, self.state_jacobian_gates)"]
+    terms = [(c, i * n + j, coefficient) for c, (f, j, _) in enumerate(entries)
+             for i, coefficient in sm.fluxes[f].stoichiometry]
+    tables["state_jacobian_to"] = tuple(at for _, at, _ in terms)
+    if [c for c, _, _ in terms] != list(range(len(entries))) or any(k != 1 for _, _, k in terms):
+        tables["state_jacobian_from"] = tuple(c for c, _, _ in terms)
+        tables["state_jacobian_coef"] = tuple(float(k) for _, _, k in terms)
+        lines.append("values = values.index_select(-1, self.state_jacobian_from) * self.state_jacobian_coef")
+    lines += ["# J[i, j] = sum over fluxes f of S[f, i] * dv_f/dy_j (stoichiometry_table)",
+              f"J = values.new_zeros(*batch, {n * n}).index_add(-1, self.state_jacobian_to, values)",
+              f"J = J.reshape(*batch, {n}, {n})"]
+    return Body(head + cols.lines + lines + JACOBIAN_COUPLING_TAIL, w.reads_time)

@@ -12,8 +12,10 @@ from ..symbolic.edges import interaction_edges
 from ..symbolic.lower import SymbolicModel
 from ..symbolic.gates import gate_table
 from ..symbolic.jacobian import observation_jacobian
+from ..symbolic.state_jacobian import state_jacobian
 from ..version import __version__
-from .methods import forward_body, initial_state_body, observables_body, observation_jacobian_body
+from .methods import (forward_body, initial_state_body, observables_body, observation_jacobian_body,
+                      state_jacobian_body)
 
 DENSE_LIMIT = 40_000  # flux x state entries up to which a dense matmul accumulates faster than a scatter
 _MODULE_NAMES = {"torch", "runtime", "Model"}
@@ -34,6 +36,8 @@ def render_module(sm: SymbolicModel, gates: bool = False) -> str:
     observe = observables_body(sm, tables)
     jac = observation_jacobian(sm)
     jacobian = observation_jacobian_body(sm, tables, jac)
+    state_jac = state_jacobian(sm)
+    field_jacobian = state_jacobian_body(sm, tables, state_jac, gate_list)
     fluxes = [sm.fluxes[i] for i in forward.columns.order]
     stoich = [(f, state, coef) for f, flux in enumerate(fluxes) for state, coef in flux.stoichiometry]
     m = sm.model
@@ -67,6 +71,9 @@ def render_module(sm: SymbolicModel, gates: bool = False) -> str:
         forward_body=indent(forward.lines),
         observables_body=indent(observe.lines),
         jacobian_body=indent(jacobian.lines),
+        state_jacobian_body=indent(field_jacobian.lines),
+        jacobian_route="autodiff" if state_jac.slots else "symbolic",
+        jacobian_slots=", ".join(state_jac.slots),
     )
     return _template().render(**context)
 

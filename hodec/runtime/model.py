@@ -295,17 +295,13 @@ class CompiledModel(Gated, Stoichiometry, nn.Module):
             self._signals[name] = as_signal(spec)
 
     def input_values(self, t: torch.Tensor, batch) -> torch.Tensor:
-        """Every input at time t, [*batch, n_inputs]. t is a scalar, or [T, 1, ...] inside observe()."""
+        """Every input at time t, [*batch, n_inputs]. t is a scalar or broadcasts to the batch shape: one time per
+        batch member ([*batch], as the stiff solvers pass it) or per leading index ([T, 1, ...] inside observe())."""
         columns = []
-        tq = t.reshape(-1) if t.dim() > 0 else t
         for name in self.input_names:
             if name not in self._signals:
                 raise UnboundInputError([n for n in self.input_names if n not in self._signals])
-            value = torch.as_tensor(self._signals[name](tq), dtype=t.dtype, device=t.device)
-            if t.dim() > 0:  # [T, *vshape] → [T, 1, ..., *vshape] aligned with [T, *rest]
-                pad = len(batch) - value.dim()
-                value = value.reshape(value.shape[0], *([1] * pad), *value.shape[1:])
-            columns.append(value.expand(batch))
+            columns.append(_signal_at(self._signals[name], t, tuple(batch)))
         return torch.stack(columns, -1)
 
     # ---------------------------------------------------------------- synchronisation coupling
@@ -315,6 +311,19 @@ class CompiledModel(Gated, Stoichiometry, nn.Module):
         if coupling is not None:
             coupling.lam = float(lam)
         self._coupling = coupling if coupling is not None and lam != 0 else None
+
+    def autodiff_jacobian(self, t, y: torch.Tensor) -> torch.Tensor:
+        """d(dy/dt)/dy [*batch, n, n] of the plain vector field (no coupling) by forward-mode autodiff: one JVP per
+        state, batched by vmap, each with the unit tangent e_j in every batch member (members are independent, so
+        this is each member's own Jacobian). The generated jacobian() of models whose fluxes read neural slots."""
+        n = y.shape[-1]
+        basis = torch.eye(n, dtype=y.dtype, device=y.device).reshape(n, *([1] * (y.dim() - 1)), n).expand(n, *y.shape)
+
+        def column(tangent):
+            return torch.func.jvp(lambda s: self.forward(t, s), (y,), (tangent,))[1]
+
+        with self.coupled(None):
+            return torch.func.vmap(column)(basis).movedim(0, -1)
 
     @contextlib.contextmanager
     def coupled(self, coupling, lam: float = 1.0):
@@ -394,6 +403,27 @@ def _unconstrain(row: tuple, values: torch.Tensor) -> torch.Tensor:
 def _first_bad(ok: torch.Tensor, values: torch.Tensor) -> str:
     index = tuple(int(i) for i in (~ok).nonzero()[0])
     return f"hold {float(values[index])} at batch index {list(index)}"
+
+
+def _signal_at(signal, t: torch.Tensor, batch: tuple) -> torch.Tensor:
+    """One signal at times t, broadcast to [*batch]. A signal's own trailing shape (a column per member, as hodec
+    fit binds a group's inputs: values [T, B]) lines up with the batch's last axes."""
+    def read(times):
+        return torch.as_tensor(signal(times), dtype=t.dtype, device=t.device)
+
+    if t.dim() == 0:
+        return read(t).expand(batch)
+    value = read(t.reshape(-1))  # [K, *columns]
+    lead = len(batch) - (value.dim() - 1)  # the batch axes before the columns'
+    shape = (1,) * (len(batch) - t.dim()) + tuple(t.shape)
+    if all(size == 1 for size in shape[lead:]):  # t varies only along axes the columns do not span
+        return value.reshape(*shape[:lead], *value.shape[1:]).expand(batch)
+    # Each member at its own time reads its own column: the signal at every member's time, then the diagonal.
+    value = read(t.expand(batch).reshape(-1))
+    rows, width = value.shape[0], math.prod(batch[lead:])
+    flat = value.expand(rows, *batch[lead:]).reshape(rows, width)
+    own = torch.arange(rows, device=t.device) % width  # row-major: a member's column index is its flat index mod width
+    return flat.gather(1, own.unsqueeze(1)).reshape(batch)
 
 
 def _check_fixed_grid(ts: torch.Tensor, step_size, method: str):

@@ -1,12 +1,13 @@
 """The observation Jacobian J = ∂h/∂u: each observable differentiated by SymPy with respect to each state.
 
-It feeds the synchronisation coupling −λ·k·J⁺(h(u) − ŷ(t)) of `hodec fit`. J sees through lets by the chain rule,
-let by let, never by inlining them (a chain `let v_i = sin(v_{i-1}) + cos(v_{i-1})` inlined is exponentially
-large): dh/dx = ∂h/∂x + Σ_v ∂h/∂v · dv/dx over the lets v that h reads, where each total derivative dv/dx is
-computed once and, unless it is small, becomes a *derivative* leaf of its own (a local of the generated method,
-like a let). Observables that call neural slots get no rows (they cannot be coupled) and are reported by name.
-Derivatives that SymPy leaves in non-smooth forms become printable Piecewise expressions: sign(x) and
-Heaviside(x) (from abs, min, max) turn into explicit branches; the derivative of floor/ceil is 0.
+It feeds the synchronisation coupling −λ·k·J⁺(h(u) − ŷ(t)) of `hodec fit`. J sees through lets by the chain
+rule (ChainRule, shared with the state Jacobian of state_jacobian.py), let by let, never by inlining them (a
+chain `let v_i = sin(v_{i-1}) + cos(v_{i-1})` inlined is exponentially large): dh/dx = ∂h/∂x + Σ_v ∂h/∂v · dv/dx
+over the lets v that h reads, where each total derivative dv/dx is computed once and, unless it is small, becomes
+a *derivative* leaf of its own (a local of the generated method, like a let). Observables that call neural slots
+get no rows (they cannot be coupled) and are reported by name. Derivatives that SymPy leaves in non-smooth forms
+become printable Piecewise expressions: sign(x) and Heaviside(x) (from abs, min, max) turn into explicit branches;
+the derivative of floor/ceil is 0.
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ def observation_jacobian(sm: SymbolicModel) -> ObservationJacobian:
     states = [sm.symbols[s.name] for s in sm.model.states]
     state_index = {sym: i for i, sym in enumerate(states)}
     lets = sm.let_values()
-    chain = _ChainRule(sm)
+    chain = ChainRule(sm)
     entries, support, state_of, slots = [], [], [], []
     for i, expr in enumerate(sm.observables):
         reads = chain.deps.reads(expr)
@@ -57,7 +58,7 @@ def observation_jacobian(sm: SymbolicModel) -> ObservationJacobian:
     return ObservationJacobian(tuple(entries), tuple(support), tuple(state_of), tuple(slots), chain.model())
 
 
-class _ChainRule:
+class ChainRule:
     """Total derivatives with respect to states through lets, each let's computed once (memoised)."""
 
     def __init__(self, sm: SymbolicModel):
