@@ -16,10 +16,11 @@ ALLOWED = {
     "symbolic": {"syntax", "model"},
     "graph": {"syntax", "model", "symbolic"},  # spec-level analysis and spec-to-spec edits, beside codegen
     "codegen": {"syntax", "model", "symbolic"},
-    "runtime": set(),  # what generated modules import: nothing of the compiler
+    "solvers": set(),  # hodec's own ODE solvers: a generic numerical library (torch only), under the runtime
+    "runtime": {"solvers"},  # what generated modules import: nothing of the compiler
     "compiler": {"syntax", "model", "symbolic", "codegen", "graph"},
-    "training": {"syntax", "model", "symbolic", "graph", "runtime", "compiler"},
-    "cli": {"syntax", "model", "symbolic", "graph", "codegen", "runtime", "compiler", "training"},
+    "training": {"syntax", "model", "symbolic", "graph", "solvers", "runtime", "compiler"},
+    "cli": {"syntax", "model", "symbolic", "graph", "codegen", "solvers", "runtime", "compiler", "training"},
     "__init__": {"compiler", "training"},
     "__main__": {"cli"},
 }

@@ -1,0 +1,8 @@
+"""hodec's own ODE solvers: batched, each member its own step-size control, explicit and stiff methods.
+
+A generic numerical library (torch only): runtime's CompiledModel.simulate calls it; see solve.py.
+"""
+from .errors import SolverError, StepSizeUnderflow, StiffnessDetected, TooManySteps
+from .solve import METHODS, solve
+
+__all__ = ["solve", "METHODS", "SolverError", "StepSizeUnderflow", "StiffnessDetected", "TooManySteps"]

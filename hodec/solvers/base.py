@@ -1,0 +1,48 @@
+"""The interface every method object follows (see explicit.py and rosenbrock.py), and what one step returns.
+
+Tensors are flat inside the solvers: y [B, n]; t and h [B], each batch member at its own time with its own step.
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Optional
+
+import torch
+
+
+class Step(NamedTuple):
+    """One attempted step from (t, y) of size h."""
+
+    y1: torch.Tensor  # [B, n] the solution proposed at t + h
+    error: torch.Tensor  # [B, n] the local error estimate (absolute)
+    dense: Any  # whatever the method's interpolate needs
+    f1: Optional[torch.Tensor] = None  # f(t + h, y1) where the method has it (first same as last)
+    stiffness: Optional[torch.Tensor] = None  # [B] an estimate of h·|λ_max| (explicit methods), else None
+
+
+class Method:
+    """A one-step method with an error estimate and dense output, used by integrate().
+
+    name: what solve() calls it; order: q of the error estimate (err ~ h^(q+1)); stiff: implicit or linearly
+    implicit (no stiffness check); stability_limit: h·|λ| beyond which an explicit method is stability-bound.
+    """
+
+    name: str = ""
+    order: int = 1
+    stiff: bool = False
+    stability_limit: Optional[float] = None
+
+    def init(self, problem, t: torch.Tensor, y: torch.Tensor, f0: torch.Tensor):
+        """The cache the first step reads; f0 = f(t, y), already evaluated by the loop."""
+        raise NotImplementedError
+
+    def step(self, problem, t: torch.Tensor, y: torch.Tensor, h: torch.Tensor, cache) -> Step:
+        raise NotImplementedError
+
+    def after(self, cache, step: Step, accepted: torch.Tensor):
+        """The cache for the next step: each accepted member moves on, each rejected one keeps its own."""
+        return cache
+
+    def interpolate(self, t: torch.Tensor, h: torch.Tensor, y: torch.Tensor, step: Step,
+                    theta: torch.Tensor) -> torch.Tensor:
+        """y(t + theta·h) [B, n] inside the attempted step, theta [B] in [0, 1]."""
+        raise NotImplementedError

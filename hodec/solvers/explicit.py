@@ -1,0 +1,63 @@
+"""Explicit Runge–Kutta methods with an embedded error estimate (tsit5, dopri5): any ExplicitTableau.
+
+Each stage combination is one matmul over the stacked stages ([B, n, i] @ [i]), so a step costs the same number
+of tensor operations whatever the size of the batch. First-same-as-last: the last stage is f(t + h, y1) and starts
+the next step. Stiffness is estimated as Hairer does for DOPRI5 (Hairer & Wanner II, IV.2): the last two stages are
+both at t + h, so h·‖k_s − k_(s−1)‖ / ‖y_s − y_(s−1)‖ approximates h·|λ| of the dominant eigenvalue.
+"""
+from __future__ import annotations
+
+import torch
+
+from .base import Method, Step
+from .tableaus import ExplicitTableau
+
+
+class ExplicitRK(Method):
+    stiff = False
+
+    def __init__(self, tableau: ExplicitTableau):
+        assert tableau.fsal and tableau.c[-1] == tableau.c[-2] == 1.0
+        self.tableau = tableau
+        self.name = tableau.name
+        self.order = tableau.order
+        self.stability_limit = tableau.stability_limit
+        self._constants: dict = {}
+
+    def _tensors(self, like: torch.Tensor) -> dict:
+        key = (like.dtype, like.device)
+        if key not in self._constants:
+            tab = self.tableau
+            as_tensor = lambda x: torch.tensor(x, dtype=like.dtype, device=like.device)  # noqa: E731
+            self._constants[key] = dict(
+                a=[as_tensor(row) for row in tab.a], c=list(tab.c), e=as_tensor(tab.e), dense=as_tensor(tab.dense))
+        return self._constants[key]
+
+    def init(self, problem, t, y, f0):
+        return f0
+
+    def step(self, problem, t, y, h, cache) -> Step:
+        k = self._tensors(y)
+        hh = h[:, None]
+        stages = [cache]
+        inputs = [y]
+        for c, a in zip(k["c"], k["a"]):
+            yi = y + hh * (torch.stack(stages, -1) @ a)
+            inputs.append(yi)
+            stages.append(problem.f(t + c * h, yi))
+        stacked = torch.stack(stages, -1)
+        error = hh * (stacked @ k["e"])
+        y1 = inputs[-1]
+        dk = (stages[-1] - stages[-2]).norm(dim=-1)
+        dy = (inputs[-1] - inputs[-2]).norm(dim=-1)
+        stiffness = h * dk / torch.where(dy > 0, dy, torch.ones_like(dy))
+        return Step(y1, error, stacked, stages[-1], stiffness)
+
+    def after(self, cache, step: Step, accepted):
+        return torch.where(accepted[:, None], step.f1, cache)
+
+    def interpolate(self, t, h, y, step: Step, theta):
+        dense = self._tensors(y)["dense"]  # [s, d]
+        powers = torch.stack([theta ** (d + 1) for d in range(dense.shape[1])], -1)  # [B, d]
+        weights = powers @ dense.T  # [B, s]
+        return y + h[:, None] * (step.dense @ weights[:, :, None]).squeeze(-1)

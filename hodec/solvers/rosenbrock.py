@@ -1,0 +1,71 @@
+"""Rosenbrock methods (rodas5p, rodas4): linearly implicit, L-stable, for stiff problems; any RosenbrockTableau.
+
+A step evaluates the Jacobian J once (problem.jacobian: the generated symbolic one, else autodiff of f), factorises
+I/(hγ) − J once per member (one batched LU, each member with its own h) and reuses the factors for every stage, so
+it never iterates a nonlinear solve. ∂f/∂t comes from problem.time_derivative (skipped for autonomous problems).
+Every operation is differentiable (lu_factor and lu_solve included) and nothing is updated in place, so gradients
+can flow back through the steps. Stage combinations are one matmul over the stacked stages, as in explicit.py.
+"""
+from __future__ import annotations
+
+import torch
+
+from .base import Method, Step
+from .rosenbrock_tableaus import RODAS4, RODAS5P, RosenbrockTableau
+
+
+class Rosenbrock(Method):
+    stiff = True
+
+    def __init__(self, tableau: RosenbrockTableau):
+        self.tableau = tableau
+        self.name = tableau.name
+        self.order = tableau.order
+        self._constants: dict = {}
+
+    def _tensors(self, like: torch.Tensor) -> dict:
+        key = (like.dtype, like.device)
+        if key not in self._constants:
+            tab = self.tableau
+            as_tensor = lambda x: torch.tensor(x, dtype=like.dtype, device=like.device)  # noqa: E731
+            self._constants[key] = dict(
+                a=[as_tensor(row) for row in tab.a], C=[as_tensor(row) for row in tab.C],
+                b=as_tensor(tab.b), e=as_tensor(tab.e), H=as_tensor(tab.H).T)
+        return self._constants[key]
+
+    def init(self, problem, t, y, f0):
+        return f0  # f(t, y) for the first step; later steps evaluate their own (the last stage is not f(t + h, y1))
+
+    def after(self, cache, step: Step, accepted):
+        return None
+
+    def step(self, problem, t, y, h, cache) -> Step:
+        tab, k = self.tableau, self._tensors(y)
+        eye = torch.eye(y.shape[-1], dtype=y.dtype, device=y.device)
+        matrix = eye / (tab.gamma * h)[:, None, None] - problem.jacobian(t, y)
+        lu, pivots, _ = torch.linalg.lu_factor_ex(matrix)  # a singular matrix gives non-finite stages: rejected
+        f_t = None if problem.autonomous else problem.time_derivative(t, y)
+        inv_h = (1 / h)[:, None]
+        stages: list = []
+        for i, d in enumerate(tab.d):
+            if i == 0:
+                rhs = problem.f(t, y) if cache is None else cache
+            else:
+                previous = torch.stack(stages, -1)  # [B, n, i]
+                rhs = problem.f(t + tab.c[i - 1] * h, y + previous @ k["a"][i - 1])
+                rhs = rhs + inv_h * (previous @ k["C"][i - 1])
+            if f_t is not None and d != 0.0:
+                rhs = rhs + (d * h)[:, None] * f_t
+            stages.append(torch.linalg.lu_solve(lu, pivots, rhs[..., None])[..., 0])
+        stacked = torch.stack(stages, -1)  # [B, n, s]
+        return Step(y + stacked @ k["b"], stacked @ k["e"], stacked @ k["H"])
+
+    def interpolate(self, t, h, y, step: Step, theta):
+        """Rodas' own dense output: (1 − θ) y + θ y1 + θ (1 − θ) Σ_m θ^(m−1) D_m (step.dense: [B, n, m])."""
+        theta = theta[:, None]
+        powers = torch.cat([torch.ones_like(theta)] + [theta ** p for p in range(1, step.dense.shape[-1])], -1)
+        correction = (step.dense @ powers[:, :, None]).squeeze(-1)
+        return (1 - theta) * y + theta * (step.y1 + (1 - theta) * correction)
+
+
+METHODS = {"rodas5p": lambda: Rosenbrock(RODAS5P), "rodas4": lambda: Rosenbrock(RODAS4)}  # solve()'s names

@@ -1,0 +1,104 @@
+"""solve(): the caller's shapes in and out, method names to method objects, and `auto`.
+
+    ys = solve(f, y0, ts, method="auto", rtol=1e-6, atol=1e-8)   # y0 [*batch, n], ts [T] or [T, *batch]
+
+f(t, y) is called with the caller's own shapes: y [*batch, n] and t [*batch] (each member its own time). `auto`
+starts with tsit5 and, when the problem turns out stiff, goes on with rodas5p from where each member stands.
+A decreasing time grid integrates backward (s = −t).
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Optional, Sequence
+
+import torch
+
+from ..errors import HodecError
+from .controller import Controller
+from .explicit import ExplicitRK
+from .integrate import integrate
+from .problem import Problem
+from .rosenbrock import METHODS as ROSENBROCK
+from .tableaus import DOPRI5, TSIT5
+
+METHODS: dict = {
+    "tsit5": lambda: ExplicitRK(TSIT5),
+    "dopri5": lambda: ExplicitRK(DOPRI5),
+    **ROSENBROCK,
+}
+AUTO = ("tsit5", "rodas5p")  # (first, the stiff one it switches to)
+MAX_STEPS = 100_000
+
+
+def solve(f: Callable, y0: torch.Tensor, ts, method: str = "auto", rtol: float = 1e-6, atol=1e-8, *,
+          jacobian: Optional[Callable] = None, autonomous: bool = False, max_steps: int = MAX_STEPS,
+          state_names: Optional[Sequence[str]] = None, compile: bool = False,
+          stats: Optional[dict] = None) -> torch.Tensor:
+    """y at the times ts, [T, *batch, n]. jacobian(t, y) -> [*batch, n, n] (the stiff methods differentiate f
+    with torch.func without it); compile: hand the loop's step and dense output to torch.compile (worth it for
+    long or many solves of one model: the first call compiles); stats, if given, receives steps, n_f, n_jac and the
+    method used."""
+    first, switch_to = _methods(method)
+    _check_tolerances(rtol, atol)
+    batch, n = tuple(y0.shape[:-1]), y0.shape[-1]
+    B = math.prod(batch)
+    ts = _time_grid(ts, batch, y0)
+    sign = _direction(ts)
+    problem = Problem(*_flat(f, jacobian, batch, n, sign), autonomous=autonomous)
+    ys = integrate(first, problem, y0.reshape(B, n), sign * ts, Controller(rtol, atol), max_steps=max_steps,
+                   state_names=state_names, switch_to=switch_to, compile=compile, stats=stats)
+    return ys.reshape(ts.shape[0], *batch, n)
+
+
+def _methods(name: str):
+    if name == "auto":
+        return METHODS[AUTO[0]](), METHODS.get(AUTO[1])
+    if name not in METHODS:
+        raise HodecError(f"unknown solver method '{name}'; methods: auto, {', '.join(sorted(METHODS))}")
+    return METHODS[name](), None
+
+
+def _check_tolerances(rtol, atol):
+    atol_min = float(torch.as_tensor(atol).min())
+    if not (rtol > 0 and math.isfinite(rtol)) or not (atol_min >= 0 and math.isfinite(atol_min)) or \
+            rtol < 10 * torch.finfo(torch.float64).eps:
+        raise HodecError(f"solver tolerances must be finite with rtol > 1e-15 and atol >= 0; got rtol={rtol}, "
+                         f"atol={atol}")
+
+
+def _time_grid(ts, batch: tuple, y0: torch.Tensor) -> torch.Tensor:
+    """[T, B]: a shared grid expanded, or a per-member one [T, *batch] flattened."""
+    ts = torch.as_tensor(ts, dtype=y0.dtype, device=y0.device)
+    B = math.prod(batch)
+    if ts.dim() == 1:
+        ts = ts[:, None].expand(ts.shape[0], B)
+    elif tuple(ts.shape[1:]) == batch:
+        ts = ts.reshape(ts.shape[0], B)
+    else:
+        raise HodecError(f"the time grid has shape {list(ts.shape)}; expected [T] or [T, *batch] with batch "
+                         f"{list(batch)} (the initial state's)")
+    if ts.shape[0] == 0 or not bool(torch.isfinite(ts).all()):
+        raise HodecError("the time grid must hold at least one time, all finite")
+    return ts
+
+
+def _direction(ts: torch.Tensor) -> float:
+    steps = ts[1:] - ts[:-1]
+    if bool((steps >= 0).all()):
+        return 1.0
+    if bool((steps <= 0).all()):
+        return -1.0
+    raise HodecError("the output times must be sorted (all increasing, or all decreasing to integrate backward)")
+
+
+def _flat(f: Callable, jacobian: Optional[Callable], batch: tuple, n: int, sign: float):
+    """f and its Jacobian in the solvers' layout (t [B], y [B, n]), in the integration variable s = sign·t."""
+    B = math.prod(batch)
+
+    def flat_f(s, y):
+        return sign * f((sign * s).reshape(batch), y.reshape(*batch, n)).reshape(B, n)
+
+    def flat_jacobian(s, y):
+        return sign * jacobian((sign * s).reshape(batch), y.reshape(*batch, n)).reshape(B, n, n)
+
+    return flat_f, (flat_jacobian if jacobian is not None else None)
