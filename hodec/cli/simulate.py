@@ -19,7 +19,9 @@ def add_parser(sub):
     p.add_argument("--set", action="append", metavar="NAME=VALUE", help="override a param")
     p.add_argument("--input", action="append", metavar="NAME=VALUE|CSV",
                    help="bind an input to a constant, or to a CSV file with columns t,value")
-    p.add_argument("--method", default="dopri5")
+    p.add_argument("--method", default="auto",
+                   help="ODE solver: auto (tsit5, switching to the stiff rodas5p when needed), tsit5, dopri5, "
+                        "rodas5p, ..., or a torchdiffeq method")
     p.add_argument("--rtol", type=float, default=1e-8)
     p.add_argument("--atol", type=float, default=1e-10)
     p.add_argument("-o", "--output", help="CSV file (default: standard output)")

@@ -11,6 +11,7 @@ from typing import Mapping, Optional
 import torch
 from torch import nn
 
+from .. import solvers
 from ..errors import HodecError, did_you_mean
 from .gates import Gated
 from .neural import NeuralSlot, run_slots
@@ -336,24 +337,45 @@ class CompiledModel(Gated, Stoichiometry, nn.Module):
             self._coupling = previous
 
     # ---------------------------------------------------------------- simulation and observation
-    def simulate(self, ts, y0=None, inputs=None, method: str = "dopri5", rtol: float = 1e-6,
+    def simulate(self, ts, y0=None, inputs=None, method: str = "auto", rtol: float = 1e-6,
                  atol: float = 1e-8, **options) -> torch.Tensor:
-        """Integrate from ts[0]; returns [T, *batch, n]. Extra keyword options go to torchdiffeq."""
-        from torchdiffeq import odeint
+        """Integrate from ts[0]; returns [T, *batch, n]. ts is [T], or [T, *batch]: each member its own times.
 
+        method: hodec's own solvers ('auto', the default: tsit5, switching to the stiff rodas5p when the problem
+        turns out stiff; 'tsit5', 'dopri5', 'rodas5p', ...: see hodec.solvers.METHODS), options max_steps and
+        compile; or any other torchdiffeq method (euler, rk4, implicit_adams, ...), options passed to torchdiffeq."""
         if inputs:
             self.set_inputs(inputs)
         ref = self.raw_free
         ts = torch.as_tensor(ts, dtype=ref.dtype, device=ref.device)
         y0 = self.initial_state() if y0 is None else torch.as_tensor(y0, dtype=ref.dtype, device=ref.device)
         y0 = y0.expand(*self.state_batch(y0.shape[:-1]), y0.shape[-1])  # per-sample params: one state each
+        if method == "auto" or method in solvers.METHODS:
+            return solvers.solve(self, y0, ts, method, rtol, atol, jacobian=self._solver_jacobian(),
+                                 autonomous=not self.forward_uses_time, state_names=self.state_names, **options)
+        return self._torchdiffeq(ts, y0, method, rtol, atol, options)
+
+    def _solver_jacobian(self):
+        """The symbolic Jacobian for the stiff methods, where the generated class has one."""
+        return getattr(self, "jacobian", None)
+
+    def _torchdiffeq(self, ts, y0, method: str, rtol: float, atol: float, options: dict) -> torch.Tensor:
+        from torchdiffeq import odeint
+        from torchdiffeq._impl.odeint import SOLVERS
+
+        if method not in SOLVERS:
+            known = ["auto", *sorted(solvers.METHODS), *sorted(m for m in SOLVERS if m not in solvers.METHODS)]
+            hint = did_you_mean(method, known)
+            raise HodecError(f"unknown ODE solver method '{method}'" + (f"; {hint}" if hint else "") +
+                             f" (methods: {', '.join(known)})")
+
         if options.get("step_size") is not None:
             _check_fixed_grid(ts, options["step_size"], method)
         try:
             return odeint(self, y0, ts, method=method, rtol=rtol, atol=atol, options=options or None)
         except AssertionError as err:  # torchdiffeq reports step-size underflow this way
             raise HodecError(f"the ODE solver failed ({method}): {err}; the model may be stiff or diverging "
-                             f"(try method='implicit_adams', other rtol/atol, or other params)") from None
+                             f"(try method='auto', other rtol/atol, or other params)") from None
 
     def observe(self, ys: torch.Tensor, ts=None) -> torch.Tensor:
         """Observables of a trajectory ys [T, *batch, n] at times ts [T] (or of states [*batch, n] at scalar ts)."""

@@ -59,7 +59,9 @@ class Loop:
         last = (s.h >= remaining) | done
         h = torch.where(last, remaining, s.h)
         step = method.step(self.problem, s.t, s.y, h, s.cache)
-        err = ctl.norm(step.error, s.y, step.y1)
+        # Step-size control is not differentiated (as in diffrax): gradients are those of the steps taken, and an
+        # infinite error of a rejected step cannot reach them through h.
+        err = ctl.norm(step.error.detach(), s.y.detach(), step.y1.detach())
         ok = (err <= 1) & ~done
         t_new = torch.where(ok, torch.where(last, t_end, s.t + h), s.t)
         reached = torch.searchsorted(grid, t_new[:, None], right=True).squeeze(-1)
@@ -106,7 +108,9 @@ def integrate(method: Method, problem, y0: torch.Tensor, ts: torch.Tensor, contr
     f0 = problem.f(t, y)
     nxt = torch.searchsorted(grid, t[:, None], right=True).squeeze(-1)  # outputs at t0 are y0
     zeros = torch.zeros_like(nxt)
-    s = State(t, y, controller.first_step(problem, t, y, f0, grid[:, -1] - t, method.order),
+    with torch.no_grad():
+        h0 = controller.first_step(problem, t, y, f0, grid[:, -1] - t, method.order)
+    s = State(t, y, h0,
               method.init(problem, t, y, f0), nxt, zeros, zeros, torch.zeros_like(nxt, dtype=torch.bool), zeros)
     records = [(y0, torch.full_like(nxt, k), k < nxt) for k in range(int(nxt.max()))]
     steps = 0
@@ -174,5 +178,5 @@ def _underflow(s: State, a: Attempt, state_names, controller: Controller, T: int
     name = state_names[j] if state_names else f"state {j}"
     raise StepSizeUnderflow(
         f"step size underflow at t = {float(s.t[b]):.9g} (batch member {b}): the step fell to {float(new.h[b]):.3g};"
-        f" {name} (= {float(s.y[b, j]):.6g}) has the largest error estimate there: the model may blow up or be "
+        f" {name} (= {s.y[b, j].item():.6g}) has the largest error estimate there: the model may blow up or be "
         f"singular at that point (check its params), or be too stiff for the method")

@@ -19,26 +19,34 @@ DTYPES = ("float32", "float64")
 EXECUTORS = ("serial", "ray")
 FIXED_GRID = ("euler", "midpoint", "rk4", "explicit_adams", "implicit_adams", "heun2", "heun3")
 NO_GRADIENTS = ("scipy_solver",)  # solvers that return plain arrays: nothing to train through
-SOLVER_DEFAULTS = {"method": "dopri5", "rtol": 1e-7, "atol": 1e-9, "max_steps": 100000, "step_size": None}
+SOLVER_DEFAULTS = {"method": "auto", "rtol": 1e-7, "atol": 1e-9, "max_steps": 100000, "step_size": None}
+
+
+def solver_methods() -> tuple:
+    """hodec's own methods (auto first), then the torchdiffeq ones that give gradients."""
+    from torchdiffeq._impl.odeint import SOLVERS  # torch loads only for the commands that train, not for --help
+
+    from ..solvers import METHODS
+
+    ours = ("auto", *sorted(METHODS))
+    return ours + tuple(m for m in SOLVERS if m not in ours and m not in NO_GRADIENTS)
 
 
 def _solver(value, key, fail):
-    """A mapping of torchdiffeq options ('solver: rk4' is shorthand for {method: rk4})."""
-    from torchdiffeq._impl.odeint import SOLVERS  # torch loads only for the commands that train, not for --help
-
+    """A mapping of solver options ('solver: rk4' is shorthand for {method: rk4})."""
     out = dict(SOLVER_DEFAULTS)
     if isinstance(value, str):
         value = {"method": value}
     if not isinstance(value, Mapping):
-        fail(f"{key}: expected a mapping such as {{method: dopri5, rtol: 1e-7, atol: 1e-9}}, got {show(value)}")
+        fail(f"{key}: expected a mapping such as {{method: auto, rtol: 1e-7, atol: 1e-9}}, got {show(value)}")
         return out
-    checks = {"method": choice(tuple(m for m in SOLVERS if m not in NO_GRADIENTS)), "rtol": number(positive=True),
+    checks = {"method": choice(solver_methods()), "rtol": number(positive=True),
               "atol": number(positive=True), "max_steps": integer(minimum=1),
               "step_size": lambda v, k, f: None if v is None else number(positive=True)(v, k, f)}
     for name, v in value.items():
         if name == "method" and v in NO_GRADIENTS:
             fail(f"{key}.method: {v} cannot train: training differentiates through the solver and {v} gives no "
-                 f"gradients (use dopri5, or another torchdiffeq solver)")
+                 f"gradients (use auto, or another method)")
         elif name in checks:
             out[name] = checks[name](v, f"{key}.{name}", fail)
         else:
@@ -68,7 +76,8 @@ class FitConfig:
     weight_decay: float = option(0.01, "AdamW weight decay, on neural weights only", number(minimum=0.0))
     initial: str = option("data", "data: states with a column start at their first value; spec: the spec's "
                                   "initial values", choice(INITIAL))
-    solver: dict = option(SOLVER_DEFAULTS, "torchdiffeq solver and options (step_size: fixed-grid solvers)",
+    solver: dict = option(SOLVER_DEFAULTS, "ODE solver: hodec's (auto, tsit5, dopri5, rodas5p, ...) or torchdiffeq's "
+                          "(step_size: its fixed-grid ones)",
                           _solver)
     seed: int = option(0, "seeds the neural weights' initialisation (and anything else random)",
                        integer(minimum=0))
@@ -126,7 +135,11 @@ def validate(raw: Mapping, filename: str = "<config>") -> FitConfig:
 
 
 def solver_options(solver: dict) -> dict:
-    """Keyword options for torchdiffeq beyond method/rtol/atol."""
+    """Keyword options for model.simulate beyond method/rtol/atol: hodec's solvers' or torchdiffeq's."""
     if solver["method"] in FIXED_GRID:
         return {} if solver.get("step_size") is None else {"step_size": solver["step_size"]}
-    return {"max_num_steps": solver.get("max_steps", SOLVER_DEFAULTS["max_steps"])}
+    steps = solver.get("max_steps", SOLVER_DEFAULTS["max_steps"])
+    from ..solvers import METHODS
+
+    return {"max_steps": steps} if solver["method"] == "auto" or solver["method"] in METHODS else \
+        {"max_num_steps": steps}

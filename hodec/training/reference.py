@@ -14,7 +14,8 @@ from .spline import SmoothingSpline
 
 
 class GridCubic:
-    """yhat(t) for a scalar t: [*batch]; values equal spline(t) up to rounding."""
+    """yhat(t) [B, m] for a scalar t, or for one time per trajectory t [B] (hodec's solvers step each batch
+    member on its own); values equal spline(t) up to rounding."""
 
     def __init__(self, spline: SmoothingSpline, grid: torch.Tensor):
         with torch.no_grad():
@@ -32,8 +33,13 @@ class GridCubic:
         self.batch_shape = tuple(s0.shape[1:])
 
     def __call__(self, t) -> torch.Tensor:
-        t = torch.as_tensor(t, dtype=self.grid.dtype, device=self.grid.device).reshape(1)
-        row = torch.searchsorted(self.grid, t, right=True)
-        c = self.coefficients[row[0]]
-        dt = t[0] - self.anchors[row[0]]
+        t = torch.as_tensor(t, dtype=self.grid.dtype, device=self.grid.device)
+        if t.dim() == 0:
+            row = torch.searchsorted(self.grid, t.reshape(1), right=True)[0]
+            c = self.coefficients[row]
+            dt = t - self.anchors[row]
+        else:  # t [B]: member b reads its own interval
+            row = torch.searchsorted(self.grid, t, right=True)
+            c = self.coefficients[row, torch.arange(t.shape[0], device=t.device)]  # [B, m, 4]
+            dt = (t - self.anchors[row])[:, None]
         return ((c[..., 3] * dt + c[..., 2]) * dt + c[..., 1]) * dt + c[..., 0]
