@@ -292,7 +292,7 @@ def state_jacobian_body(sm: SymbolicModel, tables: dict, jac: StateJacobian, gat
     states = sm.model.states
     cols = w.columns([d for _, _, d in jac.entries], "state_jacobian",
                      [f"d {sm.fluxes[f].name} / d {states[j].name}" for f, j, _ in jac.entries])
-    head = w.prologue(batch=True)
+    head = w.prologue(batch=not jac.entries)
     if not jac.entries:
         return Body(head + [f"J = y.new_zeros(*batch, {n}, {n})"] + JACOBIAN_COUPLING_TAIL, w.reads_time)
     entries = [jac.entries[k] for k in cols.order]  # column c of `values` holds entries[c]
@@ -310,6 +310,5 @@ def state_jacobian_body(sm: SymbolicModel, tables: dict, jac: StateJacobian, gat
         tables["state_jacobian_coef"] = tuple(float(k) for _, _, k in terms)
         lines.append("values = values.index_select(-1, self.state_jacobian_from) * self.state_jacobian_coef")
     lines += ["# J[i, j] = sum over fluxes f of S[f, i] * dv_f/dy_j (stoichiometry_table)",
-              f"J = values.new_zeros(*batch, {n * n}).index_add(-1, self.state_jacobian_to, values)",
-              f"J = J.reshape(*batch, {n}, {n})"]
+              "J = self.scatter_jacobian(values, self.state_jacobian_to)"]
     return Body(head + cols.lines + lines + JACOBIAN_COUPLING_TAIL, w.reads_time)
