@@ -133,8 +133,10 @@ def integrate(method: Method, problem, y0: torch.Tensor, ts: torch.Tensor, contr
             if stats is not None:
                 stats["switched_at"] = float(s.t.min())
     if stats is not None:
-        stats.update(steps=steps, accepted=int(s.accepted.max()), n_f=problem.n_f, n_jac=problem.n_jac,
-                     method=loop.method.name)
+        # accepted: the most any member took; accepted_each: each member's own count (flat), so that per-member
+        # step control can be observed
+        stats.update(steps=steps, accepted=int(s.accepted.max()), accepted_each=s.accepted.tolist(), n_f=problem.n_f,
+                     n_jac=problem.n_jac, method=loop.method.name)
     return _assemble(records, T, B)
 
 
