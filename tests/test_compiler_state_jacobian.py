@@ -93,7 +93,6 @@ def test_jacobian_matches_jacrev_on_every_spec(path, gates):
 def test_network_jacobian_is_the_hand_written_mass_action_one():
     net = random_network(100, 300)
     model = model_from(net.hode)
-    assert model.jacobian_route == "symbolic"
     y = 0.5 + torch.rand(3, net.n_states, generator=torch.Generator().manual_seed(1), dtype=f64)
     t = torch.tensor(0.0, dtype=f64)
     want = torch.zeros(3, net.n_states, net.n_states, dtype=f64)
@@ -157,10 +156,35 @@ def test_let_chains_piecewise_and_nonsmooth_functions():
         torch.testing.assert_close(model.jacobian(t, y), autograd_jacobian(model, t, y), rtol=1e-12, atol=1e-13)
 
 
-def test_slot_model_documents_its_autodiff_route():
-    model = hodec.compile(SPECS[0].parent / "lotka_volterra_blackbox.hode").model_class()
-    assert model.jacobian_route == "autodiff" and "torch.func" in model.jacobian.__doc__
-    assert hodec.compile(SPECS[0].parent / "lorenz.hode").model_class().jacobian_route == "symbolic"
+NEURAL = """
+model Neural
+param k = 0.7
+input u
+state x = 0.4
+state y = 1.2
+state z = 0.3
+neural f(a, b) hidden 4
+neural h(a) hidden 3 activation tanh
+neural R(x, u, t, z) -> y, z hidden 5
+let w = f(x, y * z) + k * u
+let v = sin(w) * h(w^2) + f(z, t)
+der x = -k * v * x + f(x, x)
+reaction r: y -> z ; v * y^2 + h(x)
+"""
+
+
+@pytest.mark.parametrize("gates", [False, True])
+def test_neural_slots_enter_by_the_chain_rule(gates):
+    """Function slots called inside lets and rates, a residual slot reading an input and t, its arguments gated:
+    the slots' own derivatives (by autodiff) times the symbolic rest."""
+    model = model_from(NEURAL, gates)
+    bind_inputs(model)
+    model.set_gates({name: 0.5 + 0.1 * i for i, (name, _) in enumerate(model.gates_table)})
+    y = random_states(model, (3,), seed=11)
+    for t in (torch.tensor(0.7, dtype=f64), torch.tensor([0.7, 2.0, 5.0], dtype=f64)):
+        torch.testing.assert_close(model.jacobian(t, y), autograd_jacobian(model, t, y), rtol=1e-10, atol=1e-12)
+    assert "torch.func" in model.jacobian.__doc__ and "(R, f, h)" in model.jacobian.__doc__
+    assert "slot_jacobian" in compile_source(NEURAL, "neural.hode")
 
 
 # ---------------------------------------------------------------- the coupling term

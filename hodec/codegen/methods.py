@@ -6,16 +6,16 @@ import graphlib
 from dataclasses import dataclass
 from typing import Optional
 
-from ..symbolic.jacobian import ObservationJacobian
+from ..symbolic.jacobian import ObservationJacobian, SlotGradient
 from ..symbolic.state_jacobian import StateJacobian
 from ..symbolic.dependencies import Dependencies
 from ..symbolic.lower import SymbolicModel
 from .printer import formula, print_expr
 from .vectorize import Columns, Scope, emit_columns, read
 
-BATCHED_KINDS = {"state", "input", "out", "call"}
-COMPUTED_KINDS = ("let", "call", "derivative")  # leaves a method computes (in dependency order) rather than reads
-LEAF_ORDER = ("state", "input", "param", "let", "call", "derivative", "out", "time")
+BATCHED_KINDS = {"state", "input", "out", "call", "slotgrad"}
+COMPUTED_KINDS = ("let", "call", "derivative", "slotgrad")  # leaves a method computes (in dependency order)
+LEAF_ORDER = ("state", "input", "param", "let", "call", "derivative", "slotgrad", "out", "time")
 PREFIX = {"state": "s_", "input": "u_", "param": "p_", "let": "l_", "call": "c_"}
 
 
@@ -30,6 +30,8 @@ def scalar_names(sm: SymbolicModel) -> dict:
             names[sym] = f"n_{leaf.source}[..., {leaf.index}]"
         elif leaf.kind == "derivative":
             names[sym] = f"d_{leaf.index}"
+        elif leaf.kind == "slotgrad":  # a column of the slot's Jacobian: j + the name of the value it differentiates
+            names[sym] = f"j{leaf.source}[..., {leaf.index}]"
         else:
             names[sym] = PREFIX[leaf.kind] + leaf.name
     return names
@@ -55,7 +57,10 @@ class Body:
 class MethodWriter:
     """Collects the lines of one method: reads of leaves, lets and neural calls it needs, then its result."""
 
-    def __init__(self, sm: SymbolicModel, tables: dict, batch: str | None, like: str, has_states: bool):
+    def __init__(self, sm: SymbolicModel, tables: dict, batch: str | None, like: str, has_states: bool,
+                 gradients: tuple = (), gates: Optional[list] = None):
+        """`gradients`: the SlotGradients whose 'slotgrad' leaves the method may read (computed by autodiff, with
+        the `gates` of the slots' arguments)."""
         self.sm = sm
         vectors = {"param": ("p", len(sm.param_order))}
         if has_states:
@@ -63,6 +68,11 @@ class MethodWriter:
             for slot in sm.model.slots:
                 if not slot.is_function:
                     vectors[f"out:{slot.name}"] = (f"n_{slot.name}", slot.n_out)
+        self.gradients = {g.source: g for g in gradients}
+        self.gates = gates
+        self.reads_gates = False  # whether a line written so far reads the gate vector g
+        for g in gradients:
+            vectors[f"slotgrad:{g.source}"] = (f"j{g.source}", g.width)
         self.let_values = sm.let_values()
         self.deps = Dependencies(sm)
         names = formula_names(sm)
@@ -120,14 +130,41 @@ class MethodWriter:
     def _computed_leaves(self) -> list[str]:
         """Lines for the lets and neural calls used (which may read more leaves, so iterate to a fixed point)."""
         calls = self.deps.calls
-        needed = [s for s in self.deps.reads(*self.scope.used) if self.sm.leaves[s].kind in COMPUTED_KINDS]
-        graph = {sym: sorted((d for _, e in self.deps.direct(sym) for d in e.free_symbols
+        gathered = [s for s, leaf in self.sm.leaves.items()  # slot gradients read as whole vectors
+                    if leaf.kind == "slotgrad" and f"slotgrad:{leaf.source}" in self.scope.gathered]
+        reads = self.deps.reads(*self.scope.used, *gathered)
+        reads |= self.deps.reads(*(a for s in reads if self._gradient(s) for a in self._gradient(s).args))
+        needed = [s for s in reads if self.sm.leaves[s].kind in COMPUTED_KINDS]
+        graph = {sym: sorted((d for e in self._inputs(sym) for d in e.free_symbols
                               if self.sm.leaves[d].kind in COMPUTED_KINDS), key=self._leaf_order) for sym in needed}
         order = graphlib.TopologicalSorter({k: graph[k] for k in sorted(graph, key=self._leaf_order)}).static_order()
-        lines = []
+        lines, done = [], set()
         for sym in order:
-            lines += self._let_line(sym) if sym in self.let_values else self._call_lines(calls[sym])
+            if sym in self.let_values:
+                lines += self._let_line(sym)
+            elif sym in calls:
+                lines += self._call_lines(calls[sym])
+            elif self._gradient(sym).source not in done:  # one autodiff call gives all columns of a gradient
+                done.add(self._gradient(sym).source)
+                lines += self._gradient_lines(self._gradient(sym))
         return lines
+
+    def _gradient(self, sym) -> Optional[SlotGradient]:
+        leaf = self.sm.leaves[sym]
+        return self.gradients[leaf.source] if leaf.kind == "slotgrad" else None
+
+    def _inputs(self, sym) -> list:
+        """The expressions a computed leaf evaluates (a slot gradient: its slot's arguments)."""
+        gradient = self._gradient(sym)
+        return list(gradient.args) if gradient else [e for _, e in self.deps.direct(sym)]
+
+    def _gradient_lines(self, gradient: SlotGradient) -> list[str]:
+        slots = self.sm.model.slots
+        index = [s.name for s in slots].index(gradient.slot)
+        scale = _slot_gates([slots[index]], self.gates, self.scope.tables, f"slot{index}")
+        self.reads_gates |= bool(scale)
+        return [f"j{gradient.source} = self.slot_jacobian({index}, {self.stack(list(gradient.args))}"
+                f"{', ' + scale if scale else ''})  # d {gradient.slot} / d arguments"]
 
     def _let_line(self, sym) -> list[str]:
         code = print_expr(self.let_values[sym], _Reads(self.scope), self.scope.like)
@@ -204,7 +241,8 @@ def _slot_groups(slots) -> list[list[tuple[int, object]]]:
 def _slot_call(w: MethodWriter, sm: SymbolicModel, group: list, gates: Optional[list], tables: dict) -> list[str]:
     if len(group) == 1:
         index, slot = group[0]
-        args = w.stack([sm.symbols[a.name] for a in slot.args]) + _slot_gates([slot], gates, tables, f"slot{index}")
+        args = w.stack([sm.symbols[a.name] for a in slot.args]) + _times(_slot_gates([slot], gates, tables,
+                                                                                     f"slot{index}"))
         return [f"n_{slot.name} = self.slot_modules[{index}]({args})"]
     slots = [slot for _, slot in group]
     key = f"slot{group[0][0]}"
@@ -213,11 +251,16 @@ def _slot_call(w: MethodWriter, sm: SymbolicModel, group: list, gates: Optional[
     signature = ", ".join(f"{slot.name}({', '.join(a.name for a in slot.args)})" for slot in slots)
     return [f"# slots {signature}: one block-diagonal network",
             f"{names} = self.run_slots({tuple(i for i, _ in group)}, "
-            f"{args}{_slot_gates(slots, gates, tables, key)})"]
+            f"{args}{_times(_slot_gates(slots, gates, tables, key))})"]
+
+
+def _times(factor: str) -> str:
+    return f" * {factor}" if factor else ""
 
 
 def _slot_gates(slots: list, gates: Optional[list], tables: dict, key: str) -> str:
-    """The gate factor of the slots' stacked arguments (a constant 1 for ungated ones), or nothing."""
+    """The gate factor of the slots' stacked arguments (a constant 1 for ungated ones), or nothing. (A function
+    slot's arguments have no gates: they are gated through the rates that call it.)"""
     columns, any_gated = [], False
     for slot in slots:
         by_arg = {g.argument: i for i, g in enumerate(gates or ()) if g.slot == slot.name}
@@ -226,7 +269,7 @@ def _slot_gates(slots: list, gates: Optional[list], tables: dict, key: str) -> s
     if not any_gated:
         return ""
     tables[f"{key}_gates"] = tuple(columns)
-    return f" * g.index_select(0, self.{key}_gates)"
+    return f"g.index_select(0, self.{key}_gates)"
 
 
 # The synchronisation coupling of `hodec fit` (runtime.Coupling, attached by set_coupling): a cheap attribute
@@ -283,12 +326,11 @@ def observation_jacobian_body(sm: SymbolicModel, tables: dict, jac: ObservationJ
 
 def state_jacobian_body(sm: SymbolicModel, tables: dict, jac: StateJacobian, gates: Optional[list] = None) -> Body:
     """J = d(dy/dt)/dy, [*batch, n, n]: the flux derivatives (vectorised like the fluxes themselves), gated like
-    the fluxes, then accumulated through the stoichiometry by one index_add, J[i, j] += S[f, i] * dv_f/dy_j.
-    A model whose fluxes read neural slots gets the Jacobian of its forward by autodiff instead."""
+    the fluxes, then accumulated through the stoichiometry by one scatter, J[i, j] += S[f, i] * dv_f/dy_j. The
+    derivatives of neural slots with respect to their arguments come from the slots by autodiff."""
     n = len(sm.model.states)
-    if jac.slots:
-        return Body(["J = self.autodiff_jacobian(t, y)"] + JACOBIAN_COUPLING_TAIL)
-    w = MethodWriter(jac.model, tables, batch="batch", like="y", has_states=True)
+    w = MethodWriter(jac.model, tables, batch="batch", like="y", has_states=True, gradients=jac.gradients,
+                     gates=gates)
     states = sm.model.states
     cols = w.columns([d for _, _, d in jac.entries], "state_jacobian",
                      [f"d {sm.fluxes[f].name} / d {states[j].name}" for f, j, _ in jac.entries])
@@ -300,8 +342,9 @@ def state_jacobian_body(sm: SymbolicModel, tables: dict, jac: StateJacobian, gat
     lines = [f"values = {cols.code}"]
     if any(f in gate_of for f, _, _ in entries):
         tables["state_jacobian_gates"] = tuple(gate_of.get(f, len(gates)) for f, _, _ in entries)
-        lines += ["g = self.gate_values()  # a gated flux's derivatives carry its gate",
-                  "values = values * g.index_select(0, self.state_jacobian_gates)"]
+        lines.append("values = values * g.index_select(0, self.state_jacobian_gates)  # a gated flux's derivatives")
+    if w.reads_gates or "state_jacobian_gates" in tables:
+        head = ["g = self.gate_values()  # the gates, then a constant 1 read by ungated edges"] + head
     terms = [(c, i * n + j, coefficient) for c, (f, j, _) in enumerate(entries)
              for i, coefficient in sm.fluxes[f].stoichiometry]
     tables["state_jacobian_to"] = tuple(at for _, at, _ in terms)

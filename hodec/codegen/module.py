@@ -72,8 +72,7 @@ def render_module(sm: SymbolicModel, gates: bool = False) -> str:
         observables_body=indent(observe.lines),
         jacobian_body=indent(jacobian.lines),
         state_jacobian_body=indent(field_jacobian.lines),
-        jacobian_route="autodiff" if state_jac.slots else "symbolic",
-        jacobian_slots=", ".join(state_jac.slots),
+        jacobian_slots=", ".join(sorted({g.slot for g in state_jac.gradients})),
     )
     return _template().render(**context)
 

@@ -19,7 +19,7 @@ from .printer import float_literal, print_expr
 
 STACK_CHUNK = 64
 # Params too are gathered along the last axis: p is [P], or [*batch, P] with per-sample params.
-GATHERED_KINDS = {"state": "-1", "input": "-1", "param": "-1", "out": "-1"}
+GATHERED_KINDS = {"state": "-1", "input": "-1", "param": "-1", "out": "-1", "slotgrad": "-1"}
 
 
 @dataclass
@@ -44,7 +44,7 @@ class Scope:
     like: str  # a tensor in scope for dtype/device
     tables: dict  # shared: buffer name -> tuple of ints (indices) or floats (constants)
     used: set = field(default_factory=set)  # leaf Symbols read
-    gathered: set = field(default_factory=set)  # leaf kinds whose whole source vector is read (y, u, p, n_<slot>)
+    gathered: set = field(default_factory=set)  # vector keys (see _vector_key) of the source vectors read as a whole
     varying: callable = lambda expr: True  # expr -> bool: whether it has batch or time axes (states, inputs, slots, t)
     describe: callable = str  # expr -> the formula in the spec's names, for comments
     temps: int = 0
@@ -143,7 +143,7 @@ def _gatherable(scope: Scope, column: tuple) -> bool:
 
 
 def _vector_key(leaf) -> str:
-    return f"out:{leaf.source}" if leaf.kind == "out" else leaf.kind
+    return f"{leaf.kind}:{leaf.source}" if leaf.kind in ("out", "slotgrad") else leaf.kind
 
 
 def _group_code(scope: Scope, exprs, template, slots, members, label: str) -> str:
@@ -164,7 +164,7 @@ def _group_code(scope: Scope, exprs, template, slots, members, label: str) -> st
 def _gather(scope: Scope, column: tuple, name: str) -> str:
     leaf = scope.leaves[column[0]]
     vector, length = scope.vectors[_vector_key(leaf)]
-    scope.gathered.add(leaf.kind)  # the method must define the vector (e.g. read the inputs u) before this
+    scope.gathered.add(_vector_key(leaf))  # the method must define the vector (e.g. read the inputs u) before this
     idx = [scope.leaves[s].index for s in column]
     return _gather_indices(vector, length, GATHERED_KINDS[leaf.kind], idx, scope, name)
 
@@ -268,7 +268,7 @@ def _product_code(scope: Scope, merged: dict, label: str) -> tuple[str, list]:
     for k, kind in enumerate(merged["kinds"]):
         column = [leaves[k] for leaves in merged["leaves"]]
         vector, length = scope.vectors[kind]
-        scope.gathered.add(scope.leaves[next(leaf for leaf in column if leaf is not None)].kind)
+        scope.gathered.add(_vector_key(scope.leaves[next(leaf for leaf in column if leaf is not None)]))
         idx, padded = [], 0
         for leaf in column:
             if leaf is None:

@@ -269,6 +269,20 @@ class CompiledModel(Gated, Stoichiometry, nn.Module):
         out, plans[indices] = run_slots(slots, x, plans.get(indices))
         return out
 
+    def slot_jacobian(self, index: int, x: torch.Tensor, scale: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """d slot(x * scale) / dx of one neural slot at its stacked arguments x [..., n_in] (scale: the gates of
+        its arguments), flattened to [..., n_out * n_in] (output k, argument a at k * n_in + a). Forward-mode
+        autodiff: one JVP per argument, batched by vmap, each with the tangent e_a in every batch member (members
+        are independent). The generated jacobian() reads it."""
+        slot = self.slot_modules[index]
+        n = x.shape[-1]
+        basis = torch.eye(n, dtype=x.dtype, device=x.device).reshape(n, *([1] * (x.dim() - 1)), n).expand(n, *x.shape)
+
+        def column(tangent):
+            return torch.func.jvp(slot if scale is None else lambda s: slot(s * scale), (x,), (tangent,))[1]
+
+        return torch.func.vmap(column)(basis).movedim(0, -1).flatten(-2)
+
     def slot(self, name: str) -> NeuralSlot:
         return self.slot_modules[[row[0] for row in self.slots_table].index(name)]
 
@@ -312,19 +326,6 @@ class CompiledModel(Gated, Stoichiometry, nn.Module):
         if coupling is not None:
             coupling.lam = float(lam)
         self._coupling = coupling if coupling is not None and lam != 0 else None
-
-    def autodiff_jacobian(self, t, y: torch.Tensor) -> torch.Tensor:
-        """d(dy/dt)/dy [*batch, n, n] of the plain vector field (no coupling) by forward-mode autodiff: one JVP per
-        state, batched by vmap, each with the unit tangent e_j in every batch member (members are independent, so
-        this is each member's own Jacobian). The generated jacobian() of models whose fluxes read neural slots."""
-        n = y.shape[-1]
-        basis = torch.eye(n, dtype=y.dtype, device=y.device).reshape(n, *([1] * (y.dim() - 1)), n).expand(n, *y.shape)
-
-        def column(tangent):
-            return torch.func.jvp(lambda s: self.forward(t, s), (y,), (tangent,))[1]
-
-        with self.coupled(None):
-            return torch.func.vmap(column)(basis).movedim(0, -1)
 
     @contextlib.contextmanager
     def coupled(self, coupling, lam: float = 1.0):

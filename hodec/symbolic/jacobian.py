@@ -19,6 +19,7 @@ from .dependencies import Dependencies
 from .lower import Leaf, SymbolicModel
 
 INLINE_OPS = 4  # a let's derivative with at most this many operations is written out where used, not named
+NEURAL_KINDS = ("call", "out")  # leaves whose value a neural slot computes
 
 
 @dataclass(frozen=True)
@@ -58,45 +59,98 @@ def observation_jacobian(sm: SymbolicModel) -> ObservationJacobian:
     return ObservationJacobian(tuple(entries), tuple(support), tuple(state_of), tuple(slots), chain.model())
 
 
+@dataclass(frozen=True)
+class SlotGradient:
+    """The partial derivatives of one neural leaf (a call site, or a residual slot's outputs) with respect to its
+    arguments, which generated code gets from the slot by autodiff: [*batch, n_out * n_args], output k and argument
+    a at k * n_args + a. Its 'slotgrad' leaves read those columns."""
+
+    source: str  # the code name of the neural value it differentiates (c_<call label>, n_<slot>); generated code
+    # holds the gradient in 'j' + source
+    slot: str
+    args: tuple  # the argument expressions
+    width: int  # n_out * n_args
+
+
 class ChainRule:
-    """Total derivatives with respect to states through lets, each let's computed once (memoised)."""
+    """Total derivatives with respect to states through lets and neural leaves, each computed once (memoised). A
+    neural leaf v = slot(a_1, ...) has dv/dx = Σ_a ∂slot/∂a · da/dx, the partials ∂slot/∂a being 'slotgrad'
+    leaves (see SlotGradient)."""
 
     def __init__(self, sm: SymbolicModel):
         self.sm = sm
         self.deps = Dependencies(sm)
         self.lets = sm.let_values()
-        self.memo: dict = {}  # (let, state) -> its total derivative: an expression or a derivative leaf
-        self.leaves: dict = {}  # derivative leaf -> Leaf
+        self.memo: dict = {}  # (let or neural leaf, state) -> its total derivative: an expression or a derivative leaf
+        self.leaves: dict = {}  # derivative and slotgrad leaf -> Leaf
         self.values: list = []  # (derivative leaf, expr), each after those it reads
+        self.gradients: dict = {}  # SlotGradient.source -> SlotGradient
+        self._arguments: dict = {}  # neural leaf -> [(slotgrad leaf, argument expr)]
 
     def total(self, expr, state):
         """d expr / d state, reading lets' derivatives as leaves."""
         d = smooth_derivative(expr, state)
-        for let in sorted(expr.free_symbols & self.lets.keys(), key=sympy.default_sort_key):
-            if state in self.deps.reads(let):
-                d += smooth_derivative(expr, let) * self._let(let, state)
+        inner = [s for s in expr.free_symbols if s in self.lets or self.sm.leaves[s].kind in NEURAL_KINDS]
+        for sym in sorted(inner, key=sympy.default_sort_key):
+            if self._reads(sym, state):
+                d += smooth_derivative(expr, sym) * self._inner(sym, state)
         return d
 
-    def _let(self, let, state):
-        # Recursion depth grows with the let chain: reach the chain's bottom first (lets in dependency order).
-        if (let, state) not in self.memo:
+    def _reads(self, sym, state) -> bool:
+        return state in self.reads(sym)
+
+    def reads(self, expr) -> frozenset:
+        """The leaves an expression reads through lets and neural calls, and through residual slots' arguments."""
+        direct = self.deps.reads(expr)
+        slots = {self.sm.leaves[s].source for s in direct if self.sm.leaves[s].kind == "out"}
+        return direct.union(*(self.deps.reads(self.sm.symbols[a.name]) for slot in sorted(slots)
+                              for a in self.sm.model.slot(slot).args))
+
+    def _inner(self, sym, state):
+        if (sym, state) in self.memo:
+            return self.memo[sym, state]
+        if sym in self.lets:
+            # Recursion depth grows with the let chain: reach the chain's bottom first (lets in dependency order).
             for inner, _ in self.sm.lets:
-                if inner is let:
+                if inner is sym:
                     break
                 if (inner, state) not in self.memo and state in self.deps.reads(inner) and \
-                        inner in self.deps.reads(let):
-                    self._let(inner, state)
-            self.memo[let, state] = self._name(let, state, self.total(self.lets[let], state))
-        return self.memo[let, state]
+                        inner in self.deps.reads(sym):
+                    self._inner(inner, state)
+            value = self.total(self.lets[sym], state)
+        else:
+            value = sympy.Add(*(grad * self.total(arg, state) for grad, arg in self.arguments(sym)
+                                if state in self.deps.reads(arg)))
+        self.memo[sym, state] = self._name(sym, state, value)
+        return self.memo[sym, state]
 
-    def _name(self, let, state, value):
+    def arguments(self, sym) -> list:
+        """(slotgrad leaf, argument expression) per argument of a neural leaf, its SlotGradient made on first use."""
+        if sym not in self._arguments:
+            leaf = self.sm.leaves[sym]
+            if leaf.kind == "call":
+                site = self.deps.calls[sym]
+                slot, args, source, row = self.sm.model.slot(site.slot), site.args, f"c_{leaf.name}", 0
+            else:
+                slot, row, source = self.sm.model.slot(leaf.source), leaf.index, f"n_{leaf.source}"
+                args = tuple(self.sm.symbols[a.name] for a in slot.args)
+            self.gradients.setdefault(source, SlotGradient(source, slot.name, args, slot.n_out * len(args)))
+            grads = []
+            for a, arg in enumerate(slot.args):
+                grad = sympy.Dummy(f"g{len(self.leaves)}", real=True)
+                self.leaves[grad] = Leaf("slotgrad", f"d{leaf.name}/d{arg.name}", row * len(args) + a, source)
+                grads.append(grad)
+            self._arguments[sym] = list(zip(grads, args))
+        return self._arguments[sym]
+
+    def _name(self, sym, state, value):
         if value.count_ops() <= INLINE_OPS:
             return value
-        leaf = Leaf("derivative", f"d{self.sm.leaves[let].name}/d{self.sm.leaves[state].name}", len(self.values))
-        sym = sympy.Dummy(f"d{len(self.values)}", real=True)
-        self.leaves[sym] = leaf
-        self.values.append((sym, value))
-        return sym
+        leaf = Leaf("derivative", f"d{self.sm.leaves[sym].name}/d{self.sm.leaves[state].name}", len(self.values))
+        dummy = sympy.Dummy(f"d{len(self.values)}", real=True)
+        self.leaves[dummy] = leaf
+        self.values.append((dummy, value))
+        return dummy
 
     def model(self) -> SymbolicModel:
         return replace(self.sm, leaves={**self.sm.leaves, **self.leaves}, lets=self.sm.lets + self.values)

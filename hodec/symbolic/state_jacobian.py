@@ -6,8 +6,9 @@ accumulates those derivatives through the stoichiometry, J[i, j] = Σ_f S[f, i]�
 sparse as the network: a mass-action flux k·A·B has the two entries k·B and k·A, whatever the number of states.
 
 Gates (a model compiled with gates) multiply fluxes at run time, so they multiply these entries at run time too.
-A flux that reads a neural slot (a residual slot's output, or a function slot called in its rate) has no
-symbolic derivative: `slots` names them, and the generated Jacobian of such a model is computed by autodiff.
+A flux that reads a neural slot (a residual slot's output, or a function slot called in its rate) is
+differentiated by the same chain rule, the slot's own partial derivatives with respect to its arguments being
+leaves (`gradients`) that the generated code computes from the slot by autodiff.
 """
 from __future__ import annotations
 
@@ -18,14 +19,12 @@ import sympy
 from .jacobian import ChainRule
 from .lower import SymbolicModel
 
-SLOT_KINDS = {"call", "out"}
-
 
 @dataclass(frozen=True)
 class StateJacobian:
-    entries: tuple  # (flux index, state index, ∂flux/∂state): nonzero ones, of the fluxes that read no slot
-    slots: tuple  # names of the neural slots some flux reads (those fluxes have no entries): sorted
-    model: SymbolicModel  # the symbolic model with the derivative leaves the entries read (kind "derivative")
+    entries: tuple  # (flux index, state index, ∂flux/∂state): the nonzero ones
+    gradients: tuple  # SlotGradient of each neural leaf the entries differentiate through, in order of first use
+    model: SymbolicModel  # the symbolic model with the leaves the entries read (kinds "derivative", "slotgrad")
 
     def state_entries(self) -> list:
         """(i, j, ∂(du_i/dt)/∂u_j) for every structurally nonzero entry, the stoichiometry applied symbolically
@@ -40,21 +39,12 @@ class StateJacobian:
 def state_jacobian(sm: SymbolicModel) -> StateJacobian:
     states = [sm.symbols[s.name] for s in sm.model.states]
     chain = ChainRule(sm)
-    entries, slots = [], set()
+    entries = []
     for f, flux in enumerate(sm.fluxes):
-        reads = chain.deps.reads(flux.rate)
-        called = {_slot_name(chain, sym) for sym in reads if sm.leaves[sym].kind in SLOT_KINDS}
-        if called:
-            slots |= called
-            continue
+        reads = chain.reads(flux.rate)
         for j, sym in enumerate(states):
             if sym in reads:
                 d = chain.total(flux.rate, sym)
                 if d != 0:
                     entries.append((f, j, d))
-    return StateJacobian(tuple(entries), tuple(sorted(slots)), chain.model())
-
-
-def _slot_name(chain: ChainRule, sym) -> str:
-    leaf = chain.sm.leaves[sym]
-    return leaf.source if leaf.kind == "out" else chain.deps.calls[sym].slot
+    return StateJacobian(tuple(entries), tuple(chain.gradients.values()), chain.model())
