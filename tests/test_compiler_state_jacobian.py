@@ -15,6 +15,7 @@ import hodec
 from hodec.compiler import compile_source, load_source, symbolic
 from hodec.runtime import Coupling
 from hodec.symbolic.state_jacobian import state_jacobian
+from hodec.training.spline import SmoothingSpline
 from benchmarks.networks import random_network
 
 f64 = torch.float64
@@ -293,3 +294,20 @@ def test_input_values_keep_observes_time_layout():
     u = model.input_values(ts.reshape(2, 1), (2, 3))  # observe()'s [T, 1] against a [T, B] batch
     signal = model._signals["infusion"]
     torch.testing.assert_close(u[..., 0], signal(ts))
+
+
+@pytest.mark.parametrize("targets", [("prey", "predators"), ("predators",)])
+def test_coupled_forward_at_one_time_per_member(targets):
+    """The coupling's reference (a spline over the batch) read at each member's own time: member b equals the
+    coupled field at the scalar time t_b."""
+    model = hodec.compile(SPECS[0].parent / "lotka_volterra.hode").model_class()().double()
+    times = torch.linspace(0, 6, 13, dtype=f64)
+    data = torch.rand(13, 4, len(targets), generator=torch.Generator().manual_seed(8), dtype=f64) + 0.5
+    coupling = Coupling(model, list(targets), SmoothingSpline(times, data, 0.0), 3.0)
+    y = torch.rand(4, 2, generator=torch.Generator().manual_seed(9), dtype=f64) + 0.5
+    t = torch.tensor([0.3, 2.2, 5.9, 4.0], dtype=f64)
+    with model.coupled(coupling, 0.7):
+        got = model.forward(t, y)
+        want = torch.stack([model.forward(t[b], y)[b] for b in range(4)])
+        torch.testing.assert_close(got, want, rtol=1e-14, atol=1e-14)
+        torch.testing.assert_close(model.jacobian(t, y), autograd_jacobian(model, t, y), rtol=1e-12, atol=1e-12)

@@ -90,9 +90,22 @@ class Coupling:
         J = model.observation_jacobian(t, y).index_select(-2, c["obs"])
         return torch.where(c["is_obs"][:, None], J, c["unit"])
 
+    def reference_at(self, t, batch) -> torch.Tensor:
+        """yhat(t), [*batch, m], at a scalar t or at one time per batch member (t [*batch], as the stiff solvers
+        pass it). The reference maps times [K] to [K, *batch, m]; each member then takes its own row."""
+        if not torch.is_tensor(t) or t.dim() == 0:
+            return self.reference(t)
+        times = t.expand(batch).reshape(-1)
+        values = self.reference(times)  # every member's reference at every member's time
+        k, m = times.numel(), values.shape[-1]
+        if values.dim() == 2:  # a reference without a batch of its own
+            return values.reshape(*batch, m)
+        own = torch.arange(k, device=values.device)
+        return values.expand(k, *batch, m).reshape(k, k, m)[own, own].reshape(*batch, m)
+
     def __call__(self, model, t, y: torch.Tensor) -> torch.Tensor:
         c = self._tensors(y)
-        residual = c["gain"] * (self.target_values(model, t, y) - self.reference(t))  # K (h - yhat)
+        residual = c["gain"] * (self.target_values(model, t, y) - self.reference_at(t, y.shape[:-1]))  # K (h - yhat)
         if self.mode == "direct":
             term = (-self.lam) * residual
             return term.new_zeros(*term.shape[:-1], self._n_states).index_copy(-1, c["state"], term)
