@@ -15,7 +15,7 @@ import torch
 
 from .base import Method
 from .controller import Controller
-from .errors import StepSizeUnderflow, StiffnessDetected, TooManySteps
+from .errors import SolverError, StepSizeUnderflow, StiffnessDetected, TooManySteps
 
 # Hairer's DOPRI5 test (II, IV.2): stiff after this many accepted steps with h·|λ| beyond the stability limit,
 # forgiven after this many consecutive ones within it.
@@ -46,15 +46,19 @@ class Attempt(NamedTuple):
 class Loop:
     """The two loop functions for one method, problem and controller, optionally compiled."""
 
-    def __init__(self, method: Method, problem, controller: Controller, grid: torch.Tensor, compile: bool):
+    def __init__(self, method: Method, problem, controller: Controller, grid: torch.Tensor, compile: bool,
+                 stop_at_outputs: bool = False):
         self.method, self.problem, self.controller, self.grid = method, problem, controller, grid
+        self.stop_at_outputs = stop_at_outputs
         self.attempt = torch.compile(self._attempt, dynamic=False) if compile else self._attempt
         self.output = torch.compile(self._output, dynamic=False) if compile else self._output
 
     def _attempt(self, s: State) -> Attempt:
         method, ctl, grid = self.method, self.controller, self.grid
-        t_end = grid[:, -1]
         done = s.nxt >= grid.shape[1]
+        # The step ends at the last output time, or with stop_at_outputs at the next one (f may have kinks there).
+        t_end = grid.gather(1, s.nxt.clamp(max=grid.shape[1] - 1)[:, None]).squeeze(-1) if self.stop_at_outputs \
+            else grid[:, -1]
         remaining = t_end - s.t
         last = (s.h >= remaining) | done
         h = torch.where(last, remaining, s.h)
@@ -68,6 +72,8 @@ class Loop:
         passed = torch.where(ok, reached - s.nxt, torch.zeros_like(s.nxt))
         nxt = s.nxt + passed
         h_next = ctl.next_step(h, err, ok, s.rejected, method.order)
+        if self.stop_at_outputs:  # a step cut short to reach an output does not shrink the next one
+            h_next = torch.where(ok & last, torch.maximum(h_next, s.h), h_next)
         stiff, calm = s.stiff, s.calm
         if step.stiffness is not None and method.stability_limit is not None:
             beyond = step.stiffness > method.stability_limit
@@ -96,17 +102,22 @@ class Loop:
 
 def integrate(method: Method, problem, y0: torch.Tensor, ts: torch.Tensor, controller: Controller, *,
               max_steps: int, state_names: Optional[Sequence[str]] = None, switch_to: Optional[Callable] = None,
-              compile: bool = False, stats: Optional[dict] = None) -> torch.Tensor:
+              compile: bool = False, stop_at_outputs: bool = False, stats: Optional[dict] = None,
+              direction: float = 1.0) -> torch.Tensor:
     """y0 [B, n] at ts[0]; ts [T, B], non-decreasing per member. Returns y at ts, [T, B, n].
+
+    direction: the caller's time is direction·t (solve() integrates s = −t for a decreasing grid): errors and stats
+    give times in the caller's time.
 
     switch_to: when an explicit method finds the problem stiff, a factory of the stiff method to go on with (the
     whole batch switches from where each member stands); without it, StiffnessDetected is raised."""
     T, B = ts.shape
     grid = ts.T.contiguous()  # [B, T] for searchsorted
-    loop = Loop(method, problem, controller, grid, compile)
+    loop = Loop(method, problem, controller, grid, compile, stop_at_outputs)
     t, y = ts[0].clone(), y0
     f0 = problem.f(t, y)
     nxt = torch.searchsorted(grid, t[:, None], right=True).squeeze(-1)  # outputs at t0 are y0
+    _check_start(direction * t, y, f0, nxt < T, state_names)
     zeros = torch.zeros_like(nxt)
     with torch.no_grad():
         h0 = controller.first_step(problem, t, y, f0, grid[:, -1] - t, method.order)
@@ -117,21 +128,21 @@ def integrate(method: Method, problem, y0: torch.Tensor, ts: torch.Tensor, contr
     while not bool((s.nxt >= T).all()):
         steps += 1
         if steps > max_steps:
-            _too_many(s, T, max_steps)
+            _too_many(s, T, max_steps, direction)
         a = loop.attempt(s)
         n_out, n_stiff, n_underflow = a.status.tolist()
         records.extend(loop.output(k, s, a) for k in range(n_out))
         if n_underflow:
-            _underflow(s, a, state_names, controller, T)
+            _underflow(s, a, state_names, controller, T, direction)
         s = a.state
         if n_stiff:
             if switch_to is None:
-                _stiff(loop.method, s)
-            loop = Loop(switch_to(), problem, controller, grid, compile)
+                _stiff(loop.method, s, direction)
+            loop = Loop(switch_to(), problem, controller, grid, compile, stop_at_outputs)
             zeros = torch.zeros_like(s.nxt)
             s = s._replace(cache=loop.method.init(problem, s.t, s.y, problem.f(s.t, s.y)), stiff=zeros, calm=zeros)
             if stats is not None:
-                stats["switched_at"] = float(s.t.min())
+                stats["switched_at"] = float(direction * s.t.min())
     if stats is not None:
         # accepted: the most any member took; accepted_each: each member's own count (flat), so that per-member
         # step control can be observed
@@ -155,30 +166,57 @@ def _member(mask: torch.Tensor) -> int:
     return int(mask.nonzero()[0, 0])
 
 
-def _too_many(s: State, T: int, max_steps: int):
+def _state(state_names, j: int) -> str:
+    return state_names[j] if state_names else f"state {j}"
+
+
+def _check_start(t, y, f0, todo, state_names):
+    """A non-finite initial state or rate would otherwise surface only as a step-size underflow at t0, after
+    hundreds of ever smaller steps, blaming the step size."""
+    bad = ~(torch.isfinite(y) & torch.isfinite(f0)) & todo[:, None]
+    if bool(bad.any()):
+        b, j = (int(i) for i in bad.nonzero()[0])
+        name = _state(state_names, j)
+        what = (f"the initial value of {name} is {float(y[b, j])}" if not torch.isfinite(y[b, j]) else
+                f"the rate of {name} (f at the initial state) is {float(f0[b, j])}")
+        raise SolverError(f"the solve cannot start at t = {float(t[b]):.9g} (batch member {b}): {what}")
+
+
+def _too_many(s: State, T: int, max_steps: int, direction: float):
     unfinished = s.nxt < T
     b = _member(unfinished)
+    t = float(direction * s.t[b])
     raise TooManySteps(f"the solver took more than {max_steps} steps (max_steps) and stopped at t = "
-                       f"{float(s.t[b]):.6g} (batch member {b}, {int(unfinished.sum())} member(s) unfinished): the "
+                       f"{t:.6g} (batch member {b}, {int(unfinished.sum())} member(s) unfinished): the "
                        f"model may be stiff (method 'rodas5p' or 'auto'), or raise max_steps")
 
 
-def _stiff(method, s: State):
+def _stiff(method, s: State, direction: float):
     b = _member(s.stiff >= STIFF_STEPS)
+    t = float(direction * s.t[b])
     raise StiffnessDetected(
         f"the problem is stiff: {method.name} held its step at its stability limit for {STIFF_STEPS} steps by "
-        f"t = {float(s.t[b]):.6g} (batch member {b}); use a stiff method (method 'rodas5p'), or 'auto', which "
+        f"t = {t:.6g} (batch member {b}); use a stiff method (method 'rodas5p'), or 'auto', which "
         f"switches to it by itself")
 
 
-def _underflow(s: State, a: Attempt, state_names, controller: Controller, T: int):
+def _underflow(s: State, a: Attempt, state_names, controller: Controller, T: int, direction: float):
     new = a.state
     b = _member((new.nxt < T) & ~(new.h > 4 * torch.finfo(s.y.dtype).eps * new.t.abs()))
+    t = float(direction * s.t[b])
+    finite = torch.isfinite(a.step.y1[b]) & torch.isfinite(a.step.error[b])
+    if not bool(finite.all()):  # the right-hand side itself fails there: the step size is only the symptom
+        j = _member(~finite)
+        raise StepSizeUnderflow(
+            f"step size underflow at t = {t:.9g} (batch member {b}): every step tried from there, down "
+            f"to {float(new.h[b]):.3g}, gives a value of {_state(state_names, j)} that is not finite (nan or inf): "
+            f"the right-hand side is not finite just past that time (a division by zero, a log or square root of a "
+            f"negative number, an overflow?)")
     ratio = (a.step.error[b] / controller.scale(s.y[b], a.step.y1[b])).abs()
     ratio = torch.where(torch.isfinite(ratio), ratio, torch.full_like(ratio, torch.inf))
     j = int(ratio.argmax())
-    name = state_names[j] if state_names else f"state {j}"
+    name = _state(state_names, j)
     raise StepSizeUnderflow(
-        f"step size underflow at t = {float(s.t[b]):.9g} (batch member {b}): the step fell to {float(new.h[b]):.3g};"
+        f"step size underflow at t = {t:.9g} (batch member {b}): the step fell to {float(new.h[b]):.3g};"
         f" {name} (= {s.y[b, j].item():.6g}) has the largest error estimate there: the model may blow up or be "
         f"singular at that point (check its params), or be too stiff for the method")

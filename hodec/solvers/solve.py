@@ -32,21 +32,25 @@ MAX_STEPS = 100_000
 
 def solve(f: Callable, y0: torch.Tensor, ts, method: str = "auto", rtol: float = 1e-6, atol=1e-8, *,
           jacobian: Optional[Callable] = None, autonomous: bool = False, max_steps: int = MAX_STEPS,
-          state_names: Optional[Sequence[str]] = None, compile: bool = False,
+          state_names: Optional[Sequence[str]] = None, compile: bool = False, stop_at_outputs: bool = False,
           stats: Optional[dict] = None) -> torch.Tensor:
     """y at the times ts, [T, *batch, n]. jacobian(t, y) -> [*batch, n, n] (the stiff methods differentiate f
     with torch.func without it); compile: hand the loop's step and dense output to torch.compile (worth it for
-    long or many solves of one model: the first call compiles); stats, if given, receives steps, n_f, n_jac and the
-    method used."""
+    long or many solves of one model: the first call compiles); stop_at_outputs: end a step at every output
+    time (for a right-hand side with kinks there, e.g. one driven by a spline through data at those times);
+    stats, if given, receives steps, n_f, n_jac and the method used."""
     first, switch_to = _methods(method)
+    _check_state(y0)
     _check_tolerances(rtol, atol)
     batch, n = tuple(y0.shape[:-1]), y0.shape[-1]
     B = math.prod(batch)
     ts = _time_grid(ts, batch, y0)
     sign = _direction(ts)
     problem = Problem(*_flat(f, jacobian, batch, n, sign), autonomous=autonomous)
-    ys = integrate(first, problem, y0.reshape(B, n), sign * ts, Controller(rtol, atol), max_steps=max_steps,
-                   state_names=state_names, switch_to=switch_to, compile=compile, stats=stats)
+    controller = Controller(rtol, _absolute_tolerance(atol, batch, n, y0))
+    ys = integrate(first, problem, y0.reshape(B, n), sign * ts, controller, max_steps=max_steps,
+                   state_names=state_names, switch_to=switch_to, compile=compile,
+                   stop_at_outputs=stop_at_outputs, stats=stats, direction=sign)
     return ys.reshape(ts.shape[0], *batch, n)
 
 
@@ -58,6 +62,16 @@ def _methods(name: str):
     return METHODS[name](), None
 
 
+def _check_state(y0: torch.Tensor):
+    if y0.dim() == 0:
+        raise HodecError("the initial state has shape []; expected [*batch, n] (n states, batch any shape)")
+    if y0.numel() == 0:
+        raise HodecError(f"the initial state holds no values (shape {list(y0.shape)})")
+    if not y0.is_floating_point():
+        raise HodecError(f"the initial state must be floating-point (float32 or float64), got "
+                         f"{str(y0.dtype).removeprefix('torch.')}")
+
+
 def _check_tolerances(rtol, atol):
     atol_min = float(torch.as_tensor(atol).min())
     if not (rtol > 0 and math.isfinite(rtol)) or not (atol_min >= 0 and math.isfinite(atol_min)) or \
@@ -66,13 +80,26 @@ def _check_tolerances(rtol, atol):
                          f"atol={atol}")
 
 
+def _absolute_tolerance(atol, batch: tuple, n: int, y0: torch.Tensor):
+    """atol as the controller reads it against [B, n]: a number, or a tensor per state [n] or per member and state
+    [*batch, n] (a [*batch, n] one would not broadcast against the flat [B, n] as it is)."""
+    if isinstance(atol, (int, float)):
+        return atol
+    value = torch.as_tensor(atol, dtype=y0.dtype, device=y0.device)
+    try:
+        return value.broadcast_to(*batch, n).reshape(-1, n)
+    except RuntimeError:
+        raise HodecError(f"atol has shape {list(value.shape)}; expected a number, [n] (per state) or [*batch, n] "
+                         f"(per member and state; the initial state has shape {list(y0.shape)})") from None
+
+
 def _time_grid(ts, batch: tuple, y0: torch.Tensor) -> torch.Tensor:
     """[T, B]: a shared grid expanded, or a per-member one [T, *batch] flattened."""
     ts = torch.as_tensor(ts, dtype=y0.dtype, device=y0.device)
     B = math.prod(batch)
     if ts.dim() == 1:
         ts = ts[:, None].expand(ts.shape[0], B)
-    elif tuple(ts.shape[1:]) == batch:
+    elif ts.dim() > 1 and tuple(ts.shape[1:]) == batch:  # (a 0-dim ts has no T)
         ts = ts.reshape(ts.shape[0], B)
     else:
         raise HodecError(f"the time grid has shape {list(ts.shape)}; expected [T] or [T, *batch] with batch "
@@ -96,7 +123,11 @@ def _flat(f: Callable, jacobian: Optional[Callable], batch: tuple, n: int, sign:
     B = math.prod(batch)
 
     def flat_f(s, y):
-        return sign * f((sign * s).reshape(batch), y.reshape(*batch, n)).reshape(B, n)
+        dy = f((sign * s).reshape(batch), y.reshape(*batch, n))
+        if dy.shape != (*batch, n) or dy.dtype != y.dtype:  # named here, not as a failed reshape or stage sum
+            raise HodecError(f"f(t, y) returned {str(dy.dtype).removeprefix('torch.')} of shape {list(dy.shape)}; "
+                             f"expected {str(y.dtype).removeprefix('torch.')} of shape {[*batch, n]} (y's)")
+        return sign * dy.reshape(B, n)
 
     def flat_jacobian(s, y):
         return sign * jacobian((sign * s).reshape(batch), y.reshape(*batch, n)).reshape(B, n, n)
