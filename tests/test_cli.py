@@ -222,7 +222,7 @@ def _read_csv(text: str):
 def _api(spec: Path, ts, inputs, params=None):
     model = hodec.load(spec)(params or {}).double()
     with torch.no_grad():
-        ys = model.simulate(ts, inputs=inputs, method="dopri5", rtol=1e-8, atol=1e-10)
+        ys = model.simulate(ts, inputs=inputs, method="auto", rtol=1e-8, atol=1e-10)
         obs = model.observe(ys, ts)
     return torch.cat([ts.reshape(-1, 1), ys, obs], dim=-1)
 

@@ -33,6 +33,9 @@ class Problem:
         self._resolve_columns()
         self.solver = dict(method=config.solver["method"], rtol=config.solver["rtol"], atol=config.solver["atol"],
                            **solver_options(config.solver))
+        # A coupled field follows the data's spline, whose third derivative jumps at every data time: steps that
+        # end there are not rejected at each one (hodec's solvers; torchdiffeq's have no such option).
+        self.coupled_solver = {**self.solver, "stop_at_outputs": True} if "max_steps" in self.solver else self.solver
         check_magnitudes(data, config.dtype)
         self.groups = make_groups(data, self.model, self.dtype, dict(inputs or {}))
         self.gains = self.per_column(config.k, "k")  # homotopy's, but checked against the data for every method
@@ -102,7 +105,7 @@ class Problem:
             model.set_inputs(g.inputs)
         model.set_coupling(coupling if lam > 0 else None, lam)
         try:
-            return model.simulate(ts, y0=y0, **self.solver)
+            return model.simulate(ts, y0=y0, **(self.coupled_solver if lam > 0 else self.solver))
         except HodecError as err:
             raise FitError(self.where(phase, lam) + f": {err.diagnostics[0].message}") from None
         except RuntimeError as err:
