@@ -158,6 +158,11 @@ class ChainRule:
 
 def smooth_derivative(expr: sympy.Expr, sym: sympy.Symbol) -> sympy.Expr:
     """∂expr/∂sym with the non-smooth pieces SymPy produces replaced by expressions the printer supports."""
+    if isinstance(expr, sympy.Mul) and expr.args.count(sym) == 1 and \
+            all(a == sym or sym not in a.free_symbols for a in expr.args):
+        # A product with sym as one plain factor (mass action: k*A*B) directly: SymPy's diff takes milliseconds
+        # each (its assumption queries), most of the compile time of a large network's state Jacobian.
+        return sympy.Mul(*(a for a in expr.args if a != sym))
     d = sympy.diff(expr, sym)
     d = d.replace(lambda e: isinstance(e, sympy.Derivative), lambda e: sympy.S.Zero)  # d floor(x)/dx, ...
     # the chain rule wraps them as Subs(Derivative(floor(xi), xi), xi, 3*x): now Subs(0, ...), which SymPy keeps

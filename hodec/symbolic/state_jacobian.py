@@ -37,14 +37,12 @@ class StateJacobian:
 
 
 def state_jacobian(sm: SymbolicModel) -> StateJacobian:
-    states = [sm.symbols[s.name] for s in sm.model.states]
+    state_index = {sm.symbols[s.name]: j for j, s in enumerate(sm.model.states)}
     chain = ChainRule(sm)
     entries = []
     for f, flux in enumerate(sm.fluxes):
-        reads = chain.reads(flux.rate)
-        for j, sym in enumerate(states):
-            if sym in reads:
-                d = chain.total(flux.rate, sym)
-                if d != 0:
-                    entries.append((f, j, d))
+        for j, sym in sorted((state_index[s], s) for s in chain.reads(flux.rate) if s in state_index):
+            d = chain.total(flux.rate, sym)
+            if d != 0:
+                entries.append((f, j, d))
     return StateJacobian(tuple(entries), tuple(chain.gradients.values()), chain.model())
