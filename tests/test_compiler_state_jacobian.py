@@ -248,11 +248,17 @@ def test_coupling_jacobian_holds_the_pseudo_inverse_constant(source, mode):
 TIMED = """
 model Timed
 param k = 0.5 positive
+param a = 0.2
+param b = 0.3
 state x = 1
 state y = 0.5
+state z = 0.2
+state w = 0.1
 der x = -k * x + sin(t) * y
 der y = k * x - t * y^2
-"""
+der z = t * z + a * t
+der w = t * w + b * t
+"""  # the last two: t in vectorised groups, beside states and beside params
 
 
 @pytest.mark.parametrize("columns", [False, True])
