@@ -128,7 +128,7 @@ class MethodWriter:
         return LEAF_ORDER.index(leaf.kind), leaf.index, leaf.name
 
     def _computed_leaves(self) -> list[str]:
-        """Lines for the lets and neural calls used (which may read more leaves, so iterate to a fixed point)."""
+        """Lines for the lets, neural calls and slot gradients used, and those they read, in dependency order."""
         calls = self.deps.calls
         gathered = [s for s, leaf in self.sm.leaves.items()  # slot gradients read as whole vectors
                     if leaf.kind == "slotgrad" and f"slotgrad:{leaf.source}" in self.scope.gathered]
@@ -340,10 +340,11 @@ def state_jacobian_body(sm: SymbolicModel, tables: dict, jac: StateJacobian, gat
     entries = [jac.entries[k] for k in cols.order]  # column c of `values` holds entries[c]
     gate_of = {g.flux: i for i, g in enumerate(gates or ()) if g.flux is not None}
     lines = [f"values = {cols.code}"]
-    if any(f in gate_of for f, _, _ in entries):
+    gated = any(f in gate_of for f, _, _ in entries)
+    if gated:
         tables["state_jacobian_gates"] = tuple(gate_of.get(f, len(gates)) for f, _, _ in entries)
         lines.append("values = values * g.index_select(0, self.state_jacobian_gates)  # a gated flux's derivatives")
-    if w.reads_gates or "state_jacobian_gates" in tables:
+    if gated or w.reads_gates:
         head = ["g = self.gate_values()  # the gates, then a constant 1 read by ungated edges"] + head
     terms = [(c, i * n + j, coefficient) for c, (f, j, _) in enumerate(entries)
              for i, coefficient in sm.fluxes[f].stoichiometry]

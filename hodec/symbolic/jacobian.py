@@ -88,7 +88,7 @@ class ChainRule:
         self._arguments: dict = {}  # neural leaf -> [(slotgrad leaf, argument expr)]
 
     def total(self, expr, state):
-        """d expr / d state, reading lets' derivatives as leaves."""
+        """d expr / d state, reading the derivatives of lets and neural leaves as leaves (or written out)."""
         d = smooth_derivative(expr, state)
         inner = [s for s in expr.free_symbols if s in self.lets or self.sm.leaves[s].kind in NEURAL_KINDS]
         for sym in sorted(inner, key=sympy.default_sort_key):
