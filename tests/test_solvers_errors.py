@@ -61,6 +61,22 @@ def test_explicit_method_on_a_stiff_problem_says_so_quickly(method, name):
 
 
 @pytest.mark.parametrize("method", EXPLICIT)
+@pytest.mark.parametrize("t_end", [200.0, 1000.0])
+def test_a_solution_settling_at_equilibrium_is_not_called_stiff(method, t_end):
+    """A two-compartment PK model (gut → central → out, rates 1 and 0.2) run until it has emptied holds the
+    explicit step at its stability limit near the end, but finishing takes a few hundred steps: no
+    StiffnessDetected (it was raised at t = 196 of 200), and the closed form to 1e-7."""
+    def pk(t, y):
+        gut, central = y.unbind(-1)
+        return torch.stack([-gut, gut - 0.2 * central], -1)
+
+    ts = torch.tensor([0.0, 1.0, 5.0, 20.0, t_end], dtype=F64)
+    y = solve(pk, torch.tensor([1.0, 0.0], dtype=F64), ts, method=method)
+    exact = torch.stack([torch.exp(-ts), 1.25 * (torch.exp(-0.2 * ts) - torch.exp(-ts))], -1)
+    assert float((y - exact).abs().max()) < 1e-7
+
+
+@pytest.mark.parametrize("method", EXPLICIT)
 def test_blow_up_is_a_step_size_underflow_naming_time_and_state(method):
     """y' = y², y(0) = 1 blows up at t = 1: StepSizeUnderflow at t ≈ 1 naming the state; in a batch, the member
     that blows up (member 1's z: z(0) = 1) is named, not its calm neighbour."""

@@ -20,6 +20,10 @@ from .errors import SolverError, StepSizeUnderflow, StiffnessDetected, TooManySt
 # Hairer's DOPRI5 test (II, IV.2): stiff after this many accepted steps with h·|λ| beyond the stability limit,
 # forgiven after this many consecutive ones within it.
 STIFF_STEPS, NONSTIFF_STEPS = 15, 6
+# ... counting only steps after which the rest of the span, at that step size, would take more than this many steps:
+# a solution that settles at its equilibrium also holds an explicit step at the stability limit (a decay or a PK
+# model run to t = 200 was 'stiff' at t = 196), and that costs nothing worth a stiff method, let alone an error.
+STIFF_REMAINING = 1000
 
 
 class State(NamedTuple):
@@ -76,7 +80,8 @@ class Loop:
             h_next = torch.where(ok & last, torch.maximum(h_next, s.h), h_next)
         stiff, calm = s.stiff, s.calm
         if step.stiffness is not None and method.stability_limit is not None:
-            beyond = step.stiffness > method.stability_limit
+            costly = grid[:, -1] - t_new > STIFF_REMAINING * h
+            beyond = (step.stiffness > method.stability_limit) & costly
             stiff = torch.where(ok & beyond, stiff + 1, torch.where(ok & (calm + 1 >= NONSTIFF_STEPS), 0, stiff))
             calm = torch.where(ok, torch.where(beyond, 0, calm + 1), calm)
         done_new = nxt >= grid.shape[1]
