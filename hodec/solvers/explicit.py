@@ -34,6 +34,7 @@ class ExplicitRK(Method):
         return self._constants[key]
 
     def init(self, problem, t, y, f0):
+        self._tensors(y)  # the constants exist before a compiled step first reads them (else: compiled twice)
         return f0
 
     def step(self, problem, t, y, h, cache) -> Step:

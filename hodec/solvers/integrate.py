@@ -56,6 +56,16 @@ class Loop:
         self.stop_at_outputs = stop_at_outputs
         self.attempt = torch.compile(self._attempt, dynamic=False) if compile else self._attempt
         self.output = torch.compile(self._output, dynamic=False) if compile else self._output
+        self._indices: list = []
+
+    def index(self, k: int):
+        """k for output(): a plain int eagerly, a 0-dim tensor when compiled (an int would be a constant of the
+        graph, compiled again for every k)."""
+        if self.output is self._output:
+            return k
+        while len(self._indices) <= k:
+            self._indices.append(torch.tensor(len(self._indices), device=self.grid.device))
+        return self._indices[k]
 
     def _attempt(self, s: State) -> Attempt:
         method, ctl, grid = self.method, self.controller, self.grid
@@ -92,7 +102,7 @@ class Loop:
         status = torch.stack([passed.max(), (stiff >= STIFF_STEPS).sum(), underflow.sum()])
         return Attempt(state, step, h, t_new, passed, status)
 
-    def _output(self, k: int, s: State, a: Attempt):
+    def _output(self, k, s: State, a: Attempt):
         """The k-th output time each member's step passes: (value [B, n], output index [B], written [B])."""
         write = k < a.passed
         idx = torch.clamp(s.nxt + k, max=self.grid.shape[1] - 1)
@@ -136,7 +146,7 @@ def integrate(method: Method, problem, y0: torch.Tensor, ts: torch.Tensor, contr
             _too_many(s, T, max_steps, direction)
         a = loop.attempt(s)
         n_out, n_stiff, n_underflow = a.status.tolist()
-        records.extend(loop.output(k, s, a) for k in range(n_out))
+        records.extend(loop.output(loop.index(k), s, a) for k in range(n_out))
         if n_underflow:
             _underflow(s, a, state_names, controller, T, direction)
         s = a.state

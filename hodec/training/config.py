@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Mapping, Optional, Union
 
 from ..errors import did_you_mean
-from .options import (check_keys, choice, defaults, integer, number, option, optional, per_column, raise_errors,
+from .options import (check_keys, choice, defaults, flag, integer, number, option, optional, per_column, raise_errors,
                       read_yaml_mapping, show, text, to_dict)
 
 METHODS = ("homotopy", "vanilla", "multiple_shooting")
@@ -19,7 +19,8 @@ DTYPES = ("float32", "float64")
 EXECUTORS = ("serial", "ray")
 FIXED_GRID = ("euler", "midpoint", "rk4", "explicit_adams", "implicit_adams", "heun2", "heun3")
 NO_GRADIENTS = ("scipy_solver",)  # solvers that return plain arrays: nothing to train through
-SOLVER_DEFAULTS = {"method": "auto", "rtol": 1e-7, "atol": 1e-9, "max_steps": 100000, "step_size": None}
+SOLVER_DEFAULTS = {"method": "auto", "rtol": 1e-7, "atol": 1e-9, "max_steps": 100000, "step_size": None,
+                   "compile": False}
 
 
 def solver_methods() -> tuple:
@@ -42,7 +43,7 @@ def _solver(value, key, fail):
         return out
     checks = {"method": choice(solver_methods()), "rtol": number(positive=True),
               "atol": number(positive=True), "max_steps": integer(minimum=1),
-              "step_size": lambda v, k, f: None if v is None else number(positive=True)(v, k, f)}
+              "step_size": lambda v, k, f: None if v is None else number(positive=True)(v, k, f), "compile": flag}
     for name, v in value.items():
         if name == "method" and v in NO_GRADIENTS:
             fail(f"{key}.method: {v} cannot train: training differentiates through the solver and {v} gives no "
@@ -76,8 +77,8 @@ class FitConfig:
     weight_decay: float = option(0.01, "AdamW weight decay, on neural weights only", number(minimum=0.0))
     initial: str = option("data", "data: states with a column start at their first value; spec: the spec's "
                                   "initial values", choice(INITIAL))
-    solver: dict = option(SOLVER_DEFAULTS, "ODE solver: hodec's (auto, tsit5, dopri5, rodas5p, ...) or torchdiffeq's "
-                          "(step_size: its fixed-grid ones)",
+    solver: dict = option(SOLVER_DEFAULTS, "ODE solver: hodec's (auto, tsit5, dopri5, rodas5p, ...; compile: "
+                          "torch.compile its step) or torchdiffeq's (step_size: its fixed-grid ones)",
                           _solver)
     seed: int = option(0, "seeds the neural weights' initialisation (and anything else random)",
                        integer(minimum=0))
@@ -141,5 +142,6 @@ def solver_options(solver: dict) -> dict:
     steps = solver.get("max_steps", SOLVER_DEFAULTS["max_steps"])
     from ..solvers import METHODS
 
-    return {"max_steps": steps} if solver["method"] == "auto" or solver["method"] in METHODS else \
-        {"max_num_steps": steps}
+    if solver["method"] == "auto" or solver["method"] in METHODS:
+        return {"max_steps": steps, "compile": solver.get("compile", False)}
+    return {"max_num_steps": steps}
