@@ -306,3 +306,21 @@ def test_coupled_forward_at_one_time_per_member(targets):
         want = torch.stack([model.forward(t[b], y)[b] for b in range(4)])
         torch.testing.assert_close(got, want, rtol=1e-14, atol=1e-14)
         torch.testing.assert_close(model.jacobian(t, y), autograd_jacobian(model, t, y), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("source", [LETS, NEURAL])
+def test_jacobian_gradients_reach_params_and_slot_weights(source):
+    """Backprop through a Rosenbrock step differentiates J: its gradients (params, slot weights) against the
+    double-backward of jacrev of the forward."""
+    model = model_from(source)
+    bind_inputs(model)
+    y = random_states(model, (3,), seed=12)
+    t = torch.tensor(1.1, dtype=f64)
+    weights = torch.rand(3, 3, 3, generator=torch.Generator().manual_seed(13), dtype=f64)
+    trainable = [p for p in model.parameters() if p.requires_grad and p.numel()]
+    got = torch.autograd.grad((model.jacobian(t, y) * weights).sum(), trainable, allow_unused=True)
+    want = torch.autograd.grad((torch.func.jacrev(lambda s: model.forward(t, s))(y).diagonal(0, 0, 2).movedim(-1, 0)
+                                * weights).sum(), trainable, allow_unused=True)
+    for p, g, w in zip(trainable, got, want):  # None: J does not depend on it (an output layer's bias)
+        torch.testing.assert_close(torch.zeros_like(p) if g is None else g, torch.zeros_like(p) if w is None else w,
+                                   rtol=1e-10, atol=1e-12)
