@@ -8,8 +8,8 @@ import torch
 
 class Problem:
     """f(t [B], y [B, n]) -> [B, n]; jacobian(t, y) -> [B, n, n] or None (the stiff methods then differentiate f
-    with torch.func); autonomous: f does not read t (Rosenbrock methods then skip ∂f/∂t). n_f and n_jac count the calls
-    made outside torch.compile."""
+    with torch.func); autonomous: f does not read t (Rosenbrock methods then skip ∂f/∂t). n_f and n_jac count
+    the calls made outside torch.compile."""
 
     def __init__(self, f: Callable, jacobian: Optional[Callable] = None, autonomous: bool = False):
         self._f = f

@@ -89,14 +89,14 @@ _TSIT5_DENSE = (
 )
 
 TSIT5 = ExplicitTableau(
-    name="tsit5", c=(0.161, 0.327, 0.9, 0.9800255409045096857298102862870245954942137979563024768854764293221195950761, 1.0, 1.0),
+    name="tsit5", c=(0.161, 0.327, 0.9, 0.98002554090450968572981028628702459549421379795630247688547642932, 1.0, 1.0),
     a=_TSIT5_A, b=_TSIT5_B, e=tuple(b - bh for b, bh in zip(_TSIT5_B, _TSIT5_BHAT)),
     dense=_dense(_TSIT5_DENSE, 4), order=4, stability_limit=3.5)
 
 
 # Dormand & Prince (1980); the dense output is Shampine's order-4 continuous extension as in Hairer's DOPRI5:
-# y(θ) = y0 + θ r1 + θ(1-θ) r2 + θ²(1-θ) r3 + θ²(1-θ)² r4 with r1 = h Σ b k, r2 = h k1 - r1, r3 = 2 r1 - h k1 - h k7
-# and r4 = h Σ d k.
+# y(θ) = y0 + θ r1 + θ(1-θ) r2 + θ²(1-θ) r3 + θ²(1-θ)² r4 with r1 = h Σ b k, r2 = h k1 - r1,
+# r3 = 2 r1 - h k1 - h k7 and r4 = h Σ d k.
 _DOPRI5_A = (
     (1 / 5,),
     (3 / 40, 9 / 40),
