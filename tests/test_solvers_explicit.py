@@ -325,6 +325,18 @@ def test_backprop_gradients_against_finite_differences(method):
     assert abs(float(grad_a - fd_a)) <= 1e-5 * abs(float(fd_a))
 
 
+@pytest.mark.parametrize("method", EXPLICIT)
+def test_gradients_of_members_that_finish_at_different_times(method):
+    """Per-member grids ending at t = 1, 3 and 0 (a zero span): members that are done keep stepping with h = 0
+    until the last finishes, and their gradients stay finite and exact: d y(T)/d y0 = exp(sin T − sin t0)."""
+    ts = torch.tensor([[0.0, 0.0, 0.0], [0.5, 1.0, 0.0], [1.0, 3.0, 0.0]], dtype=F64)
+    y0 = torch.tensor([[1.0], [2.0], [3.0]], dtype=F64, requires_grad=True)
+    y = solve(_cos_growth, y0, ts, method=method, rtol=1e-10, atol=1e-12)
+    grad, = torch.autograd.grad(y[-1].sum(), y0)
+    exact = torch.exp(torch.sin(ts[-1]) - torch.sin(ts[0]))
+    assert _worst_relative(grad[:, 0], exact) < 1e-8
+
+
 # ---------------------------------------------------------------- torch.compile
 @pytest.mark.slow
 def test_compiled_loop_gives_the_eager_answer():
