@@ -1,0 +1,595 @@
+"""Solve speed of hodec against its peers at equal accuracy (issue 15, "Benchmarks").
+
+    python -m benchmarks.bench_solve             # the full run (tens of minutes on the shared 2 cores)
+    python -m benchmarks.bench_solve --quick     # seconds to a minute: LV at B = 1 and PK at B = 64, short timings
+    python -m benchmarks.bench_solve --cases lv pk --batches 1 64 --candidates hodec diffrax --no-training
+
+Cases (benchmarks/cases.py): Lotka-Volterra, the random mass-action networks N=100/R=300 and N=1000/R=3000,
+two-compartment PK with a 1 h infusion, UVA/Padova with a meal and a bolus, Robertson to t = 1e5 and a stiff
+enzyme cascade; one trajectory each, and batches of 64, 1024 and 4096 members (own initial states, or own params
+for PK) of N=100, PK and the cascade.
+
+Candidates (benchmarks/peers.py): hodec's module integrated by torchdiffeq (dopri5, the path before hodec had its
+own solvers) and by hodec's own solvers (model.simulate with tsit5, dopri5, rodas5p, auto; compile=True variants);
+diffrax (Tsit5, Kvaerno5; jax.jit, vmap over members), libRoadRunner (CVODE Adams / BDF, one trajectory), scipy
+solve_ivp (DOP853, Radau, BDF; one trajectory) on hand-written right-hand sides, and torchode (Tsit5) on hodec's
+module. A candidate that cannot run here (not installed, method not in hodec.solvers) is reported as n/a.
+
+Protocol. float64, one process, one thread for torch, XLA and BLAS (set before the imports); gradients off.
+Equal accuracy: the reference is scipy Radau (stiff cases) or DOP853 at rtol 1e-12, integrated piece by piece
+between input jumps; the error of a solve is max over components of max_t |y - y_ref| / max_t |y_ref|
+(componentwise, relative to each component's peak), over up to 4 members of a batch. Each candidate gets the
+loosest rtol of a ladder (1e-3, 3e-4, ..., 1e-11; atol = rtol x the case's atol_ratio) whose error is at most
+1e-5 (non-stiff cases) or 1e-6 (stiff), and is timed there. Timing: candidates interleaved, each repetition one
+turn each in rotating order; a turn is enough calls to last ~20 ms, its mean the repetition's sample; medians
+over repetitions. Jit compilation (diffrax, hodec compile=True) is the first call minus a second one and is
+reported apart, never in the medians. hodec rows also give f-evaluations, steps and the bare right-hand side's
+cost at that batch, so that the per-step overhead of the solver shows.
+
+Training: one LV black-box epoch (61 points, rtol 1e-7, float32) of hodec.training's vanilla and homotopy methods
+against a hand-written torchdiffeq loop (the same MLP and initial weights, AdamW). Memory: peak resident memory
+of a B = 4096 backprop solve (N=100 network, float32), in a fresh subprocess per candidate:
+resource.getrusage maxrss after the solve and backward minus before it.
+
+Results: benchmarks/results/solve.json and solve.md (machine, date, load before/after, versions, every cell, the
+goals of the issue with the ratio by which each is met or missed). --quick writes solve_quick.*.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+# one thread everywhere, set before numpy / torch / jax are imported
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                           " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1").strip()
+
+if __package__ in (None, ""):
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks.bench_forward import reexec_with_malloc_env  # noqa: E402
+
+if __name__ == "__main__":
+    reexec_with_malloc_env(__spec__, sys.argv[0])
+
+import argparse  # noqa: E402
+import datetime  # noqa: E402
+import importlib.util  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from benchmarks.cases import CASES, Case  # noqa: E402
+from benchmarks.peers import CANDIDATES, Candidate, reference  # noqa: E402
+
+torch.set_num_threads(1)
+
+RESULTS = Path(__file__).resolve().parent / "results"
+RUNGS = tuple(m * 10.0 ** -e for e in range(3, 12) for m in (1.0, 0.3))[:-1]  # 1e-3, 3e-4, ..., 1e-11
+RUNGS_QUICK = tuple(10.0 ** -e for e in range(3, 11))
+TARGET = {False: 1e-5, True: 1e-6}
+CHECK_MEMBERS = 4
+SINGLE = ("lv", "net100", "net1000", "pk", "uva", "robertson", "cascade")
+BATCHED = ("net100", "pk", "cascade")
+BATCHES = (64, 1024, 4096)
+
+
+class Mode:
+    def __init__(self, quick: bool):
+        self.quick = quick
+        self.rungs = RUNGS_QUICK if quick else RUNGS
+        self.sample_s = 0.005 if quick else 0.02  # one timing sample lasts about this long
+        self.budget_s = 0.5 if quick else 6.0  # per cell, after the first repetitions
+        self.min_reps, self.max_reps = (3, 5) if quick else (5, 15)
+        self.slow_s = 20.0 if quick else 120.0  # a single solve slower than this ends the ladder
+        self.epochs = 6 if quick else 30  # training epochs per candidate
+        self.memory_batch = 256 if quick else 4096
+
+
+# ---------------------------------------------------------------- accuracy
+def error(ys: np.ndarray, ref: np.ndarray) -> float:
+    """max over members and components of max_t |y - ref| / max_t |ref| (each component against its peak)."""
+    scale = np.abs(ref).max(axis=0)
+    scale = np.where(scale > 0, scale, 1.0)
+    value = float((np.abs(ys - ref).max(axis=0) / scale).max())
+    return value if np.isfinite(value) else float("inf")
+
+
+def check_members(batch: int) -> list:
+    return sorted({int(i) for i in np.linspace(0, batch - 1, min(CHECK_MEMBERS, batch))})
+
+
+def pick_tolerance(runner, case: Case, ref: np.ndarray, members: list, rungs: tuple, mode: Mode) -> dict:
+    """The loosest rung whose error meets the case's target; every rung tried is recorded. A jit-compiled
+    runner's first solve is repeated: compile_s = first - second."""
+    target = TARGET[case.stiff]
+    tried = []
+    for rtol in rungs:
+        atol = rtol * case.atol_ratio
+        start = time.perf_counter()
+        try:
+            ys = runner.states(runner.run(rtol, atol))[:, members]
+            seconds = time.perf_counter() - start
+            if runner.jit and runner.compile_s is None:
+                start = time.perf_counter()
+                runner.run(rtol, atol)
+                runner.compile_s = max(0.0, seconds - (time.perf_counter() - start))
+        except Exception as err:  # a failed solve (too many steps, stiffness, ...) only rules out this rung
+            tried.append({"rtol": rtol, "failed": f"{type(err).__name__}: {str(err).splitlines()[0][:160]}"})
+            continue
+        err = error(ys, ref)
+        tried.append({"rtol": rtol, "error": err, "seconds": round(seconds, 4)})
+        if err <= target:
+            return {"rtol": rtol, "atol": atol, "error": err, "ladder": tried}
+        if seconds > mode.slow_s:
+            break
+    return {"ladder": tried}
+
+
+def ladder_status(picked: dict, target: float) -> str:
+    if "rtol" in picked:
+        return "ok"
+    failures = [r["failed"] for r in picked["ladder"] if "failed" in r]
+    if len(failures) == len(picked["ladder"]) and failures:
+        return f"failed ({failures[-1]})"
+    best = min((r["error"] for r in picked["ladder"] if "error" in r), default=float("nan"))
+    return f"no rung reached {target:g} (best {best:.1e})" + (f"; {failures[-1]}" if failures else "")
+
+
+# ---------------------------------------------------------------- timing
+def interleave(calls: dict, mode: Mode) -> dict:
+    """Median seconds per call of each no-argument function, measured in rotating round-robin turns."""
+    inner = {}
+    for name, fn in calls.items():
+        start = time.perf_counter()
+        fn()
+        inner[name] = max(1, int(mode.sample_s / max(time.perf_counter() - start, 1e-7)))
+    samples: dict = {name: [] for name in calls}
+    names = list(calls)
+    start = time.perf_counter()
+    for rep in range(mode.max_reps):
+        order = names[rep % len(names):] + names[:rep % len(names)]
+        for name in order:
+            t0 = time.perf_counter()
+            for _ in range(inner[name]):
+                calls[name]()
+            samples[name].append((time.perf_counter() - t0) / inner[name])
+        if rep + 1 >= mode.min_reps and time.perf_counter() - start > mode.budget_s:
+            break
+    return {name: {"median_s": statistics.median(s), "samples": len(s), "calls_per_sample": inner[name],
+                   "spread": round((max(s) - min(s)) / statistics.median(s), 3)} for name, s in samples.items()}
+
+
+# ---------------------------------------------------------------- one cell
+def run_cell(case: Case, batch: int, candidates: list, mode: Mode) -> dict:
+    members = check_members(batch)
+    ref = np.stack([reference(case, m, batch) for m in members], 1)
+    rows, runners = {}, {}
+    for cand in candidates:
+        if not cand.applies(case, batch):
+            continue
+        reason = cand.missing()
+        if reason:
+            rows[cand.name] = {"status": f"n/a ({reason})"}
+            continue
+        rungs = mode.rungs
+        if cand.ladder_from and rows.get(cand.ladder_from, {}).get("rtol"):
+            rungs = tuple(r for r in rungs if r <= rows[cand.ladder_from]["rtol"] * (1 + 1e-9))
+        try:
+            runner = cand.prepare(case, batch)
+            picked = pick_tolerance(runner, case, ref, members, rungs, mode)
+        except Exception as err:
+            rows[cand.name] = {"status": f"failed ({type(err).__name__}: {str(err).splitlines()[0][:200]})"}
+            continue
+        row = {"status": ladder_status(picked, TARGET[case.stiff]), **picked, "group": cand.group,
+               "compile_s": runner.compile_s}
+        rows[cand.name] = row
+        if "rtol" in picked:
+            runners[cand.name] = (runner, picked["rtol"], picked["atol"])
+        print(f"  {cand.name:32s} {describe(row)}", flush=True)
+    if runners:
+        timed = interleave({name: (lambda r=r, a=a, b=b: r.run(a, b)) for name, (r, a, b) in runners.items()}, mode)
+        for name, (runner, rtol, atol) in runners.items():
+            rows[name].update(timed[name])
+            rows[name].update(runner.counts(rtol, atol))
+            rhs = runner.rhs_us()
+            if rhs is not None:
+                rows[name]["rhs_us"] = rhs
+    return {"case": case.name, "title": case.title, "batch": batch, "stiff": case.stiff, "target": TARGET[case.stiff],
+            "n": case.n, "points": len(case.ts), "t_end": float(case.ts[-1]), "candidates": rows}
+
+
+def describe(row: dict) -> str:
+    if "rtol" not in row:
+        return row["status"]
+    return f"rtol {row['rtol']:.0e}  error {row['error']:.1e}" + (
+        f"  compile {row['compile_s']:.2f} s" if row.get("compile_s") else "")
+
+
+# ---------------------------------------------------------------- training
+def lv_data(points: int = 61):
+    """LV (specs/lotka_volterra.hode) at t = 0, 0.1, ..., 6 with 5 % noise, as benchmarks/homotopy uses."""
+    from scipy.integrate import solve_ivp
+
+    case = CASES["lv"]()
+    t = np.round(np.arange(points) * 0.1, 10)
+    sol = solve_ivp(lambda s, y: case.rhs(s, y, {}, np), (0, t[-1]), case.y0, t_eval=t, rtol=1e-10, atol=1e-12)
+    y = sol.y.T
+    return t, y + np.random.default_rng(0).normal(size=y.shape) * 0.05 * y.mean(0)
+
+
+TRAIN_SOLVER = {"rtol": 1e-7, "atol": 1e-9}
+TRAIN_CONFIG = {"lr": 0.05, "seed": 10, "dtype": "float32", "initial": "data", "weight_decay": 0.01}
+HOMOTOPY = {"k": 6.0, "steps": 6, "smoothing": 1e-3}
+
+
+def hodec_trainer(t, y, method: str, solver: str, epochs: int):
+    import hodec
+    from hodec.training.loop import Trainer
+    from hodec.training.config import load_config
+    from hodec.training.data import make_dataset
+
+    cls = hodec.compile("specs/lotka_volterra_blackbox.hode").model_class()
+    config = {**TRAIN_CONFIG, "method": method, "solver": {"method": solver, **TRAIN_SOLVER}}
+    if method == "homotopy":
+        config.update(HOMOTOPY, epochs_per_step=max(1, epochs // HOMOTOPY["steps"]))
+    else:
+        config["epochs"] = epochs
+    torch.manual_seed(TRAIN_CONFIG["seed"])
+    model = cls()
+    data = make_dataset(model, t, {"prey": y[:, 0], "predators": y[:, 1]})
+    return Trainer(model, data, load_config(config))
+
+
+class TorchdiffeqLoop:
+    """The hand-written baseline: an MLP [2, 32, 2] GELU as the whole vector field, torchdiffeq dopri5, MSE,
+    AdamW; float32; initial weights copied from hodec's slot so both start from the same field."""
+
+    def __init__(self, t, y, weights_from=None):
+        from torch import nn
+
+        self.net = nn.Sequential(nn.Linear(2, 32), nn.GELU(), nn.Linear(32, 2))
+        if weights_from is not None:
+            linear = [m for m in weights_from.modules() if isinstance(m, nn.Linear)]
+            with torch.no_grad():
+                for mine, theirs in zip([self.net[0], self.net[2]], linear):
+                    mine.weight.copy_(theirs.weight)
+                    mine.bias.copy_(theirs.bias)
+        self.t = torch.as_tensor(t, dtype=torch.float32)
+        self.y = torch.as_tensor(y, dtype=torch.float32)
+        self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=TRAIN_CONFIG["lr"],
+                                           weight_decay=TRAIN_CONFIG["weight_decay"])
+
+    def step(self):
+        from torchdiffeq import odeint
+
+        self.optimizer.zero_grad(set_to_none=True)
+        pred = odeint(lambda t, y: self.net(y), self.y[0], self.t, method="dopri5", **TRAIN_SOLVER)
+        loss = ((pred - self.y) ** 2).mean()
+        loss.backward()
+        self.optimizer.step()
+        return loss.item()
+
+
+def training_section(mode: Mode) -> dict:
+    """Mean seconds per epoch over a whole (short) run, epochs of all candidates interleaved."""
+    t, y = lv_data()
+    epochs = mode.epochs
+    runners, out = {}, {}
+    from hodec import solvers
+
+    for solver in ("dopri5", "tsit5", "auto"):
+        if solver != "auto" and solver not in solvers.METHODS:
+            continue
+        for method in ("vanilla", "homotopy"):
+            try:
+                trainer = hodec_trainer(t, y, method, solver, epochs)
+                runners[f"hodec {method} ({solver})"] = trainer.step
+            except Exception as err:
+                out[f"hodec {method} ({solver})"] = {"status": f"failed ({type(err).__name__}: {err})"}
+    weights = hodec_trainer(t, y, "vanilla", "dopri5", epochs).model.slot_modules
+    runners["torchdiffeq loop (hand-written)"] = TorchdiffeqLoop(t, y, weights).step
+    seconds = {name: [] for name in runners}
+    total = epochs if "homotopy" not in " ".join(runners) else HOMOTOPY["steps"] * max(1, epochs // HOMOTOPY["steps"])
+    for epoch in range(total):
+        for name, step in runners.items():
+            if name in out:
+                continue
+            start = time.perf_counter()
+            try:
+                step()
+            except Exception as err:
+                out[name] = {"status": f"failed at epoch {epoch + 1} ({type(err).__name__}: {err})"}
+                continue
+            seconds[name].append(time.perf_counter() - start)
+    for name, s in seconds.items():
+        if name not in out and s:
+            out[name] = {"status": "ok", "epochs": len(s), "mean_s": statistics.fmean(s),
+                         "median_s": statistics.median(s)}
+    return {"epochs": total, "solver": TRAIN_SOLVER, "config": TRAIN_CONFIG, "homotopy": HOMOTOPY,
+            "candidates": out}
+
+
+# ---------------------------------------------------------------- memory (one subprocess per candidate)
+MEMORY_CANDIDATES = ("torchdiffeq dopri5", "torchdiffeq dopri5 adjoint", "hodec tsit5", "hodec dopri5")
+
+
+def memory_child(name: str, batch: int) -> dict:
+    """In a fresh process: peak resident memory growth over one backprop solve (N=100 network, float32, t in
+    [0, 1]): the kernel's high-water mark is reset (/proc/self/clear_refs) before the solve, and VmHWM after the
+    solve and backward less VmRSS before it is the growth."""
+    from benchmarks.peers import hodec_model
+
+    case = CASES["net100"]()
+    model, y0 = hodec_model(case, batch)
+    model = model.float()
+    y0 = y0.float().reshape(batch, case.n)
+    ts = torch.linspace(0.0, 1.0, 11)
+    model(ts[0], y0).sum().backward()  # allocator and autograd warmed
+    model.zero_grad(set_to_none=True)
+    Path("/proc/self/clear_refs").write_text("5")
+    before = proc_status_kib("VmRSS")
+    start = time.perf_counter()
+    if name.startswith("torchdiffeq"):
+        import torchdiffeq
+
+        odeint = torchdiffeq.odeint_adjoint if name.endswith("adjoint") else torchdiffeq.odeint
+        ys = odeint(model, y0, ts, method="dopri5", rtol=1e-5, atol=1e-8)
+    else:
+        ys = model.simulate(ts, y0=y0, method=name.split()[1], rtol=1e-5, atol=1e-8)
+    ys.square().mean().backward()
+    seconds = time.perf_counter() - start
+    return {"peak_growth_mib": (proc_status_kib("VmHWM") - before) / 1024, "rss_before_mib": before / 1024,
+            "seconds": seconds}
+
+
+def proc_status_kib(key: str) -> int:
+    line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith(key + ":"))
+    return int(line.split()[1])
+
+
+def memory_section(mode: Mode) -> dict:
+    out = {}
+    for name in MEMORY_CANDIDATES:
+        cmd = [sys.executable, "-m", "benchmarks.bench_solve", "--memory-child", name,
+               "--memory-batch", str(mode.memory_batch)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=Path(__file__).parent.parent)
+        if proc.returncode != 0:
+            out[name] = {"status": "failed: " + (proc.stderr.strip().splitlines() or ["?"])[-1][:200]}
+        else:
+            out[name] = {"status": "ok", **json.loads(proc.stdout.strip().splitlines()[-1])}
+        print(f"  memory {name:28s} {out[name]}", flush=True)
+    return {"case": "net100", "batch": mode.memory_batch, "dtype": "float32", "t": [0.0, 1.0], "points": 11,
+            "rtol": 1e-5, "atol": 1e-8, "how": "peak RSS growth over the solve and backward: VmHWM after (peak "
+            "reset by /proc/self/clear_refs) - VmRSS before, one fresh subprocess per candidate", "candidates": out}
+
+
+# ---------------------------------------------------------------- goals
+def fastest(cell: dict, names=None, group="hodec", exclude=("torchdiffeq",)) -> tuple:
+    rows = [(n, r) for n, r in cell["candidates"].items() if "median_s" in r and r.get("group") == group
+            and (names is None or n in names) and not any(e in n for e in exclude)]
+    return min(rows, key=lambda nr: nr[1]["median_s"]) if rows else (None, None)
+
+
+def goal(cells: list, case: str, batches, peers, limit: float, label: str) -> list:
+    out = []
+    for cell in cells:
+        if cell["case"] != case or cell["batch"] not in batches:
+            continue
+        h_name, h = fastest(cell)
+        p_name, p = fastest(cell, names=peers, group="peer", exclude=())
+        row = {"goal": label, "case": case, "batch": cell["batch"], "limit": limit, "hodec": h_name, "peer": p_name}
+        if h is None or p is None:
+            row["status"] = "not measured (" + ("no hodec solver ran" if h is None else "peer not available") + ")"
+        else:
+            ratio = h["median_s"] / p["median_s"]
+            row.update(ratio=ratio, status="met" if ratio <= limit else f"missed by {ratio / limit:.2f}x",
+                       bound=bound(h, p))
+        out.append(row)
+    return out
+
+
+def bound(h: dict, p: dict) -> str:
+    """What the hodec solve spends its time on: per-step cost against the bare right-hand side's."""
+    steps, nfev, rhs = h.get("steps"), h.get("nfev"), h.get("rhs_us")
+    parts = []
+    if steps:
+        per_step = h["median_s"] / steps * 1e6
+        parts.append(f"{steps} steps, {per_step:.0f} µs/step")
+        if nfev and rhs:
+            rhs_share = nfev * rhs * 1e-6 / h["median_s"]
+            parts.append(f"{nfev} f-evals x {rhs:.0f} µs = {100 * rhs_share:.0f} % of the solve; "
+                         f"the rest ({(1 - rhs_share) * per_step:.0f} µs/step) is solver overhead")
+    if p.get("steps"):
+        parts.append(f"peer {p['steps']} steps, {p['median_s'] / p['steps'] * 1e6:.1f} µs/step")
+    elif p.get("nfev"):
+        parts.append(f"peer {p['nfev']} f-evals")
+    return "; ".join(parts)
+
+
+def goals(cells: list, training: dict) -> list:
+    rows = []
+    for case in ("lv", "net100", "pk"):
+        rows += goal(cells, case, (1,), ("diffrax Tsit5",), 2.0, "one trajectory <= 2x diffrax Tsit5")
+        rows += goal(cells, case, (1,), ("CVODE Adams", "CVODE BDF"), 1.0, "one trajectory <= 1x CVODE")
+    for case in ("net100", "pk", "cascade"):
+        rows += goal(cells, case, (1024, 4096), ("diffrax Tsit5", "diffrax Kvaerno5"), 1.0,
+                     "batch: >= diffrax vmap throughput")
+        if case != "cascade":
+            rows += goal(cells, case, (1024, 4096), ("torchode Tsit5 (hodec module)",), 0.5, "batch: >= 2x torchode")
+    for case in ("robertson", "cascade"):
+        rows += goal(cells, case, (1,), ("CVODE BDF",), 2.0, "stiff <= 2x CVODE BDF")
+        rows += goal(cells, case, (1, 64, 1024, 4096), ("diffrax Kvaerno5",), 1.0, "stiff <= 1x diffrax Kvaerno5")
+    rows += training_goals(training)
+    return rows
+
+
+def training_goals(training: dict) -> list:
+    if not training:
+        return []
+    c = {n: r for n, r in training["candidates"].items() if r.get("status") == "ok"}
+    vanilla = {n: r for n, r in c.items() if n.startswith("hodec vanilla")}
+    rows = []
+    loop = c.get("torchdiffeq loop (hand-written)")
+    if vanilla and loop:
+        name = min(vanilla, key=lambda n: vanilla[n]["mean_s"])
+        ratio = vanilla[name]["mean_s"] / loop["mean_s"]
+        rows.append({"goal": "training: vanilla epoch <= 0.5x hand-written torchdiffeq", "case": "lv_blackbox",
+                     "hodec": name, "peer": "torchdiffeq loop (hand-written)", "limit": 0.5, "ratio": ratio,
+                     "status": "met" if ratio <= 0.5 else f"missed by {ratio / 0.5:.2f}x"})
+    for name, row in c.items():
+        if name.startswith("hodec homotopy"):
+            twin = name.replace("homotopy", "vanilla")
+            if twin in c:
+                ratio = row["mean_s"] / c[twin]["mean_s"]
+                rows.append({"goal": "training: homotopy epoch <= 1.5x vanilla", "case": "lv_blackbox",
+                             "hodec": name, "peer": twin, "limit": 1.5, "ratio": ratio,
+                             "status": "met" if ratio <= 1.5 else f"missed by {ratio / 1.5:.2f}x"})
+    return rows
+
+
+# ---------------------------------------------------------------- output
+def versions() -> dict:
+    out = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__}
+    for module in ("scipy", "jax", "jaxlib", "diffrax", "torchode", "torchdiffeq", "roadrunner", "antimony"):
+        if importlib.util.find_spec(module) is not None:
+            try:
+                out[module] = getattr(__import__(module), "__version__", "?")
+            except Exception:  # an installed but broken peer: its rows say so
+                out[module] = "import failed"
+    return out
+
+
+def machine() -> dict:
+    cpu = platform.processor() or ""
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"platform": platform.platform(), "cpu": cpu, "cores": os.cpu_count(), "threads": 1}
+
+
+def fmt(x, digits=3) -> str:
+    if x is None:
+        return "–"
+    if x >= 100:
+        return f"{x:,.0f}"
+    return f"{x:.{digits}g}"
+
+
+def markdown(result: dict) -> str:
+    lines = [f"# bench_solve{' (quick)' if result['quick'] else ''}", "",
+             f"{result['date']} · {result['machine']['cpu']} ({result['machine']['cores']} cores, 1 thread used) · "
+             f"load (1/5/15 min) before {result['load_before']}, after {result['load_after']} · "
+             + ", ".join(f"{k} {v}" for k, v in result["versions"].items()), "",
+             "Times: median ms per solve at the loosest rtol meeting the error target (componentwise, relative to "
+             "each component's peak; 1e-5 non-stiff, 1e-6 stiff) against scipy at rtol 1e-12. Ratio = this "
+             "candidate's time / the fastest hodec own-solver row's (>1: hodec faster).", ""]
+    for cell in result["cells"]:
+        lines += [f"## {cell['title']}, B = {cell['batch']} (n = {cell['n']}, {cell['points']} output times to "
+                  f"t = {cell['t_end']:g}, target {cell['target']:g})", "",
+                  "| candidate | rtol | error | ms | ÷ hodec | compile s | f-evals | steps | µs/step | RHS µs | "
+                  "status |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+        _, best = fastest(cell)
+        for name, r in cell["candidates"].items():
+            ms = r.get("median_s")
+            per_step = ms / r["steps"] * 1e6 if ms and r.get("steps") else None
+            vs = ms / best["median_s"] if ms and best else None
+            lines.append(f"| {name} | {r['rtol']:.0e} | {r['error']:.1e} | {fmt(ms * 1e3)} | {fmt(vs)} | "
+                         f"{fmt(r.get('compile_s'))} | {r.get('nfev') or '–'} | {r.get('steps') or '–'} | "
+                         f"{fmt(per_step)} | {fmt(r.get('rhs_us'))} | {r['status']} |" if ms else
+                         f"| {name} | – | – | – | – | – | – | – | – | – | {r['status']} |")
+        lines.append("")
+    if result.get("training"):
+        tr = result["training"]
+        lines += [f"## Training: LV black-box epoch (61 points, rtol 1e-7, float32), mean of {tr['epochs']} epochs", "",
+                  "| candidate | s / epoch (mean) | median | status |", "|---|---|---|---|"]
+        for name, r in tr["candidates"].items():
+            lines.append(f"| {name} | {fmt(r.get('mean_s'))} | {fmt(r.get('median_s'))} | {r['status']} |")
+        lines.append("")
+    if result.get("memory"):
+        mem = result["memory"]
+        lines += [f"## Memory: backprop solve, {mem['case']} B = {mem['batch']}, {mem['dtype']} ({mem['how']})", "",
+                  "| candidate | peak growth MiB | s | status |", "|---|---|---|---|"]
+        for name, r in mem["candidates"].items():
+            lines.append(f"| {name} | {fmt(r.get('peak_growth_mib'))} | {fmt(r.get('seconds'))} | {r['status']} |")
+        lines.append("")
+    lines += ["## Goals (hodec ÷ peer time; hodec = its fastest own-solver row)", "",
+              "| goal | case | B | hodec | peer | ratio | limit | status | what bounds it |", "|---|---|---|---|---|---|---|---|---|"]
+    for g in result["goals"]:
+        lines.append(f"| {g['goal']} | {g['case']} | {g.get('batch', '–')} | {g['hodec']} | {g['peer']} | "
+                     f"{fmt(g.get('ratio'))} | {g['limit']} | {g['status']} | {g.get('bound', '')} |")
+    return "\n".join(lines) + "\n"
+
+
+def write(result: dict, stem: Path):
+    from hodec.files import write_atomic
+
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(stem.with_suffix(".json"), json.dumps(result, indent=1, default=float) + "\n")
+    write_atomic(stem.with_suffix(".md"), markdown(result))
+
+
+# ---------------------------------------------------------------- main
+def cells_for(args) -> list:
+    if args.quick and not args.cases:
+        return [("lv", 1), ("pk", 64)]
+    cases = args.cases or list(SINGLE)
+    batches = args.batches or [1, *BATCHES]
+    out = []
+    for name in cases:
+        case_max = CASES[name]().max_batch
+        out += [(name, b) for b in batches if b <= case_max and (b == 1 or name in BATCHED)]
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="seconds: two cells, short timings, decade ladder")
+    ap.add_argument("--cases", nargs="+", choices=sorted(CASES))
+    ap.add_argument("--batches", nargs="+", type=int)
+    ap.add_argument("--candidates", nargs="+", help="substrings: run only candidates whose name has one")
+    ap.add_argument("--no-training", action="store_true")
+    ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument("--out", type=Path, help="results path without suffix (default benchmarks/results/solve, or "
+                                             "solve_quick with --quick); .json and .md are written")
+    ap.add_argument("--memory-child", help=argparse.SUPPRESS)
+    ap.add_argument("--memory-batch", type=int, default=4096, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.memory_child:
+        print(json.dumps(memory_child(args.memory_child, args.memory_batch)))
+        return 0
+    mode = Mode(args.quick)
+    if importlib.util.find_spec("jax") is not None:  # here, not at import: the memory child runs without jax
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+    candidates = [c for c in CANDIDATES.values()
+                  if not args.candidates or any(s.lower() in c.name.lower() for s in args.candidates)]
+    if args.quick and not args.candidates:  # compile variants take a minute each to compile
+        candidates = [c for c in candidates if c.cells is None]
+    result = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+              "quick": args.quick, "machine": machine(), "versions": versions(),
+              "load_before": [round(x, 2) for x in os.getloadavg()], "cells": []}
+    for name, batch in cells_for(args):
+        print(f"{name} B={batch}", flush=True)
+        result["cells"].append(run_cell(CASES[name](), batch, candidates, mode))
+    result["training"] = {} if args.no_training else training_section(mode)
+    result["memory"] = {} if args.no_memory else memory_section(mode)
+    result["load_after"] = [round(x, 2) for x in os.getloadavg()]
+    result["goals"] = goals(result["cells"], result["training"])
+    text = markdown(result)
+    print(text)
+    write(result, args.out or RESULTS / ("solve_quick" if args.quick else "solve"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""benchmarks/bench_solve.py: the peers' hand-written right-hand sides are the models hodec compiles, the
+reference and the equal-accuracy rule do what they say, and the quick mode runs end to end (hodec's candidates
+and scipy always; diffrax, torchode and libRoadRunner only where installed)."""
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+import torch
+from scipy.linalg import expm
+
+from benchmarks import bench_solve
+from benchmarks.cases import CASES
+from benchmarks.peers import CANDIDATES, hodec_model, reference
+
+# a state and time where every term of every case is active (the UVA/Padova meal and bolus included)
+T_PROBE = 30.5
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "net1000" else n
+                                  for n in sorted(CASES)])
+def test_hand_written_rhs_is_the_spec(name):
+    case = CASES[name]()
+    model, _ = hodec_model(case, 1)
+    assert tuple(model.state_names) == case.state_names
+    rng = np.random.default_rng(0)
+    y = case.y0 * rng.uniform(0.5, 1.5, case.n) + rng.uniform(0.1, 1.0, case.n)
+    with torch.no_grad():
+        want = model(torch.tensor(T_PROBE, dtype=torch.float64), torch.tensor(y)).numpy()
+    got = case.rhs(T_PROBE, y, case.params, np)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12 * np.abs(want).max())
+
+
+def test_per_member_params_reach_the_hand_written_rhs():
+    case = CASES["pk"]()
+    model, y0 = hodec_model(case, 8)
+    y = torch.rand(8, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 50
+    with torch.no_grad():
+        want = model(torch.tensor(0.5, dtype=torch.float64), y).numpy()
+    params = case.member_params(8)
+    for m in range(8):
+        got = case.rhs(0.5, y[m].numpy(), {k: v[m] for k, v in params.items()}, np)
+        np.testing.assert_allclose(got, want[m], rtol=1e-12)
+    assert len({float(v) for v in params["CL"]}) == 8 and params["CL"][0] == case.params["CL"]
+
+
+def test_reference_against_the_exact_solution():
+    """PK is linear: during the infusion y(t) = A^-1 (e^(At) - I) b, after it y(t) = e^(A (t - 1)) y(1)."""
+    case = CASES["pk"]()
+    CL, V1, Q, V2 = 5.0, 20.0, 10.0, 50.0
+    A = np.array([[-CL / V1 - Q / V1, Q / V2], [Q / V1, -Q / V2]])
+    b = np.array([100.0, 0.0])
+    y1 = np.linalg.solve(A, (expm(A) - np.eye(2)) @ b)
+    exact = np.stack([np.linalg.solve(A, (expm(A * t) - np.eye(2)) @ b) if t <= 1 else expm(A * (t - 1)) @ y1
+                      for t in case.ts])
+    assert bench_solve.error(reference(case, 0, 1)[:, None], exact[:, None]) < 1e-10
+
+
+def test_error_is_componentwise_relative_to_each_peak():
+    ref = np.array([[[1.0, 1e-6]], [[2.0, 2e-6]]])  # [T=2, B=1, n=2]
+    ys = ref.copy()
+    ys[1, 0, 1] += 1e-12  # 1e-12 on a component peaking at 2e-6: relative error 5e-7
+    ys[0, 0, 0] += 1e-7  # 1e-7 on a component peaking at 2: 5e-8
+    assert bench_solve.error(ys, ref) == pytest.approx(5e-7)
+
+
+class FakeRunner:
+    """A 'solver' whose error is rtol x 5 (and that fails at rtol 1e-4), to check the ladder."""
+    jit, compile_s = False, None
+
+    def __init__(self, ref):
+        self.ref = ref
+
+    def run(self, rtol, atol):
+        if rtol == 1e-4:
+            raise RuntimeError("too many steps")
+        return self.ref * (1 + 5 * rtol)
+
+    def states(self, result):
+        return result
+
+
+def test_pick_tolerance_takes_the_loosest_rung_meeting_the_target():
+    case = CASES["lv"]()
+    ref = np.ones((3, 1, 2))
+    picked = bench_solve.pick_tolerance(FakeRunner(ref), case, ref, [0], bench_solve.RUNGS_QUICK,
+                                        bench_solve.Mode(quick=True))
+    assert picked["rtol"] == 1e-6  # error 5e-6 <= 1e-5; 1e-5 gives 5e-5
+    assert picked["ladder"][1]["failed"].startswith("RuntimeError") and len(picked["ladder"]) == 4
+
+
+def installed_peers() -> list:
+    needs = {"diffrax Tsit5": ("diffrax",), "CVODE Adams": ("roadrunner", "antimony"),
+             "torchode Tsit5 (hodec module)": ("torchode",)}
+    return [name for name, modules in needs.items() if all(importlib.util.find_spec(m) for m in modules)]
+
+
+@pytest.mark.slow  # a real benchmark run: ~10 s of CPU (jit compiles, interleaved timing)
+def test_quick_run_on_lv(tmp_path):
+    always = ["hodec+torchdiffeq dopri5", "hodec tsit5", "hodec auto", "scipy DOP853"]
+    names = always + installed_peers()
+    out = tmp_path / "solve"
+    assert bench_solve.main(["--quick", "--cases", "lv", "--no-training", "--no-memory", "--out", str(out),
+                             "--candidates", *names]) == 0
+    result = json.loads(out.with_suffix(".json").read_text())
+    (cell,) = result["cells"]
+    assert (cell["case"], cell["batch"]) == ("lv", 1)
+    for name in names:
+        row = cell["candidates"][name]
+        assert row["status"] == "ok", (name, row)
+        assert row["error"] <= 1e-5 and row["median_s"] > 0 and row["samples"] >= 3
+    assert cell["candidates"]["hodec tsit5"]["nfev"] > 0 and cell["candidates"]["hodec tsit5"]["steps"] > 0
+    assert len(result["load_before"]) == 3 and result["versions"]["torch"] == torch.__version__
+    md = out.with_suffix(".md").read_text()
+    assert "| hodec tsit5 | 1e-0" in md and "## Goals" in md
+    if "diffrax Tsit5" in names:
+        assert cell["candidates"]["diffrax Tsit5"]["compile_s"] > 0
+        assert any(g["peer"] == "diffrax Tsit5" and "ratio" in g for g in result["goals"])
+
+
+def test_a_missing_peer_is_reported_not_fatal(monkeypatch):
+    monkeypatch.setattr(CANDIDATES["diffrax Tsit5"], "needs", ("no_such_module_for_hodec_tests",))
+    cell = bench_solve.run_cell(CASES["lv"](), 1, [CANDIDATES["diffrax Tsit5"], CANDIDATES["scipy DOP853"]],
+                                bench_solve.Mode(quick=True))
+    assert cell["candidates"]["diffrax Tsit5"]["status"] == "n/a (no_such_module_for_hodec_tests not installed)"
+    assert cell["candidates"]["scipy DOP853"]["status"] == "ok"
