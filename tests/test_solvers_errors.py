@@ -60,6 +60,14 @@ def test_explicit_method_on_a_stiff_problem_says_so_quickly(method, name):
     assert calls[0] < 600
 
 
+def test_stiffness_names_the_stiff_member_of_a_batch():
+    """Member 0 decays gently, member 1 tracks cos t at rate 1e6: the error names member 1."""
+    rates = torch.tensor([1.0, 1e6], dtype=F64)
+    with pytest.raises(StiffnessDetected, match="batch member 1"):
+        solve(lambda t, y: -rates[:, None] * (y - torch.cos(t)[:, None]), torch.zeros(2, 1, dtype=F64),
+              torch.tensor([0.0, 1.0], dtype=F64), method="tsit5")
+
+
 @pytest.mark.parametrize("method", EXPLICIT)
 @pytest.mark.parametrize("t_end", [200.0, 1000.0])
 def test_a_solution_settling_at_equilibrium_is_not_called_stiff(method, t_end):
