@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import sympy
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import hodec
 from hodec.compiler import compile_source, load_source, symbolic
@@ -18,6 +20,7 @@ from hodec.symbolic.state_jacobian import state_jacobian
 from hodec.training.spline import SmoothingSpline
 from benchmarks.networks import random_network
 from test_coupling import DISJOINT  # a nonlinear observable on each of two disjoint sets of states
+from test_fuzz import generated_models  # random well-formed specs: lets, if, functions, neural calls, residuals
 
 f64 = torch.float64
 SPECS = sorted((Path(__file__).resolve().parents[1] / "specs").glob("*.hode"))
@@ -324,3 +327,19 @@ def test_jacobian_gradients_reach_params_and_slot_weights(source):
     for p, g, w in zip(trainable, got, want):  # None: J does not depend on it (an output layer's bias)
         torch.testing.assert_close(torch.zeros_like(p) if g is None else g, torch.zeros_like(p) if w is None else w,
                                    rtol=1e-10, atol=1e-12)
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(generated_models(), st.integers(0, 2 ** 31 - 1))
+def test_jacobian_of_generated_models_matches_jacrev(text, seed):
+    """Wherever the field and its autograd Jacobian are finite (random specs reach log, ^ and / of anything)."""
+    try:
+        model = model_from(text)
+    except hodec.HodecError:
+        return
+    bind_inputs(model)
+    y = 3 * torch.rand(3, len(model.state_names), generator=torch.Generator().manual_seed(seed), dtype=f64) - 0.5
+    t = torch.tensor(1.3, dtype=f64)
+    want = autograd_jacobian(model, t, y).detach()
+    finite = torch.isfinite(want) & torch.isfinite(model.forward(t, y).detach())[..., :, None]
+    torch.testing.assert_close(model.jacobian(t, y).detach()[finite], want[finite], rtol=1e-9, atol=1e-11)
