@@ -40,6 +40,10 @@ class Rosenbrock(Method):
         return None
 
     def step(self, problem, t, y, h, cache) -> Step:
+        # A member already at its end (h = 0) stays where it is; its stages are computed with a tiny h instead, so
+        # they stay finite (stages near f(t, y)) and cannot turn its zero gradient into NaN in the backward pass.
+        zero = h == 0
+        h = torch.where(zero, torch.finfo(y.dtype).eps ** 0.5 * t.abs().clamp(min=1), h)
         tab, k = self.tableau, self._tensors(y)
         eye = torch.eye(y.shape[-1], dtype=y.dtype, device=y.device)
         matrix = eye / (tab.gamma * h)[:, None, None] - problem.jacobian(t, y)
@@ -57,7 +61,7 @@ class Rosenbrock(Method):
             if f_t is not None and d != 0.0:
                 rhs = rhs + (d * h)[:, None] * f_t
             stages.append(torch.linalg.lu_solve(lu, pivots, rhs[..., None])[..., 0])
-        stacked = torch.stack(stages, -1)  # [B, n, s]
+        stacked = torch.where(zero[:, None, None], 0.0, torch.stack(stages, -1))  # [B, n, s]
         return Step(y + stacked @ k["b"], stacked @ k["e"], stacked @ k["H"])
 
     def interpolate(self, t, h, y, step: Step, theta):
