@@ -17,6 +17,7 @@ import hodec
 from hodec.compiler import compile_source, load_source, symbolic
 from hodec.runtime import Coupling
 from hodec.symbolic.state_jacobian import state_jacobian
+from hodec.training.reference import GridCubic
 from hodec.training.spline import SmoothingSpline
 from benchmarks.networks import random_network
 from test_coupling import DISJOINT  # a nonlinear observable on each of two disjoint sets of states
@@ -294,14 +295,16 @@ def test_input_values_keep_observes_time_layout():
     torch.testing.assert_close(u[..., 0], signal(ts))
 
 
+@pytest.mark.parametrize("grid", [False, True])
 @pytest.mark.parametrize("targets", [("prey", "predators"), ("predators",)])
-def test_coupled_forward_at_one_time_per_member(targets):
-    """The coupling's reference (a spline over the batch) read at each member's own time: member b equals the
-    coupled field at the scalar time t_b."""
+def test_coupled_forward_at_one_time_per_member(targets, grid):
+    """The coupling's reference read at each member's own time: a spline over the batch (times [K] -> [K, B, m]),
+    or hodec fit's GridCubic (one time per member -> [B, m]). Member b equals the coupled field at the scalar t_b."""
     model = hodec.compile(SPECS[0].parent / "lotka_volterra.hode").model_class()().double()
     times = torch.linspace(0, 6, 13, dtype=f64)
     data = torch.rand(13, 4, len(targets), generator=torch.Generator().manual_seed(8), dtype=f64) + 0.5
-    coupling = Coupling(model, list(targets), SmoothingSpline(times, data, 0.0), 3.0)
+    reference = SmoothingSpline(times, data, 0.0)
+    coupling = Coupling(model, list(targets), GridCubic(reference, times) if grid else reference, 3.0)
     y = torch.rand(4, 2, generator=torch.Generator().manual_seed(9), dtype=f64) + 0.5
     t = torch.tensor([0.3, 2.2, 5.9, 4.0], dtype=f64)
     with model.coupled(coupling, 0.7):
