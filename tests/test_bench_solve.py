@@ -3,6 +3,7 @@ reference and the equal-accuracy rule do what they say, and the quick mode runs 
 and scipy always; diffrax, torchode and libRoadRunner only where installed)."""
 import importlib.util
 import json
+import time
 
 import numpy as np
 import pytest
@@ -87,6 +88,31 @@ def test_pick_tolerance_takes_the_loosest_rung_meeting_the_target():
                                         bench_solve.Mode(quick=True))
     assert picked["rtol"] == 1e-6  # error 5e-6 <= 1e-5; 1e-5 gives 5e-5
     assert picked["ladder"][1]["failed"].startswith("RuntimeError") and len(picked["ladder"]) == 4
+
+
+class CompilingRunner(FakeRunner):
+    """Its first call 'compiles' for 0.2 s; later calls are fast."""
+    jit = True
+
+    def __init__(self, ref):
+        super().__init__(ref)
+        self.calls = 0
+
+    def run(self, rtol, atol):
+        self.calls += 1
+        if self.calls == 1:
+            time.sleep(0.2)
+        return self.ref * (1 + 5 * rtol)
+
+
+def test_compile_time_is_reported_apart_and_does_not_end_the_ladder():
+    ref = np.ones((3, 1, 2))
+    mode = bench_solve.Mode(quick=True)
+    mode.slow_s = 0.1  # a solve slower than this ends the ladder; the compiling first call is slower
+    runner = CompilingRunner(ref)
+    picked = bench_solve.pick_tolerance(runner, CASES["lv"](), ref, [0], bench_solve.RUNGS_QUICK, mode)
+    assert picked["rtol"] == 1e-6
+    assert 0.15 < runner.compile_s < 0.5 and picked["ladder"][0]["seconds"] < 0.1
 
 
 def installed_peers() -> list:
