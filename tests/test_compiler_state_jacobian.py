@@ -170,7 +170,7 @@ state x = 0.4
 state y = 1.2
 state z = 0.3
 neural f(a, b) hidden 4
-neural h(a) hidden 3 activation tanh
+neural h(a) hidden 3 activation softplus positive
 neural R(x, u, t, z) -> y, z hidden 5
 let w = f(x, y * z) + k * u
 let v = sin(w) * h(w^2) + f(z, t)
@@ -191,6 +191,22 @@ def test_neural_slots_enter_by_the_chain_rule(gates):
         torch.testing.assert_close(model.jacobian(t, y), autograd_jacobian(model, t, y), rtol=1e-10, atol=1e-12)
     assert "torch.func" in model.jacobian.__doc__ and "(R, f, h)" in model.jacobian.__doc__
     assert "slot_jacobian" in compile_source(NEURAL, "neural.hode")
+
+
+class UserNet(torch.nn.Module):
+    """A network a user puts in a slot: no Linear/activation stack to propagate through."""
+
+    def forward(self, x):
+        return torch.stack([torch.sin(x[..., 0] * x[..., 1]), x[..., 0] ** 3 - torch.exp(-x[..., 1])], -1)
+
+
+def test_a_users_network_in_a_slot_is_differentiated_by_autodiff():
+    model = hodec.compile(SPECS[0].parent / "lotka_volterra_graybox.hode").model_class(gates=True)(
+        slots={"U": UserNet()}).double()
+    model.set_gates({name: 0.6 + 0.1 * i for i, (name, _) in enumerate(model.gates_table)})
+    y = random_states(model, (4,), seed=14)
+    t = torch.tensor(0.0, dtype=f64)
+    torch.testing.assert_close(model.jacobian(t, y), autograd_jacobian(model, t, y), rtol=1e-12, atol=1e-12)
 
 
 # ---------------------------------------------------------------- the coupling term
