@@ -29,8 +29,8 @@ class ExplicitRK(Method):
         if key not in self._constants:
             tab = self.tableau
             as_tensor = lambda x: torch.tensor(x, dtype=like.dtype, device=like.device)  # noqa: E731
-            self._constants[key] = dict(
-                a=[as_tensor(row) for row in tab.a], c=list(tab.c), e=as_tensor(tab.e), dense=as_tensor(tab.dense))
+            self._constants[key] = dict(a=[as_tensor(row) for row in tab.a], e=as_tensor(tab.e),
+                                        dense=as_tensor(tab.dense))
         return self._constants[key]
 
     def init(self, problem, t, y, f0):
@@ -38,21 +38,20 @@ class ExplicitRK(Method):
         return f0
 
     def step(self, problem, t, y, h, cache) -> Step:
-        k = self._tensors(y)
+        k, tab = self._tensors(y), self.tableau
         hh = h[:, None]
         stages = [cache]
         inputs = [y]
-        for c, a in zip(k["c"], k["a"]):
-            yi = y + hh * (torch.stack(stages, -1) @ a)
+        for c, a, weights in zip(tab.c, tab.a, k["a"]):
+            yi = y + hh * _combine(stages, a, weights)
             inputs.append(yi)
             stages.append(problem.f(t + c * h, yi))
-        stacked = torch.stack(stages, -1)
-        error = hh * (stacked @ k["e"])
+        error = hh * _combine(stages, tab.e, k["e"])
         y1 = inputs[-1]
         dk = (stages[-1] - stages[-2]).norm(dim=-1)
         dy = (inputs[-1] - inputs[-2]).norm(dim=-1)
         stiffness = h * dk / torch.where(dy > 0, dy, torch.ones_like(dy))
-        return Step(y1, error, stacked, stages[-1], stiffness)
+        return Step(y1, error, tuple(stages), stages[-1], stiffness)
 
     def after(self, cache, step: Step, accepted):
         return torch.where(accepted[:, None], step.f1, cache)
@@ -61,4 +60,18 @@ class ExplicitRK(Method):
         dense = self._tensors(y)["dense"]  # [s, d]
         powers = torch.stack([theta ** (d + 1) for d in range(dense.shape[1])], -1)  # [B, d]
         weights = powers @ dense.T  # [B, s]
-        return y + h[:, None] * (step.dense @ weights[:, :, None]).squeeze(-1)
+        if torch.compiler.is_compiling():
+            combined = sum(weights[:, i, None] * k for i, k in enumerate(step.dense))
+        else:
+            combined = (torch.stack(step.dense, -1) @ weights[:, :, None]).squeeze(-1)
+        return y + h[:, None] * combined
+
+
+def _combine(stages: list, coefficients: tuple, weights: torch.Tensor) -> torch.Tensor:
+    """Σ_j coefficients[j] · stages[j]. Eagerly one matmul over the stacked stages (the fewest operations, which
+    is what a small system's step costs); when compiling, written out term by term with constant coefficients,
+    so that Inductor fuses the whole step into a few loops (a matmul would be an external kernel of its own)."""
+    if torch.compiler.is_compiling():
+        terms = [c * k for c, k in zip(coefficients, stages) if c != 0]
+        return sum(terms[1:], terms[0])
+    return torch.stack(stages, -1) @ weights[:len(stages)]
