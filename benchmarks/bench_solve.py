@@ -319,7 +319,10 @@ def training_section(mode: Mode) -> dict:
 
 
 # ---------------------------------------------------------------- memory (one subprocess per candidate)
-MEMORY_CANDIDATES = ("torchdiffeq dopri5", "torchdiffeq dopri5 adjoint", "hodec tsit5", "hodec dopri5")
+# name -> the largest batch it runs at (hodec's adjoint with shared params costs ~B vector-Jacobian products per
+# evaluation: 40 s at B = 256 against torchdiffeq's 0.85 s, measured; B = 4096 would take most of an hour)
+MEMORY_CANDIDATES = {"torchdiffeq dopri5": None, "torchdiffeq dopri5 adjoint": None, "hodec tsit5": None,
+                     "hodec dopri5": None, "hodec tsit5 adjoint": 256}
 
 
 def memory_child(name: str, batch: int) -> dict:
@@ -343,6 +346,12 @@ def memory_child(name: str, batch: int) -> dict:
 
         odeint = torchdiffeq.odeint_adjoint if name.endswith("adjoint") else torchdiffeq.odeint
         ys = odeint(model, y0, ts, method="dopri5", rtol=1e-5, atol=1e-8)
+    elif name.endswith("adjoint"):
+        from hodec import solvers
+
+        params = [p for p in model.parameters() if p.requires_grad]
+        ys = solvers.solve_adjoint(model, y0, ts, params=params, method=name.split()[1], rtol=1e-5, atol=1e-8,
+                                   autonomous=True)
     else:
         ys = model.simulate(ts, y0=y0, method=name.split()[1], rtol=1e-5, atol=1e-8)
     ys.square().mean().backward()
@@ -358,14 +367,14 @@ def proc_status_kib(key: str) -> int:
 
 def memory_section(mode: Mode) -> dict:
     out = {}
-    for name in MEMORY_CANDIDATES:
-        cmd = [sys.executable, "-m", "benchmarks.bench_solve", "--memory-child", name,
-               "--memory-batch", str(mode.memory_batch)]
+    for name, cap in MEMORY_CANDIDATES.items():
+        batch = min(mode.memory_batch, cap or mode.memory_batch)
+        cmd = [sys.executable, "-m", "benchmarks.bench_solve", "--memory-child", name, "--memory-batch", str(batch)]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=Path(__file__).parent.parent)
         if proc.returncode != 0:
             out[name] = {"status": "failed: " + (proc.stderr.strip().splitlines() or ["?"])[-1][:200]}
         else:
-            out[name] = {"status": "ok", **json.loads(proc.stdout.strip().splitlines()[-1])}
+            out[name] = {"status": "ok", "batch": batch, **json.loads(proc.stdout.strip().splitlines()[-1])}
         print(f"  memory {name:28s} {out[name]}", flush=True)
     return {"case": "net100", "batch": mode.memory_batch, "dtype": "float32", "t": [0.0, 1.0], "points": 11,
             "rtol": 1e-5, "atol": 1e-8, "how": "peak RSS growth over the solve and backward: VmHWM after (peak "
@@ -485,14 +494,39 @@ def fmt(x, digits=3) -> str:
     return f"{x:.{digits}g}"
 
 
+SUMMARY_PEERS = (("diffrax", ("diffrax Tsit5", "diffrax Kvaerno5")), ("CVODE", ("CVODE Adams", "CVODE BDF")),
+                 ("torchode", ("torchode Tsit5 (hodec module)",)), ("scipy", ("scipy DOP853", "scipy Radau", "scipy BDF")))
+
+
+def summary(cells: list) -> list:
+    """One row per cell: hodec's fastest own solver, torchdiffeq, and each peer family's fastest, as
+    ms (hodec ÷ peer)."""
+    lines = ["| case | B | hodec (fastest own solver) ms | hodec+torchdiffeq ms | "
+             + " | ".join(f"{label} ms (hodec ÷)" for label, _ in SUMMARY_PEERS) + " |",
+             "|---|---|---|---|" + "---|" * len(SUMMARY_PEERS)]
+    for cell in cells:
+        h_name, h = fastest(cell)
+        td = cell["candidates"].get("hodec+torchdiffeq dopri5", {}).get("median_s")
+        row = [cell["case"], str(cell["batch"]), f"{fmt(h['median_s'] * 1e3)} ({h_name[6:]})" if h else "–",
+               fmt(td * 1e3) if td else "–"]
+        for _, names in SUMMARY_PEERS:
+            p_name, p = fastest(cell, names=names, group="peer", exclude=())
+            row.append("–" if p is None else f"{fmt(p['median_s'] * 1e3)} ({fmt(h['median_s'] / p['median_s'])})"
+                       if h else fmt(p["median_s"] * 1e3))
+        lines.append("| " + " | ".join(row) + " |")
+    return lines + [""]
+
+
 def markdown(result: dict) -> str:
     lines = [f"# bench_solve{' (quick)' if result['quick'] else ''}", "",
              f"{result['date']} · {result['machine']['cpu']} ({result['machine']['cores']} cores, 1 thread used) · "
              f"load (1/5/15 min) before {result['load_before']}, after {result['load_after']} · "
              + ", ".join(f"{k} {v}" for k, v in result["versions"].items()), "",
-             "Times: median ms per solve at the loosest rtol meeting the error target (componentwise, relative to "
-             "each component's peak; 1e-5 non-stiff, 1e-6 stiff) against scipy at rtol 1e-12. Ratio = this "
-             "candidate's time / the fastest hodec own-solver row's (>1: hodec faster).", ""]
+             "Times: median ms per solve (float64, no gradients) at the loosest rtol of the ladder meeting the error "
+             "target (componentwise, relative to each component's peak; 1e-5 non-stiff, 1e-6 stiff) against scipy "
+             "at rtol 1e-12; atol = rtol x a per-case ratio. Input jumps (PK, UVA/Padova) are stepped over by "
+             "every candidate (no jump_ts, events or restarts).", "", *summary(result["cells"]),
+             "Per cell: ÷ hodec = this candidate's time / the fastest hodec own-solver row's (> 1: hodec faster).", ""]
     for cell in result["cells"]:
         lines += [f"## {cell['title']}, B = {cell['batch']} (n = {cell['n']}, {cell['points']} output times to "
                   f"t = {cell['t_end']:g}, target {cell['target']:g})", "",
@@ -518,9 +552,10 @@ def markdown(result: dict) -> str:
     if result.get("memory"):
         mem = result["memory"]
         lines += [f"## Memory: backprop solve, {mem['case']} B = {mem['batch']}, {mem['dtype']} ({mem['how']})", "",
-                  "| candidate | peak growth MiB | s | status |", "|---|---|---|---|"]
+                  "| candidate | B | peak growth MiB | s | status |", "|---|---|---|---|---|"]
         for name, r in mem["candidates"].items():
-            lines.append(f"| {name} | {fmt(r.get('peak_growth_mib'))} | {fmt(r.get('seconds'))} | {r['status']} |")
+            lines.append(f"| {name} | {r.get('batch', '–')} | {fmt(r.get('peak_growth_mib'))} | "
+                         f"{fmt(r.get('seconds'))} | {r['status']} |")
         lines.append("")
     lines += ["## Goals (hodec ÷ peer time; hodec = its fastest own-solver row)", "",
               "| goal | case | B | hodec | peer | ratio | limit | status | what bounds it |", "|---|---|---|---|---|---|---|---|---|"]
