@@ -34,6 +34,7 @@ class Rosenbrock(Method):
         return self._constants[key]
 
     def init(self, problem, t, y, f0):
+        self._tensors(y)  # the constants exist before a compiled step first reads them (else: compiled twice)
         return f0  # f(t, y) for the first step; later steps evaluate their own (the last stage is not f(t + h, y1))
 
     def after(self, cache, step: Step, accepted):
