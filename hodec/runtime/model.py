@@ -15,7 +15,7 @@ from .. import solvers
 from ..errors import HodecError, did_you_mean
 from .gates import Gated
 from .neural import NeuralSlot, run_slots
-from .signals import UnboundInputError, as_signal
+from .signals import Signal, UnboundInputError, as_signal
 from .stoichiometry import Stoichiometry
 from .trainable import drop_empty_entries, register_trainable
 
@@ -461,7 +461,9 @@ def _signal_at(signal, t: torch.Tensor, batch: tuple) -> torch.Tensor:
     shape = (1,) * (len(batch) - t.dim()) + tuple(t.shape)
     if all(size == 1 for size in shape[lead:]):  # t varies only along axes the columns do not span
         return value.reshape(*shape[:lead], *value.shape[1:]).expand(batch)
-    # Each member at its own time reads its own column: the signal at every member's time, then the diagonal.
+    if isinstance(signal, Signal):  # each member at its own time reads its own column, directly
+        return signal.each(t.expand(batch))
+    # A user's callable: the signal at every member's time, then the diagonal (O(B²) reads).
     value = read(t.expand(batch).reshape(-1))
     rows, width = value.shape[0], math.prod(batch[lead:])
     flat = value.expand(rows, *batch[lead:]).reshape(rows, width)

@@ -42,6 +42,30 @@ class Signal:
         return v_left + weight * (_take(values, right) - v_left)
 
 
+    def each(self, t: torch.Tensor) -> torch.Tensor:
+        """One time per member: t [*batch] with the values' trailing shape [*shape] the batch's last axes; member m
+        reads its own column at its own time t[m] → [*batch] (hodec's solvers step each member on its own)."""
+        times = self.times.to(device=t.device, dtype=t.dtype)
+        values = self.values.to(device=t.device, dtype=t.dtype)
+        lead = t.dim() - (values.dim() - 1)
+        values = values.reshape(values.shape[0], *(1,) * lead, *values.shape[1:]).expand(values.shape[0], *t.shape)
+        if times.numel() == 1:
+            return values[0]
+        right = torch.searchsorted(times, t.detach().reshape(-1), right=True).clamp(1, times.numel() - 1)
+        right = right.reshape(t.shape)
+        left = right - 1
+
+        def at(index):
+            return values.gather(0, index.unsqueeze(0)).squeeze(0)
+
+        if self.method == "previous":
+            return at(torch.where(t >= _take(times, right), right, left))
+        t_left = _take(times, left)
+        weight = ((t - t_left) / (_take(times, right) - t_left)).clamp(0.0, 1.0)
+        v_left = at(left)
+        return v_left + weight * (at(right) - v_left)
+
+
 def _take(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """values[index] along the first dimension, for an index tensor of any shape. Written with index_select because
     torch.compile reads a 0-d index tensor in values[index] as a Python int (a data-dependent value it cannot
