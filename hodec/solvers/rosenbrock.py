@@ -1,4 +1,4 @@
-"""Rosenbrock methods (rodas5p, rodas4): linearly implicit, L-stable, for stiff problems; any RosenbrockTableau.
+"""Rosenbrock methods (rodas5p, rodas4, ros34pw2): linearly implicit, L-stable, for stiff problems; any RosenbrockTableau.
 
 A step evaluates the Jacobian J once (problem.jacobian: the generated symbolic one, else autodiff of f), factorises
 I/(hγ) − J once per member (one batched LU, each member with its own h) and reuses the factors for every stage, so
@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from .base import Method, Step
-from .rosenbrock_tableaus import RODAS4, RODAS5P, RosenbrockTableau
+from .rosenbrock_tableaus import RODAS4, RODAS5P, ROS34PW2, RosenbrockTableau
 
 
 class Rosenbrock(Method):
@@ -73,4 +73,8 @@ class Rosenbrock(Method):
         return (1 - theta) * y + theta * (step.y1 + (1 - theta) * correction)
 
 
-METHODS = {"rodas5p": lambda: Rosenbrock(RODAS5P), "rodas4": lambda: Rosenbrock(RODAS4)}  # solve()'s names
+METHODS = {  # solve()'s names
+    "rodas5p": lambda: Rosenbrock(RODAS5P),
+    "rodas4": lambda: Rosenbrock(RODAS4),
+    "ros34pw2": lambda: Rosenbrock(ROS34PW2),
+}

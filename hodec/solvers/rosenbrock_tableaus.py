@@ -1,16 +1,19 @@
-"""Tableaus of the Rosenbrock methods (rodas5p, rodas4), in the transformed form Hairer's RODAS uses.
+"""Tableaus of the Rosenbrock methods (rodas5p, rodas4, ros34pw2), in the transformed form Hairer's RODAS uses.
 
 Stage i solves (I/(hγ) − J) k_i = f(t + c_i h, y + Σ_j a_ij k_j) + Σ_j (C_ij / h) k_j + d_i h ∂f/∂t, with one matrix
 for all stages (Hairer & Wanner II, IV.7, eq. (7.25)); y1 = y + Σ b_i k_i; the error estimate is Σ e_i k_i; the dense
 output is y(θ) = (1 − θ) y + θ (y1 + (1 − θ)(D_1 + θ (D_2 + θ D_3 ...))) with D_m = Σ_i H_mi k_i.
 
-Both methods are stiffly accurate: their last stages are at t + h, each adds its k to the previous stage's input
-(a row = the previous row plus 1 at the previous stage), y1 is the last stage's input plus its k, and the error
-estimate is that last k (the embedded solution is the last stage's input).
+Rodas4 and Rodas5P are stiffly accurate: their last stages are at t + h, each adds its k to the previous stage's
+input (a row = the previous row plus 1 at the previous stage), y1 is the last stage's input plus its k, and the
+error estimate is that last k (the embedded solution is the last stage's input). ROS34PW2 is published in the
+standard form (α, Γ, b, b̂ and a dense output y + Σ B_i(θ) k_i) and transformed here once, in float64.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -111,3 +114,47 @@ RODAS4 = RosenbrockTableau(
     ),
     order=3,
 )
+
+
+def _from_standard_form(name: str, alpha, Gamma, b, b_hat, dense, order: int) -> RosenbrockTableau:
+    """The transformed tableau of a method given as (I − hγJ) k_i = h f(y + Σ α_ij k_j) + hJ Σ γ_ij k_j + γ_i h² ∂f/∂t,
+    y1 = y + Σ b_i k_i, dense output y + Σ_i B_i(θ) k_i with B_i(θ) = Σ_m dense[i][m] θ^(m+1) (Hairer & Wanner II,
+    (7.25)-(7.26): the transformed stages are u = Γ k, so a = α Γ⁻¹, C = diag(1/γ) − Γ⁻¹, weights w Γ⁻¹). The dense
+    output goes over to the form above: B_i(θ) − θ b_i = θ (1 − θ)(p_i + q_i θ) for a cubic B_i."""
+    alpha, Gamma, b, b_hat, dense = (np.asarray(x, dtype=float) for x in (alpha, Gamma, b, b_hat, dense))
+    assert dense.shape[1] == 3  # cubic: p = β1 − b, q = −β3 (then β2 = q − p holds as Σ β = b)
+    inverse = np.linalg.inv(Gamma)
+    gamma = float(Gamma[0, 0])
+    a, C = alpha @ inverse, np.diag(np.diag(Gamma) ** -1.0) - inverse
+    rows = lambda m: tuple(tuple(float(x) for x in m[i, :i]) for i in range(1, len(m)))  # noqa: E731
+    H = np.stack([(dense[:, 0] - b) @ inverse, -dense[:, 2] @ inverse])
+    return RosenbrockTableau(
+        name=name, gamma=gamma, a=rows(a), C=rows(C), c=tuple(float(x) for x in alpha.sum(1)[1:]),
+        d=tuple(float(x) for x in Gamma.sum(1)), b=tuple(float(x) for x in b @ inverse),
+        e=tuple(float(x) for x in (b - b_hat) @ inverse), H=tuple(tuple(float(x) for x in row) for row in H),
+        order=order)
+
+
+# ROS34PW2: J. Rang and L. Angermann, "New Rosenbrock W-methods of order 3 for partial differential algebraic
+# equations of index 1", BIT Numer. Math. 45 (2005) 761-787; order 3 with an embedded order-2 solution, L-stable,
+# stiffly accurate, and a W-method: it keeps order 3 with any matrix in place of the Jacobian (an approximate or
+# partial one, e.g. only the stiff coupling's), where rodas5p and rodas4 drop to order 1 or 2. Coefficients and
+# the cubic dense output as in PETSc's TSROSWRA34PW2.
+_G = 4.3586652150845900e-01
+ROS34PW2 = _from_standard_form(
+    "ros34pw2",
+    alpha=((0, 0, 0, 0),
+           (8.7173304301691801e-01, 0, 0, 0),
+           (8.4457060015369423e-01, -1.1299064236484185e-01, 0, 0),
+           (0, 0, 1.0, 0)),
+    Gamma=((_G, 0, 0, 0),
+           (-8.7173304301691801e-01, _G, 0, 0),
+           (-9.0338057013044082e-01, 5.4180672388095326e-02, _G, 0),
+           (2.4212380706095346e-01, -1.2232505839045147e+00, 5.4526025533510214e-01, _G)),
+    b=(2.4212380706095346e-01, -1.2232505839045147e+00, 1.5452602553351020e+00, _G),
+    b_hat=(3.7810903145819369e-01, -9.6042292212423178e-02, 5.0000000000000000e-01, 2.1793326075422950e-01),
+    dense=((1.0564298455794094, -1.3864882699759573, 0.5721822314575016),
+           (2.296429974281067, -8.262611700275677, 4.742931142090097),
+           (-1.307599564525376, 7.250979895056055, -4.398120075195578),
+           (-1.045260255335102, 2.398120075195581, -0.9169932983520199)),
+    order=2)
