@@ -4,7 +4,7 @@ Tensors are flat inside the solvers: y [B, n]; t and h [B], each batch member at
 """
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 import torch
 
@@ -45,4 +45,16 @@ class Method:
     def interpolate(self, t: torch.Tensor, h: torch.Tensor, y: torch.Tensor, step: Step,
                     theta: torch.Tensor) -> torch.Tensor:
         """y(t + theta·h) [B, n] inside the attempted step, theta [B] in [0, 1]."""
+        raise NotImplementedError
+
+    def _tensors(self, like: torch.Tensor) -> dict:
+        """The method's coefficient tensors (from _tables) in like's dtype and device, made once each in
+        self._constants; init makes them, so that a compiled step finds them made (else it compiles twice)."""
+        key = (like.dtype, like.device)
+        if key not in self._constants:
+            self._constants[key] = self._tables(lambda x: torch.tensor(x, dtype=like.dtype, device=like.device))
+        return self._constants[key]
+
+    def _tables(self, as_tensor: Callable) -> dict:
+        """{name: tensor} of the coefficients a step reads, as_tensor(numbers) making each."""
         raise NotImplementedError

@@ -24,14 +24,9 @@ class ExplicitRK(Method):
         self.stability_limit = tableau.stability_limit
         self._constants: dict = {}
 
-    def _tensors(self, like: torch.Tensor) -> dict:
-        key = (like.dtype, like.device)
-        if key not in self._constants:
-            tab = self.tableau
-            as_tensor = lambda x: torch.tensor(x, dtype=like.dtype, device=like.device)  # noqa: E731
-            self._constants[key] = dict(a=[as_tensor(row) for row in tab.a], e=as_tensor(tab.e),
-                                        dense=as_tensor(tab.dense))
-        return self._constants[key]
+    def _tables(self, as_tensor) -> dict:
+        tab = self.tableau
+        return dict(a=[as_tensor(row) for row in tab.a], e=as_tensor(tab.e), dense=as_tensor(tab.dense))
 
     def init(self, problem, t, y, f0):
         self._tensors(y)  # the constants exist before a compiled step first reads them (else: compiled twice)

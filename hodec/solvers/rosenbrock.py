@@ -23,15 +23,10 @@ class Rosenbrock(Method):
         self.order = tableau.order
         self._constants: dict = {}
 
-    def _tensors(self, like: torch.Tensor) -> dict:
-        key = (like.dtype, like.device)
-        if key not in self._constants:
-            tab = self.tableau
-            as_tensor = lambda x: torch.tensor(x, dtype=like.dtype, device=like.device)  # noqa: E731
-            self._constants[key] = dict(
-                a=[as_tensor(row) for row in tab.a], C=[as_tensor(row) for row in tab.C],
-                b=as_tensor(tab.b), e=as_tensor(tab.e), H=as_tensor(tab.H).T)
-        return self._constants[key]
+    def _tables(self, as_tensor) -> dict:
+        tab = self.tableau
+        return dict(a=[as_tensor(row) for row in tab.a], C=[as_tensor(row) for row in tab.C], b=as_tensor(tab.b),
+                    e=as_tensor(tab.e), H=as_tensor(tab.H).T)
 
     def init(self, problem, t, y, f0):
         self._tensors(y)  # the constants exist before a compiled step first reads them (else: compiled twice)
