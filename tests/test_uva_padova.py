@@ -101,13 +101,7 @@ def basal_equilibrium(p, u2ss):
 
 
 # ---------------------------------------------------------------- helpers
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Many tiny tensor ops: one intra-op thread avoids thread-pool contention on a loaded machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")  # many tiny tensor ops (conftest.py)
 
 
 @pytest.fixture(scope="module")
