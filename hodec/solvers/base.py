@@ -58,3 +58,14 @@ class Method:
     def _tables(self, as_tensor: Callable) -> dict:
         """{name: tensor} of the coefficients a step reads, as_tensor(numbers) making each."""
         raise NotImplementedError
+
+
+def combine(stages: list, coefficients: tuple, weights: torch.Tensor) -> torch.Tensor:
+    """Σ_j coefficients[j] · stages[j] (weights: the coefficients as a tensor). Eagerly one matmul over the stacked
+    stages (the fewest operations, which is what a small system's step costs); when compiling, written out term
+    by term with constant coefficients, so that Inductor fuses the whole step into a few loops (a matmul would be
+    an external kernel of its own)."""
+    if torch.compiler.is_compiling():
+        terms = [c * k for c, k in zip(coefficients, stages) if c != 0]
+        return sum(terms[1:], terms[0])
+    return torch.stack(stages, -1) @ weights[:len(stages)]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import Method, Step
+from .base import Method, Step, combine
 from .tableaus import ExplicitTableau
 
 
@@ -38,10 +38,10 @@ class ExplicitRK(Method):
         stages = [cache]
         inputs = [y]
         for c, a, weights in zip(tab.c, tab.a, k["a"]):
-            yi = y + hh * _combine(stages, a, weights)
+            yi = y + hh * combine(stages, a, weights)
             inputs.append(yi)
             stages.append(problem.f(t + c * h, yi))
-        error = hh * _combine(stages, tab.e, k["e"])
+        error = hh * combine(stages, tab.e, k["e"])
         y1 = inputs[-1]
         dk = (stages[-1] - stages[-2]).norm(dim=-1)
         dy = (inputs[-1] - inputs[-2]).norm(dim=-1)
@@ -60,13 +60,3 @@ class ExplicitRK(Method):
         else:
             combined = (torch.stack(step.dense, -1) @ weights[:, :, None]).squeeze(-1)
         return y + h[:, None] * combined
-
-
-def _combine(stages: list, coefficients: tuple, weights: torch.Tensor) -> torch.Tensor:
-    """Σ_j coefficients[j] · stages[j]. Eagerly one matmul over the stacked stages (the fewest operations, which
-    is what a small system's step costs); when compiling, written out term by term with constant coefficients,
-    so that Inductor fuses the whole step into a few loops (a matmul would be an external kernel of its own)."""
-    if torch.compiler.is_compiling():
-        terms = [c * k for c, k in zip(coefficients, stages) if c != 0]
-        return sum(terms[1:], terms[0])
-    return torch.stack(stages, -1) @ weights[:len(stages)]

@@ -1,16 +1,16 @@
-"""Rosenbrock methods (rodas5p, rodas4, ros34pw2): linearly implicit, L-stable, for stiff problems; any RosenbrockTableau.
+"""Rosenbrock methods (rodas5p, rodas4, ros34pw2): linearly implicit, L-stable, for stiff problems.
 
 A step evaluates the Jacobian J once (problem.jacobian: the generated symbolic one, else autodiff of f), factorises
 I/(hγ) − J once per member (one batched LU, each member with its own h) and reuses the factors for every stage, so
 it never iterates a nonlinear solve. ∂f/∂t comes from problem.time_derivative (skipped for autonomous problems).
 Every operation is differentiable (lu_factor and lu_solve included) and nothing is updated in place, so gradients
-can flow back through the steps. Stage combinations are one matmul over the stacked stages, as in explicit.py.
+can flow back through the steps. Stage combinations go through base.combine, as in explicit.py.
 """
 from __future__ import annotations
 
 import torch
 
-from .base import Method, Step
+from .base import Method, Step, combine
 from .rosenbrock_tableaus import RODAS4, RODAS5P, ROS34PW2, RosenbrockTableau
 
 
@@ -26,7 +26,7 @@ class Rosenbrock(Method):
     def _tables(self, as_tensor) -> dict:
         tab = self.tableau
         return dict(a=[as_tensor(row) for row in tab.a], C=[as_tensor(row) for row in tab.C], b=as_tensor(tab.b),
-                    e=as_tensor(tab.e), H=as_tensor(tab.H).T)
+                    e=as_tensor(tab.e), H=[as_tensor(row) for row in tab.H])
 
     def init(self, problem, t, y, f0):
         self._tensors(y)  # the constants exist before a compiled step first reads them (else: compiled twice)
@@ -51,20 +51,21 @@ class Rosenbrock(Method):
             if i == 0:
                 rhs = problem.f(t, y) if cache is None else cache
             else:
-                previous = torch.stack(stages, -1)  # [B, n, i]
-                rhs = problem.f(t + tab.c[i - 1] * h, y + previous @ k["a"][i - 1])
-                rhs = rhs + inv_h * (previous @ k["C"][i - 1])
+                rhs = problem.f(t + tab.c[i - 1] * h, y + combine(stages, tab.a[i - 1], k["a"][i - 1]))
+                rhs = rhs + inv_h * combine(stages, tab.C[i - 1], k["C"][i - 1])
             if f_t is not None and d != 0.0:
                 rhs = rhs + (d * h)[:, None] * f_t
             stages.append(torch.linalg.lu_solve(lu, pivots, rhs[..., None])[..., 0])
-        stacked = torch.where(zero[:, None, None], 0.0, torch.stack(stages, -1))  # [B, n, s]
-        return Step(y + stacked @ k["b"], stacked @ k["e"], stacked @ k["H"])
+        stages = [torch.where(zero[:, None], 0.0, stage) for stage in stages]
+        dense = tuple(combine(stages, row, weights) for row, weights in zip(tab.H, k["H"]))
+        return Step(y + combine(stages, tab.b, k["b"]), combine(stages, tab.e, k["e"]), dense)
 
     def interpolate(self, t, h, y, step: Step, theta):
-        """Rodas' own dense output: (1 − θ) y + θ y1 + θ (1 − θ) Σ_m θ^(m−1) D_m (step.dense: [B, n, m])."""
+        """Rodas' own dense output: (1 − θ) y + θ y1 + θ (1 − θ) Σ_m θ^(m−1) D_m (step.dense: D_1, D_2, ...)."""
         theta = theta[:, None]
-        powers = torch.cat([torch.ones_like(theta)] + [theta ** p for p in range(1, step.dense.shape[-1])], -1)
-        correction = (step.dense @ powers[:, :, None]).squeeze(-1)
+        correction = step.dense[-1]
+        for d in reversed(step.dense[:-1]):  # Horner
+            correction = d + theta * correction
         return (1 - theta) * y + theta * (step.y1 + (1 - theta) * correction)
 
 
