@@ -193,6 +193,21 @@ def test_neural_slots_enter_by_the_chain_rule(gates):
     assert "slot_jacobian" in compile_source(NEURAL, "neural.hode")
 
 
+def test_fused_gated_slots_keep_their_forward_and_jacobian():
+    """Slots of one shape run as one block network whose stacked arguments are gated from a table of their own;
+    the Jacobian's per-slot gate table must not take its name (it did: forward then read 2 gates for 7 arguments)."""
+    from test_language import FUSED  # three slot groups: fa/fb/fc fused, other alone, pa/pb fused
+
+    model = model_from(FUSED, gates=True)
+    model.set_gates({name: 0.3 + 0.1 * i for i, (name, _) in enumerate(model.gates_table)})
+    u = torch.rand(4, dtype=f64)
+    model.set_inputs({"u": lambda t: u})
+    y = random_states(model, (4,), seed=5)
+    t = torch.tensor(0.5, dtype=f64)
+    assert model.forward(t, y).shape == y.shape
+    torch.testing.assert_close(model.jacobian(t, y), autograd_jacobian(model, t, y), rtol=1e-10, atol=1e-12)
+
+
 class UserNet(torch.nn.Module):
     """A network a user puts in a slot: no Linear/activation stack to propagate through."""
 

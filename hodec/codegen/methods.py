@@ -161,7 +161,8 @@ class MethodWriter:
     def _gradient_lines(self, gradient: SlotGradient) -> list[str]:
         slots = self.sm.model.slots
         index = [s.name for s in slots].index(gradient.slot)
-        scale = _slot_gates([slots[index]], self.gates, self.scope.tables, f"slot{index}")
+        # Its own table: the forward's fused call of a group starting at this slot owns `slot{index}_gates`.
+        scale = _slot_gates([slots[index]], self.gates, self.scope.tables, f"slot{index}_alone")
         self.reads_gates |= bool(scale)
         return [f"j{gradient.source} = self.slot_jacobian({index}, {self.stack(list(gradient.args))}"
                 f"{', ' + scale if scale else ''})  # d {gradient.slot} / d arguments"]
