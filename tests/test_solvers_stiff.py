@@ -385,7 +385,8 @@ def test_non_autonomous_time_derivative_counts():
 @pytest.mark.parametrize("name", ["robertson", "van_der_pol", "enzyme_cascade"])
 def test_benchmark_specs_compile_to_the_problems(name):
     """benchmarks/specs/<name>.hode compiles, starts where the hand-written problem starts (Robertson (1, 0, 0),
-    Van der Pol (2, 0), the cascade's ENZYME_Y0) and its forward equals the hand-written right-hand side."""
+    Van der Pol (2, 0), the cascade's ENZYME_Y0), its forward equals the hand-written right-hand side and its
+    generated Jacobian equals torch.func.jacrev of that right-hand side."""
     model = hodec.compile(SPECS / f"{name}.hode").model_class()().double()
     rhs, y0, _ = PROBLEMS[name]
     assert model.initial_state().tolist() == y0
@@ -393,17 +394,19 @@ def test_benchmark_specs_compile_to_the_problems(name):
     t = torch.zeros(5, dtype=F64)
     with torch.no_grad():
         assert torch.allclose(model(t, y), in_torch(rhs)(t, y), rtol=1e-12, atol=1e-12)
+        exact = torch.func.vmap(torch.func.jacrev(lambda x: in_torch(rhs)(t[0], x)))(y)
+        assert torch.allclose(model.jacobian(t, y), exact, rtol=1e-12, atol=1e-12)
 
 
-def test_compiled_robertson_with_its_generated_jacobian():
-    """The product path: the compiled Robertson model, its generated Jacobian where the model has one, rodas5p."""
-    model = hodec.compile(SPECS / "robertson.hode").model_class()().double()
-    jacobian = getattr(model, "jacobian", None)
-    _, _, ts = PROBLEMS["robertson"]
+@pytest.mark.parametrize("name", ["robertson", "van_der_pol", "enzyme_cascade"])
+def test_simulate_the_benchmark_specs_with_rodas5p(name):
+    """The product path: the compiled model's simulate(method='rodas5p'), with its generated Jacobian, against
+    Radau on the hand-written problem: within 30 × (atol + rtol |y|)."""
+    model = hodec.compile(SPECS / f"{name}.hode").model_class()().double()
+    ts = torch.tensor(PROBLEMS[name][2], dtype=F64)
     with torch.no_grad():
-        ys = solve(model, model.initial_state(), torch.tensor(ts, dtype=F64), method="rodas5p", rtol=1e-6,
-                   atol=1e-10, autonomous=True, jacobian=jacobian)
-    assert weighted_error(ys, reference("robertson"), 1e-6, 1e-10) < 30
+        ys = model.simulate(ts, method="rodas5p", rtol=1e-6, atol=1e-10)
+    assert weighted_error(ys, reference(name), 1e-6, 1e-10) < 30
 
 
 # ---------------------------------------------------------------- torch.compile
