@@ -2,7 +2,9 @@
 
 A generic numerical library (torch only): runtime's CompiledModel.simulate calls it; see solve.py.
 """
+from .adjoint import solve_adjoint
 from .errors import SolverError, StepSizeUnderflow, StiffnessDetected, TooManySteps
 from .solve import METHODS, solve
 
-__all__ = ["solve", "METHODS", "SolverError", "StepSizeUnderflow", "StiffnessDetected", "TooManySteps"]
+__all__ = ["solve", "solve_adjoint", "METHODS", "SolverError", "StepSizeUnderflow", "StiffnessDetected",
+           "TooManySteps"]
