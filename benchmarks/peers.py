@@ -14,6 +14,7 @@ hand-written right-hand side (cases.py), never hodec's module. torchode runs hod
 """
 from __future__ import annotations
 
+import functools
 import importlib.util
 import inspect
 import time
@@ -73,12 +74,18 @@ class Runner:
 
 
 # ---------------------------------------------------------------- hodec
-def hodec_model(case: Case, batch: int):
-    """hodec's module of the case (float64), per-member params set, inputs bound; and y0 ([n] for B = 1)."""
+@functools.lru_cache(maxsize=None)
+def model_class(spec: str, name: str):
+    """The generated class of a spec, compiled once per process (N=1000 takes seconds)."""
     import hodec
     from hodec.compiler import load_source
 
-    cls = load_source(hodec.compile_source(case.spec, f"{case.name}.hode"), f"bench_solve_{case.name}")
+    return load_source(hodec.compile_source(spec, f"{name}.hode"), f"bench_solve_{name}")
+
+
+def hodec_model(case: Case, batch: int):
+    """hodec's module of the case (float64), per-member params set, inputs bound; and y0 ([n] for B = 1)."""
+    cls = model_class(case.spec, case.name)
     params = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in case.member_params(batch).items()}
     model = cls(**params if batch > 1 else {}).double()
     if case.inputs:

@@ -84,10 +84,15 @@ class FakeRunner:
 def test_pick_tolerance_takes_the_loosest_rung_meeting_the_target():
     case = CASES["lv"]()
     ref = np.ones((3, 1, 2))
-    picked = bench_solve.pick_tolerance(FakeRunner(ref), case, ref, [0], bench_solve.RUNGS_QUICK,
+    picked = bench_solve.pick_tolerance(FakeRunner(ref), case, ref, [0], bench_solve.RUNGS,
                                         bench_solve.Mode(quick=True))
     assert picked["rtol"] == 1e-6  # error 5e-6 <= 1e-5; 1e-5 gives 5e-5
     assert picked["ladder"][1]["failed"].startswith("RuntimeError") and len(picked["ladder"]) == 4
+    mode = bench_solve.Mode(quick=False)  # refines: 3e-6 gives 1.5e-5, misses; 1e-6 stays
+    picked = bench_solve.pick_tolerance(FakeRunner(ref), case, ref, [0], bench_solve.RUNGS, mode)
+    assert picked["rtol"] == 1e-6 and picked["ladder"][-1]["rtol"] == pytest.approx(3e-6)
+    picked = bench_solve.pick_tolerance(FakeRunner(ref), case, ref * (1 + 1.2e-5), [0], bench_solve.RUNGS, mode)
+    assert picked["rtol"] == pytest.approx(3e-6)  # |(1 + 1.5e-5) - (1 + 1.2e-5)| / (1 + 1.2e-5) = 3e-6
 
 
 class CompilingRunner(FakeRunner):
@@ -110,7 +115,7 @@ def test_compile_time_is_reported_apart_and_does_not_end_the_ladder():
     mode = bench_solve.Mode(quick=True)
     mode.slow_s = 0.1  # a solve slower than this ends the ladder; the compiling first call is slower
     runner = CompilingRunner(ref)
-    picked = bench_solve.pick_tolerance(runner, CASES["lv"](), ref, [0], bench_solve.RUNGS_QUICK, mode)
+    picked = bench_solve.pick_tolerance(runner, CASES["lv"](), ref, [0], bench_solve.RUNGS, mode)
     assert picked["rtol"] == 1e-6
     assert 0.15 < runner.compile_s < 0.5 and picked["ladder"][0]["seconds"] < 0.1
 
