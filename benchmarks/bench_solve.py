@@ -6,8 +6,9 @@
 
 Cases (benchmarks/cases.py): Lotka-Volterra, the random mass-action networks N=100/R=300 and N=1000/R=3000,
 two-compartment PK with a 1 h infusion, UVA/Padova with a meal and a bolus, Robertson to t = 1e5 and a stiff
-enzyme cascade; one trajectory each, and batches of 64, 1024 and 4096 members (own initial states, or own params
-for PK) of N=100, PK and the cascade.
+enzyme cascade; one trajectory each, and batches of 1024 and 4096 members (own initial states, or own params
+for PK) of N=100 and PK, and of 64, 1024 and 4096 of the cascade. In a batch cell each candidate's ladder starts
+at its pick of the case's previous batch size (per-member step control: a member's accuracy is its own solve's).
 
 Candidates (benchmarks/peers.py): hodec's module integrated by torchdiffeq (dopri5, the path before hodec had its
 own solvers) and by hodec's own solvers (model.simulate with tsit5, dopri5, rodas5p, auto; compile=True variants);
@@ -63,6 +64,7 @@ import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import Optional  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -77,8 +79,7 @@ RUNGS = tuple(10.0 ** -e for e in range(3, 12))  # 1e-3 ... 1e-11; the full run 
 TARGET = {False: 1e-5, True: 1e-6}
 CHECK_MEMBERS = 4
 SINGLE = ("lv", "net100", "net1000", "pk", "uva", "robertson", "cascade")
-BATCHED = ("net100", "pk", "cascade")
-BATCHES = (64, 1024, 4096)
+BATCHES = {"net100": (1024, 4096), "pk": (1024, 4096), "cascade": (64, 1024, 4096)}  # besides B = 1
 
 
 class Mode:
@@ -86,8 +87,9 @@ class Mode:
         self.quick = quick
         self.refine = not quick  # between the last decade that misses and the first that meets, try 3x the latter
         self.sample_s = 0.005 if quick else 0.02  # one timing sample lasts about this long
-        self.budget_s = 0.5 if quick else 6.0  # per cell, after the first repetitions
-        self.min_reps, self.max_reps = (3, 5) if quick else (3, 15)
+        self.budget_s = 0.5 if quick else 5.0  # per cell, once min_reps repetitions are done
+        self.cap_s = 10.0 if quick else 60.0  # per cell, after one repetition (minutes-long solves)
+        self.min_reps, self.max_reps = (3, 5) if quick else (3, 11)
         self.slow_s = 20.0 if quick else 120.0  # a single solve slower than this ends the ladder
         self.epochs = 6 if quick else 30  # training epochs per candidate
         self.memory_batch = 256 if quick else 4096
@@ -169,14 +171,17 @@ def interleave(calls: dict, first_s: dict, mode: Mode) -> dict:
             for _ in range(inner[name]):
                 calls[name]()
             samples[name].append((time.perf_counter() - t0) / inner[name])
-        if rep + 1 >= mode.min_reps and time.perf_counter() - start > mode.budget_s:
+        elapsed = time.perf_counter() - start
+        if rep + 1 >= mode.min_reps and elapsed > mode.budget_s or elapsed > mode.cap_s:
             break
     return {name: {"median_s": statistics.median(s), "samples": len(s), "calls_per_sample": inner[name],
                    "spread": round((max(s) - min(s)) / statistics.median(s), 3)} for name, s in samples.items()}
 
 
 # ---------------------------------------------------------------- one cell
-def run_cell(case: Case, batch: int, candidates: list, mode: Mode) -> dict:
+def run_cell(case: Case, batch: int, candidates: list, mode: Mode, start: Optional[dict] = None) -> dict:
+    """start: candidate -> the rtol its ladder starts at (its pick at the case's previous batch size: per-member
+    step control makes each member's accuracy that of its solve alone), else the ladder's first rung."""
     members = check_members(batch)
     ref = np.stack([reference(case, m, batch) for m in members], 1)
     rows, runners = {}, {}
@@ -187,10 +192,10 @@ def run_cell(case: Case, batch: int, candidates: list, mode: Mode) -> dict:
         if reason:
             rows[cand.name] = {"status": f"n/a ({reason})"}
             continue
-        rungs = RUNGS
+        first = (start or {}).get(cand.name)
         if cand.ladder_from and rows.get(cand.ladder_from, {}).get("rtol"):  # same numerics: start where it ended
-            start = rows[cand.ladder_from]["rtol"]
-            rungs = (start, *(r for r in RUNGS if r < start * (1 - 1e-9)))
+            first = rows[cand.ladder_from]["rtol"]
+        rungs = RUNGS if first is None else (first, *(r for r in RUNGS if r < first * (1 - 1e-9)))
         try:
             runner = cand.prepare(case, batch)
             picked = pick_tolerance(runner, case, ref, members, rungs, mode)
@@ -595,12 +600,10 @@ def write(result: dict, stem: Path):
 def cells_for(args) -> list:
     if args.quick and not args.cases:
         return [("lv", 1), ("pk", 64)]
-    cases = args.cases or list(SINGLE)
-    batches = args.batches or [1, *BATCHES]
     out = []
-    for name in cases:
-        case_max = CASES[name]().max_batch
-        out += [(name, b) for b in batches if b <= case_max and (b == 1 or name in BATCHED)]
+    for name in args.cases or SINGLE:
+        batches = args.batches or (1, *BATCHES.get(name, ()))
+        out += [(name, b) for b in batches if b <= CASES[name]().max_batch]
     return out
 
 
@@ -632,17 +635,29 @@ def main(argv=None) -> int:
     result = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
               "quick": args.quick, "machine": machine(), "versions": versions(),
               "load_before": [round(x, 2) for x in os.getloadavg()], "cells": []}
+    out = args.out or RESULTS / ("solve_quick" if args.quick else "solve")
+    picks: dict = {}  # case -> candidate -> rtol picked at the previous batch size
+    result.update(training={}, memory={})
     for name, batch in cells_for(args):
         print(f"{name} B={batch}", flush=True)
-        result["cells"].append(run_cell(CASES[name](), batch, candidates, mode))
-    result["training"] = {} if args.no_training else training_section(mode)
-    result["memory"] = {} if args.no_memory else memory_section(mode)
+        cell = run_cell(CASES[name](), batch, candidates, mode, picks.get(name) if batch > 1 else None)
+        result["cells"].append(cell)
+        picks[name] = {c: r["rtol"] for c, r in cell["candidates"].items() if "rtol" in r}
+        finish(result, out)  # written after every section: a run cut short keeps what it measured
+    if not args.no_training:
+        result["training"] = training_section(mode)
+        finish(result, out)
+    if not args.no_memory:
+        result["memory"] = memory_section(mode)
+    print(finish(result, out))
+    return 0
+
+
+def finish(result: dict, out: Path) -> str:
     result["load_after"] = [round(x, 2) for x in os.getloadavg()]
     result["goals"] = goals(result["cells"], result["training"])
-    text = markdown(result)
-    print(text)
-    write(result, args.out or RESULTS / ("solve_quick" if args.quick else "solve"))
-    return 0
+    write(result, out)
+    return markdown(result)
 
 
 if __name__ == "__main__":
