@@ -78,7 +78,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 RUNGS = tuple(10.0 ** -e for e in range(3, 12))  # 1e-3 ... 1e-11; the full run also tries 3x the first that meets
 TARGET = {False: 1e-5, True: 1e-6}
 CHECK_MEMBERS = 4
-SINGLE = ("lv", "net100", "net1000", "pk", "uva", "robertson", "cascade")
+SINGLE = ("lv", "net100", "pk", "robertson", "cascade")  # the goals' one-trajectory cells, run first
+LAST = ("uva", "net1000")  # one trajectory, no goal: after the batch cells
 BATCHES = {"net100": (1024, 4096), "pk": (1024, 4096), "cascade": (64, 1024, 4096)}  # besides B = 1
 
 
@@ -91,7 +92,7 @@ class Mode:
         self.cap_s = 10.0 if quick else 60.0  # per cell, after one repetition (minutes-long solves)
         self.min_reps, self.max_reps = (3, 5) if quick else (3, 11)
         self.slow_s = 20.0 if quick else 120.0  # a single solve slower than this ends the ladder
-        self.epochs = 6 if quick else 30  # training epochs per candidate
+        self.epochs = 6 if quick else 24  # training epochs per candidate (homotopy: 4 per lambda step)
         self.memory_batch = 256 if quick else 4096
 
 
@@ -600,11 +601,11 @@ def write(result: dict, stem: Path):
 def cells_for(args) -> list:
     if args.quick and not args.cases:
         return [("lv", 1), ("pk", 64)]
-    out = []
-    for name in args.cases or SINGLE:
-        batches = args.batches or (1, *BATCHES.get(name, ()))
-        out += [(name, b) for b in batches if b <= CASES[name]().max_batch]
-    return out
+    names = args.cases or SINGLE + LAST
+    cells = [(name, b) for name in names for b in args.batches or (1, *BATCHES.get(name, ()))
+             if b <= CASES[name]().max_batch]
+    order = [n for n in SINGLE + LAST if n in names]  # B = 1 of the goal cases, batches by size, then the rest
+    return sorted(cells, key=lambda c: (c[0] in LAST, c[1], order.index(c[0])))
 
 
 def main(argv=None) -> int:
@@ -638,17 +639,16 @@ def main(argv=None) -> int:
     out = args.out or RESULTS / ("solve_quick" if args.quick else "solve")
     picks: dict = {}  # case -> candidate -> rtol picked at the previous batch size
     result.update(training={}, memory={})
+    if not args.no_training:  # training and memory first: the longest cells come last
+        result["training"] = training_section(mode)
+    if not args.no_memory:
+        result["memory"] = memory_section(mode)
     for name, batch in cells_for(args):
+        finish(result, out)  # written after every section: a run cut short keeps what it measured
         print(f"{name} B={batch}", flush=True)
         cell = run_cell(CASES[name](), batch, candidates, mode, picks.get(name) if batch > 1 else None)
         result["cells"].append(cell)
         picks[name] = {c: r["rtol"] for c, r in cell["candidates"].items() if "rtol" in r}
-        finish(result, out)  # written after every section: a run cut short keeps what it measured
-    if not args.no_training:
-        result["training"] = training_section(mode)
-        finish(result, out)
-    if not args.no_memory:
-        result["memory"] = memory_section(mode)
     print(finish(result, out))
     return 0
 
