@@ -96,8 +96,8 @@ def reference(name: str) -> np.ndarray:
 
 def solve_problem(name: str, method: str, rtol=1e-6, atol=1e-10, **kw):
     rhs, y0, ts = PROBLEMS[name]
-    return solve(in_torch(rhs), torch.tensor(y0, dtype=F64), torch.tensor(ts, dtype=F64), method=method, rtol=rtol, atol=atol,
-                 autonomous=True, **kw)
+    return solve(in_torch(rhs), torch.tensor(y0, dtype=F64), torch.tensor(ts, dtype=F64), method=method, rtol=rtol,
+                 atol=atol, autonomous=True, **kw)
 
 
 def weighted_error(ys: torch.Tensor, ref: np.ndarray, rtol: float, atol: float) -> float:
