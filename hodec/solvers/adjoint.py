@@ -16,7 +16,7 @@ time to the first, adding each output's cotangent to the adjoint a = dL/dy at it
   of f. Memory independent of the steps. Each member has its own a and g and its own step control, so g holds
   that member's share of the gradient of the params θ (shared params sum the shares). Integrating y backward
   amplifies its errors where the problem damps strongly (stiff) or is chaotic: the state is checked against the
-  forward output at each output time and a drift beyond DRIFT tolerance units is an error, not a wrong gradient.
+  forward output at each output time, and a drift beyond DRIFT is an error rather than a wrong gradient.
 - "checkpoint" (discretise-then-optimise, one interval at a time): each interval is solved again from the forward
   output at its start, with autograd, and backpropagated. Memory: one interval's steps. Exact for the discrete
   solution and stable on stiff problems; the default where the method is stiff (rodas5p, or auto that switched).
@@ -40,7 +40,7 @@ from ..errors import HodecError
 from .errors import SolverError
 from .solve import AUTO, MAX_STEPS, METHODS, _time_grid, solve
 
-DRIFT = 1e3  # see _check_drift
+DRIFT = 0.01  # see _check_drift
 
 
 def solve_adjoint(f: Callable, y0: torch.Tensor, ts, params: Sequence[torch.Tensor] = (), method: str = "auto",
@@ -160,8 +160,8 @@ class _Backsolve:
                       autonomous=options.autonomous, max_steps=options.max_steps, stats=solve_stats)[-1]
         except SolverError as err:
             message = " ".join(d.message for d in err.diagnostics)
-            raise type(err)(f"{message} (in the adjoint's backward integration of output interval {k}: integrating "
-                            f"the state backward fails where the problem damps strongly; use sweep='checkpoint')"
+            raise type(err)(f"{message} (in the adjoint's backward integration of output interval {k}; where the "
+                            f"problem damps strongly, integrating the state backward fails: use sweep='checkpoint')"
                             ) from None
         _add_stats(options.stats, solve_stats)
         _check_drift(z[:, :n], start, options, times[0], k - 1)
@@ -206,19 +206,23 @@ SWEEPS = {"backsolve": _Backsolve, "checkpoint": _Checkpoint}
 
 
 def _check_drift(y: torch.Tensor, forward: torch.Tensor, options: _Options, t: torch.Tensor, k: int):
-    """The state integrated backward must come back to the forward solution: where it drifts by more than DRIFT
-    tolerance units (RMS), the problem amplifies errors backward in time (stiff decay, chaos) and the adjoint's
-    gradients, computed along the drifted state, are wrong."""
-    scale = options.adjoint_atol + options.adjoint_rtol * forward.abs()
+    """The state integrated backward must come back to the forward solution. Where it ends farther away than
+    DRIFT (relative, RMS over the states, |y| floored at atol/rtol), the problem amplifies errors backward in time
+    (strong damping, chaos) and the gradients, computed along the drifted state, are unreliable. (Measured: the
+    gradients' own error stays far below the drift's, e.g. Lorenz over one time unit at rtol 1e-6: drift 0.9 %,
+    gradient error 0.025 %; at rtol 1e-3: drift 13000 %, gradient error 260 %.)"""
+    scale = options.adjoint_atol / options.adjoint_rtol + forward.abs()
     drift = ((y - forward) / scale).pow(2).mean(-1).sqrt()
     drift = torch.where(torch.isfinite(drift), drift, torch.full_like(drift, torch.inf))
     if bool((drift > DRIFT).any()):
         b = int((drift > DRIFT).nonzero()[0, 0])
+        away = float(drift[b])
+        distance = f"{100 * away:.3g} % away from" if math.isfinite(away) else "infinitely far from"
         raise SolverError(
-            f"the adjoint's backward integration of the state ends {float(drift[b]):.3g} tolerance units away "
-            f"from the forward solution at t = {float(t[b]):.6g} (output {k}, batch member {b}): the problem "
-            f"amplifies errors backward in time (stiff or unstable) and the gradients would be wrong; use "
-            f"sweep='checkpoint', or give more output times (each restarts the state from the forward solution)")
+            f"the adjoint's backward integration of the state ends {distance} the forward solution at t = "
+            f"{float(t[b]):.6g} (output {k}, batch member {b}): the problem amplifies errors backward in time "
+            f"(strong damping or chaos) and the gradients would be unreliable; use sweep='checkpoint', or give "
+            f"more output times (each restarts the state from the forward solution)")
 
 
 def _add_stats(total: dict, one: dict):
