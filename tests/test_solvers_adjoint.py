@@ -15,7 +15,7 @@ from hodec.solvers import SolverError, TooManySteps, solve, solve_adjoint
 
 SPEC_DIR = Path(__file__).resolve().parent.parent / "specs"
 F64 = torch.float64
-TIGHT = dict(rtol=1e-11, atol=1e-11)  # the finite differences' solves (steps of 1e-5: error ~1e-6)
+TIGHT = dict(rtol=1e-11, atol=1e-11)  # the solves of the finite differences
 
 
 def _lv(theta):
