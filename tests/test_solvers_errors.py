@@ -60,6 +60,26 @@ def test_explicit_method_on_a_stiff_problem_says_so_quickly(method, name):
     assert calls[0] < 600
 
 
+@pytest.mark.parametrize("method", EXPLICIT)
+def test_stiffness_at_a_tight_tolerance_is_found_too(method):
+    """y' = −1000 (y − cos t) at rtol 1e-8: the controller settles the stiff mode near h·|λ| ≈ 2, below the
+    stability boundary (~3.4) where Hairer's test looks, and tsit5 took 4873 steps without a word; now it is
+    found within a few hundred steps, and `auto` finishes with rodas5p in a couple of hundred."""
+    p = torch.tensor([1000.0, 0.5], dtype=F64)
+
+    def f(t, y):
+        return torch.stack([-p[0] * (y[..., 0] - torch.cos(t)), y[..., 0] - p[1] * y[..., 1]], -1)
+
+    y0, ts = torch.tensor([2.0, 1.0], dtype=F64), torch.linspace(0, 10, 6, dtype=F64)
+    counted, calls = _counted(f)
+    with pytest.raises(StiffnessDetected):
+        solve(counted, y0, ts, method=method, rtol=1e-8, atol=1e-8)
+    assert calls[0] < 1500
+    stats = {}
+    solve(f, y0, ts, method="auto", rtol=1e-8, atol=1e-8, stats=stats)
+    assert stats["method"] == "rodas5p" and stats["steps"] < 500
+
+
 def test_stiffness_names_the_stiff_member_of_a_batch():
     """Member 0 decays gently, member 1 tracks cos t at rate 1e6: the error names member 1."""
     rates = torch.tensor([1.0, 1e6], dtype=F64)

@@ -23,13 +23,14 @@ class Method:
     """A one-step method with an error estimate and dense output, used by integrate().
 
     name: what solve() calls it; order: q of the error estimate (err ~ h^(q+1)); stiff: implicit or linearly
-    implicit (no stiffness check); stability_limit: h·|λ| beyond which an explicit method is stability-bound.
+    implicit (no stiffness check); stiff_above: h·|λ| beyond which an explicit method's accepted steps count as
+    stability-bound (see tableaus.py).
     """
 
     name: str = ""
     order: int = 1
     stiff: bool = False
-    stability_limit: Optional[float] = None
+    stiff_above: Optional[float] = None
 
     def init(self, problem, t: torch.Tensor, y: torch.Tensor, f0: torch.Tensor):
         """The cache the first step reads; f0 = f(t, y), already evaluated by the loop."""

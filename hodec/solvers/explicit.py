@@ -21,7 +21,7 @@ class ExplicitRK(Method):
         self.tableau = tableau
         self.name = tableau.name
         self.order = tableau.order
-        self.stability_limit = tableau.stability_limit
+        self.stiff_above = tableau.stiff_above
         self._constants: dict = {}
 
     def _tables(self, as_tensor) -> dict:

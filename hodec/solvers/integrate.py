@@ -92,9 +92,9 @@ class Loop:
         if self.stop_at_outputs:  # a step cut short to reach an output does not shrink the next one
             h_next = torch.where(ok & last, torch.maximum(h_next, s.h), h_next)
         stiff, calm = s.stiff, s.calm
-        if step.stiffness is not None and method.stability_limit is not None:
+        if step.stiffness is not None and method.stiff_above is not None:
             costly = grid[:, -1] - t_new > STIFF_REMAINING * h
-            beyond = (step.stiffness > method.stability_limit) & costly
+            beyond = (step.stiffness > method.stiff_above) & costly
             stiff = torch.where(ok & beyond, stiff + 1, torch.where(ok & (calm + 1 >= NONSTIFF_STEPS), 0, stiff))
             calm = torch.where(ok, torch.where(beyond, 0, calm + 1), calm)
         done_new = nxt >= grid.shape[1]
