@@ -27,19 +27,25 @@ class GridCubic:
             inner = torch.stack([s0[:-1], s1[:-1], s2[:-1] / 2, c3], -1)  # [T-1, *batch, 4]
             left = torch.stack([s0[:1], s1[:1], zero, zero], -1)  # t < grid[0]: the end tangent
             right = torch.stack([s0[-1:], s1[-1:], zero, zero], -1)  # t >= grid[-1]
-            self.coefficients = torch.cat([left, inner, right], 0)  # row searchsorted(grid, t, right=True)
+            coefficients = torch.cat([left, inner, right], 0)  # row searchsorted(grid, t, right=True)
+            # [rows * members, 4, m]: one index_select picks member b's cubic at row r (entry r * members + b), and
+            # unbind gives its four coefficients as views (each a few microseconds less than gathers per stage)
+            self.coefficients = coefficients.movedim(-1, -2).reshape(-1, 4, coefficients.shape[-2]).contiguous()
             self.anchors = torch.cat([grid[:1], grid])
             self.grid = grid.contiguous()
         self.batch_shape = tuple(s0.shape[1:])
+        self.members = coefficients[0, ..., 0].numel() // coefficients.shape[-2]
+        self._own = torch.arange(self.members, device=grid.device)  # member b's offset within a row
 
     def __call__(self, t) -> torch.Tensor:
         t = torch.as_tensor(t, dtype=self.grid.dtype, device=self.grid.device)
         if t.dim() == 0:
-            row = torch.searchsorted(self.grid, t.reshape(1), right=True)[0]
-            c = self.coefficients[row]
-            dt = t - self.anchors[row]
+            row = torch.searchsorted(self.grid, t.reshape(1), right=True)
+            index = (row * self.members + self._own).reshape(-1)  # every member's cubic at the one time
         else:  # t [B]: member b reads its own interval
             row = torch.searchsorted(self.grid, t, right=True)
-            c = self.coefficients[row, torch.arange(t.shape[0], device=t.device)]  # [B, m, 4]
-            dt = (t - self.anchors[row])[:, None]
-        return ((c[..., 3] * dt + c[..., 2]) * dt + c[..., 1]) * dt + c[..., 0]
+            index = row * self.members + self._own
+        c0, c1, c2, c3 = self.coefficients.index_select(0, index).unbind(-2)  # [B, m] each
+        dt = (t - self.anchors[row]).unsqueeze(-1)
+        value = torch.addcmul(c0, torch.addcmul(c1, torch.addcmul(c2, c3, dt), dt), dt)  # Horner
+        return value.reshape(self.batch_shape) if t.dim() == 0 else value
