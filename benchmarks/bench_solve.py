@@ -336,8 +336,8 @@ def training_section(mode: Mode) -> dict:
 
 
 # ---------------------------------------------------------------- memory (one subprocess per candidate)
-# name -> the largest batch it runs at (hodec's adjoint with shared params costs ~B vector-Jacobian products per
-# evaluation: 40 s at B = 256 against torchdiffeq's 0.85 s, measured; B = 4096 would take most of an hour)
+# name -> the largest batch it runs at (simulate(adjoint=True) with shared params costs ~B vector-Jacobian
+# products per evaluation: 17.6 s and 514 MiB at B = 256, over 5 minutes at B = 1024, measured)
 MEMORY_CANDIDATES = {"torchdiffeq dopri5": None, "torchdiffeq dopri5 adjoint": None, "hodec tsit5": None,
                      "hodec dopri5": None, "hodec tsit5 adjoint": 256}
 
@@ -363,14 +363,9 @@ def memory_child(name: str, batch: int) -> dict:
 
         odeint = torchdiffeq.odeint_adjoint if name.endswith("adjoint") else torchdiffeq.odeint
         ys = odeint(model, y0, ts, method="dopri5", rtol=1e-5, atol=1e-8)
-    elif name.endswith("adjoint"):
-        from hodec import solvers
-
-        params = [p for p in model.parameters() if p.requires_grad]
-        ys = solvers.solve_adjoint(model, y0, ts, params=params, method=name.split()[1], rtol=1e-5, atol=1e-8,
-                                   autonomous=True)
     else:
-        ys = model.simulate(ts, y0=y0, method=name.split()[1], rtol=1e-5, atol=1e-8)
+        adjoint = {"adjoint": True} if name.endswith("adjoint") else {}
+        ys = model.simulate(ts, y0=y0, method=name.split()[1], rtol=1e-5, atol=1e-8, **adjoint)
     ys.square().mean().backward()
     seconds = time.perf_counter() - start
     return {"peak_growth_mib": (proc_status_kib("VmHWM") - before) / 1024, "rss_before_mib": before / 1024,
