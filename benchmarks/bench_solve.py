@@ -489,6 +489,18 @@ def versions() -> dict:
     return out
 
 
+def source_state() -> str:
+    """The commit measured, and whether hodec/ had uncommitted changes (a shared working tree)."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=root)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "hodec"], capture_output=True, text=True,
+                               cwd=root)
+    except OSError:
+        return "unknown"
+    return head.stdout.strip() + (" + uncommitted changes in hodec/" if dirty.stdout.strip() else "")
+
+
 def machine() -> dict:
     cpu = platform.processor() or ""
     try:
@@ -554,6 +566,7 @@ def markdown(result: dict) -> str:
     lines = [f"# bench_solve{' (quick)' if result['quick'] else ''}", "",
              f"{result['date']} · {result['machine']['cpu']} ({result['machine']['cores']} cores, 1 thread used) · "
              f"load (1/5/15 min) before {result['load_before']}, after {result['load_after']} · "
+             f"hodec {result.get('source', '?')} · "
              + ", ".join(f"{k} {v}" for k, v in result["versions"].items()), "",
              "Times: median ms per solve (float64, no gradients) at the loosest rtol of the ladder meeting the error "
              "target (componentwise, relative to each component's peak; 1e-5 non-stiff, 1e-6 stiff) against scipy "
@@ -629,7 +642,7 @@ def main(argv=None) -> int:
     if args.quick and not args.candidates:  # compile variants take a minute each to compile
         candidates = [c for c in candidates if c.cells is None]
     result = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-              "quick": args.quick, "machine": machine(), "versions": versions(),
+              "quick": args.quick, "machine": machine(), "versions": versions(), "source": source_state(),
               "load_before": [round(x, 2) for x in os.getloadavg()], "cells": []}
     out = args.out or RESULTS / ("solve_quick" if args.quick else "solve")
     picks: dict = {}  # case -> candidate -> rtol picked at the previous batch size
