@@ -347,8 +347,11 @@ class CompiledModel(Gated, Stoichiometry, nn.Module):
         y0 = self.initial_state() if y0 is None else torch.as_tensor(y0, dtype=ref.dtype, device=ref.device)
         y0 = y0.expand(*self.state_batch(y0.shape[:-1]), y0.shape[-1])  # per-sample params: one state each
         if method == "auto" or method in solvers.METHODS:
+            # an attached coupling reads its reference yhat(t): the field is not autonomous then (Rosenbrock steps
+            # need its time derivative)
+            autonomous = not self.forward_uses_time and self._coupling is None
             return solvers.solve(self, y0, ts, method, rtol, atol, jacobian=self._solver_jacobian(),
-                                 autonomous=not self.forward_uses_time, state_names=self.state_names, **options)
+                                 autonomous=autonomous, state_names=self.state_names, **options)
         return self._torchdiffeq(ts, y0, method, rtol, atol, options)
 
     def _solver_jacobian(self):
