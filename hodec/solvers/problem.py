@@ -17,6 +17,7 @@ class Problem:
         self.autonomous = autonomous
         self.n_f = 0
         self.n_jac = 0
+        self._forward_ad = True
 
     def f(self, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if not torch.compiler.is_compiling():  # a counter inside a compiled step would be a guard: recompiles
@@ -33,8 +34,17 @@ class Problem:
         return rows.movedim(1, 0)
 
     def time_derivative(self, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """∂f/∂t [B, n]: zero when autonomous, else a central difference (two f evaluations)."""
+        """∂f/∂t [B, n]: zero when autonomous, else by forward-mode autodiff in t (one f evaluation with a tangent;
+        a central difference erred by ~1e-5 in float32 and cost a Rosenbrock method its order: 781 steps for 206),
+        or by a central difference (two evaluations) for an f that runs autograd itself (the adjoint's)."""
         if self.autonomous:
             return torch.zeros_like(y)
+        if self._forward_ad:
+            try:
+                if not torch.compiler.is_compiling():
+                    self.n_f += 1
+                return torch.func.jvp(lambda s: self._f(s, y), (t,), (torch.ones_like(t),))[1]
+            except RuntimeError:  # functorch cannot wrap an f that calls torch.autograd.grad
+                self._forward_ad = False
         dt = torch.finfo(y.dtype).eps ** (1 / 3) * torch.clamp(t.abs(), min=1.0)
         return (self.f(t + dt, y) - self.f(t - dt, y)) / (2 * dt[:, None])
