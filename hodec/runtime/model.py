@@ -339,7 +339,8 @@ class CompiledModel(Gated, Stoichiometry, nn.Module):
 
         method: hodec's own solvers ('auto', the default: tsit5, switching to the stiff rodas5p when the problem
         turns out stiff; 'tsit5', 'dopri5', 'rodas5p', ...: see hodec.solvers.METHODS), options max_steps and
-        compile; or any other torchdiffeq method (euler, rk4, implicit_adams, ...), options passed to torchdiffeq."""
+        compile, adjoint (gradients by hodec.solvers.solve_adjoint: memory independent of the steps), stats; or
+        any other torchdiffeq method (euler, rk4, implicit_adams, ...), options passed to torchdiffeq."""
         if inputs:
             self.set_inputs(inputs)
         ref = self.raw_free
@@ -349,10 +350,20 @@ class CompiledModel(Gated, Stoichiometry, nn.Module):
         if method == "auto" or method in solvers.METHODS:
             # an attached coupling reads its reference yhat(t): the field is not autonomous then (Rosenbrock steps
             # need its time derivative)
-            autonomous = not self.forward_uses_time and self._coupling is None
-            return solvers.solve(self, y0, ts, method, rtol, atol, jacobian=self._solver_jacobian(),
-                                 autonomous=autonomous, state_names=self.state_names, **options)
+            common = dict(jacobian=self._solver_jacobian(), state_names=self.state_names,
+                          autonomous=not self.forward_uses_time and self._coupling is None)
+            if options.pop("adjoint", False):
+                return solvers.solve_adjoint(self, y0, ts, method=method, rtol=rtol, atol=atol,
+                                             **self._adjoint_params(y0.shape[:-1]), **common, **options)
+            return solvers.solve(self, y0, ts, method, rtol, atol, **common, **options)
         return self._torchdiffeq(ts, y0, method, rtol, atol, options)
+
+    def _adjoint_params(self, batch) -> dict:
+        """The tensors the adjoint differentiates: every trainable one; the per-sample batch_raw as member_params
+        (one row per member: one cheap product for all) when its batch is the state's."""
+        trainable = [(name, p) for name, p in self.named_parameters() if p.requires_grad]
+        per_member = [p for name, p in trainable if name == "batch_raw" and tuple(p.shape[:-1]) == tuple(batch)]
+        return dict(params=[p for _, p in trainable if not any(p is q for q in per_member)], member_params=per_member)
 
     def _solver_jacobian(self):
         """The symbolic Jacobian for the stiff methods, where the generated class has one."""
