@@ -519,7 +519,8 @@ def fmt(x, digits=3) -> str:
 
 
 SUMMARY_PEERS = (("diffrax", ("diffrax Tsit5", "diffrax Kvaerno5")), ("CVODE", ("CVODE Adams", "CVODE BDF")),
-                 ("torchode", ("torchode Tsit5 (hodec module)",)), ("scipy", ("scipy DOP853", "scipy Radau", "scipy BDF")))
+                 ("torchode", ("torchode Tsit5 (hodec module)",)),
+                 ("scipy", ("scipy DOP853", "scipy Radau", "scipy BDF")))
 
 
 def table(title: str, header: list, rows: list) -> list:
@@ -571,7 +572,8 @@ def markdown(result: dict) -> str:
              "Times: median ms per solve (float64, no gradients) at the loosest rtol of the ladder meeting the error "
              "target (componentwise, relative to each component's peak; 1e-5 non-stiff, 1e-6 stiff) against scipy "
              "at rtol 1e-12; atol = rtol x a per-case ratio. Input jumps (PK, UVA/Padova) are stepped over by "
-             "every candidate (no jump_ts, events or restarts).", "", *summary(result["cells"]),
+             "every candidate (no jump_ts, events or restarts).", "",
+             *([result["note"], ""] if result.get("note") else []), *summary(result["cells"]),
              "Per cell: ÷ hodec = this candidate's time / the fastest hodec own-solver row's (> 1: hodec faster).", ""]
     for cell in result["cells"]:
         lines += table(f"## {cell['title']}, B = {cell['batch']} (n = {cell['n']}, {cell['points']} output times "

@@ -239,7 +239,8 @@ def uva_padova() -> Case:
     Dpos := piecewise(Dbar, Dbar > 1, 1)
     alph := 5 / (2 * Dpos * (1 - b))
     bet := 5 / (2 * Dpos * d)
-    kempt := piecewise(kmin + (kmax - kmin)/2 * (tanh(alph*(qsto - b*Dbar)) - tanh(bet*(qsto - d*Dbar)) + 2), Dbar > 0, kmax)
+    tanhs := tanh(alph*(qsto - b*Dbar)) - tanh(bet*(qsto - d*Dbar))
+    kempt := piecewise(kmin + (kmax - kmin)/2 * (tanhs + 2), Dbar > 0, kmax)
     Ra := f * kabs * qgut / BW
     EGP := kp1 - kp2 * Gp - kp3 * Id
     Ex := piecewise(ke1 * (Gp - ke2), Gp > ke2, 0)
