@@ -412,6 +412,10 @@ def goal(cells: list, case: str, batches, peers, limit: float, label: str) -> li
             row["status"] = "not measured (" + ("no hodec solver ran" if h is None else "peer not available") + ")"
         else:
             ratio = h["median_s"] / p["median_s"]
+            twin = cell["candidates"].get(h_name.removesuffix(" compile"), {})
+            if h_name.endswith(" compile") and twin.get("steps") == h.get("steps"):
+                # f evaluations inside a compiled step are not counted: the eager twin's, same steps
+                h = {**h, "nfev": twin.get("nfev")}
             row.update(ratio=ratio, status="met" if ratio <= limit else f"missed by {ratio / limit:.2f}x",
                        bound=bound(h, p))
         out.append(row)
@@ -427,7 +431,7 @@ def bound(h: dict, p: dict) -> str:
         parts.append(f"{steps} steps, {per_step:.0f} µs/step")
         if nfev and rhs:
             rhs_share = nfev * rhs * 1e-6 / h["median_s"]
-            parts.append(f"{nfev} f-evals x {rhs:.0f} µs = {100 * rhs_share:.0f} % of the solve; "
+            parts.append(f"{nfev} f-evals x {rhs:.0f} µs (eager forward) = {100 * rhs_share:.0f} % of the solve; "
                          f"the rest ({(1 - rhs_share) * per_step:.0f} µs/step) is solver overhead")
     if p.get("steps"):
         parts.append(f"peer {p['steps']} steps, {p['median_s'] / p['steps'] * 1e6:.1f} µs/step")
