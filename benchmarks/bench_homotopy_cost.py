@@ -121,7 +121,8 @@ def epoch(tr: Trainer, lam: float, counter: Counter, route: str) -> dict:
     loss.backward()
     seconds = time.perf_counter() - start
     if hodec_solver:
-        p.solver, p.coupled_solver = ({k: v for k, v in d.items() if k != "stats"} for d in (p.solver, p.coupled_solver))
+        p.solver, p.coupled_solver = ({k: v for k, v in d.items() if k != "stats"}
+                                      for d in (p.solver, p.coupled_solver))
     row = {"seconds": seconds, "n_f": counter.calls, "loss": float(loss.detach()), "mse": float(mse)}
     if hodec_solver:
         both = {k: coupled.get(k, 0) + total.get(k, 0) for k in ("steps", "rejected", "n_jac")}
