@@ -119,17 +119,27 @@ def _direction(ts: torch.Tensor) -> float:
 
 
 def _flat(f: Callable, jacobian: Optional[Callable], batch: tuple, n: int, sign: float):
-    """f and its Jacobian in the solvers' layout (t [B], y [B, n]), in the integration variable s = sign·t."""
+    """f and its Jacobian in the solvers' layout (t [B], y [B, n]), in the integration variable s = sign·t. A
+    forward solve of a one-dimensional batch is already in that layout: no reshapes and no sign flips (each is a
+    tensor operation per evaluation, and a small system's step is made of such operations)."""
     B = math.prod(batch)
+    forward, flat = sign > 0, len(batch) == 1
+
+    def caller(s, y):
+        t = s if forward else -s
+        return (t, y) if flat else (t.reshape(batch), y.reshape(*batch, n))
 
     def flat_f(s, y):
-        dy = f((sign * s).reshape(batch), y.reshape(*batch, n))
+        dy = f(*caller(s, y))
         if dy.shape != (*batch, n) or dy.dtype != y.dtype:  # named here, not as a failed reshape or stage sum
             raise HodecError(f"f(t, y) returned {str(dy.dtype).removeprefix('torch.')} of shape {list(dy.shape)}; "
                              f"expected {str(y.dtype).removeprefix('torch.')} of shape {[*batch, n]} (y's)")
-        return sign * dy.reshape(B, n)
+        dy = dy if flat else dy.reshape(B, n)
+        return dy if forward else -dy
 
     def flat_jacobian(s, y):
-        return sign * jacobian((sign * s).reshape(batch), y.reshape(*batch, n)).reshape(B, n, n)
+        J = jacobian(*caller(s, y))
+        J = J if flat else J.reshape(B, n, n)
+        return J if forward else -J
 
     return flat_f, (flat_jacobian if jacobian is not None else None)
