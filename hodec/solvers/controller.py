@@ -31,10 +31,10 @@ class Controller:
 
     def next_step(self, h: torch.Tensor, err: torch.Tensor, accepted: torch.Tensor, rejected_before: torch.Tensor,
                   order: int) -> torch.Tensor:
-        factor = self.safety * torch.clamp(err, min=1e-10) ** (-1.0 / (order + 1))
-        grow = torch.where(rejected_before, torch.ones_like(h), torch.full_like(h, self.grow))
-        factor = torch.minimum(torch.clamp(factor, min=self.shrink), torch.where(accepted, grow, torch.ones_like(h)))
-        return h * factor
+        factor = (self.safety * torch.clamp(err, min=1e-10) ** (-1.0 / (order + 1))).clamp(self.shrink, self.grow)
+        # no growth after a rejection, nor right after one (fewer operations than building the caps: this runs
+        # every step, and a small system's step is made of such operations)
+        return h * torch.where(accepted & ~rejected_before, factor, factor.clamp(max=1.0))
 
     def first_step(self, problem, t0: torch.Tensor, y0: torch.Tensor, f0: torch.Tensor, span: torch.Tensor,
                    order: int) -> torch.Tensor:

@@ -86,7 +86,7 @@ class Loop:
         ok = (err <= 1) & ~done
         t_new = torch.where(ok, torch.where(last, t_end, s.t + h), s.t)
         reached = torch.searchsorted(grid, t_new[:, None], right=True).squeeze(-1)
-        passed = torch.where(ok, reached - s.nxt, torch.zeros_like(s.nxt))
+        passed = (reached - s.nxt) * ok
         nxt = s.nxt + passed
         h_next = ctl.next_step(h, err, ok, s.rejected, method.order)
         if self.stop_at_outputs:  # a step cut short to reach an output does not shrink the next one
