@@ -347,7 +347,7 @@ class CompiledModel(Gated, Stoichiometry, nn.Module):
         ts = torch.as_tensor(ts, dtype=ref.dtype, device=ref.device)
         y0 = self.initial_state() if y0 is None else torch.as_tensor(y0, dtype=ref.dtype, device=ref.device)
         y0 = y0.expand(*self.state_batch(y0.shape[:-1]), y0.shape[-1])  # per-sample params: one state each
-        if method == "auto" or method in solvers.METHODS:
+        if method in solvers.NAMES:
             # an attached coupling reads its reference yhat(t): the field is not autonomous then (Rosenbrock steps
             # need its time derivative)
             common = dict(jacobian=self._solver_jacobian(), state_names=self.state_names,
@@ -374,7 +374,7 @@ class CompiledModel(Gated, Stoichiometry, nn.Module):
         from torchdiffeq._impl.odeint import SOLVERS
 
         if method not in SOLVERS:
-            known = ["auto", *sorted(solvers.METHODS), *sorted(m for m in SOLVERS if m not in solvers.METHODS)]
+            known = [*solvers.NAMES, *sorted(m for m in SOLVERS if m not in solvers.NAMES)]
             hint = did_you_mean(method, known)
             raise HodecError(f"unknown ODE solver method '{method}'" + (f"; {hint}" if hint else "") +
                              f" (methods: {', '.join(known)})")

@@ -4,7 +4,7 @@ A generic numerical library (torch only): runtime's CompiledModel.simulate calls
 """
 from .adjoint import solve_adjoint
 from .errors import SolverError, StepSizeUnderflow, StiffnessDetected, TooManySteps
-from .solve import METHODS, solve
+from .solve import METHODS, NAMES, solve
 
-__all__ = ["solve", "solve_adjoint", "METHODS", "SolverError", "StepSizeUnderflow", "StiffnessDetected",
+__all__ = ["solve", "solve_adjoint", "METHODS", "NAMES", "SolverError", "StepSizeUnderflow", "StiffnessDetected",
            "TooManySteps"]

@@ -27,6 +27,7 @@ METHODS: dict = {
     **ROSENBROCK,
 }
 AUTO = ("tsit5", "rodas5p")  # (first, the stiff one it switches to)
+NAMES = ("auto", *sorted(METHODS))  # every method name solve() takes: the test for "one of hodec's own"
 MAX_STEPS = 100_000
 
 
@@ -58,7 +59,7 @@ def _methods(name: str):
     if name == "auto":
         return METHODS[AUTO[0]](), METHODS.get(AUTO[1])
     if name not in METHODS:
-        raise HodecError(f"unknown solver method '{name}'; methods: auto, {', '.join(sorted(METHODS))}")
+        raise HodecError(f"unknown solver method '{name}'; methods: {', '.join(NAMES)}")
     return METHODS[name](), None
 
 

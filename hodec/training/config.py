@@ -27,10 +27,9 @@ def solver_methods() -> tuple:
     """hodec's own methods (auto first), then the torchdiffeq ones that give gradients."""
     from torchdiffeq._impl.odeint import SOLVERS  # torch loads only for the commands that train, not for --help
 
-    from ..solvers import METHODS
+    from ..solvers import NAMES
 
-    ours = ("auto", *sorted(METHODS))
-    return ours + tuple(m for m in SOLVERS if m not in ours and m not in NO_GRADIENTS)
+    return NAMES + tuple(m for m in SOLVERS if m not in NAMES and m not in NO_GRADIENTS)
 
 
 def _solver(value, key, fail):
@@ -140,8 +139,8 @@ def solver_options(solver: dict) -> dict:
     if solver["method"] in FIXED_GRID:
         return {} if solver.get("step_size") is None else {"step_size": solver["step_size"]}
     steps = solver.get("max_steps", SOLVER_DEFAULTS["max_steps"])
-    from ..solvers import METHODS
+    from ..solvers import NAMES  # (torch loads only for the commands that train, as above)
 
-    if solver["method"] == "auto" or solver["method"] in METHODS:
+    if solver["method"] in NAMES:
         return {"max_steps": steps, "compile": solver.get("compile", False)}
     return {"max_num_steps": steps}

@@ -14,6 +14,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from .. import solvers
 from ..errors import HodecError
 from .config import FitConfig, solver_options
 from .data import Dataset
@@ -35,7 +36,8 @@ class Problem:
                            **solver_options(config.solver))
         # A coupled field follows the data's spline, whose third derivative jumps at every data time: steps that
         # end there are not rejected at each one (hodec's solvers; torchdiffeq's have no such option).
-        self.coupled_solver = {**self.solver, "stop_at_outputs": True} if "max_steps" in self.solver else self.solver
+        own = config.solver["method"] in solvers.NAMES
+        self.coupled_solver = {**self.solver, "stop_at_outputs": True} if own else self.solver
         check_magnitudes(data, config.dtype)
         self.groups = make_groups(data, self.model, self.dtype, dict(inputs or {}))
         self.gains = self.per_column(config.k, "k")  # homotopy's, but checked against the data for every method
