@@ -32,9 +32,18 @@ class Method:
     stiff: bool = False
     stiff_above: Optional[float] = None
 
+    def __init__(self, tableau):
+        """A method defined by its tableau (name, order and coefficients)."""
+        self.tableau = tableau
+        self.name = tableau.name
+        self.order = tableau.order
+        self._constants: dict = {}  # (dtype, device) -> the coefficient tensors, see _tensors
+
     def init(self, problem, t: torch.Tensor, y: torch.Tensor, f0: torch.Tensor):
-        """The cache the first step reads; f0 = f(t, y), already evaluated by the loop."""
-        raise NotImplementedError
+        """The cache the first step reads: f0 = f(t, y), already evaluated by the loop. The coefficient tensors
+        are made here, before a compiled step first reads them (else it compiles twice)."""
+        self._tensors(y)
+        return f0
 
     def step(self, problem, t: torch.Tensor, y: torch.Tensor, h: torch.Tensor, cache) -> Step:
         raise NotImplementedError
@@ -49,8 +58,7 @@ class Method:
         raise NotImplementedError
 
     def _tensors(self, like: torch.Tensor) -> dict:
-        """The method's coefficient tensors (from _tables) in like's dtype and device, made once each in
-        self._constants; init makes them, so that a compiled step finds them made (else it compiles twice)."""
+        """The method's coefficient tensors (from _tables) in like's dtype and device, made once each."""
         key = (like.dtype, like.device)
         if key not in self._constants:
             self._constants[key] = self._tables(lambda x: torch.tensor(x, dtype=like.dtype, device=like.device))

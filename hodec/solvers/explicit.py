@@ -18,19 +18,12 @@ class ExplicitRK(Method):
 
     def __init__(self, tableau: ExplicitTableau):
         assert tableau.fsal and tableau.c[-1] == tableau.c[-2] == 1.0
-        self.tableau = tableau
-        self.name = tableau.name
-        self.order = tableau.order
+        super().__init__(tableau)
         self.stiff_above = tableau.stiff_above
-        self._constants: dict = {}
 
     def _tables(self, as_tensor) -> dict:
         tab = self.tableau
         return dict(a=[as_tensor(row) for row in tab.a], e=as_tensor(tab.e), dense=as_tensor(tab.dense))
-
-    def init(self, problem, t, y, f0):
-        self._tensors(y)  # the constants exist before a compiled step first reads them (else: compiled twice)
-        return f0
 
     def step(self, problem, t, y, h, cache) -> Step:
         k, tab = self._tensors(y), self.tableau

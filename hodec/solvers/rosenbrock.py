@@ -11,29 +11,19 @@ from __future__ import annotations
 import torch
 
 from .base import Method, Step, combine
-from .rosenbrock_tableaus import RODAS4, RODAS5P, ROS34PW2, RosenbrockTableau
+from .rosenbrock_tableaus import RODAS4, RODAS5P, ROS34PW2
 
 
 class Rosenbrock(Method):
     stiff = True
-
-    def __init__(self, tableau: RosenbrockTableau):
-        self.tableau = tableau
-        self.name = tableau.name
-        self.order = tableau.order
-        self._constants: dict = {}
 
     def _tables(self, as_tensor) -> dict:
         tab = self.tableau
         return dict(a=[as_tensor(row) for row in tab.a], C=[as_tensor(row) for row in tab.C], b=as_tensor(tab.b),
                     e=as_tensor(tab.e), H=[as_tensor(row) for row in tab.H])
 
-    def init(self, problem, t, y, f0):
-        self._tensors(y)  # the constants exist before a compiled step first reads them (else: compiled twice)
-        return f0  # f(t, y) for the first step; later steps evaluate their own (the last stage is not f(t + h, y1))
-
     def after(self, cache, step: Step, accepted):
-        return None
+        return None  # f(t, y) came with the first step only; later steps evaluate their own (none is f(t + h, y1))
 
     def step(self, problem, t, y, h, cache) -> Step:
         # A member already at its end (h = 0) stays where it is; its stages are computed with a tiny h instead, so
