@@ -32,13 +32,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Callable, Optional, Sequence
 
 import torch
 
 from ..errors import HodecError
 from .errors import SolverError
-from .solve import AUTO, MAX_STEPS, METHODS, _time_grid, solve
+from .solve import AUTO, MAX_STEPS, METHODS, _flat, _time_grid, solve
 
 DRIFT = 0.01  # see _check_drift
 
@@ -105,9 +106,10 @@ class _Options:
             self.sweep = "checkpoint" if stiff else "backsolve"
         return ys
 
-    def flat_f(self, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """f in the solvers' layout: t [B], y [B, n] -> [B, n]."""
-        return self.f(t.reshape(self.batch), y.reshape(*self.batch, self.n)).reshape(-1, self.n)
+    @cached_property
+    def flat_f(self) -> Callable:
+        """f in the solvers' layout: t [B], y [B, n] -> [B, n] (as solve() calls it)."""
+        return _flat(self.f, None, self.batch, self.n, 1.0)[0]
 
 
 class _Adjoint(torch.autograd.Function):

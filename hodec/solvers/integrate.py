@@ -44,6 +44,7 @@ class Attempt(NamedTuple):
     h: torch.Tensor  # [B] the step size tried
     t_new: torch.Tensor  # [B] where accepted members now are
     passed: torch.Tensor  # [B] how many output times the step passes
+    underflow: torch.Tensor  # [B] unfinished members whose next step no longer moves their time
     status: torch.Tensor  # [3]: max(passed), members found stiff, members whose step underflows
 
 
@@ -103,7 +104,7 @@ class Loop:
         state = State(t_new, torch.where(ok[:, None], step.y1, s.y), h_next, method.after(s.cache, step, ok), nxt,
                       stiff, calm, ~ok & ~done, s.accepted + ok)
         status = torch.stack([passed.max(), (stiff >= STIFF_STEPS).sum(), underflow.sum()])
-        return Attempt(state, step, h, t_new, passed, status)
+        return Attempt(state, step, h, t_new, passed, underflow, status)
 
     def _output(self, k, s: State, a: Attempt):
         """The k-th output time each member's step passes: (value [B, n], output index [B], written [B])."""
@@ -168,7 +169,7 @@ def integrate(method: Method, problem, y0: torch.Tensor, ts: torch.Tensor, contr
         n_out, n_stiff, n_underflow = a.status.tolist()
         records.extend(loop.output(loop.index(k), s, a) for k in range(n_out))
         if n_underflow:
-            _underflow(s, a, state_names, controller, T, direction)
+            _underflow(s, a, state_names, controller, direction)
         s = a.state
         if n_stiff:
             if switch_to is None:
@@ -235,9 +236,9 @@ def _stiff(method, s: State, direction: float):
         f"switches to it by itself")
 
 
-def _underflow(s: State, a: Attempt, state_names, controller: Controller, T: int, direction: float):
+def _underflow(s: State, a: Attempt, state_names, controller: Controller, direction: float):
     new = a.state
-    b = _member((new.nxt < T) & ~(new.h > 4 * torch.finfo(s.y.dtype).eps * new.t.abs()))
+    b = _member(a.underflow)
     t = float(direction * s.t[b])
     finite = torch.isfinite(a.step.y1[b]) & torch.isfinite(a.step.error[b])
     if not bool(finite.all()):  # the right-hand side itself fails there: the step size is only the symptom
