@@ -168,7 +168,9 @@ def test_resume_on_two_processes_continues_a_one_process_run(population, monkeyp
     assert done.returncode == 0, done.stderr[-3000:]
     assert_same_fit(population / "one", population / "two", rtol=1e-12)
     again = torchrun("fit", "pop.hode", "--data", "pop.csv", "--resume", "two", "--quiet", cwd=population)
-    assert again.returncode == 0 and "already complete" in again.stderr, again.stderr[-3000:]
+    # (a longer tail of stderr: this failed 2 times in 7 parallel slow runs, and the last 3000 characters held only
+    # torchrun's own report, not the failing process's traceback)
+    assert again.returncode == 0 and "already complete" in again.stderr, again.stderr[-20000:]
 
 
 API_SCRIPT = """
