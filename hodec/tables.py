@@ -4,7 +4,9 @@ The accepted format is what spreadsheets, R, pandas and numpy write: UTF-8 (a le
 skipped), a header line, commas between cells, RFC 4180 quoting, blank lines ignored. A cell is a decimal number
 (`-1.5`, `2e-3`, `.5`, `7.`), spaces around it allowed; an empty cell, `NaN` (any case) or `NA` is a missing
 value. Everything else is refused, including what Python's float() would take but a CSV is not expected to hold
-(`1_0`, `inf`, `infinity`, non-ASCII digits), and numbers beyond ±1e150 in magnitude (see LARGEST).
+(`1_0`, `inf`, `infinity`, non-ASCII digits), and numbers beyond ±1e150 in magnitude (see LARGEST). The reader
+may name columns that hold text (a compartment's name, a sex): their cells are kept as text too, and read as a
+number where they are one.
 """
 from __future__ import annotations
 
@@ -12,9 +14,9 @@ import csv
 import itertools
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Mapping, Optional
 
 import numpy as np
 
@@ -43,6 +45,7 @@ class Table:
     lines: np.ndarray  # [rows]: where each row is, for messages (the file line it starts on, or its row number)
     source: str = "<data>"
     unit: str = "line"  # "line" for a file, "row" for arrays
+    text: Mapping = field(default_factory=dict)  # column index -> [rows] its cells' stripped text (text columns)
 
     def __post_init__(self):
         outside = np.abs(self.values) > LARGEST  # inf too; NaN compares False
@@ -61,17 +64,20 @@ class Table:
         raise HodecError(prefix + message, self.source)
 
 
-def read_table(path: str | Path) -> Table:
-    """The header and numbers of a CSV file (see the module docstring for the format)."""
+def read_table(path: str | Path, text: Optional[Callable[[str], bool]] = None, note: str = "") -> Table:
+    """The header and numbers of a CSV file (see the module docstring for the format). text: whether a column
+    (by its header name) may hold text; note: what a message about a cell that is not a number adds (which
+    columns may hold text)."""
     source = str(path)
-    text = read_text(path).removeprefix("\ufeff")
-    reader = csv.reader(_physical_lines(text))
+    content = read_text(path).removeprefix("\ufeff")
+    reader = csv.reader(_physical_lines(content))
     header: tuple = ()
     try:
         header = _header(reader, source)
-        return _parse(_records(reader), source, header)
+        texts = tuple(k for k, name in enumerate(header) if text is not None and text(name))
+        return _parse(_records(reader), source, header, Cells(texts, note))
     except csv.Error as err:
-        raise HodecError(_unreadable(text, reader.line_num, err, header), source) from None
+        raise HodecError(_unreadable(content, reader.line_num, err, header), source) from None
 
 
 def _header(reader, source: str) -> tuple:
@@ -81,16 +87,39 @@ def _header(reader, source: str) -> tuple:
     return tuple(cell.strip() for cell in first[1])
 
 
-def _parse(records: Iterator[tuple[int, list]], source: str, header: tuple) -> Table:
+@dataclass(frozen=True)
+class Cells:
+    """How a file's cells are read: the indices of its text columns, and the note a non-number's message adds."""
+
+    texts: tuple
+    note: str = ""
+
+
+def _parse(records: Iterator[tuple[int, list]], source: str, header: tuple, cells: Cells) -> Table:
     lines, chunks = [], []
+    texts: dict = {k: [] for k in cells.texts}
     while batch := list(itertools.islice(records, CHUNK)):
         for line, record in batch:
             if len(record) != len(header):
                 raise HodecError(f"line {line}: {len(record)} cells, but the header has {len(header)}", source)
         lines += [line for line, _ in batch]
-        chunks.append(_numbers([cell for _, record in batch for cell in record], batch, header, source))
+        for k, column in texts.items():
+            column += [record[k].strip() for _, record in batch]
+            for _, record in batch:
+                record[k] = ""  # read below as missing; its number is taken from the text at the end
+        chunks.append(_numbers([cell for _, record in batch for cell in record], batch, header, source, cells.note))
     values = np.concatenate(chunks) if chunks else np.zeros(0)
-    return Table(header, values.reshape(len(lines), len(header)), np.asarray(lines, dtype=np.int64), source)
+    values = values.reshape(len(lines), len(header))
+    for k, column in texts.items():
+        values[:, k] = [_lenient(cell) for cell in column]
+    text = {k: np.asarray(column, dtype=object) for k, column in texts.items()}
+    return Table(header, values, np.asarray(lines, dtype=np.int64), source, text=text)
+
+
+def _lenient(cell: str) -> float:
+    """A text column's cell as a number: NaN where it is text (or missing)."""
+    value = _number(cell)
+    return math.nan if value is None else value
 
 
 def _records(reader) -> Iterator[tuple[int, list]]:
@@ -118,7 +147,7 @@ def _unreadable(text: str, line: int, err: csv.Error, header: tuple) -> str:
     return f"line {line}: not readable as CSV ({err})"
 
 
-def _numbers(cells: list, batch: list, header: tuple, source: str) -> np.ndarray:
+def _numbers(cells: list, batch: list, header: tuple, source: str, note: str = "") -> np.ndarray:
     """The cells of a batch of records as floats, NaN where missing; a malformed cell is a located error."""
     if PLAIN.fullmatch("".join(cells)):
         try:
@@ -132,7 +161,7 @@ def _numbers(cells: list, batch: list, header: tuple, source: str) -> np.ndarray
             row, column = divmod(k, len(header))
             shown = cell if len(cell) <= 40 else cell[:40] + "..."
             raise HodecError(f"line {batch[row][0]}, column '{header[column]}': {shown!r} is not a number"
-                             f"{_hint(cell)}", source)
+                             f"{_hint(cell, note)}", source)
         out[k] = value
     return out
 
@@ -144,12 +173,14 @@ def _number(cell: str) -> Optional[float]:
     return float(text) if NUMBER.fullmatch(text) else None
 
 
-def _hint(cell: str) -> str:
+def _hint(cell: str, note: str = "") -> str:
     text = cell.strip().lower().lstrip("+-")
     if "_" in text:
         return " (write digits without '_' separators)"
     if text in ("inf", "infinity"):
         return " (infinite values are not data; leave the cell empty if it is missing)"
+    if note and text[:1].isalpha():
+        return f" ({note})"
     return " (a decimal number like -1.5 or 2e-3; empty, NaN or NA for a missing value)"
 
 
