@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Mapping, Optional, Union
 
 from ..errors import did_you_mean
-from .options import (check_keys, choice, defaults, flag, integer, number, option, optional, per_column, raise_errors,
-                      read_yaml_mapping, show, text, to_dict)
+from .options import (as_number, check_keys, choice, defaults, flag, integer, number, option, optional, per_column,
+                      raise_errors, read_yaml_mapping, show, text, to_dict)
 
 METHODS = ("homotopy", "vanilla", "multiple_shooting")
 INITIAL = ("data", "spec")
@@ -55,6 +55,36 @@ def _solver(value, key, fail):
     return out
 
 
+def _name_list(value, key, fail):
+    """A list of non-empty strings (names)."""
+    if not isinstance(value, list):
+        fail(f"{key}: expected a list of names such as [sex, age], got {show(value)}")
+        return []
+    return [text(name, f"{key}[{k}]", fail) for k, name in enumerate(value)]
+
+
+def _name_map(value, key, fail):
+    """A mapping of numbers or names -> names; its keys as text (1 and 1.0 both '1': how a data cell reads)."""
+    if not isinstance(value, Mapping):
+        fail(f"{key}: expected a mapping such as {{1: cp, 2: pca}}, got {show(value)}")
+        return {}
+    out = {}
+    for name, target in value.items():
+        if isinstance(name, bool) or not isinstance(name, (int, float, str)) or not str(name).strip():
+            fail(f"{key}: {show(name)} is not a dvid (a number or a name)")
+            continue
+        out[number_text(name)] = text(target, f"{key}.{show(name)}", fail)
+    return out
+
+
+def number_text(value) -> str:
+    """A dvid as text: an integral number without its '.0' (so 1, 1.0 and '1.0' match), else stripped."""
+    x = as_number(value)
+    if x is not None and math.isfinite(x) and x == int(x):
+        return str(int(x))
+    return str(value).strip()
+
+
 @dataclass
 class FitConfig:
     method: str = option("homotopy", "homotopy | vanilla | multiple_shooting", choice(METHODS))
@@ -90,6 +120,14 @@ class FitConfig:
                                           "the cluster)", optional(integer(minimum=1)))
     ray_address: Optional[str] = option(None, "a running Ray cluster to join (e.g. ray://head:10001); null: "
                                               "a local Ray on this machine's cores", optional(text))
+    dose_state: Optional[str] = option(None, "the state that dose rows (evid 1) without a cmt dose into; null: "
+                                             "every dose row names its cmt", optional(text))
+    dv: Optional[str] = option(None, "the observable or state a dv value is on rows without a dvid; null: those "
+                                     "rows need a dvid", optional(text))
+    dvid: dict = option({}, "map dvid values (numbers or text) -> observable or state names; a dvid that is such a "
+                            "name needs no entry", _name_map)
+    ignore_columns: list = option([], "data columns hodec does not read (covariates; text such as sex)",
+                                  _name_list)
 
     @property
     def total_epochs(self) -> int:
