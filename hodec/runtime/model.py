@@ -37,6 +37,7 @@ class CompiledModel(Gated, Stoichiometry, nn.Module):
     observation_table: tuple = ()  # (name, states it depends on, state it equals or None, neural slots it calls)
     initial_table: tuple = ()  # (state, params its initial value reads)
     _coupling = None  # an active runtime.Coupling, read by the generated forward (see set_coupling)
+    _member_values = None  # a parameter table [*batch, P] every method reads instead (see member_values)
     index_tables: dict = {}
     constant_tables: dict = {}
 
@@ -76,7 +77,9 @@ class CompiledModel(Gated, Stoichiometry, nn.Module):
 
     def parameter_values(self) -> torch.Tensor:
         """All parameters as one vector p in the order of parameters_table, constraints applied: [P], or
-        [*batch, P] when some are per-sample (the shared ones expanded)."""
+        [*batch, P] when some are per-sample (the shared ones expanded); inside `member_values(table)`, the table."""
+        if self._member_values is not None:
+            return self._member_values
         if self._batch_plan:
             pieces = [self._batched_kind(kind, runs) for kind, runs in self._batch_plan.items()]
         elif self._free_only:
@@ -109,6 +112,20 @@ class CompiledModel(Gated, Stoichiometry, nn.Module):
         values = {name: p[..., self._param_index[name]] for name in self.param_names}
         return {name: v.clone() if name in self._exact_batch else float(v.reshape(-1)[0])  # shared: all equal
                 for name, v in values.items()}
+
+    @contextlib.contextmanager
+    def member_values(self, table: Optional[torch.Tensor]):
+        """`with model.member_values(table): ...` every method (forward, initial_state, observables, jacobian,
+        simulate) reads the constrained parameter vector `table` [B, P] (columns in parameters_table order)
+        instead of the model's own params, for the block only: per-member values that are functions of other
+        params (experimental conditions: gradients flow to whatever the table was computed from). None: the
+        model's own params. Not for simulate(adjoint=True), which differentiates the model's own tensors."""
+        previous = self._member_values
+        self._member_values = table
+        try:
+            yield self
+        finally:
+            self._member_values = previous
 
     def param_batch_shape(self) -> tuple:
         """The batch shape of the per-sample params (() when every param is shared)."""
