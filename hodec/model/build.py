@@ -4,7 +4,8 @@ from __future__ import annotations
 from ..errors import HodecError
 from ..syntax import ast
 from .check import run_checks, let_order
-from .model import (DEFAULT_HIDDEN, Der, Input, Let, Model, Observable, Param, Reaction, Slot, SlotArg, State)
+from .model import (DEFAULT_HIDDEN, Der, Input, Let, Model, Noise, Observable, Param, Reaction, Slot, SlotArg,
+                    State)
 
 
 def build_model(spec: ast.SpecFile) -> Model:
@@ -23,9 +24,13 @@ def build_model(spec: ast.SpecFile) -> Model:
         reactions=tuple(_reaction(r) for r in of(ast.ReactionDecl)),
         ders=tuple(Der(d.target.id, tuple(additive_terms(d.value)), d.keep, d.span) for d in of(ast.DerDecl)),
         slots=tuple(_slot(n) for n in of(ast.NeuralDecl)),
-        observables=tuple(Observable(o.name.id, o.value, o.span) for o in of(ast.ObserveDecl)),
+        observables=tuple(Observable(o.name.id, o.value, o.span, _noise(o.noise)) for o in of(ast.ObserveDecl)),
         filename=spec.filename,
     )
+
+
+def _noise(noise) -> Noise | None:
+    return None if noise is None else Noise(noise.distribution.id, noise.args[0], noise.span)
 
 
 def _param(p: ast.ParamDecl) -> Param:

@@ -13,7 +13,8 @@ from typing import Iterator
 
 from ..errors import Diagnostic, Span, did_you_mean
 from ..syntax import ast
-from .model import ACTIVATIONS, BUILTINS, DEFAULT_HIDDEN, MAX_HIDDEN_WIDTH, MAX_NEURAL_PARAMETERS, RESERVED, TIME
+from .model import (ACTIVATIONS, BUILTINS, DEFAULT_HIDDEN, MAX_HIDDEN_WIDTH, MAX_NEURAL_PARAMETERS,
+                    NOISE_DISTRIBUTIONS, RESERVED, TIME)
 
 _DECLARED_KIND = {ast.ParamDecl: "param", ast.InputDecl: "input", ast.StateDecl: "state", ast.LetDecl: "let",
                   ast.ReactionDecl: "reaction", ast.NeuralDecl: "neural slot", ast.ObserveDecl: "observable"}
@@ -58,7 +59,7 @@ class Context:
 def run_checks(statements: list) -> Context:
     ctx = Context(statements)
     for check in (check_declarations, check_references, check_arity, check_types, check_values,
-                  check_constants, check_initial_values, check_structure, check_let_cycles):
+                  check_constants, check_initial_values, check_structure, check_let_cycles, check_noise):
         check(ctx)
     return ctx
 
@@ -97,10 +98,14 @@ def expressions(ctx: Context) -> Iterator[tuple[ast.Expr, str]]:
             yield stmt.rate, "rate"
         elif isinstance(stmt, (ast.DerDecl, ast.ObserveDecl)):
             yield stmt.value, "rate"
+        if isinstance(stmt, ast.ObserveDecl) and stmt.noise is not None:
+            yield from ((arg, "noise") for arg in stmt.noise.args)
 
 
 def check_references(ctx: Context):
-    for expr, _ in expressions(ctx):
+    for expr, role in expressions(ctx):
+        if role == "noise":
+            continue  # its names resolve differently (the observable's own name is a value): check_noise
         for node in ast.walk(expr):
             if isinstance(node, ast.Name):
                 _check_value_name(ctx, node)
@@ -439,3 +444,66 @@ def let_order(ctx: Context) -> list[str]:
 def _let_graph(lets: dict) -> dict:
     """Let name -> the lets its value reads, in order of appearance."""
     return {name: [n.id for n in ast.names_in(s.value) if n.id in lets] for name, s in lets.items()}
+
+
+# ---------------------------------------------------------------- noise models
+def check_noise(ctx: Context):
+    """`observe x = e ~ normal(sigma)`: a known distribution with one argument, the scale sigma, which may read
+    numbers, params, lets of those and `x` itself (its model value, for proportional and combined errors). Not
+    states, inputs, t, other observables or neural slots: sigma is a function of the params and the prediction
+    only, as PEtab's noise formulas are. Every param sigma reads must be positive by declaration, so that no value
+    training can reach makes sigma <= 0 through it; a constant sigma must be > 0."""
+    for stmt in ctx.of_type(ast.ObserveDecl):
+        noise = stmt.noise
+        if noise is None:
+            continue
+        name = noise.distribution
+        if name.id not in NOISE_DISTRIBUTIONS:
+            ctx.error(f"unknown noise distribution '{name.id}' (one of {', '.join(NOISE_DISTRIBUTIONS)})",
+                      name.span, did_you_mean(name.id, NOISE_DISTRIBUTIONS))
+        if len(noise.args) != 1:
+            ctx.error(f"'{name.id}' takes 1 argument (the noise scale sigma), got {len(noise.args)}", noise.span)
+            continue
+        _check_noise_scale(ctx, stmt.name.id, noise.args[0])
+
+
+def _check_noise_scale(ctx: Context, own: str, sigma: ast.Expr):
+    for node in ast.walk(sigma):
+        if isinstance(node, ast.Call) and node.func not in BUILTINS:
+            ctx.error(f"a noise scale cannot call '{node.func}' (only built-in functions)", node.func_span,
+                      did_you_mean(node.func, BUILTINS) if node.func not in ctx.names else None)
+        elif isinstance(node, ast.Name) and node.id != own:
+            _check_noise_name(ctx, own, node)
+    constant = _Folder(ctx).value(sigma, report=False)
+    if constant is not None and constant <= 0:
+        ctx.error(f"the noise scale of '{own}' is {constant:g}; it must be > 0", sigma.span)
+
+
+def _check_noise_name(ctx: Context, own: str, node: ast.Name):
+    kind = ctx.kind(node.id)
+    allowed = f"numbers, params, lets of params and '{own}' (its model value)"
+    if kind is None:
+        candidates = [n for n in ctx.names if ctx.kind(n) in {"param", "let"}] + [own]
+        ctx.error(f"undefined name '{node.id}'", node.span, did_you_mean(node.id, candidates))
+    elif kind == "let" and not _static_let(ctx, node.id):
+        ctx.error(f"let '{node.id}' depends on states, inputs, t or neural slots; a noise scale reads {allowed}",
+                  node.span)
+    elif kind not in {"param", "let"}:
+        ctx.error(f"a noise scale reads {allowed}; '{node.id}' is {_a(kind)}", node.span)
+    else:
+        lets = {n: d.value for n, d in ctx.names.items() if isinstance(d, ast.LetDecl)}
+        reads = {node.id} | (ast.reads_through_lets([lets[node.id]], lets) if kind == "let" else set())
+        for param in sorted(n for n in reads if ctx.kind(n) == "param"):
+            _check_noise_param(ctx, ctx.names[param], node)
+
+
+def _check_noise_param(ctx: Context, p: ast.ParamDecl, use: ast.Name):
+    """A param a noise scale reads (directly or through the let `use`) must stay > 0 whatever training does."""
+    via = "" if use.id == p.name.id else f" (through let '{use.id}')"
+    reason = {"free": "is free (it can train to any value)",
+              "bounded": p.bounds and p.bounds[0].value < 0 and f"has bounds ({p.bounds[0].text}, "
+                                                                  f"{p.bounds[1].text}) reaching below 0",
+              "fixed": p.value.value <= 0 and f"is fixed at {p.value.text}"}.get(p.kind)
+    if reason:
+        ctx.error(f"the noise scale reads param '{p.name.id}'{via}, which {reason}: a noise scale must stay > 0",
+                  use.span, f"declare it 'param {p.name.id} = ... positive' or bounded in (0, ...)")

@@ -24,6 +24,9 @@ RESERVED = KEYWORDS | set(BUILTINS) | {"t"}
 ACTIVATIONS = ("tanh", "sigmoid", "softplus", "relu", "relu6", "leaky_relu", "elu", "celu", "selu", "gelu",
                "gelu_tanh", "silu", "swish", "mish", "hardtanh", "hardswish", "hardsigmoid", "logsigmoid",
                "softsign", "tanhshrink", "hardshrink", "softshrink", "identity")
+# Noise distributions of observables, each with its one argument (the scale sigma); the runtime's table
+# (hodec.runtime.likelihood.LOG_DENSITIES) defines each one.
+NOISE_DISTRIBUTIONS = ("normal", "laplace", "lognormal", "loglaplace")
 DEFAULT_HIDDEN = (32,)
 # Neural slot sizes a spec may ask for (beyond them, the model could not be allocated): each hidden width, and the
 # weights and biases of all slots together (1e8: 400 MB in float32, before gradients and optimiser state).
@@ -124,10 +127,21 @@ class Slot:
 
 
 @dataclass(frozen=True)
+class Noise:
+    """`observe x = e ~ normal(sigma)`: the distribution of the data around the observable's value, and its scale
+    (an expression of numbers, params, lets of those, and the observable's own name: its model value)."""
+
+    distribution: str
+    sigma: Expr
+    span: Span
+
+
+@dataclass(frozen=True)
 class Observable:
     name: str
     value: Expr
     span: Span
+    noise: Optional[Noise] = None
 
 
 @dataclass(frozen=True)

@@ -199,10 +199,20 @@ class NeuralDecl:
 
 
 @dataclass(frozen=True)
+class Noise:
+    """`~ normal(sigma)`: a noise distribution's name and its arguments, as written (checked by the model)."""
+
+    distribution: Name
+    args: tuple[Expr, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
 class ObserveDecl:
     name: Name
     value: Expr
     span: Span
+    noise: Optional[Noise] = None
 
 
 Statement = Union[ModelDecl, ParamDecl, InputDecl, StateDecl, LetDecl, ReactionDecl, DerDecl, NeuralDecl,

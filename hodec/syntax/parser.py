@@ -314,7 +314,12 @@ class _ToAst(Transformer):
         return ("activation", self._name(c[0]))
 
     def observe_decl(self, meta, c):
-        return ast.ObserveDecl(self._name(c[0]), c[1], _span(meta))
+        name, value, noise = c
+        return ast.ObserveDecl(self._name(name), value, _span(meta), noise)
+
+    def noise(self, meta, c):
+        distribution, *args = c
+        return ast.Noise(self._name(distribution), tuple(a for a in args if a is not None), _span(meta))
 
     # ---- expressions
     def number(self, meta, c):

@@ -140,6 +140,12 @@ def _side(species: tuple) -> str:
                       for s in species)
 
 
+def _noise(noise: Optional[ast.Noise]) -> str:
+    if noise is None:
+        return ""
+    return f" ~ {_name(noise.distribution)}({', '.join(unparse_expr(a) for a in noise.args)})"
+
+
 def unparse_statement(stmt: ast.Statement) -> str:
     """One statement as one line of .hode text (no trailing newline)."""
     if isinstance(stmt, ast.ModelDecl):
@@ -182,7 +188,7 @@ def unparse_statement(stmt: ast.Statement) -> str:
             text += " positive"
         return text
     if isinstance(stmt, ast.ObserveDecl):
-        return f"observe {_name(stmt.name)} = {unparse_expr(stmt.value)}"
+        return f"observe {_name(stmt.name)} = {unparse_expr(stmt.value)}{_noise(stmt.noise)}"
     raise TypeError(f"not a statement node: {type(stmt).__name__}")
 
 
