@@ -206,11 +206,13 @@ HINTS = [
     ("tanhh", H + "neural f(x) activation tanhh\n", "  did you mean 'tanh'?"),
     ("paramz", H + "paramz q = 1\n", "  did you mean 'param'?"),
     ("variable", H + "variable q = 1\n",
-     "  a statement starts with model, param, input, compartment, state, let, reaction, der, neural or observe"),
+     "  a statement starts with model, param, input, compartment, state, let, reaction, der, neural, observe, at or "
+     "when"),
     ("output Bb", H + "neural r(A) -> Bb\n", "  did you mean 'B'?"),
     ("neural value", H + "neural f(x)\nder A = f\n", "  call it: f(x)"),
     ("missing model", "param k = 1\n", "  start the file with e.g. 'model MyModel'"),
-    ("condition", H + "der A = A > 1\n", "  conditions are only allowed as the first argument of if(...)"),
+    ("condition", H + "der A = A > 1\n", "  conditions are only allowed as the first argument of if(...) and after "
+                  "'when'"),
 ]
 
 _POSITION = re.compile(r"^spec\.hode:(\d+):(\d+): error: ")

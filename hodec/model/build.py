@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from ..errors import HodecError
 from ..syntax import ast
+from ..syntax.unparse import unparse_statement
 from .check import run_checks, let_order
-from .model import (DEFAULT_HIDDEN, Der, Input, Let, Model, Noise, Observable, Param, Reaction, Slot, SlotArg,
-                    State)
+from .model import (DEFAULT_HIDDEN, Assignment, Der, Event, Input, Let, Model, Noise, Observable, Param, Reaction,
+                    Slot, SlotArg, State)
 
 
 def build_model(spec: ast.SpecFile) -> Model:
@@ -26,7 +27,13 @@ def build_model(spec: ast.SpecFile) -> Model:
         slots=tuple(_slot(n) for n in of(ast.NeuralDecl)),
         observables=tuple(Observable(o.name.id, o.value, o.span, _noise(o.noise)) for o in of(ast.ObserveDecl)),
         filename=spec.filename,
+        events=tuple(_event(e) for e in of(ast.EventDecl)),
     )
+
+
+def _event(e: ast.EventDecl) -> Event:
+    assignments = tuple(Assignment(a.target.id, a.op, a.value, a.span) for a in e.assignments)
+    return Event(e.kind, e.times, e.trigger, assignments, unparse_statement(e), e.span)
 
 
 def _noise(noise) -> Noise | None:

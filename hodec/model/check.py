@@ -59,7 +59,8 @@ class Context:
 def run_checks(statements: list) -> Context:
     ctx = Context(statements)
     for check in (check_declarations, check_references, check_arity, check_types, check_values,
-                  check_constants, check_initial_values, check_structure, check_let_cycles, check_noise):
+                  check_constants, check_initial_values, check_structure, check_let_cycles, check_noise,
+                  check_events):
         check(ctx)
     return ctx
 
@@ -100,6 +101,11 @@ def expressions(ctx: Context) -> Iterator[tuple[ast.Expr, str]]:
             yield stmt.value, "rate"
         if isinstance(stmt, ast.ObserveDecl) and stmt.noise is not None:
             yield from ((arg, "noise") for arg in stmt.noise.args)
+        if isinstance(stmt, ast.EventDecl):
+            yield from ((time, "event time") for time in stmt.times)
+            if stmt.trigger is not None:
+                yield stmt.trigger, "trigger"
+            yield from ((a.value, "assignment") for a in stmt.assignments)
 
 
 def check_references(ctx: Context):
@@ -165,8 +171,8 @@ def _arity(ctx: Context, func: str):
 
 # ---------------------------------------------------------------- types: boolean vs number
 def check_types(ctx: Context):
-    for expr, _ in expressions(ctx):
-        _expect(ctx, expr, boolean=False)
+    for expr, role in expressions(ctx):
+        _expect(ctx, expr, boolean=role == "trigger")
 
 
 def _expect(ctx: Context, node: ast.Expr, boolean: bool):
@@ -175,7 +181,7 @@ def _expect(ctx: Context, node: ast.Expr, boolean: bool):
         what = "a condition (comparison, and, or, not)" if is_bool else "a number"
         where = "a number" if not boolean else "a condition"
         ctx.error(f"expected {where} here, found {what}", node.span,
-                  "conditions are only allowed as the first argument of if(...)" if is_bool else None)
+                  "conditions are only allowed as the first argument of if(...) and after 'when'" if is_bool else None)
         return
     if isinstance(node, ast.If):
         _expect(ctx, node.cond, True)
@@ -507,3 +513,71 @@ def _check_noise_param(ctx: Context, p: ast.ParamDecl, use: ast.Name):
     if reason:
         ctx.error(f"the noise scale reads param '{p.name.id}'{via}, which {reason}: a noise scale must stay > 0",
                   use.span, f"declare it 'param {p.name.id} = ... positive' or bounded in (0, ...)")
+
+
+# ---------------------------------------------------------------- events
+def check_events(ctx: Context):
+    """`at t = ...: ...` and `when COND: ...`: each assignment targets a state or a param that is not fixed, at
+    most once per event; event times read numbers, params and lets of those (no param an event assigns: that one
+    varies in time) and are finite with the params at their values; a trigger has no == or != (a root function
+    needs a crossing). A param an event assigns becomes a state of the generated module, so an initial value may
+    read it directly (its value at the start) but not through a let (which reads the state)."""
+    assigned = {a.target.id for e in ctx.of_type(ast.EventDecl) for a in e.assignments}
+    for event in ctx.of_type(ast.EventDecl):
+        for a in event.assignments:
+            _check_assignment_target(ctx, a.target)
+        first: dict = {}
+        for a in event.assignments:
+            if a.target.id in first:
+                ctx.error(f"'{a.target.id}' is assigned twice in one event (its assignments are simultaneous)",
+                          a.target.span)
+            first.setdefault(a.target.id, a)
+        for time in event.times:
+            _check_event_time(ctx, time, assigned)
+        for node in ast.walk(event.trigger) if event.trigger is not None else ():
+            if isinstance(node, ast.Compare) and node.op in ("==", "!="):
+                ctx.error(f"'{node.op}' in a 'when' condition: an event fires when its condition becomes true, "
+                          f"which needs a crossing; use <, <=, > or >=", node.span)
+    for s in ctx.of_type(ast.StateDecl):
+        for node in ast.names_in(s.initial):
+            if ctx.kind(node.id) == "let" and _let_reads(ctx, node.id) & assigned:
+                param = sorted(_let_reads(ctx, node.id) & assigned)[0]
+                ctx.error(f"let '{node.id}' reads param '{param}', which an event assigns (so it varies in time); "
+                          f"an initial value may read '{param}' itself, not this let", node.span)
+
+
+def _check_assignment_target(ctx: Context, target: ast.Name):
+    _expect_kind(ctx, target, {"state", "param"}, "the target of an event assignment")
+    decl = ctx.names.get(target.id)
+    if isinstance(decl, ast.ParamDecl) and decl.kind == "fixed":
+        ctx.error(f"an event assigns param '{target.id}', which is fixed (declared on line {decl.span.line})",
+                  target.span, f"remove 'fixed' from 'param {target.id}' (an assigned param becomes a state)")
+
+
+def _check_event_time(ctx: Context, time: ast.Expr, assigned: set):
+    for node in ast.walk(time):
+        if isinstance(node, ast.Call) and node.func not in BUILTINS:
+            ctx.error("an event time cannot call a neural slot", node.span)
+        if not isinstance(node, ast.Name):
+            continue
+        kind, reads = ctx.kind(node.id), {node.id} | _let_reads(ctx, node.id)
+        if kind in {"state", "input", "time"} or kind == "let" and not _static_let(ctx, node.id):
+            ctx.error(f"an event time is an expression of params and numbers; '{node.id}' is {_a(kind)}"
+                      + ("" if kind != "let" else " that depends on states, inputs, t or neural slots"), node.span)
+        elif reads & assigned:
+            ctx.error(f"an event time cannot read param '{sorted(reads & assigned)[0]}', which an event assigns "
+                      f"(so it varies in time)", node.span)
+    params = {p.name.id: p.value.value for p in ctx.of_type(ast.ParamDecl) if ctx.names.get(p.name.id) is p}
+    constants, with_params = _Folder(ctx), _Folder(ctx, params)
+    constants.value(time, report=False)
+    with_params.value(time, report=False)
+    if with_params.undefined and not constants.undefined:
+        ctx.error("this event time is not a finite number with the params at their values", time.span)
+
+
+def _let_reads(ctx: Context, name: str) -> set:
+    """What a let reads through other lets (empty for a name that is not a let)."""
+    if ctx.kind(name) != "let":
+        return set()
+    lets = {n: d.value for n, d in ctx.names.items() if isinstance(d, ast.LetDecl)}
+    return ast.reads_through_lets([lets[name]], lets)

@@ -14,11 +14,18 @@ BUILTINS = {  # name -> (min args, max args or None for unbounded)
     "exp": (1, 1), "log": (1, 1), "sqrt": (1, 1), "abs": (1, 1), "sin": (1, 1), "cos": (1, 1), "tan": (1, 1),
     "tanh": (1, 1), "sigmoid": (1, 1), "softplus": (1, 1), "floor": (1, 1), "ceil": (1, 1),
     "min": (2, None), "max": (2, None), "hill": (3, 3),
+    # SBML's MathML functions that mean something for ODEs (see hodec.symbolic.expressions for each definition)
+    "asin": (1, 1), "acos": (1, 1), "atan": (1, 1), "sinh": (1, 1), "cosh": (1, 1), "asinh": (1, 1),
+    "acosh": (1, 1), "atanh": (1, 1), "sec": (1, 1), "csc": (1, 1), "cot": (1, 1), "sech": (1, 1), "csch": (1, 1),
+    "coth": (1, 1), "asec": (1, 1), "acsc": (1, 1), "acot": (1, 1), "asech": (1, 1), "acsch": (1, 1),
+    "acoth": (1, 1), "log10": (1, 1), "pow": (2, 2), "root": (2, 2), "factorial": (1, 1), "quotient": (2, 2),
+    "rem": (2, 2), "piecewise": (3, None), "xor": (2, None), "implies": (2, 2),
 }
+CONDITION_FUNCTIONS = {"xor", "implies"}  # take conditions and give one (like and, or, not)
 # Reserved: the words that start a statement or belong to expressions. The option keywords (in, fixed, positive,
 # keep, hidden, activation) mean something only where the grammar expects an option, and are free as names.
 KEYWORDS = {"model", "param", "input", "compartment", "state", "let", "reaction", "der", "neural", "observe",
-            "and", "or", "not", "if"}
+            "at", "when", "and", "or", "not", "if"}
 RESERVED = KEYWORDS | set(BUILTINS) | {"t"}
 # Names of neural slot activations; the runtime's table (hodec.runtime.neural.ACTIVATIONS) defines each one.
 ACTIVATIONS = ("tanh", "sigmoid", "softplus", "relu", "relu6", "leaky_relu", "elu", "celu", "selu", "gelu",
@@ -145,6 +152,34 @@ class Observable:
 
 
 @dataclass(frozen=True)
+class Assignment:
+    """One assignment of an event: `target op value`, op one of = += -=."""
+
+    target: str
+    op: str
+    value: Expr
+    span: Span
+
+
+@dataclass(frozen=True)
+class Event:
+    """`at t = e1, e2: ...` (kind 'at': `times`, expressions of params and numbers) or `when COND: ...` (kind
+    'when': `trigger`, a condition). Its assignments are simultaneous: every value reads the state before the
+    event. `text` is the statement as .hode text (unparsed: no comment), for tables and generated comments."""
+
+    kind: str  # at | when
+    times: tuple[Expr, ...]
+    trigger: Optional[Expr]
+    assignments: tuple[Assignment, ...]
+    text: str
+    span: Span
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        return tuple(a.target for a in self.assignments)
+
+
+@dataclass(frozen=True)
 class Model:
     name: str
     doc: Optional[str]
@@ -157,6 +192,13 @@ class Model:
     slots: tuple[Slot, ...]
     observables: tuple[Observable, ...]
     filename: str = "<spec>"
+    events: tuple[Event, ...] = ()  # in spec order
+
+    @property
+    def event_params(self) -> tuple[str, ...]:
+        """The params some event assigns, in declaration order: each becomes a state of the generated module."""
+        assigned = {target for event in self.events for target in event.targets}
+        return tuple(p.name for p in self.params if p.name in assigned)
 
     def kind_of(self, name: str) -> Optional[str]:
         return self._kinds().get(name)

@@ -215,8 +215,30 @@ class ObserveDecl:
     noise: Optional[Noise] = None
 
 
+@dataclass(frozen=True)
+class Assignment:
+    """`x += e`, `x -= e` or `x = e` in an event."""
+
+    target: Name
+    op: str  # = += -=
+    value: Expr
+    span: Span
+
+
+@dataclass(frozen=True)
+class EventDecl:
+    """`at t = e1, e2: assignments` (kind 'at', `times` set) or `when COND: assignments` (kind 'when', `trigger`
+    set)."""
+
+    kind: str  # at | when
+    times: tuple[Expr, ...]
+    trigger: Optional[Expr]
+    assignments: tuple[Assignment, ...]
+    span: Span
+
+
 Statement = Union[ModelDecl, ParamDecl, InputDecl, StateDecl, LetDecl, ReactionDecl, DerDecl, NeuralDecl,
-                  ObserveDecl]
+                  ObserveDecl, EventDecl]
 
 
 @dataclass

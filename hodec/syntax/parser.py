@@ -128,8 +128,9 @@ def _syntax_diagnostic(err: UnexpectedInput, lines: list[str]) -> Diagnostic:
     return Diagnostic(f"unexpected end of file; expected {expected}", Span(line, column, line, column + 1))
 
 
-_STATEMENTS = {"MODEL", "PARAM", "INPUT", "STATE_KW", "LET", "REACTION", "DER", "NEURAL", "OBSERVE"}
-_STATEMENT_WORDS = ("model", "param", "input", "compartment", "state", "let", "reaction", "der", "neural", "observe")
+_STATEMENTS = {"MODEL", "PARAM", "INPUT", "STATE_KW", "LET", "REACTION", "DER", "NEURAL", "OBSERVE", "AT", "WHEN"}
+_STATEMENT_WORDS = ("model", "param", "input", "compartment", "state", "let", "reaction", "der", "neural", "observe",
+                    "at", "when")
 
 
 def _bad_statement(tok: Token, line: int, column: int) -> Diagnostic:
@@ -320,6 +321,23 @@ class _ToAst(Transformer):
     def noise(self, meta, c):
         distribution, *args = c
         return ast.Noise(self._name(distribution), tuple(a for a in args if a is not None), _span(meta))
+
+    def at_decl(self, meta, c):
+        time, *rest = c
+        if str(time) != "t":
+            self.errors.append(Diagnostic(f"an 'at' event is written 'at t = TIME, ...'; found '{time}' instead of "
+                                          f"'t'", _tspan(time)))
+        times = tuple(x for x in rest if not isinstance(x, ast.Assignment))
+        assignments = tuple(x for x in rest if isinstance(x, ast.Assignment))
+        return ast.EventDecl("at", times, None, assignments, _span(meta))
+
+    def when_decl(self, meta, c):
+        trigger, *assignments = c
+        return ast.EventDecl("when", (), trigger, tuple(assignments), _span(meta))
+
+    def assignment(self, meta, c):
+        target, op, value = c
+        return ast.Assignment(self._name(target), str(op), value, _span(meta))
 
     # ---- expressions
     def number(self, meta, c):

@@ -189,7 +189,18 @@ def unparse_statement(stmt: ast.Statement) -> str:
         return text
     if isinstance(stmt, ast.ObserveDecl):
         return f"observe {_name(stmt.name)} = {unparse_expr(stmt.value)}{_noise(stmt.noise)}"
+    if isinstance(stmt, ast.EventDecl):
+        return _event(stmt)
     raise TypeError(f"not a statement node: {type(stmt).__name__}")
+
+
+def _event(stmt: ast.EventDecl) -> str:
+    assignments = ", ".join(f"{_name(a.target)} {a.op} {unparse_expr(a.value)}" for a in stmt.assignments)
+    if stmt.kind == "at":
+        return f"at t = {', '.join(unparse_expr(e) for e in stmt.times)}: {assignments}"
+    if stmt.kind == "when":
+        return f"when {unparse_expr(stmt.trigger)}: {assignments}"
+    raise ValueError(f"unknown event kind {stmt.kind!r}")
 
 
 def statement_group(stmt: ast.Statement) -> str:
