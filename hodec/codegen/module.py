@@ -16,6 +16,7 @@ from ..symbolic.state_jacobian import state_jacobian
 from ..version import __version__
 from .methods import (forward_body, initial_state_body, observables_body, observation_jacobian_body,
                       state_jacobian_body)
+from .noise import noise_scale_body, noise_table
 
 DENSE_LIMIT = 40_000  # flux x state entries up to which a dense matmul accumulates faster than a scatter
 _MODULE_NAMES = {"torch", "runtime", "Model"}
@@ -67,12 +68,15 @@ def render_module(sm: SymbolicModel, gates: bool = False) -> str:
                                 in zip(m.observables, jac.support, jac.state_of, jac.slots)]),
         n_states=len(m.states),
         n_observables=len(m.observables),
+        n_noise=sum(o.noise is not None for o in m.observables),
         initial_body=indent(initial.lines),
         forward_body=indent(forward.lines),
         observables_body=indent(observe.lines),
         jacobian_body=indent(jacobian.lines),
         state_jacobian_body=indent(field_jacobian.lines),
         jacobian_slots=", ".join(sorted({g.slot for g in state_jac.gradients})),
+        noise_table=rows(noise_table(sm)),
+        noise_scale_body=indent(noise_scale_body(sm)),
     )
     return _template().render(**context)
 
