@@ -4,7 +4,9 @@ A generic numerical library (torch only): runtime's CompiledModel.simulate calls
 """
 from .adjoint import solve_adjoint
 from .errors import SolverError, StepSizeUnderflow, StiffnessDetected, TooManySteps
+from .events import Events
 from .solve import METHODS, NAMES, solve
+from .steady import SteadyStateError, steady_state
 
-__all__ = ["solve", "solve_adjoint", "METHODS", "NAMES", "SolverError", "StepSizeUnderflow", "StiffnessDetected",
-           "TooManySteps"]
+__all__ = ["solve", "solve_adjoint", "Events", "METHODS", "NAMES", "SolverError", "StepSizeUnderflow",
+           "StiffnessDetected", "TooManySteps", "steady_state", "SteadyStateError"]
