@@ -49,14 +49,17 @@ def solve_adjoint(f: Callable, y0: torch.Tensor, ts, params: Sequence[torch.Tens
                   sweep: Optional[str] = None, adjoint_method: Optional[str] = None,
                   adjoint_rtol: Optional[float] = None, adjoint_atol=None, jacobian: Optional[Callable] = None,
                   autonomous: bool = False, max_steps: int = MAX_STEPS, state_names: Optional[Sequence[str]] = None,
-                  stats: Optional[dict] = None) -> torch.Tensor:
+                  stats: Optional[dict] = None, events=None) -> torch.Tensor:
     """y at the times ts, [T, *batch, n], as solve() gives it, differentiable with respect to y0, ts, params and
     member_params. sweep: "backsolve" or "checkpoint" (default: checkpoint where the backward method is stiff,
     else backsolve). The backward solves use adjoint_method (default: the method the forward solve ended with, so
     that `auto` goes on stiff where it switched); the backsolve's, adjoint_rtol and adjoint_atol (default: rtol and
     atol, a tensor atol by its smallest entry) over the augmented state [y, a, g]. stats, if given, receives the
     forward solve's (see solve()) and, after the backward pass, adjoint_steps and adjoint_n_f summed over the
-    output intervals."""
+    output intervals. events: refused (the backward sweeps do not cross jumps); use solve()'s backpropagation."""
+    if events is not None:
+        raise HodecError("the adjoint method does not support events (jumps in the state): solve without adjoint "
+                         "(gradients by backpropagation through the steps)")
     batch, n = tuple(y0.shape[:-1]), y0.shape[-1]
     ts = torch.as_tensor(ts, dtype=y0.dtype, device=y0.device)
     member_params = list(member_params)

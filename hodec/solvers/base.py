@@ -52,6 +52,13 @@ class Method:
         """The cache for the next step: each accepted member moves on, each rejected one keeps its own."""
         return cache
 
+    def restart(self, problem, t: torch.Tensor, y: torch.Tensor, cache, jumped: torch.Tensor):
+        """The cache after the members in jumped [B] changed state at t (an event): f(t, y) recomputed for them
+        where the cache holds it (first same as last, or a first step not yet taken)."""
+        if cache is None:
+            return None
+        return torch.where(jumped[:, None], problem.f(t, y), cache)
+
     def interpolate(self, t: torch.Tensor, h: torch.Tensor, y: torch.Tensor, step: Step,
                     theta: torch.Tensor) -> torch.Tensor:
         """y(t + theta·h) [B, n] inside the attempted step, theta [B] in [0, 1]."""

@@ -16,6 +16,7 @@ import torch
 from .base import Method
 from .controller import Controller
 from .errors import SolverError, StepSizeUnderflow, StiffnessDetected, TooManySteps
+from .events import FlatEvents, locate
 
 # Hairer's DOPRI5 test (II, IV.2): stiff after this many accepted steps with h·|λ| beyond the stability limit,
 # forgiven after this many consecutive ones within it.
@@ -36,6 +37,12 @@ class State(NamedTuple):
     calm: torch.Tensor
     rejected: torch.Tensor  # [B] the last attempt was rejected (no growth now)
     accepted: torch.Tensor  # [B] accepted steps so far
+    # with events (else None): the next time event (index into events.times) [B]; a located state event's time
+    # [B] (+inf: none) and its columns [B, E]; armed [B, E]: the condition was false at the last point
+    event: Optional[torch.Tensor] = None
+    stop: Optional[torch.Tensor] = None
+    pending: Optional[torch.Tensor] = None
+    armed: Optional[torch.Tensor] = None
 
 
 class Attempt(NamedTuple):
@@ -45,15 +52,22 @@ class Attempt(NamedTuple):
     t_new: torch.Tensor  # [B] where accepted members now are
     passed: torch.Tensor  # [B] how many output times the step passes
     underflow: torch.Tensor  # [B] unfinished members whose next step no longer moves their time
-    status: torch.Tensor  # [3]: max(passed), members found stiff, members whose step underflows
+    status: torch.Tensor  # [3]: max(passed), members found stiff, members whose step underflows (+ [2] events)
+    # with events (else None): accepted members whose step ends at an event time (a time event or a located state
+    # event), whose outputs at that time wait for the jump [B]; members whose step passes a crossing not yet
+    # located (rejected, to be located) [B, E]; located state events whose condition holds at the step's end [B, E]
+    hit: Optional[torch.Tensor] = None
+    crossing: Optional[torch.Tensor] = None
+    fire: Optional[torch.Tensor] = None
 
 
 class Loop:
     """The two loop functions for one method, problem and controller, optionally compiled."""
 
     def __init__(self, method: Method, problem, controller: Controller, grid: torch.Tensor, compile: bool,
-                 stop_at_outputs: bool = False):
+                 stop_at_outputs: bool = False, events: Optional[FlatEvents] = None):
         self.method, self.problem, self.controller, self.grid = method, problem, controller, grid
+        self.events = events
         # A stiff method's steps grow far beyond the solution's fast scales, where its dense output (a lower-order
         # interpolant the error estimate does not control) errs by up to ~70x rtol (rodas5p, measured): its steps
         # end at every output time instead.
@@ -72,11 +86,16 @@ class Loop:
         return self._indices[k]
 
     def _attempt(self, s: State) -> Attempt:
-        method, ctl, grid = self.method, self.controller, self.grid
+        method, ctl, grid, events = self.method, self.controller, self.grid, self.events
         done = s.nxt >= grid.shape[1]
-        # The step ends at the last output time, or with stop_at_outputs at the next one (f may have kinks there).
+        # The step ends at the last output time, or with stop_at_outputs at the next one (f may have kinks there),
+        # or at the next event (a time event, or a located state event) when that comes first.
         t_end = grid.gather(1, s.nxt.clamp(max=grid.shape[1] - 1)[:, None]).squeeze(-1) if self.stop_at_outputs \
             else grid[:, -1]
+        if events is not None:
+            t_event = events.times.gather(1, s.event[:, None]).squeeze(-1)
+            t_end = torch.where(t_event <= t_end, t_event, t_end)  # at a tie the event time's gradient
+            t_end = torch.where(s.stop < t_end, s.stop, t_end)
         remaining = t_end - s.t
         last = (s.h >= remaining) | done
         h = torch.where(last, remaining, s.h)
@@ -85,26 +104,54 @@ class Loop:
         # infinite error of a rejected step cannot reach them through h.
         err = ctl.norm(step.error.detach(), s.y.detach(), step.y1.detach())
         ok = (err <= 1) & ~done
-        t_new = torch.where(ok, torch.where(last, t_end, s.t + h), s.t)
+        t_step = torch.where(last, t_end, s.t + h)
+        hit = crossing = fire = located = None
+        move, armed = ok, s.armed
+        if events is not None:
+            move, hit, crossing, fire, armed = self._events(s, step, ok, last, t_end, t_event, t_step)
+            located = ok & ~move
+        t_new = torch.where(move, t_step, s.t)
         reached = torch.searchsorted(grid, t_new[:, None], right=True).squeeze(-1)
-        passed = (reached - s.nxt) * ok
+        if hit is not None:  # outputs at an event's time are the state after it: recorded after the jump
+            reached = torch.where(hit, torch.searchsorted(grid, t_new[:, None]).squeeze(-1), reached)
+        passed = (reached - s.nxt) * move
         nxt = s.nxt + passed
         h_next = ctl.next_step(h, err, ok, s.rejected, method.order)
-        if self.stop_at_outputs:  # a step cut short to reach an output does not shrink the next one
+        if self.stop_at_outputs or events is not None:  # a step cut short to reach a stop does not shrink the next
             h_next = torch.where(ok & last, torch.maximum(h_next, s.h), h_next)
+        if located is not None:  # its step is taken again up to the root
+            h_next = torch.where(located, s.h, h_next)
         stiff, calm = s.stiff, s.calm
         if step.stiffness is not None and method.stiff_above is not None:
             costly = grid[:, -1] - t_new > STIFF_REMAINING * h
             beyond = (step.stiffness > method.stiff_above) & costly
-            stiff = torch.where(ok & beyond, stiff + 1, torch.where(ok & (calm + 1 >= NONSTIFF_STEPS), 0, stiff))
-            calm = torch.where(ok, torch.where(beyond, 0, calm + 1), calm)
+            stiff = torch.where(move & beyond, stiff + 1, torch.where(move & (calm + 1 >= NONSTIFF_STEPS), 0, stiff))
+            calm = torch.where(move, torch.where(beyond, 0, calm + 1), calm)
         done_new = nxt >= grid.shape[1]
         eps = torch.finfo(s.y.dtype).eps
         underflow = ~done_new & ~(h_next > 4 * eps * t_new.abs())  # t + h == t from here on (NaN included)
-        state = State(t_new, torch.where(ok[:, None], step.y1, s.y), h_next, method.after(s.cache, step, ok), nxt,
-                      stiff, calm, ~ok & ~done, s.accepted + ok)
-        status = torch.stack([passed.max(), (stiff >= STIFF_STEPS).sum(), underflow.sum()])
-        return Attempt(state, step, h, t_new, passed, underflow, status)
+        state = State(t_new, torch.where(move[:, None], step.y1, s.y), h_next, method.after(s.cache, step, move),
+                      nxt, stiff, calm, ~ok & ~done, s.accepted + move, s.event, s.stop, s.pending, armed)
+        counts = [passed.max(), (stiff >= STIFF_STEPS).sum(), underflow.sum()]
+        if events is not None:
+            counts += [hit.sum(), located.sum()]
+        return Attempt(state, step, h, t_new, passed, underflow, torch.stack(counts), hit, crossing, fire)
+
+    def _events(self, s: State, step, ok, last, t_end, t_event, t_step):
+        """(members that move, members at an event time, crossings to locate [B, E], located state events that
+        fire [B, E], armed [B, E]) for an attempt with events."""
+        at_event = ok & last & (t_end == t_event)
+        at_stop = ok & last & (t_end == s.stop)
+        if not self.events.E:
+            return ok, at_event | at_stop, None, None, s.armed
+        with torch.no_grad():
+            above = self.events.condition(t_step.detach(), step.y1.detach()) > 0
+        crossing = s.armed & above & ok[:, None]
+        fire = crossing & s.pending & at_stop[:, None]
+        crossing = crossing & ~fire  # a root not yet located: this member's step is rejected, to be taken again
+        move = ok & ~crossing.any(-1)
+        armed = torch.where(move[:, None], ~above, s.armed)
+        return move, (at_event | at_stop) & move, crossing, fire, armed
 
     def _output(self, k, s: State, a: Attempt):
         """The k-th output time each member's step passes: (value [B, n], output index [B], written [B])."""
@@ -139,8 +186,10 @@ class _Compiled:
 def integrate(method: Method, problem, y0: torch.Tensor, ts: torch.Tensor, controller: Controller, *,
               max_steps: int, state_names: Optional[Sequence[str]] = None, switch_to: Optional[Callable] = None,
               compile: bool = False, stop_at_outputs: bool = False, stats: Optional[dict] = None,
-              direction: float = 1.0) -> torch.Tensor:
+              direction: float = 1.0, events: Optional[FlatEvents] = None) -> torch.Tensor:
     """y0 [B, n] at ts[0]; ts [T, B], non-decreasing per member. Returns y at ts, [T, B, n].
+
+    events: time and state events (see events.py), in the integration variable.
 
     direction: the caller's time is direction·t (solve() integrates s = −t for a decreasing grid): errors and stats
     give times in the caller's time.
@@ -149,32 +198,40 @@ def integrate(method: Method, problem, y0: torch.Tensor, ts: torch.Tensor, contr
     whole batch switches from where each member stands); without it, StiffnessDetected is raised."""
     T, B = ts.shape
     grid = ts.T.contiguous()  # [B, T] for searchsorted
-    loop = Loop(method, problem, controller, grid, compile, stop_at_outputs)
+    loop = Loop(method, problem, controller, grid, compile, stop_at_outputs, events)
     t, y = ts[0].clone(), y0
+    marks = _start_events(events, t, y) if events is not None else {}
+    y = marks.pop("y", y)
     f0 = problem.f(t, y)
-    nxt = torch.searchsorted(grid, t[:, None], right=True).squeeze(-1)  # outputs at t0 are y0
+    nxt = torch.searchsorted(grid, t[:, None], right=True).squeeze(-1)  # outputs at t0 are y0 (after its events)
     _check_start(direction * t, y, f0, nxt < T, state_names)
     zeros = torch.zeros_like(nxt)
     with torch.no_grad():
         h0 = controller.first_step(problem, t, y, f0, grid[:, -1] - t, method.order)
-    s = State(t, y, h0,
-              method.init(problem, t, y, f0), nxt, zeros, zeros, torch.zeros_like(nxt, dtype=torch.bool), zeros)
-    records = [(y0, torch.full_like(nxt, k), k < nxt) for k in range(int(nxt.max()))]
+    s = State(t, y, h0, method.init(problem, t, y, f0), nxt, zeros, zeros, torch.zeros_like(nxt, dtype=torch.bool),
+              zeros, **marks)
+    records = [(y, torch.full_like(nxt, k), k < nxt) for k in range(int(nxt.max()))]
     steps = 0
+    jumps = 0
     while not bool((s.nxt >= T).all()):
         steps += 1
         if steps > max_steps:
             _too_many(s, T, max_steps, direction)
         a = loop.attempt(s)
-        n_out, n_stiff, n_underflow = a.status.tolist()
+        n_out, n_stiff, n_underflow, *n_events = a.status.tolist()
         records.extend(loop.output(loop.index(k), s, a) for k in range(n_out))
         if n_underflow:
             _underflow(s, a, state_names, controller, direction)
-        s = a.state
+        before, s = s, a.state
+        if n_events and n_events[1]:
+            s = _locate(loop, before, a)
+        if n_events and n_events[0]:
+            s, jumped = _jump(loop, s, a, records)
+            jumps += jumped
         if n_stiff:
             if switch_to is None:
                 _stiff(loop.method, s, direction)
-            loop = Loop(switch_to(), problem, controller, grid, compile, stop_at_outputs)
+            loop = Loop(switch_to(), problem, controller, grid, compile, stop_at_outputs, events)
             zeros = torch.zeros_like(s.nxt)
             s = s._replace(cache=loop.method.init(problem, s.t, s.y, problem.f(s.t, s.y)), stiff=zeros, calm=zeros)
             if stats is not None:
@@ -184,7 +241,89 @@ def integrate(method: Method, problem, y0: torch.Tensor, ts: torch.Tensor, contr
         # step control can be observed
         stats.update(steps=steps, accepted=int(s.accepted.max()), accepted_each=s.accepted.tolist(), n_f=problem.n_f,
                      n_jac=problem.n_jac, method=loop.method.name)
+        if events is not None:
+            stats["jumps"] = jumps  # events applied, summed over members (those at the start not counted)
     return _assemble(records, T, B)
+
+
+def _start_events(events: FlatEvents, t: torch.Tensor, y: torch.Tensor) -> dict:
+    """The event fields of the first State, and y after the time events at the start time (state events do not
+    fire at the start: a condition already true there is not armed)."""
+    B = t.shape[0]
+    event = events.start
+    y, event, _ = _time_jumps(events, t, y, event, torch.ones_like(event, dtype=torch.bool))
+    pending = torch.zeros(B, events.E, dtype=torch.bool, device=t.device)
+    armed = ~(events.condition(t, y).detach() > 0) if events.E else pending
+    return dict(y=y, event=event, stop=torch.full_like(t, torch.inf), pending=pending, armed=armed)
+
+
+def _time_jumps(events: FlatEvents, t, y, event, hit):
+    """The time events at t of the members in hit, in row order: (y, next event index, members that jumped)."""
+    jumped = torch.zeros_like(hit)
+    due = hit & (events.times.gather(1, event[:, None]).squeeze(-1) == t)
+    while bool(due.any()):
+        row = events.order.gather(1, event[:, None]).squeeze(-1)
+        for k in row[due].unique().tolist():
+            y = torch.where((due & (row == k))[:, None], events.on_time(k, t, y), y)
+        jumped = jumped | due
+        event = event + due
+        due = due & (events.times.gather(1, event[:, None]).squeeze(-1) == t)
+    return y, event, jumped
+
+
+def _locate(loop: Loop, before: State, a: Attempt) -> State:
+    """After an attempt whose members passed a crossing: its time located on their step; they stop there next."""
+    located = a.crossing.any(-1)
+    stop, columns = locate(loop.events, loop.method, before.t, before.y, a.h, a.step, before.t + a.h, a.crossing)
+    s = a.state
+    return s._replace(stop=torch.where(located, stop, s.stop),
+                      pending=torch.where(located[:, None], columns, s.pending))
+
+
+def _jump(loop: Loop, s: State, a: Attempt, records: list):
+    """The state after the events at the end of the members' steps in a.hit (time events, then the located state
+    events, then the conditions those jumps made true), their outputs at that time recorded; and how many jumps."""
+    events, problem, hit = loop.events, loop.problem, a.hit
+    t, y, armed = s.t, s.y, s.armed
+    y, event, jumped = _time_jumps(events, t, y, s.event, hit)
+    count = int(jumped.sum())
+    if events.E:
+        fire = a.fire & (hit & ~jumped)[:, None]
+        armed = armed | (a.fire & jumped[:, None])  # a state event at a time event's time: fired below if still true
+        if bool(fire.any()):
+            fired = fire.any(-1)
+            if torch.is_grad_enabled():
+                t, y = _implicit(events, problem, t, y, fired, fire.int().argmax(-1))
+            for e in range(events.E):
+                if bool(fire[:, e].any()):
+                    y = torch.where(fire[:, e, None], events.on_condition(e, t, y), y)
+            count += int(fire.sum())
+            jumped = jumped | fired
+        g = events.condition(t, y).detach()
+        for e in range(events.E):
+            cascade = hit & armed[:, e] & (g[:, e] > 0)
+            if bool(cascade.any()):
+                y = torch.where(cascade[:, None], events.on_condition(e, t, y), y)
+                g = events.condition(t, y).detach()
+                count += int(cascade.sum())
+                jumped = jumped | cascade
+        armed = torch.where(hit[:, None], ~(g > 0), armed)
+    cache = loop.method.restart(problem, t, y, s.cache, jumped) if bool(jumped.any()) else s.cache
+    at = (torch.searchsorted(loop.grid, t[:, None], right=True).squeeze(-1) - s.nxt) * hit
+    records.extend((y, torch.clamp(s.nxt + k, max=loop.grid.shape[1] - 1), k < at) for k in range(int(at.max())))
+    return s._replace(t=t, y=y, cache=cache, nxt=s.nxt + at, event=event, stop=torch.where(hit, torch.inf, s.stop),
+                      pending=s.pending & ~hit[:, None], armed=armed), count
+
+
+def _implicit(events: FlatEvents, problem, t, y, member, column):
+    """t and y at located state events (members in member, condition column), their time differentiable by the
+    implicit function theorem: t* − (g(t*, y) − its value) / (dg/dt), y moved along f by that (zero) shift."""
+    f = problem.f(t, y).detach()
+    g = events.condition(t, y).gather(1, column[:, None]).squeeze(-1)
+    rate = events.rate(t, y, f).gather(1, column[:, None]).squeeze(-1)
+    usable = member & torch.isfinite(rate) & (rate != 0)
+    shift = torch.where(usable, -(g - g.detach()) / torch.where(usable, rate, torch.ones_like(rate)), 0.0)
+    return t + shift, y + f * shift[:, None]
 
 
 def _assemble(records: list, T: int, B: int) -> torch.Tensor:

@@ -15,6 +15,7 @@ import torch
 
 from ..errors import HodecError
 from .controller import Controller
+from .events import Events, FlatEvents
 from .explicit import ExplicitRK
 from .integrate import integrate
 from .problem import Problem
@@ -34,12 +35,13 @@ MAX_STEPS = 100_000
 def solve(f: Callable, y0: torch.Tensor, ts, method: str = "auto", rtol: float = 1e-6, atol=1e-8, *,
           jacobian: Optional[Callable] = None, autonomous: bool = False, max_steps: int = MAX_STEPS,
           state_names: Optional[Sequence[str]] = None, compile: bool = False, stop_at_outputs: bool = False,
-          stats: Optional[dict] = None) -> torch.Tensor:
+          stats: Optional[dict] = None, events: Optional[Events] = None) -> torch.Tensor:
     """y at the times ts, [T, *batch, n]. jacobian(t, y) -> [*batch, n, n] (the stiff methods differentiate f
     with torch.func without it); compile: hand the loop's step and dense output to torch.compile (worth it for
     long or many solves of one model: the first call compiles); stop_at_outputs: end a step at every output
     time (for a right-hand side with kinks there, e.g. one driven by a spline through data at those times);
-    stats, if given, receives steps, n_f, n_jac and the method used."""
+    stats, if given, receives steps, n_f, n_jac and the method used (and jumps, with events); events: time and
+    state events with their jumps (see events.py)."""
     first, switch_to = _methods(method)
     _check_state(y0)
     _check_tolerances(rtol, atol)
@@ -49,9 +51,10 @@ def solve(f: Callable, y0: torch.Tensor, ts, method: str = "auto", rtol: float =
     sign = _direction(ts)
     problem = Problem(*_flat(f, jacobian, batch, n, sign), autonomous=autonomous)
     controller = Controller(rtol, _absolute_tolerance(atol, batch, n, y0))
+    flat_events = None if events is None else FlatEvents(events, batch, n, sign, y0, sign * ts)
     ys = integrate(first, problem, y0.reshape(B, n), sign * ts, controller, max_steps=max_steps,
                    state_names=state_names, switch_to=switch_to, compile=compile,
-                   stop_at_outputs=stop_at_outputs, stats=stats, direction=sign)
+                   stop_at_outputs=stop_at_outputs, stats=stats, direction=sign, events=flat_events)
     return ys.reshape(ts.shape[0], *batch, n)
 
 
