@@ -64,7 +64,7 @@ class MethodWriter:
         self.sm = sm
         vectors = {"param": ("p", len(sm.param_order))}
         if has_states:
-            vectors.update(state=("y", len(sm.model.states)), input=("u", len(sm.model.inputs)))
+            vectors.update(state=("y", len(sm.state_names)), input=("u", len(sm.model.inputs)))
             for slot in sm.model.slots:
                 if not slot.is_function:
                     vectors[f"out:{slot.name}"] = (f"n_{slot.name}", slot.n_out)
@@ -200,7 +200,7 @@ class _Reads(dict):
 def initial_state_body(sm: SymbolicModel, tables: dict) -> Body:
     # Batched like p: [*pbatch, n], pbatch being the per-sample params' batch shape (() when all are shared).
     w = MethodWriter(sm, tables, batch="pbatch", like="p", has_states=False)
-    cols = w.columns(sm.initial, "initial", [s.name for s in sm.model.states])
+    cols = w.columns(sm.initial, "initial", sm.state_names)
     w.scope.gathered.add("param")  # p is read for its batch shape even where no initial value reads a param
     body = cols.lines + [f"y0 = {_ordered(cols, 'initial', tables)}"]
     return Body(w.prologue() + body + [f"return y0.expand(*self.state_batch(batch), {len(sm.initial)})"])
@@ -308,11 +308,11 @@ def observation_jacobian_body(sm: SymbolicModel, tables: dict, jac: ObservationJ
     """J = ∂(observables)/∂(states), [*batch, n_obs, n_states], with every param read detached from autograd
     (so training cannot lower a coupled loss by making the coupling itself stronger). Only the symbolically
     nonzero entries are computed; they are scattered into a zero tensor."""
-    n_obs, n_states = len(sm.model.observables), len(sm.model.states)
+    n_obs, n_states = len(sm.model.observables), len(sm.state_names)
     w = MethodWriter(jac.model, tables, batch="batch", like="y", has_states=True)
-    observables, states = sm.model.observables, sm.model.states
+    observables, states = sm.model.observables, sm.state_names
     cols = w.columns([e for _, _, e in jac.entries], "jacobian",
-                     [f"d {observables[i].name} / d {states[j].name}" for i, j, _ in jac.entries])
+                     [f"d {observables[i].name} / d {states[j]}" for i, j, _ in jac.entries])
     head = w.prologue("p = self.parameter_values().detach()", batch=True)
     if not jac.entries:
         return Body(head + [f"return y.new_zeros(*batch, {n_obs}, {n_states})"])
@@ -329,12 +329,12 @@ def state_jacobian_body(sm: SymbolicModel, tables: dict, jac: StateJacobian, gat
     """J = d(dy/dt)/dy, [*batch, n, n]: the flux derivatives (vectorised like the fluxes themselves), gated like
     the fluxes, then accumulated through the stoichiometry by one scatter, J[i, j] += S[f, i] * dv_f/dy_j. The
     derivatives of neural slots with respect to their arguments come from the slots by autodiff."""
-    n = len(sm.model.states)
+    n = len(sm.state_names)
     w = MethodWriter(jac.model, tables, batch="batch", like="y", has_states=True, gradients=jac.gradients,
                      gates=gates)
-    states = sm.model.states
+    states = sm.state_names
     cols = w.columns([d for _, _, d in jac.entries], "state_jacobian",
-                     [f"d {sm.fluxes[f].name} / d {states[j].name}" for f, j, _ in jac.entries])
+                     [f"d {sm.fluxes[f].name} / d {states[j]}" for f, j, _ in jac.entries])
     head = w.prologue(batch=not jac.entries)
     if not jac.entries:
         return Body(head + [f"J = y.new_zeros(*batch, {n}, {n})"] + JACOBIAN_COUPLING_TAIL, w.reads_time)

@@ -14,6 +14,7 @@ from ..symbolic.gates import gate_table
 from ..symbolic.jacobian import observation_jacobian
 from ..symbolic.state_jacobian import state_jacobian
 from ..version import __version__
+from .events import event_assign_body, event_conditions_body, event_tables, event_times_body
 from .methods import (forward_body, initial_state_body, observables_body, observation_jacobian_body,
                       state_jacobian_body)
 from .noise import noise_scale_body, noise_table
@@ -39,6 +40,7 @@ def render_module(sm: SymbolicModel, gates: bool = False) -> str:
     jacobian = observation_jacobian_body(sm, tables, jac)
     state_jac = state_jacobian(sm)
     field_jacobian = state_jacobian_body(sm, tables, state_jac, gate_list)
+    events = [event_times_body(sm, tables), event_conditions_body(sm, tables), event_assign_body(sm, tables)]
     fluxes = [sm.fluxes[i] for i in forward.columns.order]
     stoich = [(f, state, coef) for f, flux in enumerate(fluxes) for state, coef in flux.stoichiometry]
     m = sm.model
@@ -47,7 +49,7 @@ def render_module(sm: SymbolicModel, gates: bool = False) -> str:
         class_name=class_name(m.name),
         doc=repr(m.doc or f"{m.name}: a model compiled by hodec."),
         source=repr(m.filename),
-        state_names=literal(tuple(s.name for s in m.states)),
+        state_names=literal(tuple(sm.state_names)),
         param_names=literal(tuple(p.name for p in m.params)),
         input_names=literal(tuple(i.name for i in m.inputs)),
         observable_names=literal(tuple(o.name for o in m.observables)),
@@ -56,7 +58,7 @@ def render_module(sm: SymbolicModel, gates: bool = False) -> str:
                           for s in m.slots]),
         fluxes_table=rows([(f.name, f.kind) for f in fluxes]),
         stoichiometry_table=literal(tuple(stoich)),
-        accumulation=repr("dense" if len(fluxes) * len(m.states) <= DENSE_LIMIT else "scatter"),
+        accumulation=repr("dense" if len(fluxes) * len(sm.state_names) <= DENSE_LIMIT else "scatter"),
         index_tables=mapping({k: v for k, v in tables.items() if all(isinstance(x, int) for x in v)}),
         constant_tables=mapping({k: v for k, v in tables.items() if not all(isinstance(x, int) for x in v)}),
         observables_use_time=observe.reads_time,
@@ -66,7 +68,7 @@ def render_module(sm: SymbolicModel, gates: bool = False) -> str:
         initial_table=rows(_initial_reads(sm)),
         observation_table=rows([(o.name, support, state, slots) for o, support, state, slots
                                 in zip(m.observables, jac.support, jac.state_of, jac.slots)]),
-        n_states=len(m.states),
+        n_states=len(sm.state_names),
         n_observables=len(m.observables),
         n_noise=sum(o.noise is not None for o in m.observables),
         initial_body=indent(initial.lines),
@@ -75,6 +77,10 @@ def render_module(sm: SymbolicModel, gates: bool = False) -> str:
         jacobian_body=indent(jacobian.lines),
         state_jacobian_body=indent(field_jacobian.lines),
         jacobian_slots=", ".join(sorted({g.slot for g in state_jac.gradients})),
+        **{name: rows(table) if name == "events_table" else literal(table) for name, table in event_tables(sm).items()},
+        event_times_body=indent(events[0].lines),
+        event_conditions_body=indent(events[1].lines),
+        event_assign_body=indent(events[2].lines),
         noise_table=rows(noise_table(sm)),
         noise_scale_body=indent(noise_scale_body(sm)),
     )
@@ -86,8 +92,8 @@ def _initial_reads(sm: SymbolicModel) -> list:
     reads a trainable param keeps it, so the param trains). Initial values call no neural slot (a check)."""
     deps = Dependencies(sm)
     order = {p.name: i for i, p in enumerate(sm.param_order)}
-    return [(state.name, tuple(sorted(deps.names("param", expr), key=order.get)))
-            for state, expr in zip(sm.model.states, sm.initial)]
+    return [(state, tuple(sorted(deps.names("param", expr), key=order.get)))
+            for state, expr in zip(sm.state_names, sm.initial)]
 
 
 def _edges(sm: SymbolicModel) -> list:

@@ -32,7 +32,7 @@ class ObservationJacobian:
 
 
 def observation_jacobian(sm: SymbolicModel) -> ObservationJacobian:
-    states = [sm.symbols[s.name] for s in sm.model.states]
+    states = [sm.symbols[name] for name in sm.state_names]
     state_index = {sym: i for i, sym in enumerate(states)}
     lets = sm.let_values()
     chain = ChainRule(sm)

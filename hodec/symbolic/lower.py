@@ -11,6 +11,7 @@ from typing import Optional
 import sympy
 
 from ..model.model import TIME, Model
+from .events import lower_events
 from .expressions import Converter
 
 PARAM_KIND_ORDER = ("free", "positive", "bounded", "fixed")
@@ -52,6 +53,11 @@ class SymbolicModel:
     initial: list = field(default_factory=list)  # expr per state
     fluxes: list = field(default_factory=list)
     observables: list = field(default_factory=list)  # expr per observable
+    # The module's states: the declared ones, then the params an event assigns (see promote_event_params), whose
+    # own param Symbols `promoted` keeps (name -> Symbol) for the initial values.
+    state_names: list = field(default_factory=list)
+    promoted: dict = field(default_factory=dict)
+    events: list = field(default_factory=list)  # SymbolicEvent, in spec order
 
     @property
     def time(self) -> sympy.Symbol:
@@ -74,10 +80,19 @@ def lower(model: Model) -> SymbolicModel:
         sm.lets.append((sm.symbols[let.name], value))
         if value.is_number:
             constants[let.name] = value
-    sm.initial = [convert(s.initial) for s in model.states]
+    sm.initial = _initial_values(sm, constants)
     sm.fluxes = _fluxes(sm, convert)
     sm.observables = [convert(o.value) for o in model.observables]
+    sm.events = lower_events(model.events, convert, sm.symbols, {n: i for i, n in enumerate(sm.state_names)})
     return sm
+
+
+def _initial_values(sm: SymbolicModel, constants: dict) -> list:
+    """The initial value of every state of the module; they read an event-assigned param as the param itself (the
+    checks keep such params out of the lets an initial value reads), and a promoted param starts at its value."""
+    names = {**sm.symbols, **sm.promoted}
+    convert = Converter(lambda name: constants.get(name, names[name]))
+    return [convert(s.initial) for s in sm.model.states] + list(sm.promoted.values())
 
 
 def _symbol(sm: SymbolicModel, leaf: Leaf) -> sympy.Symbol:
@@ -95,6 +110,18 @@ def _declare_leaves(sm: SymbolicModel):
         for index, item in enumerate(items):
             sm.symbols[item.name] = _symbol(sm, Leaf(kind, item.name, index))
     sm.symbols[TIME] = _symbol(sm, Leaf("time", TIME))
+    sm.state_names = [s.name for s in m.states]
+    promote_event_params(sm)
+
+
+def promote_event_params(sm: SymbolicModel):
+    """A param that an event assigns becomes a state of the module (the generated code's y), after the declared
+    states, under its own name: its initial value is the param (so it still trains), its derivative 0, and every
+    expression but the initial values reads the state (so reads after an event see the assigned value)."""
+    for name in sm.model.event_params:
+        sm.promoted[name] = sm.symbols[name]
+        sm.symbols[name] = _symbol(sm, Leaf("state", name, len(sm.state_names)))
+        sm.state_names.append(name)
 
 
 def _call_site(sm: SymbolicModel, slot: str, args: tuple) -> sympy.Symbol:

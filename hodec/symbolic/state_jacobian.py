@@ -37,7 +37,7 @@ class StateJacobian:
 
 
 def state_jacobian(sm: SymbolicModel) -> StateJacobian:
-    state_index = {sm.symbols[s.name]: j for j, s in enumerate(sm.model.states)}
+    state_index = {sm.symbols[name]: j for j, name in enumerate(sm.state_names)}
     chain = ChainRule(sm)
     entries = []
     for f, flux in enumerate(sm.fluxes):
