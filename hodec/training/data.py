@@ -1,10 +1,12 @@
 """Training data: a CSV table → trajectories, checked against the model's names.
 
-DATA.csv has a `t` column, an optional `id` column (one trajectory per id, rows of an id in time order; without
-it the whole file is one trajectory), columns named after observables or states (fitted), and columns named
-after inputs (fed to the model, linearly interpolated between their samples, end values held). Empty cells are
-missing values. Each trajectory starts at its first row's time and needs a later one and a value to fit. Errors
-name the file's line and column (hodec.tables reads the cells).
+DATA.csv has a `t` (or `time`) column, an optional `id` column (one trajectory per id, rows of an id in time order,
+rows at one time making one time point; without it the whole file is one trajectory), columns named after
+observables or states (fitted), after inputs (fed to the model, linearly interpolated between their samples, end
+values held) and after fixed params (a known value per trajectory: a covariate). NONMEM-style records (evid, amt,
+rate, cmt, dv, dvid, mdv: hodec.training.records) add doses and the long format. Empty cells are missing values.
+Each trajectory starts at its first row's time (a dose's included) and needs a later one and a value to fit.
+Errors name the file's line and column (hodec.tables reads the cells; columns.py says what each column is).
 """
 from __future__ import annotations
 
@@ -15,7 +17,11 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 
 from ..tables import Table, read_table
-from ..errors import HodecError, did_you_mean
+from ..errors import HodecError
+from .columns import TEXT_NOTE, is_text, layout, type_name
+from .config import load_config
+from .records import (DOSE, OBSERVATION, DoseRows, check_infusions, dose_rows, long_values, missing_targets,
+                      row_kinds)
 
 
 @dataclass
@@ -24,11 +30,13 @@ class Trajectory:
     t: np.ndarray  # [T], strictly increasing
     y: np.ndarray  # [T, m] fitted columns, NaN where missing
     u: np.ndarray  # [T, q] input columns, NaN where missing
+    doses: DoseRows = field(default_factory=DoseRows.empty)  # in time order, at times among t
+    params: dict = field(default_factory=dict)  # param name -> its value for this trajectory (fixed params)
 
 
 @dataclass
 class Dataset:
-    columns: tuple  # fitted column names (states or observables), in file order
+    columns: tuple  # fitted column names (states or observables): wide columns in file order, then dv's
     inputs: tuple  # input column names, in file order
     trajectories: list = field(default_factory=list)
     source: str = "<data>"
@@ -51,68 +59,147 @@ class Dataset:
         return mean if math.isfinite(mean) and mean > 0 else 1.0
 
 
-def read_data(path, model) -> Dataset:
-    """Read and check DATA.csv for a compiled model (class or instance)."""
-    return table_to_dataset(read_table(path), model)
+def read_data(path, model, config=None) -> Dataset:
+    """Read and check DATA.csv for a compiled model (class or instance). config: the FitConfig whose data keys
+    apply (dose_state, dv, dvid, ignore_columns); None: their defaults."""
+    config = config or load_config()
+    ignored = set(config.ignore_columns)
+    return table_to_dataset(read_table(path, lambda name: is_text(name, model, ignored), TEXT_NOTE), model, config)
 
 
-def table_to_dataset(table: Table, model) -> Dataset:
+def table_to_dataset(table: Table, model, config=None) -> Dataset:
     """Split a table into trajectories (by id, in order of first appearance) and check it against the model."""
-    header = table.header
-    fitted, fed = _columns(table, model)
+    config = config or load_config()
+    columns = layout(table, model, set(config.ignore_columns))
     if not len(table.values):
         table.fail("the file has a header but no data rows")
-    col = {name: i for i, name in enumerate(header)}
-    times = table.values[:, col["t"]]
-    _first_missing(table, times, col["t"], "the time 't' is missing")
-    ids = table.values[:, col["id"]] if "id" in col else np.zeros(len(times))
-    if "id" in col:
-        _first_missing(table, ids, col["id"], "the 'id' is missing")
-    y_all = table.values[:, [col[c] for c in fitted]]
-    for j, name in enumerate(fitted):
-        if not np.isfinite(y_all[:, j]).any():
-            table.fail(f"column '{name}' has no values (every cell is empty or NaN)")
-    u_all = table.values[:, [col[c] for c in fed]]
+    kind, compartment = row_kinds(table, columns)
+    amount, rate, state = dose_rows(table, columns, kind, compartment, model, config.dose_state)
+    missing_targets(table, state, kind)
+    fitted, y_all = _fitted(table, columns, kind, model, config)
+    times = table.values[:, columns.get("t")]
+    _first_missing(table, times, columns.get("t"), f"the time '{table.header[columns.get('t')]}' is missing")
+    ids = table.values[:, columns.get("id")] if columns.has("id") else np.zeros(len(times))
+    if columns.has("id"):
+        _first_missing(table, ids, columns.get("id"), "the 'id' is missing")
+    fed = [name for name, _ in columns.inputs]
+    u_all = table.values[:, [c for _, c in columns.inputs]]
+    doses = (times, amount, rate, state) if (kind == DOSE).any() else None
     trajectories = []
     for index in _rows_by_id(ids):
         label = id_label(ids[index[0]])
-        what = f"trajectory {label}" if "id" in col else "the data"
-        t, y, u = times[index], y_all[index], u_all[index]
-        _check_trajectory(table, index, what, t, y, fitted)
+        what = f"trajectory {label}" if columns.has("id") else "the data"
+        t, ys, u = _time_points(table, index, what, times[index], y_all[index], u_all[index], fed)
+        mine = index[kind[index] == DOSE] if doses is not None else index[:0]
+        _check_trajectory(table, index, what, t, ys[0], fitted, len(mine))
         for j, name in enumerate(fed):
             if not np.isfinite(u[:, j]).any():
                 table.fail(f"input column '{name}' has no values for {what}")
-        trajectories.append(Trajectory(label, t, y, u))
+        given = _doses(table, mine, doses, what, model.state_names), _params(table, index, columns.params, what, model)
+        trajectories.append(Trajectory(label, t, ys[0], u, *given))
+        trajectories += [Trajectory(f"{label} (replicate {r + 1})", t, y, u, *given) for r, y in enumerate(ys[1:], 1)]
     return Dataset(tuple(fitted), tuple(fed), trajectories, table.source)
 
 
-def _columns(table: Table, model) -> tuple[list, list]:
-    """The fitted (observable or state) and fed (input) columns of the header; any other name is an error."""
-    states, observables, inputs = set(model.state_names), set(model.observable_names), set(model.input_names)
-    seen = set()
-    for name in table.header:
-        if name in seen:
-            table.fail(f"column '{name}' appears twice in the header")
-        seen.add(name)
-    if "t" not in table.header:
-        table.fail(f"no 't' column (the header is: {', '.join(table.header) or 'empty'})")
-    fitted, fed = [], []
-    for name in table.header:
-        if name in ("t", "id"):
-            continue
-        if name in observables or name in states:
-            fitted.append(name)
-        elif name in inputs:
-            fed.append(name)
-        else:
-            hint = did_you_mean(name, [*observables, *states, *inputs, "t", "id"])
-            known = ", ".join([*model.observable_names, *model.state_names, *model.input_names])
-            table.fail(f"unknown column '{name}': not an observable, state or input of {type_name(model)}"
-                       + (f"; {hint}" if hint else f" (known: {known})"))
+def _fitted(table: Table, columns, kind: np.ndarray, model, config) -> tuple[list, np.ndarray]:
+    """The fitted columns' names (wide ones in file order, then the long format's in order of first appearance)
+    and their values per row [rows, m]: NaN on rows that are not observations."""
+    observed = kind == OBSERVATION
+    wide = [name for name, _ in columns.fitted]
+    long_names, target = long_values(table, columns, kind, model, config.dv, config.dvid)
+    fitted = wide + [name for name in long_names if name not in wide]
     if not fitted:
         table.fail(f"no column to fit: name at least one column after an observable or state of {type_name(model)} "
-                   f"({', '.join([*model.observable_names, *model.state_names])})")
-    return fitted, fed
+                   f"({', '.join([*model.observable_names, *model.state_names])}), or give a 'dv' column")
+    y = np.full((len(kind), len(fitted)), np.nan)
+    for j, (_, c) in enumerate(columns.fitted):
+        y[observed, j] = table.values[observed, c]
+    if long_names:
+        dv = table.values[:, columns.get("dv")]
+        for k, name in enumerate(long_names):
+            rows = np.flatnonzero((target == k) & np.isfinite(dv))
+            j = fitted.index(name)
+            both = rows[np.isfinite(y[rows, j])]
+            if both.size:
+                table.fail(f"two values of '{name}' on one row: its own column and the dv", int(both[0]))
+            y[rows, j] = dv[rows]
+    for j, name in enumerate(fitted):
+        if not np.isfinite(y[:, j]).any():
+            what = f"column '{name}'" if name in wide else f"'{name}' (named by dvid or dv)"
+            table.fail(f"{what} has no values (every observation's cell is empty or NaN)")
+    return fitted, y
+
+
+def _time_points(table: Table, index, what: str, t, y, u, fed: list) -> tuple:
+    """A trajectory's times, fitted values [R, T, m] and inputs [T, q], rows at one time merged into one time
+    point. y[0] holds the first value of each cell, y[r] the (r + 1)-th: replicates, fitted by twins."""
+    steps = np.diff(t)
+    back = np.flatnonzero(steps < 0)
+    if back.size:
+        k = int(back[0])
+        table.fail(f"time {t[k + 1]:g} does not increase (previous time in {what} is {t[k]:g}); the rows of a "
+                   "trajectory are in time order (rows at one time are one time point)", index[k + 1])
+    new = steps > 0
+    if new.all():
+        return t, y[None], u
+    slot = np.concatenate([[0], np.cumsum(new)])
+    merged = t[np.concatenate([[True], new])]
+    return merged, _replicates(slot, len(merged), y), _inputs(table, index, slot, merged, u, fed, what)
+
+
+def _replicates(slot: np.ndarray, size: int, values: np.ndarray) -> np.ndarray:
+    """Rows' values [rows, m] onto their time points, the k-th value of a cell at one time point in layer k:
+    [layers, time points, m]."""
+    finite = np.isfinite(values)
+    rank = np.zeros(values.shape, dtype=np.int64)
+    for j in range(values.shape[1]):
+        rows = np.flatnonzero(finite[:, j])
+        rank[rows, j] = np.arange(len(rows)) - np.searchsorted(slot[rows], slot[rows])
+    out = np.full((int(rank.max()) + 1, size, values.shape[1]), np.nan)
+    rows, columns = np.nonzero(finite)
+    out[rank[rows, columns], slot[rows], columns] = values[rows, columns]
+    return out
+
+
+def _inputs(table: Table, index, slot, times, values, names: list, what: str) -> np.ndarray:
+    """Rows' input values [rows, q] onto their time points [T, q]; rows at one time point may repeat a value
+    (a covariate on a dose row and an observation row), not differ."""
+    out = np.full((len(times), values.shape[1]), np.nan)
+    for j, name in enumerate(names):
+        rows = np.flatnonzero(np.isfinite(values[:, j]))
+        twice = np.flatnonzero(np.diff(slot[rows]) == 0)
+        differ = twice[values[rows[twice], j] != values[rows[twice + 1], j]]
+        if differ.size:
+            first, second = rows[differ[0]], rows[differ[0] + 1]  # positions among the trajectory's rows
+            table.fail(f"input '{name}' is {values[second, j]:g} at t = {times[slot[second]]:g} in {what}, but "
+                       f"{values[first, j]:g} on {table.where(index[first])}: one value per time point", index[second])
+        out[slot[rows], j] = values[rows, j]
+    return out
+
+
+def _doses(table: Table, rows: np.ndarray, doses, what: str, states) -> DoseRows:
+    """A trajectory's dose rows as DoseRows (their overlapping infusions an error)."""
+    if not rows.size:
+        return DoseRows.empty()
+    times, amount, rate, state = doses
+    out = DoseRows(times[rows], amount[rows], state[rows], rate[rows], table.lines[rows])
+    check_infusions(table, rows, out, what, states)
+    return out
+
+
+def _params(table: Table, index: np.ndarray, params: list, what: str, model) -> dict:
+    """The trajectory's value of each param column: one value per trajectory; empty cells: the spec's value."""
+    spec = {row[0]: row[1] for row in model.parameters_table}
+    out = {}
+    for name, c in params:
+        values = table.values[index, c]
+        given = np.flatnonzero(np.isfinite(values))
+        other = given[values[given] != values[given[0]]] if given.size else given
+        if other.size:
+            table.fail(f"'{name}' is a param: one value per trajectory, but {what} has {values[given[0]]:g} on "
+                       f"{table.where(index[given[0]])} and {values[other[0]]:g} here", index[other[0]], c)
+        out[name] = float(values[given[0]]) if given.size else float(spec[name])
+    return out
 
 
 def _first_missing(table: Table, values: np.ndarray, column: int, message: str):
@@ -128,26 +215,24 @@ def _rows_by_id(ids: np.ndarray) -> list:
     return [rows[k] for k in np.argsort(first)]
 
 
-def _check_trajectory(table: Table, index: np.ndarray, what: str, t: np.ndarray, y: np.ndarray, fitted: list):
-    """A trajectory starts at its first time and is fitted at later ones: it needs two or more increasing times
-    and a value to fit. index: its rows in the table."""
-    if len(index) < 2:
+def _check_trajectory(table: Table, index: np.ndarray, what: str, t: np.ndarray, y: np.ndarray, fitted: list,
+                      doses: int):
+    """A trajectory starts at its first time and is fitted at later ones: it needs two or more times (its rows'
+    distinct times, doses' included) and a value to fit. index: its rows in the table."""
+    if len(t) < 2:
         table.fail(f"{what} has a single time point; a trajectory needs at least two (it starts at its first time "
                    "and is fitted at the later ones)", index[0])
-    steps = np.diff(t)
-    if (steps <= 0).any():
-        k = int(np.flatnonzero(steps <= 0)[0])
-        table.fail(f"time {t[k + 1]:g} does not increase (previous time in {what} is {t[k]:g}); times must be "
-                   "strictly increasing within each trajectory", index[k + 1])
     if not np.isfinite(y).any():
         rows = f"{table.unit}s {table.lines[index[0]]} to {table.lines[index[-1]]}"
-        table.fail(f"{what} ({rows}) has no value in any fitted column ({', '.join(fitted)}): nothing to fit; "
+        held = f"has {doses} dose{'s' * (doses > 1)} but " if doses else "has "
+        table.fail(f"{what} ({rows}) {held}no value in any fitted column ({', '.join(fitted)}): nothing to fit; "
                    "fill its cells or remove its rows")
 
 
 def make_dataset(model, t, values: Mapping[str, Sequence], inputs: Optional[Mapping[str, Sequence]] = None,
-                 ids: Optional[Sequence] = None) -> Dataset:
-    """A Dataset from arrays, checked as a CSV would be: t [N], values name -> [N] (NaN missing), ids [N]."""
+                 ids: Optional[Sequence] = None, config=None) -> Dataset:
+    """A Dataset from arrays, checked as a CSV would be: t [N], values name -> [N] (NaN missing; record columns
+    such as evid and amt too, cmt as numbers), ids [N]."""
     header = ["t"] + (["id"] if ids is not None else []) + list(values) + list(inputs or {})
     columns = [np.asarray(t, dtype=float)] + ([np.asarray(ids, dtype=float)] if ids is not None else [])
     columns += [np.asarray(v, dtype=float).reshape(-1) for v in values.values()]
@@ -155,15 +240,12 @@ def make_dataset(model, t, values: Mapping[str, Sequence], inputs: Optional[Mapp
     n = len(columns[0])
     if any(len(c) != n for c in columns):
         raise HodecError("every column of a dataset needs as many values as t", "<data>")
-    return table_to_dataset(Table(tuple(header), np.stack(columns, 1), np.arange(1, n + 1), unit="row"), model)
+    return table_to_dataset(Table(tuple(header), np.stack(columns, 1), np.arange(1, n + 1), unit="row"), model,
+                            config)
 
 
 def id_label(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
-
-
-def type_name(model) -> str:
-    return model.__name__ if isinstance(model, type) else type(model).__name__
 
 
 def interpolate_input(t_query: np.ndarray, t: np.ndarray, u: np.ndarray) -> np.ndarray:
