@@ -179,7 +179,7 @@ def _hint(cell: str, note: str = "") -> str:
         return " (write digits without '_' separators)"
     if text in ("inf", "infinity"):
         return " (infinite values are not data; leave the cell empty if it is missing)"
-    if note and text[:1].isalpha():
+    if note and cell.strip()[:1].isalpha():  # a word, not a malformed number
         return f" ({note})"
     return " (a decimal number like -1.5 or 2e-3; empty, NaN or NA for a missing value)"
 
