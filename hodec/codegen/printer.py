@@ -13,8 +13,19 @@ from sympy.printing.str import StrPrinter
 _TORCH_FUNCTIONS = {
     "exp": "torch.exp", "log": "torch.log", "sqrt": "torch.sqrt", "Abs": "torch.abs", "sin": "torch.sin",
     "cos": "torch.cos", "tan": "torch.tan", "tanh": "torch.tanh", "floor": "torch.floor", "ceiling": "torch.ceil",
-    "sigmoid": "torch.sigmoid", "softplus": "torch.nn.functional.softplus",
+    "sigmoid": "torch.sigmoid", "softplus": "torch.nn.functional.softplus", "asin": "torch.asin",
+    "acos": "torch.acos", "atan": "torch.atan", "sinh": "torch.sinh", "cosh": "torch.cosh", "asinh": "torch.asinh",
+    "acosh": "torch.acosh", "atanh": "torch.atanh",
 }
+# torch has no sec, csc, ... nor their inverses: the reciprocal of the function it has, and the inverse function
+# of the reciprocal (asec(x) = acos(1/x); SymPy's acot(x) = atan(1/x) too, in (-pi/2, pi/2]).
+_RECIPROCALS = {"sec": "torch.cos", "csc": "torch.sin", "cot": "torch.tan", "sech": "torch.cosh",
+                "csch": "torch.sinh", "coth": "torch.tanh"}
+_OF_RECIPROCAL = {"asec": "torch.acos", "acsc": "torch.asin", "acot": "torch.atan", "asech": "torch.acosh",
+                  "acsch": "torch.asinh", "acoth": "torch.atanh"}
+
+
+_PRODUCT = precedence(sympy.Mul(2, 3, evaluate=False))
 
 
 def float_literal(value: float) -> str:
@@ -86,6 +97,48 @@ class TorchPrinter(PythonCodePrinter):
         return f"{self.parenthesize(base, precedence(expr), strict=True)} ** " \
                f"{self.parenthesize(exponent, precedence(expr), strict=False)}"
 
+    def _print_Function(self, expr):
+        # the reciprocal trigonometric and hyperbolic functions and their inverses (see _RECIPROCALS); a reciprocal
+        # is parenthesised, as SymPy takes a function for an atom (x ** sec(y), 2 / sec(y))
+        name = type(expr).__name__
+        if name in _RECIPROCALS:
+            return f"(1 / {_RECIPROCALS[name]}({self._print(expr.args[0])}))"
+        if name in _OF_RECIPROCAL:
+            return f"{_OF_RECIPROCAL[name]}({self._reciprocal(expr.args[0])})"
+        return super()._print_Function(expr)
+
+    def _reciprocal(self, expr) -> str:
+        return f"1 / {self._divisor(expr)}"
+
+    def _divisor(self, expr) -> str:
+        return self.parenthesize(expr, _PRODUCT, strict=True)
+
+    def _print_factorial(self, expr):
+        # Γ(x + 1) (the Converter keeps x >= 0 as a domain term: below it exp(lgamma) would be |Γ|); torch has no
+        # gamma, and PythonCodePrinter's math.factorial takes no tensor
+        return f"torch.exp(torch.lgamma({self._print(expr.args[0] + 1)}))"
+
+    def _print_gamma(self, expr):
+        # from the derivative of factorial(x), Γ(x + 1) ψ(x + 1), where x + 1 >= 1: Γ > 0 there
+        return f"torch.exp(torch.lgamma({self._print(expr.args[0])}))"
+
+    def _print_polygamma(self, expr):
+        order, x = expr.args
+        if order == 0:
+            return f"torch.special.digamma({self._print(x)})"
+        return f"torch.special.polygamma({self._print(order)}, {self._print(x)})"
+
+    def _print_quotient(self, expr):
+        # SBML's quotient rounds toward zero (Python's // and torch.div's floor mode round down)
+        a, b = expr.args
+        return f"torch.trunc({self.parenthesize(a, _PRODUCT)} / {self._divisor(b)})"
+
+    def _print_rem(self, expr):
+        # the remainder with the sign of the dividend (C's fmod, as SBML's rem); torch.fmod needs a tensor first
+        a, b = expr.args
+        dividend = f"{self.like}.new_tensor({self._print(a)})" if a.is_number else self._print(a)
+        return f"torch.fmod({dividend}, {self._print(b)})"
+
     def _print_domain(self, expr):
         # 0 where the argument is finite, NaN where it is NaN or infinite (IEEE: 0*inf is NaN)
         return f"0*({self._print(expr.args[0])})"
@@ -129,6 +182,15 @@ class TorchPrinter(PythonCodePrinter):
     def _print_Or(self, expr):
         return self._logical(expr.args, "torch.logical_or")
 
+    def _print_Xor(self, expr):
+        # PythonCodePrinter writes '^', a bitwise operator: the logical function says what is meant
+        return self._logical(expr.args, "torch.logical_xor")
+
+    def _print_Implies(self, expr):
+        # a -> b is (not a) or b; the base printer has no Implies
+        a, b = expr.args
+        return f"torch.logical_or(torch.logical_not({self._print(a)}), {self._print(b)})"
+
     def _logical(self, args, func):
         codes = [self._print(a) for a in sorted(args, key=sympy.default_sort_key)]
         code = codes[0]
@@ -144,7 +206,7 @@ class TorchPrinter(PythonCodePrinter):
     _print_conjugate = _print_re
 
     def _print_im(self, expr):
-        return f"(0*{self.parenthesize(expr.args[0], precedence(sympy.Mul(2, 3, evaluate=False)))})"
+        return f"(0*{self.parenthesize(expr.args[0], _PRODUCT)})"
 
     def _print_arg(self, expr):
         return self._print(sympy.atan2(0, expr.args[0], evaluate=False))

@@ -13,8 +13,8 @@ from typing import Iterator
 
 from ..errors import Diagnostic, Span, did_you_mean
 from ..syntax import ast
-from .model import (ACTIVATIONS, BUILTINS, DEFAULT_HIDDEN, MAX_HIDDEN_WIDTH, MAX_NEURAL_PARAMETERS,
-                    NOISE_DISTRIBUTIONS, RESERVED, TIME)
+from .model import (ACTIVATIONS, BUILTINS, CONDITION_FUNCTIONS, DEFAULT_HIDDEN, MAX_HIDDEN_WIDTH,
+                    MAX_NEURAL_PARAMETERS, NOISE_DISTRIBUTIONS, RESERVED, TIME)
 
 _DECLARED_KIND = {ast.ParamDecl: "param", ast.InputDecl: "input", ast.StateDecl: "state", ast.LetDecl: "let",
                   ast.ReactionDecl: "reaction", ast.NeuralDecl: "neural slot", ast.ObserveDecl: "observable"}
@@ -158,6 +158,11 @@ def check_arity(ctx: Context):
             else:
                 expected = f"{low} argument{'s' if low != 1 else ''}" if low == high else f"{low} to {high}"
             ctx.error(f"'{node.func}' takes {expected}, got {n}", node.span)
+        for node in ast.calls_in(expr):
+            if node.func == "piecewise" and len(node.args) % 2 == 0:
+                ctx.error(f"piecewise takes value, condition pairs and then an 'otherwise' value (an odd number of "
+                          f"arguments), got {len(node.args)}", node.span,
+                          "piecewise(v1, c1, v2, c2, ..., otherwise): add the value where no condition holds")
 
 
 def _arity(ctx: Context, func: str):
@@ -176,18 +181,23 @@ def check_types(ctx: Context):
 
 
 def _expect(ctx: Context, node: ast.Expr, boolean: bool):
-    is_bool = isinstance(node, (ast.Compare, ast.Logic))
+    is_bool = isinstance(node, (ast.Compare, ast.Logic)) or isinstance(node, ast.Call) and \
+        node.func in CONDITION_FUNCTIONS
     if is_bool != boolean:
-        what = "a condition (comparison, and, or, not)" if is_bool else "a number"
+        what = "a condition (comparison, and, or, not, xor, implies)" if is_bool else "a number"
         where = "a number" if not boolean else "a condition"
         ctx.error(f"expected {where} here, found {what}", node.span,
-                  "conditions are only allowed as the first argument of if(...) and after 'when'" if is_bool else None)
+                  "conditions are only allowed as the first argument of if(...), the even arguments of "
+                  "piecewise(...) and after 'when'" if is_bool else None)
         return
     if isinstance(node, ast.If):
         _expect(ctx, node.cond, True)
         _expect(ctx, node.then, False)
         _expect(ctx, node.orelse, False)
-    elif isinstance(node, ast.Logic):
+    elif isinstance(node, ast.Call) and node.func == "piecewise":  # value, condition, ..., otherwise
+        for i, child in enumerate(node.args):
+            _expect(ctx, child, i % 2 == 1)
+    elif isinstance(node, ast.Logic) or isinstance(node, ast.Call) and node.func in CONDITION_FUNCTIONS:
         for child in ast.children(node):
             _expect(ctx, child, True)
     else:
@@ -262,10 +272,23 @@ def check_initial_values(ctx: Context):
 
 
 _DOUBLE_RANGE = 400  # |log10| of a power beyond which no double (about 1e-308 to 1e308) can hold it
+def _factorial(x: float) -> float:
+    if x < 0:
+        raise ValueError  # Γ(x + 1), defined (as generated code computes it) for x >= 0 only
+    return math.gamma(x + 1)
+
+
 _MATH = {"exp": math.exp, "log": math.log, "sqrt": math.sqrt, "abs": abs, "sin": math.sin, "cos": math.cos,
          "tan": math.tan, "tanh": math.tanh, "sigmoid": lambda x: 0.5 * (1.0 + math.tanh(0.5 * x)),
          "softplus": lambda x: max(x, 0.0) + math.log1p(math.exp(-abs(x))), "floor": math.floor,
-         "ceil": math.ceil, "min": min, "max": max}
+         "ceil": math.ceil, "min": min, "max": max, "asin": math.asin, "acos": math.acos, "atan": math.atan,
+         "sinh": math.sinh, "cosh": math.cosh, "asinh": math.asinh, "acosh": math.acosh, "atanh": math.atanh,
+         "sec": lambda x: 1 / math.cos(x), "csc": lambda x: 1 / math.sin(x), "cot": lambda x: 1 / math.tan(x),
+         "sech": lambda x: 1 / math.cosh(x), "csch": lambda x: 1 / math.sinh(x), "coth": lambda x: 1 / math.tanh(x),
+         "asec": lambda x: math.acos(1 / x), "acsc": lambda x: math.asin(1 / x),
+         "acot": lambda x: math.atan(1 / x) if x else math.pi / 2, "asech": lambda x: math.acosh(1 / x),
+         "acsch": lambda x: math.asinh(1 / x), "acoth": lambda x: math.atanh(1 / x), "log10": math.log10,
+         "factorial": _factorial, "quotient": lambda a, b: float(math.trunc(a / b)), "rem": math.fmod}
 
 
 class _Folder:
@@ -339,6 +362,11 @@ def _evaluate(node: ast.Expr, values: list) -> float:
     if node.func == "hill":  # x^n / (K^n + x^n)
         x, k, n = values
         return _power(x, n) / (_power(k, n) + _power(x, n))
+    if node.func == "pow":
+        return _power(*values)
+    if node.func == "root":  # root(n, x) = x^(1/n)
+        degree, x = values
+        return _power(x, 1 / degree)
     return float(_MATH[node.func](*values))
 
 

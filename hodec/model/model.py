@@ -19,7 +19,7 @@ BUILTINS = {  # name -> (min args, max args or None for unbounded)
     "acosh": (1, 1), "atanh": (1, 1), "sec": (1, 1), "csc": (1, 1), "cot": (1, 1), "sech": (1, 1), "csch": (1, 1),
     "coth": (1, 1), "asec": (1, 1), "acsc": (1, 1), "acot": (1, 1), "asech": (1, 1), "acsch": (1, 1),
     "acoth": (1, 1), "log10": (1, 1), "pow": (2, 2), "root": (2, 2), "factorial": (1, 1), "quotient": (2, 2),
-    "rem": (2, 2), "piecewise": (3, None), "xor": (2, None), "implies": (2, 2),
+    "rem": (2, 2), "piecewise": (1, None), "xor": (2, None), "implies": (2, 2),
 }
 CONDITION_FUNCTIONS = {"xor", "implies"}  # take conditions and give one (like and, or, not)
 # Reserved: the words that start a statement or belong to expressions. The option keywords (in, fixed, positive,

@@ -40,9 +40,14 @@ def restrictions(expr, memo: dict) -> frozenset:
 
 
 def written(kind: str, *args) -> frozenset:
-    """The restrictions that a written operation adds itself: 'log', 'sqrt', '/' (a division by args[1]), '^'."""
-    node = {"log": lambda u: sympy.log(u, evaluate=False), "sqrt": lambda u: sympy.Pow(u, sympy.S.Half, evaluate=False),
-            "/": lambda a, b: sympy.Pow(b, -1, evaluate=False), "^": lambda a, b: sympy.Pow(a, b, evaluate=False)}
+    """The restrictions that a written operation adds itself: 'log', 'log10', 'sqrt', '/' (a division by args[1]),
+    '^', 'quotient' and 'rem' (a division by args[1]), and 'factorial' (u >= 0: torch's exp(lgamma(u + 1)) would
+    give |Γ(u + 1)| below, so it is always kept as a domain term)."""
+    half = sympy.S.Half
+    node = {"log": lambda u: sympy.log(u, evaluate=False), "sqrt": lambda u: sympy.Pow(u, half, evaluate=False),
+            "/": lambda a, b: sympy.Pow(b, -1, evaluate=False), "^": lambda a, b: sympy.Pow(a, b, evaluate=False),
+            "factorial": lambda u: sympy.Pow(u, half, evaluate=False)}
+    node.update(log10=node["log"], quotient=node["/"], rem=node["/"])
     return _own(node[kind](*args)) if kind in node else frozenset()
 
 
@@ -60,9 +65,22 @@ def keep_domain(value, expected: frozenset, memo: dict, function: bool = False):
     return value
 
 
+# Inverse functions defined on part of the real line, as restrictions of their argument u: SymPy drops them in
+# cosh(acosh(u)) = u, sin(asin(u)) = u, sec(asec(u)) = u, ...
+_PARTIAL = {
+    sympy.asin: (("nonneg", lambda u: 1 - u ** 2),), sympy.acos: (("nonneg", lambda u: 1 - u ** 2),),
+    sympy.acosh: (("nonneg", lambda u: u - 1),), sympy.atanh: (("positive", lambda u: 1 - u ** 2),),
+    sympy.asec: (("nonneg", lambda u: u ** 2 - 1),), sympy.acsc: (("nonneg", lambda u: u ** 2 - 1),),
+    sympy.acoth: (("positive", lambda u: u ** 2 - 1),),
+    sympy.asech: (("positive", lambda u: u), ("nonneg", lambda u: 1 - u)),
+}
+
+
 def _own(expr) -> frozenset:
     if isinstance(expr, sympy.log):
         return frozenset(_restriction("positive", expr.args[0]))
+    if expr.func in _PARTIAL:
+        return frozenset().union(*(_restriction(kind, of(expr.args[0])) for kind, of in _PARTIAL[expr.func]))
     own: set = set()
     if isinstance(expr, sympy.Pow) and expr.exp.is_number:
         if not expr.exp.is_integer:

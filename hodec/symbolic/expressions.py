@@ -5,6 +5,7 @@ from typing import Callable
 
 import sympy
 from mpmath.libmp import prec_to_dps
+from sympy.core.logic import fuzzy_and
 
 from ..errors import Diagnostic, HodecError
 from ..syntax import ast
@@ -12,16 +13,16 @@ from .domains import keep_domain, restrictions, written
 
 
 class _RealFunction(sympy.Function):
-    """A real function of a real argument with a closed form for numbers: comparable (Min/Max of constants work)
+    """A real function of real arguments with a closed form for numbers: comparable (Min/Max of constants work)
     and evaluable to a float (constant tables), which a bare sympy.Function is not."""
 
     def _eval_is_extended_real(self):
-        return self.args[0].is_extended_real
+        return fuzzy_and(a.is_extended_real for a in self.args)
 
     def _eval_evalf(self, prec):
-        if not self.args[0].is_number:
+        if not all(a.is_number for a in self.args):
             return None
-        return self.closed_form(self.args[0]).evalf(prec_to_dps(prec))
+        return self.closed_form(*self.args).evalf(prec_to_dps(prec))
 
 
 class sigmoid(_RealFunction):
@@ -45,15 +46,68 @@ class softplus(_RealFunction):
         return sigmoid(self.args[0])
 
 
+class quotient(_RealFunction):
+    """SBML's quotient(a, b): a / b rounded toward zero (printed torch.trunc(a / b)); NaN where b = 0."""
+
+    nargs = 2
+
+    @classmethod
+    def eval(cls, a, b):
+        if a.is_Number and b.is_Number:
+            return cls.closed_form(a, b) if b != 0 else sympy.nan
+
+    @staticmethod
+    def closed_form(a, b):
+        return sympy.sign(a / b) * sympy.floor(sympy.Abs(a / b))
+
+    def fdiff(self, argindex=1):
+        return sympy.S.Zero  # a step function: zero wherever it is differentiable
+
+
+class rem(_RealFunction):
+    """SBML's rem(a, b): a - b * quotient(a, b), the sign of a (C's fmod; printed torch.fmod); NaN where b = 0."""
+
+    nargs = 2
+
+    @classmethod
+    def eval(cls, a, b):
+        if a.is_Number and b.is_Number:
+            return cls.closed_form(a, b) if b != 0 else sympy.nan
+
+    @staticmethod
+    def closed_form(a, b):
+        return a - b * quotient.closed_form(a, b)
+
+    def fdiff(self, argindex=1):
+        return sympy.S.One if argindex == 1 else -quotient(*self.args)
+
+
 def _hill(x, K, n):
     return x ** n / (K ** n + x ** n)
+
+
+def _log10(x):
+    return sympy.log(x, 10)
+
+
+def piecewise(*args):
+    """SBML's piecewise(v1, c1, v2, c2, ..., otherwise): the first v whose condition holds, else otherwise; `if(c,
+    a, b)` is piecewise(a, c, b)."""
+    pieces = [(args[i], args[i + 1]) for i in range(0, len(args) - 1, 2)]
+    return sympy.Piecewise(*pieces, (args[-1], True))
 
 
 _FUNCTIONS: dict[str, Callable] = {
     "exp": sympy.exp, "log": sympy.log, "sqrt": sympy.sqrt, "abs": sympy.Abs, "sin": sympy.sin, "cos": sympy.cos,
     "tan": sympy.tan, "tanh": sympy.tanh, "sigmoid": sigmoid, "softplus": softplus, "floor": sympy.floor,
     "ceil": sympy.ceiling, "min": sympy.Min, "max": sympy.Max, "hill": _hill,
+    "asin": sympy.asin, "acos": sympy.acos, "atan": sympy.atan, "sinh": sympy.sinh, "cosh": sympy.cosh,
+    "asinh": sympy.asinh, "acosh": sympy.acosh, "atanh": sympy.atanh, "sec": sympy.sec, "csc": sympy.csc,
+    "cot": sympy.cot, "sech": sympy.sech, "csch": sympy.csch, "coth": sympy.coth, "asec": sympy.asec,
+    "acsc": sympy.acsc, "acot": sympy.acot, "asech": sympy.asech, "acsch": sympy.acsch, "acoth": sympy.acoth,
+    "log10": _log10, "factorial": sympy.factorial, "quotient": quotient, "rem": rem,
 }
+_CONDITIONS: dict[str, Callable] = {"xor": sympy.Xor, "implies": sympy.Implies}  # conditions of conditions
 _UNDEFINED = (sympy.zoo, sympy.nan, sympy.oo, -sympy.oo, sympy.I)  # what 1/(0*x), log(0*x), sqrt(0*x - 1) become
 
 
@@ -98,12 +152,14 @@ class Converter:
         return -self(e.operand)
 
     def _Binary(self, e):
-        left, right = self(e.left), self(e.right)
+        return self._operation(e.op, self(e.left), self(e.right))
+
+    def _operation(self, op: str, left, right):
         value = {"+": lambda: left + right, "-": lambda: left - right, "*": lambda: left * right,
-                 "/": lambda: left / right, "^": lambda: left ** right}[e.op]()
-        if e.op == "^" and right == 0:
+                 "/": lambda: left / right, "^": lambda: left ** right}[op]()
+        if op == "^" and right == 0:
             return value  # x^0 is 1 for every x, NaN included (IEEE pow), as SymPy has it
-        return self._as_written(value, (left, right), written(e.op, left, right))
+        return self._as_written(value, (left, right), written(op, left, right))
 
     def _Compare(self, e):
         return _COMPARE[e.op](self(e.left), self(e.right))
@@ -114,10 +170,19 @@ class Converter:
         return (sympy.And if e.op == "and" else sympy.Or)(self(e.left), self(e.right))
 
     def _If(self, e):
-        return sympy.Piecewise((self(e.then), self(e.cond)), (self(e.orelse), True))
+        return piecewise(self(e.then), self(e.cond), self(e.orelse))
 
     def _Call(self, e):
         args = tuple(self(a) for a in e.args)
+        if e.func == "piecewise":
+            return piecewise(*args)
+        if e.func in _CONDITIONS:  # like and/or/not, whose operands' domains are not tracked either
+            return _CONDITIONS[e.func](*args)
+        if e.func == "pow":
+            return self._operation("^", *args)
+        if e.func == "root":  # root(n, x), the degree first as in SBML: x^(1/n)
+            degree, x = args
+            return self._operation("^", x, self._operation("/", sympy.S.One, degree))
         if e.func in _FUNCTIONS:
             return self._as_written(_FUNCTIONS[e.func](*args), args, written(e.func, *args), function=True)
         return self.resolve_call(e.func, args)  # a neural call: its arguments are computed as written
