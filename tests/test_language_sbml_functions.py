@@ -40,7 +40,8 @@ FUNCTIONS = {
     # SymPy would rewrite these to A: the written formula's domain is kept (NaN where it is undefined)
     "cosh(acosh(A))": lambda x: np.cosh(np.arccosh(x)), "sin(asin(A))": lambda x: np.sin(np.arcsin(x)),
     "cos(acos(A))": lambda x: np.cos(np.arccos(x)), "tanh(atanh(A))": lambda x: np.tanh(np.arctanh(x)),
-    "sec(asec(A))": lambda x: 1 / np.cos(np.arccos(1 / x)), "coth(acoth(A))": lambda x: 1 / np.tanh(np.arctanh(1 / x)),
+    "sec(asec(A))": lambda x: 1 / np.cos(np.arccos(1 / x)),
+    "coth(acoth(A))": lambda x: 1 / np.tanh(np.arctanh(1 / x)),
     "sech(asech(A))": lambda x: 1 / np.cosh(np.arccosh(1 / x)),
 }
 POINTS = [-3.7, -1.0, -0.6, 0.0, 0.3, 0.5, 1.0, 1.4, 2.0, 5.0]
