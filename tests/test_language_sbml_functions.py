@@ -35,7 +35,8 @@ FUNCTIONS = {
     "log10(A)": np.log10, "pow(A, 2.5)": lambda x: x ** 2.5, "pow(2, A)": lambda x: 2.0 ** x,
     "root(3, A)": lambda x: x ** (1 / 3), "root(A, 8)": lambda x: 8.0 ** (1 / x),
     "factorial(A)": _factorial, "quotient(A, 0.75)": lambda x: np.trunc(x / 0.75),
-    "quotient(7, A)": lambda x: np.where(x == 0, np.nan, np.trunc(7 / x)),  # undefined, not inf "rem(A, 0.75)": lambda x: np.fmod(x, 0.75),
+    "quotient(7, A)": lambda x: np.where(x == 0, np.nan, np.trunc(7 / x)),  # undefined, not inf
+    "rem(A, 0.75)": lambda x: np.fmod(x, 0.75),
     "rem(7, A)": lambda x: np.fmod(7, x),
     # SymPy would rewrite these to A: the written formula's domain is kept (NaN where it is undefined)
     "cosh(acosh(A))": lambda x: np.cosh(np.arccosh(x)), "sin(asin(A))": lambda x: np.sin(np.arcsin(x)),
