@@ -13,6 +13,8 @@ from torch import nn
 
 from .. import solvers
 from ..errors import HodecError, did_you_mean
+from .dosing import Doses
+from .events import SimulationEvents
 from .gates import Gated
 from .neural import NeuralSlot, run_slots
 from .signals import Signal, UnboundInputError, as_signal
@@ -36,6 +38,11 @@ class CompiledModel(Gated, Stoichiometry, nn.Module):
     forward_uses_time: bool = True
     observation_table: tuple = ()  # (name, states it depends on, state it equals or None, neural slots it calls)
     initial_table: tuple = ()  # (state, params its initial value reads)
+    # the spec's events (see runtime/events.py): (kind, statement, assigned states) each; the event of each row of
+    # event_times() and of each column of event_conditions()
+    events_table: tuple = ()
+    time_events: tuple = ()
+    state_events: tuple = ()
     _coupling = None  # an active runtime.Coupling, read by the generated forward (see set_coupling)
     _member_values = None  # a parameter table [*batch, P] every method reads instead (see member_values)
     index_tables: dict = {}
@@ -351,19 +358,23 @@ class CompiledModel(Gated, Stoichiometry, nn.Module):
 
     # ---------------------------------------------------------------- simulation and observation
     def simulate(self, ts, y0=None, inputs=None, method: str = "auto", rtol: float = 1e-6,
-                 atol: float = 1e-8, **options) -> torch.Tensor:
+                 atol: float = 1e-8, doses: Optional[Doses] = None, **options) -> torch.Tensor:
         """Integrate from ts[0]; returns [T, *batch, n]. ts is [T], or [T, *batch]: each member its own times.
 
         method: hodec's own solvers ('auto', the default: tsit5, switching to the stiff rodas5p when the problem
         turns out stiff; 'tsit5', 'dopri5', 'rodas5p', ...: see hodec.solvers.METHODS), options max_steps and
         compile, adjoint (gradients by hodec.solvers.solve_adjoint: memory independent of the steps), stats; or
-        any other torchdiffeq method (euler, rk4, implicit_adams, ...), options passed to torchdiffeq."""
+        any other torchdiffeq method (euler, rk4, implicit_adams, ...), options passed to torchdiffeq.
+        doses: a runtime.Doses (bolus and infusion doses, each member its own regimen); they and the spec's events
+        (`at`, `when`) need one of hodec's own methods, without adjoint."""
         if inputs:
             self.set_inputs(inputs)
         ref = self.raw_free
         ts = torch.as_tensor(ts, dtype=ref.dtype, device=ref.device)
         y0 = self.initial_state() if y0 is None else torch.as_tensor(y0, dtype=ref.dtype, device=ref.device)
         y0 = y0.expand(*self.state_batch(y0.shape[:-1]), y0.shape[-1])  # per-sample params: one state each
+        if doses is not None or self.events_table:
+            return self._simulate_events(ts, y0, doses, method, rtol, atol, options)
         if method in solvers.NAMES:
             # an attached coupling reads its reference yhat(t): the field is not autonomous then (Rosenbrock steps
             # need its time derivative)
@@ -374,6 +385,22 @@ class CompiledModel(Gated, Stoichiometry, nn.Module):
                                              **self._adjoint_params(y0.shape[:-1]), **common, **options)
             return solvers.solve(self, y0, ts, method, rtol, atol, **common, **options)
         return self._torchdiffeq(ts, y0, method, rtol, atol, options)
+
+    def _simulate_events(self, ts, y0, doses, method: str, rtol: float, atol, options: dict) -> torch.Tensor:
+        """simulate() with the spec's events and doses: hodec's own solvers over the state the events extend."""
+        what = "doses" if doses is not None else f"events ({self.events_table[0][1]})"
+        if method not in solvers.NAMES:
+            raise HodecError(f"{what} need one of hodec's own solver methods ({', '.join(solvers.NAMES)}); "
+                             f"'{method}' is not one")
+        if options.pop("adjoint", False):
+            raise HodecError(f"{what} cannot be solved with adjoint=True: the adjoint sweeps do not cross jumps "
+                             f"(gradients come by backpropagation without it)")
+        system = SimulationEvents(self, doses, tuple(y0.shape[:-1]), y0)
+        ys = solvers.solve(system.rhs(), system.initial(y0), ts, method, rtol, system.atol(atol),
+                           jacobian=system.jacobian(self._solver_jacobian()), state_names=system.state_names(),
+                           autonomous=not self.forward_uses_time and self._coupling is None,
+                           events=system.events(), **options)
+        return system.visible(ys)
 
     def _adjoint_params(self, batch) -> dict:
         """The tensors the adjoint differentiates: every trainable one; the per-sample batch_raw as member_params
