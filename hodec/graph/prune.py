@@ -24,9 +24,10 @@ class Pruning:
 
 def prune_spec(spec: "Compilation", pruned: Iterable[str], observed: Iterable[str] = ()) -> Pruning:
     """Remove from a compiled spec the gates named in `pruned` (reaction names, der_<x>.<i>, <slot>.<arg>), then
-    every state that no longer reaches an observable or a state in `observed` (the states with a data column)."""
+    every state that no longer reaches an observable or a state in `observed` (the states with a data column) or
+    one that an event reads or assigns (events are no edges of the graph; they stay whole)."""
     pruned = set(pruned)
-    keep = _reaching_states(spec.graph, pruned, set(observed))
+    keep = _reaching_states(spec.graph, pruned, set(observed) | _event_states(spec.model))
     states = tuple(s.name for s in spec.model.states)
     dropped = set(states) - keep
     edits = {}
@@ -36,6 +37,15 @@ def prune_spec(spec: "Compilation", pruned: Iterable[str], observed: Iterable[st
             edits[stmt.span.line] = new
     text = _apply(spec.source, spec.ast.statements, edits)
     return Pruning(text, tuple(s for s in states if s in keep), tuple(s for s in states if s in dropped))
+
+
+def _event_states(model) -> set:
+    """The states that events read (through lets) or assign."""
+    lets = {let.name: let.value for let in model.lets}
+    exprs = [e for event in model.events for e in (*event.times, *filter(None, [event.trigger]),
+                                                  *(a.value for a in event.assignments))]
+    names = ast.reads_through_lets(exprs, lets) | {name for event in model.events for name in event.targets}
+    return {s.name for s in model.states if s.name in names}
 
 
 def _reaching_states(G: nx.DiGraph, pruned: set, observed: set) -> set:

@@ -199,7 +199,7 @@ class _Names:
     def __init__(self, statements: Iterable):
         self.taken = set(RESERVED)
         for s in statements:
-            if not isinstance(s, ast.ModelDecl):
+            if not isinstance(s, (ast.ModelDecl, ast.EventDecl)):  # the statements that declare a name
                 self.taken.add(_declared(s))
 
     def fresh(self, base: str) -> str:
@@ -282,10 +282,15 @@ def _mnode(spec: _Spec, hidden, activation) -> list:
 
 
 def _used_names(statements: list) -> set:
-    """The params, lets and neural functions that initial values and observables read, through lets."""
+    """The params, lets and neural functions that initial values, observables and events read, through lets, and
+    the params events assign."""
     lets = {s.name.id: s.value for s in statements if isinstance(s, ast.LetDecl)}
     roots = [s.initial for s in statements if isinstance(s, ast.StateDecl)]
-    return ast.reads_through_lets(roots + [s.value for s in statements if isinstance(s, ast.ObserveDecl)], lets)
+    events = [s for s in statements if isinstance(s, ast.EventDecl)]
+    roots += [e for s in events for e in (*s.times, *filter(None, [s.trigger]), *(a.value for a in s.assignments))]
+    targets = {a.target.id for s in events for a in s.assignments}
+    return targets | ast.reads_through_lets(roots + [s.value for s in statements if isinstance(s, ast.ObserveDecl)],
+                                            lets)
 
 
 # ---------------------------------------------------------------- MNODE form and its slot groups

@@ -5,6 +5,11 @@ There is an edge u → v (states and inputs) when u appears in v's derivative: i
 (a reaction with a non-zero net coefficient for v, or a term of `der v`), directly or through lets and the
 arguments of neural function calls; or as an argument of a residual slot with v among its outputs. Every edge
 carries its *causes*, one per gate that can remove it (see EdgeCause).
+
+Events (`at`, `when`) make no edges: the graph is the structure of the vector field, which gates, pruning and the
+MNODE transform act on, and an event's assignments are jumps outside it (graph/prune.py keeps every state an event
+reads or assigns, and the event whole). A param an event assigns is a state of the generated module but, being a
+param of the spec, no node.
 """
 from __future__ import annotations
 
