@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Mapping, Optional, Union
 
 from ..errors import did_you_mean
+from . import condition_keys
 from .options import (as_number, check_keys, choice, defaults, flag, integer, number, option, optional, per_column,
                       raise_errors, read_yaml_mapping, show, text, to_dict)
 
@@ -128,6 +129,15 @@ class FitConfig:
                             "name needs no entry", _name_map)
     ignore_columns: list = option([], "data columns hodec does not read (covariates; text such as sex)",
                                   _name_list)
+    conditions: dict = option({}, "data id -> that trajectory's values: param -> number or another param's name; "
+                                  "state -> initial value (number or param name)", condition_keys.values_by_id)
+    preequilibrate: dict = option({}, "data id -> values to run to steady state under first, over its own (as "
+                                      "conditions; {}: its own); it then starts there", condition_keys.values_by_id)
+    priors: dict = option({}, "param -> [distribution, a, b]: normal, laplace, lognormal, loglaplace (location, "
+                              "scale), uniform (lower, upper); -log prior / n added to the objective",
+                          condition_keys.priors)
+    scales: dict = option({}, "param -> lin | log | log10: the coordinate the optimiser trains it in (default: its "
+                              "kind's)", condition_keys.scales)
 
     @property
     def total_epochs(self) -> int:
