@@ -33,7 +33,7 @@ def fit(model, data, config=None, *, inputs: Optional[dict] = None, progress: bo
     if isinstance(model, type):
         model = model()
     if not isinstance(data, Dataset):
-        data = read_data(data, model)
+        data = read_data(data, model, config)
     trainer = Trainer(model, data, config, inputs)
     try:
         trainer.train(progress=progress, on_epoch=on_epoch)

@@ -35,7 +35,8 @@ from .config import load_config
 from .data import read_data
 from .loop import Trainer
 from .options import first_line
-from .report import OUTPUTS, checkpoint_bytes, fitted_spec, load_checkpoint, plot_fit, read_checkpoint, write_report
+from .report import (OUTPUTS, checkpoint_bytes, fitted_spec, load_checkpoint, plot_fit, read_checkpoint, score,
+                     write_report)
 
 REPORT_EVERY = 15.0  # seconds between rewrites of report.json while training (the checkpoint: every epoch)
 WHO = "hodec fit"  # the "file" named by run-level errors
@@ -52,12 +53,13 @@ def run_fit(spec, data, config: Optional[str] = None, out: Optional[str] = None,
     rundir, resume = run_folder(spec, out, resume, force)
     compilation = compile_spec(spec)
     model_class = compilation.model_class()
-    dataset = read_data(data, model_class)
+    cfg = data_config(config, rundir, resume)
+    dataset = read_data(data, model_class, cfg)
     if progress:  # a large file takes a while to set up (splines, groups): say what was read before the bar starts
         print(f"hodec fit: {data}: {len(dataset.trajectories)} trajectories, {dataset.n_cells} values in "
               f"{', '.join(dataset.columns)}; setting up", file=sys.stderr, flush=True)
     meta = fit_meta(spec, compilation.source, data, dataset)
-    trainer = None if resume else _trainer(model_class, dataset, load_config(config))
+    trainer = None if resume else _trainer(model_class, dataset, cfg)
     with claim_rundir(rundir, force, resume=resume):
         if resume:
             trainer = _resumed(model_class, dataset, config, meta, rundir)
@@ -69,7 +71,7 @@ def run_fit(spec, data, config: Optional[str] = None, out: Optional[str] = None,
         if trainer.best_state is not None:
             cfg = trainer.config
             summary = (f"Fitted by hodec fit ({cfg.method}) on {Path(data).name}: best epoch {result.best_epoch} of "
-                       f"{trainer.epoch}, MSE {result.best_mse:.6g}.")
+                       f"{trainer.epoch}, {score(result)}.")
             write_atomic(rundir / "fitted.hode",
                          fitted_spec(compilation, result.params, summary, float32=cfg.dtype == "float32"))
             if status != "interrupted":
@@ -80,9 +82,8 @@ def run_fit(spec, data, config: Optional[str] = None, out: Optional[str] = None,
         print(f"hodec fit: interrupted after epoch {trainer.epoch}; best epoch {result.best_epoch} kept in "
               f"{rundir} (continue with --resume {rundir})", file=sys.stderr)
         return 130
-    best = "n/a" if result.best_mse is None else f"{result.best_mse:.6g}"
     print(f"{spec} -> {rundir}: {trainer.config.method}, best epoch {result.best_epoch} of {trainer.epoch}, "
-          f"MSE {best}")
+          f"{score(result)}")
     return 0
 
 
@@ -91,6 +92,14 @@ def fit_meta(spec, source: str, data, dataset) -> dict:
     return {"spec": str(spec), "spec_sha256": _digest(source.encode()), "data": str(data),
             "data_sha256": _digest(Path(data).read_bytes()), "columns": list(dataset.columns),
             "hodec_version": __version__}
+
+
+def data_config(config, rundir: Path, resume: bool):
+    """The config whose data keys (ignore_columns, dose_state, ...) read DATA.csv: --config's, or on --resume
+    without it the run's own (its checkpoint's)."""
+    if config is None and resume and (rundir / "checkpoint.pt").is_file():
+        return load_config(load_checkpoint(rundir / "checkpoint.pt")["config"])
+    return load_config(config)
 
 
 def run_folder(spec: Path, out, resume, force: bool) -> tuple[Path, bool]:

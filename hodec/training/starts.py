@@ -31,8 +31,8 @@ def run_fit_starts(spec, data, config: Optional[str] = None, out: Optional[str] 
     if not multi:
         return run_fit(spec, data, config=config, out=out, resume=resume, force=force, progress=progress)
     compilation = compile_spec(spec)
-    dataset = read_data(data, compilation.model_class())
     base = load_config(config if config or not resuming else json.loads(read_text(rundir / PLAN))["config"])
+    dataset = read_data(data, compilation.model_class(), base)
     base = base.to_dict()
     meta = fit_meta(spec, compilation.source, data, dataset)
     plan = {"spec_sha256": meta["spec_sha256"], "data_sha256": meta["data_sha256"], "config": base}

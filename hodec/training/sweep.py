@@ -86,8 +86,9 @@ def run_sweep(spec, data, grid, config: Optional[str] = None, out: Optional[str]
     if resume and force:
         raise HodecError("--resume continues a sweep and --force starts it over: give one of them", WHO)
     compilation = compile_spec(spec)
-    dataset = read_data(data, compilation.model_class())
-    base = load_config(config).to_dict()
+    config = load_config(config)
+    dataset = read_data(data, compilation.model_class(), config)
+    base = config.to_dict()
     points = read_grid(grid, base)
     meta = fit_meta(spec, compilation.source, data, dataset)
     plan = {"spec_sha256": meta["spec_sha256"], "data_sha256": meta["data_sha256"], "config": base,

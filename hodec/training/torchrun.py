@@ -46,14 +46,14 @@ def follow(spec, data) -> int:
     """A process other than 0: trains with the config and state sent by process 0 and writes nothing. Returns the
     exit code (process 0 reports what went wrong)."""
     model_class = compile_spec(Path(spec)).model_class()
-    dataset = read_data(data, model_class)
     message = [None]
     dist.broadcast_object_list(message, src=0)
     kind, *rest = message[0]
     if kind == "stop":
         return rest[0]
     config, state = rest
-    trainer = Trainer(model_class(), dataset, load_config(config))
+    config = load_config(config)
+    trainer = Trainer(model_class(), read_data(data, model_class, config), config)
     trainer.restore(state)
     trainer.shard.started = True
     try:

@@ -96,8 +96,8 @@ def sparsify(spec: Union[Compilation, str], data, config=None, *, filename: str 
     gated_class = spec.model_class(gates=True)
     if not gated_class.gates_table:
         raise HodecError("the spec has no prunable edge: every reaction, der and neural argument is `keep`", WHO)
-    data = data if isinstance(data, Dataset) else read_data(data, gated_class)
-    test = test if test is None or isinstance(test, Dataset) else read_data(test, gated_class)
+    data = data if isinstance(data, Dataset) else read_data(data, gated_class, config.fit)
+    test = test if test is None or isinstance(test, Dataset) else read_data(test, gated_class, config.fit)
     phi0 = spec_prior(gated_class, config.fit)
 
     path, chosen = [], config.lambda1[0]

@@ -33,8 +33,8 @@ def run_sparsify(spec, data, test=None, config=None, out=None, force: bool = Fal
     compilation = compile_spec(spec)
     gated_class = compilation.model_class(gates=True)
     cfg = load_sparsify_config(config)
-    dataset = read_data(data, gated_class)
-    testset = read_data(test, gated_class) if test is not None else None
+    dataset = read_data(data, gated_class, cfg.fit)
+    testset = read_data(test, gated_class, cfg.fit) if test is not None else None
     if testset is not None and tuple(testset.columns) != tuple(dataset.columns):
         raise HodecError(f"the test data's fitted columns ({', '.join(testset.columns)}) differ from the training "
                          f"data's ({', '.join(dataset.columns)})", str(test))
