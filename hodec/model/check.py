@@ -568,8 +568,8 @@ def check_events(ctx: Context):
                           f"which needs a crossing; use <, <=, > or >=", node.span)
     for s in ctx.of_type(ast.StateDecl):
         for node in ast.names_in(s.initial):
-            if ctx.kind(node.id) == "let" and _let_reads(ctx, node.id) & assigned:
-                param = sorted(_let_reads(ctx, node.id) & assigned)[0]
+            if ctx.kind(node.id) == "let" and _let_names_read(ctx, node.id) & assigned:
+                param = sorted(_let_names_read(ctx, node.id) & assigned)[0]
                 ctx.error(f"let '{node.id}' reads param '{param}', which an event assigns (so it varies in time); "
                           f"an initial value may read '{param}' itself, not this let", node.span)
 
@@ -588,7 +588,7 @@ def _check_event_time(ctx: Context, time: ast.Expr, assigned: set):
             ctx.error("an event time cannot call a neural slot", node.span)
         if not isinstance(node, ast.Name):
             continue
-        kind, reads = ctx.kind(node.id), {node.id} | _let_reads(ctx, node.id)
+        kind, reads = ctx.kind(node.id), {node.id} | _let_names_read(ctx, node.id)
         if kind in {"state", "input", "time"} or kind == "let" and not _static_let(ctx, node.id):
             ctx.error(f"an event time is an expression of params and numbers; '{node.id}' is {_a(kind)}"
                       + ("" if kind != "let" else " that depends on states, inputs, t or neural slots"), node.span)
@@ -603,7 +603,7 @@ def _check_event_time(ctx: Context, time: ast.Expr, assigned: set):
         ctx.error("this event time is not a finite number with the params at their values", time.span)
 
 
-def _let_reads(ctx: Context, name: str) -> set:
+def _let_names_read(ctx: Context, name: str) -> set:
     """What a let reads through other lets (empty for a name that is not a let)."""
     if ctx.kind(name) != "let":
         return set()
