@@ -136,4 +136,4 @@ def _rows(g: Group, rows: list, data_inputs) -> Group | None:
               for name, s in g.inputs.items()}
     return Group([g.members[b] for b in rows], [g.ids[b] for b in rows], g.t, g.y.index_select(1, index),
                  g.mask.index_select(1, index), g.first.index_select(0, index), g.first_mask.index_select(0, index),
-                 inputs)
+                 inputs, **g.members_only(index))

@@ -1,14 +1,17 @@
 """Trajectories grouped for batched solves: trajectories with the same start time form one group, solved together
 on the union of their time grids (each trajectory's loss uses only its own cells). Different start times make
-separate groups. A trajectory shorter than its group is simulated to the group's end."""
+separate groups. A trajectory shorter than its group is simulated to the group's end. A group carries its
+members' doses (a runtime Doses, [K, B], padded with NaN times) and their per-trajectory param values."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 import torch
 
 from ..errors import HodecError
+from ..runtime.dosing import Doses
 from ..runtime.signals import Signal
 from .data import Dataset, interpolate_input
 
@@ -23,10 +26,19 @@ class Group:
     first: torch.Tensor  # [B, m] values at the group's first time (0 where missing)
     first_mask: torch.Tensor  # [B, m]
     inputs: dict  # name -> Signal over the group's trajectories
+    doses: Optional[Doses] = None  # [K, B], NaN times where a member has fewer; None: no member has a dose
+    params: dict = field(default_factory=dict)  # param name -> [B]: each member's value (the data's param columns)
 
     @property
     def size(self) -> int:
         return self.y.shape[1]
+
+    def members_only(self, index: torch.Tensor) -> dict:
+        """The per-member fields (doses, params) of some members (index [B'] into the group's)."""
+        doses = None if self.doses is None else Doses(
+            *(x.index_select(1, index) for x in (self.doses.time, self.doses.amount, self.doses.state,
+                                                  self.doses.rate)))
+        return {"doses": doses, "params": {name: v.index_select(0, index) for name, v in self.params.items()}}
 
 
 def make_groups(data: Dataset, model, dtype: torch.dtype, extra_inputs: dict) -> list:
@@ -47,7 +59,23 @@ def _group(data: Dataset, members: list, model, dtype, extra_inputs: dict) -> Gr
     as_t = lambda a: torch.as_tensor(a, dtype=dtype)  # noqa: E731
     return Group(members, [tr.id for tr in trs], as_t(grid), as_t(np.nan_to_num(y)), torch.as_tensor(mask),
                  as_t(np.nan_to_num(y[0])), torch.as_tensor(mask[0]),
-                 _signals(data, trs, grid, model, dtype, extra_inputs))
+                 _signals(data, trs, grid, model, dtype, extra_inputs), _doses(trs, dtype),
+                 {name: as_t([tr.params[name] for tr in trs]) for name in trs[0].params})
+
+
+def _doses(trs: list, dtype) -> Optional[Doses]:
+    """The members' doses as one Doses [K, B] (K: the most any member has; the others padded with NaN times)."""
+    K = max(len(tr.doses) for tr in trs)
+    if not K:
+        return None
+    time, amount, rate = (np.full((K, len(trs)), fill) for fill in (np.nan, 0.0, 0.0))
+    state = np.zeros((K, len(trs)), dtype=np.int64)
+    for b, tr in enumerate(trs):
+        k = len(tr.doses)
+        time[:k, b], amount[:k, b], state[:k, b], rate[:k, b] = (tr.doses.time, tr.doses.amount, tr.doses.state,
+                                                                 tr.doses.rate)
+    return Doses(*(torch.as_tensor(x, dtype=dtype) for x in (time, amount)), torch.as_tensor(state),
+                 torch.as_tensor(rate, dtype=dtype))
 
 
 def _signals(data: Dataset, trs: list, grid, model, dtype, extra_inputs: dict) -> dict:

@@ -107,7 +107,7 @@ class Problem:
             model.set_inputs(g.inputs)
         model.set_coupling(coupling if lam > 0 else None, lam)
         try:
-            return model.simulate(ts, y0=y0, **(self.coupled_solver if lam > 0 else self.solver))
+            return model.simulate(ts, y0=y0, doses=g.doses, **(self.coupled_solver if lam > 0 else self.solver))
         except HodecError as err:
             raise FitError(self.where(phase, lam) + f": {err.diagnostics[0].message}") from None
         except RuntimeError as err:
