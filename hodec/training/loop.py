@@ -20,6 +20,7 @@ from ..errors import HodecError
 from .config import FitConfig
 from .data import Dataset
 from .distributed import Shard
+from .information import likelihood_report
 from .initial import KINDS
 from .methods import METHODS
 from .problem import Problem, finite
@@ -191,14 +192,16 @@ class Trainer:
         model = self.best_model()
         metrics = {"best_mse": finite(self.best_mse), "best_epoch": self.best_epoch, "epochs_run": self.epoch,
                    "seconds": round(self.elapsed, 3), "n_cells": self.data.n_cells,
-                   "n_trajectories": len(self.data.trajectories), "initial": self.problem.initial_report()}
+                   "n_trajectories": len(self.data.trajectories), "initial": self.problem.initial_report(),
+                   "objective": "-llh per data cell" if self.problem.noise.active else "mse"}
         if self.history:
             metrics["final_loss"] = self.history[-1]["loss"]
             metrics["final_mse"] = self.history[-1]["mse"]
         metrics["column_mse"] = self.problem.column_mse(model) if evaluate else None
         params = {name: value for name, value in model.params().items() if name in self.trainable}
+        likelihood = likelihood_report(self.problem, model) if evaluate and self.problem.noise.active else None
         return FitResult(model, self.config.method, self.best_epoch, finite(self.best_mse), params,
-                         list(self.history), metrics, self.status, self.config)
+                         list(self.history), metrics, self.status, self.config, likelihood)
 
     def state(self) -> dict:
         """Everything --resume needs."""

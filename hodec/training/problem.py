@@ -1,8 +1,9 @@
 """The fitting problem shared by every training method: which model output each data column is, the trajectories'
-groups, the initial states, and the simulations with their checks and squared errors.
+groups, the initial states, and the simulations with their checks and per-cell losses.
 
-The loss and every reported MSE are the mean of squared errors over all non-missing data cells (every time point,
-the first included; every fitted column weighted equally), on the data's scale. NaN/inf in a training solve or a
+The loss (objective.py) is the mean of squared errors over all non-missing data cells (every time point, the first
+included; every fitted column weighted equally), on the data's scale; with noise models declared, the negative
+log-likelihood per data cell. Every reported MSE is the mean of squared errors. NaN/inf in a training solve or a
 solver failure (step-size underflow, too many steps) raise a FitError naming the epoch, lambda, trajectory, state
 and time.
 """
@@ -20,6 +21,7 @@ from .config import FitConfig, solver_options
 from .data import Dataset
 from .groups import Group, make_groups
 from .initial import initial_sources
+from .objective import NoiseModels
 from .result import FitError
 
 
@@ -32,6 +34,7 @@ class Problem:
         self.data = data
         self.columns = tuple(data.columns)
         self._resolve_columns()
+        self.noise = NoiseModels(self.model, data)  # active: the loss is -llh per cell, else the MSE
         self.solver = dict(method=config.solver["method"], rtol=config.solver["rtol"], atol=config.solver["atol"],
                            **solver_options(config.solver))
         # A coupled field follows the data's spline, whose third derivative jumps at every data time: steps that
@@ -133,15 +136,21 @@ class Problem:
             return None
         return ys if torch.isfinite(ys).all() else None
 
-    def predict(self, model, g: Group, ys: torch.Tensor, ts: torch.Tensor) -> torch.Tensor:
-        """The fitted columns [T, B, m] from states [T, B, n]."""
+    def predict(self, model, g: Group, ys: torch.Tensor, ts: torch.Tensor, obs=None) -> torch.Tensor:
+        """The fitted columns [T, B, m] from states [T, B, n] (and the observables, when the caller has them)."""
         pred = ys.index_select(-1, self._col_from_state.to(ys.device))
         if self.obs_index:
-            if g.inputs:
-                model.set_inputs(g.inputs)
-            obs = model.observe(ys, ts).index_select(-1, self._col_obs.to(ys.device))
-            pred = torch.where(self._col_is_obs.to(ys.device), obs, pred)
+            obs = self.observe(model, g, ys, ts) if obs is None else obs
+            pred = torch.where(self._col_is_obs.to(ys.device), obs.index_select(-1, self._col_obs.to(ys.device)),
+                               pred)
         return pred
+
+    @staticmethod
+    def observe(model, g: Group, ys: torch.Tensor, ts: torch.Tensor) -> torch.Tensor:
+        """Every observable [T, B, n_obs] from states [T, B, n]."""
+        if g.inputs:
+            model.set_inputs(g.inputs)
+        return model.observe(ys, ts)
 
     def check_states(self, g: Group, ys: torch.Tensor, ts: torch.Tensor, phase: str, lam: float = 0.0):
         bad = ~torch.isfinite(ys)
@@ -166,32 +175,45 @@ class Problem:
         err = torch.where(g.mask, pred - g.y, torch.zeros_like(pred))
         return err * err
 
-    def group_errors(self, model, phase: str, check: bool = True, couplings=None, lam: float = 0.0):
-        """Per group: (the group, squared errors [T, B, m]); `couplings` (one per group) apply when lam > 0."""
+    def cell_losses(self, model, g: Group, ys: torch.Tensor, ts: torch.Tensor, phase: str, lam: float = 0.0,
+                    check: bool = True, squared: bool = False) -> torch.Tensor:
+        """The loss of each data cell [T, B, m] (0 at missing cells) from states ys [T, B, n]: its squared error,
+        or with noise models (unless `squared`) its negative log density."""
+        likelihood = self.noise.active and not squared
+        obs = self.observe(model, g, ys, ts) if likelihood else None
+        pred = self.predict(model, g, ys, ts, obs)
+        if check:
+            self.check_prediction(g, pred, ts, phase, lam)
+        if not likelihood:
+            return self.squared_errors(g, pred)
+        return self.noise.negative_log_densities(model, g, ys, ts, obs, pred, self.where(phase, lam))
+
+    def group_errors(self, model, phase: str, check: bool = True, couplings=None, lam: float = 0.0,
+                     squared: bool = False):
+        """Per group: (the group, cell_losses [T, B, m]); `couplings` (one per group) apply when lam > 0."""
         for k, g in enumerate(self.groups):
             coupling = None if couplings is None else couplings[k]
             ys = self.solve(model, g, self.initial(model, g), g.t, phase, coupling, lam)
             if check:
                 self.check_states(g, ys, g.t, phase, lam)
-            pred = self.predict(model, g, ys, g.t)
-            if check:
-                self.check_prediction(g, pred, g.t, phase, lam)
-            yield g, self.squared_errors(g, pred)
+            yield g, self.cell_losses(model, g, ys, g.t, phase, lam, check, squared)
 
-    def mean_squared_error(self, model, phase: str, check: bool = True, couplings=None, lam: float = 0.0):
-        """The loss: squared errors summed over all data cells, divided by the number of cells."""
+    def loss(self, model, phase: str, check: bool = True, couplings=None, lam: float = 0.0):
+        """The objective: the cells' losses summed over all data cells, divided by the number of cells (the MSE,
+        or with noise models -llh / n)."""
         total, count = 0.0, 0
-        for g, sq in self.group_errors(model, phase, check, couplings, lam):
-            total = total + sq.sum()
+        for g, cells in self.group_errors(model, phase, check, couplings, lam):
+            total = total + cells.sum()
             count += int(g.mask.sum())
         return total / count
 
     # ---------------------------------------------------------------- evaluation (no gradients; failures tolerated)
     @torch.no_grad()
     def evaluate(self, model=None) -> float:
-        """Uncoupled MSE of a model over all data cells; inf if its simulation fails or is not finite."""
+        """Uncoupled objective (MSE, or -llh per cell) of a model over all data cells; inf if its simulation fails
+        or is not finite."""
         try:
-            value = float(self.mean_squared_error(model or self.model, "uncoupled evaluation", check=False))
+            value = float(self.loss(model or self.model, "uncoupled evaluation", check=False))
         except FitError:
             return math.inf
         return value if math.isfinite(value) else math.inf
@@ -202,7 +224,7 @@ class Problem:
         trajectory order); None if the simulation fails."""
         sse, cells = np.zeros(len(self.data.trajectories)), np.zeros(len(self.data.trajectories))
         try:
-            for g, sq in self.group_errors(model or self.model, "uncoupled evaluation", check=False):
+            for g, sq in self.group_errors(model or self.model, "uncoupled evaluation", check=False, squared=True):
                 sse[g.members] = sq.sum(dim=(0, 2)).double().cpu().numpy()
                 cells[g.members] = g.mask.sum(dim=(0, 2)).cpu().numpy()
         except FitError:

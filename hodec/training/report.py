@@ -1,6 +1,7 @@
 """What a `hodec fit` run leaves in RUNDIR, every file written atomically:
 
-    report.json     method, best_epoch, best_mse, params, history, metrics, status, config, inputs' digests
+    report.json     method, best_epoch, best_mse, params, history, metrics, status, config, inputs' digests; with
+                    noise models also llh, aic, bic, n_params, n_cells, standard_errors (training/information.py)
     checkpoint.pt   the best model's state_dict and everything --resume needs (torch.save of tensors and
                     plain data only: it loads with weights_only=True)
     fit.png         data against the best model's uncoupled trajectories
@@ -80,6 +81,7 @@ def write_report(path, result, meta: dict):
         "status": result.status,
         "best_epoch": result.best_epoch,
         "best_mse": result.best_mse,
+        **(result.likelihood or {}),
         "params": result.params,
         "metrics": result.metrics,
         "history": result.history,
@@ -88,6 +90,13 @@ def write_report(path, result, meta: dict):
     }
     write_atomic(path, json.dumps(_jsonable(report), indent=1) + "\n")
     return report
+
+
+def score(result) -> str:
+    """The best model's score for one-line summaries: its MSE, or with noise models its llh and AIC."""
+    if result.likelihood is not None and result.likelihood["llh"] is not None:
+        return f"llh {result.likelihood['llh']:.6g}, AIC {result.likelihood['aic']:.6g}"
+    return "MSE n/a" if result.best_mse is None else f"MSE {result.best_mse:.6g}"
 
 
 def _jsonable(x):
@@ -184,7 +193,7 @@ def plot_fit(path, trainer, model, max_trajectories: int = 6, points: int = 400)
     axes[-1, 0].set_xlabel("t")
     title = f"{trainer.config.method}: best epoch {trainer.best_epoch}"
     if math.isfinite(trainer.best_mse):
-        title += f", MSE {trainer.best_mse:.3g}"
+        title += f", {'-llh/n' if trainer.problem.noise.active else 'MSE'} {trainer.best_mse:.3g}"
     if predictions is None:
         title += " (simulation of the best model failed)"
     axes[0, 0].set_title(title)

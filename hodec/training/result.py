@@ -30,3 +30,6 @@ class FitResult:
     metrics: dict  # includes "initial": per state, where its initial value came from (data | spec (trains p) | spec)
     status: str  # complete | interrupted
     config: FitConfig
+    # with noise models: llh, aic, bic, n_params, n_cells, standard_errors (information.py); None without them, or
+    # for a partial result
+    likelihood: Optional[dict] = None

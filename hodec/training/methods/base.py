@@ -41,6 +41,6 @@ class Method:
 
 
 def uncoupled_loss(problem: Problem) -> tuple[torch.Tensor, float]:
-    """The data MSE of the uncoupled model, which is also the epoch's MSE (not computed twice)."""
-    loss = problem.mean_squared_error(problem.model, "uncoupled")
+    """The objective of the uncoupled model, which is also the epoch's evaluation (not computed twice)."""
+    loss = problem.loss(problem.model, "uncoupled")
     return loss, float(loss.detach())

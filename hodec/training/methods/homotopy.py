@@ -50,4 +50,4 @@ class Homotopy(Method):
     def loss(self, lam: float):
         if lam == 0:
             return uncoupled_loss(self.problem)
-        return self.problem.mean_squared_error(self.problem.model, "coupled", couplings=self.couplings, lam=lam), None
+        return self.problem.loss(self.problem.model, "coupled", couplings=self.couplings, lam=lam), None

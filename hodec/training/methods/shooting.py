@@ -78,9 +78,7 @@ class MultipleShooting(Method):
             for i, ys in enumerate(self.solve_segments(g, seg.bounds, starts)):
                 pieces.append(ys if i == len(starts) - 1 else ys[:-1])
                 ends.append(ys[-1])
-            pred = p.predict(p.model, g, torch.cat(pieces, 0), g.t)
-            p.check_prediction(g, pred, g.t, "multiple-shooting")
-            total = total + p.squared_errors(g, pred).sum()
+            total = total + p.cell_losses(p.model, g, torch.cat(pieces, 0), g.t, "multiple-shooting").sum()
             count += int(g.mask.sum())
             if len(starts) > 1:
                 gap = torch.stack(ends[:-1]) - torch.stack(starts[1:])
