@@ -218,18 +218,19 @@ def _observed(table: Table, cell: str, row: int, columns: Layout, model, dv_defa
         if dv_default is None:
             table.fail("an observation's dv needs a dvid naming the observable or state it is, or FIT.yaml's dv "
                        f"(one of {', '.join(fitted)})", row, column)
-        name, source = dv_default, "dv (FIT.yaml)"
+        name, source = dv_default, f"FIT.yaml's dv names '{dv_default}', which"
     elif number_text(cell) in dvid_map:
-        name, source = dvid_map[number_text(cell)], f"dvid {cell} (FIT.yaml's dvid map)"
+        name = dvid_map[number_text(cell)]
+        source = f"dvid {cell} is '{name}' by FIT.yaml's dvid map, which"
     elif np.isfinite(table.values[row, column]):
         table.fail(f"dvid {cell} is a number: name what it is in FIT.yaml's dvid map (e.g. dvid: {{{cell}: "
                    f"{fitted[0]}}})", row, column)
     else:
         name, source = cell, f"dvid '{cell}'"
     if name not in fitted:
-        table.fail(f"{source} names '{name}', which is not an observable or state of {type_name(model)}"
-                   + (f"; {did_you_mean(name, fitted)}" if did_you_mean(name, fitted) else
-                      f" (observables and states: {', '.join(fitted)})"), row, column)
+        hint = did_you_mean(name, fitted)
+        table.fail(f"{source} is not an observable or state of {type_name(model)}"
+                   + (f"; {hint}" if hint else f" (observables and states: {', '.join(fitted)})"), row, column)
     return name
 
 
