@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sympy
 
+from .events import event_expressions
 from .lower import SymbolicModel
 
 
@@ -75,7 +76,7 @@ class Dependencies:
 
 
 def used_params(sm: SymbolicModel, exprs=None) -> set:
-    """Names of the params read by some initial value, rate or observable (or by `exprs` when given)."""
+    """Names of the params read by some initial value, rate, observable or event (or by `exprs` when given)."""
     if exprs is None:
-        exprs = list(sm.initial) + [f.rate for f in sm.fluxes] + list(sm.observables)
+        exprs = list(sm.initial) + [f.rate for f in sm.fluxes] + list(sm.observables) + event_expressions(sm.events)
     return Dependencies(sm).names("param", *exprs)

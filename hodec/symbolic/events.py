@@ -44,6 +44,12 @@ def lower_events(events: tuple[Event, ...], convert: Callable, symbols: dict, st
     return out
 
 
+def event_expressions(events: list) -> list:
+    """Every expression of the (symbolic) events: times, root functions and new values."""
+    roots = [event.root for event in events if event.root is not None]
+    return [time for event in events for time in event.times] + roots + [v for event in events for v in event.values]
+
+
 def _new_value(assignment, convert: Callable, symbols: dict) -> sympy.Expr:
     value = convert(assignment.value)
     old = symbols[assignment.target]

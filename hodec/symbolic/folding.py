@@ -5,13 +5,14 @@ from __future__ import annotations
 import sympy
 
 from .dependencies import used_params
+from .events import event_expressions
 from .lower import SymbolicModel, substitute_lets
 
 
 def folded_gates(sm: SymbolicModel, model, gates: dict) -> dict:
     """New values of params into which a reaction's or der term's gate folds exactly: p <- w * p when the flux's
-    rate is p times something without p, and no other rate, initial value or observable reads p (and w * p is a
-    valid value of p's kind). Gates that cannot be folded are left out (the refit absorbs them). `model` is a
+    rate is p times something without p, and no other rate, initial value, observable or event reads p (and w * p
+    is a valid value of p's kind). Gates that cannot be folded are left out (the refit absorbs them). `model` is a
     compiled model of `sm` (its parameters_table and current values)."""
     rates = {f.name: f.rate for f in sm.fluxes if f.kind != "slot" and f.rate is not None}
     readers = _readers(sm, rates)
@@ -39,9 +40,9 @@ def folded_gates(sm: SymbolicModel, model, gates: dict) -> dict:
 
 
 def _readers(sm: SymbolicModel, rates: dict) -> dict:
-    """param -> the fluxes reading it (None for an initial value or observable), in declaration order."""
+    """param -> the fluxes reading it (None for an initial value, observable or event), in declaration order."""
     owners = [(name, rate) for name, rate in rates.items()]
-    owners += [(None, e) for e in list(sm.initial) + list(sm.observables)]
+    owners += [(None, e) for e in list(sm.initial) + list(sm.observables) + event_expressions(sm.events)]
     readers: dict = {}
     for owner, expr in owners:
         for p in used_params(sm, [expr]):
