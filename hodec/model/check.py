@@ -508,9 +508,13 @@ def _check_noise_scale(ctx: Context, own: str, sigma: ast.Expr):
                       did_you_mean(node.func, BUILTINS) if node.func not in ctx.names else None)
         elif isinstance(node, ast.Name) and node.id != own:
             _check_noise_name(ctx, own, node)
-    constant = _Folder(ctx).value(sigma, report=False)
-    if constant is not None and constant <= 0:
-        ctx.error(f"the noise scale of '{own}' is {constant:g}; it must be > 0", sigma.span)
+    params = {p.name.id: p.value.value for p in ctx.of_type(ast.ParamDecl) if ctx.names.get(p.name.id) is p}
+    value = _Folder(ctx, params).value(sigma, report=False)  # None where it reads the observable
+    if value is not None and value <= 0:
+        read = sorted({n.id for n in ast.names_in(sigma) if n.id in params})
+        values = ", ".join(f"{name} = {params[name]:g}" for name in read)
+        ctx.error(f"the noise scale of '{own}' is {value:g}" + (f" with the params at their values ({values})"
+                                                                  if values else "") + "; it must be > 0", sigma.span)
 
 
 def _check_noise_name(ctx: Context, own: str, node: ast.Name):

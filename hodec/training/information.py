@@ -38,8 +38,8 @@ def likelihood_report(problem: Problem, model) -> dict:
     n = problem.data.n_cells
     k = n_params(model)
     names = [row[0] for row in model.parameters_table if row[2] != "fixed"]
-    try:
-        nll = problem.loss(model, "likelihood evaluation", check=False) * n
+    try:  # the data's cells only: no prior term
+        nll = sum(cells.sum() for _, cells in problem.group_errors(model, "likelihood evaluation", check=False))
     except HodecError as err:
         return {"llh": None, "aic": None, "bic": None, "n_params": k, "n_cells": n,
                 "standard_errors": dict.fromkeys(names), "warning": f"the best model's simulation failed: {err}"}
