@@ -177,17 +177,19 @@ CASES = [
      "spec.hode:6:20: error: a reaction species must be a state; 'P' is a param"),
     ("zero-coefficient", H + "reaction r: 0 A -> B ; k\n",
      "spec.hode:5:13: error: the coefficient of 'A' must be positive, got 0"),
-    ("initial-uses-state", H + "state C = A\n",
-     "spec.hode:5:11: error: an initial value is an expression of params; 'A' is a state"),
+    ("initial-cycle", H + "state C = 2 * D\nstate D = C\n",
+     "spec.hode:5:11: error: initial values refer to each other in a cycle: C -> D -> C"),
     ("initial-uses-input", H + "input u\nstate C = u\n",
-     "spec.hode:6:11: error: an initial value is an expression of params; 'u' is an input"),
+     "spec.hode:6:11: error: an initial value is an expression of params and states (their initial values); 'u' is "
+     "an input"),
     ("initial-uses-t", H + "state C = t\n",
-     "spec.hode:5:11: error: an initial value is an expression of params; 't' is the time"),
+     "spec.hode:5:11: error: an initial value is an expression of params and states (their initial values); 't' is "
+     "the time"),
     ("initial-calls-neural", H + "neural f(x)\nstate C = f(k)\n",
      "spec.hode:6:11: error: an initial value cannot call a neural slot"),
-    ("initial-uses-dynamic-let", H + "let v = A\nstate C = v\n",
-     "spec.hode:6:11: error: let 'v' depends on states, inputs, t or neural slots, "
-     "so it cannot be used in an initial value"),
+    ("initial-uses-dynamic-let", H + "input u\nlet v = A * u\nstate C = v\n",
+     "spec.hode:7:11: error: let 'v' depends on inputs, t or neural slots, so it cannot be used in an initial "
+     "value"),
     # ---- initial values finite with the params' values (issue 14)
     ("initial-divides-by-zero-param", "model M\nparam z = 0\nstate x = 1/z\n",
      "spec.hode:3:11: error: the initial value of 'x' is not a finite number with the params at their values (z = 0)"),
@@ -206,13 +208,13 @@ HINTS = [
     ("tanhh", H + "neural f(x) activation tanhh\n", "  did you mean 'tanh'?"),
     ("paramz", H + "paramz q = 1\n", "  did you mean 'param'?"),
     ("variable", H + "variable q = 1\n",
-     "  a statement starts with model, param, input, compartment, state, let, reaction, der, neural, observe, at or "
-     "when"),
+     "  a statement starts with model, param, input, compartment, state, let, reaction, der, neural, observe, at, "
+     "when or function"),
     ("output Bb", H + "neural r(A) -> Bb\n", "  did you mean 'B'?"),
     ("neural value", H + "neural f(x)\nder A = f\n", "  call it: f(x)"),
     ("missing model", "param k = 1\n", "  start the file with e.g. 'model MyModel'"),
-    ("condition", H + "der A = A > 1\n", "  conditions are only allowed as the first argument of if(...) and after "
-                  "'when'"),
+    ("condition", H + "der A = A > 1\n", "  conditions are only allowed as the first argument of if(...), the even "
+                  "arguments of piecewise(...) and after 'when'"),
 ]
 
 _POSITION = re.compile(r"^spec\.hode:(\d+):(\d+): error: ")

@@ -9,7 +9,7 @@ from typing import Optional
 from ..symbolic.jacobian import ObservationJacobian, SlotGradient
 from ..symbolic.state_jacobian import StateJacobian
 from ..symbolic.dependencies import Dependencies
-from ..symbolic.lower import SymbolicModel
+from ..symbolic.lower import SymbolicModel, flux_scales
 from .printer import formula, print_expr
 from .vectorize import Columns, Scope, emit_columns, read
 
@@ -213,11 +213,30 @@ def forward_body(sm: SymbolicModel, tables: dict, gates: Optional[list] = None) 
     slot_lines = []
     for group in _slot_groups(sm.model.slots):
         slot_lines += _slot_call(w, sm, group, gates, tables)
+    flux = [f"flux = {cols.code}"] + _flux_gates(cols, gates, tables)
+    flux += _compartments(w, sm, tables, cols.order, "flux", "flux")
+    tail = COUPLING_TAIL if not sm.sizes else \
+        ["dy = self.accumulate(flux) / size  # a state in a compartment is a concentration"] + COUPLING_TAIL[1:]
     head = w.prologue()
     if gates:
         head.append("g = self.gate_values()  # the gates, then a constant 1 read by ungated edges")
-    flux = [f"flux = {cols.code}"] + _flux_gates(cols, gates, tables)
-    return Body(head + slot_lines + cols.lines + flux + COUPLING_TAIL, w.reads_time, cols)
+    return Body(head + slot_lines + cols.lines + flux + tail, w.reads_time, cols)
+
+
+def _compartments(w: MethodWriter, sm: SymbolicModel, tables: dict, fluxes: list, values: str, label: str) -> list:
+    """Lines computing `size` (each state's compartment size, 1 without one) and multiplying the columns of
+    `values`, which belong to `fluxes` (indices into sm.fluxes), by the flux scales that make der terms and slot
+    outputs of states in compartments amounts per time (see lower.flux_scales); nothing without compartments."""
+    if not sm.sizes:
+        return []
+    sizes = w.columns(sm.sizes, "size", sm.state_names)
+    lines = sizes.lines + [f"size = {_ordered(sizes, 'size', tables)}"]
+    scales = flux_scales(sm)
+    if any(scales[f] != 1 for f in fluxes):
+        cols = w.columns([scales[f] for f in fluxes], f"{label}_scale", [sm.fluxes[f].name for f in fluxes])
+        lines += cols.lines + [f"{values} = {values} * {_ordered(cols, f'{label}_scale', tables)}  # amounts "
+                               f"per time"]
+    return lines
 
 
 def _flux_gates(cols: Columns, gates: Optional[list], tables: dict) -> list[str]:
@@ -335,12 +354,14 @@ def state_jacobian_body(sm: SymbolicModel, tables: dict, jac: StateJacobian, gat
     states = sm.state_names
     cols = w.columns([d for _, _, d in jac.entries], "state_jacobian",
                      [f"d {sm.fluxes[f].name} / d {states[j]}" for f, j, _ in jac.entries])
-    head = w.prologue(batch=not jac.entries)
     if not jac.entries:
+        head = w.prologue(batch=True)
         return Body(head + [f"J = y.new_zeros(*batch, {n}, {n})"] + JACOBIAN_COUPLING_TAIL, w.reads_time)
     entries = [jac.entries[k] for k in cols.order]  # column c of `values` holds entries[c]
     gate_of = {g.flux: i for i, g in enumerate(gates or ()) if g.flux is not None}
-    lines = [f"values = {cols.code}"]
+    lines = [f"values = {cols.code}"] + _compartments(w, sm, tables, [f for f, _, _ in entries], "values",
+                                                      "state_jacobian")
+    head = w.prologue()
     gated = any(f in gate_of for f, _, _ in entries)
     if gated:
         tables["state_jacobian_gates"] = tuple(gate_of.get(f, len(gates)) for f, _, _ in entries)
@@ -356,4 +377,6 @@ def state_jacobian_body(sm: SymbolicModel, tables: dict, jac: StateJacobian, gat
         lines.append("values = values.index_select(-1, self.state_jacobian_from) * self.state_jacobian_coef")
     lines += ["# J[i, j] = sum over fluxes f of S[f, i] * dv_f/dy_j (stoichiometry_table)",
               "J = self.scatter_jacobian(values, self.state_jacobian_to)"]
+    if sm.sizes:
+        lines.append("J = J / size[..., None]  # rows of states in compartments: concentrations")
     return Body(head + cols.lines + lines + JACOBIAN_COUPLING_TAIL, w.reads_time)

@@ -5,8 +5,8 @@ from ..errors import HodecError
 from ..syntax import ast
 from ..syntax.unparse import unparse_statement
 from .check import run_checks, let_order
-from .model import (DEFAULT_HIDDEN, Assignment, Der, Event, Input, Let, Model, Noise, Observable, Param, Reaction,
-                    Slot, SlotArg, State)
+from .model import (DEFAULT_HIDDEN, Assignment, Der, Event, Function, Input, Let, Model, Noise, Observable, Param,
+                    Reaction, Slot, SlotArg, State)
 
 
 def build_model(spec: ast.SpecFile) -> Model:
@@ -20,7 +20,7 @@ def build_model(spec: ast.SpecFile) -> Model:
         doc=of(ast.ModelDecl)[0].doc,
         params=tuple(_param(p) for p in of(ast.ParamDecl)),
         inputs=tuple(Input(i.name.id, i.doc, i.span) for i in of(ast.InputDecl)),
-        states=tuple(State(s.name.id, s.initial, s.doc, s.span) for s in of(ast.StateDecl)),
+        states=tuple(State(s.name.id, s.initial, s.doc, s.span, s.size and s.size.id) for s in of(ast.StateDecl)),
         lets=tuple(lets[name] for name in let_order(ctx)),
         reactions=tuple(_reaction(r) for r in of(ast.ReactionDecl)),
         ders=tuple(Der(d.target.id, tuple(additive_terms(d.value)), d.keep, d.span) for d in of(ast.DerDecl)),
@@ -28,6 +28,8 @@ def build_model(spec: ast.SpecFile) -> Model:
         observables=tuple(Observable(o.name.id, o.value, o.span, _noise(o.noise)) for o in of(ast.ObserveDecl)),
         filename=spec.filename,
         events=tuple(_event(e) for e in of(ast.EventDecl)),
+        functions=tuple(Function(f.name.id, tuple(a.id for a in f.args), f.body, f.span)
+                        for f in of(ast.FunctionDecl)),
     )
 
 

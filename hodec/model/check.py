@@ -1,8 +1,9 @@
 """Semantic checks on a parsed file, as explicit passes that each append every error they find.
 
-Passes: declarations (duplicate, reserved), references (undefined, kind), arity, expression types (boolean vs
-number), values (bounds, options, neural sizes), constants (finite in double precision), initial values (finite
-with the params' values), structure (reactions, ders, slots) and let cycles.
+Passes: declarations (duplicate, reserved), user functions (what a body reads, recursion), references
+(undefined, kind), arity, expression types (boolean vs number), values (bounds, options, neural sizes), constants
+(finite in double precision), initial values (finite with the params' values), structure (reactions, ders,
+slots), let cycles, initial-value cycles, compartment sizes, noise models and events.
 """
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from .model import (ACTIVATIONS, BUILTINS, CONDITION_FUNCTIONS, DEFAULT_HIDDEN, 
                     MAX_NEURAL_PARAMETERS, NOISE_DISTRIBUTIONS, RESERVED, TIME)
 
 _DECLARED_KIND = {ast.ParamDecl: "param", ast.InputDecl: "input", ast.StateDecl: "state", ast.LetDecl: "let",
-                  ast.ReactionDecl: "reaction", ast.NeuralDecl: "neural slot", ast.ObserveDecl: "observable"}
+                  ast.ReactionDecl: "reaction", ast.NeuralDecl: "neural slot", ast.ObserveDecl: "observable",
+                  ast.FunctionDecl: "function"}
 _VALUE_KINDS = {"param", "input", "state", "let", "time"}
 _A_KIND = {"param": "a param", "input": "an input", "state": "a state", "let": "a let", "reaction": "a reaction",
            "neural slot": "a neural slot", "observable": "an observable", "time": "the time"}
@@ -58,9 +60,9 @@ class Context:
 
 def run_checks(statements: list) -> Context:
     ctx = Context(statements)
-    for check in (check_declarations, check_references, check_arity, check_types, check_values,
-                  check_constants, check_initial_values, check_structure, check_let_cycles, check_noise,
-                  check_events):
+    for check in (check_declarations, check_functions, check_references, check_arity, check_types, check_values,
+                  check_constants, check_initial_values, check_structure, check_let_cycles, check_initial_cycles,
+                  check_compartments, check_noise, check_events):
         check(ctx)
     return ctx
 
@@ -99,6 +101,8 @@ def expressions(ctx: Context) -> Iterator[tuple[ast.Expr, str]]:
             yield stmt.rate, "rate"
         elif isinstance(stmt, (ast.DerDecl, ast.ObserveDecl)):
             yield stmt.value, "rate"
+        elif isinstance(stmt, ast.FunctionDecl):
+            yield stmt.body, "function"
         if isinstance(stmt, ast.ObserveDecl) and stmt.noise is not None:
             yield from ((arg, "noise") for arg in stmt.noise.args)
         if isinstance(stmt, ast.EventDecl):
@@ -110,8 +114,8 @@ def expressions(ctx: Context) -> Iterator[tuple[ast.Expr, str]]:
 
 def check_references(ctx: Context):
     for expr, role in expressions(ctx):
-        if role == "noise":
-            continue  # its names resolve differently (the observable's own name is a value): check_noise
+        if role in ("noise", "function"):
+            continue  # their names resolve differently (the observable's own name, the arguments): own passes
         for node in ast.walk(expr):
             if isinstance(node, ast.Name):
                 _check_value_name(ctx, node)
@@ -136,8 +140,11 @@ def _check_function_name(ctx: Context, node: ast.Call):
         return
     decl = ctx.names.get(node.func)
     if decl is None:
-        functions = list(BUILTINS) + [n for n, d in ctx.names.items() if isinstance(d, ast.NeuralDecl)]
+        functions = list(BUILTINS) + [n for n, d in ctx.names.items() if isinstance(d, (ast.NeuralDecl,
+                                                                                          ast.FunctionDecl))]
         ctx.error(f"unknown function '{node.func}'", node.func_span, did_you_mean(node.func, functions))
+    elif isinstance(decl, ast.FunctionDecl):
+        return
     elif not isinstance(decl, ast.NeuralDecl):
         ctx.error(f"'{node.func}' is {_a(ctx.kind(node.func))}, not a function", node.func_span)
     elif decl.outputs is not None:
@@ -169,9 +176,45 @@ def _arity(ctx: Context, func: str):
     if func in BUILTINS:
         return BUILTINS[func]
     decl = ctx.names.get(func)
-    if isinstance(decl, ast.NeuralDecl) and decl.outputs is None:
+    if isinstance(decl, ast.NeuralDecl) and decl.outputs is None or isinstance(decl, ast.FunctionDecl):
         return len(decl.args), len(decl.args)
     return None, None
+
+
+# ---------------------------------------------------------------- user functions
+def check_functions(ctx: Context):
+    """A function's arguments are distinct unreserved names; its body reads them, params and numbers, and calls
+    builtins and other functions (so it means the same wherever it is inlined, initial values included); no
+    function calls itself, directly or through others."""
+    functions = {f.name.id: f for f in ctx.of_type(ast.FunctionDecl) if ctx.names.get(f.name.id) is f}
+    for f in functions.values():
+        _no_repeats(ctx, list(f.args), "argument")
+        for arg in f.args:
+            if arg.id in RESERVED:
+                ctx.error(f"'{arg.id}' is reserved and cannot be used as a name", arg.span)
+        args = [a.id for a in f.args]
+        for node in ast.walk(f.body):
+            if isinstance(node, ast.Name) and node.id not in args and ctx.kind(node.id) != "param":
+                what = "undefined" if ctx.kind(node.id) is None else _a(ctx.kind(node.id))
+                ctx.error(f"the body of function '{f.name.id}' reads its arguments ({', '.join(args)}) and params "
+                          f"only; '{node.id}' is {what}", node.span,
+                          f"pass it as an argument: function {f.name.id}({', '.join([*args, node.id])})")
+            elif isinstance(node, ast.Call) and ctx.kind(node.func) == "neural slot":
+                ctx.error(f"a function body cannot call a neural slot ('{node.func}'): call the slot where the "
+                          f"function is called", node.func_span)
+            elif isinstance(node, ast.Call) and node.func not in functions:
+                _check_function_name(ctx, node)
+    _check_recursion(ctx, functions)
+
+
+def _check_recursion(ctx: Context, functions: dict):
+    graph = {name: [c.func for c in ast.calls_in(f.body) if c.func in functions] for name, f in functions.items()}
+    try:
+        graphlib.TopologicalSorter(graph).prepare()
+    except graphlib.CycleError as err:
+        cycle = err.args[1]
+        ctx.error(f"functions call each other in a cycle (recursion is not allowed): {' -> '.join(cycle)}",
+                  functions[cycle[0]].name.span)
 
 
 # ---------------------------------------------------------------- types: boolean vs number
@@ -184,7 +227,7 @@ def _expect(ctx: Context, node: ast.Expr, boolean: bool):
     is_bool = isinstance(node, (ast.Compare, ast.Logic)) or isinstance(node, ast.Call) and \
         node.func in CONDITION_FUNCTIONS
     if is_bool != boolean:
-        what = "a condition (comparison, and, or, not, xor, implies)" if is_bool else "a number"
+        what = "a condition (comparison, and, or, not)" if is_bool else "a number"
         where = "a number" if not boolean else "a condition"
         ctx.error(f"expected {where} here, found {what}", node.span,
                   "conditions are only allowed as the first argument of if(...), the even arguments of "
@@ -252,19 +295,24 @@ def check_constants(ctx: Context):
     numbers only is a constant too: with 'let v = -1', sqrt(v) is reported where it is written.
     """
     folder = _Folder(ctx)
-    for expr, _ in expressions(ctx):
-        folder.value(expr, report=True)
+    for expr, role in expressions(ctx):
+        if role != "function":  # a body is evaluated where it is called, with its arguments' values
+            folder.value(expr, report=True)
 
 
 def check_initial_values(ctx: Context):
     """An initial value must be finite with the params at their values in the spec: `1/z` with `z = 0` would
     start the model at inf. (Problems of the constants alone are reported by check_constants.)"""
     params = {p.name.id: p.value.value for p in ctx.of_type(ast.ParamDecl) if ctx.names.get(p.name.id) is p}
+    undefined = {}
     for s in ctx.of_type(ast.StateDecl):
-        constants, with_params = _Folder(ctx), _Folder(ctx, params)
+        constants, with_params = _Folder(ctx), _Folder(ctx, params, initial=True)
         constants.value(s.initial, report=False)
         with_params.value(s.initial, report=False)
-        if with_params.undefined and not constants.undefined:
+        undefined[s.name.id] = with_params.undefined and not constants.undefined
+    for s in ctx.of_type(ast.StateDecl):
+        # reported where it starts: not again at each state whose initial value reads that one
+        if undefined[s.name.id] and not any(undefined.get(name) for name in _initial_states(ctx, s)):
             read = sorted({n.id for n in ast.names_in(s.initial) if n.id in params})
             values = ", ".join(f"{name} = {params[name]:g}" for name in read)
             ctx.error(f"the initial value of '{s.name.id}' is not a finite number with the params at their values"
@@ -272,6 +320,8 @@ def check_initial_values(ctx: Context):
 
 
 _DOUBLE_RANGE = 400  # |log10| of a power beyond which no double (about 1e-308 to 1e308) can hold it
+
+
 def _factorial(x: float) -> float:
     if x < 0:
         raise ValueError  # Γ(x + 1), defined (as generated code computes it) for x >= 0 only
@@ -296,23 +346,27 @@ class _Folder:
     With `params` (name -> value), params are read as those values. `undefined`: whether some subexpression had
     no finite value."""
 
-    def __init__(self, ctx: Context, params: dict | None = None):
+    def __init__(self, ctx: Context, params: dict | None = None, initial: bool = False):
         self.ctx = ctx
         self.params = params or {}
-        self.lets: dict = {}  # let name -> its constant value or None; None while being evaluated (cycles)
+        self.initial = initial  # states are read as their initial values
+        self.declared: dict = {}  # let or state name -> its value or None; None while being evaluated (cycles)
         self.undefined = False
+        self.calling = frozenset()  # the functions being evaluated: a recursive one (an error) is not folded
 
     def value(self, node: ast.Expr, report: bool):
         values = [self.value(child, report) for child in ast.children(node)]
         if isinstance(node, ast.Num):
             return node.value
         if isinstance(node, ast.Name):
-            return self.params[node.id] if node.id in self.params else self._let(node.id)
+            return self.params[node.id] if node.id in self.params else self._declared(node.id)
         if isinstance(node, ast.Binary) and node.op == "/" and values[1] == 0.0:
             return self._error(report, "division by zero", node.span)
         if any(v is None for v in values) or not isinstance(node, (ast.Neg, ast.Binary, ast.Call)):
             return None
         if isinstance(node, ast.Call):
+            if isinstance(self.ctx.names.get(node.func), ast.FunctionDecl):
+                return self._call(node, values, report)
             if node.func not in BUILTINS:
                 return None  # a neural function
             low, high = BUILTINS[node.func]
@@ -333,14 +387,32 @@ class _Folder:
                                        "(about 1e308)", node.span)
         return value
 
-    def _let(self, name: str):
+    def _declared(self, name: str):
         decl = self.ctx.names.get(name)
-        if not isinstance(decl, ast.LetDecl):
+        if isinstance(decl, ast.LetDecl):
+            expr = decl.value
+        elif self.initial and isinstance(decl, ast.StateDecl):
+            expr = decl.initial
+        else:
             return None
-        if name not in self.lets:
-            self.lets[name] = None
-            self.lets[name] = self.value(decl.value, report=False)  # its own errors are reported at the let
-        return self.lets[name]
+        if name not in self.declared:
+            self.declared[name] = None
+            self.declared[name] = self.value(expr, report=False)  # its own errors are reported where it is
+        return self.declared[name]
+
+    def _call(self, node: ast.Call, values: list, report: bool):
+        """A user function's body with its arguments' values (and the params' values, if this folder has them)."""
+        decl = self.ctx.names[node.func]
+        if len(values) != len(decl.args) or node.func in self.calling:
+            return None  # reported by the arity and function passes
+        inner = _Folder(self.ctx, {**self.params, **{a.id: v for a, v in zip(decl.args, values)}})
+        inner.calling = self.calling | {node.func}
+        value = inner.value(decl.body, report=False)
+        if inner.undefined:
+            shown = ", ".join(f"{v:g}" for v in values)
+            return self._error(report, f"{node.func}({shown}) is undefined: its body has no finite value there",
+                               node.span)
+        return value
 
     def _error(self, report: bool, message: str, span: Span):
         self.undefined = True
@@ -421,22 +493,46 @@ def _check_slot(ctx: Context, n: ast.NeuralDecl):
 
 
 def _check_initial(ctx: Context, s: ast.StateDecl):
+    """An initial value reads params, other states (their initial values) and lets of those; no input, t or
+    neural slot (nothing that exists only during a simulation)."""
     for node in ast.walk(s.initial):
-        if isinstance(node, ast.Call) and node.func not in BUILTINS:
+        if isinstance(node, ast.Call) and ctx.kind(node.func) == "neural slot":
             ctx.error("an initial value cannot call a neural slot", node.span)
-        if isinstance(node, ast.Name) and ctx.kind(node.id) in {"state", "input", "time"}:
-            ctx.error(f"an initial value is an expression of params; '{node.id}' is {_a(ctx.kind(node.id))}",
-                      node.span)
-        if isinstance(node, ast.Name) and ctx.kind(node.id) == "let" and not _static_let(ctx, node.id):
-            ctx.error(f"let '{node.id}' depends on states, inputs, t or neural slots, so it cannot be used in "
-                      f"an initial value", node.span)
+        if isinstance(node, ast.Name) and ctx.kind(node.id) in {"input", "time"}:
+            ctx.error(f"an initial value is an expression of params and states (their initial values); "
+                      f"'{node.id}' is {_a(ctx.kind(node.id))}", node.span)
+        if isinstance(node, ast.Name) and ctx.kind(node.id) == "let" and \
+                _let_reads(ctx, node.id) & {"input", "time", "neural slot"}:
+            ctx.error(f"let '{node.id}' depends on inputs, t or neural slots, so it cannot be used in an initial "
+                      f"value", node.span)
+
+
+def _let_reads(ctx: Context, name: str) -> set:
+    """The kinds of what a let reads, through the lets it reads."""
+    lets = {n: d.value for n, d in ctx.names.items() if isinstance(d, ast.LetDecl)}
+    return {ctx.kind(read) for read in ast.reads_through_lets([lets[name]], lets)}
+
+
+def _initial_states(ctx: Context, s: ast.StateDecl) -> list:
+    """The states whose initial values this state's initial value reads, directly or through lets."""
+    lets = {n: d.value for n, d in ctx.names.items() if isinstance(d, ast.LetDecl)}
+    return sorted(n for n in ast.reads_through_lets([s.initial], lets) if ctx.kind(n) == "state")
+
+
+def check_initial_cycles(ctx: Context):
+    states = {s.name.id: s for s in ctx.of_type(ast.StateDecl) if ctx.names.get(s.name.id) is s}
+    sorter = graphlib.TopologicalSorter({name: _initial_states(ctx, s) for name, s in states.items()})
+    try:
+        sorter.prepare()
+    except graphlib.CycleError as err:
+        cycle = err.args[1]
+        ctx.error(f"initial values refer to each other in a cycle: {' -> '.join(cycle)}",
+                  states[cycle[0]].initial.span)
 
 
 def _static_let(ctx: Context, name: str) -> bool:
     """True when a let depends on params and numbers only."""
-    lets = {n: d.value for n, d in ctx.names.items() if isinstance(d, ast.LetDecl)}
-    reads = ast.reads_through_lets([lets[name]], lets)
-    return not any(ctx.kind(read) in {"state", "input", "time", "neural slot"} for read in reads)
+    return not _let_reads(ctx, name) & {"state", "input", "time", "neural slot"}
 
 
 def _expect_kind(ctx: Context, name: ast.Name, kinds: set, role: str):
@@ -459,6 +555,35 @@ def _no_repeats(ctx: Context, names: list, what: str):
 
 
 # ---------------------------------------------------------------- let cycles
+# ---------------------------------------------------------------- compartments
+def check_compartments(ctx: Context):
+    """`state S = 1 in V`: V is a param or a let of params and numbers (a size constant in time: one that
+    changes, as SBML's d[S]/dt = rate/V - [S]/V dV/dt, is refused), no event assigns it, and it is > 0 with the
+    params at their values."""
+    params = {p.name.id: p.value.value for p in ctx.of_type(ast.ParamDecl) if ctx.names.get(p.name.id) is p}
+    assigned = {a.target.id for e in ctx.of_type(ast.EventDecl) for a in e.assignments}
+    varying = ("sizes that change in time are not supported: declare the species in amounts (without 'in') and "
+               "divide by the size where a concentration is read")
+    for s in ctx.of_type(ast.StateDecl):
+        size = s.size
+        if size is None:
+            continue
+        kind = ctx.kind(size.id)
+        if kind not in ("param", "let"):
+            _expect_kind(ctx, size, {"param", "let"}, "the size of a compartment")
+        elif kind == "let" and not _static_let(ctx, size.id):
+            ctx.error(f"the size of a compartment is constant in time; let '{size.id}' reads states, inputs, t or "
+                      f"neural slots", size.span, varying)
+        elif size.id in assigned:
+            ctx.error(f"the size of a compartment is constant in time; an event assigns '{size.id}'", size.span,
+                      varying)
+        else:
+            value = _Folder(ctx, params).value(size, report=False)
+            if value is not None and not value > 0:
+                ctx.error(f"the size of a compartment must be > 0; '{size.id}' is {value:g} with the params at their "
+                          f"values", size.span)
+
+
 def check_let_cycles(ctx: Context):
     lets = {s.name.id: s for s in ctx.of_type(ast.LetDecl) if ctx.names.get(s.name.id) is s}
     sorter = graphlib.TopologicalSorter(_let_graph(lets))

@@ -25,7 +25,7 @@ CONDITION_FUNCTIONS = {"xor", "implies"}  # take conditions and give one (like a
 # Reserved: the words that start a statement or belong to expressions. The option keywords (in, fixed, positive,
 # keep, hidden, activation) mean something only where the grammar expects an option, and are free as names.
 KEYWORDS = {"model", "param", "input", "compartment", "state", "let", "reaction", "der", "neural", "observe",
-            "at", "when", "and", "or", "not", "if"}
+            "at", "when", "function", "and", "or", "not", "if"}
 RESERVED = KEYWORDS | set(BUILTINS) | {"t"}
 # Names of neural slot activations; the runtime's table (hodec.runtime.neural.ACTIVATIONS) defines each one.
 ACTIVATIONS = ("tanh", "sigmoid", "softplus", "relu", "relu6", "leaky_relu", "elu", "celu", "selu", "gelu",
@@ -63,8 +63,19 @@ class Input:
 @dataclass(frozen=True)
 class State:
     name: str
-    initial: Expr
+    initial: Expr  # may read params, lets and other states' initial values (no cycle)
     doc: Optional[str]
+    span: Span
+    size: Optional[str] = None  # a concentration in a compartment of this size (a param or a let of params)
+
+
+@dataclass(frozen=True)
+class Function:
+    """`function f(x, K) = x / (K + x)`: the body reads its arguments and params; inlined where it is called."""
+
+    name: str
+    args: tuple[str, ...]
+    body: Expr
     span: Span
 
 
@@ -193,6 +204,7 @@ class Model:
     observables: tuple[Observable, ...]
     filename: str = "<spec>"
     events: tuple[Event, ...] = ()  # in spec order
+    functions: tuple[Function, ...] = ()
 
     @property
     def event_params(self) -> tuple[str, ...]:

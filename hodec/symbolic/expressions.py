@@ -126,12 +126,14 @@ def number(value: float) -> sympy.Expr:
 
 
 class Converter:
-    """Converts expressions given how to resolve a name and how to resolve a neural-function call."""
+    """Converts expressions given how to resolve a name and how to resolve a neural-function call; `functions`
+    (name -> hodec.model.Function) are inlined where they are called."""
 
     def __init__(self, resolve_name: Callable[[str], sympy.Expr],
-                 resolve_call: Callable[[str, tuple], sympy.Expr] | None = None):
+                 resolve_call: Callable[[str, tuple], sympy.Expr] | None = None, functions: dict | None = None):
         self.resolve_name = resolve_name
         self.resolve_call = resolve_call
+        self.functions = functions or {}
         self.restrictions: dict = {}  # memo of domains.restrictions
 
     def __call__(self, e: ast.Expr) -> sympy.Expr:
@@ -185,7 +187,21 @@ class Converter:
             return self._operation("^", x, self._operation("/", sympy.S.One, degree))
         if e.func in _FUNCTIONS:
             return self._as_written(_FUNCTIONS[e.func](*args), args, written(e.func, *args), function=True)
+        if e.func in self.functions:
+            return self._inline(self.functions[e.func], args, e)
         return self.resolve_call(e.func, args)  # a neural call: its arguments are computed as written
+
+    def _inline(self, function, args: tuple, call: ast.Call):
+        """A user function's body with its arguments bound to the converted arguments (the body reads only them
+        and params: the checks), converted as written; an error inside it is reported at the call."""
+        bound = dict(zip(function.args, args))
+        body = Converter(lambda name: bound[name] if name in bound else self.resolve_name(name), self.resolve_call,
+                         self.functions)
+        try:
+            return body(function.body)
+        except HodecError as err:
+            raise HodecError([Diagnostic(f"{err.diagnostics[0].message} (in the body of '{function.name}', with "
+                                         f"the arguments of this call)", call.span)]) from None
 
     def _as_written(self, value, operands: tuple, own: frozenset, function: bool = False):
         """The value, undefined wherever the operands or the operation as written are (see domains.py)."""

@@ -6,11 +6,13 @@ additive term of a `der`, or one output of a residual slot; dx/dt = Σ_f stoichi
 """
 from __future__ import annotations
 
+import graphlib
 from dataclasses import dataclass, field
 from typing import Optional
 import sympy
 
 from ..model.model import TIME, Model
+from ..syntax import ast
 from .events import lower_events
 from .expressions import Converter
 
@@ -58,6 +60,8 @@ class SymbolicModel:
     state_names: list = field(default_factory=list)
     promoted: dict = field(default_factory=dict)
     events: list = field(default_factory=list)  # SymbolicEvent, in spec order
+    # Per module state, the size of its compartment (1 without one); empty when no state is in a compartment.
+    sizes: list = field(default_factory=list)
 
     @property
     def time(self) -> sympy.Symbol:
@@ -73,26 +77,62 @@ def lower(model: Model) -> SymbolicModel:
     # A let whose value folds to a number is read as that number: generated code then never holds a constant in
     # a Python variable where it needs a tensor (defect 1 of issue 13: `let c = 0` gave `(-l_c).expand(batch)`).
     constants: dict = {}
+    functions = {f.name: f for f in model.functions}  # inlined where called
     convert = Converter(lambda name: constants.get(name, sm.symbols[name]),
-                        lambda slot, args: _call_site(sm, slot, args))
+                        lambda slot, args: _call_site(sm, slot, args), functions)
     for let in model.lets:  # dependency order: a let reads constants folded before it
         value = convert(let.value)
         sm.lets.append((sm.symbols[let.name], value))
         if value.is_number:
             constants[let.name] = value
-    sm.initial = _initial_values(sm, constants)
+    sm.initial = _initial_values(sm, constants, functions)
     sm.fluxes = _fluxes(sm, convert)
+    sm.sizes = _sizes(sm, constants)
     sm.observables = [convert(o.value) for o in model.observables]
     sm.events = lower_events(model.events, convert, sm.symbols, {n: i for i, n in enumerate(sm.state_names)})
     return sm
 
 
-def _initial_values(sm: SymbolicModel, constants: dict) -> list:
-    """The initial value of every state of the module; they read an event-assigned param as the param itself (the
-    checks keep such params out of the lets an initial value reads), and a promoted param starts at its value."""
-    names = {**sm.symbols, **sm.promoted}
-    convert = Converter(lambda name: constants.get(name, names[name]))
-    return [convert(s.initial) for s in sm.model.states] + list(sm.promoted.values())
+def _initial_values(sm: SymbolicModel, constants: dict, functions: dict) -> list:
+    """The initial value of every state of the module, an expression of params: an initial value that reads
+    another state reads that state's initial value, and one that reads a let, the let's value at the initial
+    states (each converted once, as written, in dependency order; the checks exclude cycles). They read an
+    event-assigned param as the param itself (the checks keep such params out of the lets an initial value reads),
+    and a promoted param starts at its value."""
+    model = sm.model
+    exprs = {s.name: s.initial for s in model.states}
+    lets = {let.name: let.value for let in model.lets if let.name not in constants}
+    graph, stack = {}, list(exprs)
+    while stack:  # the states and lets the initial values reach
+        name = stack.pop()
+        if name not in graph:
+            expr = exprs[name] if name in exprs else lets[name]
+            graph[name] = [n.id for n in ast.names_in(expr) if n.id in exprs or n.id in lets]
+            stack += graph[name]
+    names, values = {**sm.symbols, **sm.promoted}, {}
+    convert = Converter(lambda name: values[name] if name in values else constants.get(name, names[name]),
+                        functions=functions)
+    for name in graphlib.TopologicalSorter(graph).static_order():
+        values[name] = convert(exprs[name] if name in exprs else lets[name])
+    return [values[s.name] for s in model.states] + list(sm.promoted.values())
+
+
+def _sizes(sm: SymbolicModel, constants: dict) -> list:
+    sizes = [s.size for s in sm.model.states]
+    if not any(sizes):
+        return []
+    one = sympy.S.One
+    return [constants.get(name, sm.symbols[name]) if name else one for name in sizes] + [one] * len(sm.promoted)
+
+
+def flux_scales(sm: SymbolicModel) -> list:
+    """Per flux, the factor that makes it an amount per time: a reaction rate is one, and a der term or residual
+    slot output of a state in a compartment is a rate of the state itself (a concentration), so it is multiplied
+    by the compartment's size, as dy/dt = (Σ_f stoichiometry(f, x)·flux_f·scale_f) / size(x). Empty when no state
+    is in a compartment."""
+    if not sm.sizes:
+        return []
+    return [sympy.S.One if f.kind == "reaction" else sm.sizes[f.stoichiometry[0][0]] for f in sm.fluxes]
 
 
 def _symbol(sm: SymbolicModel, leaf: Leaf) -> sympy.Symbol:

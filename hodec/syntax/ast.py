@@ -147,6 +147,7 @@ class StateDecl:
     initial: Expr
     doc: Optional[str]
     span: Span
+    size: Optional[Name] = None  # `in cell`: the state is a concentration in a compartment of that size
 
 
 @dataclass(frozen=True)
@@ -237,8 +238,18 @@ class EventDecl:
     span: Span
 
 
+@dataclass(frozen=True)
+class FunctionDecl:
+    """`function f(x, K) = x / (K + x)`: inlined wherever it is called."""
+
+    name: Name
+    args: tuple[Name, ...]
+    body: Expr
+    span: Span
+
+
 Statement = Union[ModelDecl, ParamDecl, InputDecl, StateDecl, LetDecl, ReactionDecl, DerDecl, NeuralDecl,
-                  ObserveDecl, EventDecl]
+                  ObserveDecl, EventDecl, FunctionDecl]
 
 
 @dataclass

@@ -128,9 +128,10 @@ def _syntax_diagnostic(err: UnexpectedInput, lines: list[str]) -> Diagnostic:
     return Diagnostic(f"unexpected end of file; expected {expected}", Span(line, column, line, column + 1))
 
 
-_STATEMENTS = {"MODEL", "PARAM", "INPUT", "STATE_KW", "LET", "REACTION", "DER", "NEURAL", "OBSERVE", "AT", "WHEN"}
+_STATEMENTS = {"MODEL", "PARAM", "INPUT", "STATE_KW", "LET", "REACTION", "DER", "NEURAL", "OBSERVE", "AT", "WHEN",
+               "FUNCTION"}
 _STATEMENT_WORDS = ("model", "param", "input", "compartment", "state", "let", "reaction", "der", "neural", "observe",
-                    "at", "when")
+                    "at", "when", "function")
 
 
 def _bad_statement(tok: Token, line: int, column: int) -> Diagnostic:
@@ -262,8 +263,14 @@ class _ToAst(Transformer):
         return ast.InputDecl(self._name(c[0]), _string(c[1]), _span(meta))
 
     def state_decl(self, meta, c):
-        _, name, initial, doc = c
-        return ast.StateDecl(self._name(name), initial, _string(doc), _span(meta))
+        _, name, initial, size, doc = c
+        return ast.StateDecl(self._name(name), initial, _string(doc), _span(meta),
+                             None if size is None else self._name(size))
+
+    def function_decl(self, meta, c):
+        name, *args, body = c
+        return ast.FunctionDecl(self._name(name), tuple(self._name(a) for a in args if a is not None), body,
+                                _span(meta))
 
     def let_decl(self, meta, c):
         return ast.LetDecl(self._name(c[0]), c[1], _span(meta))

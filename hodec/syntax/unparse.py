@@ -163,7 +163,11 @@ def unparse_statement(stmt: ast.Statement) -> str:
     if isinstance(stmt, ast.InputDecl):
         return f"input {_name(stmt.name)}{_doc(stmt.doc)}"
     if isinstance(stmt, ast.StateDecl):
-        return f"state {_name(stmt.name)} = {unparse_expr(stmt.initial)}{_doc(stmt.doc)}"
+        size = "" if stmt.size is None else f" in {_name(stmt.size)}"
+        return f"state {_name(stmt.name)} = {unparse_expr(stmt.initial)}{size}{_doc(stmt.doc)}"
+    if isinstance(stmt, ast.FunctionDecl):
+        args = ", ".join(_name(a) for a in stmt.args)
+        return f"function {_name(stmt.name)}({args}) = {unparse_expr(stmt.body)}"
     if isinstance(stmt, ast.LetDecl):
         return f"let {_name(stmt.name)} = {unparse_expr(stmt.value)}"
     if isinstance(stmt, ast.ReactionDecl):
