@@ -368,3 +368,32 @@ def test_a_gate_never_folds_into_a_param_an_event_reads():
     assert used_params(c.symbolic) == {"k", "j"}
     assert used_params(_compile("model G\nparam k = 2\nparam d = 1\nstate x = 1\nder x = -k * x\n"
                                 "at t = 1: x += d\n").symbolic) == {"k", "d"}
+
+
+def test_a_gated_model_keeps_its_events():
+    c = _compile(PK)
+    gated = c.model_class(gates=True)()
+    plain = c.model_class()()
+    y = torch.tensor([10.0, 3.0, 1.0, 0.0])  # depot, central, effect, rescue
+    assert gated.events_table == plain.events_table and gated.state_names == plain.state_names
+    torch.testing.assert_close(gated.forward(0.0, y), plain.forward(0.0, y))  # every gate starts at 1
+    torch.testing.assert_close(gated.jacobian(0.0, y), torch.autograd.functional.jacobian(
+        lambda v: gated.forward(0.0, v), y))
+    torch.testing.assert_close(gated.event_assign(1, 2.0, y), torch.tensor([10.0, 3.0, 0.5, 1.0]))
+    assert gated.event_conditions(2.0, y).tolist() == [-1.0]  # min(2 - central, t - 1)
+
+
+def test_xor_and_implies_in_a_trigger():
+    m = load_text("model X\nstate x = 0\nstate w = 0\nwhen xor(x > 1, w > 0, x < 3): x = 0\n"
+                  "when implies(x > 1, w < 2): x = 0\n")()
+    g = torch.Generator().manual_seed(1)
+    y = torch.randn(200, 2, generator=g) * 3
+    x, w = y[:, 0], y[:, 1]
+    roots = m.event_conditions(0.0, y)
+    a, b, c = x - 1, w, 3 - x
+    ab = torch.maximum(torch.minimum(a, -b), torch.minimum(-a, b))
+    expected = torch.stack([torch.maximum(torch.minimum(ab, -c), torch.minimum(-ab, c)),
+                            torch.maximum(-(x - 1), 2 - w)], -1)
+    torch.testing.assert_close(roots, expected, rtol=0, atol=1e-15)
+    holds = torch.stack([(x > 1) ^ (w > 0) ^ (x < 3), ~(x > 1) | (w < 2)], -1)
+    assert torch.equal(roots > 0, holds)

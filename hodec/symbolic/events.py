@@ -7,11 +7,15 @@ of a root function g(t, y), positive exactly where COND holds (docs: README, "Ev
     a < b, a <= b  →  b − a            c1 or c2   →  max(g1, g2)
                                        not c      →  −g
 
+and xor and implies by those forms: implies(c1, c2) is (not c1) or c2, xor(c1, c2) is (c1 and not c2) or
+(not c1 and c2), xor of more conditions xor(xor(c1, c2), c3) and so on.
+
 (`==` and `!=` have no crossing: the model checks refuse them.) An assignment's new value reads the states before
 the event: `x += e` is x + e, `x -= e` is x − e, `x = e` is e, all of one event computed from the same y.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -61,6 +65,11 @@ def root_function(cond: ast.Expr, convert: Callable) -> sympy.Expr:
     if isinstance(cond, ast.Compare):
         left, right = convert(cond.left), convert(cond.right)
         return left - right if cond.op in (">", ">=") else right - left
+    if isinstance(cond, ast.Call):  # xor, implies: conditions of conditions
+        roots = [root_function(arg, convert) for arg in cond.args]
+        if cond.func == "implies":
+            return sympy.Max(-roots[0], roots[1])
+        return functools.reduce(lambda g, h: sympy.Max(sympy.Min(g, -h), sympy.Min(-g, h)), roots)
     if cond.op == "not":
         return -root_function(cond.left, convert)
     parts = root_function(cond.left, convert), root_function(cond.right, convert)
