@@ -152,13 +152,13 @@ class Conditions:
         plan = self.plan(g)
         p = model.parameter_values()
         assignments = plan.pre_params if preequilibration else plan.params
-        return assignments.apply(p, p.expand(len(members), p.shape[-1]))
+        return assignments.apply(p, p.expand(g.size, p.shape[-1]))
 
     def applied(self, model, g):
         """`with conditions.applied(model, g):` the model reads the group's table for the block."""
         return model.member_values(self.table(model, g))
 
-    def start(self, model, g, y0: torch.Tensor, tolerances: dict, where: str) -> torch.Tensor:
+    def start(self, model, g, y0: torch.Tensor, where: str) -> torch.Tensor:
         """The group's initial states: y0 [B, n] (the spec's, or data-pinned, under the group's table) with the
         states its conditions set, and the pre-equilibrated members' steady states."""
         if not self.active:
@@ -177,7 +177,7 @@ class Conditions:
             try:
                 steady = steady_state(lambda y: model(t0, y), start,
                                       None if jacobian is None else (lambda y: jacobian(t0, y)),
-                                      active=plan.preequilibrated, state_names=model.state_names, **tolerances)
+                                      active=plan.preequilibrated, state_names=model.state_names)
             except SteadyStateError as err:
                 raise FitError(f"{where}: no steady state found for trajectory {g.ids[err.member]}: "
                                f"{err.detail}") from None
