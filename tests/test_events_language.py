@@ -125,6 +125,8 @@ BAD = [
                                                              "at their values", None),
     ("time reads an assigned param", "at t = k: k = 2\n", "9:8", "an event time cannot read param 'k', which an "
                                                                  "event assigns (so it varies in time)", None),
+    ("time calls a neural slot", "neural g(a)\nat t = 1 + g(1): depot += 1\n", "10:12", "an event time cannot call "
+                                                                                     "a neural slot", None),
     ("==", "when x == 2: depot = 0\n", "9:6", "'==' in a 'when' condition: an event fires when its condition becomes "
                                               "true, which needs a crossing; use <, <=, > or >=", None),
     ("!=", "when not x != 2: depot = 0\n", "9:10", "'!=' in a 'when' condition: an event fires when its condition "
@@ -397,3 +399,8 @@ def test_xor_and_implies_in_a_trigger():
     torch.testing.assert_close(roots, expected, rtol=0, atol=1e-15)
     holds = torch.stack([(x > 1) ^ (w > 0) ^ (x < 3), ~(x > 1) | (w < 2)], -1)
     assert torch.equal(roots > 0, holds)
+
+
+def test_an_event_time_may_call_a_user_function():
+    m = load_text("model U\nparam k = 2\nfunction f(a) = 2 * a + k\nstate x = 1\nat t = f(k), f(1): x += 1\n")()
+    assert m.event_times().tolist() == [6.0, 4.0]

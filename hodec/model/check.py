@@ -713,7 +713,7 @@ def _check_assignment_target(ctx: Context, target: ast.Name):
 
 def _check_event_time(ctx: Context, time: ast.Expr, assigned: set):
     for node in ast.walk(time):
-        if isinstance(node, ast.Call) and node.func not in BUILTINS:
+        if isinstance(node, ast.Call) and isinstance(ctx.names.get(node.func), ast.NeuralDecl):
             ctx.error("an event time cannot call a neural slot", node.span)
         if not isinstance(node, ast.Name):
             continue
