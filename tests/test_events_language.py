@@ -21,6 +21,7 @@ from hodec.syntax import ast
 from hodec.syntax.parser import parse
 from hodec.syntax.unparse import unparse
 
+from test_names import NAMES
 from test_unparse import strip
 
 torch.set_default_dtype(torch.float64)
@@ -404,3 +405,15 @@ def test_xor_and_implies_in_a_trigger():
 def test_an_event_time_may_call_a_user_function():
     m = load_text("model U\nparam k = 2\nfunction f(a) = 2 * a + k\nstate x = 1\nat t = f(k), f(1): x += 1\n")()
     assert m.event_times().tolist() == [6.0, 4.0]
+
+
+@pytest.mark.parametrize("k", range(len(NAMES)))
+def test_every_awkward_name_in_every_event_role(k):
+    a, b, c = (NAMES[(k + j) % len(NAMES)] for j in range(3))
+    m = load_text(f"model M\nparam {a} = 2\nstate {b} = 1\nstate {c} = 3\n"
+                  f"at t = {a} + 1: {b} += {c} * {a}, {c} = {b}\nwhen {b} > {a}: {c} -= 1\n")()
+    y = torch.tensor([[1.0, 3.0], [5.0, -1.0]])
+    assert m.event_times().tolist() == [3.0]
+    assert m.event_assign(0, 0.0, y).tolist() == [[1.0 + 3.0 * 2.0, 1.0], [5.0 - 1.0 * 2.0, 5.0]]
+    assert m.event_assign(1, 0.0, y).tolist() == [[1.0, 2.0], [5.0, -2.0]]
+    assert m.event_conditions(0.0, y).tolist() == [[-1.0], [3.0]]
