@@ -17,11 +17,13 @@ import torch
 
 from .. import solvers
 from ..errors import HodecError
+from .conditions import Conditions
 from .config import FitConfig, solver_options
 from .data import Dataset
 from .groups import Group, make_groups
 from .initial import initial_sources
 from .objective import NoiseModels
+from .priors import Priors
 from .result import FitError
 
 
@@ -47,6 +49,8 @@ class Problem:
         self.alphas = self.per_column(config.smoothing, "smoothing")
         self.sources = initial_sources(self.model)  # state -> the trainable names its initial value reads
         self.pinned = self._pinned()
+        self.conditions = Conditions(self.model, data, config, self.dtype)  # each trajectory's params and states
+        self.priors = Priors(self.model, config)
         self.epoch = 1  # the epoch in progress, for messages (kept by the training loop)
         self.show_lambda = False  # whether messages name lambda (homotopy)
 
@@ -97,12 +101,13 @@ class Problem:
 
     # ---------------------------------------------------------------- simulations
     def initial(self, model, g: Group) -> torch.Tensor:
-        y0 = model.initial_state((g.size,))
+        with self.conditions.applied(model, g):
+            y0 = model.initial_state((g.size,))
         if self.pinned:
             y0 = y0.clone()
             for c, j in self.pinned:
                 y0[:, j] = torch.where(g.first_mask[:, c], g.first[:, c], y0[:, j])
-        return y0
+        return self.conditions.start(model, g, y0, self.where("pre-equilibration", 0.0))
 
     def solve(self, model, g: Group, y0, ts, phase: str, coupling=None, lam: float = 0.0) -> torch.Tensor:
         """States [T, B, n] at ts from y0; coupled with `coupling` at strength lam when lam > 0."""
@@ -110,7 +115,8 @@ class Problem:
             model.set_inputs(g.inputs)
         model.set_coupling(coupling if lam > 0 else None, lam)
         try:
-            return model.simulate(ts, y0=y0, doses=g.doses, **(self.coupled_solver if lam > 0 else self.solver))
+            with self.conditions.applied(model, g):
+                return model.simulate(ts, y0=y0, doses=g.doses, **(self.coupled_solver if lam > 0 else self.solver))
         except HodecError as err:
             raise FitError(self.where(phase, lam) + f": {err.diagnostics[0].message}") from None
         except RuntimeError as err:
@@ -145,12 +151,12 @@ class Problem:
                                pred)
         return pred
 
-    @staticmethod
-    def observe(model, g: Group, ys: torch.Tensor, ts: torch.Tensor) -> torch.Tensor:
+    def observe(self, model, g: Group, ys: torch.Tensor, ts: torch.Tensor) -> torch.Tensor:
         """Every observable [T, B, n_obs] from states [T, B, n]."""
         if g.inputs:
             model.set_inputs(g.inputs)
-        return model.observe(ys, ts)
+        with self.conditions.applied(model, g):
+            return model.observe(ys, ts)
 
     def check_states(self, g: Group, ys: torch.Tensor, ts: torch.Tensor, phase: str, lam: float = 0.0):
         bad = ~torch.isfinite(ys)
@@ -186,7 +192,8 @@ class Problem:
             self.check_prediction(g, pred, ts, phase, lam)
         if not likelihood:
             return self.squared_errors(g, pred)
-        return self.noise.negative_log_densities(model, g, ys, ts, obs, pred, self.where(phase, lam))
+        with self.conditions.applied(model, g):
+            return self.noise.negative_log_densities(model, g, ys, ts, obs, pred, self.where(phase, lam))
 
     def group_errors(self, model, phase: str, check: bool = True, couplings=None, lam: float = 0.0,
                      squared: bool = False):
@@ -205,7 +212,13 @@ class Problem:
         for g, cells in self.group_errors(model, phase, check, couplings, lam):
             total = total + cells.sum()
             count += int(g.mask.sum())
-        return total / count
+        return total / count + self.prior_term(model)
+
+    def prior_term(self, model):
+        """-log prior / n (priors.py; n: the data's cells, the objective's per-cell scale, so with noise models the
+        objective is (-llh - log prior) / n, the MAP's); 0 without priors."""
+        value = self.priors.negative_log(model.parameter_values())
+        return 0.0 if value is None else value / self.data.n_cells
 
     # ---------------------------------------------------------------- evaluation (no gradients; failures tolerated)
     @torch.no_grad()

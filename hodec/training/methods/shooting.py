@@ -84,7 +84,7 @@ class MultipleShooting(Method):
                 gap = torch.stack(ends[:-1]) - torch.stack(starts[1:])
                 jumps = jumps + (gap * gap).sum()
                 n_jumps += gap.numel()
-        loss = total / count
+        loss = total / count + p.prior_term(p.model)
         if n_jumps:
             loss = loss + self.config.continuity * jumps / n_jumps
         return loss, None
