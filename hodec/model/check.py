@@ -196,9 +196,9 @@ def check_functions(ctx: Context):
         for node in ast.walk(f.body):
             if isinstance(node, ast.Name) and node.id not in args and ctx.kind(node.id) != "param":
                 what = "undefined" if ctx.kind(node.id) is None else _a(ctx.kind(node.id))
+                hint = f"pass it as an argument: function {f.name.id}({', '.join([*args, node.id])})"
                 ctx.error(f"the body of function '{f.name.id}' reads its arguments ({', '.join(args)}) and params "
-                          f"only; '{node.id}' is {what}", node.span,
-                          f"pass it as an argument: function {f.name.id}({', '.join([*args, node.id])})")
+                          f"only; '{node.id}' is {what}", node.span, None if node.id == TIME else hint)
             elif isinstance(node, ast.Call) and ctx.kind(node.func) == "neural slot":
                 ctx.error(f"a function body cannot call a neural slot ('{node.func}'): call the slot where the "
                           f"function is called", node.func_span)
