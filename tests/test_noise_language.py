@@ -165,3 +165,14 @@ def test_a_model_without_noise_models_has_empty_tables():
     assert model.noise_table == ()
     assert model.noise_scale(0.0, y, model.observe(y, torch.zeros(()))).shape == (3, 0)
     assert not math.isnan(float(model.observe(y, torch.zeros(())).sum()))
+
+
+def test_transform_mnode_keeps_the_params_and_lets_noise_scales_read():
+    from hodec.graph.transform import mnode
+
+    source = ("model T\nparam k = 0.3 positive\nparam a = 0.1 positive\nlet la = 2 * a\nstate x = 1\n"
+              "der x = -k * x\nobserve c = x ~ normal(la + a)\n")
+    text = mnode(hodec.compile("t.hode", source=source))
+    assert "param a = 0.1 positive\n" in text and "let la = 2 * a\n" in text
+    assert "observe c = x ~ normal(la + a)\n" in text
+    assert "param k" not in text  # what only the replaced equations read goes

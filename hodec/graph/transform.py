@@ -282,10 +282,11 @@ def _mnode(spec: _Spec, hidden, activation) -> list:
 
 
 def _used_names(statements: list) -> set:
-    """The params, lets and neural functions that initial values, observables and events read, through lets, and
-    the params events assign."""
+    """The params, lets and neural functions that initial values, observables (their noise scales included) and
+    events read, through lets, and the params events assign."""
     lets = {s.name.id: s.value for s in statements if isinstance(s, ast.LetDecl)}
     roots = [s.initial for s in statements if isinstance(s, ast.StateDecl)]
+    roots += [a for s in statements if isinstance(s, ast.ObserveDecl) and s.noise is not None for a in s.noise.args]
     events = [s for s in statements if isinstance(s, ast.EventDecl)]
     roots += [e for s in events for e in (*s.times, *filter(None, [s.trigger]), *(a.value for a in s.assignments))]
     targets = {a.target.id for s in events for a in s.assignments}
