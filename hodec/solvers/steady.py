@@ -29,11 +29,11 @@ MAX_HALVINGS = 12  # line-search halvings of one Newton step (the step shrinks t
 
 
 class SteadyStateError(SolverError):
-    """No steady state was found for a batch member (its index: .member)."""
+    """No steady state was found for a batch member (its index: .member; .detail: what happened there)."""
 
-    def __init__(self, message: str, member: int):
-        super().__init__(message)
-        self.member = member
+    def __init__(self, member: int, detail: str):
+        super().__init__(f"no steady state found for batch member {member}: {detail}")
+        self.member, self.detail = member, detail
 
 
 def steady_state(f: Callable, y0: torch.Tensor, jacobian: Optional[Callable] = None, *, rtol: float = 1e-10,
@@ -147,7 +147,6 @@ def _fail(f, y, done, state_names, t_max: float):
     rates = f(y)[member].abs()
     j = int(torch.nan_to_num(rates, nan=float("inf")).argmax())
     name = state_names[j] if state_names else f"state {j}"
-    raise SteadyStateError(f"no steady state found for batch member {member}: Newton's method did not converge, "
-                           f"and after integrating to t = {t_max:g} '{name}' still changes at rate "
-                           f"{float(f(y)[member, j]):.3g} (the system may oscillate, grow without bound, or "
-                           f"approach its steady state too slowly)", member)
+    raise SteadyStateError(member, f"Newton's method did not converge, and after integrating to t = {t_max:g} "
+                                   f"'{name}' still changes at rate {float(f(y)[member, j]):.3g} (the system may "
+                                   f"oscillate, grow without bound, or approach its steady state too slowly)")
