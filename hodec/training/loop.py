@@ -2,10 +2,11 @@
 per-epoch hook (checkpoints) and resume.
 
 Each epoch is one full-batch AdamW step (lr constant, or cosine-annealed to lr * lr_end; weight decay on neural
-weights only). Before the step the uncoupled model (lambda = 0) is evaluated without gradients; its MSE picks the
+weights only). Before the step the uncoupled model (lambda = 0) is evaluated without gradients; its MSE (with
+noise models: its -llh per data cell, objective.py; the `mse` of history and `best_mse` then hold that) picks the
 best epoch and checkpoint, so the best parameters are those the epoch's loss was computed with. Where the training
-loss already is the uncoupled MSE (vanilla, the lambda = 0 plateau) it is not computed twice. NaN/inf in the loss or
-its gradients ends the run with a FitError naming the epoch.
+loss already is the uncoupled objective (vanilla, the lambda = 0 plateau) it is not computed twice. NaN/inf in the
+loss or its gradients ends the run with a FitError naming the epoch.
 """
 from __future__ import annotations
 

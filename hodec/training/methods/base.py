@@ -28,8 +28,8 @@ class Method:
         return []
 
     def loss(self, lam: float) -> tuple[torch.Tensor, Optional[float]]:
-        """The training loss of one epoch at strength lam, and the uncoupled MSE where the loss already is it
-        (None: the loop evaluates it)."""
+        """The training loss of one epoch at strength lam, and the uncoupled objective (Problem.loss: the MSE, or
+        -llh per cell with noise models) where the loss already is it (None: the loop evaluates it)."""
         raise NotImplementedError
 
     def state(self) -> dict:

@@ -1,9 +1,10 @@
 """Multiple shooting: each group's grid is split into `segments` pieces sharing their end points (the intervals
 between data times shared out as evenly as numpy.array_split does); segment i > 0 starts at an anchor plus a
 trainable correction (zero at first). The anchor of a state is its data value there (states, or observables
-identical to a state, with a value at that time), else the initial model's uncoupled simulation. Loss = data MSE
-of the joined segments + continuity x mean squared jump between each segment's end and the next one's start. An
-autonomous model (no t, no inputs) solves all its segments in one batched call."""
+identical to a state, with a value at that time), else the initial model's uncoupled simulation. Loss = the data
+objective of the joined segments (MSE, or -llh per cell with noise models) + continuity x mean squared jump between
+each segment's end and the next one's start. An autonomous model (no t, no inputs) solves all its segments in one
+batched call."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,4 +1,5 @@
-"""Vanilla training: the loss is the data MSE of the model's own (uncoupled) simulation."""
+"""Vanilla training: the loss is the data objective (MSE, or -llh per cell with noise models) of the model's own
+(uncoupled) simulation."""
 from __future__ import annotations
 
 from .base import Method, uncoupled_loss
