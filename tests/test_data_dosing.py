@@ -220,6 +220,13 @@ def test_an_input_repeated_on_rows_of_one_time_is_one_value(tmp_path):
     assert tr.u[:, 0].tolist() == [2, 3] and tr.y[:, 0].tolist() == [0, 1]
 
 
+def test_ids_may_be_text_and_numbers_written_either_way_are_one_id(tmp_path, pkpd):
+    data = read(tmp_path, pkpd, "id,t,cp\nA-01,0,1\nA-01,1,2\n7,0,3\n7.0,1,4\nB,0,5\nB,1,6\n")
+    assert [tr.id for tr in data.trajectories] == ["A-01", "7", "B"]
+    assert [tr.y[:, 0].tolist() for tr in data.trajectories] == [[1, 2], [3, 4], [5, 6]]
+    assert "line 3, column 'id': the 'id' is missing" in error(tmp_path, pkpd, "id,t,cp\nA,0,1\n,1,2\n")
+
+
 def test_ignored_columns_may_hold_text(tmp_path, pkpd):
     data = read(tmp_path, pkpd, "t,cp,sex,site\n0,1,male,a\n1,2,female,b\n", ignore_columns=["sex", "site"])
     assert data.columns == ("cp",) and data.inputs == ()
@@ -263,7 +270,7 @@ BAD = [
     ("t,dv\n0,1\n1,2\n", {}, "line 2: an observation's dv needs a dvid naming the observable or state it is, or "
                              "FIT.yaml's dv"),
     ("t,evid,amt,cmt,cp\n0,1,five,depot,\n1,0,,,1\n", {},
-     "line 2, column 'amt': 'five' is not a number (text is allowed only in cmt, dvid and the columns FIT.yaml's "
+     "line 2, column 'amt': 'five' is not a number (text is allowed only in id, cmt, dvid and the columns FIT.yaml's "
      "ignore_columns lists)"),
     ("t,evid,amt,cmt,cp\n0,1,5,4,\n1,0,,,1\n", {},
      "line 2, column 'cmt': cmt 4 is not a compartment number: 1 to 3 (the states 1 = depot, 2 = central, "

@@ -4,7 +4,8 @@ dvid, mdv), a fitted observable or state, an input, a param's per-trajectory val
 A header name that is exactly a model's name (state, observable, input, param) is that name, so data written for a
 model with a state called `rate` still reads as before; `t` and `id` are never model names. Otherwise the
 conventional names are matched ignoring case (`TIME`, `Id`, `EVID`, ...), `time` being another name for `t`.
-Text is allowed in `cmt`, `dvid` and the columns FIT.yaml's `ignore_columns` lists; every other cell is a number.
+Text is allowed in `id` (a subject's label), `cmt`, `dvid` and the columns FIT.yaml's `ignore_columns` lists; every
+other cell is a number.
 """
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ from ..tables import Table
 RECORDS = ("evid", "amt", "rate", "cmt", "dv", "dvid", "mdv")  # NONMEM's record columns hodec reads
 CONVENTIONAL = ("t", "id") + RECORDS
 ALIASES = {"time": "t"}
-TEXT = ("cmt", "dvid")
-TEXT_NOTE = "text is allowed only in cmt, dvid and the columns FIT.yaml's ignore_columns lists"
+TEXT = ("id", "cmt", "dvid")
+TEXT_NOTE = "text is allowed only in id, cmt, dvid and the columns FIT.yaml's ignore_columns lists"
 
 
 @dataclass

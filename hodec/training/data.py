@@ -79,15 +79,13 @@ def table_to_dataset(table: Table, model, config=None) -> Dataset:
     fitted, y_all = _fitted(table, columns, kind, model, config)
     times = table.values[:, columns.get("t")]
     _first_missing(table, times, columns.get("t"), f"the time '{table.header[columns.get('t')]}' is missing")
-    ids = table.values[:, columns.get("id")] if columns.has("id") else np.zeros(len(times))
-    if columns.has("id"):
-        _first_missing(table, ids, columns.get("id"), "the 'id' is missing")
+    ids = _ids(table, columns.get("id"))
     fed = [name for name, _ in columns.inputs]
     u_all = table.values[:, [c for _, c in columns.inputs]]
     doses = (times, amount, rate, state) if (kind == DOSE).any() else None
     trajectories = []
     for index in _rows_by_id(ids):
-        label = id_label(ids[index[0]])
+        label = ids[index[0]] if ids.dtype == object else id_label(ids[index[0]])
         what = f"trajectory {label}" if columns.has("id") else "the data"
         t, ys, u = _time_points(table, index, what, times[index], y_all[index], u_all[index], fed)
         mine = index[kind[index] == DOSE] if doses is not None else index[:0]
@@ -99,6 +97,20 @@ def table_to_dataset(table: Table, model, config=None) -> Dataset:
         trajectories.append(Trajectory(label, t, ys[0], u, *given))
         trajectories += [Trajectory(f"{label} (replicate {r + 1})", t, y, u, *given) for r, y in enumerate(ys[1:], 1)]
     return Dataset(tuple(fitted), tuple(fed), trajectories, table.source)
+
+
+def _ids(table: Table, column) -> np.ndarray:
+    """Each row's id: numbers (a file of numeric ids), or labels (numbers written as id_label writes them, so 1 and
+    1.0 are one id; text as it is)."""
+    if column is None:
+        return np.zeros(len(table.values))
+    numbers = table.values[:, column]
+    text = table.text.get(column)
+    missing = np.isnan(numbers) if text is None else np.isnan(numbers) & (text == "")
+    _first_missing(table, np.where(missing, np.nan, 0.0), column, "the 'id' is missing")
+    if text is None or np.isfinite(numbers).all():
+        return numbers
+    return np.asarray([id_label(x) if np.isfinite(x) else cell for x, cell in zip(numbers, text)], dtype=object)
 
 
 def _fitted(table: Table, columns, kind: np.ndarray, model, config) -> tuple[list, np.ndarray]:
