@@ -1,0 +1,88 @@
+"""Issue 16: initial values that read other states (SBML initial assignments, `state B = 2 * A`), directly or
+through lets, in any declaration order, with a located error for cycles and for values that are not finite.
+References: the values computed by hand, and the gradient of an initial value with respect to the param it reads
+through another state."""
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+import hodec
+from hodec.cli import main
+from hodec.compiler import load_source
+from hodec.errors import HodecError
+from hodec.training.initial import initial_sources
+
+_counter = itertools.count()
+
+SPEC = """model Chain
+param k = 1.5
+param c = 4 fixed
+state B = 2 * A + sqrt(c)
+state A = k * c
+let total = A + B + k
+state C = total / 2
+state D = 1
+der A = -A
+der B = -B
+der C = -C + total
+der D = -D
+"""
+
+
+def _model(source: str = SPEC, params=None):
+    code = hodec.compile_source(source, "chain.hode")
+    return load_source(code, f"hodec_test_sbml_initial_{next(_counter)}")(params or {}).double()
+
+
+def test_initial_values_read_other_states_and_lets_of_them_in_any_order():
+    k, c = 1.5, 4.0
+    A = k * c
+    B = 2 * A + c ** 0.5
+    want = [B, A, (A + B + k) / 2, 1.0]
+    assert _model().initial_state().tolist() == pytest.approx(want, rel=1e-15)
+    k = 0.25  # a trained value flows through
+    A, B = k * c, 2 * k * c + c ** 0.5
+    assert _model(params={"k": k}).initial_state().tolist() == pytest.approx([B, A, (A + B + k) / 2, 1.0])
+
+
+def test_the_gradient_flows_through_the_states_an_initial_value_reads():
+    m = _model()
+    p = m.parameter_values().detach().requires_grad_(True)
+    m.parameter_values = lambda: p  # the gradient with respect to the params' values
+    (grad,) = torch.autograd.grad(m.initial_state()[2], p)  # C0 = (k c + 2 k c + sqrt(c) + k) / 2
+    k_index = [row[0] for row in m.parameters_table].index("k")
+    assert grad[k_index].item() == pytest.approx((3 * 4.0 + 1) / 2, rel=1e-14)
+
+
+def test_a_state_reading_a_trainable_param_through_another_state_keeps_it():
+    """`initial: data` pins only states whose initial value reads nothing trainable, through other states too."""
+    sources = initial_sources(_model())
+    assert sources == {"B": ("k",), "A": ("k",), "C": ("k",), "D": ()}
+
+
+@pytest.mark.parametrize("lines, where, message", [
+    ("state A = B\nstate B = 2 * A", "3:11", "initial values refer to each other in a cycle: A -> B -> A"),
+    ("state A = A + 1", "3:11", "initial values refer to each other in a cycle: A -> A"),
+    ("let v = 2 * B\nstate A = v\nstate B = A", "4:11", "initial values refer to each other in a cycle: A -> B -> A"),
+    ("param z = 0\nstate A = z\nstate B = 1 / A\nstate C = B + 1", "5:11",
+     "the initial value of 'B' is not a finite number with the params at their values"),
+])
+def test_bad_initial_values_are_located_errors(lines, where, message):
+    source = "model M\nparam k = 1\n" + lines + "\n"
+    with pytest.raises(HodecError) as info:
+        hodec.compile_source(source, "bad.hode")
+    text = str(info.value)
+    assert f"bad.hode:{where}: error: {message}" in text, text
+    assert text.count("error:") == 1, text  # C, which reads B, is not reported again
+
+
+def test_cli_exits_1_on_a_cycle(tmp_path, capsys):
+    spec = tmp_path / "bad.hode"
+    spec.write_text("model M\nstate A = B\nstate B = A\n")
+    code = main(["check", str(spec)])
+    out, err = capsys.readouterr()
+    assert code == 1 and "Traceback" not in err
+    assert f"{spec}:2:11: error: initial values refer to each other in a cycle: A -> B -> A" in err
