@@ -14,8 +14,10 @@ from scipy.integrate import solve_ivp
 
 import hodec
 from hodec.cli import main
-from hodec.compiler import load_source
+from hodec.compiler import compile_text, load_source
 from hodec.errors import HodecError
+from hodec.symbolic.dependencies import used_params
+from hodec.symbolic.folding import folded_gates
 from hodec.syntax.parser import parse
 from hodec.syntax.unparse import unparse
 
@@ -163,3 +165,16 @@ def test_cli_exits_1_on_a_bad_size(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert code == 1 and "Traceback" not in err
     assert f"{spec}:3:16: error: the size of a compartment must be a param or a let" in err
+
+
+
+def test_a_gate_never_folds_into_a_compartment_size():
+    """A size divides every reaction into its compartment: folding a reaction's gate into it would change them
+    all (hodec sparsify folds a gate into a param only its own rate reads)."""
+    c = compile_text("model G\nparam V = 2 positive\nparam k = 3 positive\nstate A = 1 in V\nstate B = 0\n"
+                     "reaction r: A -> B ; V * A\nreaction s: B -> ; k * B\n", "g.hode")
+    assert folded_gates(c.symbolic, c.model_class()({}), {"r": 0.5, "s": 0.5}) == {"k": pytest.approx(1.5)}
+
+
+def test_a_param_read_only_as_a_size_is_used():
+    assert used_params(compile_text("model U\nparam V = 2\nstate A = 1 in V\nder A = -A\n", "u.hode").symbolic) == {"V"}

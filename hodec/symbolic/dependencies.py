@@ -76,7 +76,9 @@ class Dependencies:
 
 
 def used_params(sm: SymbolicModel, exprs=None) -> set:
-    """Names of the params read by some initial value, rate, observable or event (or by `exprs` when given)."""
+    """Names of the params read by some initial value, rate, observable, event or compartment size (or by `exprs`
+    when given)."""
     if exprs is None:
         exprs = list(sm.initial) + [f.rate for f in sm.fluxes] + list(sm.observables) + event_expressions(sm.events)
+        exprs += list(sm.sizes)
     return Dependencies(sm).names("param", *exprs)

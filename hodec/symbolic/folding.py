@@ -40,9 +40,11 @@ def folded_gates(sm: SymbolicModel, model, gates: dict) -> dict:
 
 
 def _readers(sm: SymbolicModel, rates: dict) -> dict:
-    """param -> the fluxes reading it (None for an initial value, observable or event), in declaration order."""
+    """param -> the fluxes reading it (None for an initial value, observable, event or compartment size), in
+    declaration order."""
     owners = [(name, rate) for name, rate in rates.items()]
     owners += [(None, e) for e in list(sm.initial) + list(sm.observables) + event_expressions(sm.events)]
+    owners += [(None, size) for size in sm.sizes]  # a size divides every reaction into its compartment
     readers: dict = {}
     for owner, expr in owners:
         for p in used_params(sm, [expr]):
