@@ -417,3 +417,9 @@ def test_every_awkward_name_in_every_event_role(k):
     assert m.event_assign(0, 0.0, y).tolist() == [[1.0 + 3.0 * 2.0, 1.0], [5.0 - 1.0 * 2.0, 5.0]]
     assert m.event_assign(1, 0.0, y).tolist() == [[1.0, 2.0], [5.0, -2.0]]
     assert m.event_conditions(0.0, y).tolist() == [[-1.0], [3.0]]
+
+
+def test_event_times_and_values_may_read_lets_of_params():
+    m = load_text("model L\nparam tau = 3\nlet T = 2 * tau\nlet W = T + tau\nstate x = 1\nat t = T, W: x += T\n")()
+    assert m.event_times().tolist() == [6.0, 9.0]
+    assert m.event_assign(0, 0.0, torch.ones(1)).tolist() == [7.0]
