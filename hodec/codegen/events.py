@@ -1,6 +1,6 @@
 """Bodies and tables of the generated event methods: event_times (the `at` times), event_conditions (the `when`
 root functions) and event_assign (one event's assignments). The meaning of each event is lowered in
-symbolic/events.py; the solver loop that calls these methods is hodec.solvers' (its contract: /README, "Events").
+symbolic/events.py; the solver loop that calls these methods is hodec.solvers' (semantics: README, "The language").
 
 Every method is present, also without events: event_times then returns a [0] tensor, event_conditions a [..., 0]
 one, and event_assign raises IndexError for any index.

@@ -1,7 +1,7 @@
 """Events → SymPy: each event's times, its trigger as a root function, and its assignments as new state values.
 
 A `when COND` event fires when COND goes from false to true; the solver locates that crossing as a sign change
-of a root function g(t, y), positive exactly where COND holds (docs: README, "Events"):
+of a root function g(t, y), positive exactly where COND holds (README, "The language"):
 
     a > b, a >= b  →  a − b            c1 and c2  →  min(g1, g2)
     a < b, a <= b  →  b − a            c1 or c2   →  max(g1, g2)
