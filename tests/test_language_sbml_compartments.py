@@ -16,6 +16,7 @@ import hodec
 from hodec.cli import main
 from hodec.compiler import compile_text, load_source
 from hodec.errors import HodecError
+from hodec.graph.transform import transform
 from hodec.symbolic.dependencies import used_params
 from hodec.symbolic.folding import folded_gates
 from hodec.syntax.parser import parse
@@ -178,3 +179,12 @@ def test_a_gate_never_folds_into_a_compartment_size():
 
 def test_a_param_read_only_as_a_size_is_used():
     assert used_params(compile_text("model U\nparam V = 2\nstate A = 1 in V\nder A = -A\n", "u.hode").symbolic) == {"V"}
+
+
+def test_the_mnode_transform_keeps_sizes_and_the_functions_initial_values_call():
+    source = ("model T\nparam V = 2\nparam k = 1\nfunction f(x) = k * x\nfunction g(x) = x\nstate A = f(3) in V\n"
+              "state B = 0\nreaction r: A -> B ; g(A)\n")
+    text = transform(compile_text(source, "t.hode"), mnode=True)
+    assert "param V = 2\n" in text and "state A = f(3) in V\n" in text and "function f(x) = k * x\n" in text
+    assert "function g" not in text  # only a rate called it, and the rates are gone
+    assert compile_text(text, "t2.hode").model_class()({}).initial_state().tolist() == [3.0, 0.0]

@@ -271,7 +271,8 @@ def _mnode(spec: _Spec, hidden, activation) -> list:
         if isinstance(stmt, dynamics) or _is_residual(stmt):
             insert_at = len(kept) if insert_at is None else insert_at
             continue
-        if isinstance(stmt, (ast.ParamDecl, ast.LetDecl, ast.NeuralDecl)) and stmt.name.id not in used:
+        if isinstance(stmt, (ast.ParamDecl, ast.LetDecl, ast.NeuralDecl, ast.FunctionDecl)) and \
+                stmt.name.id not in used:
             continue
         kept.append(stmt)
     names = _Names(kept)
@@ -282,10 +283,13 @@ def _mnode(spec: _Spec, hidden, activation) -> list:
 
 
 def _used_names(statements: list) -> set:
-    """The params, lets and neural functions that initial values, observables (their noise scales included) and
-    events read, through lets, and the params events assign."""
+    """The params, lets, neural functions and user functions that initial values, compartment sizes, observables
+    (their noise scales included) and events read, through lets and function bodies, and the params events
+    assign."""
     lets = {s.name.id: s.value for s in statements if isinstance(s, ast.LetDecl)}
+    lets.update({s.name.id: s.body for s in statements if isinstance(s, ast.FunctionDecl)})  # followed as lets
     roots = [s.initial for s in statements if isinstance(s, ast.StateDecl)]
+    roots += [s.size for s in statements if isinstance(s, ast.StateDecl) and s.size is not None]
     roots += [a for s in statements if isinstance(s, ast.ObserveDecl) and s.noise is not None for a in s.noise.args]
     events = [s for s in statements if isinstance(s, ast.EventDecl)]
     roots += [e for s in events for e in (*s.times, *filter(None, [s.trigger]), *(a.value for a in s.assignments))]
