@@ -9,6 +9,8 @@ import sys
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import hodec
 from hodec import HodecError
@@ -22,7 +24,7 @@ from hodec.syntax.parser import parse
 from hodec.syntax.unparse import unparse
 
 from test_names import NAMES
-from test_unparse import strip
+from test_unparse import S, expressions, strip
 
 torch.set_default_dtype(torch.float64)
 
@@ -71,6 +73,23 @@ def test_events_round_trip_through_unparse():
     assert "when central < 2 and t > 1: rescue = 1, effect -= 0.5\n" in text
     again = parse(text)
     assert strip(again.statements) == strip(tree.statements)
+    assert unparse(again) == text
+
+
+def _assignments():
+    one = st.tuples(st.sampled_from(["x", "y", "index", "self"]), st.sampled_from(["=", "+=", "-="]), expressions())
+    return st.lists(one.map(lambda a: ast.Assignment(ast.Name(a[0], S), a[1], a[2], S)), min_size=1, max_size=3)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.one_of(
+    st.tuples(st.lists(expressions(), min_size=1, max_size=3), _assignments())
+    .map(lambda e: ast.EventDecl("at", tuple(e[0]), None, tuple(e[1]), S)),
+    st.tuples(expressions(), _assignments()).map(lambda e: ast.EventDecl("when", (), e[0], tuple(e[1]), S))))
+def test_random_events_round_trip(event):
+    text = unparse([ast.ModelDecl(ast.Name("M", S), None, S), event])
+    again = parse(text)
+    assert strip(again.statements[1]) == strip(event)
     assert unparse(again) == text
 
 
