@@ -55,12 +55,14 @@ def test_gradients_through_event_times_and_jumps(method):
     tau = torch.tensor([[1.5], [3.0]], dtype=torch.float64, requires_grad=True)  # [K = 2, batch 1]
     amount = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
     events = Events(tau, lambda row, t, y: y + (amount if row == 0 else 1.0))
-    ys = solve(lambda t, y: -k * y, torch.ones(1, 1, dtype=torch.float64), torch.tensor([0.0, 2.0, T]), method,
-               events=events, **TIGHT)
+    # event times at output times, outputs after them: a chain of step sizes through the controller (h_next = h ·
+    # factor, the error detached) once made these gradients grow by ~8x per output interval after the event
+    ys = solve(lambda t, y: -k * y, torch.ones(1, 1, dtype=torch.float64), torch.linspace(0, T, 13), method,
+               events=events, rtol=1e-8, atol=1e-10)
     d_tau, d_amount = torch.autograd.grad(ys[-1, 0, 0], (tau, amount))
     expected = [0.7 * k * math.exp(-k * (T - 1.5)), k * math.exp(-k * (T - 3.0))]
     assert d_tau[:, 0].tolist() == pytest.approx(expected, rel=1e-6)
-    assert float(d_amount) == pytest.approx(math.exp(-k * (T - 1.5)), rel=1e-8)
+    assert float(d_amount) == pytest.approx(math.exp(-k * (T - 1.5)), rel=1e-7)
 
 
 def oscillator(zeta=0.1):

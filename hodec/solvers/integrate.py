@@ -116,7 +116,10 @@ class Loop:
             reached = torch.where(hit, torch.searchsorted(grid, t_new[:, None]).squeeze(-1), reached)
         passed = (reached - s.nxt) * move
         nxt = s.nxt + passed
-        h_next = ctl.next_step(h, err, ok, s.rejected, method.order)
+        # The next step size is not differentiated either: with the error detached, h_next = h · factor would pass
+        # d h/dθ on, times up to 10 per step, where the true controller keeps h_next independent of h (the error
+        # grows as h^(q+1)); gradients through a step that ends at an event time then grew ~8x per output interval.
+        h_next = ctl.next_step(h.detach(), err, ok, s.rejected, method.order)
         if self.stop_at_outputs or events is not None:  # a step cut short to reach a stop does not shrink the next
             h_next = torch.where(ok & last, torch.maximum(h_next, s.h), h_next)
         if located is not None:  # its step is taken again up to the root
