@@ -11,8 +11,9 @@ import torch
 
 import hodec
 from hodec.cli import main
-from hodec.compiler import load_source
+from hodec.compiler import compile_text, load_source
 from hodec.errors import HodecError
+from hodec.graph.prune import prune_spec
 from hodec.training.initial import initial_sources
 
 _counter = itertools.count()
@@ -86,3 +87,13 @@ def test_cli_exits_1_on_a_cycle(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert code == 1 and "Traceback" not in err
     assert f"{spec}:2:11: error: initial values refer to each other in a cycle: A -> B -> A" in err
+
+
+def test_pruning_keeps_a_state_that_an_initial_value_reads():
+    """A pruned spec must still compile: B starts at 2 * A, so A stays even when no path leads from it to the
+    observable any more."""
+    source = ("model P\nparam k = 1\nstate A = 3\nstate B = 2 * A\nreaction r: A -> ; k * A\n"
+              "reaction s: A -> B ; k * A\nobserve b = B\n")
+    pruning = prune_spec(compile_text(source, "p.hode"), ["s"])
+    assert "A" in pruning.states_kept
+    assert compile_text(pruning.source, "p2.hode").model_class()({}).initial_state().tolist() == [3.0, 6.0]
