@@ -134,6 +134,11 @@ def test_warfarin_groups_carry_the_doses_padded_and_the_weights(pkpd):
             assert g.doses.amount[:k, b].tolist() == tr.doses.amount.tolist()
             assert torch.isnan(g.doses.time[k:, b]).all()
         assert g.params["wt"].tolist() == [tr.params["wt"] for tr in trs]
+    g = groups[0]
+    some = g.members_only(torch.tensor([2, 0]))  # a process's share under torchrun
+    assert torch.equal(some["doses"].time, g.doses.time[:, [2, 0]])
+    assert torch.equal(some["doses"].amount, g.doses.amount[:, [2, 0]])
+    assert some["params"]["wt"].tolist() == [g.params["wt"][2].item(), g.params["wt"][0].item()]
 
 
 @needs_data
