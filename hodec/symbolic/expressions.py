@@ -46,8 +46,8 @@ class softplus(_RealFunction):
         return sigmoid(self.args[0])
 
 
-class quotient(_RealFunction):
-    """SBML's quotient(a, b): a / b rounded toward zero (printed torch.trunc(a / b)); NaN where b = 0."""
+class _Division(_RealFunction):
+    """A function of a dividend and a divisor, exact for two numbers and undefined (NaN) for a zero divisor."""
 
     nargs = 2
 
@@ -55,6 +55,10 @@ class quotient(_RealFunction):
     def eval(cls, a, b):
         if a.is_Number and b.is_Number:
             return cls.closed_form(a, b) if b != 0 else sympy.nan
+
+
+class quotient(_Division):
+    """SBML's quotient(a, b): a / b rounded toward zero (printed torch.trunc(a / b)); NaN where b = 0."""
 
     @staticmethod
     def closed_form(a, b):
@@ -64,15 +68,8 @@ class quotient(_RealFunction):
         return sympy.S.Zero  # a step function: zero wherever it is differentiable
 
 
-class rem(_RealFunction):
+class rem(_Division):
     """SBML's rem(a, b): a - b * quotient(a, b), the sign of a (C's fmod; printed torch.fmod); NaN where b = 0."""
-
-    nargs = 2
-
-    @classmethod
-    def eval(cls, a, b):
-        if a.is_Number and b.is_Number:
-            return cls.closed_form(a, b) if b != 0 else sympy.nan
 
     @staticmethod
     def closed_form(a, b):
