@@ -194,7 +194,7 @@ def _doses(table: Table, rows: np.ndarray, doses, what: str, states) -> DoseRows
     if not rows.size:
         return DoseRows.empty()
     times, amount, rate, state = doses
-    out = DoseRows(times[rows], amount[rows], state[rows], rate[rows], table.lines[rows])
+    out = DoseRows(times[rows], amount[rows], state[rows], rate[rows])
     check_infusions(table, rows, out, what, states)
     return out
 

@@ -35,7 +35,6 @@ class DoseRows:
     amount: np.ndarray  # [K]
     state: np.ndarray  # [K] int64: index into the model's state_names
     rate: np.ndarray  # [K]: 0 for a bolus
-    lines: np.ndarray  # [K]: where each dose is in the file, for messages
 
     def __len__(self) -> int:
         return len(self.time)
@@ -43,7 +42,7 @@ class DoseRows:
     @staticmethod
     def empty() -> "DoseRows":
         none = np.zeros(0)
-        return DoseRows(none, none, np.zeros(0, dtype=np.int64), none, np.zeros(0, dtype=np.int64))
+        return DoseRows(none, none, np.zeros(0, dtype=np.int64), none)
 
 
 def row_kinds(table: Table, columns: Layout) -> tuple[np.ndarray, np.ndarray]:
@@ -51,7 +50,7 @@ def row_kinds(table: Table, columns: Layout) -> tuple[np.ndarray, np.ndarray]:
     n = len(table.values)
     compartment = np.full(n, np.nan)
     if columns.has("evid"):
-        kind = _evids(table, columns.get("evid"), compartment)
+        kind, compartment = _evids(table, columns.get("evid"))
     elif columns.has("amt"):
         kind = np.where(table.values[:, columns.get("amt")] > 0, DOSE, OBSERVATION)
     else:
@@ -66,7 +65,8 @@ def row_kinds(table: Table, columns: Layout) -> tuple[np.ndarray, np.ndarray]:
     return kind, compartment
 
 
-def _evids(table: Table, c: int, compartment: np.ndarray) -> np.ndarray:
+def _evids(table: Table, c: int) -> tuple[np.ndarray, np.ndarray]:
+    """The kinds of rows by their evid, and the compartment an rxode2 code names (NaN: none)."""
     evid = table.values[:, c]
     missing = np.flatnonzero(np.isnan(evid))
     if missing.size:
@@ -77,8 +77,7 @@ def _evids(table: Table, c: int, compartment: np.ndarray) -> np.ndarray:
         value = evid[bad[0]]
         what = f" ({REFUSED[int(value)]})" if value in REFUSED else ""
         table.fail(f"evid {value:g}{what} is not supported; hodec reads {EVIDS}", int(bad[0]), c)
-    compartment[classic] = evid[classic] // 100
-    return np.where(classic, DOSE, evid).astype(np.int64)
+    return np.where(classic, DOSE, evid).astype(np.int64), np.where(classic, evid // 100, np.nan)
 
 
 def dose_rows(table: Table, columns: Layout, kind: np.ndarray, compartment: np.ndarray, model, dose_state):
