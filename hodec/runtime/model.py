@@ -263,6 +263,13 @@ class CompiledModel(Gated, Stoichiometry, nn.Module):
         else:
             self.fixed_values[i] = value
 
+    def set_trained(self, name: str, value: float):
+        """Write one shared param's constrained value into its trained coordinates, every other param left as it is
+        (set_params re-applies every exact value, trained ones' included): for a fit that trains it elsewhere."""
+        if name not in self._param_rows:
+            raise _unknown(self, "param", name, self.param_names)
+        self._set_param(name, float(value))
+
     def raw_parameters(self) -> torch.Tensor:
         """The trainable mechanistic parameters in their unconstrained coordinates (free, log, logit)."""
         return torch.cat([self.raw_free, self.raw_positive, self.raw_bounded])

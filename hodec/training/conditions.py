@@ -63,8 +63,8 @@ class Plan:
 
 
 class Conditions:
-    def __init__(self, model, data: Dataset, config, dtype):
-        self.model, self.dtype = model, dtype
+    def __init__(self, model, data: Dataset, config, dtype, scales):
+        self.model, self.dtype, self.scales = model, dtype, scales
         self.params = {row[0]: i for i, row in enumerate(model.parameters_table)}
         self.rows = {row[0]: row for row in model.parameters_table}
         self.states = {name: j for j, name in enumerate(model.state_names)}
@@ -84,7 +84,7 @@ class Conditions:
                 self.preequilibration[i] = parsed
         self.active = (any(s["params"] or s["states"] for s in self.simulation) or
                        any(pre is not None for pre in self.preequilibration) or
-                       any(tr.params for tr in data.trajectories))
+                       any(tr.params for tr in data.trajectories) or scales.active)
         if self.active and model.param_batch_shape():
             raise HodecError("conditions and per-trajectory param columns need a model whose params are shared "
                              f"(this one has per-sample params of batch shape {list(model.param_batch_shape())})",
@@ -150,9 +150,13 @@ class Conditions:
         if not self.active:
             return None
         plan = self.plan(g)
-        p = model.parameter_values()
+        p = self.values(model)
         assignments = plan.pre_params if preequilibration else plan.params
         return assignments.apply(p, p.expand(g.size, p.shape[-1]))
+
+    def values(self, model) -> torch.Tensor:
+        """The fit's parameter vector [P]: the model's, with the params trained on other scales from theirs."""
+        return self.scales.apply(model, model.parameter_values())
 
     def applied(self, model, g):
         """`with conditions.applied(model, g):` the model reads the group's table for the block."""
@@ -164,7 +168,7 @@ class Conditions:
         if not self.active:
             return y0
         plan = self.plan(g)
-        p = model.parameter_values()
+        p = self.values(model)
         y0 = plan.states.apply(p, y0)
         if not bool(plan.preequilibrated.any()):
             return y0

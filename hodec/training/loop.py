@@ -65,7 +65,7 @@ class Trainer:
         m = self.model
         mechanistic = [p for p in m.mechanistic_parameters() if p.numel()]
         neural = [p for p in m.slot_modules.parameters() if p.numel()]
-        extra = self.method.parameters()
+        extra = self.method.parameters() + self.problem.scales.parameters()
         groups = []
         if mechanistic or extra:
             groups.append({"params": mechanistic + extra, "weight_decay": 0.0})
@@ -110,6 +110,7 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = self.config.lr_at(epoch)
         self.optimizer.step()
+        self.problem.scales.after_step()
         seconds = time.perf_counter() - start
         self.elapsed += seconds
         self.epoch = epoch
@@ -139,6 +140,8 @@ class Trainer:
                 return f"neural slot '{slot[0]}'"
         if tensor is getattr(m, "gate_weights", None):
             return "the sparsity gates"
+        if tensor is self.problem.scales.theta:
+            return f"the params trained on scales ({', '.join(self.problem.scales.names)})"
         return "multiple-shooting initial-state corrections"
 
     def evaluate(self, model=None) -> float:
@@ -213,6 +216,7 @@ class Trainer:
 
     def restore(self, state: dict):
         self.model.load_state_dict(state["model"])
+        self.problem.scales.load()
         self.method.restore(state)
         self.optimizer.load_state_dict(state["optimizer"])
         self.epoch, self.history = int(state["epoch"]), list(state["history"])

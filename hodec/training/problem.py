@@ -24,6 +24,7 @@ from .groups import Group, make_groups
 from .initial import initial_sources
 from .objective import NoiseModels
 from .priors import Priors
+from .scales import Scales
 from .result import FitError
 
 
@@ -49,7 +50,8 @@ class Problem:
         self.alphas = self.per_column(config.smoothing, "smoothing")
         self.sources = initial_sources(self.model)  # state -> the trainable names its initial value reads
         self.pinned = self._pinned()
-        self.conditions = Conditions(self.model, data, config, self.dtype)  # each trajectory's params and states
+        self.scales = Scales(self.model, config, self.dtype)  # params trained in another coordinate
+        self.conditions = Conditions(self.model, data, config, self.dtype, self.scales)  # each trajectory's values
         self.priors = Priors(self.model, config)
         self.epoch = 1  # the epoch in progress, for messages (kept by the training loop)
         self.show_lambda = False  # whether messages name lambda (homotopy)
@@ -217,7 +219,7 @@ class Problem:
     def prior_term(self, model):
         """-log prior / n (priors.py; n: the data's cells, the objective's per-cell scale, so with noise models the
         objective is (-llh - log prior) / n, the MAP's); 0 without priors."""
-        value = self.priors.negative_log(model.parameter_values())
+        value = self.priors.negative_log(self.conditions.values(model))
         return 0.0 if value is None else value / self.data.n_cells
 
     # ---------------------------------------------------------------- evaluation (no gradients; failures tolerated)
