@@ -162,6 +162,12 @@ def test_bad_uses_are_located_errors(body, message, column):
     assert f"bad.hode:3:{column}: error: {message}" in text, text
 
 
+def test_log_of_two_arguments_says_how_to_write_another_base():
+    text = _error("model F\nstate A = 1\nder A = -log(2, A)\n")
+    assert "bad.hode:3:10: error: 'log' takes 1 argument, got 2" in text
+    assert "log is natural; for base b write log(x) / log(b), or log10(x)" in text
+
+
 def test_function_names_are_reserved():
     assert "'sech' is reserved" in _error("model F\nparam sech = 1\nstate A = 1\nder A = -sech * A\n")
 

@@ -164,7 +164,8 @@ def check_arity(ctx: Context):
                 expected = f"at least {low} arguments"
             else:
                 expected = f"{low} argument{'s' if low != 1 else ''}" if low == high else f"{low} to {high}"
-            ctx.error(f"'{node.func}' takes {expected}, got {n}", node.span)
+            hint = "log is natural; for base b write log(x) / log(b), or log10(x)" if node.func == "log" else None
+            ctx.error(f"'{node.func}' takes {expected}, got {n}", node.span, hint)
         for node in ast.calls_in(expr):
             if node.func == "piecewise" and len(node.args) % 2 == 0:
                 ctx.error(f"piecewise takes value, condition pairs and then an 'otherwise' value (an odd number of "
