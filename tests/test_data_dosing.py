@@ -266,10 +266,8 @@ BAD = [
      "from t = 0 to 5"),
     ("t,dv,dvid\n0,1,cpp\n1,2,cp\n", {},
      "line 2, column 'dvid': dvid 'cpp' is not an observable or state of PKPD; did you mean 'cp'?"),
-    ("t,dv,dvid\n0,1,1\n1,2,1\n", {"dvid": {1: "cq"}},
-     "line 2, column 'dvid': dvid 1 is 'cq' by FIT.yaml's dvid map, which is not an observable or state of PKPD"),
-    ("t,dv\n0,1\n1,2\n", {"dv": "depo"},
-     "line 2: FIT.yaml's dv names 'depo', which is not an observable or state of PKPD; did you mean 'depot'?"),
+    ("t,dv,dvid\n0,1,x\n1,2,cp\n", {},
+     "line 2, column 'dvid': dvid 'x' is not an observable or state of PKPD (one of cp, pca, depot, central, effect)"),
     ("t,dv,dvid\n0,1,1\n1,2,1\n", {}, "line 2, column 'dvid': dvid 1 is a number: name what it is in FIT.yaml's "
                                       "dvid map"),
     ("t,dv\n0,1\n1,2\n", {}, "line 2: an observation's dv needs a dvid naming the observable or state it is, or "
@@ -282,8 +280,6 @@ BAD = [
      "3 = effect), or a state's name"),
     ("t,evid,amt,cmt,cp\n0,1,5,1.5,\n1,0,,,1\n", {}, "line 2, column 'cmt': cmt 1.5 is not a compartment number"),
     ("t,evid,amt,cp\n0,1,5,\n1,0,,1\n", {}, "line 2: a dose row needs a target state: a 'cmt' cell"),
-    ("t,evid,amt,cp\n0,1,5,\n1,0,,1\n", {"dose_state": "dep"},
-     "line 2: dose_state 'dep' (FIT.yaml) is not a state of PKPD; did you mean 'depot'?"),
     ("t,evid,amt,cmt,cp\n0,3,5,depot,\n1,0,,,1\n", {}, "line 2, column 'evid': evid 3 (a reset) is not supported"),
     ("t,evid,amt,cmt,cp\n0,,5,depot,\n1,0,,,1\n", {}, "line 2, column 'evid': the evid is missing"),
     ("t,evid,mdv,cp\n0,0,2,1\n1,0,0,1\n", {}, "line 2, column 'mdv': mdv is 2"),
@@ -310,6 +306,21 @@ def test_bad_records_are_errors_naming_file_line_and_column(tmp_path, pkpd, cont
         return
     text = error(tmp_path, pkpd, content, **config)
     assert text.startswith(f"{tmp_path / 'data.csv'}: error: ") and message in text
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"dose_state": "dep"}, "dose_state: 'dep' is not a state of PKPD; did you mean 'depot'?"),
+    ({"dose_state": "cp"}, "dose_state: 'cp' is not a state of PKPD (one of depot, central, effect)"),
+    ({"dv": "depo"}, "dv: 'depo' is not an observable or state of PKPD; did you mean 'depot'?"),
+    ({"dvid": {1: "cq"}}, "dvid.1: 'cq' is not an observable or state of PKPD"),
+])
+def test_fit_yaml_data_keys_name_the_models_states_whether_or_not_a_row_uses_them(tmp_path, capsys, config, message):
+    assert message in error(tmp_path, load_text(PKPD, "pkpd.hode"), "t,cp\n0,1\n1,2\n", **config)
+    spec, data = write(tmp_path, PKPD, "pkpd.hode"), write(tmp_path, "t,cp\n0,1\n1,2\n")
+    fit_yaml = write(tmp_path, yaml.safe_dump(config), "fit.yaml")
+    assert main(["fit", str(spec), "--data", str(data), "--config", str(fit_yaml), "--out", str(tmp_path / "run"),
+                 "--quiet"]) == 1
+    assert capsys.readouterr().err.startswith(f"fit config: error: {message}")
 
 
 def test_inputs_that_differ_at_one_time_point_are_an_error(tmp_path):

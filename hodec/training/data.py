@@ -20,8 +20,8 @@ from ..tables import Table, read_table
 from ..errors import HodecError
 from .columns import TEXT_NOTE, is_text, layout, type_name
 from .config import load_config
-from .records import (DOSE, OBSERVATION, DoseRows, check_infusions, dose_rows, long_values, missing_targets,
-                      row_kinds)
+from .records import (DOSE, OBSERVATION, DoseRows, check_config, check_infusions, dose_rows, long_values,
+                      missing_targets, row_kinds)
 
 
 @dataclass
@@ -70,6 +70,7 @@ def read_data(path, model, config=None) -> Dataset:
 def table_to_dataset(table: Table, model, config=None) -> Dataset:
     """Split a table into trajectories (by id, in order of first appearance) and check it against the model."""
     config = config or load_config()
+    check_config(model, config)
     columns = layout(table, model, set(config.ignore_columns))
     if not len(table.values):
         table.fail("the file has a header but no data rows")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import did_you_mean
+from ..errors import HodecError, did_you_mean
 from ..tables import Table
 from .columns import Layout, type_name
 from .config import number_text
@@ -145,12 +145,7 @@ def _target(table: Table, cell: str, row: int, column, model, dose_state) -> int
     """A cmt cell's state index (-1 for an empty cell whose evid names the compartment: resolved by the caller)."""
     states = model.state_names
     if cell == "":
-        if dose_state is None:
-            return -1
-        if dose_state not in states:
-            table.fail(f"dose_state '{dose_state}' (FIT.yaml) is not a state of {type_name(model)}"
-                       + _hint(dose_state, states), row)
-        return states.index(dose_state)
+        return -1 if dose_state is None else states.index(dose_state)  # (check_config checked it)
     number = table.values[row, column]
     if np.isfinite(number):
         if number != int(number) or not 1 <= number <= len(states):
@@ -186,7 +181,20 @@ def _numbered(states) -> str:
 
 def _hint(name: str, candidates) -> str:
     hint = did_you_mean(name, candidates)
-    return f"; {hint}" if hint else f" (states: {', '.join(candidates)})"
+    return f"; {hint}" if hint else f" (one of {', '.join(candidates)})"
+
+
+def check_config(model, config):
+    """FIT.yaml's data keys name states (dose_state) and observables or states (dv, the dvid map's values), whether
+    or not a row uses them."""
+    states, fitted = model.state_names, [*model.observable_names, *model.state_names]
+    named = [("dose_state", config.dose_state, states, "a state")]
+    named += [(key, name, fitted, "an observable or state") for key, name in
+              [("dv", config.dv), *((f"dvid.{k}", v) for k, v in config.dvid.items())]]
+    for key, name, candidates, what in named:
+        if name is not None and name not in candidates:
+            raise HodecError(f"{key}: '{name}' is not {what} of {type_name(model)}" + _hint(name, candidates),
+                             "fit config")
 
 
 def long_values(table: Table, columns: Layout, kind: np.ndarray, model, dv_default, dvid_map) -> tuple:
@@ -217,20 +225,16 @@ def _observed(table: Table, cell: str, row: int, columns: Layout, model, dv_defa
         if dv_default is None:
             table.fail("an observation's dv needs a dvid naming the observable or state it is, or FIT.yaml's dv "
                        f"(one of {', '.join(fitted)})", row, column)
-        name, source = dv_default, f"FIT.yaml's dv names '{dv_default}', which"
-    elif number_text(cell) in dvid_map:
-        name = dvid_map[number_text(cell)]
-        source = f"dvid {cell} is '{name}' by FIT.yaml's dvid map, which"
-    elif np.isfinite(table.values[row, column]):
+        return dv_default  # (check_config checked the names FIT.yaml gives)
+    if number_text(cell) in dvid_map:
+        return dvid_map[number_text(cell)]
+    if np.isfinite(table.values[row, column]):
         table.fail(f"dvid {cell} is a number: name what it is in FIT.yaml's dvid map (e.g. dvid: {{{cell}: "
                    f"{fitted[0]}}})", row, column)
-    else:
-        name, source = cell, f"dvid '{cell}'"
-    if name not in fitted:
-        hint = did_you_mean(name, fitted)
-        table.fail(f"{source} is not an observable or state of {type_name(model)}"
-                   + (f"; {hint}" if hint else f" (observables and states: {', '.join(fitted)})"), row, column)
-    return name
+    if cell not in fitted:
+        table.fail(f"dvid '{cell}' is not an observable or state of {type_name(model)}" + _hint(cell, fitted),
+                   row, column)
+    return cell
 
 
 def check_infusions(table: Table, rows: np.ndarray, doses: DoseRows, what: str, states):
