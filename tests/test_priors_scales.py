@@ -83,3 +83,23 @@ def test_scale_errors_exit_1(tmp_path, capsys, scales, message):
                  str(tmp_path / "fit.yaml"), "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err
     assert code == 1 and message in err and "Traceback" not in err, err
+
+
+def test_a_resumed_fit_continues_on_the_scale(model, tmp_path):
+    """Two epochs, the state saved and restored into a fresh trainer, two more: the same params as four epochs
+    in one go (theta reloaded from the model, Adam's state from the optimizer's)."""
+    config = load_config({"method": "vanilla", "initial": "spec", "epochs": 4, "lr": 0.05, "scales": {"k": "log10"},
+                          "solver": {"method": "rk4", "step_size": 0.1}})
+    fresh = lambda: hodec.compile(tmp_path / "turnover.hode").model_class()().double()  # noqa: E731
+    whole = Trainer(fresh(), data(model), config)
+    for _ in range(4):
+        whole.step()
+    first = Trainer(fresh(), data(model), config)
+    first.step()
+    first.step()
+    second = Trainer(fresh(), data(model), config)
+    second.restore(first.state())
+    second.step()
+    second.step()
+    assert math.isclose(second.model.params()["k"], whole.model.params()["k"], rel_tol=1e-12)
+    assert second.model.params()["k"] != first.model.params()["k"]
