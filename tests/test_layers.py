@@ -20,7 +20,10 @@ ALLOWED = {
     "runtime": {"solvers"},  # what generated modules import: nothing of the compiler
     "compiler": {"syntax", "model", "symbolic", "codegen", "graph"},
     "training": {"syntax", "model", "symbolic", "graph", "solvers", "runtime", "compiler"},
-    "cli": {"syntax", "model", "symbolic", "graph", "codegen", "solvers", "runtime", "compiler", "training"},
+    # importers and exporters of outside formats (SBML, PEtab, PEtab-SciML): build on everything but the cli
+    "interop": {"syntax", "model", "symbolic", "graph", "codegen", "solvers", "runtime", "compiler", "training"},
+    "cli": {"syntax", "model", "symbolic", "graph", "codegen", "solvers", "runtime", "compiler", "training",
+            "interop"},
     "__init__": {"compiler", "training"},
     "__main__": {"cli"},
 }
