@@ -176,3 +176,15 @@ def test_transform_mnode_keeps_the_params_and_lets_noise_scales_read():
     assert "param a = 0.1 positive\n" in text and "let la = 2 * a\n" in text
     assert "observe c = x ~ normal(la + a)\n" in text
     assert "param k" not in text  # what only the replaced equations read goes
+
+
+def test_a_noise_scale_reads_the_current_value_of_a_param_an_event_assigns():
+    source = ("model Ev\nparam k = 0.3 positive\nparam a = 0.1 positive\nstate x = 1\nder x = -k * x\n"
+              "at t = 1: a = 0.5\nobserve c = x ~ normal(a + 0.1 * c)\n")
+    model = hodec.compile("ev.hode", source=source).model_class()().double()
+    ts = torch.tensor([0.0, 0.5, 1.0, 2.0], dtype=torch.float64)
+    ys = model.simulate(ts)
+    sigma = model.noise_scale(ts, ys, model.observe(ys, ts))[:, 0]
+    x = torch.exp(-0.3 * ts)
+    expected = torch.where(ts < 1, 0.1, 0.5) + 0.1 * x  # the output at the event's time shows the state after it
+    assert sigma.tolist() == pytest.approx(expected.tolist(), rel=1e-6)
