@@ -238,3 +238,18 @@ def test_a_singular_hessian_gives_nan_and_a_warning_not_a_crash(tmp_path):
     assert all(math.isnan(v) for v in report["standard_errors"].values())
     assert "singular" in report["warning"] and "'unused'" in report["warning"]
     assert math.isfinite(report["llh"])
+
+
+@pytest.mark.parametrize("observe, expected", [
+    ("observe c = x - 3 ~ normal(0.5 + 1 * c)", "the noise scale of column 'c' of trajectory 0 is 0 at t = 1"),
+    ("observe c = x - 3 ~ lognormal(0.5)", "the model value (under a log-scale noise model) of column 'c' of "
+                                           "trajectory 0 is -0.5 at t = 1"),
+])
+def test_a_cell_the_noise_model_cannot_describe_is_a_fit_error_naming_it(tmp_path, observe, expected):
+    csv = tmp_path / "d.csv"
+    csv.write_text("t,c\n0,1\n1,0.5\n2,0.25\n")
+    spec = "model D\nparam k = 0.5 positive\nstate x = 4\nder x = -k * x\n" + observe + "\n"
+    problem = _problem(spec.replace("der x = -k * x", "der x = -1.5 + 0 * k * x"), csv)
+    with pytest.raises(HodecError) as info:
+        problem.loss(problem.model, "uncoupled")
+    assert info.value.diagnostics[0].message == f"epoch 1, uncoupled simulation: {expected}; it must be > 0"
