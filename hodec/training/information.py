@@ -42,7 +42,8 @@ def likelihood_report(problem: Problem, model) -> dict:
         nll = sum(cells.sum() for _, cells in problem.group_errors(model, "likelihood evaluation", check=False))
     except HodecError as err:
         return {"llh": None, "aic": None, "bic": None, "n_params": k, "n_cells": n,
-                "standard_errors": dict.fromkeys(names), "warning": f"the best model's simulation failed: {err.diagnostics[0].message}"}
+                "standard_errors": dict.fromkeys(names),
+                "warning": f"the best model's simulation failed: {err.diagnostics[0].message}"}
     llh = -float(nll.detach())
     errors, warning = standard_errors(model, nll, names)
     report = {"llh": llh, "aic": 2 * k - 2 * llh, "bic": k * math.log(n) - 2 * llh, "n_params": k, "n_cells": n,
