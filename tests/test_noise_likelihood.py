@@ -253,3 +253,13 @@ def test_a_cell_the_noise_model_cannot_describe_is_a_fit_error_naming_it(tmp_pat
     with pytest.raises(HodecError) as info:
         problem.loss(problem.model, "uncoupled")
     assert info.value.diagnostics[0].message == f"epoch 1, uncoupled simulation: {expected}; it must be > 0"
+
+
+def test_a_failing_simulation_gives_a_report_with_a_warning_not_a_crash(tmp_path):
+    csv = tmp_path / "d.csv"
+    csv.write_text("t,c\n0,1\n0.5,2\n2,3\n")
+    problem = _problem("model B\nparam k = 1 positive\nstate x = 1\nder x = k * x^2\nobserve c = x ~ normal(k)\n",
+                       csv, solver={"method": "auto", "max_steps": 200})
+    report = likelihood_report(problem, problem.model)  # x = 1 / (1 - t) blows up at t = 1
+    assert report["llh"] is None and report["standard_errors"] == {"k": None}
+    assert report["warning"].startswith("the best model's simulation failed: ")
