@@ -182,6 +182,15 @@ def test_rate_makes_an_infusion_and_empty_or_zero_a_bolus(tmp_path, pkpd):
     assert doses.rate.tolist() == [2, 0, 0, 5] and doses.time.tolist() == [0, 1, 2, 5]
 
 
+def test_addl_repeats_a_dose_ii_apart_and_dur_is_an_infusions_duration(tmp_path, pkpd):
+    text = ("ID,TIME,EVID,AMT,DUR,CMT,ADDL,II,cp\n1,0,1,10,,depot,3,12,\n1,1,0,,,,,,1\n1,20,1,6,2,central,,,\n"
+            "1,30,0,,,,,,2\n")
+    tr = read(tmp_path, pkpd, text).trajectories[0]
+    assert tr.doses.time.tolist() == [0, 12, 20, 24, 36] and tr.doses.amount.tolist() == [10, 10, 6, 10, 10]
+    assert tr.doses.state.tolist() == [0, 0, 1, 0, 0] and tr.doses.rate.tolist() == [0, 0, 3, 0, 0]
+    assert tr.t.tolist() == [0, 1, 20, 30]  # the rows' times; the repeats need none
+
+
 def test_without_evid_a_positive_amt_is_a_dose(tmp_path, pkpd):
     data = read(tmp_path, pkpd, "t,amt,cp\n0,100,\n1,0,3\n2,,4\n", dose_state="depot")
     tr = data.trajectories[0]
@@ -295,6 +304,20 @@ BAD = [
     ("id,t,evid,amt,cmt,cp\n1,0,0,,,1\n1,1,0,,,2\n2,0,1,5,depot,\n2,1,0,,,\n", {},
      "trajectory 2 (lines 4 to 5) has 1 dose but no value in any fitted column (cp): nothing to fit"),
     ("t,evid,amt,cmt,cp\n1,1,5,depot,\n0,0,,,1\n", {}, "line 3: time 0 does not increase"),
+    ("t,evid,amt,cmt,addl,ii,cp\n0,1,5,depot,-1,12,\n1,0,,,,,1\n", {},
+     "line 2, column 'addl': addl is how many more doses follow: a whole number from 0 to 100000"),
+    ("t,evid,amt,cmt,addl,ii,cp\n0,1,5,depot,1.5,12,\n1,0,,,,,1\n", {}, "line 2, column 'addl': addl is how many"),
+    ("t,evid,amt,cmt,addl,ii,cp\n0,1,5,depot,2,,\n1,0,,,,,1\n", {},
+     "line 2, column 'ii': a dose with addl > 0 needs the interval between its doses: ii > 0"),
+    ("t,evid,amt,cmt,addl,cp\n0,1,5,depot,2,\n1,0,,,,1\n", {}, "line 2, column 'addl': a dose with addl > 0 needs"),
+    ("t,evid,amt,rate,cmt,addl,ii,cp\n0,1,10,1,central,2,6,\n1,0,,,,,,1\n", {},
+     "line 2: infusions into 'central' overlap in the data: this one starts at t = 6, while the one on line 2 runs "
+     "from t = 0 to 10"),
+    ("t,evid,amt,cmt,ss,ii,cp\n0,1,5,depot,1,12,\n1,0,,,,,1\n", {},
+     "line 2, column 'ss': ss (a dose at steady state) is not supported"),
+    ("t,evid,amt,rate,dur,cmt,cp\n0,1,5,1,2,depot,\n1,0,,,,,1\n", {},
+     "line 2, column 'dur': a dose has both a rate and a duration: give one"),
+    ("t,evid,amt,dur,cmt,cp\n0,1,5,-2,depot,\n1,0,,,,1\n", {}, "line 2, column 'dur': a dose's duration must be >= 0"),
     ("t,cp,pca\n0,1,2\n0,3,\n1,2,2\n", {}, None),  # a replicate at one time point is not an error
 ]
 

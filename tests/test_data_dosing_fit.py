@@ -1,6 +1,6 @@
 """Dose rows end to end: a one-compartment PK spec, data with bolus and infusion dose rows (NONMEM style, upper-case
-names) generated from the closed-form superposition, simulated through the fit problem's groups and fitted by
-`hodec fit`."""
+names, ADDL/II repeats and a DUR) generated from the closed-form superposition, simulated through the fit problem's
+groups and fitted by `hodec fit`."""
 import json
 import math
 
@@ -43,12 +43,17 @@ def amount(t: float, regimen, cl: float = CL, v: float = V) -> float:
     return total
 
 
+# How the file writes them: subject 1's two boluses as one row with ADDL and II, subject 3's infusion by its DUR.
+DOSE_ROWS = {1: ["1,0,1,100,,,central,1,12,"], 2: ["2,0,1,100,50,,central,,,", "2,8,1,50,,,central,,,"],
+             3: ["3,1,1,60,,3,central,,,"]}
+
+
 @pytest.fixture
 def files(tmp_path):
-    lines = ["ID,TIME,EVID,AMT,RATE,CMT,DV"]
+    lines = ["ID,TIME,EVID,AMT,RATE,DUR,CMT,ADDL,II,DV"]
     for i, regimen in REGIMENS.items():
-        rows = [(start, 0, f"{i},{start},1,{dose},{rate or ''},central,") for start, dose, rate in regimen]
-        rows += [(t, 1, f"{i},{t},0,,,,{amount(t, regimen) / V!r}") for t in TIMES]
+        rows = [(float(line.split(",")[1]), 0, line) for line in DOSE_ROWS[i]]
+        rows += [(t, 1, f"{i},{t},0,,,,,,,{amount(t, regimen) / V!r}") for t in TIMES]
         lines += [line for _, _, line in sorted(rows)]
     (tmp_path / "pk.csv").write_text("\n".join(lines) + "\n")
     (tmp_path / "pk1.hode").write_text(SPEC)

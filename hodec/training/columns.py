@@ -15,7 +15,7 @@ from typing import Optional
 from ..errors import did_you_mean
 from ..tables import Table
 
-RECORDS = ("evid", "amt", "rate", "cmt", "dv", "dvid", "mdv")  # NONMEM's record columns hodec reads
+RECORDS = ("evid", "amt", "rate", "dur", "cmt", "addl", "ii", "ss", "dv", "dvid", "mdv")  # NONMEM's, that hodec reads
 CONVENTIONAL = ("t", "id") + RECORDS
 ALIASES = {"time": "t"}
 TEXT = ("id", "cmt", "dvid")
@@ -34,8 +34,8 @@ class Layout:
     def has(self, role: str) -> bool:
         return role in self.roles
 
-    def get(self, role: str) -> Optional[int]:
-        return self.roles.get(role)
+    def get(self, role: str, default: Optional[int] = None) -> Optional[int]:
+        return self.roles.get(role, default)
 
 
 def role(name: str, model, ignored) -> Optional[str]:

@@ -75,15 +75,15 @@ def table_to_dataset(table: Table, model, config=None) -> Dataset:
     if not len(table.values):
         table.fail("the file has a header but no data rows")
     kind, compartment = row_kinds(table, columns)
-    amount, rate, state = dose_rows(table, columns, kind, compartment, model, config.dose_state)
-    missing_targets(table, state, kind)
+    cells = dose_rows(table, columns, kind, compartment, model, config.dose_state)
+    missing_targets(table, cells.state, kind)
     fitted, y_all = _fitted(table, columns, kind, model, config)
     times = table.values[:, columns.get("t")]
     _first_missing(table, times, columns.get("t"), f"the time '{table.header[columns.get('t')]}' is missing")
     ids = _ids(table, columns.get("id"))
     fed = [name for name, _ in columns.inputs]
     u_all = table.values[:, [c for _, c in columns.inputs]]
-    doses = (times, amount, rate, state) if (kind == DOSE).any() else None
+    doses = cells if (kind == DOSE).any() else None
     trajectories = []
     for index in _rows_by_id(ids):
         label = ids[index[0]] if ids.dtype == object else id_label(ids[index[0]])
@@ -94,7 +94,8 @@ def table_to_dataset(table: Table, model, config=None) -> Dataset:
         for j, name in enumerate(fed):
             if not np.isfinite(u[:, j]).any():
                 table.fail(f"input column '{name}' has no values for {what}")
-        given = _doses(table, mine, doses, what, model.state_names), _params(table, index, columns.params, what, model)
+        given = (_doses(table, mine, doses, times, what, model.state_names),
+                 _params(table, index, columns.params, what, model))
         trajectories.append(Trajectory(label, t, ys[0], u, *given))
         trajectories += [Trajectory(f"{label} (replicate {r + 1})", t, y, u, *given) for r, y in enumerate(ys[1:], 1)]
     return Dataset(tuple(fitted), tuple(fed), trajectories, table.source)
@@ -190,13 +191,12 @@ def _inputs(table: Table, index, slot, times, values, names: list, what: str) ->
     return out
 
 
-def _doses(table: Table, rows: np.ndarray, doses, what: str, states) -> DoseRows:
-    """A trajectory's dose rows as DoseRows (their overlapping infusions an error)."""
+def _doses(table: Table, rows: np.ndarray, cells, times, what: str, states) -> DoseRows:
+    """A trajectory's doses from its dose rows (their overlapping infusions an error)."""
     if not rows.size:
         return DoseRows.empty()
-    times, amount, rate, state = doses
-    out = DoseRows(times[rows], amount[rows], state[rows], rate[rows])
-    check_infusions(table, rows, out, what, states)
+    out, source = cells.of(rows, times)
+    check_infusions(table, source, out, what, states)
     return out
 
 

@@ -6,8 +6,9 @@ each dose's amount, rate and target state, and the long format's dv values as fi
   column a row with `amt` > 0 is a dose (NONMEM's rule). `mdv` = 1 makes an observation row hold no value.
 - A dose's target is its `cmt`: a state's name, or a number k (NONMEM's compartment number: the k-th state of
   the model's state_names, from 1); an empty `cmt` (or no column) doses FIT.yaml's `dose_state`. `amt` >= 0 is
-  required; `rate` > 0 infuses amt at that rate over [t, t + amt/rate], empty or 0 is a bolus. Infusions into one
-  state of one trajectory must not overlap. A dose row's other cells (dv, fitted columns) are not read.
+  required; `rate` > 0 infuses amt at that rate over [t, t + amt/rate] (or `dur` > 0: over [t, t + dur]), empty
+  or 0 is a bolus. `addl` = n repeats the dose n more times, `ii` apart; `ss` (steady state) is refused. Infusions
+  into one state of one trajectory must not overlap. A dose row's other cells (dv, fitted columns) are not read.
 - Long format: `dv` holds an observation row's value and `dvid` what it is: an observable's or state's name, or
   a value FIT.yaml's `dvid` map names (numbers need the map); rows without a dvid are FIT.yaml's `dv`.
 """
@@ -25,6 +26,7 @@ from .config import number_text
 OBSERVATION, DOSE, NEITHER = 0, 1, 2
 EVIDS = "evid 0 (observation), 1 (dose), 2 (no observation) and 100·c + 1 (rxode2: a dose into compartment c)"
 REFUSED = {3: "a reset", 4: "a reset and dose"}
+MAX_ADDL = 100000  # additional doses of one row: a daily dose for 270 years; more is a typo
 
 
 @dataclass(frozen=True)
@@ -80,26 +82,82 @@ def _evids(table: Table, c: int) -> tuple[np.ndarray, np.ndarray]:
     return np.where(classic, DOSE, evid).astype(np.int64), np.where(classic, evid // 100, np.nan)
 
 
-def dose_rows(table: Table, columns: Layout, kind: np.ndarray, compartment: np.ndarray, model, dose_state):
-    """The dose rows' (amount, rate, state index) arrays over all rows (NaN / -1 elsewhere), checked."""
+@dataclass(frozen=True)
+class DoseCells:
+    """Every row's dose cells, checked on the dose rows (elsewhere: amount NaN, state -1, no repeats)."""
+
+    amount: np.ndarray
+    rate: np.ndarray  # 0: a bolus
+    state: np.ndarray  # int64
+    addl: np.ndarray  # int64: how many more doses follow, ii apart
+    ii: np.ndarray
+
+    def of(self, rows: np.ndarray, times: np.ndarray) -> tuple[DoseRows, np.ndarray]:
+        """The doses of some dose rows (of one trajectory, in time order), a row's addl more included, in time
+        order; and the row each dose comes from."""
+        count = self.addl[rows] + 1
+        source = np.repeat(rows, count)
+        k = np.arange(len(source)) - np.repeat(np.cumsum(count) - count, count)
+        time = times[source] + k * self.ii[source]
+        order = np.argsort(time, kind="stable")
+        source, time = source[order], time[order]
+        return DoseRows(time, self.amount[source], self.state[source], self.rate[source]), source
+
+
+def dose_rows(table: Table, columns: Layout, kind: np.ndarray, compartment: np.ndarray, model,
+              dose_state) -> DoseCells:
+    """The dose cells of every row (amt, rate or dur, cmt, addl and ii), checked on the dose rows."""
     rows = np.flatnonzero(kind == DOSE)
     n = len(kind)
-    amount, rate, state = np.full(n, np.nan), np.zeros(n), np.full(n, -1, dtype=np.int64)
+    cells = DoseCells(np.full(n, np.nan), np.zeros(n), np.full(n, -1, dtype=np.int64), np.zeros(n, dtype=np.int64),
+                      np.zeros(n))
     if not rows.size:
-        return amount, rate, state
+        return cells
     if not columns.has("amt"):
         table.fail("a dose row (evid 1) needs an amount: add an 'amt' column", int(rows[0]))
     c = columns.get("amt")
-    amount[rows] = table.values[rows, c]
-    _refuse(table, rows, np.isnan(amount[rows]), c, "a dose row needs an amount (the 'amt' cell is empty)")
-    _refuse(table, rows, amount[rows] < 0, c, "a dose's amount must be >= 0")
+    cells.amount[rows] = table.values[rows, c]
+    _refuse(table, rows, np.isnan(cells.amount[rows]), c, "a dose row needs an amount (the 'amt' cell is empty)")
+    _refuse(table, rows, cells.amount[rows] < 0, c, "a dose's amount must be >= 0")
+    cells.rate[rows] = _rates(table, columns, rows, cells.amount[rows])
+    cells.state[rows] = _targets(table, columns, rows, compartment, model, dose_state)
+    _repeats(table, columns, rows, cells)
+    if columns.has("ss"):
+        c = columns.get("ss")
+        _refuse(table, rows, np.nan_to_num(table.values[rows, c]) != 0, c,
+                "ss (a dose at steady state) is not supported: give the doses that lead there (addl and ii)")
+    return cells
+
+
+def _rates(table: Table, columns: Layout, rows: np.ndarray, amount: np.ndarray) -> np.ndarray:
+    """The dose rows' infusion rates: `rate`, or amt / `dur`; 0 for a bolus."""
+    rate = np.zeros(len(rows))
     if columns.has("rate"):
         c = columns.get("rate")
-        rate[rows] = np.nan_to_num(table.values[rows, c])
-        _refuse(table, rows, rate[rows] < 0, c, "a dose's rate must be >= 0 (empty or 0: a bolus; rate -1 and -2, "
-                                                "a modelled rate or duration, are not supported)")
-    state[rows] = _targets(table, columns, rows, compartment, model, dose_state)
-    return amount, rate, state
+        rate = np.nan_to_num(table.values[rows, c])
+        _refuse(table, rows, rate < 0, c, "a dose's rate must be >= 0 (empty or 0: a bolus; rate -1 and -2, a "
+                                          "modelled rate or duration, are not supported)")
+    if columns.has("dur"):
+        c = columns.get("dur")
+        duration = np.nan_to_num(table.values[rows, c])
+        _refuse(table, rows, duration < 0, c, "a dose's duration must be >= 0 (empty or 0: a bolus)")
+        _refuse(table, rows, (duration > 0) & (rate > 0), c, "a dose has both a rate and a duration: give one")
+        rate = np.where(duration > 0, amount / np.where(duration > 0, duration, 1.0), rate)
+    return rate
+
+
+def _repeats(table: Table, columns: Layout, rows: np.ndarray, cells: DoseCells):
+    """addl (how many more doses) and ii (the interval between them), checked."""
+    if not columns.has("addl"):
+        return
+    c = columns.get("addl")
+    addl = np.nan_to_num(table.values[rows, c])
+    _refuse(table, rows, (addl < 0) | (addl != np.round(addl)) | (addl > MAX_ADDL), c,
+            f"addl is how many more doses follow: a whole number from 0 to {MAX_ADDL}")
+    interval = np.nan_to_num(table.values[rows, columns.get("ii")]) if columns.has("ii") else np.zeros(len(rows))
+    _refuse(table, rows, (addl > 0) & ~(interval > 0), columns.get("ii", columns.get("addl")),
+            "a dose with addl > 0 needs the interval between its doses: ii > 0")
+    cells.addl[rows], cells.ii[rows] = addl.astype(np.int64), interval
 
 
 def _refuse(table: Table, rows: np.ndarray, bad: np.ndarray, column: int, message: str):
