@@ -12,6 +12,7 @@ from hodec.compiler import load_text
 from hodec.training.config import load_config
 from hodec.training.data import read_data
 from hodec.training.problem import Problem
+from test_data_dosing import PKPD, WARFARIN, needs_data
 
 SPEC = """model PK1
 param CL = 2 positive
@@ -87,3 +88,19 @@ def test_hodec_fit_recovers_clearance_and_volume_from_bolus_and_infusion_rows(fi
     assert main(["fit", str(spec), "--data", str(data), "--config", str(config), "--out", str(out), "--quiet"]) == 0
     params = json.loads((out / "report.json").read_text())["params"]
     assert params["CL"] == pytest.approx(CL, rel=1e-2) and params["V"] == pytest.approx(V, rel=1e-2)
+
+
+@needs_data
+def test_hodec_fit_reads_warfarin_as_it_is(tmp_path, capsys):
+    """The weight column is the spec's fixed param wt (each patient's own), age and sex are ignored, the doses go
+    into depot: two epochs run and write their outputs."""
+    spec = tmp_path / "pkpd.hode"
+    spec.write_text(PKPD.replace("der central = ka * depot - CL / V * central",
+                                 "der central = ka * depot - CL / (V * wt / 70) * central"))
+    config = tmp_path / "fit.yaml"
+    config.write_text("method: vanilla\nepochs: 2\ninitial: spec\ndose_state: depot\nignore_columns: [age, sex]\n")
+    out = tmp_path / "run"
+    assert main(["fit", str(spec), "--data", str(WARFARIN), "--config", str(config), "--out", str(out)]) == 0
+    assert f"{WARFARIN}: 33 trajectories, 483 values in cp, pca" in capsys.readouterr().err
+    report = json.loads((out / "report.json").read_text())
+    assert report["best_epoch"] in (1, 2) and math.isfinite(report["best_mse"])
