@@ -188,3 +188,8 @@ def test_the_mnode_transform_keeps_sizes_and_the_functions_initial_values_call()
     assert "param V = 2\n" in text and "state A = f(3) in V\n" in text and "function f(x) = k * x\n" in text
     assert "function g" not in text  # only a rate called it, and the rates are gone
     assert compile_text(text, "t2.hode").model_class()({}).initial_state().tolist() == [3.0, 0.0]
+
+
+def test_the_generated_class_lists_the_states_in_compartments():
+    assert _model().compartments_table == (("A", "V1"), ("B", "V2"), ("C", "V3"))
+    assert _model("model P\nstate A = 1\nder A = -A\n").compartments_table == ()

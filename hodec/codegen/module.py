@@ -66,6 +66,7 @@ def render_module(sm: SymbolicModel, gates: bool = False) -> str:
         gates_table=rows([(g.name, g.kind) for g in gate_list]),
         edges_table=rows(_edges(sm) if gates else []),
         initial_table=rows(_initial_reads(sm)),
+        compartments_table=rows([(s.name, s.size) for s in m.states if s.size is not None]),
         observation_table=rows([(o.name, support, state, slots) for o, support, state, slots
                                 in zip(m.observables, jac.support, jac.state_of, jac.slots)]),
         n_states=len(sm.state_names),
