@@ -40,34 +40,17 @@ def values_by_id(value, key, fail):
             fail(f"{key}: {show(ident)} is not a data id (a number or a name)")
             continue
         where = f"{key}.{id_key(ident)}"
-        if entry is None:
-            entry = {}
-        if not isinstance(entry, Mapping):
-            fail(f"{where}: expected a mapping of param or state names to values such as {{k: k_a, x: 1}}, got "
-                 f"{show(entry)}")
-            continue
-        values = {}
-        for name, v in entry.items():
-            if not isinstance(name, str) or not name.strip():
-                fail(f"{where}: {show(name)} is not a param or state name")
-                continue
-            values[name.strip()] = _name_or_number(v, f"{where}.{name.strip()}", fail)
-        out[id_key(ident)] = values
+        pairs = _named(entry or {}, where, fail, "param or state names to values", "{k: k_a, x: 1}")
+        out[id_key(ident)] = {name: _name_or_number(v, f"{where}.{name}", fail) for name, v in pairs}
     return out
 
 
 def priors(value, key, fail):
     """A mapping param -> [distribution, a, b] (normal/laplace/lognormal/loglaplace: location, scale > 0;
     uniform: lower < upper)."""
-    if not isinstance(value, Mapping):
-        fail(f"{key}: expected a mapping of params to priors such as {{k: [lognormal, 0.0, 1.0]}}, got {show(value)}")
-        return {}
     out = {}
-    for name, prior in value.items():
-        where = f"{key}.{show(name) if not isinstance(name, str) else name}"
-        if not isinstance(name, str) or not name.strip():
-            fail(f"{key}: {show(name)} is not a param name")
-            continue
+    for name, prior in _named(value, key, fail, "params to priors", "{k: [lognormal, 0.0, 1.0]}"):
+        where = f"{key}.{name}"
         if not isinstance(prior, list) or len(prior) != 3:
             fail(f"{where}: expected [distribution, a, b] such as [normal, 0.0, 1.0], got {show(prior)}")
             continue
@@ -80,19 +63,25 @@ def priors(value, key, fail):
             fail(f"{where}: uniform needs lower < upper, got {a:g} and {b:g}")
         if kind != "uniform" and not b > 0:
             fail(f"{where}: {kind}'s scale (its third entry) must be > 0, got {b:g}")
-        out[name.strip()] = [kind, a, b]
+        out[name] = [kind, a, b]
     return out
 
 
 def scales(value, key, fail):
     """A mapping param -> lin | log | log10."""
+    return {name: choice(SCALES)(scale, f"{key}.{name}", fail)
+            for name, scale in _named(value, key, fail, "params to scales", "{k: log10}")}
+
+
+def _named(value, key, fail, what: str, example: str) -> list:
+    """The (name, value) pairs of a mapping keyed by names (stripped); fail for anything else."""
     if not isinstance(value, Mapping):
-        fail(f"{key}: expected a mapping of params to scales such as {{k: log10}}, got {show(value)}")
-        return {}
-    out = {}
-    for name, scale in value.items():
-        if not isinstance(name, str) or not name.strip():
-            fail(f"{key}: {show(name)} is not a param name")
-            continue
-        out[name.strip()] = choice(SCALES)(scale, f"{key}.{name.strip()}", fail)
-    return out
+        fail(f"{key}: expected a mapping of {what} such as {example}, got {show(value)}")
+        return []
+    pairs = []
+    for name, v in value.items():
+        if isinstance(name, str) and name.strip():
+            pairs.append((name.strip(), v))
+        else:
+            fail(f"{key}: {show(name)} is not a name")
+    return pairs
