@@ -19,6 +19,7 @@ import torch
 from ..errors import HodecError, did_you_mean
 from ..solvers import SteadyStateError, steady_state
 from .data import Dataset, id_label
+from .options import show
 from .result import FitError
 
 Entry = dict  # column -> a number, or the column of the param whose value it takes ("param", index)
@@ -199,7 +200,7 @@ def _members_by_id(data: Dataset, entries: dict, key: str) -> dict:
         label = _label(name)
         if label not in by_id:
             shown = ", ".join(list(by_id)[:20]) + (", ..." if len(by_id) > 20 else "")
-            raise HodecError(f"{key}: no trajectory has id '{name}' in {data.source} (ids: {shown})", "fit config")
+            raise HodecError(f"{key}: no trajectory has id {show(name)} in {data.source} (ids: {shown})", "fit config")
         out[name] = by_id[label]
     return out
 
