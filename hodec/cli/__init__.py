@@ -7,9 +7,9 @@ import os
 import sys
 
 from ..errors import HodecError
-from . import check, compile, fit, graph, simulate, sparsify, sweep, transform
+from . import check, compile, fit, graph, import_, simulate, sparsify, sweep, transform
 
-COMMANDS = (compile, check, simulate, fit, sparsify, sweep, graph, transform)
+COMMANDS = (compile, check, simulate, fit, sparsify, sweep, graph, transform, import_)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,542 @@
+"""SBML (levels 2 and 3, read by python-libsbml) as a .hode spec a person can read and edit: SBML ids kept as
+names (a reserved word renamed with a trailing '_', the id in a comment), kinetic laws and rules as written.
+
+What maps to what (see the README's `hodec import` section): a compartment or parameter that never changes →
+`param ... fixed`; an assignment rule → `let`; a rate rule → `state` + `der`; a variable that events set (or an
+initial assignment reading states) → `state`; a species → `state` (`in C` for a concentration); a reaction →
+`reaction` on the species that it changes (boundary and constant ones are read, not changed); an event →
+`at t = T` (trigger `time >= T`, T > 0 a number) or `when`; a function definition → `function`.
+Everything else is refused with a HodecError naming the element: never a silently different model."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import libsbml
+
+from ..errors import Diagnostic, HodecError, Span
+from ..files import read_text
+from ..model.model import RESERVED
+from .mathml import ATOM, Printer, Unsupported, format_number
+
+MAX_SBML_BYTES = 256 * 2**20
+# SBML packages that change no simulation (diagrams); any other package is refused.
+HARMLESS_PACKAGES = {"layout", "render", "l3v2extendedmath"}  # the last: L3v2 core math, a plugin in libsbml
+
+
+@dataclass
+class Imported:
+    """An SBML model as .hode text, and how to read each SBML id's value in it."""
+
+    text: str
+    names: dict = field(default_factory=dict)  # SBML id -> .hode name
+    species: dict = field(default_factory=dict)  # species id -> (compartment .hode name, whose value is an amount)
+    rates: dict = field(default_factory=dict)  # reaction id -> its rate as .hode text
+
+    def value(self, sbml_id: str, quantity: Optional[str] = None) -> str:
+        """The .hode expression of an SBML id's value; for a species `quantity` asks 'amount' or 'concentration'
+        (default: the species' own, as SBML math reads it)."""
+        if sbml_id in self.rates:
+            return self.rates[sbml_id]
+        name = self.names[sbml_id]
+        if sbml_id not in self.species or quantity is None:
+            return name
+        compartment, amount = self.species[sbml_id]
+        if compartment is None:  # 0 dimensions, no size: an amount, which is all there is
+            return name
+        if quantity == "amount" and not amount:
+            return f"{name} * {compartment}"
+        if quantity == "concentration" and amount:
+            return f"{name} / {compartment}"
+        return name
+
+
+def read_document(path) -> libsbml.SBMLDocument:
+    """The SBML document of a file; XML and SBML errors are located (file:line:col)."""
+    text = read_text(path, MAX_SBML_BYTES)
+    doc = libsbml.readSBMLFromString(text)
+    problems = [doc.getError(i) for i in range(doc.getNumErrors())]
+    errors = [e for e in problems if e.getSeverity() >= libsbml.LIBSBML_SEV_ERROR]
+    if errors:
+        raise HodecError([Diagnostic(_message(e), _span(e)) for e in errors[:10]], str(path), text)
+    if doc.getModel() is None:
+        raise HodecError("the file has no SBML <model>", str(path))
+    return doc
+
+
+def _message(error) -> str:
+    return " ".join(error.getMessage().split()) or error.getShortMessage()
+
+
+def _span(error) -> Optional[Span]:
+    line, column = error.getLine(), error.getColumn()
+    return Span(line, max(column, 1), line, max(column, 1) + 1) if line > 0 else None
+
+
+def import_sbml(path) -> Imported:
+    """Translate an SBML file; a construct .hode cannot say is a HodecError naming its element and id."""
+    doc = read_document(path)
+    try:
+        return Translator(doc).translate(Path(path).name)
+    except Refusal as err:
+        raise HodecError(f"cannot import {err.element}: {err.reason}", str(path)) from None
+
+
+class Refusal(Exception):
+    def __init__(self, element: str, reason: str):
+        super().__init__(f"{element}: {reason}")
+        self.element, self.reason = element, reason
+
+
+def _element(obj) -> str:
+    """How an error names an SBML element: <tag id="..."> (the id where it has one)."""
+    tag = obj.getElementName()
+    ident = obj.getId() if obj.isSetId() else ""
+    for attribute in ("variable", "symbol"):
+        getter = getattr(obj, "get" + attribute.capitalize(), None)
+        if not ident and getter is not None and getter():
+            return f"<{tag} {attribute}=\"{getter()}\">"
+    return f"<{tag} id=\"{ident}\">" if ident else f"<{tag}>"
+
+
+class Translator:
+    """One document's translation: the roles of its variables first, then the statements in .hode's order."""
+
+    def __init__(self, doc: libsbml.SBMLDocument):
+        self.doc, self.m = doc, doc.getModel()
+        self.names: dict[str, str] = {}
+        self.comments: dict[str, str] = {}  # .hode name -> the SBML id where it differs
+        self.taken: set[str] = set()
+        self.lines: list[str] = []
+        self.rates: dict[str, str] = {}
+        self.species: dict[str, tuple] = {}
+
+    # ------------------------------------------------------------ the whole document
+    def translate(self, filename: str) -> Imported:
+        self.refuse_document()
+        self.collect()
+        self.name_everything()
+        self.printer = Printer(self.resolve, self.function_table())
+        self.initial_printer = Printer(self.resolve, self.function_table(), time="0")
+        self.header(filename)
+        self.function_lines()
+        self.variable_lines()
+        self.reaction_lines()
+        self.event_lines()
+        return Imported("\n".join(self.lines) + "\n", dict(self.names), self.species, self.rates)
+
+    def refuse_document(self):
+        if self.doc.getLevel() < 2:
+            raise Refusal("<sbml level=\"1\">", "SBML level 1 is not supported (convert it to level 2 or 3)")
+        for i in range(self.doc.getNumPlugins()):
+            package = self.doc.getPlugin(i).getPackageName()
+            if package not in HARMLESS_PACKAGES:
+                raise Refusal(f"the SBML package '{package}'", "SBML packages are not supported")
+        if self.m.isSetConversionFactor():
+            raise Refusal("<model>", "a conversionFactor (species' rates scaled) is not supported")
+        for s in self.m.getListOfSpecies():
+            if s.isSetConversionFactor():
+                raise Refusal(_element(s), "a conversionFactor (its rates scaled) is not supported")
+        for rule in self.m.getListOfRules():
+            if rule.isAlgebraic():
+                raise Refusal("<algebraicRule>", "algebraic rules (DAEs) are not supported")
+        for r in self.m.getListOfReactions():
+            if r.isSetFast() and r.getFast():
+                raise Refusal(_element(r), "fast reactions (a quasi-steady-state DAE) are not supported")
+        for ev in self.m.getListOfEvents():
+            if ev.isSetDelay():
+                raise Refusal(_element(ev), "events with a <delay> are not supported")
+            if ev.isSetPriority():
+                raise Refusal(_element(ev), "event <priority> is not supported (simultaneous events apply in "
+                                            "the model's order)")
+
+    def collect(self):
+        """Who sets each variable: assignment rules, rate rules, initial assignments, events."""
+        self.assigned = {r.getVariable(): r for r in self.m.getListOfRules() if r.isAssignment()}
+        self.rate_ruled = {r.getVariable(): r for r in self.m.getListOfRules() if r.isRate()}
+        self.initial = {a.getSymbol(): a for a in self.m.getListOfInitialAssignments()}
+        self.event_set = {a.getVariable() for ev in self.m.getListOfEvents()
+                          for a in ev.getListOfEventAssignments()}
+        self.functions = {f.getId(): f for f in self.m.getListOfFunctionDefinitions()}
+        self.reaction_ids = {r.getId() for r in self.m.getListOfReactions()}
+        self.referenced = {name for math in self.all_math() for name in _names(math)}
+        self.constant_memo: dict[str, bool] = {}
+
+    def all_math(self):
+        for obj in [*self.m.getListOfRules(), *self.m.getListOfInitialAssignments(),
+                    *(r.getKineticLaw() for r in self.m.getListOfReactions() if r.isSetKineticLaw()),
+                    *(a for ev in self.m.getListOfEvents() for a in ev.getListOfEventAssignments()),
+                    *(ev.getTrigger() for ev in self.m.getListOfEvents() if ev.isSetTrigger())]:
+            if obj.isSetMath():
+                yield obj.getMath()
+
+    # ------------------------------------------------------------ names
+    def name_everything(self):
+        ids = [o.getId() for o in [*self.m.getListOfFunctionDefinitions(), *self.m.getListOfCompartments(),
+                                   *self.m.getListOfSpecies(), *self.m.getListOfParameters(),
+                                   *self.m.getListOfReactions(), *self.species_references()] if o.isSetId()]
+        self.taken = set(ids)
+        for ident in ids:
+            self.names[ident] = self.fresh(ident) if ident in RESERVED else ident
+            if self.names[ident] != ident:
+                self.comments[self.names[ident]] = ident
+
+    def fresh(self, base: str) -> str:
+        """A name no SBML id and no other .hode name has: base, else base_, base__, ..."""
+        name = base
+        while name in self.taken or name in RESERVED:
+            name += "_"
+        self.taken.add(name)
+        return name
+
+    def species_references(self):
+        for r in self.m.getListOfReactions():
+            yield from r.getListOfReactants()
+            yield from r.getListOfProducts()
+
+    def resolve(self, ident: str):
+        """A name's .hode text (a reaction id read by math is declared as a let of its rate)."""
+        if ident not in self.names:
+            raise Unsupported(f"'{ident}' is not a compartment, species, parameter or reaction of the model")
+        return self.names[ident], ATOM
+
+    def function_table(self) -> dict:
+        return {i: (self.names[i], f.getMath() if f.isSetMath() else None) for i, f in self.functions.items()}
+
+    def math(self, obj, what: str = "number", printer: Optional[Printer] = None) -> str:
+        """An element's math as .hode text ('number' or 'condition'); unsupported math refuses the element."""
+        if not obj.isSetMath():
+            raise Refusal(_element(obj), "it has no math")
+        printer = printer or self.printer
+        try:
+            if what == "condition":
+                return printer.condition_text(obj.getMath())
+            return printer.number_text(obj.getMath())
+        except Unsupported as err:
+            raise Refusal(_element(obj), str(err)) from None
+
+    def comment(self, *names: str) -> str:
+        ids = [f"'{self.comments[n]}'" for n in names if n in self.comments]
+        return f"  # SBML id {', '.join(ids)}" if ids else ""
+
+    # ------------------------------------------------------------ roles
+    def is_constant(self, ident: str) -> bool:
+        """Whether a variable keeps one value all along (so that a let of it is a constant)."""
+        if ident not in self.constant_memo:
+            self.constant_memo[ident] = False  # a cycle is not constant (and SBML forbids one)
+            self.constant_memo[ident] = self._constant(ident)
+        return self.constant_memo[ident]
+
+    def _constant(self, ident: str) -> bool:
+        if ident in self.rate_ruled or ident in self.event_set or ident in self.reaction_ids:
+            return False
+        species = self.m.getSpecies(ident)
+        if species is not None and not (species.getConstant() or species.getBoundaryCondition()):
+            return False
+        rule = self.assigned.get(ident) or self.initial.get(ident)
+        return rule is None or self.math_is_constant(rule.getMath())
+
+    def math_is_constant(self, math) -> bool:
+        return not _reads_time(math) and all(self.is_constant(n) for n in _names(math) if n not in self.functions)
+
+    def role(self, ident: str) -> str:
+        """let, state or param: how a compartment, parameter or species reference is declared."""
+        if ident in self.assigned:
+            return "let"
+        if ident in self.rate_ruled or ident in self.event_set:
+            return "state"
+        if ident in self.initial:
+            return "let" if self.math_is_constant(self.initial[ident].getMath()) else "state"
+        return "param"
+
+    # ------------------------------------------------------------ statements
+    def header(self, filename: str):
+        m = self.m
+        self.lines.append(f"# Imported from {filename} (SBML level {self.doc.getLevel()} version "
+                          f"{self.doc.getVersion()}) by hodec import.")
+        name = m.getId() if m.isSetId() and m.getId() else Path(filename).stem
+        name = name if name.isidentifier() and name.isascii() else "imported"
+        self.lines.append(f"model {name}{_doc(m)}")
+
+    def function_lines(self):
+        if self.functions:
+            self.lines += ["", "# function definitions"]
+        for ident, f in self.functions.items():
+            lam = f.getMath() if f.isSetMath() else None
+            if lam is None or lam.getType() != libsbml.AST_LAMBDA:
+                raise Refusal(_element(f), "it has no lambda")
+            if self.printer.is_boolean(lam.getChild(lam.getNumChildren() - 1)):
+                self.lines.append(f"# {ident}: a condition, inlined where it is called")
+                continue
+            args = [lam.getChild(i).getName() for i in range(lam.getNumChildren() - 1)]
+            renamed = {a: self.fresh_local(a, args) for a in args}
+            body_printer = Printer(lambda n: (renamed[n], ATOM) if n in renamed else self.resolve(n),
+                                   self.function_table())
+            try:
+                body = body_printer.number_text(lam.getChild(lam.getNumChildren() - 1))
+            except Unsupported as err:
+                raise Refusal(_element(f), str(err)) from None
+            self.lines.append(f"function {self.names[ident]}({', '.join(renamed.values())}) = {body}"
+                              f"{self.comment(self.names[ident])}")
+
+    @staticmethod
+    def fresh_local(arg: str, args: list) -> str:
+        name = arg
+        while name in RESERVED or (name != arg and name in args):
+            name += "_"
+        return name
+
+    def variable_lines(self):
+        self.lines += ["", "# compartments"] if self.m.getNumCompartments() else []
+        for c in self.m.getListOfCompartments():
+            self.declare(c, c.getSize() if c.isSetSize() else None)
+        if self.m.getNumParameters():
+            self.lines += ["", "# parameters"]
+        for p in self.m.getListOfParameters():
+            self.declare(p, p.getValue() if p.isSetValue() else None)
+        refs = [sr for sr in self.species_references() if sr.isSetId() and sr.getId()]
+        if refs:
+            self.lines += ["", "# stoichiometries"]
+        for sr in refs:
+            self.declare(sr, sr.getStoichiometry() if sr.isSetStoichiometry() else None)
+        if self.m.getNumSpecies():
+            self.lines += ["", "# species"]
+        for s in self.m.getListOfSpecies():
+            self.declare_species(s)
+
+    def declare(self, obj, value: Optional[float]):
+        """A compartment, parameter or species reference: param, let or state (+ der)."""
+        ident = obj.getId()
+        name, role = self.names[ident], self.role(ident)
+        if role == "param" and value is None and _zero_dimensional(obj) and ident not in self.referenced:
+            self.lines.append(f"# compartment '{ident}' has 0 dimensions and no size: its species are amounts")
+            return
+        if role == "let":
+            rule = self.assigned.get(ident) or self.initial[ident]
+            self.lines.append(f"let {name} = {self.math(rule)}{self.comment(name)}")
+            return
+        if role == "param":
+            if value is None:
+                raise Refusal(_element(obj), "it has no value (and no rule or initial assignment sets one)")
+            self.lines.append(f"param {name} = {format_number(value)} fixed{_doc(obj)}{self.comment(name)}")
+            return
+        start = self.initial_value(obj, value)
+        self.lines.append(f"state {name} = {start}{_doc(obj)}{self.comment(name)}")
+        self.der_line(ident)
+
+    def initial_value(self, obj, value: Optional[float]) -> str:
+        ident = obj.getId()
+        if ident in self.initial:
+            return self.math(self.initial[ident], printer=self.initial_printer)
+        if value is None:
+            raise Refusal(_element(obj), "it has no initial value")
+        return format_number(value)
+
+    def der_line(self, ident: str):
+        if ident in self.rate_ruled:
+            name = self.names[ident]
+            self.lines.append(f"der {name} = {self.math(self.rate_ruled[ident])}{self.comment(name)}")
+
+    def declare_species(self, s):
+        ident = s.getId()
+        name = self.names[ident]
+        compartment = self.m.getCompartment(s.getCompartment())
+        size = self.names[compartment.getId()]
+        amount = s.getHasOnlySubstanceUnits() or _zero_dimensional(compartment)
+        size = None if _zero_dimensional(compartment) and not compartment.isSetSize() else size
+        self.species[ident] = (size, amount)
+        if ident in self.assigned:
+            self.lines.append(f"let {name} = {self.math(self.assigned[ident])}{self.comment(name)}")
+            return
+        start = self.species_start(s, size, amount)
+        place = ""
+        if not amount and ident not in self.rate_ruled:
+            if not self.is_constant(compartment.getId()):
+                raise Refusal(_element(s), f"a concentration in compartment '{compartment.getId()}', whose size "
+                                           f"changes in time (.hode's compartment sizes are constant)")
+            place = f" in {size}"
+        self.lines.append(f"state {name} = {start}{place}{_doc(s)}{self.comment(name)}")
+        self.der_line(ident)
+
+    def species_start(self, s, size: Optional[str], amount: bool) -> str:
+        """The initial value in the species' own quantity (concentration unless hasOnlySubstanceUnits)."""
+        if s.getId() in self.initial:
+            return self.math(self.initial[s.getId()], printer=self.initial_printer)
+        if s.isSetInitialConcentration():
+            if size is None:
+                raise Refusal(_element(s), "an initial concentration in a compartment without a size")
+            value = format_number(s.getInitialConcentration())
+            return f"{value} * {size}" if amount else value
+        if s.isSetInitialAmount():
+            value = format_number(s.getInitialAmount())
+            return value if amount else f"{_operand(value)} / {size}"
+        raise Refusal(_element(s), "it has no initial amount, concentration or assignment")
+
+    # ------------------------------------------------------------ reactions
+    def reaction_lines(self):
+        if self.m.getNumReactions():
+            self.lines += ["", "# reactions (rates in amount per time)"]
+        for r in self.m.getListOfReactions():
+            self.reaction(r)
+
+    def reaction(self, r):
+        ident = r.getId()
+        if not r.isSetKineticLaw() or not r.getKineticLaw().isSetMath():
+            raise Refusal(_element(r), "it has no kinetic law (no rate)")
+        law = r.getKineticLaw()
+        rate = self.kinetic_law(r, law)
+        fixed, variable = self.participants(r)
+        name = self.names[ident]
+        if variable or ident in self.referenced:
+            self.lines.append(f"let {name} = {rate}{self.comment(name)}")
+            rate, name = name, self.fresh(f"{name}_reaction")
+        self.rates[ident] = rate
+        reactants = [f"{_coefficient(c)}{s}" for s, c in fixed if c < 0]
+        products = [f"{_coefficient(c)}{s}" for s, c in fixed if c > 0]
+        equation = " ".join(p for p in (" + ".join(reactants), "<->" if r.getReversible() else "->",
+                                        " + ".join(products)) if p)
+        if reactants or products:
+            self.lines.append(f"reaction {name}: {equation} ; {rate}{self.comment(self.names[ident])}")
+        for species, stoichiometry, sign in variable:
+            side = f"{species} ->" if sign < 0 else f"-> {species}"
+            self.lines.append(f"reaction {self.fresh(f'{name}_{species}')}: {side} ; "
+                              f"{stoichiometry} * {_operand(rate)}  # {species}'s stoichiometry in {ident} varies")
+
+    def kinetic_law(self, r, law) -> str:
+        """The rate with the law's local parameters as params named reaction_parameter."""
+        local = law.getListOfLocalParameters() if self.doc.getLevel() >= 3 else law.getListOfParameters()
+        scope = {}
+        for p in local:
+            if not p.isSetValue():
+                raise Refusal(_element(p), f"a local parameter of reaction '{r.getId()}' without a value")
+            scope[p.getId()] = self.fresh(f"{self.names[r.getId()]}_{p.getId()}")
+            self.lines.append(f"param {scope[p.getId()]} = {format_number(p.getValue())} fixed{_doc(p)}"
+                              f"  # local parameter '{p.getId()}' of reaction '{r.getId()}'")
+        printer = Printer(lambda n: (scope[n], ATOM) if n in scope else self.resolve(n), self.function_table())
+        return self.math(law, printer=printer)
+
+    def participants(self, r):
+        """The species a reaction changes: (name, net numeric coefficient) and (name, stoichiometry text, sign)
+        for each stoichiometry set by rules, events or stoichiometryMath."""
+        net: dict[str, float] = {}
+        variable = []
+        for sign, refs in ((-1, r.getListOfReactants()), (1, r.getListOfProducts())):
+            for sr in refs:
+                s = self.m.getSpecies(sr.getSpecies())
+                if s is None:
+                    raise Refusal(_element(sr), f"species '{sr.getSpecies()}' is not in the model")
+                if s.getBoundaryCondition() or s.getConstant():
+                    continue  # read by the rate, not changed by it
+                if s.getId() in self.assigned or s.getId() in self.rate_ruled:
+                    raise Refusal(_element(s), "a species set by a rule is changed by a reaction")
+                name = self.names[s.getId()]
+                text = self.stoichiometry(r, sr)
+                if text is None:
+                    net[name] = net.get(name, 0.0) + sign * (sr.getStoichiometry() if sr.isSetStoichiometry()
+                                                             else 1.0)
+                else:
+                    variable.append((name, text, sign))
+        return [(n, c) for n, c in net.items() if c != 0], variable
+
+    def stoichiometry(self, r, sr) -> Optional[str]:
+        """None for a number (sr.getStoichiometry()); else the .hode text of a stoichiometry that varies."""
+        if sr.isSetStoichiometryMath():
+            math = sr.getStoichiometryMath()
+            return _operand(self.math(math))
+        ident = sr.getId() if sr.isSetId() else ""
+        if ident and self.role(ident) != "param":
+            return self.names[ident]
+        if sr.isSetStoichiometry() and sr.getStoichiometry() != sr.getStoichiometry():
+            raise Refusal(_element(sr), f"its stoichiometry in reaction '{r.getId()}' is not a number")
+        if self.doc.getLevel() >= 3 and not sr.isSetStoichiometry():
+            raise Refusal(_element(sr), f"no stoichiometry in reaction '{r.getId()}' (SBML level 3 has no default)")
+        return None
+
+    # ------------------------------------------------------------ events
+    def event_lines(self):
+        if self.m.getNumEvents():
+            self.lines += ["", "# events"]
+        for ev in self.m.getListOfEvents():
+            self.event(ev)
+
+    def event(self, ev):
+        if not ev.isSetTrigger() or not ev.getTrigger().isSetMath():
+            raise Refusal(_element(ev), "it has no trigger")
+        trigger = ev.getTrigger()
+        targets, values = [], []
+        for a in ev.getListOfEventAssignments():
+            target = a.getVariable()
+            if target not in self.names or self.m.getReaction(target) is not None:
+                raise Refusal(_element(a), f"'{target}' is not a variable of the model")
+            targets.append(self.names[target])
+            values.append(self.math(a))
+        label = f"  # event '{ev.getId()}'" if ev.isSetId() and ev.getId() else ""
+        if not targets:
+            self.lines.append(f"# event '{ev.getId()}' assigns nothing")
+            return
+        time = self.event_time(trigger.getMath())
+        if time is not None:
+            self.lines.append(f"at t = {time}: {_assignments(targets, values)}{label}")
+            return
+        condition = self.math(trigger, "condition")
+        if any(op in condition for op in ("==", "!=")):
+            raise Refusal(_element(ev), "a trigger with == or != (no crossing for the solver to locate)")
+        if self.doc.getLevel() >= 3 and not trigger.getInitialValue():
+            guarded = [f"piecewise({v}, {condition}, {t})" for t, v in zip(targets, values)]
+            self.lines.append(f"at t = 0: {_assignments(targets, guarded)}"
+                              f"  # initialValue=\"false\": fires at the start where the trigger holds")
+        self.lines.append(f"when {condition}: {_assignments(targets, values)}{label}")
+
+    def event_time(self, math) -> Optional[str]:
+        """T where the trigger is `time >= T` or `time > T` with T a number > 0: the event happens at T."""
+        if math.getType() not in (libsbml.AST_RELATIONAL_GEQ, libsbml.AST_RELATIONAL_GT):
+            return None
+        if math.getNumChildren() != 2 or math.getChild(0).getType() != libsbml.AST_NAME_TIME:
+            return None
+        bound = math.getChild(1)
+        if bound.getType() not in (libsbml.AST_INTEGER, libsbml.AST_REAL, libsbml.AST_REAL_E):
+            return None
+        return format_number(bound.getValue()) if bound.getValue() > 0 else None
+
+
+def _zero_dimensional(obj) -> bool:
+    """A compartment of 0 dimensions: its species' values are amounts (no concentration without a size)."""
+    return obj.getElementName() == "compartment" and obj.isSetSpatialDimensions() and \
+        obj.getSpatialDimensions() == 0
+
+
+def _assignments(targets: list, values: list) -> str:
+    return ", ".join(f"{t} = {v}" for t, v in zip(targets, values))
+
+
+def _coefficient(c: float) -> str:
+    return "" if abs(c) == 1 else f"{format_number(abs(c))} "
+
+
+def _operand(text: str) -> str:
+    """Text as an operand of * or /: parenthesised unless it is a name, number or call."""
+    return text if text.replace("_", "a").replace(".", "0").isalnum() else f"({text})"
+
+
+def _doc(obj) -> str:
+    """The element's SBML name as the declaration's doc string (quotes and line breaks dropped)."""
+    if not obj.isSetName() or not obj.getName() or obj.getName() == getattr(obj, "getId", lambda: "")():
+        return ""
+    text = " ".join(obj.getName().replace('"', "'").split())
+    return f' "{text}"'
+
+
+def _names(math):
+    """Every name a math tree reads (not the csymbols, not the arguments of a lambda)."""
+    if math is None:
+        return
+    if math.getType() == libsbml.AST_NAME:
+        yield math.getName()
+    for i in range(math.getNumChildren()):
+        yield from _names(math.getChild(i))
+
+
+def _reads_time(math) -> bool:
+    return math.getType() == libsbml.AST_NAME_TIME or any(_reads_time(math.getChild(i))
+                                                          for i in range(math.getNumChildren()))
