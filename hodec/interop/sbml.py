@@ -111,6 +111,7 @@ class Translator:
         self.lines: list[str] = []
         self.rates: dict[str, str] = {}
         self.species: dict[str, tuple] = {}
+        self.amounts: dict[str, str] = {}  # species id -> its amount state, where its compartment's size changes
 
     # ------------------------------------------------------------ the whole document
     def translate(self, filename: str) -> Imported:
@@ -349,15 +350,26 @@ class Translator:
         if ident in self.assigned:
             self.lines.append(f"let {name} = {self.math(self.assigned[ident])}{self.comment(name)}")
             return
+        if not amount and ident not in self.rate_ruled and not self.is_constant(compartment.getId()):
+            self.declare_amount(s, name, size)
+            return
         start = self.species_start(s, size, amount)
         place = ""
         if not amount and ident not in self.rate_ruled:
-            if not self.is_constant(compartment.getId()):
-                raise Refusal(_element(s), f"a concentration in compartment '{compartment.getId()}', whose size "
-                                           f"changes in time (.hode's compartment sizes are constant)")
             place = f" in {size}"
         self.lines.append(f"state {name} = {start}{place}{_doc(s)}{self.comment(name)}")
         self.der_line(ident)
+
+    def declare_amount(self, s, name: str, size: str):
+        """A concentration in a compartment whose size changes: its amount is the state (what reactions change and
+        a resizing keeps), the concentration a let of it (.hode's compartment sizes are constant)."""
+        ident = s.getId()
+        amount = self.amounts[ident] = self.fresh(f"{name}_amount")
+        start = (f"{_operand(self.species_start(s, size, False))} * {size}" if ident in self.initial
+                 else self.species_start(s, size, True))
+        self.lines.append(f"state {amount} = {start}  # the amount of species '{ident}' (its compartment's size "
+                          f"changes)")
+        self.lines.append(f"let {name} = {amount} / {size}{self.comment(name)}")
 
     def species_start(self, s, size: Optional[str], amount: bool) -> str:
         """The initial value in the species' own quantity (concentration unless hasOnlySubstanceUnits)."""
@@ -430,7 +442,7 @@ class Translator:
                     continue  # read by the rate, not changed by it
                 if s.getId() in self.assigned or s.getId() in self.rate_ruled:
                     raise Refusal(_element(s), "a species set by a rule is changed by a reaction")
-                name = self.names[s.getId()]
+                name = self.amounts.get(s.getId(), self.names[s.getId()])
                 text = self.stoichiometry(r, sr)
                 if text is None:
                     net[name] = net.get(name, 0.0) + sign * (sr.getStoichiometry() if sr.isSetStoichiometry()
@@ -469,8 +481,13 @@ class Translator:
             target = a.getVariable()
             if target not in self.names or self.m.getReaction(target) is not None:
                 raise Refusal(_element(a), f"'{target}' is not a variable of the model")
-            targets.append(self.names[target])
+            targets.append(self.amounts.get(target, self.names[target]))
             values.append(self.math(a))
+            if target in self.amounts:  # a concentration assigned: its amount at the compartment's size
+                species = self.m.getSpecies(target)
+                if species.getCompartment() in {a.getVariable() for a in ev.getListOfEventAssignments()}:
+                    raise Refusal(_element(a), f"species '{target}' and its compartment assigned by one event")
+                values[-1] = f"{_operand(values[-1])} * {self.species[target][0]}"
         label = f"  # event '{ev.getId()}'" if ev.isSetId() and ev.getId() else ""
         if not targets:
             self.lines.append(f"# event '{ev.getId()}' assigns nothing")
