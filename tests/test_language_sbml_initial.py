@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
 import pytest
 import torch
 
@@ -14,7 +15,10 @@ from hodec.cli import main
 from hodec.compiler import compile_text, load_source
 from hodec.errors import HodecError
 from hodec.graph.prune import prune_spec
+from hodec.training.config import load_config
+from hodec.training.data import make_dataset
 from hodec.training.initial import initial_sources
+from hodec.training.problem import Problem
 
 _counter = itertools.count()
 
@@ -97,3 +101,29 @@ def test_pruning_keeps_a_state_that_an_initial_value_reads():
     pruning = prune_spec(compile_text(source, "p.hode"), ["s"])
     assert "A" in pruning.states_kept
     assert compile_text(pruning.source, "p2.hode").model_class()({}).initial_state().tolist() == [3.0, 6.0]
+
+
+def test_initial_from_recomputes_the_initial_values_that_read_given_states():
+    """initial_from(y, keep): B = 2 A + sqrt(c) and C = (A + B + k) / 2 from y's A, in order (C reads the new B),
+    except where keep holds."""
+    m = _model()
+    y = torch.tensor([[0.0, 10.0, 0.0, 5.0], [0.0, 10.0, 0.0, 5.0]], dtype=torch.float64)  # columns B, A, C, D
+    keep = torch.tensor([[False, False, False, True], [True, False, False, True]])
+    with torch.no_grad():
+        out = m.initial_from(y, keep)
+    B = 2 * 10.0 + 2.0
+    assert out[0].tolist() == pytest.approx([B, 10.0, (10.0 + B + 1.5) / 2, 5.0], rel=1e-15)
+    assert out[1].tolist() == pytest.approx([0.0, 10.0, (10.0 + 0.0 + 1.5) / 2, 5.0], rel=1e-15)  # B kept
+    plain = _model("model P\nstate A = 1\nder A = -A\n")
+    assert plain.initial_from(y[:, :1], keep[:, :1]) is not None
+
+
+def test_with_initial_data_a_state_computed_from_a_pinned_state_starts_from_its_data_value():
+    """A has data (first value 4) and reads nothing trainable: pinned; B = 2 * A has no data: it starts at 8."""
+    model = _model("model P\nparam k = 1 positive\nstate A = 1\nstate B = 2 * A\nder A = -k * A\nder B = -B\n")
+    t = np.linspace(0.0, 1.0, 3)
+    data = make_dataset(model, t, {"A": 4.0 * np.exp(-t)})
+    problem = Problem(model, data, load_config({"method": "vanilla", "initial": "data"}))
+    assert problem.initial(model, problem.groups[0]).tolist() == [[4.0, 8.0]]
+    problem = Problem(model, data, load_config({"method": "vanilla", "initial": "spec"}))
+    assert problem.initial(model, problem.groups[0]).tolist() == [[1.0, 2.0]]

@@ -206,6 +206,28 @@ def initial_state_body(sm: SymbolicModel, tables: dict) -> Body:
     return Body(w.prologue() + body + [f"return y0.expand(*self.state_batch(batch), {len(sm.initial)})"])
 
 
+def initial_from_body(sm: SymbolicModel, tables: dict) -> Body:
+    """States y [..., n] with each initial value that reads other states recomputed from y's values of those, in
+    dependency order, except where keep [..., n] holds (a value given from data stays, and what reads it reads
+    it). Straight-line code, one state at a time: a state computed here may be read by the next."""
+    if not sm.initial_reads:
+        return Body(["return y"])
+    w = MethodWriter(sm, tables, batch="batch", like="y", has_states=True)
+    reads = _Reads(w.scope)
+    lines = []
+    for index, expr in sm.initial_reads:
+        sym = sm.symbols[sm.state_names[index]]
+        name = reads[sym]  # defined from y by the prologue, then replaced here
+        lines.append(f"{name} = torch.where(keep[..., {index}], {name}, {print_expr(expr, reads, 'y')})"
+                     f"  # {sm.state_names[index]}")
+    indices = tuple(index for index, _ in sm.initial_reads)
+    tables["initial_from_index"] = indices
+    states = ", ".join(w.scope.scalar[sm.symbols[sm.state_names[i]]] for i in indices)
+    return Body(w.prologue() + lines + [f"values = torch.stack(torch.broadcast_tensors({states}), -1)",
+                                        "y = y.expand(*values.shape[:-1], y.shape[-1])",
+                                        "return y.index_copy(-1, self.initial_from_index, values)"])
+
+
 def forward_body(sm: SymbolicModel, tables: dict, gates: Optional[list] = None) -> Body:
     """The fused vector field. With `gates` (a gate table), gate values multiply fluxes and slot arguments."""
     w = MethodWriter(sm, tables, batch="batch", like="y", has_states=True)

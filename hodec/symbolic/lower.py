@@ -52,7 +52,10 @@ class SymbolicModel:
     param_order: list = field(default_factory=list)  # Param objects, in parameter-vector order
     lets: list = field(default_factory=list)  # (Symbol, expr), dependency order
     calls: list = field(default_factory=list)  # CallSite, in order of first appearance
-    initial: list = field(default_factory=list)  # expr per state
+    initial: list = field(default_factory=list)  # expr per state (of params: other states' values resolved)
+    # (state index, its initial value over the states it reads) for each state whose initial value reads other
+    # states, in dependency order: recomputed from given values of those (generated initial_from)
+    initial_reads: list = field(default_factory=list)
     fluxes: list = field(default_factory=list)
     observables: list = field(default_factory=list)  # expr per observable
     # The module's states: the declared ones, then the params an event assigns (see promote_event_params), whose
@@ -85,7 +88,7 @@ def lower(model: Model) -> SymbolicModel:
         sm.lets.append((sm.symbols[let.name], value))
         if value.is_number:
             constants[let.name] = value
-    sm.initial = _initial_values(sm, constants, functions)
+    sm.initial, sm.initial_reads = _initial_values(sm, constants, functions)
     sm.fluxes = _fluxes(sm, convert)
     sm.sizes = _sizes(sm, constants)
     sm.observables = [convert(o.value) for o in model.observables]
@@ -93,12 +96,13 @@ def lower(model: Model) -> SymbolicModel:
     return sm
 
 
-def _initial_values(sm: SymbolicModel, constants: dict, functions: dict) -> list:
+def _initial_values(sm: SymbolicModel, constants: dict, functions: dict) -> tuple[list, list]:
     """The initial value of every state of the module, an expression of params: an initial value that reads
     another state reads that state's initial value, and one that reads a let, the let's value at the initial
     states (each converted once, as written, in dependency order; the checks exclude cycles). They read an
     event-assigned param as the param itself (the checks keep such params out of the lets an initial value reads),
-    and a promoted param starts at its value."""
+    and a promoted param starts at its value. Second, sm.initial_reads: the initial values that read states, over
+    those states (lets that read states inlined)."""
     model = sm.model
     exprs = {s.name: s.initial for s in model.states}
     lets = {let.name: let.value for let in model.lets if let.name not in constants}
@@ -109,12 +113,21 @@ def _initial_values(sm: SymbolicModel, constants: dict, functions: dict) -> list
             expr = exprs[name] if name in exprs else lets[name]
             graph[name] = [n.id for n in ast.names_in(expr) if n.id in exprs or n.id in lets]
             stack += graph[name]
-    names, values = {**sm.symbols, **sm.promoted}, {}
-    convert = Converter(lambda name: values[name] if name in values else constants.get(name, names[name]),
-                        functions=functions)
+    names, values, over_states, reads_states = {**sm.symbols, **sm.promoted}, {}, {}, {}
+    resolved = Converter(lambda name: values[name] if name in values else constants.get(name, names[name]),
+                         functions=functions)
+    # over_states: the lets and states that read states, each over the states it reads (a state as itself)
+    unresolved = Converter(lambda name: (over_states.get(name, values[name]) if name in lets else
+                                         constants.get(name, names[name])), functions=functions)
     for name in graphlib.TopologicalSorter(graph).static_order():
-        values[name] = convert(exprs[name] if name in exprs else lets[name])
-    return [values[s.name] for s in model.states] + list(sm.promoted.values())
+        expr = exprs[name] if name in exprs else lets[name]
+        values[name] = resolved(expr)
+        reads_states[name] = any(n in exprs or reads_states[n] for n in graph[name])
+        if reads_states[name]:
+            over_states[name] = unresolved(expr)
+    index = {s.name: i for i, s in enumerate(model.states)}
+    reads = [(index[name], expr) for name, expr in over_states.items() if name in exprs]  # dependency order
+    return [values[s.name] for s in model.states] + list(sm.promoted.values()), reads
 
 
 def _sizes(sm: SymbolicModel, constants: dict) -> list:

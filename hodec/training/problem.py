@@ -105,10 +105,12 @@ class Problem:
     def initial(self, model, g: Group) -> torch.Tensor:
         with self.conditions.applied(model, g):
             y0 = model.initial_state((g.size,))
-        if self.pinned:
-            y0 = y0.clone()
-            for c, j in self.pinned:
-                y0[:, j] = torch.where(g.first_mask[:, c], g.first[:, c], y0[:, j])
+            if self.pinned:
+                y0, keep = y0.clone(), torch.zeros(y0.shape, dtype=torch.bool, device=y0.device)
+                for c, j in self.pinned:
+                    y0[:, j] = torch.where(g.first_mask[:, c], g.first[:, c], y0[:, j])
+                    keep[:, j] = g.first_mask[:, c]
+                y0 = model.initial_from(y0, keep)  # initial values that read a pinned state read its data value
         return self.conditions.start(model, g, y0, self.where("pre-equilibration", 0.0))
 
     def solve(self, model, g: Group, y0, ts, phase: str, coupling=None, lam: float = 0.0) -> torch.Tensor:
