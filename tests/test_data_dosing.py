@@ -270,6 +270,8 @@ BAD = [
     ("t,evid,cmt,cp\n0,1,depot,\n1,0,,1\n", {}, "line 2: a dose row (evid 1) needs an amount: add an 'amt' column"),
     ("t,evid,amt,cmt,cp\n0,1,-5,depot,\n1,0,,,1\n", {}, "line 2, column 'amt': a dose's amount must be >= 0"),
     ("t,evid,amt,rate,cmt,cp\n0,1,5,-1,depot,\n1,0,,,,1\n", {}, "line 2, column 'rate': a dose's rate must be >= 0"),
+    ("t,evid,amt,rate,cmt,cp\n0,1,0,2,depot,\n1,0,,,,1\n", {},
+     "line 2, column 'amt': an infusion (rate > 0) needs an amount > 0"),
     ("t,evid,amt,rate,cmt,cp\n0,1,10,2,central,\n4,1,10,5,central,\n9,0,,,,1\n", {},
      "line 3: infusions into 'central' overlap in the data: this one starts at t = 4, while the one on line 2 runs "
      "from t = 0 to 5"),

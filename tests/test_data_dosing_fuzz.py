@@ -56,4 +56,4 @@ def test_record_cells_give_a_dataset_of_well_formed_doses_or_a_hodec_error(tmp_p
         assert len(tr.t) >= 2 and (np.diff(tr.t) > 0).all() and np.isfinite(tr.y).any()
         d = tr.doses
         assert ((d.state >= 0) & (d.state < 2)).all() and (d.amount >= 0).all() and (d.rate >= 0).all()
-        assert (np.diff(d.time) >= 0).all() and (d.time >= tr.t[0]).all()
+        assert (np.diff(d.time) >= 0).all() and (d.time >= tr.t[0]).all() and (d.amount[d.rate > 0] > 0).all()

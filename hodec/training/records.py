@@ -120,6 +120,8 @@ def dose_rows(table: Table, columns: Layout, kind: np.ndarray, compartment: np.n
     _refuse(table, rows, np.isnan(cells.amount[rows]), c, "a dose row needs an amount (the 'amt' cell is empty)")
     _refuse(table, rows, cells.amount[rows] < 0, c, "a dose's amount must be >= 0")
     cells.rate[rows] = _rates(table, columns, rows, cells.amount[rows])
+    _refuse(table, rows, (cells.rate[rows] > 0) & (cells.amount[rows] == 0), c,
+            "an infusion (rate > 0) needs an amount > 0 (it runs for amt / rate)")
     cells.state[rows] = _targets(table, columns, rows, compartment, model, dose_state)
     _repeats(table, columns, rows, cells)
     if columns.has("ss"):
