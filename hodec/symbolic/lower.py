@@ -106,13 +106,7 @@ def _initial_values(sm: SymbolicModel, constants: dict, functions: dict) -> tupl
     model = sm.model
     exprs = {s.name: s.initial for s in model.states}
     lets = {let.name: let.value for let in model.lets if let.name not in constants}
-    graph, stack = {}, list(exprs)
-    while stack:  # the states and lets the initial values reach
-        name = stack.pop()
-        if name not in graph:
-            expr = exprs[name] if name in exprs else lets[name]
-            graph[name] = [n.id for n in ast.names_in(expr) if n.id in exprs or n.id in lets]
-            stack += graph[name]
+    graph = _initial_graph(exprs, lets)
     names, values, over_states, reads_states = {**sm.symbols, **sm.promoted}, {}, {}, {}
     resolved = Converter(lambda name: values[name] if name in values else constants.get(name, names[name]),
                          functions=functions)
@@ -128,6 +122,18 @@ def _initial_values(sm: SymbolicModel, constants: dict, functions: dict) -> tupl
     index = {s.name: i for i, s in enumerate(model.states)}
     reads = [(index[name], expr) for name, expr in over_states.items() if name in exprs]  # dependency order
     return [values[s.name] for s in model.states] + list(sm.promoted.values()), reads
+
+
+def _initial_graph(exprs: dict, lets: dict) -> dict:
+    """The states and lets that the initial values reach -> the states and lets each one reads."""
+    graph, stack = {}, list(exprs)
+    while stack:
+        name = stack.pop()
+        if name not in graph:
+            expr = exprs[name] if name in exprs else lets[name]
+            graph[name] = [n.id for n in ast.names_in(expr) if n.id in exprs or n.id in lets]
+            stack += graph[name]
+    return graph
 
 
 def _sizes(sm: SymbolicModel, constants: dict) -> list:
