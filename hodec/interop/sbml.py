@@ -62,7 +62,22 @@ def read_document(path) -> libsbml.SBMLDocument:
         raise HodecError([Diagnostic(_message(e), _span(e)) for e in errors[:10]], str(path), text)
     if doc.getModel() is None:
         raise HodecError("the file has no SBML <model>", str(path))
+    if doc.isPackageEnabled("comp"):
+        _flatten(doc, path)
     return doc
+
+
+def _flatten(doc: libsbml.SBMLDocument, path):
+    """A hierarchical model (the comp package) as the one flat model it means (libsbml's flattening)."""
+    before = doc.getNumErrors()
+    properties = libsbml.ConversionProperties()
+    properties.addOption("flatten comp", True)
+    status = doc.convert(properties)
+    errors = [doc.getError(i) for i in range(before, doc.getNumErrors())]
+    errors = [e for e in errors if e.getSeverity() >= libsbml.LIBSBML_SEV_ERROR]
+    if status != libsbml.LIBSBML_OPERATION_SUCCESS or errors:
+        detail = "; ".join(_message(e) for e in errors[:3]) or f"libsbml status {status}"
+        raise HodecError(f"cannot flatten the hierarchical (comp) model: {detail}", str(path))
 
 
 def _message(error) -> str:
@@ -134,11 +149,6 @@ class Translator:
             package = self.doc.getPlugin(i).getPackageName()
             if package not in HARMLESS_PACKAGES:
                 raise Refusal(f"the SBML package '{package}'", "SBML packages are not supported")
-        if self.m.isSetConversionFactor():
-            raise Refusal("<model>", "a conversionFactor (species' rates scaled) is not supported")
-        for s in self.m.getListOfSpecies():
-            if s.isSetConversionFactor():
-                raise Refusal(_element(s), "a conversionFactor (its rates scaled) is not supported")
         for rule in self.m.getListOfRules():
             if rule.isAlgebraic():
                 raise Refusal("<algebraicRule>", "algebraic rules (DAEs) are not supported")
@@ -444,12 +454,26 @@ class Translator:
                     raise Refusal(_element(s), "a species set by a rule is changed by a reaction")
                 name = self.amounts.get(s.getId(), self.names[s.getId()])
                 text = self.stoichiometry(r, sr)
+                factor = self.conversion_factor(s)
+                if factor:  # the species' rate from reactions scaled: a stoichiometry times the factor
+                    number = sr.getStoichiometry() if sr.isSetStoichiometry() else 1.0
+                    text = f"{factor} * {text or format_number(number)}"
                 if text is None:
                     net[name] = net.get(name, 0.0) + sign * (sr.getStoichiometry() if sr.isSetStoichiometry()
                                                              else 1.0)
                 else:
                     variable.append((name, text, sign))
         return [(n, c) for n, c in net.items() if c != 0], variable
+
+    def conversion_factor(self, s) -> str:
+        """The .hode name of a species' conversionFactor (its own, else the model's), '' without one."""
+        for obj in (s, self.m):
+            if obj.isSetConversionFactor():
+                if obj.getConversionFactor() not in self.names:
+                    raise Refusal(_element(obj), f"conversionFactor '{obj.getConversionFactor()}' is not a "
+                                                 f"parameter of the model")
+                return self.names[obj.getConversionFactor()]
+        return ""
 
     def stoichiometry(self, r, sr) -> Optional[str]:
         """None for a number (sr.getStoichiometry()); else the .hode text of a stoichiometry that varies."""
