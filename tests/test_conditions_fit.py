@@ -132,3 +132,20 @@ def test_data_param_columns_apply_through_the_same_table(model):
     assert np.allclose(ys[:, 0, 0].detach().numpy(), turnover(2, 1, 0.5), rtol=1e-6)
     assert np.allclose(ys[:, 1, 0].detach().numpy(), turnover(2, 4, 0.5), rtol=1e-6)
     assert float(p.loss(model, "test").detach()) < 1e-10
+
+
+def test_homotopy_couples_each_experiment_under_its_own_values(model):
+    """The coupled solves read the group's table too: at the true per-condition params the data are the model's
+    own solution, so the coupling adds only its spline's interpolation error, and the uncoupled loss is 0."""
+    from hodec.training.loop import Trainer
+
+    data = dataset(model, {1: turnover(2, 1, 0.3), 2: turnover(2, 1, 0.8)})
+    model.set_params({"k_a": 0.3, "k_b": 0.8})
+    config = load_config({"method": "homotopy", "initial": "spec", "conditions": {1: {"k": "k_a"}, 2: {"k": "k_b"}},
+                          "solver": {"method": "dopri5", "rtol": 1e-10, "atol": 1e-12}})
+    trainer = Trainer(model, data, config)
+    coupled, _ = trainer.method.loss(1.0)
+    assert float(coupled.detach()) < 1e-6
+    assert float(trainer.problem.loss(model, "test").detach()) < 1e-14
+    model.set_params({"k_a": 0.5})  # (also what the coupled solve of trajectory 1 would be without its table)
+    assert float(trainer.method.loss(1.0)[0].detach()) > 1e-4

@@ -67,3 +67,14 @@ def test_the_fit_reaches_the_map_estimate(model):
     assert math.isclose(result.params["m"], expected, rel_tol=1e-4)
     assert abs(result.params["a"] + 2.0) < 1e-3
     assert not math.isclose(expected, Y.mean(), rel_tol=1e-2)  # the prior moved it from the MLE
+
+
+def test_multiple_shooting_adds_the_prior_too(model):
+    from hodec.training.loop import Trainer
+
+    data = make_dataset(model, np.arange(5.0), {"obs": Y})
+    config = {"method": "multiple_shooting", "segments": 2, "initial": "spec"}
+    plain = Trainer(model, data, load_config(config)).method.loss(0.0)[0]
+    prior = Trainer(model, data, load_config({**config, "priors": {"a": ["normal", 1.0, 2.0]}})).method.loss(0.0)[0]
+    expected = 0.5 * math.log(2 * math.pi * 4) + (0.3 - 1) ** 2 / 8
+    assert math.isclose(float(prior.detach()) - float(plain.detach()), expected / 5, rel_tol=1e-10)
