@@ -192,7 +192,7 @@ def sbml_report(results: dict) -> str:
 
 
 def run_sbml(args):
-    store = RESULTS / "sbml_conformance.json"
+    store = args.results / "sbml_conformance.json"
     results = json.loads(store.read_text()) if store.exists() else {}
     folders = [args.suite / f"{n:05d}" for n in parse_cases(args.cases)]
     for i, folder in enumerate(f for f in folders if f.is_dir()):
@@ -207,7 +207,7 @@ def run_sbml(args):
 def _save(results: dict, store: Path):
     results = dict(sorted(results.items()))
     write_atomic(store, json.dumps(results, indent=0) + "\n")
-    write_atomic(RESULTS / "sbml_conformance.md", sbml_report(results))
+    write_atomic(store.with_suffix(".md"), sbml_report(results))
 
 
 def main(argv=None):
@@ -217,6 +217,7 @@ def main(argv=None):
     sbml.add_argument("--cases", default="1-1821", help="case numbers, e.g. 1-100,250 (default: all)")
     sbml.add_argument("--suite", type=Path, default=SBML_SUITE, help="the semantic cases' folder")
     sbml.add_argument("--timeout", type=float, default=120.0, help="seconds per case")
+    sbml.add_argument("--results", type=Path, default=RESULTS, help="the results folder")
     args = parser.parse_args(argv)
     run_sbml(args)
 
