@@ -129,6 +129,18 @@ class Conditions:
                                  f"{source:g}", "fit config")
         return source
 
+    def unread(self) -> set:
+        """The params no trajectory reads: replaced in every trajectory's values (its pre-equilibration's too) and
+        the value of no other param or state. They are not estimated (k when every experiment reads k_a or k_b)."""
+        if not self.simulation:
+            return set()
+        replaced = set.intersection(*(set(s["params"]) for s in self.simulation))
+        entries = [*self.simulation, *(pre for pre in self.preequilibration if pre is not None)]
+        read = {value[1] for e in entries for part in ("params", "states") for value in e[part].values()
+                if isinstance(value, tuple)}
+        names = {column: name for name, column in self.params.items()}
+        return {names[column] for column in replaced - read}
+
     # ---------------------------------------------------------------- per group
     def plan(self, g) -> Plan:
         """The group's assignments (cached by its members: a torchrun shard's groups are their own)."""

@@ -36,7 +36,8 @@ class Trainer:
         self.shard = Shard.of(self.problem)  # under torchrun: this process's trajectories (distributed.py)
         self.method = METHODS[config.method](self.shard.problem if self.shard else self.problem, config)
         self.optimizer = self._make_optimizer()
-        self.trainable = [row[0] for row in self.model.parameters_table if row[2] != "fixed"]
+        unread = self.problem.conditions.unread()  # mapped away in every trajectory: not estimated
+        self.trainable = [row[0] for row in self.model.parameters_table if row[2] != "fixed" and row[0] not in unread]
         self.epoch = 0
         self.history: list = []
         self.best_mse = math.inf
