@@ -104,3 +104,15 @@ def test_hodec_fit_reads_warfarin_as_it_is(tmp_path, capsys):
     assert f"{WARFARIN}: 33 trajectories, 483 values in cp, pca" in capsys.readouterr().err
     report = json.loads((out / "report.json").read_text())
     assert report["best_epoch"] in (1, 2) and math.isfinite(report["best_mse"])
+
+
+def test_resume_without_config_reads_the_data_with_the_runs_data_keys(files, tmp_path):
+    """--resume without --config reads DATA.csv with the checkpoint's config: its dv and ignore_columns apply."""
+    spec, data = files
+    text = data.read_text().splitlines()
+    data.write_text("\n".join([text[0] + ",SEX"] + [line + ",f" for line in text[1:]]) + "\n")
+    config = tmp_path / "fit.yaml"
+    config.write_text("method: vanilla\nepochs: 1\ninitial: spec\ndv: conc\nignore_columns: [SEX]\n")
+    args = ["fit", str(spec), "--data", str(data), "--out", str(tmp_path / "run"), "--quiet"]
+    assert main(args + ["--config", str(config)]) == 0
+    assert main(args + ["--resume"]) == 0  # complete: its outputs rewritten
