@@ -79,11 +79,12 @@ def _name_map(value, key, fail):
 
 
 def number_text(value) -> str:
-    """A dvid as text: an integral number without its '.0' (so 1, 1.0 and '1.0' match), else stripped."""
+    """A data label (an id, a dvid) as text: a number as the shortest float text, integral ones without '.0' (so 1,
+    1.0 and '1.0' are '1'; 1.50 is '1.5'); other text stripped."""
     x = as_number(value)
-    if x is not None and math.isfinite(x) and x == int(x):
-        return str(int(x))
-    return str(value).strip()
+    if x is None or not math.isfinite(x):
+        return str(value).strip()
+    return str(int(x)) if x == int(x) else repr(x)
 
 
 @dataclass

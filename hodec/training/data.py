@@ -19,7 +19,7 @@ import numpy as np
 from ..tables import Table, read_table
 from ..errors import HodecError
 from .columns import TEXT_NOTE, is_text, layout, type_name
-from .config import load_config
+from .config import load_config, number_text
 from .records import (DOSE, OBSERVATION, DoseRows, check_config, check_infusions, dose_rows, long_values,
                       missing_targets, row_kinds)
 
@@ -258,7 +258,7 @@ def make_dataset(model, t, values: Mapping[str, Sequence], inputs: Optional[Mapp
 
 
 def id_label(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
+    return number_text(value)
 
 
 def interpolate_input(t_query: np.ndarray, t: np.ndarray, u: np.ndarray) -> np.ndarray:
