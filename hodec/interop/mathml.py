@@ -8,7 +8,7 @@ error naming the SBML element."""
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, Optional
 
 import libsbml
 
@@ -37,7 +37,7 @@ LOGICAL = {libsbml.AST_LOGICAL_AND, libsbml.AST_LOGICAL_OR, libsbml.AST_LOGICAL_
            libsbml.AST_LOGICAL_IMPLIES, libsbml.AST_CONSTANT_TRUE, libsbml.AST_CONSTANT_FALSE}
 NUMBERS = {libsbml.AST_INTEGER, libsbml.AST_REAL, libsbml.AST_REAL_E, libsbml.AST_RATIONAL}
 REFUSED = {libsbml.AST_FUNCTION_DELAY: "delay (the value of an expression at an earlier time)",
-           libsbml.AST_FUNCTION_RATE_OF: "rateOf (the rate of change of a variable)"}
+           libsbml.AST_FUNCTION_RATE_OF: "rateOf (the rate of change) of this variable"}
 
 
 class Unsupported(Exception):
@@ -62,10 +62,11 @@ class Printer:
     definition's id to its .hode name and lambda, so that a call of a boolean-valued one (a condition, which a
     .hode function cannot return) is inlined."""
 
-    def __init__(self, resolve: Resolve, functions: dict, time: str = "t"):
+    def __init__(self, resolve: Resolve, functions: dict, time: str = "t", rate_of: Optional[Resolve] = None):
         self.resolve = resolve
         self.functions = functions
         self.time = time  # what SBML's time reads as ("0" in initial values: SBML's time starts at 0)
+        self.rate_of = rate_of  # rateOf(x): x's rate of change as .hode text (None: refused)
 
     def number_text(self, node) -> str:
         return self.numeric(node)[0]
@@ -108,6 +109,9 @@ class Printer:
             return self._builtin(node, FUNCTIONS[kind])
         if kind == libsbml.AST_FUNCTION:
             return self._call(node)
+        if kind == libsbml.AST_FUNCTION_RATE_OF and self.rate_of is not None and node.getNumChildren() == 1 and \
+                node.getChild(0).getType() == libsbml.AST_NAME:
+            return self.rate_of(node.getChild(0).getName())
         raise Unsupported(_unknown(node))
 
     def _args(self, node) -> list[str]:
@@ -255,7 +259,7 @@ class Printer:
             raise Unsupported(f"'{node.getName()}' called with {node.getNumChildren()} arguments (it takes {nargs})")
         bound = {lam.getChild(i).getName(): self.numeric(node.getChild(i)) for i in range(nargs)}
         inner = Printer(lambda name: bound[name] if name in bound else self.resolve(name), self.functions,
-                        self.time)
+                        self.time, self.rate_of)
         text, level = inner.boolean(lam.getChild(nargs))
         return f"({text})", ATOM
 

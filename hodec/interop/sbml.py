@@ -18,7 +18,7 @@ import libsbml
 from ..errors import Diagnostic, HodecError, Span
 from ..files import read_text
 from ..model.model import RESERVED
-from .mathml import ATOM, Printer, Unsupported, format_number
+from .mathml import ATOM, MUL, Printer, Unsupported, format_number
 
 MAX_SBML_BYTES = 256 * 2**20
 # SBML packages that change no simulation (diagrams); any other package is refused.
@@ -133,8 +133,8 @@ class Translator:
         self.refuse_document()
         self.collect()
         self.name_everything()
-        self.printer = Printer(self.resolve, self.function_table())
-        self.initial_printer = Printer(self.resolve, self.function_table(), time="0")
+        self.printer = Printer(self.resolve, self.function_table(), rate_of=self.rate_of)
+        self.initial_printer = Printer(self.resolve, self.function_table(), time="0", rate_of=self.rate_of)
         self.header(filename)
         self.function_lines()
         self.variable_lines()
@@ -172,6 +172,9 @@ class Translator:
         self.functions = {f.getId(): f for f in self.m.getListOfFunctionDefinitions()}
         self.reaction_ids = {r.getId() for r in self.m.getListOfReactions()}
         self.referenced = {name for math in self.all_math() for name in _names(math)}
+        rated = {name for math in self.all_math() for name in _rated(math)}
+        self.referenced |= {r.getId() for r in self.m.getListOfReactions()
+                            if any(sr.getSpecies() in rated for sr in _references(r))}  # rateOf reads their lets
         self.constant_memo: dict[str, bool] = {}
 
     def all_math(self):
@@ -203,14 +206,49 @@ class Translator:
 
     def species_references(self):
         for r in self.m.getListOfReactions():
-            yield from r.getListOfReactants()
-            yield from r.getListOfProducts()
+            yield from _references(r)
 
     def resolve(self, ident: str):
         """A name's .hode text (a reaction id read by math is declared as a let of its rate)."""
         if ident not in self.names:
             raise Unsupported(f"'{ident}' is not a compartment, species, parameter or reaction of the model")
         return self.names[ident], ATOM
+
+    def rate_of(self, ident: str):
+        """rateOf(x) as an expression: a rate rule's formula, a species' reaction terms, 0 for what only events
+        change; refused for what an assignment rule sets."""
+        if ident in self.rate_ruled:
+            return f"({self.math(self.rate_ruled[ident])})", ATOM
+        species = self.m.getSpecies(ident)
+        if ident in self.assigned or ident in self.reaction_ids or ident not in self.names or (
+                species is not None and (self.conversion_factor(species) or self.kept_as_amount(species))):
+            raise Unsupported(f"rateOf({ident}) (of a variable an assignment rule or a resized compartment sets)")
+        if species is None or species.getBoundaryCondition() or species.getConstant():
+            return "0", ATOM  # changed by events only: no rate between them
+        terms = []
+        for r in self.m.getListOfReactions():
+            net = 0.0
+            for sign, refs in ((-1, r.getListOfReactants()), (1, r.getListOfProducts())):
+                for sr in refs:
+                    if sr.getSpecies() != ident:
+                        continue
+                    if self.stoichiometry(r, sr) is not None:
+                        raise Unsupported(f"rateOf({ident}) with a stoichiometry that varies in '{r.getId()}'")
+                    net += sign * (sr.getStoichiometry() if sr.isSetStoichiometry() else 1.0)
+            if net:
+                terms.append(f"{format_number(net)} * {self.names[r.getId()]}")
+        total = f"({' + '.join(terms) or '0'})"
+        compartment = self.m.getCompartment(species.getCompartment())
+        if species.getHasOnlySubstanceUnits() or _zero_dimensional(compartment):
+            return total, ATOM
+        return f"{total} / {self.names[compartment.getId()]}", MUL
+
+    def kept_as_amount(self, s) -> bool:
+        """A concentration whose compartment's size changes: declared by its amount (declare_amount)."""
+        compartment = self.m.getCompartment(s.getCompartment())
+        return not (s.getHasOnlySubstanceUnits() or _zero_dimensional(compartment)) and \
+            s.getId() not in self.rate_ruled and s.getId() not in self.assigned and \
+            not self.is_constant(compartment.getId())
 
     def function_table(self) -> dict:
         return {i: (self.names[i], f.getMath() if f.isSetMath() else None) for i, f in self.functions.items()}
@@ -360,7 +398,7 @@ class Translator:
         if ident in self.assigned:
             self.lines.append(f"let {name} = {self.math(self.assigned[ident])}{self.comment(name)}")
             return
-        if not amount and ident not in self.rate_ruled and not self.is_constant(compartment.getId()):
+        if self.kept_as_amount(s):
             self.declare_amount(s, name, size)
             return
         start = self.species_start(s, size, amount)
@@ -435,7 +473,8 @@ class Translator:
             scope[p.getId()] = self.fresh(f"{self.names[r.getId()]}_{p.getId()}")
             self.lines.append(f"param {scope[p.getId()]} = {format_number(p.getValue())} fixed{_doc(p)}"
                               f"  # local parameter '{p.getId()}' of reaction '{r.getId()}'")
-        printer = Printer(lambda n: (scope[n], ATOM) if n in scope else self.resolve(n), self.function_table())
+        printer = Printer(lambda n: (scope[n], ATOM) if n in scope else self.resolve(n), self.function_table(),
+                          rate_of=lambda n: ("0", ATOM) if n in scope else self.rate_of(n))  # locals are constant
         return self.math(law, printer=printer)
 
     def participants(self, r):
@@ -576,6 +615,19 @@ def _names(math):
         yield math.getName()
     for i in range(math.getNumChildren()):
         yield from _names(math.getChild(i))
+
+
+def _references(r):
+    yield from r.getListOfReactants()
+    yield from r.getListOfProducts()
+
+
+def _rated(math):
+    """The names a math tree takes rateOf of."""
+    if math.getType() == libsbml.AST_FUNCTION_RATE_OF and math.getNumChildren() == 1:
+        yield math.getChild(0).getName()
+    for i in range(math.getNumChildren()):
+        yield from _rated(math.getChild(i))
 
 
 def _reads_time(math) -> bool:
