@@ -149,3 +149,22 @@ def test_homotopy_couples_each_experiment_under_its_own_values(model):
     assert float(trainer.problem.loss(model, "test").detach()) < 1e-14
     model.set_params({"k_a": 0.5})  # (also what the coupled solve of trajectory 1 would be without its table)
     assert float(trainer.method.loss(1.0)[0].detach()) > 1e-4
+
+
+def test_a_param_no_trajectory_reads_is_not_estimated_in_the_likelihood_report(tmp_path):
+    """With noise models: k, replaced by k_a / k_b in every experiment, is out of n_params and of the Hessian, so
+    the per-condition params get finite standard errors (the full Hessian would be singular in k)."""
+    from hodec.training.information import likelihood_report
+
+    path = tmp_path / "noisy.hode"
+    path.write_text(SPEC.replace("observe obs = x", "param sigma = 0.05 positive\nobserve obs = x ~ normal(sigma)"))
+    model = hodec.compile(path).model_class()().double()
+    rng = np.random.default_rng(0)
+    data = dataset(model, {1: turnover(2, 1, 0.3) + 0.05 * rng.standard_normal(len(T)),
+                           2: turnover(2, 1, 0.8) + 0.05 * rng.standard_normal(len(T))})
+    model.set_params({"k_a": 0.3, "k_b": 0.8})
+    p = problem(model, data, conditions={1: {"k": "k_a"}, 2: {"k": "k_b"}})
+    report = likelihood_report(p, model)
+    assert report["n_params"] == 3  # k_a, k_b, sigma
+    assert set(report["standard_errors"]) == {"k_a", "k_b", "sigma"}
+    assert all(0 < se < 1 for se in report["standard_errors"].values()), report

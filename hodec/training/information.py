@@ -36,8 +36,9 @@ def likelihood_report(problem: Problem, model) -> dict:
     """llh, aic, bic, n_params and standard_errors (name -> se or None) of a model fitted with noise models, and
     a warning where the standard errors could not be computed."""
     n = problem.data.n_cells
-    k = n_params(model)
-    names = [row[0] for row in model.parameters_table if row[2] != "fixed"]
+    unread = problem.conditions.unread()  # replaced by every trajectory's conditions: not estimated
+    k = n_params(model) - len(unread)
+    names = [row[0] for row in model.parameters_table if row[2] != "fixed" and row[0] not in unread]
     try:  # the data's cells only: no prior term
         nll = sum(cells.sum() for _, cells in problem.group_errors(model, "likelihood evaluation", check=False))
     except HodecError as err:
@@ -54,8 +55,9 @@ def likelihood_report(problem: Problem, model) -> dict:
 
 
 def standard_errors(model, nll: torch.Tensor, names: list) -> tuple[dict, str]:
-    """Per trained param, its standard error on the natural scale from the Hessian of nll (a scalar with its
-    autograd graph) in the trained coordinates; NaN for all, and a warning, where the Hessian cannot be inverted."""
+    """Per param of `names` (trained ones; the Hessian's rows of any other are left out), its standard error on
+    the natural scale from the Hessian of nll (a scalar with its autograd graph) in the trained coordinates; NaN for
+    all, and a warning, where the Hessian cannot be inverted."""
     raws = [p for p in model.mechanistic_parameters() if p.numel()]
     if not names:
         return {}, ""
@@ -67,12 +69,13 @@ def standard_errors(model, nll: torch.Tensor, names: list) -> tuple[dict, str]:
         rows.append(torch.cat([torch.zeros_like(r).reshape(-1) if s is None else s.reshape(-1)
                                for r, s in zip(raws, second)]))
     hessian = torch.stack(rows).detach().double()
-    hessian = 0.5 * (hessian + hessian.T)
+    keep = torch.tensor([row[0] in names for row in model.parameters_table if row[2] != "fixed"])
+    hessian = 0.5 * (hessian + hessian.T)[keep][:, keep]
     warning = _singular(hessian, names)
     if warning:
         return dict.fromkeys(names, math.nan), warning
     raw_se = torch.linalg.inv(hessian).diagonal().sqrt()
-    return {name: float(se) for name, se in zip(names, raw_se * _natural_slope(model))}, ""
+    return {name: float(se) for name, se in zip(names, raw_se * _natural_slope(model)[keep])}, ""
 
 
 def _singular(hessian: torch.Tensor, names: list) -> str:
