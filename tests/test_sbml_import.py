@@ -209,16 +209,20 @@ def test_unsupported_math_is_refused(mathml, what):
         _print(mathml)
 
 
+def _event(m, ident: str, trigger: str, target: str, value: str, initial_value: bool = True):
+    ev = m.createEvent()
+    ev.setId(ident), ev.setUseValuesFromTriggerTime(True)
+    t = ev.createTrigger()
+    t.setMath(libsbml.parseL3Formula(trigger)), t.setInitialValue(initial_value), t.setPersistent(True)
+    a = ev.createEventAssignment()
+    a.setVariable(target), a.setMath(libsbml.parseL3Formula(value))
+    return ev
+
+
 def test_an_event_at_a_time_and_a_refused_event_delay(tmp_path):
     def build(m, delay=False):
         _species(m, "x", 1.0)
-        ev = m.createEvent()
-        ev.setId("dose"), ev.setUseValuesFromTriggerTime(True)
-        trigger = ev.createTrigger()
-        trigger.setMath(libsbml.parseL3Formula("time >= 2.5")), trigger.setInitialValue(True)
-        trigger.setPersistent(True)
-        a = ev.createEventAssignment()
-        a.setVariable("x"), a.setMath(libsbml.parseL3Formula("x + 1"))
+        ev = _event(m, "dose", "time >= 2.5", "x", "x + 1")
         if delay:
             ev.createDelay().setMath(libsbml.parseL3Formula("1"))
 
@@ -231,13 +235,7 @@ def test_initial_value_false_fires_at_the_start(tmp_path):
     """SBML's trigger initialValue="false": true at t = 0 fires then (an `at t = 0` guarded by the trigger)."""
     def build(m):
         _species(m, "x", 1.0)
-        ev = m.createEvent()
-        ev.setId("e"), ev.setUseValuesFromTriggerTime(True)
-        trigger = ev.createTrigger()
-        trigger.setMath(libsbml.parseL3Formula("x > 0.5")), trigger.setInitialValue(False)
-        trigger.setPersistent(True)
-        a = ev.createEventAssignment()
-        a.setVariable("x"), a.setMath(libsbml.parseL3Formula("x + 10"))
+        _event(m, "e", "x > 0.5", "x", "x + 10", initial_value=False)
 
     imported = _import(tmp_path, build)
     model = compile_text(imported.text, "m.hode").model_class()().double()

@@ -129,10 +129,7 @@ class Printer:
             return ("0" if plus else "1"), ATOM
         if n == 1:
             return self.numeric(node.getChild(0))
-        level = ADD if plus else MUL
-        parts = [self._operand(node.getChild(0), level)]
-        parts += [self._operand(node.getChild(i), level + 1) for i in range(1, n)]
-        return f" {'+' if plus else '*'} ".join(parts), level
+        return _left_to_right(node, self._operand, "+" if plus else "*", ADD if plus else MUL)
 
     def _minus(self, node) -> Text:
         if node.getNumChildren() == 1:
@@ -246,10 +243,7 @@ class Printer:
             return ("0 < 1" if is_and else "1 < 0"), CMP
         if n == 1:
             return self.boolean(node.getChild(0))
-        level = AND if is_and else OR
-        parts = [self._condition(node.getChild(0), level)]
-        parts += [self._condition(node.getChild(i), level + 1) for i in range(1, n)]
-        return f" {'and' if is_and else 'or'} ".join(parts), level
+        return _left_to_right(node, self._condition, "and" if is_and else "or", AND if is_and else OR)
 
     def _inline(self, node) -> Text:
         """A boolean-valued function definition's body with the call's arguments in place of its own."""
@@ -262,6 +256,14 @@ class Printer:
                         self.time, self.rate_of)
         text, level = inner.boolean(lam.getChild(nargs))
         return f"({text})", ATOM
+
+
+def _left_to_right(node, operand, op: str, level: int) -> Text:
+    """An n-ary left-associative operation as written: the first operand may be at the operator's own level, the
+    others bind tighter (a + (b + c) keeps its parentheses)."""
+    parts = [operand(node.getChild(0), level)]
+    parts += [operand(node.getChild(i), level + 1) for i in range(1, node.getNumChildren())]
+    return f" {op} ".join(parts), level
 
 
 def _number(node) -> Text:

@@ -309,9 +309,7 @@ class Translator:
         self.lines.append(f"model {name}{_doc(m)}")
 
     def function_lines(self):
-        if self.functions:
-            self.lines += ["", "# function definitions"]
-        for ident, f in self.functions.items():
+        for ident, f in self.section("function definitions", self.functions.items()):
             lam = f.getMath() if f.isSetMath() else None
             if lam is None or lam.getType() != libsbml.AST_LAMBDA:
                 raise Refusal(_element(f), "it has no lambda")
@@ -336,22 +334,21 @@ class Translator:
             name += "_"
         return name
 
+    def section(self, title: str, items) -> list:
+        """The items, after a comment line titling them where there are any."""
+        items = list(items)
+        self.lines += ["", f"# {title}"] if items else []
+        return items
+
     def variable_lines(self):
-        self.lines += ["", "# compartments"] if self.m.getNumCompartments() else []
-        for c in self.m.getListOfCompartments():
+        for c in self.section("compartments", self.m.getListOfCompartments()):
             self.declare(c, c.getSize() if c.isSetSize() else None)
-        if self.m.getNumParameters():
-            self.lines += ["", "# parameters"]
-        for p in self.m.getListOfParameters():
+        for p in self.section("parameters", self.m.getListOfParameters()):
             self.declare(p, p.getValue() if p.isSetValue() else None)
         refs = [sr for sr in self.species_references() if sr.isSetId() and sr.getId()]
-        if refs:
-            self.lines += ["", "# stoichiometries"]
-        for sr in refs:
+        for sr in self.section("stoichiometries", refs):
             self.declare(sr, sr.getStoichiometry() if sr.isSetStoichiometry() else None)
-        if self.m.getNumSpecies():
-            self.lines += ["", "# species"]
-        for s in self.m.getListOfSpecies():
+        for s in self.section("species", self.m.getListOfSpecies()):
             self.declare_species(s)
 
     def declare(self, obj, value: Optional[float]):
@@ -435,9 +432,7 @@ class Translator:
 
     # ------------------------------------------------------------ reactions
     def reaction_lines(self):
-        if self.m.getNumReactions():
-            self.lines += ["", "# reactions (rates in amount per time)"]
-        for r in self.m.getListOfReactions():
+        for r in self.section("reactions (rates in amount per time)", self.m.getListOfReactions()):
             self.reaction(r)
 
     def reaction(self, r):
@@ -530,9 +525,7 @@ class Translator:
 
     # ------------------------------------------------------------ events
     def event_lines(self):
-        if self.m.getNumEvents():
-            self.lines += ["", "# events"]
-        for ev in self.m.getListOfEvents():
+        for ev in self.section("events", self.m.getListOfEvents()):
             self.event(ev)
 
     def event(self, ev):
