@@ -40,6 +40,8 @@ def values_by_id(value, key, fail):
             fail(f"{key}: {show(ident)} is not a data id (a number or a name)")
             continue
         where = f"{key}.{id_key(ident)}"
+        if id_key(ident) in out:
+            fail(f"{key}: data id {id_key(ident)} is given twice")
         pairs = _named(entry or {}, where, fail, "param or state names to values", "{k: k_a, x: 1}")
         out[id_key(ident)] = {name: _name_or_number(v, f"{where}.{name}", fail) for name, v in pairs}
     return out
