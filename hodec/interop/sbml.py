@@ -18,6 +18,7 @@ import libsbml
 from ..errors import Diagnostic, HodecError, Span
 from ..files import read_text
 from ..model.model import RESERVED
+from .algebraic import solve_linear
 from .mathml import ATOM, MUL, Printer, Unsupported, format_number
 
 MAX_SBML_BYTES = 256 * 2**20
@@ -149,9 +150,6 @@ class Translator:
             package = self.doc.getPlugin(i).getPackageName()
             if package not in HARMLESS_PACKAGES:
                 raise Refusal(f"the SBML package '{package}'", "SBML packages are not supported")
-        for rule in self.m.getListOfRules():
-            if rule.isAlgebraic():
-                raise Refusal("<algebraicRule>", "algebraic rules (DAEs) are not supported")
         for r in self.m.getListOfReactions():
             if r.isSetFast() and r.getFast():
                 raise Refusal(_element(r), "fast reactions (a quasi-steady-state DAE) are not supported")
@@ -169,6 +167,8 @@ class Translator:
         self.initial = {a.getSymbol(): a for a in self.m.getListOfInitialAssignments()}
         self.event_set = {a.getVariable() for ev in self.m.getListOfEvents()
                           for a in ev.getListOfEventAssignments()}
+        self.algebraic = self.algebraic_variables()
+        self.ruled = set(self.assigned) | set(self.algebraic)  # the variables declared as a let of a rule
         self.functions = {f.getId(): f for f in self.m.getListOfFunctionDefinitions()}
         self.reaction_ids = {r.getId() for r in self.m.getListOfReactions()}
         self.referenced = {name for math in self.all_math() for name in _names(math)}
@@ -176,6 +176,29 @@ class Translator:
         self.referenced |= {r.getId() for r in self.m.getListOfReactions()
                             if any(sr.getSpecies() in rated for sr in _references(r))}  # rateOf reads their lets
         self.constant_memo: dict[str, bool] = {}
+
+    def algebraic_variables(self) -> dict:
+        """The variable each algebraic rule determines: among the variables no rule, reaction or event sets, the one
+        it reads (matched rule by rule while some rule reads exactly one unmatched candidate)."""
+        rules = [r for r in self.m.getListOfRules() if r.isAlgebraic()]
+        species = [self.m.getSpecies(sr.getSpecies()) for sr in self.species_references()]
+        changed = {s.getId() for s in species if s is not None and not s.getBoundaryCondition()}
+        free = {o.getId() for o in [*self.m.getListOfParameters(), *self.m.getListOfCompartments(),
+                                    *self.m.getListOfSpecies()] if not o.getConstant()}
+        free -= set(self.assigned) | set(self.rate_ruled) | self.event_set | changed
+        matched: dict = {}
+        while rules:
+            for rule in rules:
+                candidates = {n for n in _names(rule.getMath()) if n in free and n not in matched}
+                if len(candidates) == 1:
+                    matched[candidates.pop()] = rule
+                    rules.remove(rule)
+                    break
+            else:
+                raise Refusal("<algebraicRule>", f"cannot tell which variable 0 = "
+                                                 f"{libsbml.formulaToL3String(rules[0].getMath())} determines "
+                                                 f"(a DAE: only rules solved for one variable are supported)")
+        return matched
 
     def all_math(self):
         for obj in [*self.m.getListOfRules(), *self.m.getListOfInitialAssignments(),
@@ -220,7 +243,7 @@ class Translator:
         if ident in self.rate_ruled:
             return f"({self.math(self.rate_ruled[ident])})", ATOM
         species = self.m.getSpecies(ident)
-        if ident in self.assigned or ident in self.reaction_ids or ident not in self.names or (
+        if ident in self.ruled or ident in self.reaction_ids or ident not in self.names or (
                 species is not None and (self.conversion_factor(species) or self.kept_as_amount(species))):
             raise Unsupported(f"rateOf({ident}) (of a variable an assignment rule or a resized compartment sets)")
         if species is None or species.getBoundaryCondition() or species.getConstant():
@@ -247,7 +270,7 @@ class Translator:
         """A concentration whose compartment's size changes: declared by its amount (declare_amount)."""
         compartment = self.m.getCompartment(s.getCompartment())
         return not (s.getHasOnlySubstanceUnits() or _zero_dimensional(compartment)) and \
-            s.getId() not in self.rate_ruled and s.getId() not in self.assigned and \
+            s.getId() not in self.rate_ruled and s.getId() not in self.ruled and \
             not self.is_constant(compartment.getId())
 
     def function_table(self) -> dict:
@@ -278,7 +301,8 @@ class Translator:
         return self.constant_memo[ident]
 
     def _constant(self, ident: str) -> bool:
-        if ident in self.rate_ruled or ident in self.event_set or ident in self.reaction_ids:
+        if ident in self.rate_ruled or ident in self.event_set or ident in self.reaction_ids or \
+                ident in self.algebraic:
             return False
         species = self.m.getSpecies(ident)
         if species is not None and not (species.getConstant() or species.getBoundaryCondition()):
@@ -291,7 +315,7 @@ class Translator:
 
     def role(self, ident: str) -> str:
         """let, state or param: how a compartment, parameter or species reference is declared."""
-        if ident in self.assigned:
+        if ident in self.ruled:
             return "let"
         if ident in self.rate_ruled or ident in self.event_set:
             return "state"
@@ -359,8 +383,8 @@ class Translator:
             self.lines.append(f"# compartment '{ident}' has 0 dimensions and no size: its species are amounts")
             return
         if role == "let":
-            rule = self.assigned.get(ident) or self.initial[ident]
-            self.lines.append(f"let {name} = {self.math(rule)}{self.comment(name)}")
+            text = self.rule_text(ident) if ident in self.ruled else self.math(self.initial[ident])
+            self.lines.append(f"let {name} = {text}{self.comment(name)}")
             return
         if role == "param":
             if value is None:
@@ -370,6 +394,15 @@ class Translator:
         start = self.initial_value(obj, value)
         self.lines.append(f"state {name} = {start}{_doc(obj)}{self.comment(name)}")
         self.der_line(ident)
+
+    def rule_text(self, ident: str) -> str:
+        """The let of a variable a rule sets: an assignment rule's formula, an algebraic rule solved for it."""
+        if ident not in self.algebraic:
+            return self.math(self.assigned[ident])
+        try:
+            return f"{solve_linear(self.math(self.algebraic[ident]), self.names[ident])}  # algebraic rule solved"
+        except Unsupported as err:
+            raise Refusal("<algebraicRule>", str(err)) from None
 
     def initial_value(self, obj, value: Optional[float]) -> str:
         ident = obj.getId()
@@ -392,8 +425,8 @@ class Translator:
         amount = s.getHasOnlySubstanceUnits() or _zero_dimensional(compartment)
         size = None if _zero_dimensional(compartment) and not compartment.isSetSize() else size
         self.species[ident] = (size, amount)
-        if ident in self.assigned:
-            self.lines.append(f"let {name} = {self.math(self.assigned[ident])}{self.comment(name)}")
+        if ident in self.ruled:
+            self.lines.append(f"let {name} = {self.rule_text(ident)}{self.comment(name)}")
             return
         if self.kept_as_amount(s):
             self.declare_amount(s, name, size)
@@ -484,7 +517,7 @@ class Translator:
                     raise Refusal(_element(sr), f"species '{sr.getSpecies()}' is not in the model")
                 if s.getBoundaryCondition() or s.getConstant():
                     continue  # read by the rate, not changed by it
-                if s.getId() in self.assigned or s.getId() in self.rate_ruled:
+                if s.getId() in self.ruled or s.getId() in self.rate_ruled:
                     raise Refusal(_element(s), "a species set by a rule is changed by a reaction")
                 name = self.amounts.get(s.getId(), self.names[s.getId()])
                 text = self.stoichiometry(r, sr)
