@@ -207,13 +207,15 @@ def _members_by_id(data: Dataset, entries: dict, key: str) -> dict:
     by_id: dict = {}
     for i, tr in enumerate(data.trajectories):
         by_id.setdefault(tr.id.split(" (replicate ")[0], []).append(i)
-    out = {}
+    out, seen = {}, {}
     for name in entries:
         label = _label(name)
         if label not in by_id:
             shown = ", ".join(list(by_id)[:20]) + (", ..." if len(by_id) > 20 else "")
             raise HodecError(f"{key}: no trajectory has id {show(name)} in {data.source} (ids: {shown})", "fit config")
-        out[name] = by_id[label]
+        if label in seen:
+            raise HodecError(f"{key}: {show(seen[label])} and {show(name)} are one data id", "fit config")
+        out[name], seen[label] = by_id[label], name
     return out
 
 
