@@ -55,7 +55,7 @@ def fit(files, capsys, config: str, spec="turnover.hode"):
     ("conditions: {1: 3}", "conditions.1: expected a mapping of param or state names to values"),
     ("priors: {1: [normal, 0, 1]}", "priors: 1 is not a name"),
     ("conditions: {1: {k: 1}, '1': {k: 2}}", "conditions: data id 1 is given twice"),
-    ("conditions: {1: {k: 1}, 1.0: {k: 2}}", "conditions: '1' and '1.0' are one data id"),
+    ("conditions: {1: {k: 1}, '1.0': {k: 2}}", "conditions: '1' and '1.0' are one data id"),
     ("preequilibrate: {3: {s: 0}}", "preequilibrate: no trajectory has id '3'"),
     ("preequilibrate: {1: {q: 0}}", "preequilibrate.1: 'q' is neither a param nor a state"),
     ("priors: {s: [normal, 1, 1]}", "priors.s: param 's' is fixed"),
