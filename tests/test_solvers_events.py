@@ -13,6 +13,7 @@ from hodec.solvers import Events, solve, solve_adjoint
 
 TIGHT = dict(rtol=1e-11, atol=1e-13)
 METHODS = ["tsit5", "rodas5p", "auto"]
+pytestmark = pytest.mark.usefixtures("single_thread")  # many tiny tensor operations
 NAN = float("nan")
 
 

@@ -118,6 +118,13 @@ def _values(doses: Doses, k: int, where: tuple) -> str:
     return f"amount {float(doses.amount[k][where]):g}, rate {float(doses.rate[k][where]):g}"
 
 
+def _member_axes(x: torch.Tensor, batch: tuple) -> torch.Tensor:
+    """[K, *dose batch] -> [K, *batch]: the dose batch lines up with the state batch's last axes (as per-sample
+    params do); [K] is every member's."""
+    lead = len(batch) - (x.dim() - 1)
+    return x.reshape(x.shape[0], *([1] * lead), *x.shape[1:]).expand(x.shape[0], *batch)
+
+
 class DoseJumps:
     """Doses as the solver's time events over the state [y, r] (r: the infusion rates of the infused states):
     three time rows per dose (the bolus, the infusion's start, its end; NaN where a member's dose is not of that
@@ -127,14 +134,13 @@ class DoseJumps:
         doses = doses.to(dtype, device)
         K = doses.time.shape[0]
         try:
-            expand = (lambda x: x.broadcast_to(K, *batch))
-            self.time, self.amount, self.state, self.rate = (expand(x) for x in
+            self.time, self.amount, self.state, self.rate = (_member_axes(x, batch) for x in
                                                              (doses.time, doses.amount, doses.state, doses.rate))
         except RuntimeError:
             raise HodecError(f"doses have shape {list(doses.time.shape)}; expected [K] or [K, *batch] with batch "
                              f"{list(batch)} (the state's)") from None
         self.doses, self.n, self.K = doses, n, K
-        infusion = self.doses.infusion.broadcast_to(K, *batch)
+        infusion = _member_axes(doses.infusion, batch)
         given = torch.isfinite(self.time)
         self.targets = sorted(set(self.state[infusion].tolist()))  # the states with a rate component
         slot = torch.full((n,), -1, dtype=torch.long, device=device)
@@ -142,7 +148,7 @@ class DoseJumps:
         self.slot = slot[self.state.clamp(0, n - 1)]  # [K, *batch]: each dose's rate component
         self.amount = torch.where(given, self.amount, 0.0)
         self.rate = torch.where(infusion, self.rate, 0.0)
-        end = doses.end().broadcast_to(K, *batch)
+        end = _member_axes(doses.end(), batch)
         bolus = torch.where(given & ~infusion, self.time, torch.nan)
         rows = [bolus] + ([torch.where(infusion, self.time, torch.nan), end] if self.targets else [])
         self.times = torch.cat(rows)  # [3K (or K), *batch]
