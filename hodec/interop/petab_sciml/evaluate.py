@@ -16,12 +16,12 @@ from .spec import NetworkSpec, read_network
 
 def load_network(path: str | Path, params: Optional[str | Path] = None, gelu: str = "none") -> Network:
     """The network of a YAML file in float64, its arrays set from a parameter file (parameters/NET_ID/...); a
-    network with parameters needs that file."""
+    network whose forward calls a layer with parameters needs that file."""
     network = Network(read_network(path), gelu=gelu).double()
     if params is not None:
         network.load_parameters(read_parameters(params, network.spec.id), str(params))
-    elif network.petab_arrays():
-        layer_id, name = next(iter(network.petab_arrays()))
+    elif network.needed_arrays():
+        layer_id, name = network.needed_arrays()[0]
         raise HodecError(f"network '{network.spec.id}' has parameters (e.g. {layer_id}/{name}): give their "
                          f"file (--params)", str(path))
     return network

@@ -5,6 +5,7 @@ Only the layers, functions and tensor methods in the tables below can be called:
 arbitrary Python callable."""
 from __future__ import annotations
 
+import inspect
 import operator
 from typing import Mapping
 
@@ -96,8 +97,9 @@ class Network(nn.Module):
             raise self.spec.fail(f"node '{node.name}' ({node.op} {node.target}): {_first_line(err)}") from None
 
     def load_parameters(self, arrays: Mapping[str, Mapping[str, np.ndarray]], source: str) -> None:
-        """Set every layer array from {layer id: {array id: array}} (read_parameters' shape). Every parameter of
-        every layer must be given, with its shape; running statistics (buffers) may be; nothing else."""
+        """Set layer arrays from {layer id: {array id: array}} (read_parameters' shape). Every parameter of every
+        layer the forward calls must be given, with its shape; running statistics (buffers) and the arrays of
+        layers never called may be; nothing else."""
         named = self.petab_arrays(buffers=True)
         for layer_id, layer_arrays in arrays.items():
             for name, array in layer_arrays.items():
@@ -113,9 +115,14 @@ class Network(nn.Module):
                                      f"{tuple(target.shape)}", source)
                 with torch.no_grad():
                     target.copy_(torch.as_tensor(array, dtype=target.dtype))
-        for layer_id, name in self.petab_arrays():
+        for layer_id, name in self.needed_arrays():
             if name not in arrays.get(layer_id, {}):
                 raise HodecError(f"parameters/{self.spec.id}/{layer_id}/{name} is missing", source)
+
+    def needed_arrays(self) -> list[tuple[str, str]]:
+        """(layer id, array id) of the parameters of the layers the forward calls."""
+        called = {node.target for node in self.spec.forward if node.op == "call_module"}
+        return [(layer_id, name) for layer_id, name in self.petab_arrays() if layer_id in called]
 
     def petab_arrays(self, buffers: bool = False) -> dict[tuple[str, str], torch.Tensor]:
         """{(layer id, array id): tensor} of the parameters (and, if asked, the buffers), PEtab's names."""
@@ -137,21 +144,24 @@ def _build_layer(layer: Layer, spec: NetworkSpec, gelu: str) -> nn.Module:
     if layer.type == "GELU":
         args = {"approximate": gelu, **args}
     if layer.type in _NORMS:
-        args = _norm_args(layer, args, spec)
+        args = _norm_args(layer, kind, args, spec)
     try:
         return kind(**args)
     except (TypeError, ValueError, RuntimeError) as err:
         raise spec.fail(f"layer '{layer.id}' ({layer.type}): {_first_line(err)}") from None
 
 
-def _norm_args(layer: Layer, args: dict, spec: NetworkSpec) -> dict:
-    """PEtab-SciML's exporter writes `bias` for BatchNorm/InstanceNorm, which torch's constructors do not take:
-    their bias exists exactly when `affine` holds, so `bias` must agree with `affine`."""
-    if "bias" in args:
-        bias = args.pop("bias")
-        if bool(bias) != bool(args.get("affine", layer.type.startswith("BatchNorm"))):
-            raise spec.fail(f"layer '{layer.id}' ({layer.type}): bias={bias} with affine="
-                            f"{args.get('affine')} is not supported (a norm layer has a bias exactly when affine)")
+def _norm_args(layer: Layer, kind, args: dict, spec: NetworkSpec) -> dict:
+    """PEtab-SciML files give BatchNorm/InstanceNorm a `bias` flag, which torch's constructors take only since
+    2.x (keyword-only); with an older torch it is dropped where it agrees with `affine` (their bias exists exactly
+    when affine holds) and refused where it does not."""
+    if "bias" not in args or "bias" in inspect.signature(kind).parameters:
+        return args
+    args = dict(args)
+    bias = args.pop("bias")
+    if bool(bias) != bool(args.get("affine", layer.type.startswith("BatchNorm"))):
+        raise spec.fail(f"layer '{layer.id}' ({layer.type}): bias={bias} with affine={args.get('affine')} needs a "
+                        f"newer torch (this one's norm layers have a bias exactly when affine)")
     return args
 
 
