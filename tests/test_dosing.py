@@ -95,7 +95,8 @@ def two_compartment(t, doses):
         s = t - time
         if s < 0:
             continue
-        if rate is not None and rate > 0:  # ∫ of the unit response over the infusion's time so far: (e^{−λ(s−τ)} − e^{−λ s}) / λ
+        if rate is not None and rate > 0:  # the unit response integrated over the infusion so far
+            # ∫ e^{−λ(s−u)} du over u in [0, τ] = (e^{−λ(s−τ)} − e^{−λ s}) / λ
             inside = min(s, amount / rate)
             e = {lam: (math.exp(-lam * (s - inside)) - math.exp(-lam * s)) / lam for lam in (alpha, beta)}
             scale = rate

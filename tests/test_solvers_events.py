@@ -35,7 +35,8 @@ def test_time_events_per_member_against_the_closed_form(method):
                **TIGHT)
     member_doses = [[0.0, 5.0], [2.5], [4.0, 7.25]]  # column b of times
     for b, doses in enumerate(member_doses):
-        expected = torch.tensor([decay_with_doses(t, float(y0[b, 0]), k, doses) for t in ts.tolist()], dtype=torch.float64)
+        expected = torch.tensor([decay_with_doses(t, float(y0[b, 0]), k, doses) for t in ts.tolist()],
+                                dtype=torch.float64)
         assert torch.allclose(ys[:, b, 0], expected, rtol=0, atol=1e-9), (b, ys[:, b, 0] - expected)
     assert float(ys[0, 0, 0]) == 2.0  # the event at the start time applies before the first step
     assert stats["jumps"] == 4  # 5, 2.5, 4, 7.25 (the start's not counted; 12 is after the last output)

@@ -11,7 +11,7 @@ the caller. Gradients flow to times, amounts and rates.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Sequence
 
 import torch
 
@@ -130,7 +130,7 @@ class DoseJumps:
     three time rows per dose (the bolus, the infusion's start, its end; NaN where a member's dose is not of that
     kind), and their jumps."""
 
-    def __init__(self, doses: Doses, n: int, batch: tuple, dtype, device, state_names: Optional[Sequence] = None):
+    def __init__(self, doses: Doses, n: int, batch: tuple, dtype, device):
         doses = doses.to(dtype, device)
         K = doses.time.shape[0]
         try:
@@ -139,7 +139,7 @@ class DoseJumps:
         except RuntimeError:
             raise HodecError(f"doses have shape {list(doses.time.shape)}; expected [K] or [K, *batch] with batch "
                              f"{list(batch)} (the state's)") from None
-        self.doses, self.n, self.K = doses, n, K
+        self.n, self.K = n, K
         infusion = _member_axes(doses.infusion, batch)
         given = torch.isfinite(self.time)
         self.targets = sorted(set(self.state[infusion].tolist()))  # the states with a rate component
@@ -152,6 +152,9 @@ class DoseJumps:
         bolus = torch.where(given & ~infusion, self.time, torch.nan)
         rows = [bolus] + ([torch.where(infusion, self.time, torch.nan), end] if self.targets else [])
         self.times = torch.cat(rows)  # [3K (or K), *batch]
+        # [m, n]: rate component i feeds state targets[i]
+        self.spread = torch.nn.functional.one_hot(torch.tensor(self.targets, dtype=torch.long, device=device),
+                                                  n).to(dtype)
 
     @property
     def m(self) -> int:
@@ -169,8 +172,4 @@ class DoseJumps:
 
     def inflow(self, r: torch.Tensor) -> torch.Tensor:
         """The infusion rates r [*batch, m] as additions to the states' derivatives [*batch, n]."""
-        return r @ self.spread(r)
-
-    def spread(self, like: torch.Tensor) -> torch.Tensor:
-        """[m, n]: rate component i feeds state targets[i]."""
-        return torch.nn.functional.one_hot(torch.tensor(self.targets, device=like.device), self.n).to(like.dtype)
+        return r @ self.spread

@@ -71,7 +71,7 @@ class SimulationEvents:
 
         def extended(t, z):
             J = jacobian(t, z[..., :n])
-            inflow = self.doses.spread(z).T.expand(*J.shape[:-2], n, m)
+            inflow = self.doses.spread.T.expand(*J.shape[:-2], n, m)
             return torch.cat([torch.cat([J, inflow], -1), z.new_zeros(*J.shape[:-2], m, n + m)], -2)
         return extended
 
