@@ -11,7 +11,8 @@ benchmarks/results/sbml_conformance.md gives the counts per component and test t
 One process (the machine is shared): run it in the background with `nice`; the files are rewritten every few
 cases, so an interrupted run keeps what it did.
 
-(The PEtab-SciML suite gets its own subcommand beside `sbml`.)"""
+`petab-nets`: the PEtab-SciML suite's network-import cases (benchmarks/petab_sciml_nets.py, whose docstring says
+how they are judged), written to benchmarks/results/petab_sciml_nets.json and .md."""
 from __future__ import annotations
 
 import argparse
@@ -30,6 +31,10 @@ from hodec.compiler import compile_text
 from hodec.errors import HodecError
 from hodec.files import write_atomic
 from hodec.interop.sbml import import_sbml
+
+if __package__ in (None, ""):  # run as a script: the repository root, for the benchmarks package
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks import petab_sciml_nets  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -218,7 +223,10 @@ def main(argv=None):
     sbml.add_argument("--suite", type=Path, default=SBML_SUITE, help="the semantic cases' folder")
     sbml.add_argument("--timeout", type=float, default=120.0, help="seconds per case")
     sbml.add_argument("--results", type=Path, default=RESULTS, help="the results folder")
+    petab_sciml_nets.add_arguments(sub.add_parser("petab-nets", help="the PEtab-SciML suite's network cases"))
     args = parser.parse_args(argv)
+    if args.suite_name == "petab-nets":
+        return petab_sciml_nets.run(args)
     run_sbml(args)
 
 
