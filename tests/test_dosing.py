@@ -280,3 +280,28 @@ def test_doses_and_events_need_hodecs_own_solvers_without_adjoint(tmp_path):
         one.simulate(ts, doses=doses, adjoint=True)
     with pytest.raises(HodecError, match="do not broadcast"):
         Doses(torch.zeros(2), torch.zeros(3), torch.zeros(2, dtype=torch.long))
+
+
+PROMOTED = """
+model Switch "elimination slows once the level halves: a param assigned by an event"
+param ke = 0.25 positive
+param k2 = 0.1 positive
+compartment central = 100
+reaction elimination: central -> 0 ; ke * central
+when central < 50: ke = k2
+"""
+
+
+@pytest.mark.parametrize("method", ["tsit5", "rodas5p"])
+def test_a_param_assigned_by_a_when_event_and_its_gradients(tmp_path, method):
+    """central(20) = 50 exp(−k2 (20 − t*)), t* = ln 2 / ke: d/dk2 = −(20 − t*) central, d/dke = −k2 ln 2 / ke²
+    central (through the event's time, by the implicit function theorem on the generated condition)."""
+    m = model(tmp_path, PROMOTED)
+    ys = m.simulate(torch.tensor([0.0, 5.0, 20.0]), method=method, rtol=1e-11, atol=1e-12)
+    t_star = math.log(2) / 0.25
+    central = 50 * math.exp(-0.1 * (20 - t_star))
+    assert m.state_names == ("central", "ke") and float(ys[-1, 1]) == pytest.approx(0.1, rel=1e-12)
+    assert float(ys[-1, 0]) == pytest.approx(central, abs=1e-8)
+    grads, = torch.autograd.grad(ys[-1, 0], m.raw_positive)  # raw = log(value): d/d raw = value · d/d value
+    expected = [0.25 * -0.1 * math.log(2) / 0.25 ** 2 * central, 0.1 * -(20 - t_star) * central]
+    assert grads.tolist() == pytest.approx(expected, rel=1e-7)
