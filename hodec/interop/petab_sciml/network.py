@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import HodecError, did_you_mean
+from ...training.options import first_line
 from .spec import Layer, NetworkSpec, Node, strings_in
 
 _CONV = ("Conv", "ConvTranspose", "AvgPool", "MaxPool", "LPPool", "AdaptiveMaxPool", "AdaptiveAvgPool", "BatchNorm",
@@ -94,7 +95,7 @@ class Network(nn.Module):
             subject, *rest = args
             return getattr(subject, node.target)(*rest, **kwargs)
         except (RuntimeError, TypeError, ValueError, IndexError) as err:  # shapes that do not fit, bad arguments
-            raise self.spec.fail(f"node '{node.name}' ({node.op} {node.target}): {_first_line(err)}") from None
+            raise self.spec.fail(f"node '{node.name}' ({node.op} {node.target}): {first_line(err)}") from None
 
     def load_parameters(self, arrays: Mapping[str, Mapping[str, np.ndarray]], source: str) -> None:
         """Set layer arrays from {layer id: {array id: array}} (read_parameters' shape). Every parameter of every
@@ -130,7 +131,7 @@ class Network(nn.Module):
         for layer_id, layer in self.layers.items():
             tensors = dict(layer.named_parameters())
             if buffers:
-                tensors.update((name, b) for name, b in layer.named_buffers() if b is not None and b.is_floating_point())
+                tensors.update((name, b) for name, b in layer.named_buffers() if b.is_floating_point())
             named.update(((layer_id, name), tensor) for name, tensor in tensors.items())
         return named
 
@@ -148,7 +149,7 @@ def _build_layer(layer: Layer, spec: NetworkSpec, gelu: str) -> nn.Module:
     try:
         return kind(**args)
     except (TypeError, ValueError, RuntimeError) as err:
-        raise spec.fail(f"layer '{layer.id}' ({layer.type}): {_first_line(err)}") from None
+        raise spec.fail(f"layer '{layer.id}' ({layer.type}): {first_line(err)}") from None
 
 
 def _norm_args(layer: Layer, kind, args: dict, spec: NetworkSpec) -> dict:
@@ -208,7 +209,3 @@ def _resolve(value, values: dict):
 def _tuples(value):
     """YAML lists as tuples (torch's sizes and kernels are tuples)."""
     return tuple(_tuples(item) for item in value) if isinstance(value, list) else value
-
-
-def _first_line(err: Exception) -> str:
-    return (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
