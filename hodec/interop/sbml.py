@@ -156,7 +156,7 @@ class Translator:
         for ev in self.m.getListOfEvents():
             if ev.isSetDelay():
                 raise Refusal(_element(ev), "events with a <delay> are not supported")
-            if ev.isSetPriority():
+            if ev.isSetPriority():  # ordering by priority would not do: SBML reads trigger-time values
                 raise Refusal(_element(ev), "event <priority> is not supported (simultaneous events apply in "
                                             "the model's order)")
 
@@ -594,16 +594,23 @@ class Translator:
                               f"  # initialValue=\"false\": fires at the start where the trigger holds")
         self.lines.append(f"when {condition}: {_assignments(targets, values)}{label}")
 
-    def event_time(self, math) -> Optional[str]:
+    def event_time(self, trigger) -> Optional[str]:
         """T where the trigger is `time >= T` or `time > T` with T a number > 0: the event happens at T."""
-        if math.getType() not in (libsbml.AST_RELATIONAL_GEQ, libsbml.AST_RELATIONAL_GT):
+        if trigger.getType() not in (libsbml.AST_RELATIONAL_GEQ, libsbml.AST_RELATIONAL_GT) or \
+                trigger.getNumChildren() != 2 or trigger.getChild(0).getType() != libsbml.AST_NAME_TIME:
             return None
-        if math.getNumChildren() != 2 or math.getChild(0).getType() != libsbml.AST_NAME_TIME:
-            return None
-        bound = math.getChild(1)
-        if bound.getType() not in (libsbml.AST_INTEGER, libsbml.AST_REAL, libsbml.AST_REAL_E):
-            return None
-        return format_number(bound.getValue()) if bound.getValue() > 0 else None
+        bound = _literal(trigger.getChild(1))
+        return format_number(bound) if bound is not None and bound > 0 else None
+
+
+def _literal(node) -> Optional[float]:
+    """The value of a number, or of a negated one; None for anything else."""
+    if node.getType() == libsbml.AST_MINUS and node.getNumChildren() == 1:
+        value = _literal(node.getChild(0))
+        return None if value is None else -value
+    if node.getType() in (libsbml.AST_INTEGER, libsbml.AST_REAL, libsbml.AST_REAL_E, libsbml.AST_RATIONAL):
+        return node.getValue()
+    return None
 
 
 def _zero_dimensional(obj) -> bool:
