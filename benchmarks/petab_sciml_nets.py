@@ -43,7 +43,7 @@ TOLERANCE = 1e-6
 Z_LIMIT = 5.0
 SEED = 0
 # The published network-import results (issue 17): AMICI's JAX backend passes all but 009 and 018.
-PEERS = {"AMICI (JAX)": "52/54", "PEtab.jl": "54/54"}
+PEERS = {"AMICI (JAX)": "52/54"}
 
 
 @dataclass
