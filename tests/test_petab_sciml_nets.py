@@ -15,6 +15,7 @@ from torch import nn
 
 from hodec.cli import main
 from hodec.errors import HodecError
+from hodec.interop.petab_sciml.arrays import read_input_arrays, read_parameters, write_parameters
 from hodec.interop.petab_sciml.evaluate import evaluate, load_network, read_network_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -222,6 +223,7 @@ def _fails(argv, capsys, *fragments):
     (("layer_type: Linear", "layer_type: [Linear"), ["net.yaml:", "not valid YAML"]),
     (("nn_model_id: net0", "nn_model_id: net0\nlayer: 3"), ["net.yaml", "unknown key 'layer'"]),
     (("{inplace: false}", "{inplace: true}"), ["node 'act' works in place on 'layer1'", "inplace=False"]),
+    (("bias: true}", "bias: true, device: meta}"), ["net.yaml", "layer 'layer1': 'device' is not a layer argument"]),
 ])
 def test_malformed_network_file(linear, tmp_path, capsys, edit, fragments):
     net, params, inputs = linear
@@ -334,3 +336,18 @@ forward:
     with pytest.raises(HodecError, match="parameters/n/norm/bias: network 'n' has no such array"):
         load_network(net, _write_h5(tmp_path / "ps2.hdf5", {"parameters/n/norm/weight": scale,
                                                             "parameters/n/norm/bias": scale}))
+
+
+def test_parameter_files_round_trip_and_condition_inputs(tmp_path):
+    """write_parameters (the layout of parameters and their gradients) reads back; a problem's input file keeps
+    its condition-specific arrays apart."""
+    layers = {"conv": {"weight": np.arange(24.0).reshape(2, 3, 4), "bias": np.array([1.0, -1.0])}}
+    write_parameters(tmp_path / "grad.hdf5", "net1", layers)
+    back = read_parameters(tmp_path / "grad.hdf5", "net1")
+    assert back.keys() == layers.keys() and back["conv"].keys() == layers["conv"].keys()
+    for name, array in layers["conv"].items():
+        np.testing.assert_array_equal(back["conv"][name], array)
+    inputs = _write_h5(tmp_path / "in.hdf5", {"inputs/img/c1": np.ones((2, 3)), "inputs/img/c2;c3": np.zeros((2, 3))},
+                       pytorch_format=0)
+    arrays = read_input_arrays(inputs)["img"]
+    assert sorted(arrays) == ["c1", "c2;c3"] and arrays["c1"].shape == (3, 2)  # column-major: dimensions reversed

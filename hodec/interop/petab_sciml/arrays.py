@@ -40,21 +40,28 @@ def read_parameters(path: str | Path, net_id: str) -> dict[str, Arrays]:
                 for layer, arrays in _subgroups(layers, path)}
 
 
-def read_inputs(path: str | Path) -> dict[str, np.ndarray]:
-    """{input id: array} of a file's inputs group. Each input must hold one array (`data`, or `0` for all
-    conditions): a network evaluated on its own has no condition to choose among several."""
+def read_input_arrays(path: str | Path) -> dict[str, Arrays]:
+    """{input id: {key: array}} of a file's inputs group (key: "data", "0" for all conditions, or "c1;c2")."""
     with _open(path) as file:
         inputs = _group(file, "inputs", path)
         if inputs is None:
             raise HodecError("no 'inputs' group: an input file holds inputs/INPUT_ID/data", str(path))
         column_major = _column_major(file, path)
-        found = {}
-        for input_id, arrays in _subgroups(inputs, path):
-            if len(arrays) != 1:
-                raise HodecError(f"{arrays.name} holds {len(arrays)} arrays ({_names(arrays)}): one input array "
-                                 f"is expected (condition-specific arrays belong to a PEtab problem)", str(path))
-            found[input_id] = _array(arrays, next(iter(arrays)), path, column_major)
-        return found
+        return {input_id: {key: _array(arrays, key, path, column_major) for key in arrays}
+                for input_id, arrays in _subgroups(inputs, path)}
+
+
+def read_inputs(path: str | Path) -> dict[str, np.ndarray]:
+    """{input id: array}: each input of the file must hold one array (`data`, or `0` for all conditions), as a
+    network evaluated on its own has no condition to choose among several."""
+    found = {}
+    for input_id, arrays in read_input_arrays(path).items():
+        if len(arrays) != 1:
+            raise HodecError(f"/inputs/{input_id} holds {len(arrays)} arrays ({', '.join(map(repr, arrays))}): one "
+                             f"input array is expected (condition-specific arrays belong to a PEtab problem)",
+                             str(path))
+        found[input_id] = next(iter(arrays.values()))
+    return found
 
 
 def write_outputs(path: str | Path, outputs) -> None:

@@ -141,6 +141,10 @@ def _build_layer(layer: Layer, spec: NetworkSpec, gelu: str) -> nn.Module:
     if kind is None:
         hint = did_you_mean(layer.type, LAYERS)
         raise spec.fail(f"layer '{layer.id}': unknown layer type '{layer.type}'" + (f" ({hint})" if hint else ""))
+    placement = sorted(set(layer.args) & {"device", "dtype"})
+    if placement:
+        raise spec.fail(f"layer '{layer.id}': '{placement[0]}' is not a layer argument here (hodec places and "
+                        f"types the whole network)")
     args = {name: _tuples(value) for name, value in layer.args.items() if name != "inplace"}  # see _without_inplace
     if layer.type == "GELU":
         args = {"approximate": gelu, **args}
