@@ -6,6 +6,8 @@ import graphlib
 from dataclasses import dataclass
 from typing import Optional
 
+import sympy
+
 from ..symbolic.jacobian import ObservationJacobian, SlotGradient
 from ..symbolic.state_jacobian import StateJacobian
 from ..symbolic.dependencies import Dependencies
@@ -200,32 +202,55 @@ class _Reads(dict):
 def initial_state_body(sm: SymbolicModel, tables: dict) -> Body:
     # Batched like p: [*pbatch, n], pbatch being the per-sample params' batch shape (() when all are shared).
     w = MethodWriter(sm, tables, batch="pbatch", like="p", has_states=False)
-    cols = w.columns(sm.initial, "initial", sm.state_names)
+    later = {sm.leaves[s].index for s in sm.initial_reads if sm.leaves[s].kind == "state"}  # by initial_from
+    exprs = [sympy.S.Zero if i in later else expr for i, expr in enumerate(sm.initial)]
+    names = [f"{name} (initial_from)" if i in later else name for i, name in enumerate(sm.state_names)]
+    cols = w.columns(exprs, "initial", names)
     w.scope.gathered.add("param")  # p is read for its batch shape even where no initial value reads a param
     body = cols.lines + [f"y0 = {_ordered(cols, 'initial', tables)}"]
+    if later:
+        body.append("y0 = self.initial_from(y0, torch.zeros_like(y0, dtype=torch.bool))  # those reading states")
     return Body(w.prologue() + body + [f"return y0.expand(*self.state_batch(batch), {len(sm.initial)})"])
 
 
 def initial_from_body(sm: SymbolicModel, tables: dict) -> Body:
     """States y [..., n] with each initial value that reads other states recomputed from y's values of those, in
     dependency order, except where keep [..., n] holds (a value given from data stays, and what reads it reads
-    it). Straight-line code, one state at a time: a state computed here may be read by the next."""
+    it). Straight-line code, one state or let at a time: each reads the values computed before it."""
     if not sm.initial_reads:
         return Body(["return y"])
     w = MethodWriter(sm, tables, batch="batch", like="y", has_states=True)
+    steps = set(sm.initial_reads)
     reads = _Reads(w.scope)
-    lines = []
-    for index, expr in sm.initial_reads:
-        sym = sm.symbols[sm.state_names[index]]
+    names = _Steps(w.scope, steps)  # a let computed here is read under its name, never by the prologue
+    lines, states = [], []
+    for sym in sm.initial_reads:
+        leaf = sm.leaves[sym]
+        if leaf.kind == "let":
+            lines.append(f"{w.scope.scalar[sym]} = {print_expr(w.let_values[sym], names, 'y')}")
+            continue
         name = reads[sym]  # defined from y by the prologue, then replaced here
-        lines.append(f"{name} = torch.where(keep[..., {index}], {name}, {print_expr(expr, reads, 'y')})"
-                     f"  # {sm.state_names[index]}")
-    indices = tuple(index for index, _ in sm.initial_reads)
-    tables["initial_from_index"] = indices
-    states = ", ".join(w.scope.scalar[sm.symbols[sm.state_names[i]]] for i in indices)
-    return Body(w.prologue() + lines + [f"values = torch.stack(torch.broadcast_tensors({states}), -1)",
+        lines.append(f"{name} = torch.where(keep[..., {leaf.index}], {name}, "
+                     f"{print_expr(sm.initial[leaf.index], names, 'y')})  # {leaf.name}")
+        states.append((leaf.index, name))
+    tables["initial_from_index"] = tuple(index for index, _ in states)
+    stacked = ", ".join(name for _, name in states)
+    return Body(w.prologue() + lines + [f"values = torch.stack(torch.broadcast_tensors({stacked}), -1)",
                                         "y = y.expand(*values.shape[:-1], y.shape[-1])",
                                         "return y.index_copy(-1, self.initial_from_index, values)"])
+
+
+class _Steps(_Reads):
+    """Symbol → code: the lets that initial_from computes itself under their names, every other leaf read
+    through the scope."""
+
+    def __init__(self, scope: Scope, steps: set):
+        super().__init__(scope)
+        self.steps = steps
+
+    def __missing__(self, sym):
+        leaf = self.scope.leaves[sym]
+        return self.scope.scalar[sym] if sym in self.steps and leaf.kind == "let" else read(self.scope, sym)
 
 
 def forward_body(sm: SymbolicModel, tables: dict, gates: Optional[list] = None) -> Body:

@@ -91,12 +91,18 @@ def render_module(sm: SymbolicModel, gates: bool = False) -> str:
 
 
 def _initial_reads(sm: SymbolicModel) -> list:
-    """(state, the params its initial value reads through lets): what `initial: data` may pin (a state whose value
-    reads a trainable param keeps it, so the param trains). Initial values call no neural slot (a check)."""
+    """(state, the params its initial value reads through lets and the initial values of the states it reads):
+    what `initial: data` may pin (a state whose value reads a trainable param keeps it, so the param trains).
+    Initial values call no neural slot (a check)."""
     deps = Dependencies(sm)
     order = {p.name: i for i, p in enumerate(sm.param_order)}
-    return [(state, tuple(sorted(deps.names("param", expr), key=order.get)))
-            for state, expr in zip(sm.state_names, sm.initial)]
+    index = {name: i for i, name in enumerate(sm.state_names)}
+    later = [sm.leaves[s].index for s in sm.initial_reads if sm.leaves[s].kind == "state"]  # dependency order
+    params = {}
+    for i in [i for i in range(len(sm.initial)) if i not in later] + later:
+        read = deps.names("state", sm.initial[i])
+        params[i] = deps.names("param", sm.initial[i]).union(*(params[index[name]] for name in read))
+    return [(state, tuple(sorted(params[i], key=order.get))) for i, state in enumerate(sm.state_names)]
 
 
 def _edges(sm: SymbolicModel) -> list:

@@ -52,9 +52,9 @@ class SymbolicModel:
     param_order: list = field(default_factory=list)  # Param objects, in parameter-vector order
     lets: list = field(default_factory=list)  # (Symbol, expr), dependency order
     calls: list = field(default_factory=list)  # CallSite, in order of first appearance
-    initial: list = field(default_factory=list)  # expr per state (of params: other states' values resolved)
-    # (state index, its initial value over the states it reads) for each state whose initial value reads other
-    # states, in dependency order: recomputed from given values of those (generated initial_from)
+    initial: list = field(default_factory=list)  # expr per state
+    # The states whose initial value reads other states, and the lets such values read that read states: their
+    # Symbols in dependency order, computed one at a time by the generated initial_from (see _initial_values)
     initial_reads: list = field(default_factory=list)
     fluxes: list = field(default_factory=list)
     observables: list = field(default_factory=list)  # expr per observable
@@ -97,31 +97,22 @@ def lower(model: Model) -> SymbolicModel:
 
 
 def _initial_values(sm: SymbolicModel, constants: dict, functions: dict) -> tuple[list, list]:
-    """The initial value of every state of the module, an expression of params: an initial value that reads
-    another state reads that state's initial value, and one that reads a let, the let's value at the initial
-    states (each converted once, as written, in dependency order; the checks exclude cycles). They read an
-    event-assigned param as the param itself (the checks keep such params out of the lets an initial value reads),
-    and a promoted param starts at its value. Second, sm.initial_reads: the initial values that read states, over
-    those states (lets that read states inlined)."""
+    """The initial value of every state of the module, and (sm.initial_reads) the Symbols of the states whose
+    initial value reads other states and of the lets such values read that read states, in dependency order (the
+    checks exclude cycles): generated code computes those one at a time, each from the values before it, never
+    inlined (a chain of them would grow exponentially). Initial values read an event-assigned param as the param
+    itself (the checks keep such params out of the lets an initial value reads), and a promoted param starts at
+    its value."""
     model = sm.model
+    names = {**sm.symbols, **sm.promoted}
+    convert = Converter(lambda name: constants.get(name, names[name]), functions=functions)
+    initial = [convert(s.initial) for s in model.states] + list(sm.promoted.values())
     exprs = {s.name: s.initial for s in model.states}
     lets = {let.name: let.value for let in model.lets if let.name not in constants}
-    graph = _initial_graph(exprs, lets)
-    names, values, over_states, reads_states = {**sm.symbols, **sm.promoted}, {}, {}, {}
-    resolved = Converter(lambda name: values[name] if name in values else constants.get(name, names[name]),
-                         functions=functions)
-    # over_states: the lets and states that read states, each over the states it reads (a state as itself)
-    unresolved = Converter(lambda name: (over_states.get(name, values[name]) if name in lets else
-                                         constants.get(name, names[name])), functions=functions)
+    graph, reads_states = _initial_graph(exprs, lets), {}
     for name in graphlib.TopologicalSorter(graph).static_order():
-        expr = exprs[name] if name in exprs else lets[name]
-        values[name] = resolved(expr)
         reads_states[name] = any(n in exprs or reads_states[n] for n in graph[name])
-        if reads_states[name]:
-            over_states[name] = unresolved(expr)
-    index = {s.name: i for i, s in enumerate(model.states)}
-    reads = [(index[name], expr) for name, expr in over_states.items() if name in exprs]  # dependency order
-    return [values[s.name] for s in model.states] + list(sm.promoted.values()), reads
+    return initial, [sm.symbols[name] for name, reads in reads_states.items() if reads]
 
 
 def _initial_graph(exprs: dict, lets: dict) -> dict:
