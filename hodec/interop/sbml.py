@@ -164,7 +164,8 @@ class Translator:
         """Who sets each variable: assignment rules, rate rules, initial assignments, events."""
         self.assigned = {r.getVariable(): r for r in self.m.getListOfRules() if r.isAssignment()}
         self.rate_ruled = {r.getVariable(): r for r in self.m.getListOfRules() if r.isRate()}
-        self.initial = {a.getSymbol(): a for a in self.m.getListOfInitialAssignments()}
+        # an initial assignment without math has no effect (SBML level 3 version 2)
+        self.initial = {a.getSymbol(): a for a in self.m.getListOfInitialAssignments() if a.isSetMath()}
         self.event_set = {a.getVariable() for ev in self.m.getListOfEvents()
                           for a in ev.getListOfEventAssignments()}
         self.algebraic = self.algebraic_variables()
@@ -288,6 +289,14 @@ class Translator:
         except Unsupported as err:
             raise Refusal(_element(obj), str(err)) from None
 
+    @staticmethod
+    def number(obj, value: float) -> str:
+        """An element's value as a .hode number (refused where it is not finite)."""
+        try:
+            return format_number(value)
+        except Unsupported as err:
+            raise Refusal(_element(obj), str(err)) from None
+
     def comment(self, *names: str) -> str:
         ids = [f"'{self.comments[n]}'" for n in names if n in self.comments]
         return f"  # SBML id {', '.join(ids)}" if ids else ""
@@ -311,6 +320,8 @@ class Translator:
         return rule is None or self.math_is_constant(rule.getMath())
 
     def math_is_constant(self, math) -> bool:
+        if math is None:  # no math: refused where it is printed
+            return False
         return not _reads_time(math) and all(self.is_constant(n) for n in _names(math) if n not in self.functions)
 
     def role(self, ident: str) -> str:
@@ -389,7 +400,7 @@ class Translator:
         if role == "param":
             if value is None:
                 raise Refusal(_element(obj), "it has no value (and no rule or initial assignment sets one)")
-            self.lines.append(f"param {name} = {format_number(value)} fixed{_doc(obj)}{self.comment(name)}")
+            self.lines.append(f"param {name} = {self.number(obj, value)} fixed{_doc(obj)}{self.comment(name)}")
             return
         start = self.initial_value(obj, value)
         self.lines.append(f"state {name} = {start}{_doc(obj)}{self.comment(name)}")
@@ -410,7 +421,7 @@ class Translator:
             return self.math(self.initial[ident], printer=self.initial_printer)
         if value is None:
             raise Refusal(_element(obj), "it has no initial value")
-        return format_number(value)
+        return self.number(obj, value)
 
     def der_line(self, ident: str):
         if ident in self.rate_ruled:
@@ -456,10 +467,10 @@ class Translator:
         if s.isSetInitialConcentration():
             if size is None:
                 raise Refusal(_element(s), "an initial concentration in a compartment without a size")
-            value = format_number(s.getInitialConcentration())
+            value = self.number(s, s.getInitialConcentration())
             return f"{value} * {size}" if amount else value
         if s.isSetInitialAmount():
-            value = format_number(s.getInitialAmount())
+            value = self.number(s, s.getInitialAmount())
             return value if amount else f"{_operand(value)} / {size}"
         raise Refusal(_element(s), "it has no initial amount, concentration or assignment")
 
@@ -499,7 +510,7 @@ class Translator:
             if not p.isSetValue():
                 raise Refusal(_element(p), f"a local parameter of reaction '{r.getId()}' without a value")
             scope[p.getId()] = self.fresh(f"{self.names[r.getId()]}_{p.getId()}")
-            self.lines.append(f"param {scope[p.getId()]} = {format_number(p.getValue())} fixed{_doc(p)}"
+            self.lines.append(f"param {scope[p.getId()]} = {self.number(p, p.getValue())} fixed{_doc(p)}"
                               f"  # local parameter '{p.getId()}' of reaction '{r.getId()}'")
         printer = Printer(lambda n: (scope[n], ATOM) if n in scope else self.resolve(n), self.function_table(),
                           rate_of=lambda n: ("0", ATOM) if n in scope else self.rate_of(n))  # locals are constant
@@ -565,21 +576,15 @@ class Translator:
         if not ev.isSetTrigger() or not ev.getTrigger().isSetMath():
             raise Refusal(_element(ev), "it has no trigger")
         trigger = ev.getTrigger()
-        targets, values = [], []
-        for a in ev.getListOfEventAssignments():
-            target = a.getVariable()
-            if target not in self.names or self.m.getReaction(target) is not None:
-                raise Refusal(_element(a), f"'{target}' is not a variable of the model")
-            targets.append(self.amounts.get(target, self.names[target]))
-            values.append(self.math(a))
-            if target in self.amounts:  # a concentration assigned: its amount at the compartment's size
-                species = self.m.getSpecies(target)
-                if species.getCompartment() in {a.getVariable() for a in ev.getListOfEventAssignments()}:
-                    raise Refusal(_element(a), f"species '{target}' and its compartment assigned by one event")
-                values[-1] = f"{_operand(values[-1])} * {self.species[target][0]}"
+        targets, values = self.event_assignments(ev)
         label = f"  # event '{ev.getId()}'" if ev.isSetId() and ev.getId() else ""
-        if not targets:
-            self.lines.append(f"# event '{ev.getId()}' assigns nothing")
+        initial_value = self.doc.getLevel() < 3 or trigger.getInitialValue()
+        if not targets or (_always(trigger.getMath()) and initial_value):
+            self.lines.append(f"# event '{ev.getId()}' never changes anything (no assignments, or a trigger true "
+                              f"from the start on)")
+            return
+        if _always(trigger.getMath()):
+            self.lines.append(f"at t = 0: {_assignments(targets, values)}{label} (initialValue=\"false\")")
             return
         time = self.event_time(trigger.getMath())
         if time is not None:
@@ -588,19 +593,57 @@ class Translator:
         condition = self.math(trigger, "condition")
         if any(op in condition for op in ("==", "!=")):
             raise Refusal(_element(ev), "a trigger with == or != (no crossing for the solver to locate)")
-        if self.doc.getLevel() >= 3 and not trigger.getInitialValue():
+        if not initial_value:
             guarded = [f"piecewise({v}, {condition}, {t})" for t, v in zip(targets, values)]
             self.lines.append(f"at t = 0: {_assignments(targets, guarded)}"
                               f"  # initialValue=\"false\": fires at the start where the trigger holds")
         self.lines.append(f"when {condition}: {_assignments(targets, values)}{label}")
 
-    def event_time(self, trigger) -> Optional[str]:
+    def event_assignments(self, ev) -> tuple[list, list]:
+        """(targets, values) of an event. A concentration kept as its amount is assigned its amount (at the size
+        before the event); one whose rate rule holds in a compartment the event resizes keeps its amount (SBML):
+        c = c * size / new size, c the value the event assigns it if it does."""
+        assigned = {a.getVariable(): a for a in ev.getListOfEventAssignments()}
+        targets, values = [], []
+        for target, a in assigned.items():
+            if target not in self.names or self.m.getReaction(target) is not None:
+                raise Refusal(_element(a), f"'{target}' is not a variable of the model")
+            targets.append(self.amounts.get(target, self.names[target]))
+            values.append(self.math(a))
+            if target in self.amounts:  # at the size before the event (a resize then keeps the amount)
+                values[-1] = f"{_operand(values[-1])} * {self.species[target][0]}"
+        for s in self.m.getListOfSpecies():
+            size, name = s.getCompartment(), self.names[s.getId()]
+            if size in assigned and s.getId() in self.rate_ruled and not s.getHasOnlySubstanceUnits():
+                old = values[targets.index(name)] if name in targets else name
+                value = f"{_operand(old)} * {self.names[size]} / {_operand(self.math(assigned[size]))}"
+                if name in targets:
+                    values[targets.index(name)] = value
+                else:
+                    targets.append(name)
+                    values.append(value)
+        return targets, values
+
+    @staticmethod
+    def event_time(trigger) -> Optional[str]:
         """T where the trigger is `time >= T` or `time > T` with T a number > 0: the event happens at T."""
-        if trigger.getType() not in (libsbml.AST_RELATIONAL_GEQ, libsbml.AST_RELATIONAL_GT) or \
-                trigger.getNumChildren() != 2 or trigger.getChild(0).getType() != libsbml.AST_NAME_TIME:
-            return None
-        bound = _literal(trigger.getChild(1))
-        return format_number(bound) if bound is not None and bound > 0 else None
+        bound = _time_bound(trigger)
+        return format_number(bound[0]) if bound is not None and bound[0] > 0 else None
+
+
+def _time_bound(trigger) -> Optional[tuple[float, bool]]:
+    """(T, whether T itself fires) for a trigger `time >= T` or `time > T` with T a number; else None."""
+    if trigger.getType() not in (libsbml.AST_RELATIONAL_GEQ, libsbml.AST_RELATIONAL_GT) or \
+            trigger.getNumChildren() != 2 or trigger.getChild(0).getType() != libsbml.AST_NAME_TIME:
+        return None
+    bound = _literal(trigger.getChild(1))
+    return None if bound is None else (bound, trigger.getType() == libsbml.AST_RELATIONAL_GEQ)
+
+
+def _always(trigger) -> bool:
+    """A trigger `time >= T` (T <= 0) or `time > T` (T < 0): true from the start on."""
+    bound = _time_bound(trigger)
+    return bound is not None and (bound[0] <= 0 if bound[1] else bound[0] < 0)
 
 
 def _literal(node) -> Optional[float]:
