@@ -380,7 +380,8 @@ class Translator:
             self.declare(c, c.getSize() if c.isSetSize() else None)
         for p in self.section("parameters", self.m.getListOfParameters()):
             self.declare(p, p.getValue() if p.isSetValue() else None)
-        refs = [sr for sr in self.species_references() if sr.isSetId() and sr.getId()]
+        refs = [sr for sr in self.species_references() if sr.isSetId() and sr.getId() and self.doc.getLevel() >= 3]
+        # (a level 2 species reference's id is no symbol of the math: its stoichiometry is a number or math)
         for sr in self.section("stoichiometries", refs):
             self.declare(sr, sr.getStoichiometry() if sr.isSetStoichiometry() else None)
         for s in self.section("species", self.m.getListOfSpecies()):
