@@ -141,9 +141,12 @@ def _illinois(events, method, t, y, h, step, e: int, g_lo, g_hi, active, tol):
         todo = active & (hi - lo > tol)
         if not bool(todo.any()):
             break
-        falsi = lo - g_lo * (hi - lo) / (g_hi - g_lo)
-        inside = torch.isfinite(falsi) & (falsi > lo) & (falsi < hi)
-        theta = torch.where(inside & torch.tensor(i % BISECT_EVERY != BISECT_EVERY - 1), falsi, (lo + hi) / 2)
+        middle = (lo + hi) / 2
+        if i % BISECT_EVERY == BISECT_EVERY - 1:
+            theta = middle
+        else:
+            falsi = lo - g_lo * (hi - lo) / (g_hi - g_lo)
+            theta = torch.where(torch.isfinite(falsi) & (falsi > lo) & (falsi < hi), falsi, middle)
         theta = torch.where(todo, theta, hi)
         g = events.condition(t + theta * h, method.interpolate(t, h, y, step, theta))[:, e]
         up = todo & (g > 0)
