@@ -269,3 +269,13 @@ def test_algebraic_rules_solved_for_their_variable(rule, variable, solution):
 def test_algebraic_rules_that_need_a_dae_solver_are_refused(rule, why):
     with pytest.raises(Unsupported, match=why):
         solve_linear(rule, "x")
+
+
+@needs_suite
+def test_default_output_is_beside_the_model(tmp_path, capsys):
+    model = tmp_path / "case.xml"
+    model.write_bytes(case_model(SBML_SUITE / "00001").read_bytes())
+    assert main(["import", str(model)]) == 0
+    text = (tmp_path / "case.hode").read_text()
+    assert "reaction reaction1: S1 -> S2 ; compartment_ * k1 * S1" in text
+    assert "param compartment_ = 1 fixed  # SBML id 'compartment'" in text
