@@ -64,6 +64,7 @@ def read_document(path) -> libsbml.SBMLDocument:
     if doc.getModel() is None:
         raise HodecError("the file has no SBML <model>", str(path))
     if doc.isPackageEnabled("comp"):
+        doc.setLocationURI(Path(path).resolve().as_uri())  # external model definitions are found beside it
         _flatten(doc, path)
     return doc
 
@@ -78,7 +79,8 @@ def _flatten(doc: libsbml.SBMLDocument, path):
     errors = [e for e in errors if e.getSeverity() >= libsbml.LIBSBML_SEV_ERROR]
     if status != libsbml.LIBSBML_OPERATION_SUCCESS or errors:
         detail = "; ".join(_message(e) for e in errors[:3]) or f"libsbml status {status}"
-        raise HodecError(f"cannot flatten the hierarchical (comp) model: {detail}", str(path))
+        raise HodecError(f"cannot import the hierarchical (comp) model: libsbml cannot flatten it: {detail}",
+                         str(path))
 
 
 def _message(error) -> str:
