@@ -279,3 +279,10 @@ def test_default_output_is_beside_the_model(tmp_path, capsys):
     text = (tmp_path / "case.hode").read_text()
     assert "reaction reaction1: S1 -> S2 ; compartment_ * k1 * S1" in text
     assert "param compartment_ = 1 fixed  # SBML id 'compartment'" in text
+
+
+def test_a_piecewise_of_conditions_is_a_condition():
+    text = _print("<piecewise><piece><apply><gt/><ci>x</ci><cn>1</cn></apply><apply><lt/><ci>y</ci><cn>0</cn>"
+                  "</apply></piece><otherwise><apply><gt/><ci>y</ci><cn>2</cn></apply></otherwise></piecewise>",
+                  condition=True)
+    assert text == "((y < 0) and (x > 1) or not (y < 0) and (y > 2))"

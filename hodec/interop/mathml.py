@@ -220,7 +220,17 @@ class Printer:
             return f"{name}({', '.join(args)})", ATOM
         if kind == libsbml.AST_FUNCTION:
             return self._inline(node)
-        raise Unsupported(f"a piecewise whose values are conditions ({_formula(node)})")
+        return self._piecewise_condition(node)
+
+    def _piecewise_condition(self, node) -> Text:
+        """A piecewise of conditions: (c1 and v1) or (not c1 and (...)), the otherwise (or the last piece's value,
+        as for numbers) innermost."""
+        n = node.getNumChildren() if node.getNumChildren() % 2 else node.getNumChildren() - 1
+        text = self.boolean(node.getChild(n - 1))[0]
+        for i in reversed(range(0, n - 1, 2)):
+            value, condition = self.boolean(node.getChild(i))[0], self.boolean(node.getChild(i + 1))[0]
+            text = f"(({condition}) and ({value}) or not ({condition}) and ({text}))"
+        return text, ATOM
 
     def _condition(self, node, least: int) -> str:
         text, level = self.boolean(node)
