@@ -34,6 +34,7 @@ import csv
 import json
 import math
 import os
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -56,7 +57,8 @@ POPULATION = ("ka", "cl", "v")  # the params the two-stage fit estimates per pat
 # Every number is quoted from the named file; None where the source gives none.
 PUBLISHED = (
     {"name": "Monolix 2023R1, SAEM", "model": "1 cpt, first-order absorption + lag time (Tlag 0.764 h), "
-     "combined1 error a + b f, log-normal IIV on Tlag, ka, V, Cl; 247 cp rows (PK only)",
+     "combined1 error a + b f, log-normal IIV on Tlag, ka, V, Cl; PK only, on the Monolix demo's copy of these data "
+     "(247 cp rows: patient 9's four replicate samples left out, the 0.5 h zeros written 0.01-0.02)",
      "source": "nlmixr2/monolix2rx, inst/cov/w1/summary.txt (project inst/cov/warfarin_covariate1_project.mlxtran)",
      "ka": (1.46, 0.571), "cl": (0.132, 0.00686), "v": (7.96, 0.33), "add": (0.247, 0.0397),
      "prop": (0.0503, 0.00776), "omega": {"ka": 1.08, "cl": 0.286, "v": 0.223},
@@ -161,8 +163,12 @@ def write_config(path: Path, epochs: int, extra: dict = None) -> Path:
 
 def two_stage_spec(ids: list, start: dict) -> tuple[str, dict]:
     """The pooled spec with ka, cl, v per patient (the first patient reads ka, cl, v themselves; patient i the
-    params ka_i, cl_i, v_i, started at `start`), and the FIT.yaml conditions that bind them to the data's ids."""
-    lines, conditions = [SPEC.read_text().rstrip(), "", "# two-stage: each patient's own ka, cl, v"], {}
+    params ka_i, cl_i, v_i), every param started at its value in `start` (the pooled fit's), and the FIT.yaml
+    conditions that bind them to the data's ids."""
+    text = SPEC.read_text().rstrip()
+    for name, value in start.items():
+        text = re.sub(rf"(?m)^(param {name}\s*=\s*)\S+", lambda m: f"{m.group(1)}{value!r}", text)
+    lines, conditions = [text, "", "# two-stage: each patient's own ka, cl, v"], {}
     for ident in ids[1:]:
         conditions[ident] = {}
         for name in POPULATION:
@@ -209,7 +215,8 @@ def run_pooled(ref: dict, data: Path, work: Path, epochs: int) -> dict:
     p = report["params"]
     llh_pk = llh_cp(ref, *(p[n] for n in PK + ERROR))
     mle = scipy_mle(ref, p)
-    return {"params": {n: p[n] for n in PK + ERROR}, "se": {n: report["standard_errors"][n] for n in PK + ERROR},
+    return {"params": {n: p[n] for n in PK + ERROR}, "all_params": p,
+            "se": {n: report["standard_errors"][n] for n in PK + ERROR},
             "se_fd": fd_standard_errors(ref, p), "mle": mle, "wall": wall, "seconds": report["metrics"]["seconds"],
             "epochs": len(report["history"]), "best_epoch": report["best_epoch"], "tail_change": convergence(report),
             "warning": report.get("warning", ""), **likelihood_part(ref, report, llh_pk, len(PK + ERROR))}
@@ -317,7 +324,7 @@ def main(argv=None):
         result["pooled"] = run_pooled(ref, args.data, work, args.epochs or (40 if args.quick else epochs))
         result["two_stage"] = run_two_stage(ref, args.data, work,
                                             args.two_stage_epochs or (20 if args.quick else epochs),
-                                            result["pooled"]["params"])
+                                            result["pooled"]["all_params"])
     result["load_after"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
     text = render(result)
     print(text)
