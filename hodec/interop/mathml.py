@@ -67,6 +67,7 @@ class Printer:
         self.functions = functions
         self.time = time  # what SBML's time reads as ("0" in initial values: SBML's time starts at 0)
         self.rate_of = rate_of  # rateOf(x): x's rate of change as .hode text (None: refused)
+        self.conditions: dict[str, Text] = {}  # an inlined function's arguments that are conditions
 
     def number_text(self, node) -> str:
         return self.numeric(node)[0]
@@ -200,6 +201,8 @@ class Printer:
 
     def boolean(self, node) -> Text:
         kind = node.getType()
+        if kind == libsbml.AST_NAME and node.getName() in self.conditions:
+            return self.conditions[node.getName()]
         if not self.is_boolean(node):
             return f"{self._operand(node, ADD)} != 0", CMP  # a number as a condition: true where not 0
         if kind in COMPARISONS:
@@ -261,9 +264,11 @@ class Printer:
         nargs = lam.getNumChildren() - 1
         if node.getNumChildren() != nargs:
             raise Unsupported(f"'{node.getName()}' called with {node.getNumChildren()} arguments (it takes {nargs})")
-        bound = {lam.getChild(i).getName(): self.numeric(node.getChild(i)) for i in range(nargs)}
+        args = [(lam.getChild(i).getName(), node.getChild(i)) for i in range(nargs)]
+        bound = {name: self.numeric(arg) for name, arg in args}
         inner = Printer(lambda name: bound[name] if name in bound else self.resolve(name), self.functions,
                         self.time, self.rate_of)
+        inner.conditions = {name: self.boolean(arg) for name, arg in args if self.is_boolean(arg)}
         text, level = inner.boolean(lam.getChild(nargs))
         return f"({text})", ATOM
 
