@@ -125,12 +125,8 @@ class Printer:
     def _chain(self, node) -> Text:
         """n-ary plus or times, left to right as written (no operands: 0 or 1; one operand: itself)."""
         plus = node.getType() == libsbml.AST_PLUS
-        n = node.getNumChildren()
-        if n == 0:
-            return ("0" if plus else "1"), ATOM
-        if n == 1:
-            return self.numeric(node.getChild(0))
-        return _left_to_right(node, self._operand, "+" if plus else "*", ADD if plus else MUL)
+        return _n_ary(node, self._operand, self.numeric, "+" if plus else "*", ADD if plus else MUL,
+                      ("0" if plus else "1", ATOM))
 
     def _minus(self, node) -> Text:
         if node.getNumChildren() == 1:
@@ -251,12 +247,8 @@ class Printer:
 
     def _junction(self, node) -> Text:
         is_and = node.getType() == libsbml.AST_LOGICAL_AND
-        n = node.getNumChildren()
-        if n == 0:
-            return ("0 < 1" if is_and else "1 < 0"), CMP
-        if n == 1:
-            return self.boolean(node.getChild(0))
-        return _left_to_right(node, self._condition, "and" if is_and else "or", AND if is_and else OR)
+        return _n_ary(node, self._condition, self.boolean, "and" if is_and else "or", AND if is_and else OR,
+                      ("0 < 1" if is_and else "1 < 0", CMP))
 
     def _inline(self, node) -> Text:
         """A boolean-valued function definition's body with the call's arguments in place of its own."""
@@ -273,9 +265,12 @@ class Printer:
         return f"({text})", ATOM
 
 
-def _left_to_right(node, operand, op: str, level: int) -> Text:
-    """An n-ary left-associative operation as written: the first operand may be at the operator's own level, the
-    others bind tighter (a + (b + c) keeps its parentheses)."""
+def _n_ary(node, operand, whole, op: str, level: int, empty: Text) -> Text:
+    """An n-ary left-associative operation as written: no operands, its identity `empty`; one, that operand; else
+    the first operand may be at the operator's own level and the others bind tighter (a + (b + c) keeps its
+    parentheses)."""
+    if node.getNumChildren() < 2:
+        return whole(node.getChild(0)) if node.getNumChildren() else empty
     parts = [operand(node.getChild(0), level)]
     parts += [operand(node.getChild(i), level + 1) for i in range(1, node.getNumChildren())]
     return f" {op} ".join(parts), level
