@@ -3,6 +3,7 @@ reference is the formula written out by hand in the same spec language and in nu
 from __future__ import annotations
 
 import itertools
+import time
 
 import numpy as np
 import pytest
@@ -108,6 +109,30 @@ def test_an_error_that_only_lowering_finds_is_reported_at_the_call():
     with pytest.raises(HodecError) as info:
         hodec.compile_source(H + "function f(x) = x / (k - k)\nder A = -f(A)\n", "bad.hode")
     assert "bad.hode:5:10: error: " in str(info.value) and "(in the body of 'f'" in str(info.value), str(info.value)
+
+
+def _doubling(n: int) -> str:
+    """Functions each calling the one before twice: the n-th expands to 2^n copies of the first."""
+    lines = ["model F", "function f0(x) = x"]
+    lines += [f"function f{i}(x) = sin(f{i - 1}(x)) + cos(f{i - 1}(x))" for i in range(1, n + 1)]
+    return "\n".join(lines + ["state A = 1", f"der A = -f{n}(A)"]) + "\n"
+
+
+def test_nested_calls_are_inlined_once_per_function_and_arguments():
+    _, m = _model(_doubling(8))
+    x = 0.7
+    for _ in range(8):
+        x = np.sin(x) + np.cos(x)
+    with torch.no_grad():
+        assert m(torch.tensor(0.0), torch.tensor([[0.7]], dtype=torch.float64)).item() == pytest.approx(-x, rel=1e-14)
+
+
+def test_a_call_that_expands_beyond_the_limit_is_a_located_error_not_a_hang():
+    started = time.perf_counter()
+    with pytest.raises(HodecError) as info:
+        hodec.compile_source(_doubling(40), "bad.hode")
+    assert time.perf_counter() - started < 10
+    assert "bad.hode:44:10: error: this call expands to more than 20,000 operations" in str(info.value)
 
 
 def test_cli_exits_1_on_recursion(tmp_path, capsys):

@@ -122,6 +122,33 @@ def number(value: float) -> sympy.Expr:
     return sympy.Float(value)
 
 
+# Operations (expression-tree nodes) one call of a user function may expand to: calls in bodies nest, so a chain of
+# functions each calling the previous twice doubles at every level, and every later pass walks the whole tree.
+MAX_INLINED = 20_000
+
+
+class _InBody(HodecError):
+    """An error inside an inlined function body, already worded for the user: relocated to the outer call."""
+
+
+def tree_size(expr, memo: dict) -> int:
+    """The number of nodes of an expression as a tree (shared subexpressions counted at every use), without
+    recursion; `memo` maps subexpressions to their sizes."""
+    stack = [expr]
+    while stack:
+        node = stack[-1]
+        if node in memo:
+            stack.pop()
+            continue
+        pending = [a for a in node.args if a not in memo]
+        if pending:
+            stack += pending
+            continue
+        memo[node] = 1 + sum(memo[a] for a in node.args)
+        stack.pop()
+    return memo[expr]
+
+
 class Converter:
     """Converts expressions given how to resolve a name and how to resolve a neural-function call; `functions`
     (name -> hodec.model.Function) are inlined where they are called."""
@@ -131,6 +158,8 @@ class Converter:
         self.resolve_name = resolve_name
         self.resolve_call = resolve_call
         self.functions = functions or {}
+        self.inlined: dict = {}  # (function, converted arguments) -> its inlined body, shared with nested bodies
+        self.sizes: dict = {}  # memo of tree_size
         self.restrictions: dict = {}  # memo of domains.restrictions
 
     def __call__(self, e: ast.Expr) -> sympy.Expr:
@@ -191,14 +220,27 @@ class Converter:
     def _inline(self, function, args: tuple, call: ast.Call):
         """A user function's body with its arguments bound to the converted arguments (the body reads only them
         and params: the checks), converted as written; an error inside it is reported at the call."""
+        key = (function.name, args)
+        if key in self.inlined:  # once per function and arguments: f(x) = g(x) + g(x) does not double
+            return self.inlined[key]
         bound = dict(zip(function.args, args))
         body = Converter(lambda name: bound[name] if name in bound else self.resolve_name(name), self.resolve_call,
                          self.functions)
+        body.inlined, body.sizes = self.inlined, self.sizes
         try:
-            return body(function.body)
+            value = body(function.body)
+        except _InBody as err:  # from a call inside the body: reported at the outermost call, as it was worded
+            raise _InBody([Diagnostic(err.diagnostics[0].message, call.span)]) from None
         except HodecError as err:
-            raise HodecError([Diagnostic(f"{err.diagnostics[0].message} (in the body of '{function.name}', with "
-                                         f"the arguments of this call)", call.span)]) from None
+            raise _InBody([Diagnostic(f"{err.diagnostics[0].message} (in the body of '{function.name}', with "
+                                      f"the arguments of this call)", call.span)]) from None
+        size = tree_size(value, self.sizes)
+        if size > MAX_INLINED:
+            raise _InBody([Diagnostic(f"this call expands to more than {MAX_INLINED:,} operations ({size:,} in "
+                                      f"'{function.name}'): every call inlines its function's body and the calls "
+                                      f"in it; compute a value used more than once with a let", call.span)])
+        self.inlined[key] = value
+        return value
 
     def _as_written(self, value, operands: tuple, own: frozenset, function: bool = False):
         """The value, undefined wherever the operands or the operation as written are (see domains.py)."""
