@@ -112,6 +112,18 @@ def test_a_time_event_that_makes_a_condition_true_fires_it():
     assert ys[:, 0].tolist() == [0.0, 100.0, 100.0]
 
 
+def test_a_state_event_an_earlier_one_at_the_same_time_made_false_does_not_fire():
+    """Two events on one condition (t − reset > 0.1), each resetting it (SBML test case 00953): at every crossing
+    the first fires and the second, false again by then, does not: q counts the crossings, r stays 0."""
+    def jump(e, t, y):
+        return torch.stack([t, y[..., 1] + (e == 0), y[..., 2] + (e == 1)], -1)
+
+    condition = lambda t, y: (t - y[..., 0] - 0.1)[..., None].expand(*t.shape, 2)  # noqa: E731
+    ys = solve(lambda t, y: torch.zeros_like(y), torch.zeros(1, 3, dtype=torch.float64),
+               torch.tensor([0.0, 0.95]), "tsit5", events=Events(condition=condition, on_condition=jump))
+    assert ys[-1, 0].tolist() == pytest.approx([0.9, 9.0, 0.0])
+
+
 @pytest.mark.parametrize("method", ["tsit5", "rodas5p"])
 def test_gradient_through_a_state_event_time(method):
     """y' = −k y from 1; when y < c: y += 1, the time recorded. t* = ln(1/c)/k, so dt*/dk = −t*/k and

@@ -292,24 +292,20 @@ def _jump(loop: Loop, s: State, a: Attempt, records: list):
     count = int(jumped.sum())
     if events.E:
         fire = a.fire & (hit & ~jumped)[:, None]
-        armed = armed | (a.fire & jumped[:, None])  # a state event at a time event's time: fired below if still true
-        if bool(fire.any()):
-            fired = fire.any(-1)
-            if torch.is_grad_enabled():
-                t, y = _implicit(events, problem, t, y, fired, fire.int().argmax(-1))
-            for e in range(events.E):
-                if bool(fire[:, e].any()):
-                    y = torch.where(fire[:, e, None], events.on_condition(e, t, y), y)
-            count += int(fire.sum())
-            jumped = jumped | fired
+        if bool(fire.any()) and torch.is_grad_enabled():
+            t, y = _implicit(events, problem, t, y, fire.any(-1), fire.int().argmax(-1))
+        # The state events at this time, in column order: the located ones, and those a jump here made true (a
+        # located one at a time event's time included); each fires where its condition holds at its turn (an
+        # earlier jump at this time may have made it false again: then it does not).
+        due = hit[:, None] & (armed | a.fire)
         g = events.condition(t, y).detach()
         for e in range(events.E):
-            cascade = hit & armed[:, e] & (g[:, e] > 0)
-            if bool(cascade.any()):
-                y = torch.where(cascade[:, None], events.on_condition(e, t, y), y)
+            now = due[:, e] & (g[:, e] > 0)
+            if bool(now.any()):
+                y = torch.where(now[:, None], events.on_condition(e, t, y), y)
                 g = events.condition(t, y).detach()
-                count += int(cascade.sum())
-                jumped = jumped | cascade
+                count += int(now.sum())
+                jumped = jumped | now
         armed = torch.where(hit[:, None], ~(g > 0), armed)
     cache = loop.method.restart(problem, t, y, s.cache, jumped) if bool(jumped.any()) else s.cache
     at = (torch.searchsorted(loop.grid, t[:, None], right=True).squeeze(-1) - s.nxt) * hit
@@ -321,8 +317,10 @@ def _jump(loop: Loop, s: State, a: Attempt, records: list):
 def _implicit(events: FlatEvents, problem, t, y, member, column):
     """t and y at located state events (members in member, condition column), their time differentiable by the
     implicit function theorem: t* − (g(t*, y) − its value) / (dg/dt), y moved along f by that (zero) shift."""
-    f = problem.f(t, y).detach()
     g = events.condition(t, y).gather(1, column[:, None]).squeeze(-1)
+    if not g.requires_grad:  # nothing to differentiate
+        return t, y
+    f = problem.f(t, y).detach()
     rate = events.rate(t, y, f).gather(1, column[:, None]).squeeze(-1)
     usable = member & torch.isfinite(rate) & (rate != 0)
     shift = torch.where(usable, -(g - g.detach()) / torch.where(usable, rate, torch.ones_like(rate)), 0.0)
