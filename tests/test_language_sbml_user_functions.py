@@ -135,6 +135,15 @@ def test_a_call_that_expands_beyond_the_limit_is_a_located_error_not_a_hang():
     assert "bad.hode:44:10: error: this call expands to more than 20,000 operations" in str(info.value)
 
 
+def test_the_constant_checks_evaluate_each_call_once():
+    """f40(1) is folded by the constant checks before lowering: 2^40 evaluations without the memo."""
+    started = time.perf_counter()
+    with pytest.raises(HodecError) as info:
+        hodec.compile_source(_doubling(40).replace("der A = -f40(A)", "der A = -f40(1) * A"), "bad.hode")
+    assert time.perf_counter() - started < 20
+    assert "bad.hode:44:10: error: this call expands to more than 20,000 operations" in str(info.value)
+
+
 def test_cli_exits_1_on_recursion(tmp_path, capsys):
     spec = tmp_path / "bad.hode"
     spec.write_text(H + "function f(x) = f(x)\nder A = f(A)\n")

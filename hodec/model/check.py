@@ -354,6 +354,7 @@ class _Folder:
         self.declared: dict = {}  # let or state name -> its value or None; None while being evaluated (cycles)
         self.undefined = False
         self.calling = frozenset()  # the functions being evaluated: a recursive one (an error) is not folded
+        self.calls: dict = {}  # (function, argument values) -> (value, undefined), shared with the bodies' folders
 
     def value(self, node: ast.Expr, report: bool):
         values = [self.value(child, report) for child in ast.children(node)]
@@ -406,10 +407,14 @@ class _Folder:
         decl = self.ctx.names[node.func]
         if len(values) != len(decl.args) or node.func in self.calling:
             return None  # reported by the arity and function passes
-        inner = _Folder(self.ctx, {**self.params, **{a.id: v for a, v in zip(decl.args, values)}})
-        inner.calling = self.calling | {node.func}
-        value = inner.value(decl.body, report=False)
-        if inner.undefined:
+        key = (node.func, tuple(values))
+        if key not in self.calls:  # once per function and arguments: calls in bodies nest
+            inner = _Folder(self.ctx, {**self.params, **{a.id: v for a, v in zip(decl.args, values)}})
+            inner.calling, inner.calls = self.calling | {node.func}, self.calls
+            value = inner.value(decl.body, report=False)
+            self.calls[key] = (value, inner.undefined)
+        value, undefined = self.calls[key]
+        if undefined:
             shown = ", ".join(f"{v:g}" for v in values)
             return self._error(report, f"{node.func}({shown}) is undefined: its body has no finite value there",
                                node.span)
