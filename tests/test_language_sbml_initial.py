@@ -17,6 +17,8 @@ from hodec.cli import main
 from hodec.compiler import compile_text, load_source
 from hodec.errors import HodecError
 from hodec.graph.prune import prune_spec
+from hodec.model.build import build_model
+from hodec.syntax.parser import parse
 from hodec.training.config import load_config
 from hodec.training.data import make_dataset
 from hodec.training.initial import initial_sources
@@ -153,3 +155,11 @@ def test_a_60_level_chain_of_initial_values_compiles_in_seconds_and_computes_eac
         want.append(x)
     got = m({}).double().initial_state().tolist()
     assert got == pytest.approx([0.5, want[-1]] if lets else want, rel=1e-14)
+
+
+def test_a_2000_state_chain_of_initial_values_is_checked_without_deep_recursion():
+    """The finite-value check evaluates initial values in dependency order (a RecursionError, a traceback, before)."""
+    lines = ["model Long", "param k = 0.5", "state x0 = k"] + [f"state x{i} = 0.5 * x{i - 1} + 0.1" for i in
+                                                               range(1, 2001)]
+    model = build_model(parse("\n".join(lines + ["der x0 = -x0"]) + "\n", "long.hode"))
+    assert len(model.states) == 2001

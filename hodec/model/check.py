@@ -305,19 +305,26 @@ def check_initial_values(ctx: Context):
     """An initial value must be finite with the params at their values in the spec: `1/z` with `z = 0` would
     start the model at inf. (Problems of the constants alone are reported by check_constants.)"""
     params = {p.name.id: p.value.value for p in ctx.of_type(ast.ParamDecl) if ctx.names.get(p.name.id) is p}
-    undefined = {}
-    for s in ctx.of_type(ast.StateDecl):
+    states = {s.name.id: s for s in ctx.of_type(ast.StateDecl) if ctx.names.get(s.name.id) is s}
+    try:  # dependencies first, so that a long chain of initial values is evaluated without deep recursion
+        order = list(graphlib.TopologicalSorter({n: _initial_states(ctx, s) for n, s in states.items()})
+                     .static_order())
+    except graphlib.CycleError:
+        return  # reported by check_initial_cycles
+    known: dict = {}  # state or let -> its value (None where undefined: reported once, where it starts)
+    undefined = set()
+    for name in order:
         constants, with_params = _Folder(ctx), _Folder(ctx, params, initial=True)
-        constants.value(s.initial, report=False)
-        with_params.value(s.initial, report=False)
-        undefined[s.name.id] = with_params.undefined and not constants.undefined
-    for s in ctx.of_type(ast.StateDecl):
-        # reported where it starts: not again at each state whose initial value reads that one
-        if undefined[s.name.id] and not any(undefined.get(name) for name in _initial_states(ctx, s)):
-            read = sorted({n.id for n in ast.names_in(s.initial) if n.id in params})
-            values = ", ".join(f"{name} = {params[name]:g}" for name in read)
-            ctx.error(f"the initial value of '{s.name.id}' is not a finite number with the params at their values"
-                      + (f" ({values})" if values else ""), s.initial.span)
+        with_params.declared = known
+        constants.value(states[name].initial, report=False)
+        known[name] = with_params.value(states[name].initial, report=False)
+        if with_params.undefined and not constants.undefined:
+            undefined.add(name)
+    for s in (s for s in ctx.of_type(ast.StateDecl) if s.name.id in undefined and states[s.name.id] is s):
+        read = sorted({n.id for n in ast.names_in(s.initial) if n.id in params})
+        values = ", ".join(f"{name} = {params[name]:g}" for name in read)
+        ctx.error(f"the initial value of '{s.name.id}' is not a finite number with the params at their values"
+                  + (f" ({values})" if values else ""), s.initial.span)
 
 
 _DOUBLE_RANGE = 400  # |log10| of a power beyond which no double (about 1e-308 to 1e308) can hold it
