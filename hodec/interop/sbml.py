@@ -587,7 +587,8 @@ class Translator:
                               f"from the start on)")
             return
         if _always(trigger.getMath()):
-            self.lines.append(f"at t = 0: {_assignments(targets, values)}{label} (initialValue=\"false\")")
+            self.lines.append(f"at t = 0: {_assignments(targets, values)}  # initialValue=\"false\": fires at the "
+                              f"start{label.replace('  #', ',')}")
             return
         time = self.event_time(trigger.getMath())
         if time is not None:
