@@ -5,7 +5,8 @@ What maps to what (see the README's `hodec import` section): a compartment or pa
 `param ... fixed`; an assignment rule → `let`; a rate rule → `state` + `der`; a variable that events set (or an
 initial assignment reading states) → `state`; a species → `state` (`in C` for a concentration); a reaction →
 `reaction` on the species that it changes (boundary and constant ones are read, not changed); an event →
-`at t = T` (trigger `time >= T`, T > 0 a number) or `when`; a function definition → `function`.
+`at t = T` (trigger `time >= T`, T > 0 a number) or `when`; a function definition → `function`; an algebraic
+rule linear in its variable → the `let` of its solution; a hierarchical (comp) model → its flattened form.
 Everything else is refused with a HodecError naming the element: never a silently different model."""
 from __future__ import annotations
 
@@ -151,7 +152,8 @@ class Translator:
         for i in range(self.doc.getNumPlugins()):
             package = self.doc.getPlugin(i).getPackageName()
             if package not in HARMLESS_PACKAGES:
-                raise Refusal(f"the SBML package '{package}'", "SBML packages are not supported")
+                raise Refusal(f"the SBML package '{package}'", "SBML packages are not supported (but comp, which is "
+                                                               "flattened, and the diagrams of layout and render)")
         for r in self.m.getListOfReactions():
             if r.isSetFast() and r.getFast():
                 raise Refusal(_element(r), "fast reactions (a quasi-steady-state DAE) are not supported")
