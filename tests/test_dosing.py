@@ -152,12 +152,12 @@ def test_two_compartment_infusions_and_boluses(tmp_path, method):
 
 
 def test_doses_shared_by_every_member_and_a_state_batch(tmp_path):
-    """Doses [K] apply to every member of a [2, 3] batch."""
+    """Doses [K] (plain lists: kept in float64, not rounded through float32) apply to every member of a [2, 3]
+    batch."""
     m = model(tmp_path, ONE)
-    doses = Doses(torch.tensor([0.0, 5.0], dtype=torch.float64), torch.tensor([10.0, 20.0], dtype=torch.float64),
-                  torch.tensor([0, 1]))
+    doses = Doses([0.0, 5.1], [10.0, 20.1], [0, 1])
     ys = m.simulate(torch.tensor([0.0, 10.0]), torch.zeros(2, 3, 2, dtype=torch.float64), doses=doses, **TIGHT)
-    expected = one_compartment(10.0, [(0.0, 10.0, 0, None), (5.0, 20.0, 1, None)])
+    expected = one_compartment(10.0, [(0.0, 10.0, 0, None), (5.1, 20.1, 1, None)])
     assert torch.allclose(ys[-1], torch.tensor(expected, dtype=torch.float64).expand(2, 3, 2), rtol=0, atol=1e-9)
 
 

@@ -31,8 +31,9 @@ class Doses:
                 from None
         if len(shape) == 0:
             raise HodecError("Doses: time, amount and state need a dose axis first ([K] or [K, *batch])")
-        ref = time if torch.is_tensor(time) and time.is_floating_point() else torch.zeros(())
-        dtype = ref.dtype if ref.is_floating_point() else torch.get_default_dtype()
+        # a tensor's own dtype; numbers, lists and arrays in float64 (simulate converts to the model's dtype: a
+        # float32 detour would round dose times and amounts)
+        dtype = time.dtype if torch.is_tensor(time) and time.is_floating_point() else torch.float64
 
         def real(x):
             return torch.as_tensor(x, dtype=dtype).broadcast_to(shape)
