@@ -15,8 +15,9 @@ jump that gives the state after it.
 
 Jumps are called with every member and the caller's shapes (t [*batch], y [*batch, n]) and return every member's
 state [*batch, n]; the loop keeps the new state only for the members that hit the event. Several events at one
-time apply in order: time events by row, then state events by column; a jump that makes a condition true fires
-that state event at once. Outputs at an event's time report the state after it.
+time apply in order: time events by row, then state events by column, each state event only where its condition
+holds at its turn (a jump at that time that makes a condition true fires it; one that makes a located one false
+again cancels it). Outputs at an event's time report the state after it.
 """
 from __future__ import annotations
 

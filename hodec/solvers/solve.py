@@ -4,7 +4,8 @@
 
 f(t, y) is called with the caller's own shapes: y [*batch, n] and t [*batch] (each member its own time). `auto`
 starts with tsit5 and, when the problem turns out stiff, goes on with rodas5p from where each member stands.
-A decreasing time grid integrates backward (s = −t).
+A decreasing time grid integrates backward (s = −t). events=Events(...) adds time and state events with jumps
+(events.py).
 """
 from __future__ import annotations
 
