@@ -161,6 +161,18 @@ def test_doses_shared_by_every_member_and_a_state_batch(tmp_path):
     assert torch.allclose(ys[-1], torch.tensor(expected, dtype=torch.float64).expand(2, 3, 2), rtol=0, atol=1e-9)
 
 
+def test_each_member_its_own_output_times_and_doses(tmp_path):
+    """ts [T, B] with doses [K, B]: each member's outputs at its own dose times report the state after the dose."""
+    m = model(tmp_path, ONE)
+    ts = torch.tensor([[0.0, 0.0], [3.0, 7.0], [9.0, 12.5]], dtype=torch.float64)
+    members = [[(3.0, 10.0, 1, NAN)], [(7.0, 20.0, 0, NAN)]]
+    ys = m.simulate(ts, torch.zeros(2, 2, dtype=torch.float64), doses=regimen(members, 1), **TIGHT)
+    for b, member in enumerate(members):
+        expected = torch.tensor([one_compartment(t, member) for t in ts[:, b].tolist()], dtype=torch.float64)
+        assert (ys[:, b] - expected).abs().max() < 1e-9
+    assert float(ys[1, 0, 1]) == 10.0 and float(ys[1, 1, 0]) == 20.0
+
+
 # ---------------------------------------------------------------- gradients
 GRADIENT = dict(rtol=1e-10, atol=1e-10)
 
