@@ -288,3 +288,19 @@ def test_a_piecewise_of_conditions_is_a_condition():
                   "</apply></piece><otherwise><apply><gt/><ci>y</ci><cn>2</cn></apply></otherwise></piecewise>",
                   condition=True)
     assert text == "((y < 0) and (x > 1) or not (y < 0) and (y > 2))"
+
+
+def test_events_with_one_trigger_read_the_values_at_the_trigger(tmp_path):
+    """SBML computes simultaneous events' assignments from the values at the trigger: y gets x's old value."""
+    def build(m):
+        _param(m, "x", 3.0, constant=False)
+        _param(m, "y", 0.0, constant=False)
+        _event(m, "E1", "time > 3.5", "x", "7")
+        _event(m, "E2", "time > 3.5", "y", "x")
+
+    imported = _import(tmp_path, build)
+    assert "at t = 3.5: x = 7, y = x  # events 'E1', 'E2'" in imported.text
+    model = compile_text(imported.text, "m.hode").model_class()().double()
+    with torch.no_grad():
+        ys = model.simulate(torch.tensor([0.0, 5.0], dtype=torch.float64), rtol=1e-10, atol=1e-12)
+    assert ys[-1].tolist() == pytest.approx([7.0, 3.0])

@@ -163,6 +163,10 @@ class Translator:
             if ev.isSetPriority():  # ordering by priority would not do: SBML reads trigger-time values
                 raise Refusal(_element(ev), "event <priority> is not supported (simultaneous events apply in "
                                             "the model's order)")
+            if self.doc.getLevel() >= 3 and ev.isSetTrigger() and not ev.getTrigger().getPersistent() and \
+                    self.m.getNumEvents() > 1:
+                raise Refusal(_element(ev), "a trigger with persistent=\"false\" beside other events (one event "
+                                            "may cancel it at the instant both fire; .hode applies both)")
 
     def collect(self):
         """Who sets each variable: assignment rules, rate rules, initial assignments, events."""
@@ -574,15 +578,30 @@ class Translator:
 
     # ------------------------------------------------------------ events
     def event_lines(self):
+        """Events with one trigger are one .hode event: SBML computes all their assignments from the values at the
+        trigger, as one .hode event does (separate ones would apply one after the other). Where they assign one
+        variable twice they stay apart (SBML leaves their order open)."""
+        groups: dict[tuple, list] = {}
         for ev in self.section("events", self.m.getListOfEvents()):
-            self.event(ev)
+            if not ev.isSetTrigger() or not ev.getTrigger().isSetMath():
+                raise Refusal(_element(ev), "it has no trigger")
+            trigger = ev.getTrigger()
+            key = (libsbml.formulaToL3String(trigger.getMath()), self.doc.getLevel() < 3 or trigger.getInitialValue())
+            groups.setdefault(key, []).append(ev)
+        for group in groups.values():
+            merged = [self.event_assignments(ev) for ev in group]
+            targets = [t for ts, _ in merged for t in ts]
+            if len(set(targets)) < len(targets):
+                for ev, (ts, vs) in zip(group, merged):
+                    self.event(ev, ts, vs)
+            else:
+                self.event(group[0], targets, [v for _, vs in merged for v in vs], group)
 
-    def event(self, ev):
-        if not ev.isSetTrigger() or not ev.getTrigger().isSetMath():
-            raise Refusal(_element(ev), "it has no trigger")
+    def event(self, ev, targets: list, values: list, group: Optional[list] = None):
+        """The .hode event of SBML event `ev` (of all of `group`, which share its trigger)."""
         trigger = ev.getTrigger()
-        targets, values = self.event_assignments(ev)
-        label = f"  # event '{ev.getId()}'" if ev.isSetId() and ev.getId() else ""
+        ids = [e.getId() for e in group or [ev] if e.isSetId() and e.getId()]
+        label = f"  # event{'s' if len(ids) > 1 else ''} {', '.join(repr(i) for i in ids)}" if ids else ""
         initial_value = self.doc.getLevel() < 3 or trigger.getInitialValue()
         if not targets or (_always(trigger.getMath()) and initial_value):
             self.lines.append(f"# event '{ev.getId()}' never changes anything (no assignments, or a trigger true "
