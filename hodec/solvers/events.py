@@ -52,17 +52,12 @@ class FlatEvents:
         B = math.prod(batch)
         self.batch, self.n, self.sign = batch, n, sign
         self._events = events
-        times = _event_times(events, batch, y0)  # [K, B]
-        K = times.shape[0]
-        s = sign * times
+        s = sign * _event_times(events, batch, y0)  # [K, B]
         s = torch.where(torch.isfinite(s), s, torch.full_like(s, torch.inf))
-        s = torch.cat([s, torch.full_like(s[:1], torch.inf)]) if K else s.new_full((1, B), torch.inf)
-        self.times, order = torch.sort(s.T, dim=1, stable=True)  # [B, K + 1]; ties keep row order
-        self.order = order
-        self.K = K
+        s = torch.cat([s, s.new_full((1, B), torch.inf)])
+        self.times, self.order = torch.sort(s.T, dim=1, stable=True)  # [B, K + 1]; ties keep row order
         self.start = (self.times < ts[0][:, None]).sum(1)  # events before the start never apply
-        self.has_conditions = events.condition is not None
-        self.E = int(self.condition(ts[0], y0.reshape(B, n)).shape[-1]) if self.has_conditions else 0
+        self.E = 0 if events.condition is None else int(self.condition(ts[0], y0.reshape(B, n)).shape[-1])
         if self.E and events.on_condition is None:
             raise HodecError("events: a condition needs on_condition(e, t, y), the state after state event e")
 
