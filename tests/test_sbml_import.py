@@ -44,6 +44,9 @@ needs_suite = pytest.mark.skipif(not SBML_SUITE.is_dir(), reason="the SBML Test 
     "00929",  # a trigger true from the start (time >= 0) never fires
     "00968",  # level 2 stoichiometryMath on a species reference with an id
     "01234",  # an initial assignment without math has no effect
+    "01236",  # a rate rule without math has no effect
+    "01237",  # an event assignment without math has no effect
+    "01238",  # an event without trigger never fires
     "01506",  # an event resizing a compartment and assigning a rate-ruled concentration there
     "01497",  # a function definition returning a condition, called with conditions (inlined)
 ])

@@ -169,13 +169,15 @@ class Translator:
                                             "may cancel it at the instant both fire; .hode applies both)")
 
     def collect(self):
-        """Who sets each variable: assignment rules, rate rules, initial assignments, events."""
-        self.assigned = {r.getVariable(): r for r in self.m.getListOfRules() if r.isAssignment()}
-        self.rate_ruled = {r.getVariable(): r for r in self.m.getListOfRules() if r.isRate()}
-        # an initial assignment without math has no effect (SBML level 3 version 2)
+        """Who sets each variable: assignment rules, rate rules, initial assignments, events. A rule, initial
+        assignment or event assignment without math has no effect (SBML level 3 version 2), nor an event without
+        a trigger."""
+        self.assigned = {r.getVariable(): r for r in self.m.getListOfRules() if r.isAssignment() and r.isSetMath()}
+        self.rate_ruled = {r.getVariable(): r for r in self.m.getListOfRules() if r.isRate() and r.isSetMath()}
         self.initial = {a.getSymbol(): a for a in self.m.getListOfInitialAssignments() if a.isSetMath()}
-        self.event_set = {a.getVariable() for ev in self.m.getListOfEvents()
-                          for a in ev.getListOfEventAssignments()}
+        self.events = [ev for ev in self.m.getListOfEvents() if ev.isSetTrigger() and ev.getTrigger().isSetMath()]
+        self.event_set = {a.getVariable() for ev in self.events for a in ev.getListOfEventAssignments()
+                          if a.isSetMath()}
         self.algebraic = self.algebraic_variables()
         self.ruled = set(self.assigned) | set(self.algebraic)  # the variables declared as a let of a rule
         self.functions = {f.getId(): f for f in self.m.getListOfFunctionDefinitions()}
@@ -189,7 +191,7 @@ class Translator:
     def algebraic_variables(self) -> dict:
         """The variable each algebraic rule determines: among the variables no rule, reaction or event sets, the one
         it reads (matched rule by rule while some rule reads exactly one unmatched candidate)."""
-        rules = [r for r in self.m.getListOfRules() if r.isAlgebraic()]
+        rules = [r for r in self.m.getListOfRules() if r.isAlgebraic() and r.isSetMath()]
         species = [self.m.getSpecies(sr.getSpecies()) for sr in self.species_references()]
         changed = {s.getId() for s in species if s is not None and not s.getBoundaryCondition()}
         free = {o.getId() for o in [*self.m.getListOfParameters(), *self.m.getListOfCompartments(),
@@ -582,9 +584,7 @@ class Translator:
         trigger, as one .hode event does (separate ones would apply one after the other). Where they assign one
         variable twice they stay apart (SBML leaves their order open)."""
         groups: dict[tuple, list] = {}
-        for ev in self.section("events", self.m.getListOfEvents()):
-            if not ev.isSetTrigger() or not ev.getTrigger().isSetMath():
-                raise Refusal(_element(ev), "it has no trigger")
+        for ev in self.section("events", self.events):
             trigger = ev.getTrigger()
             key = (libsbml.formulaToL3String(trigger.getMath()), self.doc.getLevel() < 3 or trigger.getInitialValue())
             groups.setdefault(key, []).append(ev)
@@ -628,7 +628,7 @@ class Translator:
         """(targets, values) of an event. A concentration kept as its amount is assigned its amount (at the size
         before the event); one whose rate rule holds in a compartment the event resizes keeps its amount (SBML):
         c = c * size / new size, c the value the event assigns it if it does."""
-        assigned = {a.getVariable(): a for a in ev.getListOfEventAssignments()}
+        assigned = {a.getVariable(): a for a in ev.getListOfEventAssignments() if a.isSetMath()}
         targets, values = [], []
         for target, a in assigned.items():
             if target not in self.names or self.m.getReaction(target) is not None:
