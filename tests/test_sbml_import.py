@@ -307,3 +307,11 @@ def test_events_with_one_trigger_read_the_values_at_the_trigger(tmp_path):
     with torch.no_grad():
         ys = model.simulate(torch.tensor([0.0, 5.0], dtype=torch.float64), rtol=1e-10, atol=1e-12)
     assert ys[-1].tolist() == pytest.approx([7.0, 3.0])
+
+
+@needs_suite
+def test_an_xml_declaration_without_encoding_is_read(tmp_path):
+    """XML's default encoding is UTF-8; libsbml calls its absence an error, but the model reads as written."""
+    model = tmp_path / "m.xml"
+    model.write_text(case_model(SBML_SUITE / "00001").read_text().replace(' encoding="UTF-8"', ""))
+    assert "reaction reaction1: S1 -> S2" in import_sbml(model).text

@@ -24,6 +24,8 @@ from .mathml import ATOM, MUL, Printer, Unsupported, format_number
 
 MAX_SBML_BYTES = 256 * 2**20
 # SBML packages that change no simulation (diagrams); any other package is refused.
+# libsbml errors that leave the model as written: an XML declaration without encoding (UTF-8 is XML's default).
+BENIGN = {libsbml.MissingXMLEncoding}
 HARMLESS_PACKAGES = {"layout", "render", "l3v2extendedmath"}  # the last: L3v2 core math, a plugin in libsbml
 
 
@@ -59,7 +61,7 @@ def read_document(path) -> libsbml.SBMLDocument:
     text = read_text(path, MAX_SBML_BYTES)
     doc = libsbml.readSBMLFromString(text)
     problems = [doc.getError(i) for i in range(doc.getNumErrors())]
-    errors = [e for e in problems if e.getSeverity() >= libsbml.LIBSBML_SEV_ERROR]
+    errors = [e for e in problems if e.getSeverity() >= libsbml.LIBSBML_SEV_ERROR and e.getErrorId() not in BENIGN]
     if errors:
         raise HodecError([Diagnostic(_message(e), _span(e)) for e in errors[:10]], str(path), text)
     if doc.getModel() is None:
