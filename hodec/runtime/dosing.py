@@ -149,7 +149,7 @@ class DoseJumps:
         self.slot = slot[self.state.clamp(0, n - 1)]  # [K, *batch]: each dose's rate component
         self.amount = torch.where(given, self.amount, 0.0)
         self.rate = torch.where(infusion, self.rate, 0.0)
-        end = _member_axes(doses.end(), batch)
+        self.end = end = _member_axes(doses.end(), batch)
         bolus = torch.where(given & ~infusion, self.time, torch.nan)
         rows = [bolus] + ([torch.where(infusion, self.time, torch.nan), end] if self.targets else [])
         self.times = torch.cat(rows)  # [3K (or K), *batch]
@@ -170,6 +170,13 @@ class DoseJumps:
             return y + add.to(y.dtype) * self.amount[row][..., None]
         add = torch.nn.functional.one_hot(self.n + self.slot[row].clamp(min=0), self.n + self.m).to(y.dtype)
         return y + add * (self.rate[row] if kind == 1 else -self.rate[row])[..., None]
+
+    def running(self, t0: torch.Tensor) -> torch.Tensor:
+        """The infusion rates [*batch, m] in effect just after t0 (t0 a number or [*batch]): those started at or
+        before it and ending after it."""
+        on = (self.time <= t0) & (t0 < self.end) & (self.slot >= 0)
+        share = torch.nn.functional.one_hot(self.slot.clamp(min=0), self.m).to(self.rate.dtype)
+        return (share * torch.where(on, self.rate, 0.0)[..., None]).sum(0)
 
     def inflow(self, r: torch.Tensor) -> torch.Tensor:
         """The infusion rates r [*batch, m] as additions to the states' derivatives [*batch, n]."""

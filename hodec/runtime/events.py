@@ -18,10 +18,15 @@ from .dosing import DoseJumps, Doses
 class SimulationEvents:
     """A model's spec events and a run's doses for one state batch: the solver's Events, and the right-hand side,
     Jacobian, initial state and tolerances of the state [y, r] (r: the infusion rates, m of them; m = 0 without
-    infusions, where the state is the model's own)."""
+    infusions, where the state is the model's own).
 
-    def __init__(self, model, doses: Optional[Doses], batch: tuple, like: torch.Tensor):
-        self.model, self.batch = model, batch
+    `after` (the start time, a number or [*batch]): the initial state is already the one after the events at that
+    time (a multiple-shooting segment continuing another): none of them applies again, and the infusions running
+    then start running."""
+
+    def __init__(self, model, doses: Optional[Doses], batch: tuple, like: torch.Tensor,
+                 after: Optional[torch.Tensor] = None):
+        self.model, self.batch, self.after = model, batch, after
         self.n = len(model.state_names)
         self.spec_times = _spec_times(model, batch, like)
         if doses is not None:
@@ -31,6 +36,8 @@ class SimulationEvents:
 
     def events(self) -> solvers.Events:
         times = self.spec_times if self.doses is None else torch.cat([self.spec_times, self.doses.times])
+        if self.after is not None:  # the initial state is after these already
+            times = torch.where(times == self.after, torch.nan, times)
         conditions = bool(self.model.state_events)
         return solvers.Events(times=times if times.shape[0] else None, on_time=self._on_time,
                               condition=self._condition if conditions else None,
@@ -76,7 +83,10 @@ class SimulationEvents:
         return extended
 
     def initial(self, y0: torch.Tensor) -> torch.Tensor:
-        return torch.cat([y0, y0.new_zeros(*y0.shape[:-1], self.m)], -1) if self.m else y0
+        if not self.m:
+            return y0
+        rates = y0.new_zeros(*y0.shape[:-1], self.m) if self.after is None else self.doses.running(self.after)
+        return torch.cat([y0, rates.expand(*y0.shape[:-1], self.m).to(y0.dtype)], -1)
 
     def atol(self, atol):
         """atol over [y, r]: a tensor one (per state, or per member and state) gains the rates' (their error

@@ -365,7 +365,8 @@ class CompiledModel(Gated, Stoichiometry, nn.Module):
 
     # ---------------------------------------------------------------- simulation and observation
     def simulate(self, ts, y0=None, inputs=None, method: str = "auto", rtol: float = 1e-6,
-                 atol: float = 1e-8, doses: Optional[Doses] = None, **options) -> torch.Tensor:
+                 atol: float = 1e-8, doses: Optional[Doses] = None, after_events: bool = False,
+                 **options) -> torch.Tensor:
         """Integrate from ts[0]; returns [T, *batch, n]. ts is [T], or [T, *batch]: each member its own times.
 
         method: hodec's own solvers ('auto', the default: tsit5, switching to the stiff rodas5p when the problem
@@ -373,7 +374,9 @@ class CompiledModel(Gated, Stoichiometry, nn.Module):
         compile, adjoint (gradients by hodec.solvers.solve_adjoint: memory independent of the steps), stats; or
         any other torchdiffeq method (euler, rk4, implicit_adams, ...), options passed to torchdiffeq.
         doses: a runtime.Doses (bolus and infusion doses, each member its own regimen); they and the spec's events
-        (`at`, `when`) need one of hodec's own methods, without adjoint."""
+        (`at`, `when`) need one of hodec's own methods, without adjoint. after_events: y0 is the state after the
+        events at ts[0] already (a segment continuing another): they do not apply again, and infusions running
+        then keep running."""
         if inputs:
             self.set_inputs(inputs)
         ref = self.raw_free
@@ -381,7 +384,7 @@ class CompiledModel(Gated, Stoichiometry, nn.Module):
         y0 = self.initial_state() if y0 is None else torch.as_tensor(y0, dtype=ref.dtype, device=ref.device)
         y0 = y0.expand(*self.state_batch(y0.shape[:-1]), y0.shape[-1])  # per-sample params: one state each
         if doses is not None or self.events_table:
-            return self._simulate_events(ts, y0, doses, method, rtol, atol, options)
+            return self._simulate_events(ts, y0, doses, method, rtol, atol, options, after_events)
         if method in solvers.NAMES:
             # an attached coupling reads its reference yhat(t): the field is not autonomous then (Rosenbrock steps
             # need its time derivative)
@@ -393,7 +396,8 @@ class CompiledModel(Gated, Stoichiometry, nn.Module):
             return solvers.solve(self, y0, ts, method, rtol, atol, **common, **options)
         return self._torchdiffeq(ts, y0, method, rtol, atol, options)
 
-    def _simulate_events(self, ts, y0, doses, method: str, rtol: float, atol, options: dict) -> torch.Tensor:
+    def _simulate_events(self, ts, y0, doses, method: str, rtol: float, atol, options: dict,
+                         after_events: bool = False) -> torch.Tensor:
         """simulate() with the spec's events and doses: hodec's own solvers over the state the events extend."""
         what = "doses" if doses is not None else f"events ({self.events_table[0][1]})"
         if method not in solvers.NAMES:
@@ -402,7 +406,7 @@ class CompiledModel(Gated, Stoichiometry, nn.Module):
         if options.pop("adjoint", False):
             raise HodecError(f"{what} cannot be solved with adjoint=True: the adjoint sweeps do not cross jumps "
                              f"(gradients come by backpropagation without it)")
-        system = SimulationEvents(self, doses, tuple(y0.shape[:-1]), y0)
+        system = SimulationEvents(self, doses, tuple(y0.shape[:-1]), y0, ts[0] if after_events else None)
         ys = solvers.solve(system.rhs(), system.initial(y0), ts, method, rtol, system.atol(atol),
                            jacobian=system.jacobian(self._solver_jacobian()), state_names=system.state_names(),
                            autonomous=not self.forward_uses_time and self._coupling is None,

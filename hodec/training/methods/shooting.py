@@ -91,13 +91,17 @@ class MultipleShooting(Method):
         return loss, None
 
     def solve_segments(self, g: Group, bounds: list, starts: list) -> list:
-        """Each segment's states [len, B, n] from its start [B, n]. An autonomous model (no t, no inputs) solves
-        them as one batch from t = 0 on the union of their grids relative to their first times (one solver call
-        instead of one per segment; dense output makes the extra output times nearly free)."""
+        """Each segment's states [len, B, n] from its start [B, n]. An autonomous model (no t, no inputs, no
+        events or doses, whose times are absolute) solves them as one batch from t = 0 on the union of their grids
+        relative to their first times (one solver call instead of one per segment; dense output makes the extra
+        output times nearly free). A segment after the first starts after the events at its start time: the
+        previous segment's value there, which its start is pulled to, is after them."""
         p = self.problem
         spans = [g.t[bounds[i]:bounds[i + 1] + 1] for i in range(len(starts))]
-        if len(starts) < 2 or p.model.forward_uses_time:
-            out = [p.solve(p.model, g, y0, s, f"segment {i + 1}") for i, (y0, s) in enumerate(zip(starts, spans))]
+        timed = p.model.forward_uses_time or g.doses is not None or bool(p.model.events_table)
+        if len(starts) < 2 or timed:
+            out = [p.solve(p.model, g, y0, s, f"segment {i + 1}", after_events=i > 0)
+                   for i, (y0, s) in enumerate(zip(starts, spans))]
         else:
             grid, picks = union_grid([s - s[0] for s in spans])
             y0 = torch.stack(starts)  # [S, B, n]
