@@ -62,3 +62,30 @@ def test_multiple_shooting_with_dose_rows_has_zero_loss_at_the_true_model(files)
     assert float(loss.detach()) < 1e-12  # the data are the closed form; segments joined exactly at their dose times
     problem.model.set_params({"CL": 2 * CL})
     assert float(method.loss(0.0)[0]) > 1e-3
+
+
+COMPARTMENT = """model C
+param V = 4 positive
+param k = 0.5 positive
+state x = 0 in V
+reaction out: x -> ; k * x * V
+"""
+
+
+def test_a_dose_into_a_state_in_a_compartment_adds_the_amount_divided_by_its_size():
+    """x is a concentration: d[x]/dt = -k [x]; a bolus of 8 at t = 0 and an infusion of 8 at rate 4 over [1, 3)
+    into V = 4 (per member: V = 4 and 2), against the closed form in concentrations."""
+    m = load_text(COMPARTMENT, "c.hode")(V=torch.tensor([4.0, 2.0], dtype=torch.float64)).double()
+    doses = Doses(time=torch.tensor([0.0, 1.0], dtype=torch.float64), amount=torch.tensor([8.0, 8.0]),
+                  state=torch.tensor([0, 0]), rate=torch.tensor([0.0, 4.0]))
+    ts = torch.tensor([0.0, 0.5, 2.0, 5.0], dtype=torch.float64)
+    ys = m.simulate(ts, y0=torch.zeros(2, 1, dtype=torch.float64), doses=doses, rtol=1e-10, atol=1e-12)
+    k = 0.5
+    for b, V in enumerate((4.0, 2.0)):
+        def conc(t):
+            bolus = 8 / V * math.exp(-k * t)
+            infused = 4 / V / k * (1 - math.exp(-k * (min(t, 3.0) - 1))) * math.exp(-k * max(t - 3.0, 0)) \
+                if t > 1 else 0.0
+            return bolus + infused
+        for i, t in enumerate(ts.tolist()):
+            assert abs(float(ys[i, b, 0]) - conc(t)) < 1e-8, (b, t)

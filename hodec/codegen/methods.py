@@ -213,6 +213,17 @@ def initial_state_body(sm: SymbolicModel, tables: dict) -> Body:
     return Body(w.prologue() + body + [f"return y0.expand(*self.state_batch(batch), {len(sm.initial)})"])
 
 
+def compartment_sizes_body(sm: SymbolicModel, tables: dict) -> Body:
+    """Each state's compartment size [*pbatch, n] (1 without one), from the params: a dose gives an amount, which
+    a state in a compartment (a concentration) receives divided by its size."""
+    w = MethodWriter(sm, tables, batch="pbatch", like="p", has_states=False)
+    w.scope.gathered.add("param")  # p is read for its batch shape
+    if not sm.sizes:
+        return Body(w.prologue(batch=True) + [f"return p.new_ones((*pbatch, {len(sm.state_names)}))"])
+    cols = w.columns(sm.sizes, "size", sm.state_names)
+    return Body(w.prologue() + cols.lines + [f"return {_ordered(cols, 'size', tables)}"])
+
+
 def initial_from_body(sm: SymbolicModel, tables: dict) -> Body:
     """States y [..., n] with each initial value that reads other states recomputed from y's values of those, in
     dependency order, except where keep [..., n] holds (a value given from data stays, and what reads it reads

@@ -15,7 +15,7 @@ from ..symbolic.jacobian import observation_jacobian
 from ..symbolic.state_jacobian import state_jacobian
 from ..version import __version__
 from .events import event_assign_body, event_conditions_body, event_tables, event_times_body
-from .methods import (forward_body, initial_from_body, initial_state_body, observables_body,
+from .methods import (compartment_sizes_body, forward_body, initial_from_body, initial_state_body, observables_body,
                       observation_jacobian_body, state_jacobian_body)
 from .noise import noise_scale_body, noise_table
 
@@ -35,6 +35,7 @@ def render_module(sm: SymbolicModel, gates: bool = False) -> str:
     gate_list = gate_table(sm) if gates else []
     initial = initial_state_body(sm, tables)
     initial_from = initial_from_body(sm, tables)
+    sizes = compartment_sizes_body(sm, tables)
     forward = forward_body(sm, tables, gate_list)
     observe = observables_body(sm, tables)
     jac = observation_jacobian(sm)
@@ -75,6 +76,7 @@ def render_module(sm: SymbolicModel, gates: bool = False) -> str:
         n_noise=sum(o.noise is not None for o in m.observables),
         initial_body=indent(initial.lines),
         initial_from_body=indent(initial_from.lines),
+        compartment_sizes_body=indent(sizes.lines),
         forward_body=indent(forward.lines),
         observables_body=indent(observe.lines),
         jacobian_body=indent(jacobian.lines),

@@ -126,6 +126,18 @@ def _member_axes(x: torch.Tensor, batch: tuple) -> torch.Tensor:
     return x.reshape(x.shape[0], *([1] * lead), *x.shape[1:]).expand(x.shape[0], *batch)
 
 
+def per_size(doses: Doses, sizes: torch.Tensor, batch: tuple) -> Doses:
+    """The doses [K, *batch] with each amount and rate divided by its target's compartment size (sizes
+    [*param batch, n], 1 for a state without one): a dose gives an amount, a state in a compartment is a
+    concentration. An infusion's duration, amount / rate, is unchanged."""
+    n = sizes.shape[-1]
+    sizes = sizes.reshape(*([1] * (len(batch) - (sizes.dim() - 1))), *sizes.shape).expand(*batch, n)
+    state = _member_axes(doses.state, batch)
+    size = torch.gather(sizes.expand(state.shape[0], *batch, n), -1, state.clamp(0, n - 1)[..., None])[..., 0]
+    return Doses(_member_axes(doses.time, batch), _member_axes(doses.amount, batch) / size, state,
+                 _member_axes(doses.rate, batch) / size)
+
+
 class DoseJumps:
     """Doses as the solver's time events over the state [y, r] (r: the infusion rates of the infused states):
     three time rows per dose (the bolus, the infusion's start, its end; NaN where a member's dose is not of that

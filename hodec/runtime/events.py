@@ -12,7 +12,7 @@ from typing import Optional
 import torch
 
 from .. import solvers
-from .dosing import DoseJumps, Doses
+from .dosing import DoseJumps, Doses, per_size
 
 
 class SimulationEvents:
@@ -31,6 +31,8 @@ class SimulationEvents:
         self.spec_times = _spec_times(model, batch, like)
         if doses is not None:
             doses.check(model.state_names)
+            if model.compartments_table:  # amounts into concentrations
+                doses = per_size(doses.to(like.dtype, like.device), model.compartment_sizes(), batch)
         self.doses = None if doses is None else DoseJumps(doses, self.n, batch, like.dtype, like.device)
         self.m = 0 if self.doses is None else self.doses.m
 

@@ -41,6 +41,7 @@ class CompiledModel(Gated, Stoichiometry, nn.Module):
     # the spec's events (see runtime/events.py): (kind, statement, assigned states) each; the event of each row of
     # event_times() and of each column of event_conditions()
     events_table: tuple = ()
+    compartments_table: tuple = ()  # (state, the param or let giving its compartment's size)
     time_events: tuple = ()
     state_events: tuple = ()
     _coupling = None  # an active runtime.Coupling, read by the generated forward (see set_coupling)
