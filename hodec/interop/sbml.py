@@ -162,9 +162,9 @@ class Translator:
         for ev in self.m.getListOfEvents():
             if ev.isSetDelay():
                 raise Refusal(_element(ev), "events with a <delay> are not supported")
-            if ev.isSetPriority():  # ordering by priority would not do: SBML reads trigger-time values
-                raise Refusal(_element(ev), "event <priority> is not supported (simultaneous events apply in "
-                                            "the model's order)")
+            if ev.isSetPriority() and (_priority(ev) is None or not ev.getUseValuesFromTriggerTime()):
+                raise Refusal(_element(ev), "an event <priority> is supported only as a number, with "
+                                            "useValuesFromTriggerTime=\"true\"")
             if self.doc.getLevel() >= 3 and ev.isSetTrigger() and not ev.getTrigger().getPersistent() and \
                     self.m.getNumEvents() > 1:
                 raise Refusal(_element(ev), "a trigger with persistent=\"false\" beside other events (one event "
@@ -593,11 +593,13 @@ class Translator:
         for group in groups.values():
             merged = [self.event_assignments(ev) for ev in group]
             targets = [t for ts, _ in merged for t in ts]
-            if len(set(targets)) < len(targets):
+            if len(set(targets)) == len(targets):
+                self.event(group[0], targets, [v for _, vs in merged for v in vs], group)
+            elif all(ev.isSetPriority() for ev in group):
+                self.event(group[0], *_by_priority(group, merged), group)
+            else:
                 for ev, (ts, vs) in zip(group, merged):
                     self.event(ev, ts, vs)
-            else:
-                self.event(group[0], targets, [v for _, vs in merged for v in vs], group)
 
     def event(self, ev, targets: list, values: list, group: Optional[list] = None):
         """The .hode event of SBML event `ev` (of all of `group`, which share its trigger)."""
@@ -656,6 +658,21 @@ class Translator:
         """T where the trigger is `time >= T` or `time > T` with T a number > 0: the event happens at T."""
         bound = _time_bound(trigger)
         return format_number(bound[0]) if bound is not None and bound[0] > 0 else None
+
+
+def _priority(ev) -> Optional[float]:
+    """An event's priority where it is a number (else None)."""
+    priority = ev.getPriority()
+    return _literal(priority.getMath()) if priority.isSetMath() else None
+
+
+def _by_priority(group: list, merged: list) -> tuple[list, list]:
+    """The assignments of events that fire together, executed highest priority first with every value from the
+    trigger time (SBML): each target gets the value of the last, lowest-priority event that assigns it."""
+    final: dict[str, str] = {}
+    for (targets, values), _ in sorted(zip(merged, group), key=lambda pair: -_priority(pair[1])):
+        final.update(zip(targets, values))
+    return list(final), list(final.values())
 
 
 def _time_bound(trigger) -> Optional[tuple[float, bool]]:
