@@ -74,7 +74,7 @@ def _name_map(value, key, fail):
         if isinstance(name, bool) or not isinstance(name, (int, float, str)) or not str(name).strip():
             fail(f"{key}: {show(name)} is not a dvid (a number or a name)")
             continue
-        out[number_text(name)] = text(target, f"{key}.{show(name)}", fail)
+        out[number_text(name)] = None if target is None else text(target, f"{key}.{show(name)}", fail)
     return out
 
 
@@ -126,8 +126,8 @@ class FitConfig:
                                              "every dose row names its cmt", optional(text))
     dv: Optional[str] = option(None, "the observable or state a dv value is on rows without a dvid; null: those "
                                      "rows need a dvid", optional(text))
-    dvid: dict = option({}, "map dvid values (numbers or text) -> observable or state names; a dvid that is such a "
-                            "name needs no entry", _name_map)
+    dvid: dict = option({}, "map dvid values (numbers or text) -> observable or state names, or null: their values "
+                            "are not fitted (another endpoint); a dvid that is such a name needs no entry", _name_map)
     ignore_columns: list = option([], "data columns hodec does not read (covariates; text such as sex)",
                                   _name_list)
     conditions: dict = option({}, "data id -> that trajectory's values: param -> number or another param's name; "

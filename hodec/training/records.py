@@ -250,7 +250,7 @@ def check_config(model, config):
     states, fitted = model.state_names, [*model.observable_names, *model.state_names]
     named = [("dose_state", config.dose_state, states, "a state")]
     named += [(key, name, fitted, "an observable or state") for key, name in
-              [("dv", config.dv), *((f"dvid.{k}", v) for k, v in config.dvid.items())]]
+              [("dv", config.dv), *((f"dvid.{k}", v) for k, v in config.dvid.items() if v is not None)]]
     for key, name, candidates, what in named:
         if name is not None and name not in candidates:
             raise HodecError(f"{key}: '{name}' is not {what} of {type_name(model)}" + _hint(name, candidates),
@@ -259,7 +259,7 @@ def check_config(model, config):
 
 def long_values(table: Table, columns: Layout, kind: np.ndarray, model, dv_default, dvid_map) -> tuple:
     """Long format: (the fitted names the dv values are, in order of first appearance; per row the index into them,
-    -1 where the row holds no dv value)."""
+    -1 where the row holds no dv value or one the dvid map leaves out)."""
     n = len(kind)
     target = np.full(n, -1, dtype=np.int64)
     if not columns.has("dv"):
@@ -271,14 +271,15 @@ def long_values(table: Table, columns: Layout, kind: np.ndarray, model, dv_defau
     resolved = [_observed(table, str(label), int(rows[first[k]]), columns, model, dv_default, dvid_map)
                 for k, label in enumerate(labels)]
     for k in np.argsort(first):  # names in order of first appearance
-        if resolved[k] not in names:
+        if resolved[k] is not None and resolved[k] not in names:
             names.append(resolved[k])
-    target[rows] = np.asarray([names.index(name) for name in resolved], dtype=np.int64)[inverse.reshape(-1)]
+    index = [-1 if name is None else names.index(name) for name in resolved]
+    target[rows] = np.asarray(index, dtype=np.int64)[inverse.reshape(-1)]
     return names, target
 
 
 def _observed(table: Table, cell: str, row: int, columns: Layout, model, dv_default, dvid_map) -> str:
-    """The observable or state a dvid cell names."""
+    """The observable or state a dvid cell names (None: the dvid map leaves its rows out)."""
     fitted = [*model.observable_names, *model.state_names]
     column = columns.get("dvid")
     if cell == "":
