@@ -13,9 +13,9 @@ from .outputs import check_outputs
 def add_parser(sub):
     p = sub.add_parser("import", help="translate an SBML model (levels 2 and 3) into a .hode spec",
                        description="Translate an SBML model into a .hode spec a person can read and edit: SBML ids "
-                                   "as names, kinetic laws and rules as written. What .hode cannot say (delays, "
-                                   "algebraic rules, fast reactions, event delays and priorities, ...) is refused "
-                                   "with an error naming the SBML element.")
+                                   "as names, kinetic laws and rules as written. What .hode cannot say (delay(), "
+                                   "event delays, fast reactions, algebraic rules not linear in their variable, "
+                                   "...) is refused with an error naming the SBML element.")
     p.add_argument("model", metavar="MODEL.xml")
     p.add_argument("-o", "--output", metavar="MODEL.hode",
                    help="output file (default: beside the model, with the suffix .hode; written atomically)")
