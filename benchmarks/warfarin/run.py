@@ -2,14 +2,12 @@
 
 Data: nlmixr2data's warfarin.csv (O'Reilly & Aggeler's 32 patients, one oral dose each, NONMEM-style evid/amt
 rows, long format dv/dvid with the PK endpoint cp (mg/L) and the PD endpoint pca), read as it is: FIT.yaml says
-only dose_state: depot (the file has no cmt column) and ignore_columns: [wt, age, sex].
+only dose_state: depot (the file has no cmt column), dvid: {pca: null} (the PD rows are not fitted) and
+ignore_columns: [wt, age, sex].
 
 Model (warfarin_pk.hode): one compartment, first-order absorption, cp = central / v with nlmixr2's default
 combined error ("combined2", sigma = sqrt(add^2 + (prop cp)^2): the variances add, as NONMEM's
-Y = F (1 + EPS(1)) + EPS(2) implies). hodec's data reader has no way to leave the pca rows out (a dvid must name
-an observable or state), so the spec gives pca a model that shares no param with the PK part (a constant with its
-own SD). The likelihood factorises: the PK estimates and standard errors are those of a PK-only fit, and this
-script reports the PK part alone, llh_cp = llh - llh_pca (llh_pca by hand at the fitted pca_mean, pca_sd).
+Y = F (1 + EPS(1)) + EPS(2) implies).
 
 Two ways of handling the patients, as hodec has no random effects yet:
   pooled      every patient shares ka, cl, v (naive pooling): one hodec fit.
@@ -76,15 +74,14 @@ PUBLISHED = (
 
 # ---------------------------------------------------------------- the data and the closed form, without hodec
 def read_reference(path: Path) -> dict:
-    """The cp observations (patient, dose, time, value) and the pca values, read with the csv module."""
+    """The cp observations (patient, dose, time, value), read with the csv module."""
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     dose = {r["id"]: float(r["amt"]) for r in rows if r["evid"] == "1"}
     cp = [r for r in rows if r["evid"] == "0" and r["dvid"] == "cp"]
     return {"ids": list(dict.fromkeys(r["id"] for r in rows)), "patient": np.array([r["id"] for r in cp]),
             "dose": np.array([dose[r["id"]] for r in cp]), "t": np.array([float(r["time"]) for r in cp]),
-            "cp": np.array([float(r["dv"]) for r in cp]),
-            "pca": np.array([float(r["dv"]) for r in rows if r["evid"] == "0" and r["dvid"] == "pca"])}
+            "cp": np.array([float(r["dv"]) for r in cp])}
 
 
 def concentration(ka, cl, v, dose, t):
@@ -98,13 +95,9 @@ def normal_llh(y, mu, sigma) -> float:
 
 
 def llh_cp(ref: dict, ka, cl, v, add, prop) -> float:
-    """The PK part of the log-likelihood; ka, cl, v scalars or per-row arrays."""
+    """The log-likelihood of the cp values; ka, cl, v scalars or per-row arrays."""
     f = concentration(ka, cl, v, ref["dose"], ref["t"])
     return normal_llh(ref["cp"], f, np.sqrt(add ** 2 + (prop * f) ** 2))
-
-
-def llh_pca(ref: dict, mean, sd) -> float:
-    return normal_llh(ref["pca"], mean, sd)
 
 
 def per_row(ref: dict, values: dict) -> np.ndarray:
@@ -200,26 +193,20 @@ def convergence(report: dict) -> float:
     return abs(tail[-1] - tail[0]) / abs(tail[-1])
 
 
-def likelihood_part(ref: dict, report: dict, llh_pk: float, k: int) -> dict:
-    """The report's llh against the hand-written one, and the PK part's -2llh, AIC and BIC."""
-    p = report["params"]
-    by_hand = llh_pk + llh_pca(ref, p["pca_mean"], p["pca_sd"])
-    n = len(ref["cp"])
-    return {"llh_report": report["llh"], "llh_by_hand": by_hand,
-            "llh_rel_diff": abs(by_hand - report["llh"]) / abs(report["llh"]), "llh_cp": llh_pk,
-            "m2llh": -2 * llh_pk, "aic": 2 * k - 2 * llh_pk, "bic": k * math.log(n) - 2 * llh_pk, "k": k, "n": n}
+def likelihood_part(report: dict, by_hand: float) -> dict:
+    """The report's llh, -2llh, AIC, BIC, k and n (data cells), and its llh against the hand-written one."""
+    llh = report["llh"]
+    return {"llh": llh, "llh_by_hand": by_hand, "llh_rel_diff": abs(by_hand - llh) / abs(llh), "m2llh": -2 * llh,
+            "aic": report["aic"], "bic": report["bic"], "k": report["n_params"], "n": report["n_cells"]}
 
 
 def run_pooled(ref: dict, data: Path, work: Path, epochs: int) -> dict:
     report, wall = hodec_fit(SPEC, write_config(work / "pooled.yaml", epochs), data, work / "pooled")
     p = report["params"]
-    llh_pk = llh_cp(ref, *(p[n] for n in PK + ERROR))
-    mle = scipy_mle(ref, p)
-    return {"params": {n: p[n] for n in PK + ERROR}, "all_params": p,
-            "se": {n: report["standard_errors"][n] for n in PK + ERROR},
-            "se_fd": fd_standard_errors(ref, p), "mle": mle, "wall": wall, "seconds": report["metrics"]["seconds"],
+    return {"params": p, "se": report["standard_errors"], "se_fd": fd_standard_errors(ref, p),
+            "mle": scipy_mle(ref, p), "wall": wall, "seconds": report["metrics"]["seconds"],
             "epochs": len(report["history"]), "best_epoch": report["best_epoch"], "tail_change": convergence(report),
-            "warning": report.get("warning", ""), **likelihood_part(ref, report, llh_pk, len(PK + ERROR))}
+            "warning": report.get("warning", ""), **likelihood_part(report, llh_cp(ref, **p))}
 
 
 def run_two_stage(ref: dict, data: Path, work: Path, epochs: int, start: dict) -> dict:
@@ -230,15 +217,14 @@ def run_two_stage(ref: dict, data: Path, work: Path, epochs: int, start: dict) -
     report, wall = hodec_fit(spec, config, data, work / "two_stage")
     individual = individual_estimates(report, ref["ids"])
     p = report["params"]
-    llh_pk = llh_cp(ref, *(per_row(ref, individual[n]) for n in PK), p["add"], p["prop"])
-    k = len(POPULATION) * len(ref["ids"]) + len(ERROR)
+    by_hand = llh_cp(ref, *(per_row(ref, individual[n]) for n in PK), p["add"], p["prop"])
     flip_flop = [i for i in ref["ids"] if individual["ka"][i] < individual["cl"][i] / individual["v"][i]]
     return {"individual": individual, "population": {n: summary(individual[n]) for n in POPULATION},
             "flip_flop": flip_flop,
             "error": {n: p[n] for n in ERROR}, "se_error": {n: report["standard_errors"].get(n) for n in ERROR},
             "wall": wall, "seconds": report["metrics"]["seconds"], "epochs": len(report["history"]),
             "tail_change": convergence(report), "warning": report.get("warning", ""),
-            **likelihood_part(ref, report, llh_pk, k)}
+            **likelihood_part(report, by_hand)}
 
 
 # ---------------------------------------------------------------- the table
@@ -277,12 +263,12 @@ def render(result: dict) -> str:
     spread += [f"| {n} | {fmt(pop[n]['median'])} | {fmt(pop[n]['min'])} | {fmt(pop[n]['max'])} |" for n in POPULATION]
     spread += ["", "Patients whose estimate has ka < cl / v (the flip-flop solution, which one patient's data without "
                f"absorption-phase samples hardly tell from ka > cl / v): {', '.join(two['flip_flop']) or 'none'}."]
-    checks = [f"- pooled: report llh {pooled['llh_report']:.6f}, by hand (closed form, csv module) "
+    checks = [f"- pooled: report llh {pooled['llh']:.6f}, by hand (closed form, csv module) "
               f"{pooled['llh_by_hand']:.6f}, relative difference {pooled['llh_rel_diff']:.1e}; two-stage: "
               f"{two['llh_rel_diff']:.1e}.",
               "- pooled against scipy's MLE of the same closed form: "
               + ", ".join(f"{n} {pooled['mle'][n]:.4g}" for n in PK + ERROR)
-              + f"; llh_cp {pooled['mle']['llh']:.4f} vs hodec's {pooled['llh_cp']:.4f}.",
+              + f"; llh {pooled['mle']['llh']:.4f} vs hodec's {pooled['llh']:.4f}.",
               "- pooled standard errors by a finite-difference Hessian of the closed form at hodec's estimates: "
               + ", ".join(f"{n} {pooled['se_fd'][n]:.3g}" for n in PK + ERROR) + ".",
               f"- convergence: the objective changed by {pooled['tail_change']:.1e} (pooled, {pooled['epochs']} "
@@ -297,7 +283,7 @@ def render(result: dict) -> str:
         f"`{result['data']}` read as-is; torch {result['torch']}, 1 thread; load average before/after "
         f"{result['load_before']} / {result['load_after']} (2 cores shared with other jobs).", "",
         "Estimates ± standard errors (hodec: the report's, inverse Hessian of −llh; published: as given). −2llh, "
-        "AIC and BIC of the cp data alone (the pca part of hodec's likelihood subtracted, see run.py; k = 5 pooled, "
+        f"AIC and BIC from hodec's report, of the cp values (the pca rows are not fitted; k = {pooled['k']} pooled, "
         f"{two['k']} two-stage; n = {pooled['n']} cp values). The published −2llh are marginal likelihoods of "
         "mixed-effects models, not comparable with a fixed-effects fit's.", "",
         *rows, "", *iiv, "", *spread, "", "Checks:", *checks, "", "Published fits:", *sources, ""])
@@ -324,7 +310,7 @@ def main(argv=None):
         result["pooled"] = run_pooled(ref, args.data, work, args.epochs or (40 if args.quick else epochs))
         result["two_stage"] = run_two_stage(ref, args.data, work,
                                             args.two_stage_epochs or (20 if args.quick else epochs),
-                                            result["pooled"]["all_params"])
+                                            result["pooled"]["params"])
     result["load_after"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
     text = render(result)
     print(text)
