@@ -2,9 +2,9 @@
 `add_parser(sub)` and `run(args)`, as for the top-level commands."""
 from __future__ import annotations
 
-from . import net
+from . import evaluate, net
 
-SUBCOMMANDS = (net,)
+SUBCOMMANDS = (net, evaluate)
 
 
 def add_parser(sub):

@@ -1,0 +1,228 @@
+"""A PEtab-SciML problem evaluated at its nominal parameters: the log-likelihood, the simulations at the
+measurement points and the gradient of the log-likelihood with respect to every estimated parameter (mechanistic
+ones on their parameterScale, network arrays in the PEtab-SciML layout), by autograd through hodec's own solver;
+and the files the PEtab-SciML test suite compares (result.yaml, simulations.tsv, grad_mech.tsv, grad_NET.hdf5)."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import sympy
+import torch
+
+from ...errors import HodecError
+from ...files import write_atomic
+from ...runtime.likelihood import log_densities
+from ..petab_sciml.arrays import write_parameters
+from .mapping import NAME, ArrayInput, Hybrid, SlotNet, build
+from .problem import Problem
+from .tables import Row
+
+RTOL, ATOL = 1e-10, 1e-12  # the suite asks simulations to 1e-6 relative: the solver well below that
+SCALES = {"lin": lambda p: 1.0, "log": lambda p: p, "log10": lambda p: p * math.log(10.0)}  # d p / d (scaled p)
+TORCH_FUNCTIONS = {"exp": torch.exp, "log": torch.log, "sqrt": torch.sqrt, "tanh": torch.tanh, "sin": torch.sin,
+                   "cos": torch.cos, "Abs": torch.abs}
+
+
+@dataclass
+class Evaluation:
+    llh: float
+    simulations: list  # (observableId, experimentId, time, simulation) per measurement row
+    grad_mech: list  # (parameterId, value)
+    grad_nets: dict  # net id -> {layer: {array: np.ndarray}} (frozen arrays empty)
+
+
+def evaluate_problem(problem: Problem) -> Evaluation:
+    hybrid = build(problem)
+    values = _parameter_values(problem)
+    slots = {name: SlotNet(hybrid.nets[net], index, element) for name, (net, index, element) in hybrid.slots.items()}
+    model = hybrid.model_class(slots=slots).double() if slots else hybrid.model_class().double()
+    for net in hybrid.nets.values():
+        for key, tensor in net.network.petab_arrays().items():
+            tensor.requires_grad_(key not in net.frozen)
+    llh = torch.zeros((), dtype=torch.float64)
+    simulations: list = [None] * len(problem.measurements)
+    for experiment, rows in _by_experiment(problem).items():
+        part, simulated = _experiment(problem, hybrid, model, slots, values, experiment, rows)
+        llh = llh + part
+        for (k, _), value in zip(rows, simulated):
+            simulations[k] = value
+    llh.backward()
+    grad_mech = [(pid, _scaled_grad(problem.parameters[pid], values[pid])) for pid in values
+                 if values[pid].requires_grad]
+    grad_nets = {net_id: _net_grads(net) for net_id, net in hybrid.nets.items()}
+    sims = [(row["observableId"], row["experimentId"], row.number("time"), value)
+            for row, value in zip(problem.measurements, simulations)]
+    return Evaluation(float(llh), sims, grad_mech, grad_nets)
+
+
+def _parameter_values(problem: Problem) -> dict:
+    """{parameterId: 0-d tensor} of the numeric parameters at their nominal values, estimated ones requiring
+    grad (network arrays, nominalValue 'array', are the networks' own tensors)."""
+    values = {}
+    for pid, row in problem.parameters.items():
+        if row["nominalValue"] == "array":
+            continue
+        scale = row["parameterScale"] or "lin"
+        if scale not in SCALES:
+            row.fail(f"parameterScale {scale!r}: expected lin, log or log10")
+        estimated = row["estimate"].lower() in ("true", "1")
+        values[pid] = torch.tensor(row.number("nominalValue"), dtype=torch.float64, requires_grad=estimated)
+    return values
+
+
+def _scaled_grad(row: Row, value: torch.Tensor) -> float:
+    grad = 0.0 if value.grad is None else float(value.grad)
+    return grad * SCALES[row["parameterScale"] or "lin"](float(value))
+
+
+def _net_grads(net) -> dict:
+    layers: dict = {}
+    for (layer, name), tensor in net.network.petab_arrays().items():
+        if (layer, name) in net.frozen:
+            grad = np.zeros((0,))
+        else:
+            grad = np.zeros(tuple(tensor.shape)) if tensor.grad is None else tensor.grad.detach().numpy()
+        layers.setdefault(layer, {})[name] = grad
+    return layers
+
+
+def _by_experiment(problem: Problem) -> dict:
+    groups: dict = {}
+    for k, row in enumerate(problem.measurements):
+        experiment = row["experimentId"]
+        if experiment not in problem.experiments:
+            row.fail(f"experimentId '{experiment}' is not in the experiments table "
+                     f"({', '.join(problem.experiments) or 'none'})")
+        if row["observableId"] not in problem.observables:
+            row.fail(f"observableId '{row['observableId']}' is not in the observables table")
+        time = row.number("time")
+        if not math.isfinite(time):
+            row.fail("a measurement at time inf (steady state) is not supported yet")
+        groups.setdefault(experiment, []).append((k, row))
+    return groups
+
+
+def _experiment(problem: Problem, hybrid: Hybrid, model, slots: dict, values: dict, experiment: str, rows: list):
+    """The log-likelihood of one experiment's measurements and their simulated values."""
+    periods = problem.experiments[experiment]
+    if len(periods) != 1:
+        periods[1].fail(f"experiment '{experiment}' has {len(periods)} periods: only one is supported yet")
+    start = periods[0].number("time") if periods[0]["time"] else 0.0
+    conditions = [c for c in periods[0]["conditionId"].split(";") if c]
+    env = dict(values)
+    overrides = dict(hybrid.presim)
+    for condition in conditions:
+        if condition not in problem.conditions:
+            periods[0].fail(f"conditionId '{condition}' is not in the conditions table")
+        for row in problem.conditions[condition]:
+            env[row["targetId"]] = _evaluate(row["targetValue"], env, hybrid, conditions, row)
+            name = hybrid.names.get(row["targetId"], row["targetId"])
+            if name in model.param_names or name in model.state_names:
+                overrides[name] = row["targetValue"]
+    for slot in slots.values():
+        slot.constants = {index: _array(hybrid, expr.entity, conditions, periods[0])
+                          for (index, _), expr in slot.net.inputs.items() if isinstance(expr, ArrayInput)}
+    table = model.parameter_values().detach().clone().reshape(1, -1)
+    columns = {name: k for k, (name, *_) in enumerate(model.parameters_table)}
+    for name in model.param_names:
+        if name in env and name not in overrides:
+            table = _set(table, columns[name], env[name])
+    initial = {}
+    for name, expr in overrides.items():
+        value = _evaluate(expr, env, hybrid, conditions, periods[0])
+        if name in columns:
+            table = _set(table, columns[name], value)
+        else:
+            initial[model.state_names.index(name)] = value
+    times = sorted({row.number("time") for _, row in rows} | {start})
+    ts = torch.tensor(times, dtype=torch.float64)
+    with model.member_values(table):
+        y0 = model.initial_state(batch=(1,))
+        for index, value in initial.items():
+            y0 = torch.cat([y0[:, :index], value.reshape(1, 1), y0[:, index + 1:]], 1)
+        ys = model.simulate(ts, y0, rtol=RTOL, atol=ATOL)
+        obs = model.observe(ys, ts)
+        sigma = model.noise_scale(ts.reshape(-1, 1), ys, obs)
+    columns_obs = {name: k for k, (name, _) in enumerate(model.noise_table)}
+    distributions = [d for _, d in model.noise_table]
+    where_t = {t: k for k, t in enumerate(times)}
+    picks = [(where_t[row.number("time")], columns_obs[row["observableId"]]) for _, row in rows]
+    ti = torch.tensor([p[0] for p in picks])
+    oi = torch.tensor([p[1] for p in picks])
+    mu, sd = obs[ti, 0, oi], sigma[ti, 0, oi]
+    y = torch.tensor([row.number("measurement") for _, row in rows], dtype=torch.float64)
+    dens = [log_densities([distributions[o]], y[k:k + 1, None], mu[k:k + 1, None], sd[k:k + 1, None])
+            for k, o in enumerate(oi.tolist())]
+    return torch.cat(dens).sum(), [float(v) for v in mu.detach()]
+
+
+def _set(table: torch.Tensor, column: int, value) -> torch.Tensor:
+    value = torch.as_tensor(value, dtype=table.dtype).reshape(1, 1)
+    return torch.cat([table[:, :column], value, table[:, column + 1:]], 1)
+
+
+def _evaluate(expr: str, env: dict, hybrid: Hybrid, conditions: list, row: Row) -> torch.Tensor:
+    """A PEtab expression of parameters, numbers and outputs of networks run before simulation, as a tensor."""
+    words = sorted(set(NAME.findall(expr)) - set(TORCH_FUNCTIONS))
+    arguments = []
+    for word in words:
+        if word in hybrid.outputs:
+            arguments.append(_presim_output(word, env, hybrid, conditions, row))
+        elif word in env:
+            arguments.append(env[word])
+        else:
+            row.fail(f"'{word}' in {expr!r} is not a parameter, condition value or network output known before "
+                     f"simulation")
+    symbols = [sympy.Symbol(w) for w in words]
+    try:
+        parsed = sympy.sympify(expr, locals={w: s for w, s in zip(words, symbols)})
+    except (sympy.SympifyError, SyntaxError, TypeError):
+        row.fail(f"cannot read the formula {expr!r}")
+    function = sympy.lambdify(symbols, parsed, modules=[TORCH_FUNCTIONS, "math"])
+    return torch.as_tensor(function(*arguments), dtype=torch.float64)
+
+
+def _presim_output(word: str, env: dict, hybrid: Hybrid, conditions: list, row: Row) -> torch.Tensor:
+    port = hybrid.outputs[word]
+    net = hybrid.nets[port.net]
+    if net.in_model:
+        row.fail(f"'{word}' is an output of network '{net.id}', which reads model states: it is known only "
+                 f"during simulation")
+    by_index: dict = {}
+    for (index, element), expr in sorted(net.inputs.items(), key=lambda kv: (kv[0][0], kv[0][1] or -1)):
+        if isinstance(expr, ArrayInput):
+            by_index.setdefault(index, []).append(_array(hybrid, expr.entity, conditions, row))
+        else:
+            by_index.setdefault(index, []).append(_evaluate(expr, env, hybrid, conditions, row).reshape(1))
+    inputs = [torch.cat(by_index[i], -1) for i in sorted(by_index)]
+    out = net.network(*inputs)[port.index]
+    return out.reshape(-1)[port.element or 0]
+
+
+def _array(hybrid: Hybrid, entity: str, conditions: list, row: Row) -> torch.Tensor:
+    """An input array of the array files: the one for the experiment's condition, else the one for all."""
+    arrays = hybrid.arrays.get(entity)
+    if arrays is None:
+        row.fail(f"network input '{entity}' is 'array' but no array file holds inputs/{entity}")
+    for key, array in arrays.items():
+        if set(key.split(";")) & set(conditions) or key in ("0", "data"):
+            return torch.as_tensor(array, dtype=torch.float64)
+    row.fail(f"inputs/{entity} holds no array for condition(s) {', '.join(conditions) or '(none)'} "
+             f"(keys: {', '.join(arrays)})")
+
+
+def write_evaluation(evaluation: Evaluation, out: Path) -> None:
+    """result.yaml, simulations.tsv, grad_mech.tsv and grad_NET.hdf5 per network in `out` (each atomically)."""
+    if not out.is_dir():
+        raise HodecError(f"output folder does not exist: {out}")
+    write_atomic(out / "result.yaml", f"llh: {evaluation.llh!r}\n")
+    lines = ["observableId\texperimentId\ttime\tsimulation"]
+    lines += [f"{o}\t{e}\t{t!r}\t{s!r}" for o, e, t, s in evaluation.simulations]
+    write_atomic(out / "simulations.tsv", "\n".join(lines) + "\n")
+    lines = ["parameterId\tvalue"] + [f"{p}\t{v!r}" for p, v in evaluation.grad_mech]
+    write_atomic(out / "grad_mech.tsv", "\n".join(lines) + "\n")
+    for net_id, layers in evaluation.grad_nets.items():
+        write_parameters(out / f"grad_{net_id}.hdf5", net_id, layers)

@@ -1,0 +1,272 @@
+"""A PEtab-SciML problem as a hodec model: the SBML model imported (`hodec import`), each network placed where
+the hybridization table puts it, and the observables with their noise models added as `.hode` text.
+
+A network whose inputs read model states becomes neural slots of the model (one per output element it feeds,
+`neural NET_oK_J(...)`, each running the whole network through `Model(slots=...)`), called where its outputs are
+read: a let replacing the parameter it sets, or an observable formula. A network whose inputs are parameters,
+numbers and arrays runs once per experiment before simulation; its outputs become parameter values (or initial
+values) of that experiment."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import h5py
+import torch
+from torch import nn
+
+from ...compiler import compile_text
+from ...errors import HodecError
+from ..petab_sciml.arrays import read_input_arrays, read_parameters
+from ..petab_sciml.network import Network
+from ..petab_sciml.spec import read_network
+from ..sbml import import_sbml
+from .problem import Problem
+from .tables import Row
+
+NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+NOISE = {("normal", "lin"): "normal", ("laplace", "lin"): "laplace", ("normal", "log"): "lognormal",
+         ("laplace", "log"): "loglaplace", ("log-normal", "lin"): "lognormal",
+         ("log-laplace", "lin"): "loglaplace"}
+ENTITY = re.compile(r"^(\w+)\.(inputs|outputs)\[(\d+)\](?:\[(\d+)\])?$")
+ARRAYS = re.compile(r"^(\w+)\.parameters(?:\[(\w+)\](?:\.(\w+))?)?$")
+
+
+@dataclass
+class Port:
+    """One network input or output element: argument/output `index`, element `element` (None: the whole)."""
+    net: str
+    index: int
+    element: Optional[int]
+
+
+@dataclass
+class Net:
+    id: str
+    network: Network
+    inputs: dict = field(default_factory=dict)  # (index, element) -> PEtab expression, or an ArrayInput
+    in_model: bool = False
+    frozen: set = field(default_factory=set)  # (layer, array) not estimated
+
+
+@dataclass(frozen=True)
+class ArrayInput:
+    """A network input given in the array files (inputs/ENTITY/KEY), not by an expression."""
+    entity: str
+
+
+@dataclass
+class Hybrid:
+    """The problem as a compiled hodec model plus what runs around it."""
+    model_class: type
+    text: str
+    nets: dict  # id -> Net
+    slots: dict  # slot name -> (net id, output index, element)
+    outputs: dict  # PEtab output id -> Port
+    presim: dict  # model param/state name -> PEtab expression evaluated before simulation
+    arrays: dict  # input id -> {key: array} of the array files
+    names: dict  # PEtab/SBML id -> .hode name
+
+
+def build(problem: Problem) -> Hybrid:
+    imported = import_sbml(problem.model)
+    names = dict(imported.names)
+    base = compile_text(imported.text, str(problem.model)).model_class()
+    states = {names.get(s, s) for s in base.state_names} | set(base.state_names)
+    nets = {net_id: Net(net_id, _load_network(problem, net_id, path)) for net_id, path in problem.networks.items()}
+    outputs = _ports(problem, nets)
+    for port_id, port in list(outputs.items()):
+        if port_id in problem.mapping and ENTITY.match(problem.mapping[port_id]["modelEntityId"]).group(2) == "inputs":
+            del outputs[port_id]
+            nets[port.net].inputs[(port.index, port.element)] = _input_source(problem, port_id)
+    for net in nets.values():
+        net.in_model = any(not isinstance(expr, ArrayInput) and set(NAME.findall(expr)) & (states | {"t", "time"})
+                           for expr in net.inputs.values())
+        net.frozen = _frozen(problem, net)
+    slots: dict = {}
+    lines = imported.text.rstrip("\n").split("\n")
+    presim: dict = {}
+    declared = set(base.param_names) | set(base.state_names)
+    for target, row in problem.hybridization.items():
+        if target in problem.mapping:
+            continue  # a network input: read by its network
+        name = names.get(target, target)
+        value = row["targetValue"]
+        uses = [outputs[n] for n in NAME.findall(value) if n in outputs]
+        if any(nets[p.net].in_model for p in uses):
+            if name not in base.param_names:
+                row.fail(f"target '{target}' is set by a network that reads model states: only a parameter can be")
+            lines = _replace_param(lines, name, f"let {name} = {_hode(value, names, outputs, nets, slots)}", row)
+        elif name in declared:
+            presim[name] = value
+        else:
+            row.fail(f"target '{target}' is neither a network input nor a parameter or species of the model")
+    extra = _observables(problem, names, outputs, nets, slots, declared)
+    for slot, (net_id, index, element) in slots.items():
+        args = [expr for key, expr in sorted(nets[net_id].inputs.items(), key=_order) if not isinstance(expr, ArrayInput)]
+        formal = ", ".join(f"x{k}" for k in range(len(args)))
+        lines.append(f"neural {slot}({formal}) hidden 1")
+    params = _extra_params(problem, names, extra, declared)
+    text = "\n".join(lines + params + extra) + "\n"
+    model_class = compile_text(text, str(problem.path)).model_class()
+    arrays = {key: value for path in problem.array_files if _holds(path, "inputs")
+              for key, value in read_input_arrays(path).items()}
+    return Hybrid(model_class, text, nets, slots, outputs, presim, arrays, names)
+
+
+def _order(item):
+    (index, element), _ = item
+    return index, -1 if element is None else element
+
+
+def _load_network(problem: Problem, net_id: str, path: Path) -> Network:
+    network = Network(read_network(path)).double()
+    files = [f for f in problem.array_files if _holds(f, f"parameters/{net_id}")]
+    if not files:
+        raise HodecError(f"network '{net_id}': none of the array files holds parameters/{net_id}", str(problem.path))
+    network.load_parameters(read_parameters(files[0], net_id), str(files[0]))
+    return network
+
+
+def _holds(path: Path, group: str) -> bool:
+    with h5py.File(path, "r") as file:
+        return group in file
+
+
+def _ports(problem: Problem, nets: dict) -> dict:
+    """{PEtab id: Port} of every network input and output element the mapping table names."""
+    ports = {}
+    for entity, row in problem.mapping.items():
+        model_entity = row["modelEntityId"]
+        match = ENTITY.match(model_entity)
+        if match is None:
+            if not ARRAYS.match(model_entity):
+                row.fail(f"modelEntityId '{model_entity}': expected NET.inputs[i][j], NET.outputs[i][j] or "
+                         f"NET.parameters[LAYER].ARRAY")
+            continue
+        net, _, index, element = match.groups()
+        if net not in nets:
+            row.fail(f"network '{net}' is not among the problem's networks ({', '.join(nets) or 'none'})")
+        ports[entity] = Port(net, int(index), None if element is None else int(element))
+    return ports
+
+
+def _input_source(problem: Problem, entity: str):
+    """The PEtab expression an input reads: its hybridization value, else the input itself (a parameter, or set
+    by each experiment's conditions); an ArrayInput for one given in the array files."""
+    if entity in problem.hybridization:
+        value = problem.hybridization[entity]["targetValue"]
+        return ArrayInput(entity) if value == "array" else value
+    return entity
+
+
+def _frozen(problem: Problem, net: Net) -> set:
+    """The (layer, array) pairs of a network that are not estimated: the whole network's row says estimate false,
+    or a row for one layer or array does."""
+    arrays = set(net.network.petab_arrays())
+    frozen = set()
+    rows = [(problem.mapping[p], problem.parameters[p]) for p in problem.parameters if p in problem.mapping]
+    for depth in (0, 1, 2):  # the whole network first, then its layers, then single arrays
+        for mapping, row in rows:
+            match = ARRAYS.match(mapping["modelEntityId"])
+            if not match or match.group(1) != net.id or sum(g is not None for g in match.groups()[1:]) != depth:
+                continue
+            chosen = {(layer, name) for layer, name in arrays
+                      if match.group(2) in (None, layer) and match.group(3) in (None, name)}
+            if _estimated(row):
+                frozen -= chosen
+            else:
+                frozen |= chosen
+    return frozen
+
+
+def _estimated(row: Row) -> bool:
+    value = row["estimate"].lower()
+    if value not in ("true", "false", "1", "0", ""):
+        row.fail(f"estimate must be true or false, not {row['estimate']!r}")
+    return value in ("true", "1")
+
+
+def _hode(expr: str, names: dict, outputs: dict, nets: dict, slots: dict) -> str:
+    """A PEtab formula as .hode text: SBML ids as their .hode names, a network output as its slot's call (or, for
+    a network run before simulation, as the parameter holding it)."""
+    def name(match):
+        word = match.group(0)
+        if word not in outputs or not nets[outputs[word].net].in_model:
+            return names.get(word, word)
+        port = outputs[word]
+        net = nets[port.net]
+        slot = f"{port.net}_o{port.index}_{port.element or 0}"
+        slots[slot] = (port.net, port.index, port.element)
+        args = [_hode(e, names, outputs, nets, slots) for _, e in sorted(net.inputs.items(), key=_order)
+                if not isinstance(e, ArrayInput)]
+        return f"{slot}({', '.join(args)})"
+    return NAME.sub(lambda m: name(m) if not _is_call(m) else m.group(0), expr)
+
+
+def _is_call(match) -> bool:
+    rest = match.string[match.end():].lstrip()
+    return rest.startswith("(")
+
+
+def _replace_param(lines: list, name: str, new: str, row: Row) -> list:
+    pattern = re.compile(rf"^param {re.escape(name)} = ")
+    found = [k for k, line in enumerate(lines) if pattern.match(line)]
+    if len(found) != 1:
+        row.fail(f"'{name}' is not a constant parameter of the model, which a network could replace")
+    return lines[:found[0]] + [new] + lines[found[0] + 1:]
+
+
+def _observables(problem: Problem, names, outputs, nets, slots, declared) -> list:
+    lines = []
+    for obs_id, row in problem.observables.items():
+        if obs_id in declared:
+            row.fail(f"observable '{obs_id}' has the name of a model entity")
+        key = (row["noiseDistribution"] or "normal", row["observableTransformation"] or "lin")
+        if key not in NOISE:
+            row.fail(f"noise model {key[0]} with transformation {key[1]} is not supported (normal, laplace, "
+                     f"log-normal, log-laplace; lin or log)")
+        if not row["noiseFormula"]:
+            row.fail("empty noiseFormula")
+        formula = _hode(row["observableFormula"], names, outputs, nets, slots)
+        noise = _hode(row["noiseFormula"], names, outputs, nets, slots)
+        lines.append(f"observe {obs_id} = {formula} ~ {NOISE[key]}({noise})")
+    return lines
+
+
+def _extra_params(problem: Problem, names: dict, text: list, declared: set) -> list:
+    """`param` lines for the PEtab parameters (and pre-simulation network outputs) the added text reads that the
+    SBML model does not define; their values come from the experiment's table."""
+    read = {w for line in text for w in NAME.findall(line.split("=", 1)[1])}
+    lines = []
+    for word in sorted(read - declared):
+        if word in problem.parameters:
+            lines.append(f"param {word} = 1 fixed")
+    return lines
+
+
+class SlotNet(nn.Module):
+    """A network as a neural slot: [..., n_args] -> [..., 1], the slot's arguments filling the inputs the
+    hybridization gives as expressions, `constants` (per experiment) the array inputs, output (index, element)."""
+
+    def __init__(self, net: Net, index: int, element: Optional[int]):
+        super().__init__()
+        self.net, self.index, self.element = net, index, element
+        self.constants: dict = {}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch = x.shape[:-1]
+        by_index: dict = {}
+        k = 0
+        for (index, element), expr in sorted(self.net.inputs.items(), key=_order):
+            if isinstance(expr, ArrayInput):
+                value = self.constants[index]
+                by_index.setdefault(index, []).append(value.expand(*batch, *value.shape))
+            else:
+                by_index.setdefault(index, []).append(x[..., k:k + 1])
+                k += 1
+        inputs = [torch.cat(by_index[i], -1) for i in sorted(by_index)]
+        out = self.net.network(*inputs)[self.index]
+        return out[..., (self.element or 0):(self.element or 0) + 1]
