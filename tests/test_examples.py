@@ -21,7 +21,7 @@ import hodec
 
 SPEC_DIR = Path(__file__).resolve().parent.parent / "specs"
 # Specs whose equivalence tests live in a file of their own (a reference too long to keep here).
-OWN_TEST_FILE = {"uva_padova": "tests/test_uva_padova.py"}
+OWN_TEST_FILE = {"uva_padova": "tests/test_uva_padova.py", "pk_oral": "tests/test_pk_oral_example.py"}
 SPECS = sorted(p for p in SPEC_DIR.glob("*.hode") if p.stem not in OWN_TEST_FILE)
 EXPECTED = ["bergman", "double_pendulum", "double_pendulum_neural", "lorenz", "lorenz_blackbox", "lotka_volterra",
             "lotka_volterra_blackbox", "lotka_volterra_graybox", "michaelis_menten", "pk_two_compartment", "sir"]
