@@ -14,8 +14,7 @@ import yaml
 from hodec.cli import main
 
 SUITE = Path(__file__).resolve().parents[2] / "shared/data/petab_sciml_testsuite/test_cases/sciml_problem_import"
-PASSING = ["001", "002", "003", "004", "005", "006", "007", "008", "010", "011", "012", "013", "014", "016", "017",
-           "018", "019", "020", "021", "022", "023", "024", "025", "026", "027", "028", "030", "035"]
+PASSING = [f"{k:03d}" for k in range(1, 40) if k not in (9, 36, 38)]  # why not those: README
 
 pytestmark = pytest.mark.skipif(not SUITE.is_dir(), reason="the PEtab-SciML test suite is not in ../shared/data")
 
@@ -34,9 +33,10 @@ def judge(case: str, out: Path) -> list[str]:
     folder = SUITE / case
     solutions = yaml.safe_load((folder / "solutions.yaml").read_text())
     problems = []
-    llh = yaml.safe_load((out / "result.yaml").read_text())["llh"]
-    if not _close(llh, solutions["llh"], 1e-6):
-        problems.append(f"llh {llh!r} != {solutions['llh']!r}")
+    key = "llh" if "llh" in solutions else "log_posterior"
+    llh = yaml.safe_load((out / "result.yaml").read_text())[key]
+    if not _close(llh, solutions[key], 1e-6):
+        problems.append(f"{key} {llh!r} != {solutions[key]!r}")
     want = [r for f in solutions["simulation_files"] for r in _tsv(folder / f)]
     got = _tsv(out / "simulations.tsv")
     if len(got) != len(want):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Optional
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,7 @@ class Evaluation:
     simulations: list  # (observableId, experimentId, time, simulation) per measurement row
     grad_mech: list  # (parameterId, value)
     grad_nets: dict  # net id -> {layer: {array: np.ndarray}} (frozen arrays empty)
+    log_posterior: Optional[float] = None  # llh + log prior, when some parameter has a prior (the gradients: its)
 
 
 def evaluate_problem(problem: Problem) -> Evaluation:
@@ -49,13 +51,16 @@ def evaluate_problem(problem: Problem) -> Evaluation:
         llh = llh + part
         for (k, _), value in zip(rows, simulated):
             simulations[k] = value
-    llh.backward()
+    prior = _log_prior(problem, values, hybrid)
+    (llh if prior is None else llh + prior).backward()
     grad_mech = [(pid, _scaled_grad(problem.parameters[pid], values[pid])) for pid in values
                  if values[pid].requires_grad]
     grad_nets = {net_id: _net_grads(net) for net_id, net in hybrid.nets.items()}
     sims = [(row["observableId"], row["experimentId"], row.number("time"), value)
             for row, value in zip(problem.measurements, simulations)]
-    return Evaluation(float(llh), sims, grad_mech, grad_nets)
+    llh = llh.detach()
+    posterior = None if prior is None else float(llh + prior.detach())
+    return Evaluation(float(llh), sims, grad_mech, grad_nets, posterior)
 
 
 def _parameter_values(problem: Problem) -> dict:
@@ -73,9 +78,36 @@ def _parameter_values(problem: Problem) -> dict:
     return values
 
 
+def _log_prior(problem: Problem, values: dict, hybrid: Hybrid) -> Optional[torch.Tensor]:
+    """The sum of the log prior densities (priorDistribution, priorParameters) of the estimated parameters and
+    network arrays; None when no parameter has a prior."""
+    terms = [_prior_density(problem.parameters[pid], value) for pid, value in values.items()
+             if value.requires_grad and problem.parameters[pid]["priorDistribution"]]
+    for net in hybrid.nets.values():
+        tensors = net.network.petab_arrays()
+        terms += [_prior_density(row, tensors[key]).sum() for key, row in net.rows.items()
+                  if key not in net.frozen and row["priorDistribution"]]
+    return sum(terms) if terms else None
+
+
+def _prior_density(row: Row, x: torch.Tensor) -> torch.Tensor:
+    kind = row["priorDistribution"]
+    try:
+        a, b = (float(v) for v in row["priorParameters"].split(";"))
+    except ValueError:
+        row.fail(f"priorParameters {row['priorParameters']!r}: two numbers 'a;b' are expected")
+    if kind == "normal":
+        return -0.5 * math.log(2 * math.pi * b * b) - (x - a) ** 2 / (2 * b * b)
+    if kind == "laplace":
+        return -math.log(2 * b) - torch.abs(x - a) / b
+    if kind == "uniform":
+        return torch.where((x >= a) & (x <= b), -math.log(b - a), -math.inf) * torch.ones_like(x)
+    row.fail(f"priorDistribution {kind!r} is not supported yet (normal, laplace, uniform)")
+
+
 def _scaled_grad(row: Row, value: torch.Tensor) -> float:
     grad = 0.0 if value.grad is None else float(value.grad)
-    return grad * SCALES[row["parameterScale"] or "lin"](float(value))
+    return grad * SCALES[row["parameterScale"] or "lin"](float(value.detach()))
 
 
 def _net_grads(net) -> dict:
@@ -115,9 +147,10 @@ def _experiment(problem: Problem, hybrid: Hybrid, model, slots: dict, values: di
     env = dict(values)
     overrides = dict(hybrid.presim)
     for condition in conditions:
-        if condition not in problem.conditions:
+        if condition not in problem.conditions and not any(condition in key.split(";") for arrays in
+                                                           hybrid.arrays.values() for key in arrays):
             periods[0].fail(f"conditionId '{condition}' is not in the conditions table")
-        for row in problem.conditions[condition]:
+        for row in problem.conditions.get(condition, []):
             env[row["targetId"]] = _evaluate(row["targetValue"], env, hybrid, conditions, row)
             name = hybrid.names.get(row["targetId"], row["targetId"])
             if name in model.param_names or name in model.state_names:
@@ -218,7 +251,8 @@ def write_evaluation(evaluation: Evaluation, out: Path) -> None:
     """result.yaml, simulations.tsv, grad_mech.tsv and grad_NET.hdf5 per network in `out` (each atomically)."""
     if not out.is_dir():
         raise HodecError(f"output folder does not exist: {out}")
-    write_atomic(out / "result.yaml", f"llh: {evaluation.llh!r}\n")
+    posterior = "" if evaluation.log_posterior is None else f"log_posterior: {evaluation.log_posterior!r}\n"
+    write_atomic(out / "result.yaml", f"llh: {evaluation.llh!r}\n{posterior}")
     lines = ["observableId\texperimentId\ttime\tsimulation"]
     lines += [f"{o}\t{e}\t{t!r}\t{s!r}" for o, e, t, s in evaluation.simulations]
     write_atomic(out / "simulations.tsv", "\n".join(lines) + "\n")

@@ -48,6 +48,7 @@ class Net:
     network: Network
     inputs: dict = field(default_factory=dict)  # (index, element) -> PEtab expression, or an ArrayInput
     in_model: bool = False
+    rows: dict = field(default_factory=dict)  # (layer, array) -> the parameters-table row governing it
     frozen: set = field(default_factory=set)  # (layer, array) not estimated
 
 
@@ -84,7 +85,8 @@ def build(problem: Problem) -> Hybrid:
     for net in nets.values():
         net.in_model = any(not isinstance(expr, ArrayInput) and set(NAME.findall(expr)) & (states | {"t", "time"})
                            for expr in net.inputs.values())
-        net.frozen = _frozen(problem, net)
+        net.rows = array_rows(problem, net)
+        net.frozen = {key for key, row in net.rows.items() if not _estimated(row)}
     slots: dict = {}
     lines = imported.text.rstrip("\n").split("\n")
     presim: dict = {}
@@ -162,24 +164,20 @@ def _input_source(problem: Problem, entity: str):
     return entity
 
 
-def _frozen(problem: Problem, net: Net) -> set:
-    """The (layer, array) pairs of a network that are not estimated: the whole network's row says estimate false,
-    or a row for one layer or array does."""
+def array_rows(problem: Problem, net: Net) -> dict:
+    """{(layer, array): the parameters-table row that governs it (estimate, prior)}: the row for the whole
+    network, overridden by a row for its layer, overridden by a row for the array itself."""
     arrays = set(net.network.petab_arrays())
-    frozen = set()
+    governing: dict = {}
     rows = [(problem.mapping[p], problem.parameters[p]) for p in problem.parameters if p in problem.mapping]
-    for depth in (0, 1, 2):  # the whole network first, then its layers, then single arrays
+    for depth in (0, 1, 2):
         for mapping, row in rows:
             match = ARRAYS.match(mapping["modelEntityId"])
             if not match or match.group(1) != net.id or sum(g is not None for g in match.groups()[1:]) != depth:
                 continue
-            chosen = {(layer, name) for layer, name in arrays
-                      if match.group(2) in (None, layer) and match.group(3) in (None, name)}
-            if _estimated(row):
-                frozen -= chosen
-            else:
-                frozen |= chosen
-    return frozen
+            governing.update({(layer, name): row for layer, name in arrays
+                              if match.group(2) in (None, layer) and match.group(3) in (None, name)})
+    return governing
 
 
 def _estimated(row: Row) -> bool:
@@ -257,13 +255,18 @@ class SlotNet(nn.Module):
         self.constants: dict = {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch = x.shape[:-1]
+        """Each batch member on its own (vmap): a network's forward may concatenate its inputs along dim 0,
+        written for one sample."""
+        flat = x.reshape(-1, x.shape[-1])
+        return torch.func.vmap(self._one)(flat).reshape(*x.shape[:-1], 1)
+
+    def _one(self, x: torch.Tensor) -> torch.Tensor:
         by_index: dict = {}
         k = 0
         for (index, element), expr in sorted(self.net.inputs.items(), key=_order):
             if isinstance(expr, ArrayInput):
                 value = self.constants[index]
-                by_index.setdefault(index, []).append(value.expand(*batch, *value.shape))
+                by_index.setdefault(index, []).append(value)
             else:
                 by_index.setdefault(index, []).append(x[..., k:k + 1])
                 k += 1
