@@ -94,7 +94,9 @@ class TorchPrinter(PythonCodePrinter):
             return f"1 / torch.sqrt({self._print(base)})"
         if exponent == -1:
             return f"1 / {self.parenthesize(base, precedence(expr))}"
-        return f"{self.parenthesize(base, precedence(expr), strict=True)} ** " \
+        # SymPy's parenthesize(strict=False) brackets an operand that binds as loosely as the operator or looser:
+        # a base that is itself a power must be, since Python's ** is right-associative ((x**3)**y is not x**3**y)
+        return f"{self.parenthesize(base, precedence(expr), strict=False)} ** " \
                f"{self.parenthesize(exponent, precedence(expr), strict=False)}"
 
     def _print_Function(self, expr):
@@ -111,7 +113,8 @@ class TorchPrinter(PythonCodePrinter):
         return f"1 / {self._divisor(expr)}"
 
     def _divisor(self, expr) -> str:
-        return self.parenthesize(expr, _PRODUCT, strict=True)
+        # bracketed unless it binds tighter than a product (1 / (0.21*s), not 1 / 0.21*s)
+        return self.parenthesize(expr, _PRODUCT, strict=False)
 
     def _print_factorial(self, expr):
         # Γ(x + 1) (the Converter keeps x >= 0 as a domain term: below it exp(lgamma) would be |Γ|); torch has no

@@ -1,0 +1,31 @@
+"""Operator precedence in generated code: a power of a power, a power of a negation and the reciprocal inside the
+inverse reciprocal functions (asec(x) = acos(1/x), ...) keep their brackets; the generated forward against numpy
+at the same values."""
+import numpy as np
+import pytest
+import torch
+
+from hodec.compiler import load_text
+
+CASES = {  # der x = <expression> at x = 2, s = 2 (params positive), and numpy's value
+    "(x^3)^(1/3)": lambda x, s: np.cbrt(x ** 3),
+    "(x^3)^s": lambda x, s: (x ** 3) ** s,
+    "(-x)^s": lambda x, s: (-x) ** s,
+    "-(x^s)": lambda x, s: -(x ** s),
+    "asech(s * 0.21)": lambda x, s: np.arccosh(1 / (s * 0.21)),
+    "asec(s * 0.7)": lambda x, s: np.arccos(1 / (s * 0.7)),
+    "acsc(s * 0.7)": lambda x, s: np.arcsin(1 / (s * 0.7)),
+    "acsch(s * 0.3)": lambda x, s: np.arcsinh(1 / (s * 0.3)),
+    "acot(s * 0.4)": lambda x, s: np.arctan(1 / (s * 0.4)),
+    "acoth(s * 1.5)": lambda x, s: np.arctanh(1 / (s * 1.5)),
+    "1 / (s * x)": lambda x, s: 1 / (s * x),
+}
+
+
+@pytest.mark.parametrize("text", list(CASES))
+def test_generated_forward_keeps_the_brackets(text):
+    spec = f"model P\nparam s = 2 positive\nstate x = 2\nder x = {text}\n"
+    m = load_text(spec, "p.hode")().double()
+    got = float(m(torch.tensor(0.0), torch.tensor([2.0], dtype=torch.float64))[0])
+    want = float(CASES[text](2.0, 2.0))
+    assert np.isclose(got, want, rtol=1e-13, atol=0, equal_nan=True), (text, got, want)
