@@ -27,13 +27,7 @@ from test_names import NAMES
 from test_unparse import S, expressions, strip
 
 
-@pytest.fixture(autouse=True)
-def _float64():
-    """Every test here in float64; the default is restored after each (the suite shares processes)."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+pytestmark = pytest.mark.usefixtures("float64")
 
 PK = """model PK "doses as events"
 param ka = 1.2 positive

@@ -8,13 +8,7 @@ import torch
 from hodec.solvers import SteadyStateError, steady_state
 
 
-@pytest.fixture(autouse=True)
-def _float64():
-    """Every test here in float64; the default is restored after each (the suite shares processes)."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 def production_decay(a, b):
