@@ -12,7 +12,10 @@ One process (the machine is shared): run it in the background with `nice`; the f
 cases, so an interrupted run keeps what it did.
 
 `petab-nets`: the PEtab-SciML suite's network-import cases (benchmarks/petab_sciml_nets.py, whose docstring says
-how they are judged), written to benchmarks/results/petab_sciml_nets.json and .md."""
+how they are judged), written to benchmarks/results/petab_sciml_nets.json and .md.
+
+`petab-problems`: the PEtab-SciML suite's problem-import cases through `hodec petab evaluate`
+(benchmarks/petab_sciml_problems.py), written to benchmarks/results/petab_sciml_problems.json and .md."""
 from __future__ import annotations
 
 import argparse
@@ -34,7 +37,7 @@ from hodec.interop.sbml import import_sbml
 
 if __package__ in (None, ""):  # run as a script: the repository root, for the benchmarks package
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks import petab_sciml_nets  # noqa: E402
+from benchmarks import petab_sciml_nets, petab_sciml_problems  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -224,9 +227,12 @@ def main(argv=None):
     sbml.add_argument("--timeout", type=float, default=120.0, help="seconds per case")
     sbml.add_argument("--results", type=Path, default=RESULTS, help="the results folder")
     petab_sciml_nets.add_arguments(sub.add_parser("petab-nets", help="the PEtab-SciML suite's network cases"))
+    petab_sciml_problems.add_arguments(sub.add_parser("petab-problems", help="the PEtab-SciML suite's problem cases"))
     args = parser.parse_args(argv)
     if args.suite_name == "petab-nets":
         return petab_sciml_nets.run(args)
+    if args.suite_name == "petab-problems":
+        return petab_sciml_problems.run(args)
     run_sbml(args)
 
 
