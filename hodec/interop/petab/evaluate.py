@@ -156,8 +156,8 @@ def _experiment(problem: Problem, hybrid: Hybrid, model, slots: dict, values: di
             if name in model.param_names or name in model.state_names:
                 overrides[name] = row["targetValue"]
     for slot in slots.values():
-        slot.constants = {index: _array(hybrid, expr.entity, conditions, periods[0])
-                          for (index, _), expr in slot.net.inputs.items() if isinstance(expr, ArrayInput)}
+        slot.constants = {expr.entity: _array(hybrid, expr.entity, conditions, periods[0])
+                          for expr in slot.net.inputs.values() if isinstance(expr, ArrayInput)}
     table = model.parameter_values().detach().clone().reshape(1, -1)
     columns = {name: k for k, (name, *_) in enumerate(model.parameters_table)}
     for name in model.param_names:
@@ -224,14 +224,9 @@ def _presim_output(word: str, env: dict, hybrid: Hybrid, conditions: list, row: 
     if net.in_model:
         row.fail(f"'{word}' is an output of network '{net.id}', which reads model states: it is known only "
                  f"during simulation")
-    by_index: dict = {}
-    for (index, element), expr in sorted(net.inputs.items(), key=lambda kv: (kv[0][0], kv[0][1] or -1)):
-        if isinstance(expr, ArrayInput):
-            by_index.setdefault(index, []).append(_array(hybrid, expr.entity, conditions, row))
-        else:
-            by_index.setdefault(index, []).append(_evaluate(expr, env, hybrid, conditions, row).reshape(1))
-    inputs = [torch.cat(by_index[i], -1) for i in sorted(by_index)]
-    out = net.network(*inputs)[port.index]
+    outputs = net.run(lambda _, expr: _evaluate(expr, env, hybrid, conditions, row).reshape(1),
+                      lambda source: _array(hybrid, source.entity, conditions, row))
+    out = outputs[port.index]
     return out.reshape(-1)[port.element or 0]
 
 

@@ -51,6 +51,27 @@ class Net:
     rows: dict = field(default_factory=dict)  # (layer, array) -> the parameters-table row governing it
     frozen: set = field(default_factory=set)  # (layer, array) not estimated
 
+    def ordered(self) -> list:
+        """((index, element), source) of the inputs in argument order, elements in order within one."""
+        return sorted(self.inputs.items(), key=lambda item: (item[0][0], -1 if item[0][1] is None else item[0][1]))
+
+    def expressions(self) -> list:
+        """The inputs given by expressions, in argument order: the arguments of this network's slots."""
+        return [source for _, source in self.ordered() if not isinstance(source, ArrayInput)]
+
+    def run(self, expression_values, array_value) -> list:
+        """The network's outputs, its inputs assembled per argument (elements concatenated): the k-th expression
+        input from expression_values(k, expression) (each [1]), array inputs from array_value(ArrayInput)."""
+        by_index: dict = {}
+        k = 0
+        for (index, _), source in self.ordered():
+            if isinstance(source, ArrayInput):
+                by_index.setdefault(index, []).append(array_value(source))
+            else:
+                by_index.setdefault(index, []).append(expression_values(k, source))
+                k += 1
+        return self.network(*[torch.cat(by_index[i], -1) for i in sorted(by_index)])
+
 
 @dataclass(frozen=True)
 class ArrayInput:
@@ -75,7 +96,7 @@ def build(problem: Problem) -> Hybrid:
     imported = import_sbml(problem.model)
     names = dict(imported.names)
     base = compile_text(imported.text, str(problem.model)).model_class()
-    states = {names.get(s, s) for s in base.state_names} | set(base.state_names)
+    states = set(base.state_names) | {sbml_id for sbml_id, name in names.items() if name in base.state_names}
     nets = {net_id: Net(net_id, _load_network(problem, net_id, path)) for net_id, path in problem.networks.items()}
     outputs = _ports(problem, nets)
     for port_id, port in list(outputs.items()):
@@ -107,8 +128,7 @@ def build(problem: Problem) -> Hybrid:
             row.fail(f"target '{target}' is neither a network input nor a parameter or species of the model")
     extra = _observables(problem, names, outputs, nets, slots, declared)
     for slot, (net_id, index, element) in slots.items():
-        args = [expr for key, expr in sorted(nets[net_id].inputs.items(), key=_order) if not isinstance(expr, ArrayInput)]
-        formal = ", ".join(f"x{k}" for k in range(len(args)))
+        formal = ", ".join(f"x{k}" for k in range(len(nets[net_id].expressions())))
         lines.append(f"neural {slot}({formal}) hidden 1")
     params = _extra_params(problem, names, extra, declared)
     text = "\n".join(lines + params + extra) + "\n"
@@ -116,11 +136,6 @@ def build(problem: Problem) -> Hybrid:
     arrays = {key: value for path in problem.array_files if _holds(path, "inputs")
               for key, value in read_input_arrays(path).items()}
     return Hybrid(model_class, text, nets, slots, outputs, presim, arrays, names)
-
-
-def _order(item):
-    (index, element), _ = item
-    return index, -1 if element is None else element
 
 
 def _load_network(problem: Problem, net_id: str, path: Path) -> Network:
@@ -133,8 +148,11 @@ def _load_network(problem: Problem, net_id: str, path: Path) -> Network:
 
 
 def _holds(path: Path, group: str) -> bool:
-    with h5py.File(path, "r") as file:
-        return group in file
+    try:
+        with h5py.File(path, "r") as file:
+            return group in file
+    except OSError as err:
+        raise HodecError(f"not a readable HDF5 file ({str(err).splitlines()[0][:200]})", str(path)) from None
 
 
 def _ports(problem: Problem, nets: dict) -> dict:
@@ -198,8 +216,7 @@ def _hode(expr: str, names: dict, outputs: dict, nets: dict, slots: dict) -> str
         net = nets[port.net]
         slot = f"{port.net}_o{port.index}_{port.element or 0}"
         slots[slot] = (port.net, port.index, port.element)
-        args = [_hode(e, names, outputs, nets, slots) for _, e in sorted(net.inputs.items(), key=_order)
-                if not isinstance(e, ArrayInput)]
+        args = [_hode(e, names, outputs, nets, slots) for e in net.expressions()]
         return f"{slot}({', '.join(args)})"
     return NAME.sub(lambda m: name(m) if not _is_call(m) else m.group(0), expr)
 
@@ -247,7 +264,8 @@ def _extra_params(problem: Problem, names: dict, text: list, declared: set) -> l
 
 class SlotNet(nn.Module):
     """A network as a neural slot: [..., n_args] -> [..., 1], the slot's arguments filling the inputs the
-    hybridization gives as expressions, `constants` (per experiment) the array inputs, output (index, element)."""
+    hybridization gives as expressions, `constants` (per experiment: input entity -> tensor) the array inputs;
+    the output (index, element) of the network."""
 
     def __init__(self, net: Net, index: int, element: Optional[int]):
         super().__init__()
@@ -261,15 +279,5 @@ class SlotNet(nn.Module):
         return torch.func.vmap(self._one)(flat).reshape(*x.shape[:-1], 1)
 
     def _one(self, x: torch.Tensor) -> torch.Tensor:
-        by_index: dict = {}
-        k = 0
-        for (index, element), expr in sorted(self.net.inputs.items(), key=_order):
-            if isinstance(expr, ArrayInput):
-                value = self.constants[index]
-                by_index.setdefault(index, []).append(value)
-            else:
-                by_index.setdefault(index, []).append(x[..., k:k + 1])
-                k += 1
-        inputs = [torch.cat(by_index[i], -1) for i in sorted(by_index)]
-        out = self.net.network(*inputs)[self.index]
+        out = self.net.run(lambda k, _: x[k:k + 1], lambda source: self.constants[source.entity])[self.index]
         return out[..., (self.element or 0):(self.element or 0) + 1]
