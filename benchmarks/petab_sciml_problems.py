@@ -45,7 +45,8 @@ def _close(got: float, want: float, rtol: float) -> bool:
 def judge(folder: Path, out: Path) -> list[str]:
     """What differs between the files in `out` and the case's references (empty: the case passes)."""
     solutions = yaml.safe_load((folder / "solutions.yaml").read_text())
-    return _judge_llh(solutions, out) + _judge_simulations(folder, solutions, out) + _judge_grads(folder, solutions, out)
+    return (_judge_llh(solutions, out) + _judge_simulations(folder, solutions, out)
+            + _judge_grads(folder, solutions, out))
 
 
 def _judge_llh(solutions: dict, out: Path) -> list[str]:

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import sympy
@@ -142,35 +142,13 @@ def _experiment(problem: Problem, hybrid: Hybrid, model, slots: dict, values: di
     periods = problem.experiments[experiment]
     if len(periods) != 1:
         periods[1].fail(f"experiment '{experiment}' has {len(periods)} periods: only one is supported yet")
-    start = periods[0].number("time") if periods[0]["time"] else 0.0
-    conditions = [c for c in periods[0]["conditionId"].split(";") if c]
-    env = dict(values)
-    overrides = dict(hybrid.presim)
-    for condition in conditions:
-        if condition not in problem.conditions and not any(condition in key.split(";") for arrays in
-                                                           hybrid.arrays.values() for key in arrays):
-            periods[0].fail(f"conditionId '{condition}' is not in the conditions table")
-        for row in problem.conditions.get(condition, []):
-            env[row["targetId"]] = _evaluate(row["targetValue"], env, hybrid, conditions, row)
-            name = hybrid.names.get(row["targetId"], row["targetId"])
-            if name in model.param_names or name in model.state_names:
-                overrides[name] = row["targetValue"]
+    period = periods[0]
+    conditions = [c for c in period["conditionId"].split(";") if c]
     for slot in slots.values():
-        slot.constants = {expr.entity: _array(hybrid, expr.entity, conditions, periods[0])
+        slot.constants = {expr.entity: _array(hybrid, expr.entity, conditions, period)
                           for expr in slot.net.inputs.values() if isinstance(expr, ArrayInput)}
-    table = model.parameter_values().detach().clone().reshape(1, -1)
-    columns = {name: k for k, (name, *_) in enumerate(model.parameters_table)}
-    for name in model.param_names:
-        if name in env and name not in overrides:
-            table = _set(table, columns[name], env[name])
-    initial = {}
-    for name, expr in overrides.items():
-        value = _evaluate(expr, env, hybrid, conditions, periods[0])
-        if name in columns:
-            table = _set(table, columns[name], value)
-        else:
-            initial[model.state_names.index(name)] = value
-    times = sorted({row.number("time") for _, row in rows} | {start})
+    table, initial = _experiment_values(problem, hybrid, model, values, conditions, period)
+    times = sorted({row.number("time") for _, row in rows} | {period.number("time") if period["time"] else 0.0})
     ts = torch.tensor(times, dtype=torch.float64)
     with model.member_values(table):
         y0 = model.initial_state(batch=(1,))
@@ -179,17 +157,43 @@ def _experiment(problem: Problem, hybrid: Hybrid, model, slots: dict, values: di
         ys = model.simulate(ts, y0, rtol=RTOL, atol=ATOL)
         obs = model.observe(ys, ts)
         sigma = model.noise_scale(ts.reshape(-1, 1), ys, obs)
-    columns_obs = {name: k for k, (name, _) in enumerate(model.noise_table)}
-    distributions = [d for _, d in model.noise_table]
-    where_t = {t: k for k, t in enumerate(times)}
-    picks = [(where_t[row.number("time")], columns_obs[row["observableId"]]) for _, row in rows]
-    ti = torch.tensor([p[0] for p in picks])
-    oi = torch.tensor([p[1] for p in picks])
-    mu, sd = obs[ti, 0, oi], sigma[ti, 0, oi]
+    at = [times.index(row.number("time")) for _, row in rows]
+    mu = obs[at, 0, [model.observable_names.index(row["observableId"]) for _, row in rows]]
+    noise_rows = [name for name, _ in model.noise_table]
+    noise = [noise_rows.index(row["observableId"]) for _, row in rows]
     y = torch.tensor([row.number("measurement") for _, row in rows], dtype=torch.float64)
-    dens = [log_densities([distributions[o]], y[k:k + 1, None], mu[k:k + 1, None], sd[k:k + 1, None])
-            for k, o in enumerate(oi.tolist())]
-    return torch.cat(dens).sum(), [float(v) for v in mu.detach()]
+    distributions = [model.noise_table[k][1] for k in noise]
+    llh = log_densities(distributions, y[None], mu[None], sigma[at, 0, noise][None]).sum()
+    return llh, [float(v) for v in mu.detach()]
+
+
+def _experiment_values(problem: Problem, hybrid: Hybrid, model, values: dict, conditions: list, period: Row):
+    """The parameter table [1, P] of one experiment (the PEtab parameters, its conditions' values, the outputs
+    of the networks run before simulation) and {state index: initial value} for the initial values they set."""
+    env = dict(values)
+    overrides = dict(hybrid.presim)
+    for condition in conditions:
+        if condition not in problem.conditions and not any(condition in key.split(";") for arrays in
+                                                           hybrid.arrays.values() for key in arrays):
+            period.fail(f"conditionId '{condition}' is not in the conditions table")
+        for row in problem.conditions.get(condition, []):
+            env[row["targetId"]] = _evaluate(row["targetValue"], env, hybrid, conditions, row)
+            name = hybrid.names.get(row["targetId"], row["targetId"])
+            if name in model.param_names or name in model.state_names:
+                overrides[name] = row["targetValue"]
+    table = model.parameter_values().detach().clone().reshape(1, -1)
+    columns = {name: k for k, (name, *_) in enumerate(model.parameters_table)}
+    for name in model.param_names:
+        if name in env and name not in overrides:
+            table = _set(table, columns[name], env[name])
+    initial = {}
+    for name, expr in overrides.items():
+        value = _evaluate(expr, env, hybrid, conditions, period)
+        if name in columns:
+            table = _set(table, columns[name], value)
+        else:
+            initial[model.state_names.index(name)] = value
+    return table, initial
 
 
 def _set(table: torch.Tensor, column: int, value) -> torch.Tensor:
