@@ -7,9 +7,9 @@ import os
 import sys
 
 from ..errors import HodecError
-from . import check, compile, fit, graph, import_, petab, simulate, sparsify, sweep, transform
+from . import check, compile, export, fit, graph, import_, petab, simulate, sparsify, sweep, transform
 
-COMMANDS = (compile, check, simulate, fit, sparsify, sweep, graph, transform, import_, petab)
+COMMANDS = (compile, check, simulate, fit, sparsify, sweep, graph, transform, import_, export, petab)
 
 
 def build_parser() -> argparse.ArgumentParser:

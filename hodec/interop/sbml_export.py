@@ -1,0 +1,349 @@
+"""A compiled .hode model as SBML Level 3 Version 2 (written with python-libsbml): what `hodec import` reads back
+into a model with the same vector field.
+
+What maps to what (the README's `hodec export` section): a param → a constant <parameter> (not constant where an
+event assigns it; a compartment size → a <compartment>); a state → a <species>, an amount (hasOnlySubstanceUnits)
+in the compartment `default_compartment` of size 1, or a concentration in the compartment of its `in V`; an initial value →
+the species' initial amount or concentration, an <initialAssignment> where it is not a number; a let → the
+<assignmentRule> of a non-constant parameter; a reaction → a <reaction> with its rate as kinetic law; the `der`
+terms of a state in no reaction → a <rateRule>, of a state that reactions change → one reaction `der_<state>_<k>`
+per term (the state its product; rate = term × size for a concentration, since a reaction moves amounts); an
+`at t = T1, T2` event → one <event> per time, trigger `time >= T`; a `when` → an <event> with its condition as
+trigger (all persistent, initialValue false, values read at the trigger); a function → a <functionDefinition>
+(the params its body reads appended to its arguments: SBML functions read nothing else); an observable → the
+assignment rule of a parameter of its name (its noise model is PEtab's measurement model, not SBML's).
+Neural slots and inputs have no SBML form and are refused with a HodecError naming the statement."""
+from __future__ import annotations
+
+from typing import Optional
+
+import libsbml
+
+from ..errors import Diagnostic, HodecError
+from ..model.model import TIME, Model
+from ..syntax import ast
+
+LEVEL, VERSION = 3, 2
+DEFAULT_COMPARTMENT = "default_compartment"
+# .hode functions with a MathML element of their own (same definition; hodec.interop.mathml reads them back).
+ELEMENTS = {
+    "exp": libsbml.AST_FUNCTION_EXP, "log": libsbml.AST_FUNCTION_LN, "abs": libsbml.AST_FUNCTION_ABS,
+    "floor": libsbml.AST_FUNCTION_FLOOR, "ceil": libsbml.AST_FUNCTION_CEILING, "min": libsbml.AST_FUNCTION_MIN,
+    "max": libsbml.AST_FUNCTION_MAX, "quotient": libsbml.AST_FUNCTION_QUOTIENT, "rem": libsbml.AST_FUNCTION_REM,
+    "factorial": libsbml.AST_FUNCTION_FACTORIAL, "pow": libsbml.AST_POWER, "xor": libsbml.AST_LOGICAL_XOR,
+    "implies": libsbml.AST_LOGICAL_IMPLIES, "piecewise": libsbml.AST_FUNCTION_PIECEWISE,
+    "sin": libsbml.AST_FUNCTION_SIN, "cos": libsbml.AST_FUNCTION_COS, "tan": libsbml.AST_FUNCTION_TAN,
+    "sec": libsbml.AST_FUNCTION_SEC, "csc": libsbml.AST_FUNCTION_CSC, "cot": libsbml.AST_FUNCTION_COT,
+    "sinh": libsbml.AST_FUNCTION_SINH, "cosh": libsbml.AST_FUNCTION_COSH, "tanh": libsbml.AST_FUNCTION_TANH,
+    "sech": libsbml.AST_FUNCTION_SECH, "csch": libsbml.AST_FUNCTION_CSCH, "coth": libsbml.AST_FUNCTION_COTH,
+    "asin": libsbml.AST_FUNCTION_ARCSIN, "acos": libsbml.AST_FUNCTION_ARCCOS, "atan": libsbml.AST_FUNCTION_ARCTAN,
+    "asec": libsbml.AST_FUNCTION_ARCSEC, "acsc": libsbml.AST_FUNCTION_ARCCSC, "acot": libsbml.AST_FUNCTION_ARCCOT,
+    "asinh": libsbml.AST_FUNCTION_ARCSINH, "acosh": libsbml.AST_FUNCTION_ARCCOSH,
+    "atanh": libsbml.AST_FUNCTION_ARCTANH, "asech": libsbml.AST_FUNCTION_ARCSECH,
+    "acsch": libsbml.AST_FUNCTION_ARCCSCH, "acoth": libsbml.AST_FUNCTION_ARCCOTH,
+}
+BINARY = {"+": libsbml.AST_PLUS, "-": libsbml.AST_MINUS, "*": libsbml.AST_TIMES, "/": libsbml.AST_DIVIDE,
+          "^": libsbml.AST_POWER}
+COMPARE = {"<": libsbml.AST_RELATIONAL_LT, "<=": libsbml.AST_RELATIONAL_LEQ, ">": libsbml.AST_RELATIONAL_GT,
+           ">=": libsbml.AST_RELATIONAL_GEQ, "==": libsbml.AST_RELATIONAL_EQ, "!=": libsbml.AST_RELATIONAL_NEQ}
+LOGIC = {"and": libsbml.AST_LOGICAL_AND, "or": libsbml.AST_LOGICAL_OR, "not": libsbml.AST_LOGICAL_NOT}
+
+
+def export_sbml(model: Model, source: Optional[str] = None) -> str:
+    """The SBML document (XML text) of a model; what SBML cannot hold is a HodecError located at the statement
+    (`source`: the spec's text, for the excerpt under the message)."""
+    refused = [Diagnostic(f"cannot export neural slot '{slot.name}' to SBML: networks are PEtab-SciML's part of a "
+                          f"model, not SBML's", slot.span) for slot in model.slots]
+    refused += [Diagnostic(f"cannot export input '{item.name}' to SBML: SBML has no exogenous signals (a formula "
+                           f"of t as a let has one)", item.span) for item in model.inputs]
+    if refused:
+        raise HodecError(refused, model.filename, source)
+    return libsbml.writeSBMLToString(Exporter(model).document())
+
+
+def _node(kind, *children) -> libsbml.ASTNode:
+    node = libsbml.ASTNode(kind)
+    for child in children:
+        node.addChild(child)
+    return node
+
+
+def _number(value: float) -> libsbml.ASTNode:
+    node = libsbml.ASTNode(libsbml.AST_REAL)
+    node.setValue(float(value))
+    return node
+
+
+def _name(name: str) -> libsbml.ASTNode:
+    if name == TIME:
+        node = libsbml.ASTNode(libsbml.AST_NAME_TIME)
+        node.setName("time")
+        return node
+    node = libsbml.ASTNode(libsbml.AST_NAME)
+    node.setName(name)
+    return node
+
+
+def _names(expr) -> list[str]:
+    """The names an expression reads, in first-occurrence order (calls' own names excluded)."""
+    found: list[str] = []
+
+    def walk(e):
+        if isinstance(e, ast.Name) and e.id not in found:
+            found.append(e.id)
+        for child in _children(e):
+            walk(child)
+    walk(expr)
+    return found
+
+
+def _calls(expr) -> list[str]:
+    found: list[str] = []
+
+    def walk(e):
+        if isinstance(e, ast.Call) and e.func not in found:
+            found.append(e.func)
+        for child in _children(e):
+            walk(child)
+    walk(expr)
+    return found
+
+
+def _children(e) -> tuple:
+    if isinstance(e, ast.Call):
+        return e.args
+    if isinstance(e, ast.Neg):
+        return (e.operand,)
+    if isinstance(e, (ast.Binary, ast.Compare)):
+        return (e.left, e.right)
+    if isinstance(e, ast.Logic):
+        return (e.left,) if e.right is None else (e.left, e.right)
+    if isinstance(e, ast.If):
+        return (e.cond, e.then, e.orelse)
+    return ()
+
+
+class Exporter:
+    """One model's SBML document, built element by element in the order SBML lists them."""
+
+    def __init__(self, model: Model):
+        self.model = model
+        self.doc = libsbml.SBMLDocument(LEVEL, VERSION)
+        self.m = self.doc.createModel()
+        self.m.setId(model.name)
+        self.sizes = {s.size for s in model.states if s.size is not None}
+        self.extra = self._function_params()  # function -> the params its body (or a function it calls) reads
+        self.taken = {item.name for group in (model.params, model.states, model.lets, model.reactions,
+                                              model.observables, model.functions) for item in group}
+
+    # ------------------------------------------------------------ math
+    def math(self, e) -> libsbml.ASTNode:
+        if isinstance(e, ast.Num):
+            return _number(e.value)
+        if isinstance(e, ast.Name):
+            return _name(e.id)
+        if isinstance(e, ast.Neg):
+            return _node(libsbml.AST_MINUS, self.math(e.operand))
+        if isinstance(e, ast.Binary):
+            return _node(BINARY[e.op], self.math(e.left), self.math(e.right))
+        if isinstance(e, ast.Compare):
+            return _node(COMPARE[e.op], self.math(e.left), self.math(e.right))
+        if isinstance(e, ast.Logic):
+            return _node(LOGIC[e.op], *(self.math(c) for c in _children(e)))
+        if isinstance(e, ast.If):
+            return _node(libsbml.AST_FUNCTION_PIECEWISE, self.math(e.then), self.math(e.cond), self.math(e.orelse))
+        return self.call(e.func, [self.math(a) for a in e.args])
+
+    def call(self, func: str, args: list) -> libsbml.ASTNode:
+        if func in ELEMENTS:
+            return _node(ELEMENTS[func], *args)
+        if func == "sqrt":
+            return _node(libsbml.AST_FUNCTION_ROOT, _number(2), *args)
+        if func == "root":  # root(n, x): the degree first, as MathML's <degree>
+            return _node(libsbml.AST_FUNCTION_ROOT, *args)
+        if func == "log10":
+            return _node(libsbml.AST_FUNCTION_LOG, _number(10), *args)
+        if func == "sigmoid":  # 1 / (1 + exp(-x))
+            return _node(libsbml.AST_DIVIDE, _number(1), _node(libsbml.AST_PLUS, _number(1), _node(
+                libsbml.AST_FUNCTION_EXP, _node(libsbml.AST_MINUS, *args))))
+        if func == "softplus":  # ln(1 + exp(x))
+            return _node(libsbml.AST_FUNCTION_LN, _node(libsbml.AST_PLUS, _number(1),
+                                                        _node(libsbml.AST_FUNCTION_EXP, *args)))
+        if func == "hill":  # x^n / (K^n + x^n)
+            x, k, n = args
+            return _node(libsbml.AST_DIVIDE, _node(libsbml.AST_POWER, x, n), _node(
+                libsbml.AST_PLUS, _node(libsbml.AST_POWER, k, n.deepCopy()),
+                _node(libsbml.AST_POWER, x.deepCopy(), n.deepCopy())))
+        node = _node(libsbml.AST_FUNCTION, *args, *(_name(p) for p in self.extra[func]))
+        node.setName(func)
+        return node
+
+    def _function_params(self) -> dict:
+        """Each function's params: those its body reads, then those of the functions it calls (declared before)."""
+        extra: dict[str, list] = {}
+        for f in self.model.functions:
+            found = [n for n in _names(f.body) if n not in f.args]
+            for called in _calls(f.body):
+                found += [p for p in extra.get(called, ()) if p not in found]
+            extra[f.name] = found
+        return extra
+
+    # ------------------------------------------------------------ the document
+    def document(self) -> libsbml.SBMLDocument:
+        self.functions()
+        self.compartments()
+        self.parameters()
+        self.species()
+        self.rules()
+        self.reactions()
+        self.events()
+        return self.doc
+
+    def functions(self):
+        for f in self.model.functions:
+            lambda_ = _node(libsbml.AST_LAMBDA, *(_bvar(a) for a in (*f.args, *self.extra[f.name])),
+                            self.math(f.body))
+            definition = self.m.createFunctionDefinition()
+            definition.setId(f.name)
+            definition.setMath(lambda_)
+
+    def compartments(self):
+        if any(s.size is None for s in self.model.states):
+            self.default = self.unique(DEFAULT_COMPARTMENT)
+            _compartment(self.m, self.default, 1.0, constant=True)
+        params = {p.name: p for p in self.model.params}
+        for size in sorted(self.sizes):
+            if size in params:
+                _compartment(self.m, size, params[size].value, constant=True)
+            else:  # a let of params: its rule (rules()) sets the size
+                _compartment(self.m, size, None, constant=False)
+
+    def parameters(self):
+        assigned = set(self.model.event_params)
+        for p in self.model.params:
+            if p.name in self.sizes:
+                continue
+            parameter = self.m.createParameter()
+            parameter.setId(p.name)
+            parameter.setValue(p.value)
+            parameter.setConstant(p.name not in assigned)
+        for item in (*self.model.lets, *self.model.observables):
+            if item.name in self.sizes:
+                continue
+            parameter = self.m.createParameter()
+            parameter.setId(item.name)
+            parameter.setConstant(False)
+
+    def species(self):
+        for s in self.model.states:
+            species = self.m.createSpecies()
+            species.setId(s.name)
+            species.setCompartment(s.size or self.default)
+            species.setHasOnlySubstanceUnits(s.size is None)
+            species.setBoundaryCondition(False)
+            species.setConstant(False)
+            if not isinstance(s.initial, ast.Num):
+                assignment = self.m.createInitialAssignment()
+                assignment.setSymbol(s.name)
+                assignment.setMath(self.math(s.initial))
+            elif s.size is None:
+                species.setInitialAmount(s.initial.value)
+            else:
+                species.setInitialConcentration(s.initial.value)
+
+    def rules(self):
+        for item in (*self.model.lets, *self.model.observables):
+            rule = self.m.createAssignmentRule()
+            rule.setVariable(item.name)
+            rule.setMath(self.math(item.value))
+        reacting = {name for r in self.model.reactions for name in r.stoichiometry}
+        for der in self.model.ders:
+            if der.target not in reacting:
+                rule = self.m.createRateRule()
+                rule.setVariable(der.target)
+                rule.setMath(self.math(_sum(der.terms)))
+
+    def reactions(self):
+        for r in self.model.reactions:
+            reaction = self.reaction(r.name, self.math(r.rate), r.reversible)
+            for name, coefficient in r.reactants:
+                _reference(reaction.createReactant(), name, coefficient)
+            for name, coefficient in r.products:
+                _reference(reaction.createProduct(), name, coefficient)
+        reacting = {name for r in self.model.reactions for name in r.stoichiometry}
+        sizes = {s.name: s.size for s in self.model.states}
+        for der in self.model.ders:
+            if der.target not in reacting:
+                continue
+            for k, term in enumerate(der.terms, 1):
+                rate = self.math(term)
+                if sizes[der.target] is not None:  # a term is the concentration's rate; a reaction moves amounts
+                    rate = _node(libsbml.AST_TIMES, rate, _name(sizes[der.target]))
+                reaction = self.reaction(self.unique(f"der_{der.target}_{k}"), rate, False)
+                _reference(reaction.createProduct(), der.target, 1.0)
+
+    def reaction(self, ident: str, rate: libsbml.ASTNode, reversible: bool) -> libsbml.Reaction:
+        reaction = self.m.createReaction()
+        reaction.setId(ident)
+        reaction.setReversible(reversible)
+        reaction.createKineticLaw().setMath(rate)
+        return reaction
+
+    def events(self):
+        for index, event in enumerate(self.model.events, 1):
+            if event.kind == "at":
+                for k, time in enumerate(event.times, 1):
+                    trigger = _node(libsbml.AST_RELATIONAL_GEQ, _name(TIME), self.math(time))
+                    self.event(self.unique(f"event_{index}_{k}"), trigger, event)
+            else:
+                self.event(self.unique(f"event_{index}"), self.math(event.trigger), event)
+
+    def event(self, ident: str, trigger: libsbml.ASTNode, event):
+        sbml = self.m.createEvent()
+        sbml.setId(ident)
+        sbml.setUseValuesFromTriggerTime(True)
+        condition = sbml.createTrigger()
+        condition.setMath(trigger)
+        condition.setPersistent(True)
+        condition.setInitialValue(False)  # a trigger true at the start fires there, as `at t = 0` does
+        for a in event.assignments:
+            value = self.math(a.value)
+            if a.op != "=":
+                value = _node(BINARY[a.op[0]], _name(a.target), value)
+            assignment = sbml.createEventAssignment()
+            assignment.setVariable(a.target)
+            assignment.setMath(value)
+
+    def unique(self, name: str) -> str:
+        while name in self.taken:
+            name += "_"
+        self.taken.add(name)
+        return name
+
+
+def _bvar(name: str) -> libsbml.ASTNode:
+    node = _name(name)
+    node.setBvar()  # libsbml marks lambda arguments by their place; the flag is for readers
+    return node
+
+
+def _sum(terms):
+    total = terms[0]
+    for term in terms[1:]:
+        total = ast.Binary("+", total, term, term.span)
+    return total
+
+
+def _compartment(m, ident: str, size, constant: bool):
+    compartment = m.createCompartment()
+    compartment.setId(ident)
+    compartment.setSpatialDimensions(3)
+    compartment.setConstant(constant)
+    if size is not None:
+        compartment.setSize(size)
+
+
+def _reference(reference, species: str, coefficient: float):
+    reference.setSpecies(species)
+    reference.setStoichiometry(coefficient)
+    reference.setConstant(True)
