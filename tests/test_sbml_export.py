@@ -19,9 +19,9 @@ REFUSED = {"bergman": "input 'meal'", "double_pendulum_neural": "neural slot 'U'
            "lotka_volterra_blackbox": "neural slot", "lotka_volterra_graybox": "neural slot 'U'",
            "pk_two_compartment": "input 'infusion'", "sir": "neural slot 'correction'", "uva_padova": "input 'meal'"}
 # Every construct the exporter maps: a concentration in a param-sized and in a let-sized compartment, a der term
-# on a state that reactions change, a reversible reaction, functions reading params and calling functions, the
-# functions .hode defines beyond MathML's (sigmoid, softplus, hill, log10, sqrt, root), if, a `when` event and an
-# event assigning a param.
+# on a state that reactions change, a reversible reaction, functions reading params and calling later ones, the
+# functions .hode defines beyond MathML's (sigmoid, softplus, hill, log10, sqrt, root), if, `when` events assigning
+# params (one true at the start, where it does not fire).
 FEATURES = """model Features
 param k = 0.7
 param K = 2
@@ -29,8 +29,8 @@ param V = 3
 param W0 = 1.5
 param g = 0.4
 param thr = 1.8
-function sat(x) = x / (K + x)
 function twice(x, c) = 2 * sat(x) * c
+function sat(x) = x / (K + x)
 let W = 2 * W0
 state A = 2 in V
 state B = 0.5 in W
@@ -42,6 +42,7 @@ der C = sigmoid(A) - softplus(C - 3) + log10(1 + B)
 der B = 0.1 * sqrt(A) - root(3, C) * 0.01
 der D = -g * D + if(A > 1, 0.1, log(2 + C)) + t / 100
 when C > thr: D += 1, g = g / 2
+when A > 1.5: k = 2 * k
 at t = 0.5, 1.5: C -= 0.2
 observe total = A * V + B * W + C
 """

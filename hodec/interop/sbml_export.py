@@ -3,16 +3,18 @@ into a model with the same vector field.
 
 What maps to what (the README's `hodec export` section): a param → a constant <parameter> (not constant where an
 event assigns it; a compartment size → a <compartment>); a state → a <species>, an amount (hasOnlySubstanceUnits)
-in the compartment `default_compartment` of size 1, or a concentration in the compartment of its `in V`; an initial value →
-the species' initial amount or concentration, an <initialAssignment> where it is not a number; a let → the
-<assignmentRule> of a non-constant parameter; a reaction → a <reaction> with its rate as kinetic law; the `der`
-terms of a state in no reaction → a <rateRule>, of a state that reactions change → one reaction `der_<state>_<k>`
-per term (the state its product; rate = term × size for a concentration, since a reaction moves amounts); an
-`at t = T1, T2` event → one <event> per time, trigger `time >= T`; a `when` → an <event> with its condition as
-trigger (all persistent, initialValue false, values read at the trigger); a function → a <functionDefinition>
-(the params its body reads appended to its arguments: SBML functions read nothing else); an observable → the
-assignment rule of a parameter of its name (its noise model is PEtab's measurement model, not SBML's).
-Neural slots and inputs have no SBML form and are refused with a HodecError naming the statement."""
+in the compartment `default_compartment` of size 1, or a concentration in the compartment of its `in V`; an
+initial value → the species' initial amount or concentration, an <initialAssignment> where it is not a number; a
+let → the <assignmentRule> of a non-constant parameter; a reaction → a <reaction> with its rate as kinetic law;
+the `der` terms of a state in no reaction → a <rateRule>, of a state that reactions change → one reaction
+`der_<state>_<k>` per term (the state its product; rate = term × size for a concentration, since a reaction
+moves amounts); an `at t = T1, T2` event → one <event> per time, trigger `time >= T`; a `when` → an <event> with
+its condition as trigger (all persistent, values read at the trigger; initialValue false for a time, so that one
+at the start fires there, true for a `when`, which does not fire where it holds at the start); a function → a
+<functionDefinition> (the params its body reads appended to its arguments: SBML functions read nothing else); an
+observable → the assignment rule of a parameter of its name (its noise model is PEtab's measurement model, not
+SBML's). Neural slots and inputs have no SBML form and are refused with a HodecError naming the statement.
+Numbers are written as libsbml writes doubles, to 15 significant digits."""
 from __future__ import annotations
 
 from typing import Optional
@@ -179,13 +181,20 @@ class Exporter:
         return node
 
     def _function_params(self) -> dict:
-        """Each function's params: those its body reads, then those of the functions it calls (declared before)."""
+        """Each function's params: those its body reads, then those of the functions it calls."""
+        bodies = {f.name: f for f in self.model.functions}
         extra: dict[str, list] = {}
+
+        def params(name: str) -> list:
+            if name not in extra:  # the checks rule out recursion
+                f = bodies[name]
+                found = [n for n in _names(f.body) if n not in f.args]
+                for called in _calls(f.body):
+                    found += [p for p in (params(called) if called in bodies else ()) if p not in found]
+                extra[name] = found
+            return extra[name]
         for f in self.model.functions:
-            found = [n for n in _names(f.body) if n not in f.args]
-            for called in _calls(f.body):
-                found += [p for p in extra.get(called, ()) if p not in found]
-            extra[f.name] = found
+            params(f.name)
         return extra
 
     # ------------------------------------------------------------ the document
@@ -294,18 +303,19 @@ class Exporter:
             if event.kind == "at":
                 for k, time in enumerate(event.times, 1):
                     trigger = _node(libsbml.AST_RELATIONAL_GEQ, _name(TIME), self.math(time))
-                    self.event(self.unique(f"event_{index}_{k}"), trigger, event)
-            else:
-                self.event(self.unique(f"event_{index}"), self.math(event.trigger), event)
+                    # initialValue false: a time at the start fires there, as `at t = T` does
+                    self.event(self.unique(f"event_{index}_{k}"), trigger, False, event)
+            else:  # initialValue true: a `when` already true at the start does not fire there
+                self.event(self.unique(f"event_{index}"), self.math(event.trigger), True, event)
 
-    def event(self, ident: str, trigger: libsbml.ASTNode, event):
+    def event(self, ident: str, trigger: libsbml.ASTNode, initial_value: bool, event):
         sbml = self.m.createEvent()
         sbml.setId(ident)
         sbml.setUseValuesFromTriggerTime(True)
         condition = sbml.createTrigger()
         condition.setMath(trigger)
         condition.setPersistent(True)
-        condition.setInitialValue(False)  # a trigger true at the start fires there, as `at t = 0` does
+        condition.setInitialValue(initial_value)
         for a in event.assignments:
             value = self.math(a.value)
             if a.op != "=":
@@ -323,7 +333,7 @@ class Exporter:
 
 def _bvar(name: str) -> libsbml.ASTNode:
     node = _name(name)
-    node.setBvar()  # libsbml marks lambda arguments by their place; the flag is for readers
+    node.setBvar()
     return node
 
 
