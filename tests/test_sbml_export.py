@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import libsbml
 import pytest
 import torch
 
@@ -51,6 +52,10 @@ observe total = A * V + B * W + C
 def _roundtrip(tmp_path, spec: Path):
     out = tmp_path / (spec.stem + ".xml")
     assert main(["export", str(spec), "--sbml", str(out)]) == 0
+    doc = libsbml.readSBMLFromFile(str(out))
+    doc.checkConsistency()  # libsbml's validator: SBML's rules (a function reads only its arguments, ...)
+    errors = [doc.getError(i) for i in range(doc.getNumErrors())]
+    assert [e.getMessage() for e in errors if e.getSeverity() >= libsbml.LIBSBML_SEV_ERROR] == []
     original = hodec.compile(spec)
     imported = compile_text(import_sbml(out).text, spec.stem + "_imported.hode")
     return original.model_class()().double(), imported.model_class()().double()

@@ -279,6 +279,7 @@ class Exporter:
                 _reference(reaction.createReactant(), name, coefficient)
             for name, coefficient in r.products:
                 _reference(reaction.createProduct(), name, coefficient)
+            self.modifiers(reaction, r.rate)
         reacting = {name for r in self.model.reactions for name in r.stoichiometry}
         sizes = {s.name: s.size for s in self.model.states}
         for der in self.model.ders:
@@ -290,6 +291,7 @@ class Exporter:
                     rate = _node(libsbml.AST_TIMES, rate, _name(sizes[der.target]))
                 reaction = self.reaction(self.unique(f"der_{der.target}_{k}"), rate, False)
                 _reference(reaction.createProduct(), der.target, 1.0)
+                self.modifiers(reaction, term)
 
     def reaction(self, ident: str, rate: libsbml.ASTNode, reversible: bool) -> libsbml.Reaction:
         reaction = self.m.createReaction()
@@ -297,6 +299,16 @@ class Exporter:
         reaction.setReversible(reversible)
         reaction.createKineticLaw().setMath(rate)
         return reaction
+
+    def modifiers(self, reaction: libsbml.Reaction, rate):
+        """The species a kinetic law reads and the reaction does not change: SBML lists them as modifiers."""
+        listed = {reaction.getReactant(i).getSpecies() for i in range(reaction.getNumReactants())}
+        listed |= {reaction.getProduct(i).getSpecies() for i in range(reaction.getNumProducts())}
+        states = {s.name for s in self.model.states}
+        for name in _names(rate):
+            if name in states and name not in listed:
+                reaction.createModifier().setSpecies(name)
+                listed.add(name)
 
     def events(self):
         for index, event in enumerate(self.model.events, 1):
