@@ -116,3 +116,13 @@ def test_what_sbml_cannot_hold_is_refused(tmp_path, capsys, name):
     err = capsys.readouterr().err
     assert REFUSED[name] in err and f"{name}.hode:" in err and "Traceback" not in err
     assert not out.exists()
+
+
+def test_a_spec_with_errors_exits_1_and_writes_nothing(tmp_path, capsys):
+    spec = tmp_path / "bad.hode"
+    spec.write_text("model Bad\nstate x = 1\nder x = -k * x\n")
+    out = tmp_path / "bad.xml"
+    assert main(["export", str(spec), "--sbml", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "bad.hode:3:" in err and "'k'" in err and "Traceback" not in err
+    assert not out.exists()

@@ -87,42 +87,8 @@ def _name(name: str) -> libsbml.ASTNode:
 
 
 def _names(expr) -> list[str]:
-    """The names an expression reads, in first-occurrence order (calls' own names excluded)."""
-    found: list[str] = []
-
-    def walk(e):
-        if isinstance(e, ast.Name) and e.id not in found:
-            found.append(e.id)
-        for child in _children(e):
-            walk(child)
-    walk(expr)
-    return found
-
-
-def _calls(expr) -> list[str]:
-    found: list[str] = []
-
-    def walk(e):
-        if isinstance(e, ast.Call) and e.func not in found:
-            found.append(e.func)
-        for child in _children(e):
-            walk(child)
-    walk(expr)
-    return found
-
-
-def _children(e) -> tuple:
-    if isinstance(e, ast.Call):
-        return e.args
-    if isinstance(e, ast.Neg):
-        return (e.operand,)
-    if isinstance(e, (ast.Binary, ast.Compare)):
-        return (e.left, e.right)
-    if isinstance(e, ast.Logic):
-        return (e.left,) if e.right is None else (e.left, e.right)
-    if isinstance(e, ast.If):
-        return (e.cond, e.then, e.orelse)
-    return ()
+    """The names an expression reads, in first-occurrence order, each once."""
+    return list(dict.fromkeys(n.id for n in ast.names_in(expr)))
 
 
 class Exporter:
@@ -151,7 +117,7 @@ class Exporter:
         if isinstance(e, ast.Compare):
             return _node(COMPARE[e.op], self.math(e.left), self.math(e.right))
         if isinstance(e, ast.Logic):
-            return _node(LOGIC[e.op], *(self.math(c) for c in _children(e)))
+            return _node(LOGIC[e.op], *(self.math(c) for c in ast.children(e)))
         if isinstance(e, ast.If):
             return _node(libsbml.AST_FUNCTION_PIECEWISE, self.math(e.then), self.math(e.cond), self.math(e.orelse))
         return self.call(e.func, [self.math(a) for a in e.args])
@@ -189,7 +155,7 @@ class Exporter:
             if name not in extra:  # the checks rule out recursion
                 f = bodies[name]
                 found = [n for n in _names(f.body) if n not in f.args]
-                for called in _calls(f.body):
+                for called in dict.fromkeys(c.func for c in ast.calls_in(f.body)):
                     found += [p for p in (params(called) if called in bodies else ()) if p not in found]
                 extra[name] = found
             return extra[name]
