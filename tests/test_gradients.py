@@ -166,6 +166,9 @@ def test_example_simulate_loss_gives_every_parameter_a_gradient(spec):
     ts = torch.linspace(0.0, 2.0, 5, dtype=torch.float64)
     ys = m.simulate(ts, rtol=1e-7, atol=1e-9)
     obs = m.observe(ys, ts)
-    (obs.pow(2).mean() + ys.pow(2).mean()).backward()
+    loss = obs.pow(2).mean() + ys.pow(2).mean()
+    if m.noise_table:  # params only the noise models read (sigma) train through the likelihood
+        loss = loss + m.noise_scale(ts[:, None], ys, obs).pow(2).mean()
+    loss.backward()
     assert trainable(m), "every example has something to train"
     _assert_all_grads_nonzero_finite(m)
