@@ -20,9 +20,9 @@ REFUSED = {"bergman": "input 'meal'", "double_pendulum_neural": "neural slot 'U'
            "lotka_volterra_blackbox": "neural slot", "lotka_volterra_graybox": "neural slot 'U'",
            "pk_two_compartment": "input 'infusion'", "sir": "neural slot 'correction'", "uva_padova": "input 'meal'"}
 # Every construct the exporter maps: a concentration in a param-sized and in a let-sized compartment, a der term
-# on a state that reactions change, a reversible reaction, functions reading params and calling later ones, the
-# functions .hode defines beyond MathML's (sigmoid, softplus, hill, log10, sqrt, root), if, `when` events assigning
-# params (one true at the start, where it does not fire).
+# on a state that reactions change and on a concentration that none changes, a reversible reaction, functions
+# reading params and calling later ones, the functions .hode defines beyond MathML's (sigmoid, softplus, hill,
+# log10, sqrt, root), if, `when` events assigning params (one true at the start, where it does not fire).
 FEATURES = """model Features
 param k = 0.7
 param K = 2
@@ -37,11 +37,13 @@ state A = 2 in V
 state B = 0.5 in W
 state C = 1
 state D = A + C
+state E = 1.5 in V
 reaction r1: A <-> 2 B ; k * A - g * B^2
 reaction r2: B -> C ; twice(B, k) + hill(B, K, 2)
 der C = sigmoid(A) - softplus(C - 3) + log10(1 + B)
 der B = 0.1 * sqrt(A) - root(3, C) * 0.01
 der D = -g * D + if(A > 1, 0.1, log(2 + C)) + t / 100
+der E = -k * E + 0.05 * D
 when C > thr: D += 1, g = g / 2
 when A > 1.5: k = 2 * k
 at t = 0.5, 1.5: C -= 0.2
