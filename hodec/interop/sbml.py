@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Mapping, Optional
 
 import libsbml
 
@@ -95,11 +95,13 @@ def _span(error) -> Optional[Span]:
     return Span(line, max(column, 1), line, max(column, 1) + 1) if line > 0 else None
 
 
-def import_sbml(path) -> Imported:
-    """Translate an SBML file; a construct .hode cannot say is a HodecError naming its element and id."""
+def import_sbml(path, values: Optional[Mapping[str, float]] = None) -> Imported:
+    """Translate an SBML file; a construct .hode cannot say is a HodecError naming its element and id. `values`
+    gives by SBML id the values of parameters and compartments the file leaves without one (as a PEtab problem's
+    tables do); a value the file has is kept."""
     doc = read_document(path)
     try:
-        return Translator(doc).translate(Path(path).name)
+        return Translator(doc, values).translate(Path(path).name)
     except Refusal as err:
         raise HodecError(f"cannot import {err.element}: {err.reason}", str(path)) from None
 
@@ -124,8 +126,9 @@ def _element(obj) -> str:
 class Translator:
     """One document's translation: the roles of its variables first, then the statements in .hode's order."""
 
-    def __init__(self, doc: libsbml.SBMLDocument):
+    def __init__(self, doc: libsbml.SBMLDocument, values: Optional[Mapping[str, float]] = None):
         self.doc, self.m = doc, doc.getModel()
+        self.supplied = dict(values or {})  # SBML id -> the caller's value for an element without one
         self.names: dict[str, str] = {}
         self.comments: dict[str, str] = {}  # .hode name -> the SBML id where it differs
         self.taken: set[str] = set()
@@ -403,6 +406,7 @@ class Translator:
         """A compartment, parameter or species reference: param, let or state (+ der)."""
         ident = obj.getId()
         name, role = self.names[ident], self.role(ident)
+        value = self.supplied.get(ident) if value is None else value
         if role == "param" and value is None and _zero_dimensional(obj) and ident not in self.referenced:
             self.lines.append(f"# compartment '{ident}' has 0 dimensions and no size: its species are amounts")
             return
