@@ -15,10 +15,14 @@ def add_parser(sub):
     p.add_argument("--passes", type=int, default=1,
                    help="average this many forward passes (a network with dropout is random; default 1)")
     p.add_argument("--seed", type=int, help="random seed of the passes")
+    add_gelu_option(p)
+    return p
+
+
+def add_gelu_option(p):
     p.add_argument("--gelu", choices=("none", "tanh"), default="none",
                    help="the GELU a file's gelu means when it does not say: none (PyTorch's exact form, the "
                         "default) or tanh (the approximation Lux and JAX use)")
-    return p
 
 
 def run(args) -> int:

@@ -17,7 +17,7 @@ from ...errors import HodecError
 from ...files import write_atomic
 from ...runtime.likelihood import log_densities
 from ..petab_sciml.arrays import write_parameters
-from .mapping import NAME, ArrayInput, Hybrid, SlotNet, build
+from .mapping import NAME, ArrayInput, Hybrid, SlotNet, build, is_array_parameter
 from .problem import Problem
 from .tables import Row
 
@@ -36,8 +36,9 @@ class Evaluation:
     log_posterior: Optional[float] = None  # llh + log prior, when some parameter has a prior (the gradients: its)
 
 
-def evaluate_problem(problem: Problem) -> Evaluation:
-    hybrid = build(problem)
+def evaluate_problem(problem: Problem, gelu: str = "none") -> Evaluation:
+    """`gelu`: the GELU a network file's gelu means where it does not say (as Network's)."""
+    hybrid = build(problem, gelu)
     values = _parameter_values(problem)
     slots = {name: SlotNet(hybrid.nets[net], index, element) for name, (net, index, element) in hybrid.slots.items()}
     model = hybrid.model_class(slots=slots).double() if slots else hybrid.model_class().double()
@@ -68,7 +69,7 @@ def _parameter_values(problem: Problem) -> dict:
     grad (network arrays, nominalValue 'array', are the networks' own tensors)."""
     values = {}
     for pid, row in problem.parameters.items():
-        if row["nominalValue"] == "array":
+        if row["nominalValue"] == "array" or is_array_parameter(problem, pid):
             continue
         scale = row["parameterScale"] or "lin"
         if scale not in SCALES:
@@ -125,7 +126,7 @@ def _by_experiment(problem: Problem) -> dict:
     groups: dict = {}
     for k, row in enumerate(problem.measurements):
         experiment = row["experimentId"]
-        if experiment not in problem.experiments:
+        if experiment and experiment not in problem.experiments:
             row.fail(f"experimentId '{experiment}' is not in the experiments table "
                      f"({', '.join(problem.experiments) or 'none'})")
         if row["observableId"] not in problem.observables:
@@ -139,7 +140,10 @@ def _by_experiment(problem: Problem) -> dict:
 
 def _experiment(problem: Problem, hybrid: Hybrid, model, slots: dict, values: dict, experiment: str, rows: list):
     """The log-likelihood of one experiment's measurements and their simulated values."""
-    periods = problem.experiments[experiment]
+    if not experiment:  # measurements without an experiment: no conditions, simulated from time 0
+        periods = [Row({}, rows[0][1].line, rows[0][1].source)]
+    else:
+        periods = problem.experiments[experiment]
     if len(periods) != 1:
         periods[1].fail(f"experiment '{experiment}' has {len(periods)} periods: only one is supported yet")
     period = periods[0]

@@ -92,12 +92,12 @@ class Hybrid:
     names: dict  # PEtab/SBML id -> .hode name
 
 
-def build(problem: Problem) -> Hybrid:
-    imported = import_sbml(problem.model)
+def build(problem: Problem, gelu: str = "none") -> Hybrid:
+    imported = import_sbml(problem.model, _table_values(problem))
     names = dict(imported.names)
     base = compile_text(imported.text, str(problem.model)).model_class()
     states = set(base.state_names) | {sbml_id for sbml_id, name in names.items() if name in base.state_names}
-    nets = {net_id: Net(net_id, _load_network(problem, net_id, path)) for net_id, path in problem.networks.items()}
+    nets = {net_id: Net(net_id, _load_network(problem, net_id, path, gelu)) for net_id, path in problem.networks.items()}
     outputs = _ports(problem, nets)
     for port_id, port in list(outputs.items()):
         if port_id in problem.mapping and ENTITY.match(problem.mapping[port_id]["modelEntityId"]).group(2) == "inputs":
@@ -138,8 +138,24 @@ def build(problem: Problem) -> Hybrid:
     return Hybrid(model_class, text, nets, slots, outputs, presim, arrays, names)
 
 
-def _load_network(problem: Problem, net_id: str, path: Path) -> Network:
-    network = Network(read_network(path)).double()
+def _table_values(problem: Problem) -> dict:
+    """The values the PEtab tables give SBML parameters that the model may leave without one: the parameters
+    table's numeric nominal values, and a placeholder 0 for a hybridization target (a network's output replaces
+    it: by a let, or per experiment before simulation)."""
+    values = {target: 0.0 for target in problem.hybridization if target not in problem.mapping}
+    values.update({pid: row.number("nominalValue") for pid, row in problem.parameters.items()
+                   if row["nominalValue"] != "array" and not is_array_parameter(problem, pid)})
+    return values
+
+
+def is_array_parameter(problem: Problem, pid: str) -> bool:
+    """Whether a parameters-table row stands for network arrays (the mapping table maps it to NET.parameters...),
+    whatever its nominalValue says."""
+    return pid in problem.mapping and ARRAYS.match(problem.mapping[pid]["modelEntityId"]) is not None
+
+
+def _load_network(problem: Problem, net_id: str, path: Path, gelu: str) -> Network:
+    network = Network(read_network(path), gelu=gelu).double()
     files = [f for f in problem.array_files if _holds(f, f"parameters/{net_id}")]
     if not files:
         raise HodecError(f"network '{net_id}': none of the array files holds parameters/{net_id}", str(problem.path))

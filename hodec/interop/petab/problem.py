@@ -59,7 +59,7 @@ def read_problem(path: str | Path) -> Problem:
                                                    "hybridization"), "targetId", "hybridization target")
     problem.array_files = [sciml_files.resolve(name, "extensions/sciml/array_files")
                            for name in _names(sciml, "array_files", path, "extensions/sciml/")]
-    for net_id, net in (sciml.get("neural_networks") or {}).items():
+    for net_id, net in (sciml.get("neural_networks") or sciml.get("neural_nets") or {}).items():  # (0.1.0 name)
         if not isinstance(net, dict):
             raise HodecError(f"extensions/sciml/neural_networks/{net_id} must be a mapping", str(path))
         problem.networks[str(net_id)] = sciml_files.resolve(net.get("location"),
