@@ -2,9 +2,9 @@
 `add_parser(sub)` and `run(args)`, as for the top-level commands."""
 from __future__ import annotations
 
-from . import evaluate, net
+from . import evaluate, net, write
 
-SUBCOMMANDS = (net, evaluate)
+SUBCOMMANDS = (net, evaluate, write)
 
 
 def add_parser(sub):

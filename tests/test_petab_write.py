@@ -1,0 +1,114 @@
+"""`hodec petab write`: a mechanistic PEtab problem as hodec fit's files. The written spec, data and FIT.yaml,
+read by hodec fit's own data and condition code, give the llh `hodec petab evaluate` computes from the PEtab
+tables (two independent paths) and the prior a hand-written normal density gives; what hodec fit would mean
+differently is refused, located."""
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from benchmarks.petab_sciml_problems import SUITE
+from hodec.cli import main
+from hodec.compiler import load
+from hodec.interop.petab.evaluate import evaluate_problem
+from hodec.interop.petab.problem import read_problem
+from hodec.training.config import load_config
+from hodec.training.data import read_data
+from hodec.training.problem import Problem
+
+pytestmark = pytest.mark.skipif(not SUITE.is_dir(), reason="the PEtab-SciML test suite is not in ../shared/data")
+
+PROBLEM = """format_version: "2.0.0"
+model_files:
+  lv: {location: lv.xml, language: sbml}
+measurement_files: [measurements.tsv]
+observable_files: [observables.tsv]
+experiment_files: [experiments.tsv]
+condition_files: [conditions.tsv]
+parameter_files: [parameters.tsv]
+"""
+PARAMETERS = """parameterId\tparameterScale\tlowerBound\tupperBound\tnominalValue\testimate\tpriorDistribution\tpriorParameters
+alpha\tlog10\t0.01\t15.0\t1.3\ttrue\tnormal\t1.0;0.5
+delta\tlin\t0.0\t15.0\t1.8\ttrue\t\t
+beta\tlin\t0.0\t15.0\t0.9\ttrue\t\t
+gamma\tlin\t0\t15\t0.8\tfalse\t\t
+"""
+CONDITIONS = "conditionId\ttargetId\ttargetValue\nc1\tgamma\t0.8\nc2\tgamma\t1.2\nc2\tprey\t0.7\n"
+
+
+def _problem(tmp_path: Path) -> Path:
+    """Lotka-Volterra (the suite's SBML, its network's target gamma a plain parameter here) in two experiments:
+    gamma 0.8, and gamma 1.2 with prey starting at 0.7; alpha with a normal prior, on log10."""
+    source = SUITE / "001" / "petab"
+    folder = tmp_path / "p"
+    folder.mkdir()
+    for name in ("lv.xml", "observables.tsv"):
+        shutil.copy(source / name, folder / name)
+    (folder / "problem.yaml").write_text(PROBLEM)
+    (folder / "parameters.tsv").write_text(PARAMETERS)
+    (folder / "conditions.tsv").write_text(CONDITIONS)
+    (folder / "experiments.tsv").write_text("experimentId\ttime\tconditionId\ne1\t0.0\tc1\ne2\t0.0\tc2\n")
+    header, *rows = (source / "measurements.tsv").read_text().strip().split("\n")
+    e2 = [row.replace("\te1\t", "\te2\t") for row in rows]
+    (folder / "measurements.tsv").write_text("\n".join([header, *rows, *e2]) + "\n")
+    return folder
+
+
+def _write(folder: Path) -> int:
+    return main(["petab", "write", str(folder / "problem.yaml"), "--out", str(folder.parent / "out")])
+
+
+def test_written_files_give_evaluates_llh(tmp_path):
+    folder = _problem(tmp_path)
+    assert _write(folder) == 0
+    out = tmp_path / "out"
+    config = yaml.safe_load((out / "FIT.yaml").read_text())
+    assert config["conditions"] == {"e1": {"gamma": 0.8}, "e2": {"gamma": 1.2, "prey": 0.7}}
+    assert config["priors"] == {"alpha": ["normal", 1.0, 0.5]} and config["scales"]["alpha"] == "log10"
+    assert config["initial"] == "spec"
+    lines = (out / "data.csv").read_text().split("\n")
+    assert lines[:3] == ["id,t,dv,dvid,evid", "e1,0.0,,,2", "e1,1.0,0.17301723066954827,prey_o,0"]
+    spec = (out / "model.hode").read_text()
+    assert "param alpha = 1.3 in (0.01, 15.0)" in spec and "param gamma = 0.8 fixed" in spec
+
+    model = load(out / "model.hode")()
+    cfg = load_config(out / "FIT.yaml", solver={"rtol": 1e-12, "atol": 1e-14})  # evaluate's tolerances
+    fit_problem = Problem(model, read_data(out / "data.csv", model, cfg), cfg)
+    llh = -float(sum(cells.sum() for _, cells in fit_problem.group_errors(fit_problem.model, "test", check=False)).detach())
+    log_prior = -float(fit_problem.prior_term(fit_problem.model).detach()) * fit_problem.data.n_cells
+    evaluation = evaluate_problem(read_problem(folder / "problem.yaml"))
+    assert fit_problem.data.n_cells == 40
+    assert llh == pytest.approx(evaluation.llh, rel=1e-8, abs=0)
+    hand = -0.5 * math.log(2 * math.pi * 0.25) - (1.3 - 1.0) ** 2 / (2 * 0.25)
+    assert log_prior == pytest.approx(hand, rel=1e-8)
+    assert evaluation.log_posterior - evaluation.llh == pytest.approx(hand, rel=1e-8)
+
+
+def test_network_problem_is_refused(tmp_path, capsys):
+    assert main(["petab", "write", str(SUITE / "001" / "petab" / "problem.yaml"), "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert "net1" in err and ".hode neural slot" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_expression_condition_is_located(tmp_path, capsys):
+    folder = _problem(tmp_path)
+    (folder / "conditions.tsv").write_text(CONDITIONS.replace("1.2", "2 * beta"))
+    assert _write(folder) == 1
+    err = capsys.readouterr().err
+    assert "conditions.tsv:3" in err and "2 * beta" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_noise_parameters_are_located(tmp_path, capsys):
+    folder = _problem(tmp_path)
+    path = folder / "measurements.tsv"
+    header, first, *rest = path.read_text().strip().split("\n")
+    path.write_text("\n".join([header + "\tnoiseParameters", first + "\tsd1", *(r + "\t" for r in rest)]) + "\n")
+    assert _write(folder) == 1
+    err = capsys.readouterr().err
+    assert "measurements.tsv:2" in err and "noiseParameters" in err
