@@ -4,6 +4,7 @@ tables (two independent paths) and the prior a hand-written normal density gives
 differently is refused, located."""
 from __future__ import annotations
 
+import json
 import math
 import shutil
 from pathlib import Path
@@ -112,3 +113,28 @@ def test_noise_parameters_are_located(tmp_path, capsys):
     assert _write(folder) == 1
     err = capsys.readouterr().err
     assert "measurements.tsv:2" in err and "noiseParameters" in err
+
+
+def test_petab_fit_reports_evaluates_llh(tmp_path):
+    """`hodec petab fit`, one vanilla epoch at lr 1e-12 (the parameters move by ~1e-12): report.json's llh is
+    evaluate's."""
+    folder = _problem(tmp_path)
+    config = tmp_path / "user.yaml"
+    config.write_text("method: vanilla\nepochs: 1\nlr: 1.0e-12\nsolver: {rtol: 1.0e-12, atol: 1.0e-14}\n")
+    run = tmp_path / "run"
+    assert main(["petab", "fit", str(folder / "problem.yaml"), "--out", str(run), "--config", str(config),
+                 "--quiet"]) == 0
+    report = json.loads((run / "report.json").read_text())
+    assert report["llh"] == pytest.approx(evaluate_problem(read_problem(folder / "problem.yaml")).llh, rel=1e-8)
+    assert yaml.safe_load((tmp_path / "run-problem" / "FIT.yaml").read_text())["method"] == "vanilla"
+
+
+def test_petab_fit_bad_config_key_writes_nothing(tmp_path, capsys):
+    folder = _problem(tmp_path)
+    config = tmp_path / "user.yaml"
+    config.write_text("epochs: -3\n")
+    run = tmp_path / "run"
+    assert main(["petab", "fit", str(folder / "problem.yaml"), "--out", str(run), "--config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert "user.yaml" in err and "epochs" in err
+    assert not run.exists() and not (tmp_path / "run-problem").exists()

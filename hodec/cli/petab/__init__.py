@@ -2,9 +2,9 @@
 `add_parser(sub)` and `run(args)`, as for the top-level commands."""
 from __future__ import annotations
 
-from . import evaluate, net, write
+from . import evaluate, fit, net, write
 
-SUBCOMMANDS = (net, evaluate, write)
+SUBCOMMANDS = (net, evaluate, write, fit)
 
 
 def add_parser(sub):
