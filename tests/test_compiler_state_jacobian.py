@@ -377,3 +377,11 @@ def test_jacobian_of_generated_models_matches_jacrev(text, seed):
     want = autograd_jacobian(model, t, y).detach()
     finite = torch.isfinite(want) & torch.isfinite(model.forward(t, y).detach())[..., :, None]
     torch.testing.assert_close(model.jacobian(t, y).detach()[finite], want[finite], rtol=1e-9, atol=1e-11)
+
+
+def test_a_nan_constant_in_a_table_is_code_not_a_bare_name():
+    """d(0^A)/dA = 0^A log 0 is a constant NaN column of the Jacobian: its table holds float("nan") (repr printed
+    `nan`, a NameError when the module loaded; hypothesis found it)."""
+    m = model_from("model N\nparam k = 1 positive\nstate A = 1\nreaction r: A -> ; k * 0 ^ A\n")
+    J = m.jacobian(torch.tensor(0.0, dtype=torch.float64), torch.tensor([[1.0]], dtype=torch.float64))
+    assert torch.isnan(J).all()

@@ -18,6 +18,7 @@ from .events import event_assign_body, event_conditions_body, event_tables, even
 from .methods import (compartment_sizes_body, forward_body, initial_from_body, initial_state_body, observables_body,
                       observation_jacobian_body, state_jacobian_body)
 from .noise import noise_scale_body, noise_table
+from .printer import float_literal
 
 DENSE_LIMIT = 40_000  # flux x state entries up to which a dense matmul accumulates faster than a scatter
 _MODULE_NAMES = {"torch", "runtime", "Model"}
@@ -124,11 +125,14 @@ def indent(lines: list[str], depth: int = 8) -> str:
 
 
 def literal(value, width: int = 100, depth: int = 4) -> str:
-    """repr of a (possibly long) tuple, wrapped so that no line grows past `width`."""
-    text = repr(value)
-    if len(text) <= width or not isinstance(value, tuple):
+    """repr of a (possibly long) tuple, wrapped so that no line grows past `width`; NaN and infinities as code that
+    evaluates to them (a constant Jacobian entry such as d(0^A)/dA is NaN; repr would print a bare name `nan`)."""
+    if not isinstance(value, tuple):
+        return repr(value)
+    items = [float_literal(v) if isinstance(v, float) else repr(v) for v in value]
+    text = "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+    if len(text) <= width:
         return text
-    items = [repr(v) for v in value]
     lines, line = [], ""
     for item in items:
         if line and len(line) + len(item) + 2 > width:
