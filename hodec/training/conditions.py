@@ -18,7 +18,8 @@ import torch
 
 from ..errors import HodecError, did_you_mean
 from ..solvers import SteadyStateError, steady_state
-from .data import Dataset, id_label
+from .config import number_text
+from .data import Dataset
 from .options import show
 from .result import FitError
 
@@ -206,10 +207,10 @@ def _members_by_id(data: Dataset, entries: dict, key: str) -> dict:
     """Config key (a data id) -> the indices of the trajectories with that id (replicates included)."""
     by_id: dict = {}
     for i, tr in enumerate(data.trajectories):
-        by_id.setdefault(tr.id.split(" (replicate ")[0], []).append(i)
+        by_id.setdefault(tr.subject, []).append(i)
     out, seen = {}, {}
     for name in entries:
-        label = _label(name)
+        label = number_text(name)
         if label not in by_id:
             shown = ", ".join(list(by_id)[:20]) + (", ..." if len(by_id) > 20 else "")
             raise HodecError(f"{key}: no trajectory has id {show(name)} in {data.source} (ids: {shown})", "fit config")
@@ -217,11 +218,3 @@ def _members_by_id(data: Dataset, entries: dict, key: str) -> dict:
             raise HodecError(f"{key}: {show(seen[label])} and {show(name)} are one data id", "fit config")
         out[name], seen[label] = by_id[label], name
     return out
-
-
-def _label(key: str) -> str:
-    """A config key as the data's id labels are written (1, 1.0 and '1' are id 1)."""
-    try:
-        return id_label(float(key))
-    except ValueError:
-        return key

@@ -32,6 +32,10 @@ class Trajectory:
     u: np.ndarray  # [T, q] input columns, NaN where missing
     doses: DoseRows = field(default_factory=DoseRows.empty)  # in time order, at times among t
     params: dict = field(default_factory=dict)  # param name -> its value for this trajectory (fixed params)
+    subject: str = ""  # the data id it comes from (a replicate's twin has its own id); "": the id itself
+
+    def __post_init__(self):
+        self.subject = self.subject or self.id
 
 
 @dataclass
@@ -97,7 +101,8 @@ def table_to_dataset(table: Table, model, config=None) -> Dataset:
         given = (_doses(table, mine, doses, times, what, model.state_names),
                  _params(table, index, columns.params, what, model))
         trajectories.append(Trajectory(label, t, ys[0], u, *given))
-        trajectories += [Trajectory(f"{label} (replicate {r + 1})", t, y, u, *given) for r, y in enumerate(ys[1:], 1)]
+        trajectories += [Trajectory(f"{label} (replicate {r + 1})", t, y, u, *given, subject=label)
+                         for r, y in enumerate(ys[1:], 1)]
     return Dataset(tuple(fitted), tuple(fed), trajectories, table.source)
 
 

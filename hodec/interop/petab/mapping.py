@@ -107,7 +107,7 @@ def build(problem: Problem, gelu: str = "none") -> Hybrid:
         net.in_model = any(not isinstance(expr, ArrayInput) and set(NAME.findall(expr)) & (states | {"t", "time"})
                            for expr in net.inputs.values())
         net.rows = array_rows(problem, net)
-        net.frozen = {key for key, row in net.rows.items() if not _estimated(row)}
+        net.frozen = {key for key, row in net.rows.items() if not estimated(row)}
     slots: dict = {}
     lines = imported.text.rstrip("\n").split("\n")
     presim: dict = {}
@@ -214,7 +214,7 @@ def array_rows(problem: Problem, net: Net) -> dict:
     return governing
 
 
-def _estimated(row: Row) -> bool:
+def estimated(row: Row) -> bool:
     value = row["estimate"].lower()
     if value not in ("true", "false", "1", "0", ""):
         row.fail(f"estimate must be true or false, not {row['estimate']!r}")

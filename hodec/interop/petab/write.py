@@ -17,7 +17,7 @@ import yaml
 
 from ...errors import HodecError
 from ...files import write_atomic
-from .mapping import Hybrid, _estimated, build  # one reading of the estimate column (checked there)
+from .mapping import Hybrid, build, estimated
 from .problem import Problem
 from .tables import Row
 
@@ -54,7 +54,7 @@ def _spec(problem: Problem, hybrid: Hybrid) -> str:
     every parameter fixed at the table's value)."""
     text = hybrid.text
     for pid, row in problem.parameters.items():
-        if not _estimated(row):
+        if not estimated(row):
             continue
         name = hybrid.names.get(pid, pid)
         line = re.compile(rf"^(param {re.escape(name)} = \S+) fixed$", re.M)
@@ -131,9 +131,9 @@ def _config(problem: Problem, hybrid: Hybrid) -> dict:
         if values:
             conditions[experiment or NO_EXPERIMENT] = values
     priors = {hybrid.names.get(pid, pid): _prior(row) for pid, row in problem.parameters.items()
-              if _estimated(row) and row["priorDistribution"]}
+              if estimated(row) and row["priorDistribution"]}
     scales = {hybrid.names.get(pid, pid): row["parameterScale"] for pid, row in problem.parameters.items()
-              if _estimated(row) and row["parameterScale"]}
+              if estimated(row) and row["parameterScale"]}
     for key, value in (("conditions", conditions), ("priors", priors), ("scales", scales)):
         if value:
             config[key] = value
