@@ -27,8 +27,7 @@ def prune_spec(spec: "Compilation", pruned: Iterable[str], observed: Iterable[st
     every state that no longer reaches an observable or a state in `observed` (the states with a data column) or
     one that an event reads or assigns (events are no edges of the graph; they stay whole)."""
     pruned = set(pruned)
-    keep = _reaching_states(spec.graph, pruned, set(observed) | _event_states(spec.model) |
-                            _initial_states(spec.model))
+    keep = _reaching_states(spec.graph, pruned, set(observed) | _held_states(spec.model))
     states = tuple(s.name for s in spec.model.states)
     dropped = set(states) - keep
     edits = {}
@@ -40,19 +39,14 @@ def prune_spec(spec: "Compilation", pruned: Iterable[str], observed: Iterable[st
     return Pruning(text, tuple(s for s in states if s in keep), tuple(s for s in states if s in dropped))
 
 
-def _event_states(model) -> set:
-    """The states that events read (through lets) or assign."""
+def _held_states(model) -> set:
+    """The states kept whatever the graph says: those events assign, and those events and initial values read
+    (through lets; a state's initial value may be another's)."""
     lets = {let.name: let.value for let in model.lets}
-    exprs = [e for event in model.events for e in (*event.times, *filter(None, [event.trigger]),
-                                                  *(a.value for a in event.assignments))]
+    exprs = [s.initial for s in model.states]
+    exprs += [e for event in model.events for e in (*event.times, *filter(None, [event.trigger]),
+                                                   *(a.value for a in event.assignments))]
     names = ast.reads_through_lets(exprs, lets) | {name for event in model.events for name in event.targets}
-    return {s.name for s in model.states if s.name in names}
-
-
-def _initial_states(model) -> set:
-    """The states that initial values read (through lets): a state's initial value may be another's."""
-    lets = {let.name: let.value for let in model.lets}
-    names = ast.reads_through_lets([s.initial for s in model.states], lets)
     return {s.name for s in model.states if s.name in names}
 
 
