@@ -1,4 +1,5 @@
-"""`hodec simulate SPEC --t-end T --points N [--set name=value] [--input name=value|file.csv] [-o traj.csv]`."""
+"""`hodec simulate SPEC --t-end T --points N [--set name=value] [--input name=value|file.csv] [--dose ...]
+[-o traj.csv]`."""
 from __future__ import annotations
 
 import csv
@@ -8,6 +9,7 @@ import sys
 from ..compiler import compile as compile_spec
 from ..errors import HodecError
 from ..files import write_atomic
+from .doses import SYNTAX, parse_doses
 from .outputs import check_outputs
 
 
@@ -19,6 +21,9 @@ def add_parser(sub):
     p.add_argument("--set", action="append", metavar="NAME=VALUE", help="override a param")
     p.add_argument("--input", action="append", metavar="NAME=VALUE|CSV",
                    help="bind an input to a constant, or to a CSV file with columns t,value")
+    p.add_argument("--dose", action="append", metavar=SYNTAX,
+                   help="a bolus (or with rate/dur a zero-order infusion) of AMOUNT into STATE at TIME; ii and "
+                        "addl repeat it (NONMEM's names); several --dose options add up")
     p.add_argument("--method", default="auto",
                    help="ODE solver: auto (tsit5, switching to the stiff rodas5p when needed), tsit5, dopri5, "
                         "rodas5p, ..., or a torchdiffeq method")
@@ -36,6 +41,7 @@ def run(args) -> int:
     model_class = compile_spec(args.spec).model_class()
     model = model_class(assignments(args.set, "--set")).double()
     inputs = {name: _signal(value) for name, value in assignments(args.input, "--input", numeric=False).items()}
+    doses = parse_doses(args.dose, model.state_names)
     if args.points < 2 or not args.t_end > 0:
         raise HodecError("--points must be at least 2 and --t-end positive")
     if args.output:
@@ -43,7 +49,7 @@ def run(args) -> int:
     ts = torch.linspace(0.0, args.t_end, args.points, dtype=torch.float64)
     try:
         with torch.no_grad():
-            ys = model.simulate(ts, inputs=inputs, method=args.method, rtol=args.rtol, atol=args.atol)
+            ys = model.simulate(ts, inputs=inputs, method=args.method, rtol=args.rtol, atol=args.atol, doses=doses)
             obs = model.observe(ys, ts)
     except UnboundInputError as err:  # the runtime speaks Python (set_inputs); here the user wrote a command
         raise HodecError(f"{args.spec}: input {', '.join(repr(n) for n in err.names)} has no value: bind "
