@@ -2,12 +2,15 @@
 `hodec petab evaluate` and judged at issue 17's tolerances, tighter than the suite's own (1e-3 on llh and
 simulations, 0.1 on gradients): llh (or log_posterior) and every simulation within 1e-6 relative; every
 mechanistic gradient within 1e-4 relative; every network gradient array within 1e-4 of the reference relative to
-the array's largest magnitude (a frozen array: empty in both).
+the array's largest magnitude (a frozen array: empty in both). Also its 3 initialization cases
+(test_cases/initialization/): the networks of the imported problem hold the reference arrays (net_ref.hdf5) to
+1e-12 of each array's largest magnitude.
 
     python benchmarks/petab_sciml_problems.py [--suite DIR] [--results DIR]
     (or: python benchmarks/conformance.py petab-problems ...)
 
-Writes benchmarks/results/petab_sciml_problems.json (per case) and .md (the count and every failure's reason)."""
+Writes benchmarks/results/petab_sciml_problems.json (per case) and .md (the count and every failure's reason), and
+petab_sciml_initialization.json and .md for the initialization cases."""
 from __future__ import annotations
 
 import argparse
@@ -25,12 +28,18 @@ import yaml
 from hodec.errors import HodecError
 from hodec.files import write_atomic
 from hodec.interop.petab.evaluate import evaluate_problem, write_evaluation
+from hodec.interop.petab.mapping import build
 from hodec.interop.petab.problem import read_problem
+from hodec.interop.petab_sciml.arrays import read_parameters
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 SUITE = ROOT.parent / "shared" / "data" / "petab_sciml_testsuite" / "test_cases" / "sciml_problem_import"
-VALUE_RTOL, GRAD_RTOL = 1e-6, 1e-4
+INIT_SUITE = SUITE.parent / "initialization"
+VALUE_RTOL, GRAD_RTOL, ARRAY_RTOL = 1e-6, 1e-4, 1e-12
+PROBLEM_CRITERION = ("llh and simulations to 1e-6 relative, gradients to 1e-4; `python benchmarks/conformance.py "
+                     "petab-problems`")
+INIT_CRITERION = "the imported problem's network arrays against the case's reference arrays, to 1e-12 relative"
 
 
 def read_tsv(path: Path) -> list[dict]:
@@ -115,17 +124,42 @@ def run_case(folder: Path) -> dict:
     return {"status": "fail" if problems else "pass", "reason": "; ".join(problems)}
 
 
-def report(results: dict) -> str:
+def judge_initialization(folder: Path) -> list[str]:
+    """What differs between the networks of the case's imported problem and its reference arrays (empty: the
+    case passes)."""
+    solutions = yaml.safe_load((folder / "solutions.yaml").read_text())
+    nets = build(read_problem(folder / "petab" / "problem.yaml")).nets
+    problems = []
+    for net_id, name in solutions["parameter_files"].items():
+        tensors = nets[net_id].network.petab_arrays()
+        for layer, arrays in read_parameters(folder / name, net_id).items():
+            for array, want in arrays.items():
+                got = tensors[(layer, array)].detach().numpy()
+                scale = max(float(np.abs(want).max(initial=0.0)), 1e-12)
+                if got.shape != want.shape or float(np.abs(got - want).max()) > ARRAY_RTOL * scale:
+                    problems.append(f"{net_id}/{layer}/{array} differs")
+    return problems
+
+
+def run_initialization_case(folder: Path) -> dict:
+    try:
+        problems = judge_initialization(folder)
+    except HodecError as err:
+        return {"status": "refused", "reason": str(err).strip().splitlines()[0]}
+    return {"status": "fail" if problems else "pass", "reason": "; ".join(problems)}
+
+
+def report(results: dict, title: str = "problem-import", criterion: str = PROBLEM_CRITERION) -> str:
     passed = sum(r["status"] == "pass" for r in results.values())
-    lines = [f"# PEtab-SciML problem-import cases: {passed} of {len(results)} pass", "",
-             "(llh and simulations to 1e-6 relative, gradients to 1e-4; `python benchmarks/conformance.py "
-             "petab-problems`)", "", "| case | status | reason |", "|---|---|---|"]
+    lines = [f"# PEtab-SciML {title} cases: {passed} of {len(results)} pass", "", f"({criterion})", "",
+             "| case | status | reason |", "|---|---|---|"]
     lines += [f"| {case} | {r['status']} | {r['reason'].replace('|', '/')} |" for case, r in sorted(results.items())]
     return "\n".join(lines) + "\n"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--suite", type=Path, default=SUITE, help="the sciml_problem_import folder")
+    parser.add_argument("--init-suite", type=Path, default=INIT_SUITE, help="the initialization folder")
     parser.add_argument("--results", type=Path, default=RESULTS, help="the results folder")
     return parser
 
@@ -136,6 +170,11 @@ def run(args) -> None:
     store = args.results / "petab_sciml_problems.json"
     write_atomic(store, json.dumps(results, indent=0) + "\n")
     write_atomic(store.with_suffix(".md"), report(results))
+    init = {folder.name: run_initialization_case(folder) for folder in sorted(args.init_suite.iterdir())
+            if folder.is_dir()}
+    store = args.results / "petab_sciml_initialization.json"
+    write_atomic(store, json.dumps(init, indent=0) + "\n")
+    write_atomic(store.with_suffix(".md"), report(init, "initialization", INIT_CRITERION))
 
 
 def main(argv=None):

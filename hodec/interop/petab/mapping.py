@@ -108,6 +108,7 @@ def build(problem: Problem, gelu: str = "none") -> Hybrid:
                            for expr in net.inputs.values())
         net.rows = array_rows(problem, net)
         net.frozen = {key for key, row in net.rows.items() if not estimated(row)}
+        _nominal_arrays(problem, net)
     slots: dict = {}
     lines = imported.text.rstrip("\n").split("\n")
     presim: dict = {}
@@ -136,6 +137,19 @@ def build(problem: Problem, gelu: str = "none") -> Hybrid:
     arrays = {key: value for path in problem.array_files if _holds(path, "inputs")
               for key, value in read_input_arrays(path).items()}
     return Hybrid(model_class, text, nets, slots, outputs, presim, arrays, names)
+
+
+def _nominal_arrays(problem: Problem, net: Net) -> None:
+    """Arrays governed by a row for their layer or for themselves with a numeric nominalValue start at that value,
+    whatever the array files hold (PEtab-SciML's initialization cases: one layer, or its weights, set to 0). A row
+    for the whole network keeps the files' arrays: Dandekar_Patterns2020 gives its network row nominalValue 0.0,
+    and its reference llh is that of the file's arrays."""
+    tensors = net.network.petab_arrays()
+    with torch.no_grad():
+        for key, row in net.rows.items():
+            entity = ARRAYS.match(problem.mapping[row["parameterId"]]["modelEntityId"])
+            if row["nominalValue"] != "array" and entity.group(2) is not None:
+                tensors[key].fill_(row.number("nominalValue"))
 
 
 def _table_values(problem: Problem) -> dict:
