@@ -14,12 +14,14 @@ from . import condition_keys
 from .options import (as_number, check_keys, choice, defaults, flag, integer, number, option, optional, per_column,
                       raise_errors, read_yaml_mapping, show, text, to_dict)
 
-METHODS = ("homotopy", "vanilla", "multiple_shooting")
+METHODS = ("homotopy", "vanilla", "multiple_shooting", "forecast")
 INITIAL = ("data", "spec")
 DTYPES = ("float32", "float64")
 EXECUTORS = ("serial", "ray")
 FIXED_GRID = ("euler", "midpoint", "rk4", "explicit_adams", "implicit_adams", "heun2", "heun3")
 NO_GRADIENTS = ("scipy_solver",)  # solvers that return plain arrays: nothing to train through
+ESTIMATORS = ("gru", "lstm", "mlp", "ekf", "map")  # forecast: learned encoders, then filters (training/forecast)
+PRIORS = ("model",)
 SOLVER_DEFAULTS = {"method": "auto", "rtol": 1e-7, "atol": 1e-9, "max_steps": 100000, "step_size": None,
                    "compile": False}
 
@@ -56,6 +58,14 @@ def _solver(value, key, fail):
     return out
 
 
+def _sigmas(value, key, fail):
+    """A mapping name -> number > 0."""
+    if not isinstance(value, Mapping):
+        fail(f"{key}: expected a mapping such as {{glucose: 5.0}}, got {show(value)}")
+        return {}
+    return {str(name): number(positive=True)(v, f"{key}.{show(name)}", fail) for name, v in value.items()}
+
+
 def _name_list(value, key, fail):
     """A list of non-empty strings (names)."""
     if not isinstance(value, list):
@@ -78,6 +88,42 @@ def _name_map(value, key, fail):
     return out
 
 
+@dataclass
+class ForecastConfig:
+    """The keys of FIT.yaml's `forecast:` mapping (method: forecast; README "Forecast training")."""
+    history: Optional[float] = option(None, "each window's history covers [t0, t0 + history) (data time units); "
+                                            "needed by method forecast", optional(number(positive=True)))
+    horizon: Optional[float] = option(None, "the loss is on the samples in (origin, origin + horizon], the origin "
+                                            "the last history sample; needed by method forecast",
+                                      optional(number(positive=True)))
+    stride: Optional[float] = option(None, "window starts t0 = first time + k stride; null: horizon",
+                                     optional(number(positive=True)))
+    estimator: str = option("gru", "the state at the origin from the history: gru | lstm | mlp (encoders trained "
+                                   "with the model) | ekf | map (filters)", choice(ESTIMATORS))
+    hidden: int = option(64, "encoder width", integer(minimum=1, maximum=1 << 16))
+    observed: bool = option(False, "true: states that are data columns start at their last history value",
+                            flag)
+    process_noise: Union[float, dict] = option(0.0, "filters: Q, variance per time unit, a number or a map state "
+                                                    "-> number", per_column)
+    measurement_noise: dict = option({}, "filters: map column -> sigma (default: the column's noise model sigma, "
+                                         "else its training data's standard deviation / 10)", _sigmas)
+    prior: str = option("model", "filters: the state prior at t0: model = mean and covariance of the model's own "
+                                 "states at the training windows' t0", choice(PRIORS))
+
+
+def _forecast(value, key, fail) -> dict:
+    """The `forecast:` mapping, checked key by key (ForecastConfig), as a plain dict with every default filled."""
+    if value is None:
+        value = {}
+    if not isinstance(value, Mapping):
+        fail(f"{key}: expected a mapping such as {{history: 210, horizon: 60}}, got {show(value)}")
+        value = {}
+    kwargs, errors = check_keys(ForecastConfig, value)
+    for error in errors:
+        fail(f"{key}: {error}" if error.startswith("unknown key") else f"{key}.{error}")
+    return to_dict(ForecastConfig(**kwargs))
+
+
 def number_text(value) -> str:
     """A data label (an id, a dvid) as text: a number as the shortest float text, integral ones without '.0' (so 1,
     1.0 and '1.0' are '1'; 1.50 is '1.5'); other text stripped."""
@@ -89,7 +135,7 @@ def number_text(value) -> str:
 
 @dataclass
 class FitConfig:
-    method: str = option("homotopy", "homotopy | vanilla | multiple_shooting", choice(METHODS))
+    method: str = option("homotopy", "homotopy | vanilla | multiple_shooting | forecast", choice(METHODS))
     k: Union[float, dict] = option(6.0, "coupling gain (1/time): a number, or a map column -> gain (unnamed: 0)",
                                    per_column)
     steps: int = option(6, "homotopy plateaus, including the final lambda = 0 one",
@@ -102,6 +148,8 @@ class FitConfig:
     epochs: int = option(600, "epochs of vanilla and multiple shooting", integer(minimum=1))
     segments: int = option(5, "multiple shooting: number of segments", integer(minimum=1))
     continuity: float = option(1.0, "multiple shooting: weight of the continuity penalty", number(minimum=0.0))
+    forecast: dict = option(defaults(ForecastConfig), "forecast training (method forecast): windows and the "
+                                                      "state estimator; its keys below", _forecast)
     lr: float = option(0.01, "AdamW learning rate (of the first epoch)", number(positive=True))
     lr_end: float = option(1.0, "the last epoch's lr as a fraction of lr (cosine annealing); 1.0: constant",
                            number(positive=True, maximum=1.0))
@@ -139,6 +187,14 @@ class FitConfig:
                           condition_keys.priors)
     scales: dict = option({}, "param -> lin | log | log10: the coordinate the optimiser trains it in (default: its "
                               "kind's)", condition_keys.scales)
+
+    @property
+    def forecast_options(self) -> ForecastConfig:
+        """The `forecast:` keys as a ForecastConfig (stride filled in: horizon when not given)."""
+        options = ForecastConfig(**self.forecast)
+        if options.stride is None:
+            options.stride = options.horizon
+        return options
 
     @property
     def total_epochs(self) -> int:
@@ -179,6 +235,9 @@ def config_source(source, overrides: Mapping, what: str = "fit") -> tuple[dict, 
 
 def validate(raw: Mapping, filename: str = "<config>") -> FitConfig:
     kwargs, errors = check_keys(FitConfig, raw)
+    if kwargs.get("method") == "forecast":
+        errors += [f"forecast.{key}: needed by method forecast (data time units)" for key in ("history", "horizon")
+                   if kwargs["forecast"][key] is None]
     raise_errors(errors, "fit", filename)
     return FitConfig(**kwargs)
 

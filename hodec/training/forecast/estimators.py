@@ -1,0 +1,19 @@
+"""The state estimators by name (FIT.yaml forecast.estimator): learned encoders (encoders.py) and filters
+(filters.py)."""
+from __future__ import annotations
+
+from ...errors import HodecError
+from .base import Estimator
+
+ESTIMATORS: dict = {}  # name -> class(problem, options)
+
+
+def make_estimator(problem, options) -> Estimator:
+    """The estimator options.estimator names (options: the ForecastConfig), in the problem's dtype."""
+    if options.estimator not in ESTIMATORS:
+        raise HodecError(f"forecast.estimator: {options.estimator} is not available (available: "
+                         f"{', '.join(ESTIMATORS)})", "fit config")
+    return ESTIMATORS[options.estimator](problem, options).to(problem.dtype)
+
+
+__all__ = ["ESTIMATORS", "Estimator", "make_estimator"]

@@ -1,0 +1,147 @@
+"""The data cut into forecast windows. A trajectory's windows start at t0 = its first time + k stride (k = 0, 1,
+...); a window's history is the trajectory's time points in [t0, t0 + history), its origin the last of them, its
+horizon the time points in (origin, origin + horizon]. A window is kept only when it is whole: its horizon ends at or
+before the trajectory's last time (a window whose horizon runs past the data is dropped, not kept with a short
+horizon, so every window asks the same forecast of the model), and it has a data cell in its history and one in
+its horizon. A trajectory shorter than history + horizon has no window. Missing cells (NaN) are masked; the model's
+inputs at the history times are read from the problem's signals (the data's input columns interpolated, or the
+caller's signals), so a window sees exactly the inputs training feeds the model.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+from ...errors import HodecError
+
+TOLERANCE = 1e-9  # of a trajectory's time span: times closer than this to a window's edge count as on it
+
+
+@dataclass
+class Windows:
+    """W windows; history and horizon padded to the longest (padding repeats the last time), masks say what is
+    data."""
+    trajectory: torch.Tensor  # [W] long: index into data.trajectories
+    t0: torch.Tensor  # [W] window start (absolute time)
+    origin: torch.Tensor  # [W] absolute time of the last history sample
+    hist_t: torch.Tensor  # [Th, W] absolute times of the history samples (padded: repeat the last)
+    hist_y: torch.Tensor  # [Th, W, m] fitted columns (0 where missing)
+    hist_mask: torch.Tensor  # [Th, W, m] bool
+    hist_u: torch.Tensor  # [Th, W, n_inputs] the model's inputs at hist_t (0 columns if none)
+    horizon_t: torch.Tensor  # [Tf, W] absolute times of the horizon samples (> origin)
+    horizon_y: torch.Tensor  # [Tf, W, m]
+    horizon_mask: torch.Tensor  # [Tf, W, m]
+    columns: tuple  # the fitted column names (m)
+
+    @property
+    def size(self) -> int:
+        return int(self.trajectory.numel())
+
+    @property
+    def hist_len(self) -> torch.Tensor:
+        """[W] long: each window's history samples (the rows after them are padding)."""
+        return (self.hist_t < self.origin).sum(0) + 1
+
+    def select(self, index: torch.Tensor) -> "Windows":
+        """The windows of `index` [W'] (long), in its order."""
+        pick = {"trajectory": 0, "t0": 0, "origin": 0, "hist_t": 1, "hist_y": 1, "hist_mask": 1, "hist_u": 1,
+                "horizon_t": 1, "horizon_y": 1, "horizon_mask": 1}
+        return Windows(**{name: getattr(self, name).index_select(dim, index) for name, dim in pick.items()},
+                       columns=self.columns)
+
+
+@dataclass
+class _Cut:
+    """One window as index ranges into its trajectory's time points."""
+    trajectory: int
+    t0: float
+    history: range
+    horizon: range
+
+
+def make_windows(problem, trajectories: Optional[Sequence[int]] = None, *, history: float, horizon: float,
+                 stride: float) -> Windows:
+    """The windows of the problem's trajectories (indices into problem.data.trajectories; None: all), in
+    trajectory order, then by start time."""
+    for name, value in (("history", history), ("horizon", horizon), ("stride", stride)):
+        if not value > 0:
+            raise HodecError(f"forecast.{name} must be > 0, got {value:g}", "fit config")
+    data = problem.data
+    indices = range(len(data.trajectories)) if trajectories is None else [int(i) for i in trajectories]
+    cuts = [cut for i in indices for cut in _cuts(data.trajectories[i], i, history, horizon, stride)]
+    if not cuts:
+        raise HodecError(f"no forecast window fits the data: each needs history {history:g} + horizon {horizon:g} "
+                         f"time units with data in both, and the longest trajectory spans "
+                         f"{max(float(data.trajectories[i].t[-1] - data.trajectories[i].t[0]) for i in indices):g}",
+                         data.source)
+    return _assemble(problem, cuts)
+
+
+def _cuts(tr, index: int, history: float, horizon: float, stride: float) -> list:
+    t, finite = tr.t, np.isfinite(tr.y).any(1)
+    tol = TOLERANCE * max(1.0, float(t[-1] - t[0]))
+    out = []
+    for k in range(int(np.floor((t[-1] - t[0]) / stride + TOLERANCE)) + 1):
+        t0 = float(t[0] + k * stride)
+        first, stop = np.searchsorted(t, t0 - tol), np.searchsorted(t, t0 + history - tol)
+        if stop <= first:
+            continue
+        origin = t[stop - 1]
+        if origin + horizon > t[-1] + tol:
+            break  # this window's horizon and every later one's run past the data
+        end = np.searchsorted(t, origin + horizon + tol, side="right")
+        if finite[first:stop].any() and finite[stop:end].any():
+            out.append(_Cut(index, t0, range(first, stop), range(stop, end)))
+    return out
+
+
+def _assemble(problem, cuts: list) -> Windows:
+    """The windows' tensors from their cuts: padded, the inputs read at the history times."""
+    data, dtype = problem.data, problem.dtype
+    Th, Tf = max(len(c.history) for c in cuts), max(len(c.horizon) for c in cuts)
+
+    def padded(rows: list, length: int, source) -> np.ndarray:
+        """[length, W, ...] of source(trajectory)[rows], each window's last row repeated as padding."""
+        return np.stack([source(data.trajectories[c.trajectory])[list(r) + [r[-1]] * (length - len(r))]
+                         for c, r in zip(cuts, rows)], 1)
+
+    def valid(rows: list, length: int) -> np.ndarray:
+        return np.stack([np.arange(length) < len(r) for r in rows], 1)
+
+    hist_rows, horizon_rows = [c.history for c in cuts], [c.horizon for c in cuts]
+    hist_t, horizon_t = padded(hist_rows, Th, lambda tr: tr.t), padded(horizon_rows, Tf, lambda tr: tr.t)
+    hist_y, horizon_y = padded(hist_rows, Th, lambda tr: tr.y), padded(horizon_rows, Tf, lambda tr: tr.y)
+    hist_mask = np.isfinite(hist_y) & valid(hist_rows, Th)[:, :, None]
+    horizon_mask = np.isfinite(horizon_y) & valid(horizon_rows, Tf)[:, :, None]
+    trajectory = torch.tensor([c.trajectory for c in cuts], dtype=torch.long)
+    as_t = lambda a: torch.as_tensor(np.asarray(a, dtype=float), dtype=dtype)  # noqa: E731
+    hist_t = as_t(hist_t)
+    return Windows(trajectory, as_t([c.t0 for c in cuts]), hist_t[[len(r) - 1 for r in hist_rows],
+                                                                  range(len(cuts))],
+                   hist_t, as_t(np.where(hist_mask, hist_y, 0.0)), torch.as_tensor(hist_mask),
+                   inputs_at(problem, trajectory, hist_t), as_t(horizon_t),
+                   as_t(np.where(horizon_mask, horizon_y, 0.0)), torch.as_tensor(horizon_mask), problem.columns)
+
+
+def inputs_at(problem, trajectory: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """The model's inputs [T, W, n_inputs] at times t [T, W], window w reading its trajectory's signals (those
+    of the problem's group that holds it)."""
+    names = problem.model.input_names
+    out = torch.zeros(*t.shape, len(names), dtype=t.dtype)
+    if not names:
+        return out
+    where = member_of(problem)
+    for w, i in enumerate(trajectory.tolist()):
+        g, b = where[i]
+        for q, name in enumerate(names):
+            values = torch.as_tensor(g.inputs[name](t[:, w].contiguous()), dtype=t.dtype)
+            out[:, w, q] = values[:, b] if values.dim() > 1 else values
+    return out
+
+
+def member_of(problem) -> dict:
+    """Trajectory index -> (its group, its position in the group)."""
+    return {i: (g, b) for g in problem.groups for b, i in enumerate(g.members)}
