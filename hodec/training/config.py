@@ -187,6 +187,11 @@ class FitConfig:
                           condition_keys.priors)
     scales: dict = option({}, "param -> lin | log | log10: the coordinate the optimiser trains it in (default: its "
                               "kind's)", condition_keys.scales)
+    slot_weights: Optional[str] = option(None, "torch file {slot: {array: tensor}} the neural slots start from "
+                                               "(relative to this FIT.yaml); null: seeded initialisation",
+                                         optional(text))
+    frozen: list = option([], "neural slot arrays not trained: SLOT.ARRAY (e.g. f.net.0.weight) or a whole SLOT",
+                          _name_list)
 
     @property
     def forecast_options(self) -> ForecastConfig:
@@ -227,10 +232,19 @@ def config_source(source, overrides: Mapping, what: str = "fit") -> tuple[dict, 
     filename = "<config>"
     if isinstance(source, (str, Path)):
         filename = str(source)
-        source = read_yaml_mapping(Path(source), what)
+        source = _relative_to(read_yaml_mapping(Path(source), what), Path(source).parent)
     raw = dict(source or {})
     raw.update(overrides)
     return raw, filename
+
+
+def _relative_to(raw: dict, folder: Path) -> dict:
+    """A FIT.yaml's keys with a relative slot_weights path made relative to the file's folder (the written
+    folder of `hodec petab write` works from wherever hodec fit runs)."""
+    value = raw.get("slot_weights")
+    if isinstance(value, str) and value and not Path(value).is_absolute():
+        return {**raw, "slot_weights": str((folder / value).absolute())}
+    return raw
 
 
 def validate(raw: Mapping, filename: str = "<config>") -> FitConfig:

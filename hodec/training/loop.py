@@ -27,12 +27,14 @@ from .methods import METHODS
 from .problem import Problem, finite
 from .progress import postfix, progress_bar
 from .result import FitError, FitResult
+from .slot_weights import prepare_slots
 
 
 class Trainer:
     def __init__(self, model, data: Dataset, config: Optional[FitConfig] = None, inputs: Optional[dict] = None):
         self.config = config = config or FitConfig()
         self.problem = Problem(model, data, config, inputs)
+        prepare_slots(self.model, config.slot_weights, config.frozen)  # before the shards and the method read it
         self.shard = Shard.of(self.problem)  # under torchrun: this process's trajectories (distributed.py)
         self.method = METHODS[config.method](self.shard.problem if self.shard else self.problem, config)
         self.optimizer = self._make_optimizer()
@@ -65,7 +67,7 @@ class Trainer:
     def _make_optimizer(self) -> torch.optim.Optimizer:
         m = self.model
         mechanistic = [p for p in m.mechanistic_parameters() if p.numel()]
-        neural = [p for p in m.slot_modules.parameters() if p.numel()]
+        neural = [p for p in m.slot_modules.parameters() if p.numel() and p.requires_grad]  # frozen ones stay
         extra = self.method.parameters() + self.problem.scales.parameters()
         groups = []
         if mechanistic or extra:
@@ -100,7 +102,8 @@ class Trainer:
             mse = self.shard.evaluate(self.model) if self.shard else self.evaluate(self.model)
         best = None  # the params this epoch's loss was computed with, if they are the best yet; kept only once the
         if mse < self.best_mse:  # epoch completes, so an interrupted epoch is never the "best epoch"
-            best = (mse, epoch, {k: v.detach().clone() for k, v in self.model.state_dict().items()})
+            best = (mse, epoch, {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+                    self.method.snapshot())
         penalty = self.penalty()
         if penalty is not None:
             loss = loss + penalty
@@ -116,7 +119,8 @@ class Trainer:
         self.elapsed += seconds
         self.epoch = epoch
         if best is not None:
-            self.best_mse, self.best_epoch, self.best_state = best
+            self.best_mse, self.best_epoch, self.best_state, snapshot = best
+            self.method.keep_best(snapshot)
         entry = {"epoch": epoch, "lam": lam, "loss": float(loss.detach()), "mse": finite(mse),
                  "seconds": round(seconds, 6), "elapsed": round(self.elapsed, 6)}
         self.history.append(entry)
@@ -146,12 +150,14 @@ class Trainer:
         return "multiple-shooting initial-state corrections"
 
     def evaluate(self, model=None) -> float:
-        """Uncoupled MSE of a model over all data cells; inf if its simulation fails or is not finite."""
-        return self.problem.evaluate(model or self.model)
+        """The method's objective of a model (uncoupled MSE over all data cells; forecast: over its horizons); inf
+        if its simulation fails or is not finite."""
+        return self.method.evaluate(model or self.model)
 
     def trajectory_errors(self, model=None):
-        """Uncoupled squared errors and cells per trajectory (Problem.trajectory_errors); None if it fails."""
-        return self.problem.trajectory_errors(model or self.model)
+        """Squared errors and cells per trajectory of the method's evaluation (Problem.trajectory_errors; forecast:
+        its horizons); None if it fails."""
+        return self.method.trajectory_errors(model or self.model)
 
     def predictions(self, model, ts_per_group: Optional[list] = None) -> list:
         return self.problem.predictions(model, ts_per_group)

@@ -48,7 +48,9 @@ atexit.register(gc.freeze)
 
 
 def run_fit(spec, data, config: Optional[str] = None, out: Optional[str] = None, resume=None, force: bool = False,
-            progress: bool = True) -> int:
+            progress: bool = True, slots: Optional[dict] = None) -> int:
+    """slots: {slot name: torch module} put into the model's neural slots (`Model(slots=...)`) in place of the
+    MLPs the spec declares (hodec petab fit's networks); a resume must give the same."""
     spec = Path(spec)
     rundir, resume = run_folder(spec, out, resume, force)
     compilation = compile_spec(spec)
@@ -59,10 +61,10 @@ def run_fit(spec, data, config: Optional[str] = None, out: Optional[str] = None,
         print(f"hodec fit: {data}: {len(dataset.trajectories)} trajectories, {dataset.n_cells} values in "
               f"{', '.join(dataset.columns)}; setting up", file=sys.stderr, flush=True)
     meta = fit_meta(spec, compilation.source, data, dataset)
-    trainer = None if resume else _trainer(model_class, dataset, cfg)
+    trainer = None if resume else _trainer(model_class, dataset, cfg, slots)
     with claim_rundir(rundir, force, resume=resume):
         if resume:
-            trainer = _resumed(model_class, dataset, config, meta, rundir)
+            trainer = _resumed(model_class, dataset, config, meta, rundir, slots)
         status, failure = _train(trainer, rundir, meta, progress)
         result = trainer.result(evaluate=status != "interrupted")
         if failure is not None:
@@ -112,12 +114,12 @@ def run_folder(spec: Path, out, resume, force: bool) -> tuple[Path, bool]:
     return (Path(out) if out else Path("runs") / spec.stem), bool(resume)
 
 
-def _trainer(model_class, dataset, cfg) -> Trainer:
+def _trainer(model_class, dataset, cfg, slots: Optional[dict] = None) -> Trainer:
     torch.manual_seed(cfg.seed)
-    return Trainer(model_class(), dataset, cfg)
+    return Trainer(model_class(slots=slots or {}), dataset, cfg)
 
 
-def _resumed(model_class, dataset, config, meta: dict, rundir: Path) -> Trainer:
+def _resumed(model_class, dataset, config, meta: dict, rundir: Path, slots: Optional[dict] = None) -> Trainer:
     """The trainer of the run in rundir, as its checkpoint left it; refused if the inputs changed."""
     checkpoint = load_checkpoint(rundir / "checkpoint.pt")
     cfg = load_config(checkpoint["config"])
@@ -127,7 +129,7 @@ def _resumed(model_class, dataset, config, meta: dict, rundir: Path) -> Trainer:
     for key, what in (("spec_sha256", "spec"), ("data_sha256", "data")):
         if checkpoint["meta"].get(key) != meta[key]:
             raise HodecError(f"the {what} changed since the run in {rundir} started; start over with --force", WHO)
-    trainer = _trainer(model_class, dataset, cfg)
+    trainer = _trainer(model_class, dataset, cfg, slots)
     _restore(trainer, checkpoint["resume"], rundir / "checkpoint.pt")
     return trainer
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..compiler import compile as compile_spec
+from ..errors import HodecError
 from ..files import read_text
 from .config import load_config
 from .data import read_data
@@ -22,14 +23,18 @@ PLAN = "starts.json"
 
 
 def run_fit_starts(spec, data, config: Optional[str] = None, out: Optional[str] = None, resume=None,
-                   force: bool = False, progress: bool = True) -> int:
+                   force: bool = False, progress: bool = True, slots: Optional[dict] = None) -> int:
     """`hodec fit`: a multi-start fit when the config has starts > 1 (or --resume names a multi-start run
-    folder), else run_fit."""
+    folder), else run_fit (slots: as run_fit's; one start only: trials rebuild the model from the spec's text)."""
     spec = Path(spec)
     rundir, resuming = run_folder(spec, out, resume, force)  # also refuses --resume with --force
     multi = (rundir / PLAN).is_file() if resuming else load_config(config).starts > 1
+    if multi and slots:
+        raise HodecError(f"starts > 1 with networks put into the slots ({', '.join(slots)}): a multi-start fit "
+                         f"rebuilds each start's model from the spec alone", WHO)
     if not multi:
-        return run_fit(spec, data, config=config, out=out, resume=resume, force=force, progress=progress)
+        return run_fit(spec, data, config=config, out=out, resume=resume, force=force, progress=progress,
+                       slots=slots)
     compilation = compile_spec(spec)
     base = load_config(config if config or not resuming else json.loads(read_text(rundir / PLAN))["config"])
     dataset = read_data(data, compilation.model_class(), base)
