@@ -14,9 +14,16 @@ at the start fires there, true for a `when`, which does not fire where it holds 
 <functionDefinition> (the params its body reads appended to its arguments: SBML functions read nothing else); an
 observable → the assignment rule of a parameter of its name (its noise model is PEtab's measurement model, not
 SBML's). Neural slots and inputs have no SBML form and are refused with a HodecError naming the statement.
-Numbers are written as libsbml writes doubles, to 15 significant digits."""
+Numbers are written as libsbml writes doubles, to 15 significant digits.
+
+For a PEtab problem (`Exporter(model, petab=True)`, hodec.interop.petab_export) the model is the same but for two
+things: each residual slot output (slot, state) is a constant <parameter> of value 0 added to the state's rate
+(to its rate rule, or as a reaction `neural_<slot>_<state>` making the state, for a state that reactions change),
+which PEtab-SciML's hybridization table sets to the network's output; and an observable's rule sets the parameter
+`observable_<name>`, since PEtab's observable ids must not be ids of the model."""
 from __future__ import annotations
 
+import functools
 from typing import Optional
 
 import libsbml
@@ -55,12 +62,16 @@ def export_sbml(model: Model, source: Optional[str] = None) -> str:
     """The SBML document (XML text) of a model; what SBML cannot hold is a HodecError located at the statement
     (`source`: the spec's text, for the excerpt under the message)."""
     refused = [Diagnostic(f"cannot export neural slot '{slot.name}' to SBML: networks are PEtab-SciML's part of a "
-                          f"model, not SBML's", slot.span) for slot in model.slots]
-    refused += [Diagnostic(f"cannot export input '{item.name}' to SBML: SBML has no exogenous signals (a formula "
-                           f"of t as a let has one)", item.span) for item in model.inputs]
+                          f"model, not SBML's (hodec export --petab writes them)", slot.span) for slot in model.slots]
+    refused += input_refusals(model, "SBML")
     if refused:
         raise HodecError(refused, model.filename, source)
     return libsbml.writeSBMLToString(Exporter(model).document())
+
+
+def input_refusals(model: Model, target: str) -> list[Diagnostic]:
+    return [Diagnostic(f"cannot export input '{item.name}' to {target}: {target} has no exogenous signals (a formula of t "
+                       f"as a let has one)", item.span) for item in model.inputs]
 
 
 def _node(kind, *children) -> libsbml.ASTNode:
@@ -94,7 +105,7 @@ def _names(expr) -> list[str]:
 class Exporter:
     """One model's SBML document, built element by element in the order SBML lists them."""
 
-    def __init__(self, model: Model):
+    def __init__(self, model: Model, petab: bool = False):
         self.model = model
         self.doc = libsbml.SBMLDocument(LEVEL, VERSION)
         self.m = self.doc.createModel()
@@ -102,7 +113,12 @@ class Exporter:
         self.sizes = {s.size for s in model.states if s.size is not None}
         self.extra = self._function_params()  # function -> the params its body (or a function it calls) reads
         self.taken = {item.name for group in (model.params, model.states, model.lets, model.reactions,
-                                              model.observables, model.functions) for item in group}
+                                              model.observables, model.functions, model.slots) for item in group}
+        # observable -> the id of the parameter its rule sets; (slot, state) -> the parameter of that slot output
+        self.observable_ids = {o.name: self.unique(f"observable_{o.name}") if petab else o.name
+                               for o in model.observables}
+        self.slot_params = {(slot.name, state): self.unique(f"{slot.name}_{state}")
+                            for slot in model.slots if petab for state in slot.outputs or ()}
 
     # ------------------------------------------------------------ math
     def math(self, e) -> libsbml.ASTNode:
@@ -202,12 +218,17 @@ class Exporter:
             parameter.setId(p.name)
             parameter.setValue(p.value)
             parameter.setConstant(p.name not in assigned)
-        for item in (*self.model.lets, *self.model.observables):
-            if item.name in self.sizes:
+        for name in (*(let.name for let in self.model.lets), *self.observable_ids.values()):
+            if name in self.sizes:
                 continue
             parameter = self.m.createParameter()
-            parameter.setId(item.name)
+            parameter.setId(name)
             parameter.setConstant(False)
+        for name in self.slot_params.values():  # PEtab-SciML's hybridization sets them to the network's outputs
+            parameter = self.m.createParameter()
+            parameter.setId(name)
+            parameter.setValue(0.0)
+            parameter.setConstant(True)
 
     def species(self):
         for s in self.model.states:
@@ -227,16 +248,20 @@ class Exporter:
                 species.setInitialConcentration(s.initial.value)
 
     def rules(self):
-        for item in (*self.model.lets, *self.model.observables):
+        for name, value in (*((let.name, let.value) for let in self.model.lets),
+                            *((self.observable_ids[o.name], o.value) for o in self.model.observables)):
             rule = self.m.createAssignmentRule()
-            rule.setVariable(item.name)
-            rule.setMath(self.math(item.value))
+            rule.setVariable(name)
+            rule.setMath(self.math(value))
         reacting = {name for r in self.model.reactions for name in r.stoichiometry}
-        for der in self.model.ders:
-            if der.target not in reacting:
+        terms = {der.target: [self.math(term) for term in der.terms] for der in self.model.ders}
+        for (_, state), param in self.slot_params.items():
+            terms.setdefault(state, []).append(_name(param))
+        for state, rates in terms.items():
+            if state not in reacting:
                 rule = self.m.createRateRule()
-                rule.setVariable(der.target)
-                rule.setMath(self.math(_sum(der.terms)))
+                rule.setVariable(state)
+                rule.setMath(functools.reduce(lambda a, b: _node(libsbml.AST_PLUS, a, b), rates))
 
     def reactions(self):
         for r in self.model.reactions:
@@ -258,6 +283,13 @@ class Exporter:
                 reaction = self.reaction(self.unique(f"der_{der.target}_{k}"), rate, False)
                 _reference(reaction.createProduct(), der.target, 1.0)
                 self.modifiers(reaction, term)
+        for (slot, state), param in self.slot_params.items():
+            if state in reacting:
+                rate = _name(param)
+                if sizes[state] is not None:
+                    rate = _node(libsbml.AST_TIMES, rate, _name(sizes[state]))
+                _reference(self.reaction(self.unique(f"neural_{slot}_{state}"), rate, False).createProduct(), state,
+                           1.0)
 
     def reaction(self, ident: str, rate: libsbml.ASTNode, reversible: bool) -> libsbml.Reaction:
         reaction = self.m.createReaction()
@@ -313,13 +345,6 @@ def _bvar(name: str) -> libsbml.ASTNode:
     node = _name(name)
     node.setBvar()
     return node
-
-
-def _sum(terms):
-    total = terms[0]
-    for term in terms[1:]:
-        total = ast.Binary("+", total, term, term.span)
-    return total
 
 
 def _compartment(m, ident: str, size, constant: bool):

@@ -1,0 +1,223 @@
+"""A compiled .hode model as a PEtab v2 problem folder, with the PEtab-SciML extension for its neural slots: what
+`hodec petab evaluate` reads back into a model with the same vector field.
+
+Files: `model.xml` (the SBML of hodec.interop.sbml_export, each slot output a parameter added to its state's rate
+and each observable's formula the rule of a parameter `observable_<name>`), `observables.tsv` (observableId = the
+observable's name, its formula that parameter, the noise model as PEtab v2 names it: normal, laplace, log-normal,
+log-laplace; an observable without one is normal with noiseFormula 1), `parameters.tsv` (every param: a free one
+estimated within the bounds of its kind, (-inf, inf), [0, inf) for `positive` or its `in (lo, hi)`; a fixed one
+not estimated), `measurements.tsv` (the header only: a problem's data is not the spec's) and `problem.yaml`. Per
+residual slot NET: `NET.yaml` (the network in PEtab-SciML's YAML: its Linear layers and activation modules in
+order, softplus last if `positive`; one input, the slot's arguments concatenated), `NET_parameters.hdf5` (the
+weights, PyTorch layout), and rows of `hybridization.tsv` (each input element a state, each output's parameter
+set to an output element) and `mapping.tsv` (the PEtab ids of the inputs, outputs and arrays).
+
+Refused, with a HodecError located at the statement: inputs (PEtab has no exogenous signal), neural slots without
+outputs (a learned function called in expressions: PEtab-SciML has no network called inside model formulas), and
+noise scales using other than + - * / ^ and exp log log10 sqrt abs, the trigonometric and hyperbolic functions
+(PEtab math and .hode mean these alike; a let of params holds anything else)."""
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+import libsbml
+import torch
+import yaml
+from torch import nn
+
+from ..compiler import Compilation
+from ..errors import Diagnostic, HodecError
+from ..files import write_atomic
+from ..model.model import Model
+from ..syntax import ast
+from ..syntax.unparse import unparse_expr
+from .petab_sciml.arrays import write_parameters
+from .petab_sciml.network import LAYERS
+from .sbml_export import Exporter, input_refusals
+
+FORMAT_VERSION = "2.0.0"
+SCIML_VERSION = "0.1.0"  # the PEtab-SciML test suite's
+SEED = 0  # the weights of a spec's slots when no model is given: its initialisation under this seed
+NOISE = {"normal": "normal", "laplace": "laplace", "lognormal": "log-normal", "loglaplace": "log-laplace"}
+# functions that PEtab v2's math and .hode define alike (PEtab's log of one argument is natural, as .hode's)
+SHARED_FUNCTIONS = frozenset(("exp", "log", "log10", "sqrt", "abs", "sin", "cos", "tan", "sinh", "cosh", "tanh"))
+SBML_FILE, PROBLEM_FILE = "model.xml", "problem.yaml"
+
+
+def write_petab(compilation: Compilation, out: str | Path, model: Optional[nn.Module] = None) -> list[Path]:
+    """Write the problem folder `out` (which must not exist, or be empty): built in a temporary folder beside it,
+    then renamed, so that a failure leaves nothing. `model`: an instance of the compiled class whose slot weights
+    are written (default: a new one initialised under SEED). Returns the files written."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise HodecError(f"--petab {out} exists and is not an empty folder: name a new one")
+    _check(compilation)
+    model = model if model is not None else _initialised(compilation)
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise HodecError(f"output folder does not exist: {parent}")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name[:60]}.", suffix=".tmp", dir=parent))
+    try:
+        _write_files(compilation.model, model, tmp)
+        if out.exists():
+            out.rmdir()
+        os.replace(tmp, out)
+    except BaseException as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(err, OSError):
+            raise HodecError(f"cannot write {out}: {err.strerror or err}") from None
+        raise
+    return sorted(out.iterdir())
+
+
+def _check(compilation: Compilation):
+    """Everything PEtab cannot hold, each located at its statement, before anything is written."""
+    model = compilation.model
+    refused = input_refusals(model, "PEtab")
+    refused += [Diagnostic(f"cannot export neural slot '{slot.name}' to PEtab-SciML: a slot without outputs is a "
+                           f"function called inside model formulas, which PEtab-SciML networks are not (give it "
+                           f"outputs: `-> state`)", slot.span) for slot in model.slots if slot.outputs is None]
+    for o in model.observables:
+        if o.noise is not None:
+            refused += [Diagnostic(f"the noise scale of '{o.name}' uses {what}, which PEtab's math does not write as "
+                                   f".hode does: compute it in a let of params and use the let", o.noise.sigma.span)
+                        for what in _unshared(o.noise.sigma)[:1]]
+    if refused:
+        raise HodecError(refused, model.filename, compilation.source)
+
+
+def _unshared(expr) -> list[str]:
+    """What an expression uses beyond the arithmetic and functions that PEtab v2's math and .hode share."""
+    found = [f"'{node.func}'" for node in ast.calls_in(expr) if node.func not in SHARED_FUNCTIONS]
+    found += ["a condition" for node in ast.walk(expr) if isinstance(node, (ast.If, ast.Compare, ast.Logic))]
+    return found
+
+
+def _initialised(compilation: Compilation) -> nn.Module:
+    with torch.random.fork_rng():
+        torch.manual_seed(SEED)
+        return compilation.model_class()()
+
+
+def _write_files(model: Model, instance: nn.Module, folder: Path):
+    exporter = Exporter(model, petab=True)
+    write_atomic(folder / SBML_FILE, libsbml.writeSBMLToString(exporter.document()))
+    write_atomic(folder / "observables.tsv", _table(
+        ["observableId", "observableFormula", "noiseFormula", "noiseDistribution"],
+        [_observable(o, exporter.observable_ids[o.name]) for o in model.observables]))
+    parameters = [_parameter(p) for p in model.params]
+    write_atomic(folder / "measurements.tsv", _table(["observableId", "experimentId", "time", "measurement"], []))
+    sciml: dict = {}
+    hybridization, mapping = [], []
+    for slot in model.slots:
+        net = _Net(slot, exporter)
+        write_atomic(folder / f"{slot.name}.yaml", yaml.safe_dump(net.network(instance.slot(slot.name)),
+                                                                  sort_keys=False))
+        write_parameters(folder / f"{slot.name}_parameters.hdf5", slot.name, net.arrays(instance.slot(slot.name)))
+        hybridization += net.hybridization()
+        mapping += net.mapping()
+        parameters.append([net.arrays_id, "-inf", "inf", "array", "true"])
+        sciml.setdefault("array_files", []).append(f"{slot.name}_parameters.hdf5")
+        sciml.setdefault("neural_networks", {})[slot.name] = {"location": f"{slot.name}.yaml", "format": "YAML",
+                                                              "pre_initialization": False}
+    write_atomic(folder / "parameters.tsv", _table(
+        ["parameterId", "lowerBound", "upperBound", "nominalValue", "estimate"], parameters))
+    problem = {"format_version": FORMAT_VERSION, "model_files": {model.name: {"location": SBML_FILE,
+                                                                              "language": "sbml"}},
+               "parameter_files": ["parameters.tsv"], "observable_files": ["observables.tsv"],
+               "measurement_files": ["measurements.tsv"]}
+    if sciml:
+        write_atomic(folder / "hybridization.tsv", _table(["targetId", "targetValue"], hybridization))
+        write_atomic(folder / "mapping.tsv", _table(["petabEntityId", "modelEntityId"], mapping))
+        problem["mapping_files"] = ["mapping.tsv"]
+        problem["extensions"] = {"sciml": {"version": SCIML_VERSION, "required": True, **sciml,
+                                           "hybridization_files": ["hybridization.tsv"]}}
+    write_atomic(folder / PROBLEM_FILE, yaml.safe_dump(problem, sort_keys=False))
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    return "".join("\t".join(row) + "\n" for row in [header, *rows])
+
+
+def _number(value: float) -> str:
+    return repr(float(value)) if math.isfinite(value) else ("inf" if value > 0 else "-inf")
+
+
+def _parameter(p) -> list[str]:
+    """parameterId, lowerBound, upperBound, nominalValue, estimate: the bounds of the param's kind (what hodec fit
+    trains it within; `hodec petab write` reads the kind back from them)."""
+    bounds = {"free": (-math.inf, math.inf), "positive": (0.0, math.inf), "bounded": (p.lower, p.upper)}
+    if p.kind == "fixed":
+        return [p.name, "", "", _number(p.value), "false"]
+    lower, upper = bounds[p.kind]
+    return [p.name, _number(lower), _number(upper), _number(p.value), "true"]
+
+
+def _observable(o, formula_id: str) -> list[str]:
+    if o.noise is None:  # PEtab asks for a noise model: normal of scale 1, whose -llh is half the squared error
+        return [o.name, formula_id, "1", "normal"]
+    return [o.name, formula_id, unparse_expr(o.noise.sigma), NOISE[o.noise.distribution]]
+
+
+class _Net:
+    """One residual slot as a PEtab-SciML network: its PEtab ids, files and table rows."""
+
+    def __init__(self, slot, exporter: Exporter):
+        self.slot = slot
+        self.inputs = [exporter.unique(f"{slot.name}_input{k}") for k in range(len(slot.args))]
+        self.outputs = [exporter.unique(f"{slot.name}_output{j}") for j in range(len(slot.outputs))]
+        self.arrays_id = exporter.unique(f"{slot.name}_parameters")
+        self.targets = [exporter.slot_params[(slot.name, state)] for state in slot.outputs]
+
+    def network(self, module) -> dict:
+        """The network YAML: layer k of the slot's MLP is `layerk`, each called in turn on the one input."""
+        if not module.is_factory_mlp:
+            raise HodecError(f"neural slot '{self.slot.name}' holds a network other than its declared MLP: only "
+                             f"the declared Linear layers and activation are written")
+        layers, forward, previous = [], [_node("input0", "placeholder", "input0", [])], "input0"
+        for k, layer in enumerate(module.net, 1):
+            layers.append({"layer_id": f"layer{k}", **_layer(layer)})
+            forward.append(_node(f"layer{k}", "call_module", f"layer{k}", [previous]))
+            previous = f"layer{k}"
+        if module.positive:
+            forward.append(_node("softplus", "call_function", "softplus", [previous]))
+            previous = "softplus"
+        forward.append(_node("output", "output", "output", [previous]))
+        return {"nn_model_id": self.slot.name, "inputs": [{"input_id": "input0"}], "layers": layers,
+                "forward": forward}
+
+    def arrays(self, module) -> dict:
+        return {f"layer{k}": {name: t.detach().to(torch.float64).cpu().numpy()
+                              for name, t in layer.named_parameters()}
+                for k, layer in enumerate(module.net, 1) if isinstance(layer, nn.Linear)}
+
+    def hybridization(self) -> list[list[str]]:
+        """Each input element reads its argument (a state), each output parameter its output element."""
+        return ([[ident, arg.name] for ident, arg in zip(self.inputs, self.slot.args)]
+                + [[target, output] for target, output in zip(self.targets, self.outputs)])
+
+    def mapping(self) -> list[list[str]]:
+        net = self.slot.name
+        return ([[ident, f"{net}.inputs[0][{k}]"] for k, ident in enumerate(self.inputs)]
+                + [[ident, f"{net}.outputs[0][{j}]"] for j, ident in enumerate(self.outputs)]
+                + [[self.arrays_id, f"{net}.parameters"]])
+
+
+def _node(name: str, op: str, target: str, args: list) -> dict:
+    return {"name": name, "op": op, "target": target, "args": args, "kwargs": {}}
+
+
+def _layer(layer: nn.Module) -> dict:
+    """A layer of a slot's MLP as PEtab-SciML's layer_type and args (torch's class name and constructor
+    arguments; the activations keep torch's defaults, GELU says which form it is)."""
+    if isinstance(layer, nn.Linear):
+        return {"layer_type": "Linear", "args": {"in_features": layer.in_features,
+                                                 "out_features": layer.out_features, "bias": layer.bias is not None}}
+    kind = type(layer).__name__
+    assert kind in LAYERS, kind  # hodec.runtime.neural's activations are all PEtab-SciML layers
+    return {"layer_type": kind, "args": {"approximate": layer.approximate} if isinstance(layer, nn.GELU) else {}}

@@ -1,0 +1,200 @@
+"""Issue 17: `hodec export SPEC --petab DIR`. Reference: the problem read back by `hodec petab evaluate`'s reader
+(hodec.interop.petab: the SBML through `hodec import`, networks through the PEtab-SciML reader, placed by the
+hybridization and mapping tables) compiled again; its vector field, observables and noise scales at random states
+and params must equal the original spec's (its slots holding the weights written); the tables against
+hand-written rows of the specs' declarations."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+import hodec
+from hodec.cli import main
+from hodec.compiler import compile_text
+from hodec.interop.petab.mapping import SlotNet, build
+from hodec.interop.petab.problem import read_problem
+from hodec.interop.petab.write import fit_files
+from hodec.interop.petab_export import write_petab
+
+SPECS = Path(__file__).resolve().parent.parent / "specs"
+REFUSED = {"bergman": "input 'meal'", "pk_two_compartment": "input 'infusion'", "uva_padova": "input 'meal'"}
+# Every way a slot output reaches a state's rate: a concentration that reactions change (a reaction of the output
+# times the size), a state with der terms and no reaction (its rate rule), a state only the slot changes; an
+# activation with arguments (the tanh GELU) and `positive`; all four noise models, one scale reading its own
+# observable and a let of params.
+HYBRID = """model Hybrid
+param k = 0.7 in (0.1, 3)
+param V = 2 positive
+param g = -0.4
+param s0 = 0.2 fixed
+let scale = s0 * V
+state A = 1.5 in V
+state B = 0.5
+state C = 0.3
+state D = 1
+reaction r1: A -> B ; k * A * V
+der C = -g * C + 0.1 * A
+neural U(A, B, C) -> A, C, D hidden 6 5 activation gelu_tanh positive
+neural W(D) -> B hidden 3 activation softsign
+observe a = A ~ normal(scale + 0.1 * a)
+observe b = B ~ laplace(s0)
+observe c = C + D ~ lognormal(0.3)
+observe d = D ~ loglaplace(exp(-V) / 2)
+observe e = A * B
+"""
+
+
+def _spec(tmp_path, name: str) -> Path:
+    if name == "hybrid":
+        path = tmp_path / "hybrid.hode"
+        path.write_text(HYBRID)
+        return path
+    return SPECS / f"{name}.hode"
+
+
+def _original(path: Path, seed: int = 3):
+    """The spec's model with slot weights drawn larger than the initialisation's, so that the networks matter."""
+    model = hodec.compile(path).model_class()().double()
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for slot in model.slot_modules:
+            for tensor in slot.parameters():
+                tensor.copy_(torch.randn(tensor.shape, generator=gen, dtype=torch.float64))
+    return model
+
+
+def _read_back(out: Path):
+    hybrid = build(read_problem(out / "problem.yaml"))
+    slots = {name: SlotNet(hybrid.nets[net], index, element)
+             for name, (net, index, element) in hybrid.slots.items()}
+    return (hybrid.model_class(slots=slots) if slots else hybrid.model_class()).double(), hybrid
+
+
+def _compare(a, b, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    order = [a.state_names.index(n) for n in b.state_names]
+    columns = [a.observable_names.index(n) for n in b.observable_names]
+    assert sorted(b.observable_names) == sorted(a.observable_names)
+    # an observable without a noise model comes back normal(1), PEtab's noise model asked for
+    noisy = [row for row in b.noise_table if row[0] in {name for name, _ in a.noise_table}]
+    assert sorted(noisy) == sorted(a.noise_table)
+    rows = [list(b.noise_table).index(row) for row in a.noise_table]
+    for _ in range(5):
+        values = {n: float(v) * (0.5 + float(torch.rand((), generator=gen, dtype=torch.float64)))
+                  for n, v in a.params().items() if n in b.param_names}
+        a.set_params(values)
+        b.set_params(values)
+        y = 0.1 + 2 * torch.rand(4, len(a.state_names), generator=gen, dtype=torch.float64)
+        t = torch.tensor(0.7, dtype=torch.float64)
+        with torch.no_grad():
+            torch.testing.assert_close(b(t, y[:, order]), a(t, y)[:, order], rtol=1e-12, atol=1e-14)
+            obs_a, obs_b = a.observables(t, y), b.observables(t, y[:, order])
+            torch.testing.assert_close(obs_b, obs_a[:, columns], rtol=1e-12, atol=1e-14)
+            torch.testing.assert_close(b.noise_scale(t, y[:, order], obs_b)[:, rows], a.noise_scale(t, y, obs_a),
+                                       rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("name", [*sorted(p.stem for p in SPECS.glob("*.hode")), "hybrid"])
+def test_every_spec_reads_back_with_the_same_vector_field_or_is_refused(tmp_path, capsys, name):
+    spec, out = _spec(tmp_path, name), tmp_path / "problem"
+    if name in REFUSED:
+        assert main(["export", str(spec), "--petab", str(out)]) == 1
+        err = capsys.readouterr().err
+        assert re.search(rf"{name}\.hode:\d+:\d+: error: cannot export {REFUSED[name]} to PEtab", err), err
+        assert "Traceback" not in err
+        assert list(tmp_path.iterdir()) == []  # no folder, no temporary left behind
+        return
+    original = _original(spec)
+    write_petab(hodec.compile(spec), out, model=original)
+    imported, hybrid = _read_back(out)
+    assert sorted(imported.state_names) == sorted(original.state_names)
+    assert len(hybrid.nets) == len(original.slot_modules)
+    _compare(original, imported)
+
+
+def test_tables_carry_every_param_kind_and_the_noise_models(tmp_path):
+    out = tmp_path / "hybrid"
+    assert main(["export", str(_spec(tmp_path, "hybrid")), "--petab", str(out)]) == 0
+    assert (out / "parameters.tsv").read_text().splitlines() == [
+        "parameterId\tlowerBound\tupperBound\tnominalValue\testimate",
+        "k\t0.1\t3.0\t0.7\ttrue",
+        "V\t0.0\tinf\t2.0\ttrue",
+        "g\t-inf\tinf\t-0.4\ttrue",
+        "s0\t\t\t0.2\tfalse",
+        "U_parameters\t-inf\tinf\tarray\ttrue",
+        "W_parameters\t-inf\tinf\tarray\ttrue"]
+    assert (out / "observables.tsv").read_text().splitlines() == [
+        "observableId\tobservableFormula\tnoiseFormula\tnoiseDistribution",
+        "a\tobservable_a\tscale + 0.1 * a\tnormal",
+        "b\tobservable_b\ts0\tlaplace",
+        "c\tobservable_c\t0.3\tlog-normal",
+        "d\tobservable_d\texp(-V) / 2\tlog-laplace",
+        "e\tobservable_e\t1\tnormal"]
+    assert (out / "hybridization.tsv").read_text().splitlines() == [
+        "targetId\ttargetValue", "U_input0\tA", "U_input1\tB", "U_input2\tC", "U_A\tU_output0", "U_C\tU_output1",
+        "U_D\tU_output2", "W_input0\tD", "W_B\tW_output0"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "U.yaml", "U_parameters.hdf5", "W.yaml", "W_parameters.hdf5", "hybridization.tsv", "mapping.tsv",
+        "measurements.tsv", "model.xml", "observables.tsv", "parameters.tsv", "problem.yaml"]
+
+
+@pytest.mark.parametrize("name", ["lotka_volterra", "michaelis_menten", "pk_oral", "double_pendulum", "lorenz"])
+def test_petab_write_reads_the_params_kinds_back(tmp_path, name):
+    """`hodec petab write` (PEtab → hodec fit's spec) of the export declares every param as the spec does."""
+    spec = SPECS / f"{name}.hode"
+    write_petab(hodec.compile(spec), tmp_path / "p")
+    written = compile_text(fit_files(read_problem(tmp_path / "p" / "problem.yaml")).spec, "written.hode").model
+    declared = {p.name: (p.kind, p.lower, p.upper) for p in hodec.compile(spec).model.params}
+    assert {p.name: (p.kind, p.lower, p.upper) for p in written.params if p.name in declared} == declared
+
+
+def test_the_cli_writes_the_same_folder_twice(tmp_path):
+    """Deterministic: the weights of a spec's slots are its initialisation under a fixed seed."""
+    spec = SPECS / "sir.hode"
+    for out in ("one", "two"):
+        assert main(["export", str(spec), "--petab", str(tmp_path / out)]) == 0
+    for path in (tmp_path / "one").iterdir():
+        assert path.read_bytes() == (tmp_path / "two" / path.name).read_bytes(), path.name
+
+
+BAD = """model Bad
+param k = 1 positive
+state x = 1
+der x = -k * x
+neural f(x) hidden 4
+observe y = x ~ normal(sigmoid(k))
+"""
+
+
+def test_what_petab_cannot_hold_is_refused_located(tmp_path, capsys):
+    spec = tmp_path / "bad.hode"
+    spec.write_text(BAD)
+    out = tmp_path / "out"
+    assert main(["export", str(spec), "--petab", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "bad.hode:5:1: error: cannot export neural slot 'f' to PEtab-SciML" in err
+    assert "bad.hode:6:24: error: the noise scale of 'y' uses 'sigmoid'" in err
+    assert "Traceback" not in err and sorted(p.name for p in tmp_path.iterdir()) == ["bad.hode"]
+
+
+def test_a_folder_that_holds_files_is_not_replaced(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    assert main(["export", str(SPECS / "lorenz.hode"), "--petab", str(out)]) == 1
+    assert "not an empty folder" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    out_empty = tmp_path / "empty"
+    out_empty.mkdir()
+    assert main(["export", str(SPECS / "lorenz.hode"), "--petab", str(out_empty)]) == 0
+    assert (out_empty / "problem.yaml").is_file()
+
+
+def test_petab_linter_accepts_the_export(tmp_path):
+    petab = pytest.importorskip("petab.v2")
+    write_petab(hodec.compile(SPECS / "pk_oral.hode"), tmp_path / "p")
+    problem = petab.Problem.from_yaml(tmp_path / "p" / "problem.yaml")
+    assert not problem.validate().has_errors()
