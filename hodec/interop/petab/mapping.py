@@ -241,7 +241,7 @@ def _hode(expr: str, names: dict, outputs: dict, nets: dict, slots: dict) -> str
     def name(match):
         word = match.group(0)
         if word not in outputs or not nets[outputs[word].net].in_model:
-            return names.get(word, word)
+            return names.get(word, "t" if word == "time" else word)  # PEtab's time is .hode's t
         port = outputs[word]
         net = nets[port.net]
         slot = f"{port.net}_o{port.index}_{port.element or 0}"
