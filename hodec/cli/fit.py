@@ -1,10 +1,14 @@
-"""`hodec fit SPEC --data DATA.csv [--config FIT.yaml] [--out RUNDIR] [--resume [RUNDIR]] [--force]`."""
+"""`hodec fit SPEC --data DATA.csv [--config FIT.yaml] [--out RUNDIR] [--resume [RUNDIR]] [--force]
+[--test TEST.csv [--peak COLUMN=VALUE] [--classes COLUMN=T1,T2,...]]`."""
 from __future__ import annotations
 
 import argparse
+import math
 
+from ..errors import HodecError
 from ..training.config import FitConfig
 from ..training.options import config_help
+from .simulate import assignments
 
 
 def add_parser(sub):
@@ -21,13 +25,41 @@ def add_parser(sub):
                    help="continue the run in RUNDIR (default: --out) from its checkpoint")
     p.add_argument("--force", action="store_true", help="overwrite the outputs of an existing run folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--test", metavar="TEST.csv",
+                   help="held-out data (DATA.csv's format), scored after training into report.json's \"test\": "
+                        "with method forecast the horizon metrics of its windows (and forecast.png), else the "
+                        "objective and per-column MSE")
+    p.add_argument("--peak", action="append", metavar="COLUMN=VALUE",
+                   help="--test: peak RMSE over the windows whose horizon maximum exceeds VALUE (default: the 0.75 "
+                        "quantile of the column's horizon data)")
+    p.add_argument("--classes", action="append", metavar="COLUMN=T1,T2,...",
+                   help="--test: accuracy of the classes the increasing thresholds make (glucose: CGM=70,180)")
     return p
 
 
 def run(args) -> int:
-    from ..training.starts import run_fit_starts  # torch loads only for the commands that train
+    from ..training.forecast.heldout import Scoring  # torch loads only for the commands that train
+    from ..training.starts import run_fit_starts
     from ..training.torchrun import launched, run_fit_distributed
 
+    if args.test is None and (args.peak or args.classes):
+        raise HodecError("--peak and --classes score the --test data: give --test TEST.csv")
+    test = None if args.test is None else Scoring(args.test, assignments(args.peak, "--peak"), classes(args.classes))
     fit = run_fit_distributed if launched() else run_fit_starts  # one of several processes under torchrun
     return fit(args.spec, args.data, config=args.config, out=args.out, resume=args.resume, force=args.force,
-               progress=not args.quiet)
+               progress=not args.quiet, test=test)
+
+
+def classes(items) -> dict:
+    """--classes COLUMN=T1,T2,...: column -> its thresholds, numbers in increasing order."""
+    out = {}
+    for name, text in assignments(items, "--classes", numeric=False).items():
+        try:
+            values = [float(cell) for cell in text.split(",")]
+        except ValueError:
+            values = [math.nan]
+        if not all(math.isfinite(v) for v in values) or any(b <= a for a, b in zip(values, values[1:])):
+            raise HodecError(f"--classes {name}: expected increasing numbers separated by commas (such as 70,180), "
+                             f"got {text!r}")
+        out[name] = values
+    return out

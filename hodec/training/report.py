@@ -6,6 +6,7 @@
                     plain data only: it loads with weights_only=True)
     fit.png         data against the best model's uncoupled trajectories
     fitted.hode     the spec with the best epoch's param values written in place of the originals
+    forecast.png    with --test and method forecast: a few test windows' forecasts against their data
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import json
 import math
 import re
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -21,7 +23,7 @@ from ..files import write_atomic
 from ..errors import HodecError
 from .options import first_line
 
-OUTPUTS = ("report.json", "checkpoint.pt", "fit.png", "fitted.hode")
+OUTPUTS = ("report.json", "checkpoint.pt", "fit.png", "fitted.hode", "forecast.png")
 CHECKPOINT_FORMAT = "hodec-fit-1"
 
 
@@ -75,7 +77,8 @@ def read_checkpoint(source, name: str) -> dict:
     return payload
 
 
-def write_report(path, result, meta: dict):
+def write_report(path, result, meta: dict, test: Optional[dict] = None):
+    """report.json; test: the held-out data's scores (`hodec fit --test`, forecast/heldout.py), if any."""
     report = {
         "method": result.method,
         "status": result.status,
@@ -87,6 +90,7 @@ def write_report(path, result, meta: dict):
         "history": result.history,
         "config": result.config.to_dict(),
         **meta,
+        **({} if test is None else {"test": test}),
     }
     write_atomic(path, json.dumps(_jsonable(report), indent=1) + "\n")
     return report

@@ -33,6 +33,7 @@ from ..files import write_atomic
 from ..version import __version__
 from .config import load_config
 from .data import read_data
+from .forecast.heldout import Scoring, heldout_report, heldout_summary, read_heldout
 from .loop import Trainer
 from .options import first_line
 from .report import (OUTPUTS, checkpoint_bytes, fitted_spec, load_checkpoint, plot_fit, read_checkpoint, score,
@@ -48,15 +49,17 @@ atexit.register(gc.freeze)
 
 
 def run_fit(spec, data, config: Optional[str] = None, out: Optional[str] = None, resume=None, force: bool = False,
-            progress: bool = True, slots: Optional[dict] = None) -> int:
+            progress: bool = True, slots: Optional[dict] = None, test: Optional[Scoring] = None) -> int:
     """slots: {slot name: torch module} put into the model's neural slots (`Model(slots=...)`) in place of the
-    MLPs the spec declares (hodec petab fit's networks); a resume must give the same."""
+    MLPs the spec declares (hodec petab fit's networks); a resume must give the same. test: held-out data scored
+    after training into report.json's "test" (forecast/heldout.py), read and checked before training starts."""
     spec = Path(spec)
     rundir, resume = run_folder(spec, out, resume, force)
     compilation = compile_spec(spec)
     model_class = compilation.model_class()
     cfg = data_config(config, rundir, resume)
     dataset = read_data(data, model_class, cfg)
+    heldout = None if test is None else read_heldout(test, model_class, cfg, dataset.columns)
     if progress:  # a large file takes a while to set up (splines, groups): say what was read before the bar starts
         print(f"hodec fit: {data}: {len(dataset.trajectories)} trajectories, {dataset.n_cells} values in "
               f"{', '.join(dataset.columns)}; setting up", file=sys.stderr, flush=True)
@@ -69,7 +72,11 @@ def run_fit(spec, data, config: Optional[str] = None, out: Optional[str] = None,
         result = trainer.result(evaluate=status != "interrupted")
         if failure is not None:
             result.metrics["error"] = failure.diagnostics[0].message
-        write_report(rundir / "report.json", result, meta)
+        tested = None
+        if heldout is not None and status != "interrupted" and trainer.best_state is not None:
+            tested = heldout_report(heldout, result.model, trainer.method.state().get("estimator"), trainer.config,
+                                    plot=rundir / "forecast.png")
+        write_report(rundir / "report.json", result, meta, test=tested)
         if trainer.best_state is not None:
             cfg = trainer.config
             summary = (f"Fitted by hodec fit ({cfg.method}) on {Path(data).name}: best epoch {result.best_epoch} of "
@@ -85,7 +92,7 @@ def run_fit(spec, data, config: Optional[str] = None, out: Optional[str] = None,
               f"{rundir} (continue with --resume {rundir})", file=sys.stderr)
         return 130
     print(f"{spec} -> {rundir}: {trainer.config.method}, best epoch {result.best_epoch} of {trainer.epoch}, "
-          f"{score(result)}")
+          f"{score(result)}{heldout_summary(tested)}")
     return 0
 
 

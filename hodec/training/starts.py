@@ -23,7 +23,7 @@ PLAN = "starts.json"
 
 
 def run_fit_starts(spec, data, config: Optional[str] = None, out: Optional[str] = None, resume=None,
-                   force: bool = False, progress: bool = True, slots: Optional[dict] = None) -> int:
+                   force: bool = False, progress: bool = True, slots: Optional[dict] = None, test=None) -> int:
     """`hodec fit`: a multi-start fit when the config has starts > 1 (or --resume names a multi-start run
     folder), else run_fit (slots: as run_fit's; one start only: trials rebuild the model from the spec's text)."""
     spec = Path(spec)
@@ -32,9 +32,12 @@ def run_fit_starts(spec, data, config: Optional[str] = None, out: Optional[str] 
     if multi and slots:
         raise HodecError(f"starts > 1 with networks put into the slots ({', '.join(slots)}): a multi-start fit "
                          f"rebuilds each start's model from the spec alone", WHO)
+    if multi and test is not None:
+        raise HodecError("--test scores a single fit: give starts: 1 (or score the kept start's run folder with "
+                         "`hodec forecast`)", WHO)
     if not multi:
         return run_fit(spec, data, config=config, out=out, resume=resume, force=force, progress=progress,
-                       slots=slots)
+                       slots=slots, test=test)
     compilation = compile_spec(spec)
     base = load_config(config if config or not resuming else json.loads(read_text(rundir / PLAN))["config"])
     dataset = read_data(data, compilation.model_class(), base)

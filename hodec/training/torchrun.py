@@ -25,14 +25,15 @@ def launched() -> bool:
 
 
 def run_fit_distributed(spec, data, config=None, out=None, resume=None, force: bool = False,
-                        progress: bool = True) -> int:
+                        progress: bool = True, test=None) -> int:
     dist.init_process_group("cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo")
     try:
         if dist.get_rank() != 0:
             return follow(spec, data)
         code = 1
         try:
-            code = run_fit(spec, data, config=config, out=out, resume=resume, force=force, progress=progress)
+            code = run_fit(spec, data, config=config, out=out, resume=resume, force=force, progress=progress,
+                           test=test)
         finally:
             finish(code)
         return code
