@@ -23,8 +23,8 @@ SPECS = Path(__file__).resolve().parent.parent / "specs"
 REFUSED = {"bergman": "input 'meal'", "pk_two_compartment": "input 'infusion'", "uva_padova": "input 'meal'"}
 # Every way a slot output reaches a state's rate: a concentration that reactions change (a reaction of the output
 # times the size), a state with der terms and no reaction (its rate rule), a state only the slot changes; an
-# activation with arguments (the tanh GELU) and `positive`; all four noise models, one scale reading its own
-# observable and a let of params.
+# activation with arguments (the tanh GELU) and `positive`; time as an argument (PEtab's `time`); all four noise
+# models, one scale reading its own observable and a let of params.
 HYBRID = """model Hybrid
 param k = 0.7 in (0.1, 3)
 param V = 2 positive
@@ -38,7 +38,7 @@ state D = 1
 reaction r1: A -> B ; k * A * V
 der C = -g * C + 0.1 * A
 neural U(A, B, C) -> A, C, D hidden 6 5 activation gelu_tanh positive
-neural W(D) -> B hidden 3 activation softsign
+neural W(D, t) -> B hidden 3 activation softsign
 observe a = A ~ normal(scale + 0.1 * a)
 observe b = B ~ laplace(s0)
 observe c = C + D ~ lognormal(0.3)
@@ -135,7 +135,7 @@ def test_tables_carry_every_param_kind_and_the_noise_models(tmp_path):
         "e\tobservable_e\t1\tnormal"]
     assert (out / "hybridization.tsv").read_text().splitlines() == [
         "targetId\ttargetValue", "U_input0\tA", "U_input1\tB", "U_input2\tC", "U_A\tU_output0", "U_C\tU_output1",
-        "U_D\tU_output2", "W_input0\tD", "W_B\tW_output0"]
+        "U_D\tU_output2", "W_input0\tD", "W_input1\ttime", "W_B\tW_output0"]
     assert sorted(p.name for p in out.iterdir()) == [
         "U.yaml", "U_parameters.hdf5", "W.yaml", "W_parameters.hdf5", "hybridization.tsv", "mapping.tsv",
         "measurements.tsv", "model.xml", "observables.tsv", "parameters.tsv", "problem.yaml"]

@@ -33,7 +33,7 @@ from torch import nn
 from ..compiler import Compilation
 from ..errors import Diagnostic, HodecError
 from ..files import write_atomic
-from ..model.model import Model
+from ..model.model import TIME, Model
 from ..syntax import ast
 from ..syntax.unparse import unparse_expr
 from .petab_sciml.arrays import write_parameters
@@ -47,6 +47,7 @@ NOISE = {"normal": "normal", "laplace": "laplace", "lognormal": "log-normal", "l
 # functions that PEtab v2's math and .hode define alike (PEtab's log of one argument is natural, as .hode's)
 SHARED_FUNCTIONS = frozenset(("exp", "log", "log10", "sqrt", "abs", "sin", "cos", "tan", "sinh", "cosh", "tanh"))
 SBML_FILE, PROBLEM_FILE = "model.xml", "problem.yaml"
+PETAB_TIME = "time"  # .hode's t in PEtab's math
 
 
 def write_petab(compilation: Compilation, out: str | Path, model: Optional[nn.Module] = None) -> list[Path]:
@@ -197,8 +198,9 @@ class _Net:
                 for k, layer in enumerate(module.net, 1) if isinstance(layer, nn.Linear)}
 
     def hybridization(self) -> list[list[str]]:
-        """Each input element reads its argument (a state), each output parameter its output element."""
-        return ([[ident, arg.name] for ident, arg in zip(self.inputs, self.slot.args)]
+        """Each input element reads its argument (a state, or time), each output parameter its output element."""
+        values = [PETAB_TIME if arg.name == TIME else arg.name for arg in self.slot.args]
+        return ([[ident, value] for ident, value in zip(self.inputs, values)]
                 + [[target, output] for target, output in zip(self.targets, self.outputs)])
 
     def mapping(self) -> list[list[str]]:

@@ -70,8 +70,9 @@ def export_sbml(model: Model, source: Optional[str] = None) -> str:
 
 
 def input_refusals(model: Model, target: str) -> list[Diagnostic]:
-    return [Diagnostic(f"cannot export input '{item.name}' to {target}: {target} has no exogenous signals (a formula of t "
-                       f"as a let has one)", item.span) for item in model.inputs]
+    """Inputs, located: SBML (and PEtab over it) has no signal bound at run time."""
+    return [Diagnostic(f"cannot export input '{item.name}' to {target}: {target} has no exogenous signals (a "
+                       f"formula of t as a let has one)", item.span) for item in model.inputs]
 
 
 def _node(kind, *children) -> libsbml.ASTNode:
