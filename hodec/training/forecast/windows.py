@@ -54,8 +54,9 @@ class Windows:
 
 
 @dataclass
-class _Cut:
-    """One window as index ranges into its trajectory's time points."""
+class Cut:
+    """One window as index ranges into its trajectory's time points (`hodec forecast` makes its own: a history
+    and the forecast's times, which have no data)."""
     trajectory: int
     t0: float
     history: range
@@ -77,7 +78,7 @@ def make_windows(problem, trajectories: Optional[Sequence[int]] = None, *, histo
                          f"time units with data in both, and the longest trajectory spans "
                          f"{max(float(data.trajectories[i].t[-1] - data.trajectories[i].t[0]) for i in indices):g}",
                          data.source)
-    return _assemble(problem, cuts)
+    return assemble(problem, cuts)
 
 
 def _cuts(tr, index: int, history: float, horizon: float, stride: float) -> list:
@@ -94,11 +95,11 @@ def _cuts(tr, index: int, history: float, horizon: float, stride: float) -> list
             break  # this window's horizon and every later one's run past the data
         end = np.searchsorted(t, origin + horizon + tol, side="right")
         if finite[first:stop].any() and finite[stop:end].any():
-            out.append(_Cut(index, t0, range(first, stop), range(stop, end)))
+            out.append(Cut(index, t0, range(first, stop), range(stop, end)))
     return out
 
 
-def _assemble(problem, cuts: list) -> Windows:
+def assemble(problem, cuts: list) -> Windows:
     """The windows' tensors from their cuts: padded, the inputs read at the history times."""
     data, dtype = problem.data, problem.dtype
     Th, Tf = max(len(c.history) for c in cuts), max(len(c.horizon) for c in cuts)
