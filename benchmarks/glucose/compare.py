@@ -1,4 +1,4 @@
-"""Glucose benchmark (issue 4, benchmark 2): forecast CGM 60 min ahead from 210 min of history, five models.
+"""Glucose benchmark (issue 4, benchmark 2): forecast CGM 60 min ahead from 210 min of history.
 
 Data: `python -m benchmarks.glucose.simulate` (simglucose's 30 virtual patients on specs/uva_padova.hode, CGM
 noise, split BY PATIENT: 18 train, 6 validation, 6 test). Task: for each window of the test patients (stride 30
@@ -6,17 +6,28 @@ min), given the CGM of [t0, t0 + 210) (42 samples) and the meal / insulin inputs
 CGM at t0 + 210 ... t0 + 265 (12 samples, 5-min steps). Scores are against the (noisy) CGM, the signal a
 forecaster is judged on in practice.
 
-Models (every ODE model is a .hode spec trained by hodec itself, homotopy on whole days that start at 00:00 from
-basal, CGM the only fitted column; rk4 with fixed steps):
+Training of the ODE rows (--training):
+  forecast     (default; issue 18; results/glucose_forecast.md) `method: forecast` of hodec fit / hodec sparsify on
+               the training patients' windows (the same 210 + 60 min, stride 30), the state at each window's
+               origin from a GRU encoder over its history, trained end to end with the model, early-stopped on
+               the validation patients' windows; the test windows are forecast by the model and its encoder
+               (benchmarks/glucose/forecast.py). The LSTM runs first in each seed: the ODE rows are also scored as
+               they were when their training time passed the LSTM's wall time.
+  homotopy     (results/glucose.md) homotopy on whole days, forecast from a MAP state estimate (below).
+Models (every ODE model is a .hode spec trained by hodec itself, CGM the only fitted column; rk4 with fixed
+steps; under homotopy on whole days that start at 00:00 from basal):
   mechanistic  specs/uva_padova.hode with population parameters fitted (starting from adult#001's); in minutes.
+  residual     the same with a learned residual on plasma glucose (a GELU MLP of 16 over Gp, Gt, X, Id, qgut,
+               each divided by its range; see `residual_spec`); in minutes.
   mnode        the MNODE form of the same spec (`hodec transform --mnode`: one GELU slot per state over its graph
                parents) written in scaled units: every state divided by its range on a simulated day, time in
                hours, Dbar in 100 g, so that slot inputs and outputs are O(1) (see `scaled_mnode`).
   hgs          `hodec sparsify` of the MNODE after --merge-scc and --closure meal:CGM insulin:CGM (steps 2-5);
-               lambda1 is cross-validated (2 folds over training days) on the first seed and reused for the
-               others (CPU time); grid 1e-3, 1e-2, 1e-1, lambda2 1e-5 (sparsify's lambdas weigh against the MSE
-               divided by the training CGM's variance, so they are unit-free); each lambda1 from a fresh start
-               (warm_start false, as when the results were measured).
+               under homotopy, lambda1 is cross-validated (2 folds over training days) on the first seed and
+               reused for the others (CPU time): grid 1e-3, 1e-2, 1e-1, lambda2 1e-5 (sparsify's lambdas weigh
+               against the MSE divided by the training CGM's variance, so they are unit-free); each lambda1 from
+               a fresh start (warm_start false, as when the results were measured). Under forecast training
+               lambda1 = 1e-3 (that cross-validation's choice; no cross-validation: CPU time).
   node         a black-box neural ODE: CGM/100 and 3 latent states, one MLP [6, 32, 32, 4] over them and the
                meal and insulin inputs.
   lstm         an LSTM (64 units) over the 54 steps of the window (CGM where known, a known-flag, meal,
@@ -25,11 +36,12 @@ basal, CGM the only fitted column; rk4 with fixed steps):
   last value   persistence (the last known CGM held), a reference row.
   oracle       not trained: the generator's own model with each test patient's TRUE parameters, forecasting
                as the ODE rows do (rk4 at 1 min): the floor that estimating the state from 210 min of CGM sets.
-ODE forecasts: the state at t0 is estimated from the window's history alone, as a MAP estimate (Gaussian CGM
-noise of the sensor's standard deviation; a Gaussian prior on the state, the mean and covariance of the model's
-own state at the window starts of the training days, simulated from basal with their inputs), by a batched
-Levenberg-Marquardt; the model then runs free over history and horizon with the known inputs. Forecasts use the
-model's training solver (rk4, one step per 5-min sample) and its inputs interpolated as in training (linearly).
+ODE forecasts under homotopy training: the state at t0 is estimated from the window's history alone, as a MAP
+estimate (Gaussian CGM noise of the sensor's standard deviation; a Gaussian prior on the state, the mean and
+covariance of the model's own state at the window starts of the training days, simulated from basal with their
+inputs), by a batched Levenberg-Marquardt; the model then runs free over history and horizon with the known
+inputs. Forecasts use the model's training solver (rk4, one step per 5-min sample) and its inputs interpolated as
+in training (linearly).
 (Tried first: synchronising only by the coupling term, which corrects only Gs, the state CGM reads, and relaxes
 back to the model's own plasma glucose within ~15 min of the horizon; and a maximum-likelihood fit of an offset
 from basal by 60 Adam steps: the oracle row then scores 46 mg/dL, worse than persistence, because many initial
@@ -41,16 +53,19 @@ hypo / normal / hyper class (< 70, 70-180, > 180 mg/dL) per horizon sample; effe
 trainable scalars that affect the output; for hgs after pruning). Mean and spread (min-max) over the seeds.
 
     python -m benchmarks.glucose.compare --quick      # 1 seed, 6 train days, few epochs: a smoke test
-    python -m benchmarks.glucose.compare              # 3 seeds, the full protocol (hours on 2 CPU cores)
-    python -m benchmarks.glucose.compare --models lstm mechanistic --seeds 0 --tag glucose_partial
-    # the committed results, one process per core (hgs's lambda1 from its seed-0 cross-validation):
+    python -m benchmarks.glucose.compare              # 3 seeds, forecast training (hours on 2 CPU cores)
+    python -m benchmarks.glucose.compare --models lstm mechanistic residual --seeds 0 --tag glucose_forecast_a
+    python -m benchmarks.glucose.compare --training homotopy   # the protocol of results/glucose.md
+    # the committed homotopy results (add --training homotopy), one process per core (hgs's lambda1 from its
+    # seed-0 cross-validation):
     python -m benchmarks.glucose.compare --models last_value lstm node mechanistic mnode oracle --tag glucose_a
     python -m benchmarks.glucose.compare --models hgs --seeds 0 --tag glucose_h0   # then, with its lambda1:
     python -m benchmarks.glucose.compare --models hgs --seeds 1 2 --hgs-lambda1 0.001 --tag glucose_h12
     python -m benchmarks.glucose.compare --combine benchmarks/results/glucose_{a,h0,h12}.json --tag glucose
 Trained ODE models are kept in benchmarks/results/glucose_models/ (ignored by git): a rerun only forecasts.
 
-Writes benchmarks/results/<tag>.json and .md (tag: glucose, or glucose_quick with --quick).
+Writes benchmarks/results/<tag>.json and .md (tag: glucose_forecast, or glucose with --training homotopy;
+_quick appended with --quick).
 """
 from __future__ import annotations
 
@@ -80,13 +95,17 @@ from hodec.training.data import Dataset, Trajectory  # noqa: E402
 from hodec.training.fit import fit  # noqa: E402
 from hodec.training.sparsify import effective_params, sparsify  # noqa: E402
 
+from benchmarks.glucose import forecast as forecast_training  # noqa: E402
+
 DATA = ROOT / "benchmarks" / "results" / "glucose_data"
 RESULTS = ROOT / "benchmarks" / "results"
 MODELS_DIR = RESULTS / "glucose_models"
 SPEC = ROOT / "specs" / "uva_padova.hode"
 SAMPLE, HISTORY, HORIZON = 5, 42, 12  # minutes per sample; samples of history and of horizon
 HYPO, HYPER = 70.0, 180.0
-MODELS = ("mechanistic", "mnode", "hgs", "node", "lstm", "last_value", "oracle")
+MODELS = ("mechanistic", "residual", "mnode", "hgs", "node", "lstm", "last_value", "oracle")
+ODE_ROWS = ("mechanistic", "residual", "mnode", "hgs", "node")
+TRAINING = ("forecast", "homotopy")
 HGS_LAMBDA2 = 1e-5
 NOISE_MG_DL = 11.5  # the CGM noise's standard deviation (simulate.cgm_noise: 11.5 over 200 days)
 GAIN_PER_MIN = 0.1  # homotopy coupling k: CGM relaxes to the data's spline in ~10 min
@@ -200,6 +219,26 @@ def blackbox_node(latent: int = 3) -> str:
                       "state G = 1.4  \"CGM / 100\"", *[f"state {n} = 0" for n in z],
                       f"neural f({states}, meal, insulin) -> {states} hidden 32 32 activation gelu",
                       "observe CGM = 100 * G"]) + "\n"
+
+
+RESIDUAL_ARGS = ("Gp", "Gt", "X", "Id", "qgut")  # glucose, insulin action (tissue, liver), gut glucose
+
+
+def residual_spec(hidden: int = 16) -> str:
+    """specs/uva_padova.hode (in minutes) with a learned residual on plasma glucose: dGp/dt gains
+    0.1 rg(Gp / s, Gt / s, X / s, Id / s, qgut / s) mg/kg/min, each argument divided by its state's range on a
+    simulated day (state_scales), so the slot's inputs and outputs are O(1)."""
+    source = SPEC.read_text()
+    base = load_text(source, SPEC.name)().double()
+    scales = dict(zip(base.state_names, state_scales(base)))
+    der = "der Gp    = max(EGP, 0) + Ra - Fsnc - E - k1 * Gp + k2 * Gt"
+    args = ", ".join(f"{name} / {scales[name]:g}" for name in RESIDUAL_ARGS)
+    names = ", ".join(name.lower() for name in RESIDUAL_ARGS)
+    if source.count(der) != 1:
+        raise RuntimeError(f"{SPEC.name}: the line '{der}' is not there once")
+    return source.replace(der, f"{der} + 0.1 * rg({args})\n"
+                               f"neural rg({names}) hidden {hidden} activation gelu"
+                               "   # learned residual of plasma glucose (benchmarks/glucose/compare.py)")
 
 
 # ---------------------------------------------------------------- ODE models: training and forecasting
@@ -327,7 +366,7 @@ def train_ode(name: str, days, seed: int, scale: dict) -> tuple:
     """A trained model, its View, its effective parameter count and extra facts for the report. Trained models
     are kept in MODELS_DIR (keyed by row, seed, training scale and data), so that a rerun with another forecaster
     does not train again."""
-    view = MINUTES if name == "mechanistic" else HOURS
+    view = view_of(name)
     path = model_path(name, seed, scale, days)
     if not path.is_file():
         source, model, params, extra = _train_ode(name, days, seed, scale, view)
@@ -341,7 +380,25 @@ def train_ode(name: str, days, seed: int, scale: dict) -> tuple:
     return model, view, blob["params"], blob["extra"]
 
 
+def view_of(name: str) -> View:
+    return MINUTES if name in ("mechanistic", "residual") else HOURS
+
+
+def spec_of(name: str) -> str:
+    """The spec of an ODE row (hgs: the MNODE after --merge-scc and the meal, insulin -> CGM closure)."""
+    if name == "hgs":
+        return closure(compile_text(merge_scc(compile_text(scaled_mnode(), "mnode.hode")), "mnode.hode"),
+                       [("meal", "CGM"), ("insulin", "CGM")])
+    return {"mechanistic": SPEC.read_text, "residual": residual_spec, "mnode": scaled_mnode,
+            "node": blackbox_node}[name]()
+
+
 def model_path(name: str, seed: int, scale: dict, days) -> Path:
+    if scale.get("training") == "forecast":
+        used = FORECAST_SCALE_KEYS + (("hgs_lambda1", "hgs_epochs", "hgs_refit_epochs") if name == "hgs" else ())
+        settings = {"training": "forecast", **{k: scale.get(k) for k in used}}
+        key = json.dumps([name, seed, settings, sorted(d.id for d in days if d.split != 2)])
+        return MODELS_DIR / f"forecast_{name}_seed{seed}_{hashlib.sha256(key.encode()).hexdigest()[:12]}.pt"
     used = ("epochs_per_step",) + (("lambda1", "hgs_lambda1", "refit_epochs") if name == "hgs" else ())
     settings = {k: scale.get(k) for k in used}
     if name == "hgs":  # sparsify's defaults changed: lambdas relative to the variance, refit lr / 10, paired SE
@@ -355,8 +412,7 @@ def _train_ode(name: str, days, seed: int, scale: dict, view: View) -> tuple:
     train = [d for d in days if d.split == 0]
     cfg = fit_config(view, scale["epochs_per_step"], seed, lr=0.01 if name == "mechanistic" else 0.02)
     if name == "hgs":
-        source = closure(compile_text(merge_scc(compile_text(scaled_mnode(), "mnode.hode")), "mnode.hode"),
-                         [("meal", "CGM"), ("insulin", "CGM")])
+        source = spec_of(name)
         # warm_start false: the committed numbers predate the warm-started path (not rerun; seeds 1-2 use one
         # lambda1, where the two agree, and seed 0's chosen 1e-3 is the grid's first, so only its CV would differ)
         cfg.update({"lambda1": scale.get("hgs_lambda1") or scale["lambda1"], "lambda2": HGS_LAMBDA2, "folds": 2,
@@ -366,10 +422,52 @@ def _train_ode(name: str, days, seed: int, scale: dict, view: View) -> tuple:
         return r.pruned_source, r.model, r.params_after, {
             "lambda1": r.lambda1, "pruned": r.pruned_names, "states_kept": list(r.states_kept),
             "train_mse": r.refit.best_mse, "source": r.fitted_source, "path": r.path}
-    source = {"mechanistic": SPEC.read_text(), "mnode": scaled_mnode(), "node": blackbox_node()}[name]
+    source = spec_of(name)
     cls = load_text(source, f"{name}.hode")
     r = fit(cls, view.dataset(train, cls.input_names), cfg)
     return source, r.model, effective_params(symbolic(source, f"{name}.hode"), r.model), {"train_mse": r.best_mse}
+
+
+FORECAST_SCALE_KEYS = ("max_epochs", "check_every", "patience", "max_seconds", "lr", "estimator")
+# forecast training: early stopping (checks every check_every epochs, stop after patience checks without a better
+# validation RMSE) within max_epochs and max_seconds; hgs: sparsify's fixed epochs, lambda1 as cross-validated
+# under homotopy (results/glucose.md: 1e-3; no cross-validation here: CPU)
+FORECAST_FULL = {"training": "forecast", "max_epochs": 3000, "check_every": 10, "patience": 10, "max_seconds": 1200,
+                 "lr": 0.01, "estimator": forecast_training.ESTIMATOR, "hgs_lambda1": [1e-3], "hgs_epochs": 300,
+                 "hgs_refit_epochs": 300}
+FORECAST_QUICK = {**FORECAST_FULL, "max_epochs": 20, "check_every": 5, "patience": 2, "max_seconds": 120,
+                  "hgs_epochs": 10, "hgs_refit_epochs": 10}
+
+
+def train_forecast(name: str, days, seed: int, scale: dict, budget_seconds: float = None):
+    """A forecast-trained row (benchmarks/glucose/forecast.py): model + encoder, kept in MODELS_DIR like
+    train_ode's (a rerun only forecasts)."""
+    view = view_of(name)
+    source = spec_of(name)
+    inputs = load_text(source, f"{name}.hode").input_names
+    train, val = (view.dataset([d for d in days if d.split == s], inputs) for s in (0, 1))
+    path = model_path(name, seed, scale, days)
+    if path.is_file():
+        return forecast_training.load(path, name, train), view, inputs
+    cfg = forecast_training.fit_config(view.minutes_per_unit, seed, scale["lr"], scale["max_epochs"],
+                                       scale["estimator"])
+    if name == "hgs":
+        cfg.update({"epochs": scale["hgs_epochs"], "lambda1": scale["hgs_lambda1"], "lambda2": HGS_LAMBDA2,
+                    "folds": 2, "threshold": 0.05, "refit_epochs": scale["hgs_refit_epochs"]})
+        trained = forecast_training.train_sparsified(source, train, cfg)
+    else:
+        trained = forecast_training.train(source, name, train, val, cfg, scale, budget_seconds)
+    MODELS_DIR.mkdir(parents=True, exist_ok=True)
+    forecast_training.save(path, trained)
+    return trained, view, inputs
+
+
+def forecast_trained(trained, view: View, inputs, days, wins: list) -> np.ndarray:
+    """[12, B] CGM forecasts of the benchmark's windows by a forecast-trained model and its encoder."""
+    mine = [d for d in days if d.split == wins[0][0].split]
+    order = {d.id: k for k, d in enumerate(mine)}
+    starts = [(order[d.id], float(d.t[i]) / view.minutes_per_unit) for d, i in wins]
+    return forecast_training.forecast(trained, view.dataset(mine, inputs), starts)
 
 
 # ---------------------------------------------------------------- LSTM
@@ -441,11 +539,25 @@ def metrics(pred: np.ndarray, wins) -> dict:
     return out
 
 
-def run_model(name: str, days, seed: int, scale: dict) -> dict:
-    start = time.perf_counter()
+def loadavg() -> str:
+    """The machine's load averages (1, 5, 15 min): timings on the shared CPU are read against them."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def run_model(name: str, days, seed: int, scale: dict, budget_seconds: float = None) -> dict:
+    start, load = time.perf_counter(), loadavg()
     test = windows(days, 2)
     extra = {}
-    if name == "last_value":
+    if name in ODE_ROWS and scale.get("training") == "forecast":
+        trained, view, inputs = train_forecast(name, days, seed, scale, budget_seconds)
+        pred, params = forecast_trained(trained, view, inputs, days, test), trained.params_model
+        extra = {k: v for k, v in trained.record.items() if k != "budget"}
+        extra["params_encoder"] = trained.params_encoder
+        budget = trained.record.get("budget")
+        if budget is not None:
+            extra["at_lstm_time"] = {**{k: v for k, v in budget.items() if k != "trained"},
+                                     **metrics(forecast_trained(budget["trained"], view, inputs, days, test), test)}
+    elif name == "last_value":
         pred, params = cut(test, "CGM", HISTORY - 1, HISTORY).repeat(HORIZON, 0), 0
     elif name == "lstm":
         net, stats, params = train_lstm(days, seed, scale)
@@ -456,7 +568,7 @@ def run_model(name: str, days, seed: int, scale: dict) -> dict:
         model, view, params, extra = train_ode(name, days, seed, scale)
         pred = forecast_ode(model, ode_forecaster(model, view, days), test)
     return {"model": name, "seed": seed, **metrics(pred, test), "params": int(params),
-            "seconds": round(time.perf_counter() - start, 1), **extra}
+            "seconds": round(time.perf_counter() - start, 1), "load": [load, loadavg()], **extra}
 
 
 def summary(runs: list) -> list:
@@ -467,7 +579,7 @@ def summary(runs: list) -> list:
             continue
         row = {"model": name, "seeds": len(mine)}
         for key in ("rmse", "peak_rmse", "accuracy", "accuracy_hypo", "accuracy_normal", "accuracy_hyper",
-                    "params"):
+                    "params", "params_encoder"):
             vals = [r[key] for r in mine if r.get(key) is not None]
             row[key] = (float(np.mean(vals)), float(np.min(vals)), float(np.max(vals))) if vals else None
         rows.append(row)
@@ -479,9 +591,7 @@ def markdown(result: dict) -> str:
     lines = [f"# Glucose forecast benchmark ({'quick' if s['quick'] else 'full'})", "",
              f"Test: {s['test_windows']} windows of {s['test_patients']} held-out patients; 210 min of history "
              f"-> 60 min ahead (5-min steps). Seeds {s['seeds']}; mean (min-max). {result['seconds']} s in all. "
-             "ODE rows forecast from a MAP estimate of the state at the window's start (prior: the model's own "
-             "state on the training days); oracle: the generator's model with each test patient's true "
-             "parameters, the same estimator.",
+             + (FORECAST_TEXT if s.get("training") == "forecast" else HOMOTOPY_TEXT),
              "", "| model | RMSE mg/dL | peak RMSE | accuracy | hypo | normal | hyper | effective params | "
              "seeds |", "|---|---|---|---|---|---|---|---|---|"]
     cell = lambda v, f: "-" if v is None else (f"{v[0]:{f}}" if v[1] == v[2] else  # noqa: E731
@@ -490,10 +600,50 @@ def markdown(result: dict) -> str:
         lines.append(f"| {r['model']} | {cell(r['rmse'], '.1f')} | {cell(r['peak_rmse'], '.1f')} | "
                      f"{cell(r['accuracy'], '.3f')} | {cell(r['accuracy_hypo'], '.2f')} | "
                      f"{cell(r['accuracy_normal'], '.2f')} | {cell(r['accuracy_hyper'], '.2f')} | "
-                     f"{cell(r['params'], '.0f')} | {r['seeds']} |")
+                     f"{cell(r['params'], '.0f')}{params_note(r)} | {r['seeds']} |")
     errors = [r for r in result["runs"] if "error" in r]
     lines += [""] + [f"- {r['model']} seed {r['seed']} failed: {r['error']}" for r in errors]
+    if s.get("training") == "forecast":
+        lines += training_table(result["runs"])
     return "\n".join(lines) + "\n"
+
+
+HOMOTOPY_TEXT = ("ODE rows: trained by homotopy on whole days, forecast from a MAP estimate of the state at the "
+                 "window's start (prior: the model's own state on the training days); oracle: the generator's "
+                 "model with each test patient's true parameters, the same estimator.")
+FORECAST_TEXT = ("ODE rows: trained by `method: forecast` on the training patients' windows (the same 210 + 60 "
+                 "min, stride 30 min), the state at each window's origin from a GRU encoder (64) over the "
+                 "history, trained end to end; early stopping on the validation patients' windows (hgs: "
+                 "`hodec sparsify`, fixed epochs); forecast on the test windows by the model and its encoder. "
+                 "Effective params: the model's + the encoder's. oracle: the generator's model with each test "
+                 "patient's true parameters and the MAP state estimate of results/glucose.md.")
+
+
+def params_note(row: dict) -> str:
+    """' + E encoder' after the model's effective params for the rows with an encoder (E its weights)."""
+    enc = row.get("params_encoder")
+    if enc is None:
+        return ""
+    return f" + {enc[0]:.0f} encoder"
+
+
+def training_table(runs: list) -> list:
+    """Per forecast-trained run: epochs, how it stopped, wall time, seconds per epoch, the machine's load, and
+    the scores of the pair that was best when the training time passed the LSTM's."""
+    lines = ["", "| model | seed | epochs (best) | stopped | train s | s/epoch | load (1, 5, 15 min) at start / end | "
+             "val RMSE | at the LSTM's wall time: s, epoch, RMSE, peak RMSE |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        if "params_encoder" not in r:
+            continue
+        b = r.get("at_lstm_time")
+        at = "-" if b is None else f"{b['seconds']}, {b['epoch']}, {b['rmse']:.1f}, {b['peak_rmse']:.1f}"
+        epochs = f"{r['epochs']} ({r['best_epoch']})" if "epochs" in r else "-"
+        lines.append(f"| {r['model']} | {r['seed']} | {epochs} | {r.get('stopped', 'sparsify')} | "
+                     f"{r['train_seconds']} | {r.get('seconds_per_epoch', '-')} | {' / '.join(r['load'])} | "
+                     f"{r['val_rmse']:.1f} | {at} |" if "val_rmse" in r else
+                     f"| {r['model']} | {r['seed']} | {epochs} | sparsify | {r['train_seconds']} | - | "
+                     f"{' / '.join(r['load'])} | - | {at} |")
+    return lines
 
 
 def main(argv=None) -> int:
@@ -506,6 +656,10 @@ def main(argv=None) -> int:
                     "(e.g. the one seed 0 chose, to run seeds in parallel processes)")
     ap.add_argument("--epochs-per-step", type=int, help="homotopy epochs per step of the ODE rows (default 20)")
     ap.add_argument("--combine", nargs="+", metavar="JSON", help="join results files of parallel runs into <tag>")
+    ap.add_argument("--training", choices=TRAINING, default="forecast", help="how the ODE rows train: forecast "
+                    "(method forecast on windows, gru encoder, early stopping; default) or homotopy (whole days, MAP "
+                    "state estimate: the protocol of results/glucose.md)")
+    ap.add_argument("--max-seconds", type=float, help="forecast training: wall-time cap per row and seed")
     args = ap.parse_args(argv)
     if args.combine:
         return combine([json.loads(Path(f).read_text()) for f in args.combine], args.tag or "glucose")
@@ -513,6 +667,10 @@ def main(argv=None) -> int:
     seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
     scale = ({"epochs_per_step": 2, "refit_epochs": 6, "lambda1": [1e-2, 1e-1], "lstm_epochs": 5} if args.quick
              else {"epochs_per_step": 20, "refit_epochs": 60, "lambda1": [1e-3, 1e-2, 1e-1], "lstm_epochs": 60})
+    if args.training == "forecast":
+        scale.update(FORECAST_QUICK if args.quick else FORECAST_FULL)
+        if args.max_seconds:
+            scale["max_seconds"] = args.max_seconds
     days = load_days()
     if args.quick:  # 2 train patients x 3 days; the validation and test patients in full
         keep = sorted({d.id // 1000 for d in days if d.split == 0})[:2]
@@ -521,20 +679,24 @@ def main(argv=None) -> int:
         scale["epochs_per_step"] = args.epochs_per_step
     if args.hgs_lambda1 is not None:
         scale["hgs_lambda1"] = [args.hgs_lambda1]
-    tag = args.tag or ("glucose_quick" if args.quick else "glucose")
+    tag = args.tag or ("glucose" if args.training == "homotopy" else "glucose_forecast") + \
+        ("_quick" if args.quick else "")
     start, runs = time.perf_counter(), []
     for seed in seeds:
-        for name in args.models:
+        lstm_seconds = None  # the budget the forecast-trained rows are also scored at: the LSTM's wall time
+        for name in sorted(args.models, key=lambda m: m != "lstm"):
             try:
-                run = run_model(name, days, seed, scale)
+                run = run_model(name, days, seed, scale, lstm_seconds)
                 if name == "hgs" and "hgs_lambda1" not in scale:  # cross-validated once, on the first seed
                     scale["hgs_lambda1"] = [run["lambda1"]]
+                if name == "lstm":
+                    lstm_seconds = run["seconds"]
             except Exception as err:  # a diverged fit is a result to report, not a crash of the benchmark
                 run = {"model": name, "seed": seed, "error": f"{type(err).__name__}: {err}"[:300]}
             runs.append(run)
             print(json.dumps({k: v for k, v in run.items() if k != "source"}), flush=True)
     test = windows(days, 2)
-    result = {"settings": {"quick": args.quick, "seeds": seeds, "scale": scale,
+    result = {"settings": {"quick": args.quick, "training": args.training, "seeds": seeds, "scale": scale,
                            "train_days": sum(d.split == 0 for d in days), "test_windows": len(test),
                            "test_patients": len({d.id // 1000 for d in days if d.split == 2}),
                            "gain_per_min": GAIN_PER_MIN, "smoothing_min3": SMOOTHING_MIN3},
