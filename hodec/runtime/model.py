@@ -425,7 +425,10 @@ class CompiledModel(Gated, Stoichiometry, nn.Module):
         """The symbolic Jacobian for the stiff methods, where the generated class has one."""
         return getattr(self, "jacobian", None)
 
-    def _torchdiffeq(self, ts, y0, method: str, rtol: float, atol: float, options: dict) -> torch.Tensor:
+    def _torchdiffeq(self, ts, y0, method: str, rtol: float, atol: float, options: dict,
+                     field=None) -> torch.Tensor:
+        """A torchdiffeq solve of the model's field (or `field`); per-member times ts [T, *batch] are solved on the
+        union of the members' grids relative to their starts, each member's field at its own start + tau."""
         from torchdiffeq import odeint
         from torchdiffeq._impl.odeint import SOLVERS
 
@@ -435,10 +438,15 @@ class CompiledModel(Gated, Stoichiometry, nn.Module):
             raise HodecError(f"unknown ODE solver method '{method}'" + (f"; {hint}" if hint else "") +
                              f" (methods: {', '.join(known)})")
 
+        if ts.dim() > 1:  # each member its own times: one solve in time since each member's start
+            start = ts[0]
+            grid, picks = torch.unique(ts - start, sorted=True, return_inverse=True)
+            ys = self._torchdiffeq(grid, y0, method, rtol, atol, options, lambda tau, y: self(start + tau, y))
+            return ys.gather(0, picks.unsqueeze(-1).expand(*picks.shape, ys.shape[-1]))
         if options.get("step_size") is not None:
             _check_fixed_grid(ts, options["step_size"], method)
         try:
-            return odeint(self, y0, ts, method=method, rtol=rtol, atol=atol, options=options or None)
+            return odeint(field or self, y0, ts, method=method, rtol=rtol, atol=atol, options=options or None)
         except AssertionError as err:  # torchdiffeq reports step-size underflow this way
             raise HodecError(f"the ODE solver failed ({method}): {err}; the model may be stiff or diverging "
                              f"(try method='auto', other rtol/atol, or other params)") from None

@@ -95,6 +95,11 @@ def _signals(data: Dataset, trs: list, grid, model, dtype, extra_inputs: dict) -
     return signals
 
 
+def time_at(ts: torch.Tensor, k: int, b: int) -> float:
+    """Time k of member b, on a shared grid ts [T] or per-member grids [T, B] (forecast windows)."""
+    return float(ts[k] if ts.dim() == 1 else ts[k, b])
+
+
 def union_grid(grids: list) -> tuple:
     """The sorted union of increasing time grids (values closer than 1e-9 of the span merged) and, per grid, the
     indices of its times in it."""

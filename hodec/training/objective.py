@@ -14,6 +14,7 @@ import torch
 from ..errors import HodecError
 from ..runtime.likelihood import LOG_SCALE, log_densities
 from .data import Dataset
+from .groups import time_at
 from .result import FitError
 
 
@@ -55,7 +56,7 @@ class NoiseModels:
         if bad.any():
             k, b, c = (int(v) for v in torch.nonzero(bad)[0])
             raise FitError(f"{where}: {what} column '{self.columns[c]}' of trajectory "
-                           f"{g.ids[b]} is {float(values[k, b, c]):g} at t = {float(ts[k]):g}; it must be > 0")
+                           f"{g.ids[b]} is {float(values[k, b, c]):g} at t = {time_at(ts, k, b):g}; it must be > 0")
 
 
 def _check_log_data(data: Dataset, distributions: tuple):

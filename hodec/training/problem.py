@@ -20,7 +20,7 @@ from ..errors import HodecError
 from .conditions import Conditions
 from .config import FitConfig, solver_options
 from .data import Dataset
-from .groups import Group, make_groups
+from .groups import Group, make_groups, time_at
 from .initial import initial_sources
 from .objective import NoiseModels
 from .priors import Priors
@@ -171,7 +171,7 @@ class Problem:
             k, b, j = (int(v) for v in torch.nonzero(bad)[0])
             kind = "NaN" if torch.isnan(ys[k, b, j]) else "inf"
             raise FitError(f"{self.where(phase, lam)}: state '{self.model.state_names[j]}' of trajectory "
-                           f"{g.ids[b]} became {kind} at t = {float(ts[k]):g}; the model diverged (try a smaller "
+                           f"{g.ids[b]} became {kind} at t = {time_at(ts, k, b):g}; the model diverged (try a smaller "
                            f"lr, other initial params, or a larger k)")
 
     def check_prediction(self, g: Group, pred: torch.Tensor, ts, phase: str, lam: float = 0.0):
@@ -179,7 +179,7 @@ class Problem:
         if bad.any():
             k, b, c = (int(v) for v in torch.nonzero(bad)[0])
             raise FitError(f"{self.where(phase, lam)}: column '{self.columns[c]}' of trajectory {g.ids[b]} is "
-                           f"not finite at t = {float(ts[k]):g} although every state is (check the observable's "
+                           f"not finite at t = {time_at(ts, k, b):g} although every state is (check the observable's "
                            f"formula: log or sqrt of a negative value, division by zero?)")
 
     @staticmethod

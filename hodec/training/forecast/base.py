@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import torch
 
+from ..groups import union_grid
+from ..result import FitError
 from .windows import Windows
 
 
@@ -23,3 +25,24 @@ class Estimator(torch.nn.Module):
     def forward(self, model, windows: Windows) -> torch.Tensor:
         """[W, n_states]: the model's state at windows.origin."""
         raise NotImplementedError
+
+
+@torch.no_grad()
+def simulated_states(problem, model, trajectory: torch.Tensor, times: torch.Tensor):
+    """[W, n]: the model's own states at times [W] (at or after their trajectory's start), each simulated from its
+    trajectory's initial state (Problem.initial: the data-pinned or spec values, conditions applied) without
+    gradients; None where a simulation fails or is not finite (an untrained model may diverge on its own)."""
+    out = torch.zeros(len(times), len(model.state_names), dtype=problem.dtype)
+    for g in problem.groups:
+        position = {i: b for b, i in enumerate(g.members)}
+        rows = [w for w, i in enumerate(trajectory.tolist()) if i in position]
+        if not rows:
+            continue
+        grid, (_, picks) = union_grid([g.t, times[rows]])  # (the times need not be in order)
+        try:
+            ys = problem.solve(model, g, problem.initial(model, g), grid, "estimator set-up")
+        except FitError:
+            return None
+        members = torch.tensor([position[i] for i in trajectory[rows].tolist()])
+        out[rows] = ys[picks, members]
+    return out if torch.isfinite(out).all() else None

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from ...errors import HodecError
 from .base import Estimator
+from .encoders import ENCODERS
 
-ESTIMATORS: dict = {}  # name -> class(problem, options)
+ESTIMATORS: dict = {**ENCODERS}  # name -> class(problem, options)
 
 
 def make_estimator(problem, options) -> Estimator:

@@ -32,6 +32,23 @@ class Method:
         -llh per cell with noise models) where the loss already is it (None: the loop evaluates it)."""
         raise NotImplementedError
 
+    def evaluate(self, model) -> float:
+        """The objective that picks the best epoch, of a model (inf if its simulation fails): the uncoupled
+        Problem.evaluate, unless the method scores otherwise (forecast: its horizons)."""
+        return self.problem.evaluate(model)
+
+    def trajectory_errors(self, model):
+        """Squared errors summed per trajectory and cells per trajectory of the method's evaluation (None if it
+        fails): what sparsify's cross-validation scores."""
+        return self.problem.trajectory_errors(model)
+
+    def snapshot(self):
+        """A copy of the method's own trained tensors that must follow the best epoch (None: none)."""
+        return None
+
+    def keep_best(self, snapshot):
+        """Called with the best epoch's snapshot when the loop keeps a new best state."""
+
     def state(self) -> dict:
         """What --resume needs of the method, beyond the model and the optimizer."""
         return {}

@@ -1,0 +1,144 @@
+"""Learned state estimators: an encoder over a window's history (gru, lstm, mlp) that gives the model's state at
+the origin, trained end to end with the model (the forecast Method trains its parameters).
+
+Each history sample is one feature vector: the fitted columns normalised ((y - mean) / sd, 0 where missing), their
+masks, the model's inputs normalised, and the time relative to the origin / the history's length. gru and lstm
+read the samples in time order and take their output at the last real sample (padding comes after it, so it is never
+read); mlp maps each sample through an MLP and averages over the real samples (its time feature says where each
+sat), so it takes histories of any length. A linear head gives the state as centre + scale x head(h), centre and
+scale the mean and spread of the model's own states at the training windows' origins (simulated from the
+trajectories' initial states; states that are data columns: the column's mean and sd), the head starting at zero:
+the untrained encoder starts every window at the model's mean state. With `observed: true` the states that are data
+columns (or equal an observable that is one) start at their last value in the history instead (the encoder's where
+the history has none). The normalisation is set in setup() from the training windows and stored as buffers.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .base import Estimator, simulated_states
+from .windows import Windows
+
+MIN_SCALE = 1e-6  # the smallest spread a feature or state is divided by / multiplied with (constant columns)
+
+
+class Encoder(Estimator):
+    def __init__(self, problem, options):
+        super().__init__(problem, options)
+        model = problem.model
+        m, q, n, width = len(problem.columns), len(model.input_names), len(model.state_names), options.hidden
+        features = 2 * m + q + 1
+        self.net = self.network(features, width)
+        self.head = nn.Linear(width, n)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+        for name, size in (("y_mean", m), ("y_scale", m), ("u_mean", q), ("u_scale", q), ("center", n),
+                           ("scale", n)):
+            self.register_buffer(name, torch.zeros(size) if "mean" in name or name == "center" else torch.ones(size))
+        self.register_buffer("t_scale", torch.ones(()))
+        self.register_buffer("log", torch.zeros(n, dtype=torch.bool))  # states estimated on a log scale
+        pairs = [(c, j) for c, j in enumerate(problem.state_like) if j is not None]
+        self.observed = pairs if options.observed else []  # (column, state) pairs taken from the data
+
+    def network(self, features: int, width: int) -> nn.Module:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def setup(self, problem, windows: Windows) -> None:
+        y_mean, y_scale = masked_moments(windows.hist_y, windows.hist_mask)
+        valid = (torch.arange(windows.hist_t.shape[0]).unsqueeze(1) < windows.hist_len).unsqueeze(-1)
+        u_mean, u_scale = masked_moments(windows.hist_u, valid.expand_as(windows.hist_u))
+        self.y_mean.copy_(y_mean), self.y_scale.copy_(y_scale)
+        self.u_mean.copy_(u_mean), self.u_scale.copy_(u_scale)
+        self.t_scale.copy_(torch.clamp((windows.origin - windows.hist_t[0]).max(), min=MIN_SCALE))
+        states = simulated_states(problem, problem.model, windows.trajectory, windows.origin)
+        if states is None:  # the untrained model diverges on its own: its spec initial state
+            states = problem.model.initial_state((1,)).detach()
+        samples = list(states.T)
+        for c, j in enumerate(problem.state_like):
+            if j is not None:
+                samples[j] = windows.hist_y[..., c][windows.hist_mask[..., c]]
+        for j, x in enumerate(samples):
+            self.log[j] = len(x) > 0 and bool((x > 0).all())
+            x = x.log() if self.log[j] else x
+            spread = x.std(unbiased=False) if len(x) > 1 else x.new_zeros(())
+            self.center[j] = x.mean() if len(x) else 0.0
+            self.scale[j] = torch.clamp(spread if spread > MIN_SCALE else 0.1 * self.center[j].abs(), min=MIN_SCALE)
+
+    def features(self, windows: Windows) -> torch.Tensor:
+        """[Th, W, 2m + q + 1] per history sample."""
+        mask = windows.hist_mask.to(windows.hist_y.dtype)
+        y = (windows.hist_y - self.y_mean) / self.y_scale * mask
+        u = (windows.hist_u - self.u_mean) / self.u_scale
+        t = ((windows.hist_t - windows.origin) / self.t_scale).unsqueeze(-1)
+        return torch.cat([y, mask, u, t], -1)
+
+    def summary(self, x: torch.Tensor, windows: Windows) -> torch.Tensor:
+        """[W, hidden] from the features [Th, W, F]."""
+        raise NotImplementedError
+
+    def forward(self, model, windows: Windows) -> torch.Tensor:
+        z = self.center + self.scale * self.head(self.summary(self.features(windows), windows))
+        y0 = torch.where(self.log, z.exp(), z)
+        if not self.observed:
+            return y0
+        last, has = last_values(windows)
+        columns, states = zip(*self.observed)
+        taken = torch.where(has[:, list(columns)], last[:, list(columns)], y0[:, list(states)])
+        return y0.index_copy(1, torch.tensor(states, device=y0.device), taken)
+
+
+class Recurrent(Encoder):
+    """gru / lstm: the output at each window's last real history sample."""
+    cell = nn.GRU
+
+    def network(self, features: int, width: int) -> nn.Module:
+        return self.cell(features, width)
+
+    def summary(self, x, windows):
+        out, _ = self.net(x)
+        return out[windows.hist_len - 1, torch.arange(x.shape[1], device=x.device)]
+
+
+class GRU(Recurrent):
+    name = "gru"
+
+
+class LSTM(Recurrent):
+    name = "lstm"
+    cell = nn.LSTM
+
+
+class MLP(Encoder):
+    """mlp: each sample through an MLP, averaged over the real samples."""
+    name = "mlp"
+
+    def network(self, features: int, width: int) -> nn.Module:
+        return nn.Sequential(nn.Linear(features, width), nn.Tanh(), nn.Linear(width, width), nn.Tanh())
+
+    def summary(self, x, windows):
+        real = (torch.arange(x.shape[0], device=x.device).unsqueeze(1) < windows.hist_len).to(x.dtype)
+        return (self.net(x) * real.unsqueeze(-1)).sum(0) / windows.hist_len.to(x.dtype).unsqueeze(-1)
+
+
+def masked_moments(values: torch.Tensor, mask: torch.Tensor) -> tuple:
+    """Per last-axis column: the mean and standard deviation over the cells of mask (0 and 1 without any; the sd at
+    least MIN_SCALE)."""
+    weight = mask.to(values.dtype)
+    count = weight.flatten(0, -2).sum(0)
+    mean = (values * weight).flatten(0, -2).sum(0) / count.clamp(min=1)
+    var = (((values - mean) * weight) ** 2).flatten(0, -2).sum(0) / count.clamp(min=1)
+    sd = torch.where(count > 1, var.sqrt(), torch.ones_like(var))
+    return mean, sd.clamp(min=MIN_SCALE)
+
+
+def last_values(windows: Windows) -> tuple:
+    """Each column's last value in each window's history [W, m] and whether it has one [W, m]."""
+    rows = torch.arange(windows.hist_t.shape[0], device=windows.hist_t.device).reshape(-1, 1, 1)
+    last = torch.where(windows.hist_mask, rows, -1).max(0).values  # [W, m]
+    value = windows.hist_y.gather(0, last.clamp(min=0).unsqueeze(0)).squeeze(0)
+    return value, last >= 0
+
+
+ENCODERS = {cls.name: cls for cls in (GRU, LSTM, MLP)}

@@ -1,0 +1,96 @@
+"""Forecast training: the data cut into windows (forecast/windows.py), each window's state at its origin estimated
+from its history by the estimator (forecast.estimator: an encoder trained with the model, or a filter), the model
+run from there over the window's horizon, all windows in one batched solve per group; the loss is the data objective
+(the squared error, or -llh per cell with noise models: Problem.cell_losses) averaged over the horizon cells of all
+windows, plus the priors' term. It is also the epoch's evaluation (the best epoch's), so the best model and the
+best estimator are those of one epoch: the estimator's weights are kept with the model's best state (snapshot,
+keep_best) and are Method.state()["estimator"]; "estimator_last" holds the last epoch's for --resume."""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict
+
+import numpy as np
+import torch
+
+from ..forecast import make_estimator, make_windows
+from ..forecast.predict import horizon_states, window_groups
+from ..result import FitError
+from .base import Method
+
+
+class Forecast(Method):
+    name = "forecast"
+    shardable = False  # windows of a trajectory may sit in other shards' groups: not shared out (yet)
+
+    def __init__(self, problem, config):
+        super().__init__(problem, config)
+        self.options = config.forecast_options
+        self.windows = make_windows(problem, history=self.options.history, horizon=self.options.horizon,
+                                    stride=self.options.stride)
+        self.groups = window_groups(problem, self.windows)
+        self.estimator = make_estimator(problem, self.options)
+        self.estimator.setup(problem, self.windows)
+        self.best = None  # the estimator's state_dict at the best epoch
+
+    def parameters(self) -> list:
+        return [p for p in self.estimator.parameters() if p.requires_grad]
+
+    def cell_losses(self, model, phase: str, check: bool = True, squared: bool = False) -> list:
+        """Per window group: (its windows' indices, the loss of each horizon cell [1 + Tf, W', m], 0 where
+        masked)."""
+        p = self.problem
+        y0 = self.estimator(model, self.windows)
+        states = horizon_states(p, model, y0, self.groups, phase, check)
+        return [(index, p.cell_losses(model, g, ys, g.t, phase, check=check, squared=squared))
+                for (index, g), ys in zip(self.groups, states)]
+
+    def objective(self, model, phase: str, check: bool = True) -> torch.Tensor:
+        """The mean loss over the horizon cells of every window, plus the priors' term."""
+        total = sum(cells.sum() for _, cells in self.cell_losses(model, phase, check))
+        return total / int(self.windows.horizon_mask.sum()) + self.problem.prior_term(model)
+
+    def loss(self, lam: float):
+        loss = self.objective(self.problem.model, "forecast")
+        return loss, float(loss.detach())
+
+    @torch.no_grad()
+    def evaluate(self, model) -> float:
+        try:
+            value = float(self.objective(model, "forecast evaluation", check=False))
+        except FitError:
+            return math.inf
+        return value if math.isfinite(value) else math.inf
+
+    @torch.no_grad()
+    def trajectory_errors(self, model):
+        """The horizon cells' squared errors summed per trajectory (over its windows) and their count per trajectory
+        (numpy arrays in the data's trajectory order); None if a simulation fails."""
+        n = len(self.problem.data.trajectories)
+        sse, cells = np.zeros(n), np.zeros(n)
+        try:
+            parts = self.cell_losses(model, "forecast evaluation", check=False, squared=True)
+        except FitError:
+            return None
+        owner = self.windows.trajectory.numpy()
+        for index, sq in parts:
+            np.add.at(sse, owner[index.numpy()], sq.sum(dim=(0, 2)).double().numpy())
+        np.add.at(cells, owner, self.windows.horizon_mask.sum(dim=(0, 2)).numpy())
+        return sse, cells
+
+    def snapshot(self):
+        return {k: v.detach().clone() for k, v in self.estimator.state_dict().items()}
+
+    def keep_best(self, snapshot):
+        self.best = snapshot
+
+    def state(self) -> dict:
+        options = asdict(self.options)
+        return {"estimator": {"options": options, "state": self.best if self.best is not None else self.snapshot()},
+                "estimator_last": {"options": options, "state": self.snapshot()}}
+
+    def restore(self, state: dict):
+        last = state.get("estimator_last")
+        if last is not None:
+            self.estimator.load_state_dict(last["state"])
+        self.best = (state.get("estimator") or {}).get("state")
