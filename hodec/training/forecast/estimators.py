@@ -5,8 +5,9 @@ from __future__ import annotations
 from ...errors import HodecError
 from .base import Estimator
 from .encoders import ENCODERS
+from .filters import FILTERS
 
-ESTIMATORS: dict = {**ENCODERS}  # name -> class(problem, options)
+ESTIMATORS: dict = {**ENCODERS, **FILTERS}  # name -> class(problem, options)
 
 
 def make_estimator(problem, options) -> Estimator:
