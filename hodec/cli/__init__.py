@@ -7,9 +7,9 @@ import os
 import sys
 
 from ..errors import HodecError
-from . import check, compile, export, fit, graph, import_, petab, simulate, sparsify, sweep, transform
+from . import check, compile, export, fit, forecast, graph, import_, petab, simulate, sparsify, sweep, transform
 
-COMMANDS = (compile, check, simulate, fit, sparsify, sweep, graph, transform, import_, export, petab)
+COMMANDS = (compile, check, simulate, fit, forecast, sparsify, sweep, graph, transform, import_, export, petab)
 
 
 def build_parser() -> argparse.ArgumentParser:

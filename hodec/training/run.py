@@ -98,8 +98,8 @@ def run_fit(spec, data, config: Optional[str] = None, out: Optional[str] = None,
 
 def fit_meta(spec, source: str, data, dataset) -> dict:
     """The inputs as report.json and the checkpoint record them (--resume checks the digests)."""
-    return {"spec": str(spec), "spec_sha256": _digest(source.encode()), "data": str(data),
-            "data_sha256": _digest(Path(data).read_bytes()), "columns": list(dataset.columns),
+    return {"spec": str(spec), "spec_sha256": sha256(source.encode()), "data": str(data),
+            "data_sha256": sha256(Path(data).read_bytes()), "columns": list(dataset.columns),
             "hodec_version": __version__}
 
 
@@ -334,5 +334,6 @@ def claim_rundir(rundir: Path, force: bool = False, outputs=None, who: str = Non
     return held
 
 
-def _digest(data: bytes) -> str:
+def sha256(data: bytes) -> str:
+    """The hex digest the run records of its inputs (and `hodec forecast` checks a spec against)."""
     return hashlib.sha256(data).hexdigest()

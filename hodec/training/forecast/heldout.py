@@ -99,7 +99,11 @@ def heldout_summary(section: Optional[dict]) -> str:
 def saved(problem, estimator: dict) -> Estimator:
     """An estimator as the forecast method saves it (Method.state()["estimator"]), built for the problem."""
     out = make_estimator(problem, ForecastConfig(**estimator["options"]))
-    out.load_state_dict(estimator["state"])
+    try:
+        out.load_state_dict(estimator["state"])
+    except RuntimeError as err:  # a checkpoint of another hodec version's estimator
+        raise HodecError(f"the saved {out.name} estimator does not load: {str(err).splitlines()[-1].strip()}; "
+                         f"refit") from None
     return out.eval()
 
 
