@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import libsbml
 import pytest
 import torch
 
@@ -18,6 +19,7 @@ from hodec.interop.petab.mapping import SlotNet, build
 from hodec.interop.petab.problem import read_problem
 from hodec.interop.petab.write import fit_files
 from hodec.interop.petab_export import write_petab
+from test_sbml_export import FEATURES
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 REFUSED = {"bergman": "input 'meal'", "pk_two_compartment": "input 'infusion'", "uva_padova": "input 'meal'"}
@@ -45,12 +47,15 @@ observe c = C + D ~ lognormal(0.3)
 observe d = D ~ loglaplace(exp(-V) / 2)
 observe e = A * B
 """
+# the SBML export's spec of every construct (compartments sized by a param and by a let, functions, events): a
+# param-sized compartment is a PEtab parameter's initial assignment
+WRITTEN = {"hybrid": HYBRID, "features": FEATURES}
 
 
 def _spec(tmp_path, name: str) -> Path:
-    if name == "hybrid":
-        path = tmp_path / "hybrid.hode"
-        path.write_text(HYBRID)
+    if name in WRITTEN:
+        path = tmp_path / f"{name}.hode"
+        path.write_text(WRITTEN[name])
         return path
     return SPECS / f"{name}.hode"
 
@@ -97,7 +102,7 @@ def _compare(a, b, seed=0):
                                        rtol=1e-12, atol=1e-14)
 
 
-@pytest.mark.parametrize("name", [*sorted(p.stem for p in SPECS.glob("*.hode")), "hybrid"])
+@pytest.mark.parametrize("name", [*sorted(p.stem for p in SPECS.glob("*.hode")), *WRITTEN])
 def test_every_spec_reads_back_with_the_same_vector_field_or_is_refused(tmp_path, capsys, name):
     spec, out = _spec(tmp_path, name), tmp_path / "problem"
     if name in REFUSED:
@@ -139,6 +144,21 @@ def test_tables_carry_every_param_kind_and_the_noise_models(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == [
         "U.yaml", "U_parameters.hdf5", "W.yaml", "W_parameters.hdf5", "hybridization.tsv", "mapping.tsv",
         "measurements.tsv", "model.xml", "observables.tsv", "parameters.tsv", "problem.yaml"]
+
+
+@pytest.mark.parametrize("name", sorted(WRITTEN))
+def test_the_parameter_table_lists_only_sbml_parameters(tmp_path, name):
+    """PEtab's rule (petablint's check): a parameterId that is a model id is a <parameter> no rule sets; not a
+    compartment (a param sizing one), not a rule's target."""
+    out = tmp_path / "p"
+    write_petab(hodec.compile(_spec(tmp_path, name)), out)
+    model = libsbml.readSBMLFromFile(str(out / "model.xml")).getModel()
+    ruled = {model.getRule(i).getVariable() for i in range(model.getNumRules())}
+    parameters = {model.getParameter(i).getId() for i in range(model.getNumParameters())} - ruled
+    rows = [line.split("\t") for line in (out / "parameters.tsv").read_text().splitlines()[1:]]
+    listed = {row[0] for row in rows if row[3] != "array"}
+    assert listed == {p.name for p in hodec.compile(_spec(tmp_path, name)).model.params}
+    assert listed <= parameters
 
 
 @pytest.mark.parametrize("name", ["lotka_volterra", "michaelis_menten", "pk_oral", "double_pendulum", "lorenz"])

@@ -19,8 +19,9 @@ Numbers are written as libsbml writes doubles, to 15 significant digits.
 For a PEtab problem (`Exporter(model, petab=True)`, hodec.interop.petab_export) the model is the same but for two
 things: each residual slot output (slot, state) is a constant <parameter> of value 0 added to the state's rate
 (to its rate rule, or as a reaction `neural_<slot>_<state>` making the state, for a state that reactions change),
-which PEtab-SciML's hybridization table sets to the network's output; and an observable's rule sets the parameter
-`observable_<name>`, since PEtab's observable ids must not be ids of the model."""
+which PEtab-SciML's hybridization table sets to the network's output; an observable's rule sets the parameter
+`observable_<name>`, since PEtab's observable ids must not be ids of the model; and a compartment whose size is a
+param is `compartment_<param>`, its initial assignment the param (PEtab's parameter table lists parameters)."""
 from __future__ import annotations
 
 import functools
@@ -111,10 +112,14 @@ class Exporter:
         self.doc = libsbml.SBMLDocument(LEVEL, VERSION)
         self.m = self.doc.createModel()
         self.m.setId(model.name)
-        self.sizes = {s.size for s in model.states if s.size is not None}
         self.extra = self._function_params()  # function -> the params its body (or a function it calls) reads
         self.taken = {item.name for group in (model.params, model.states, model.lets, model.reactions,
                                               model.observables, model.functions, model.slots) for item in group}
+        # size -> its compartment's id: the size's own name, but for a param in a PEtab problem, whose parameter
+        # table lists parameters and not compartments: there the compartment's initial assignment reads the param
+        params = {p.name for p in model.params}
+        self.compartment_ids = {size: self.unique(f"compartment_{size}") if petab and size in params else size
+                                for size in sorted({s.size for s in model.states if s.size is not None})}
         # observable -> the id of the parameter its rule sets; (slot, state) -> the parameter of that slot output
         self.observable_ids = {o.name: self.unique(f"observable_{o.name}") if petab else o.name
                                for o in model.observables}
@@ -204,23 +209,29 @@ class Exporter:
             self.default = self.unique(DEFAULT_COMPARTMENT)
             _compartment(self.m, self.default, 1.0, constant=True)
         params = {p.name: p for p in self.model.params}
-        for size in sorted(self.sizes):
-            if size in params:
-                _compartment(self.m, size, params[size].value, constant=True)
-            else:  # a let of params: its rule (rules()) sets the size
+        for size, ident in self.compartment_ids.items():
+            if size not in params:  # a let of params: its rule (rules()) sets the size
                 _compartment(self.m, size, None, constant=False)
+            elif ident == size:
+                _compartment(self.m, size, params[size].value, constant=True)
+            else:
+                _compartment(self.m, ident, None, constant=True)
+                assignment = self.m.createInitialAssignment()
+                assignment.setSymbol(ident)
+                assignment.setMath(_name(size))
 
     def parameters(self):
         assigned = set(self.model.event_params)
+        compartments = set(self.compartment_ids.values())
         for p in self.model.params:
-            if p.name in self.sizes:
+            if p.name in compartments:
                 continue
             parameter = self.m.createParameter()
             parameter.setId(p.name)
             parameter.setValue(p.value)
             parameter.setConstant(p.name not in assigned)
         for name in (*(let.name for let in self.model.lets), *self.observable_ids.values()):
-            if name in self.sizes:
+            if name in compartments:
                 continue
             parameter = self.m.createParameter()
             parameter.setId(name)
@@ -235,7 +246,7 @@ class Exporter:
         for s in self.model.states:
             species = self.m.createSpecies()
             species.setId(s.name)
-            species.setCompartment(s.size or self.default)
+            species.setCompartment(self.compartment_ids[s.size] if s.size else self.default)
             species.setHasOnlySubstanceUnits(s.size is None)
             species.setBoundaryCondition(False)
             species.setConstant(False)
