@@ -76,12 +76,15 @@ def test_unknown_experiment_and_network_are_located(tmp_path, capsys):
     assert "mapping.tsv:4:" in err and "'net7'" in err
 
 
-def test_petab_v1_is_refused(tmp_path, capsys):
+def test_v2_files_under_format_version_1_are_located(tmp_path, capsys):
+    """A v1 problem lists its files under `problems` (v1 problems themselves: tests/test_petab_features.py)."""
     folder = _copy(tmp_path)
     path = folder / "problem.yaml"
     path.write_text(path.read_text().replace('format_version: "2.0.0"', "format_version: 1"))
     assert _evaluate(folder) == 1
-    assert "only PEtab v2" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "problem.yaml" in err and "problems must list exactly one problem" in err
+    assert list((tmp_path / "out").iterdir()) == []
 
 
 def test_009_simulations_against_scipy(tmp_path):

@@ -16,8 +16,10 @@ import torch
 from ...errors import HodecError
 from ...files import write_atomic
 from ...runtime.likelihood import log_densities
+from ...solvers import SteadyStateError, steady_state
 from ..petab_sciml.arrays import write_parameters
 from .mapping import NAME, ArrayInput, Hybrid, SlotNet, build, is_array_parameter
+from .placeholders import assigned
 from .problem import Problem
 from .tables import Row
 
@@ -131,51 +133,136 @@ def _by_experiment(problem: Problem) -> dict:
                      f"({', '.join(problem.experiments) or 'none'})")
         if row["observableId"] not in problem.observables:
             row.fail(f"observableId '{row['observableId']}' is not in the observables table")
-        time = row.number("time")
-        if not math.isfinite(time):
-            row.fail("a measurement at time inf (steady state) is not supported yet")
+        if row.number("time") == -math.inf:
+            row.fail("a measurement at time -inf: only inf (the steady state) or a finite time is one")
         groups.setdefault(experiment, []).append((k, row))
     return groups
 
 
 def _experiment(problem: Problem, hybrid: Hybrid, model, slots: dict, values: dict, experiment: str, rows: list):
-    """The log-likelihood of one experiment's measurements and their simulated values."""
-    if not experiment:  # measurements without an experiment: no conditions, simulated from time 0
+    """The log-likelihood of one experiment's measurements and {measurement index: simulated value}. Its periods
+    run in turn, each from the state the one before ended in, its conditions applied at its start (parameters
+    keep the values set until a later period sets them again; states set are the period's initial values); a
+    period starting at -inf is a pre-equilibration (its steady state); a measurement is observed in the period
+    its time falls in, one at time inf at the last period's steady state."""
+    env = dict(values)
+    y, continued = None, False
+    llh, simulated = torch.zeros((), dtype=torch.float64), {}
+    for number, (start, end, period) in enumerate(_periods(problem, experiment, rows)):
+        conditions = [c for c in period["conditionId"].split(";") if c]
+        for slot in slots.values():
+            slot.constants = {expr.entity: _array(hybrid, expr.entity, conditions, period)
+                              for expr in slot.net.inputs.values() if isinstance(expr, ArrayInput)}
+        table, initial = _experiment_values(problem, hybrid, model, env, conditions, period, number == 0)
+        mine = [(k, row) for k, row in rows if _within(row.number("time"), start, end)]
+        with model.member_values(table):
+            y = model.initial_state(batch=(1,)) if y is None else y
+            for index, value in initial.items():
+                y = torch.cat([y[:, :index], value.reshape(1, 1), y[:, index + 1:]], 1)
+            states, y, continued = _period_states(model, y, start, end, mine, period, continued)
+        part, values_at = _observed(problem, hybrid, model, table, env, conditions, mine, states)
+        llh = llh + part
+        simulated.update(values_at)
+    return llh, [simulated[k] for k, _ in rows]
+
+
+def _within(time: float, start: float, end: float) -> bool:
+    """Whether a measurement time falls in the period [start, end) (time inf: in the last one, which ends there)."""
+    return start <= time < end or time == end == math.inf
+
+
+def _periods(problem: Problem, experiment: str, rows: list) -> list:
+    """(start, end, row) of an experiment's periods in time order, each ending where the next starts (the last
+    at inf); measurements without an experiment: one period from time 0 without conditions."""
+    if not experiment:
         periods = [Row({}, rows[0][1].line, rows[0][1].source)]
     else:
         periods = problem.experiments[experiment]
-    if len(periods) != 1:
-        periods[1].fail(f"experiment '{experiment}' has {len(periods)} periods: only one is supported yet")
-    period = periods[0]
-    conditions = [c for c in period["conditionId"].split(";") if c]
-    for slot in slots.values():
-        slot.constants = {expr.entity: _array(hybrid, expr.entity, conditions, period)
-                          for expr in slot.net.inputs.values() if isinstance(expr, ArrayInput)}
-    table, initial = _experiment_values(problem, hybrid, model, values, conditions, period)
-    times = sorted({row.number("time") for _, row in rows} | {period.number("time") if period["time"] else 0.0})
-    ts = torch.tensor(times, dtype=torch.float64)
-    with model.member_values(table):
-        y0 = model.initial_state(batch=(1,))
-        for index, value in initial.items():
-            y0 = torch.cat([y0[:, :index], value.reshape(1, 1), y0[:, index + 1:]], 1)
-        ys = model.simulate(ts, y0, rtol=RTOL, atol=ATOL)
-        obs = model.observe(ys, ts)
-        sigma = model.noise_scale(ts.reshape(-1, 1), ys, obs)
-    at = [times.index(row.number("time")) for _, row in rows]
-    mu = obs[at, 0, [model.observable_names.index(row["observableId"]) for _, row in rows]]
+    starts = [period.number("time") if period["time"] else 0.0 for period in periods]
+    order = sorted(range(len(periods)), key=starts.__getitem__)
+    for before, after in zip(order, order[1:]):
+        if starts[before] == starts[after]:
+            periods[after].fail(f"experiment '{experiment}' has two periods starting at time {starts[after]!r}")
+    if starts[order[-1]] == math.inf:
+        periods[order[-1]].fail("a period starting at time inf: periods start at finite times (the first may at "
+                                "-inf: a pre-equilibration)")
+    for _, row in rows:
+        if row.number("time") < starts[order[0]]:
+            row.fail(f"time {row['time']} lies before experiment '{experiment}' starts (at {starts[order[0]]!r})")
+    ends = [starts[k] for k in order[1:]] + [math.inf]
+    return [(starts[k], end, periods[k]) for k, end in zip(order, ends)]
+
+
+def _period_states(model, y: torch.Tensor, start: float, end: float, rows: list, period: Row, continued: bool):
+    """({time: state [1, n]} at the measurement times of one period, the state it ends in, whether that ends a
+    simulation a next period continues), from its initial state y [1, n], under its parameter table."""
+    times = [row.number("time") for _, row in rows]
+    if start == -math.inf:  # pre-equilibration
+        for (_, row), time in zip(rows, times):
+            if math.isfinite(time):
+                row.fail(f"time {row['time']} falls in the pre-equilibration period (from -inf), which has no "
+                         f"finite times")
+        y = _steady(model, y, 0.0, period)
+        return {math.inf: y}, y, False
+    grid = sorted({start, *filter(math.isfinite, times)} | ({end} if math.isfinite(end) else set()))
+    ts = torch.tensor(grid, dtype=torch.float64)
+    ys = model.simulate(ts, y, rtol=RTOL, atol=ATOL, after_events=continued) if len(grid) > 1 else y[None]
+    states = dict(zip(grid, ys))
+    if math.inf in times:
+        states[math.inf] = _steady(model, ys[-1], grid[-1], period)
+    return states, ys[-1], True
+
+
+def _steady(model, y: torch.Tensor, t: float, period: Row) -> torch.Tensor:
+    """The steady state the dynamics reach from y [1, n] under the current table (gradients by the implicit
+    function theorem)."""
+    time = torch.tensor(t, dtype=torch.float64)
+    jacobian = getattr(model, "jacobian", None)
+    try:
+        return steady_state(lambda x: model(time, x), y, None if jacobian is None else (lambda x: jacobian(time, x)),
+                            state_names=model.state_names)
+    except SteadyStateError as err:
+        period.fail(f"no steady state found: {err.detail}")
+
+
+def _observed(problem: Problem, hybrid: Hybrid, model, table, env: dict, conditions: list, rows: list,
+              states: dict):
+    """The log-likelihood of measurement rows and {measurement index: simulated value}, each row observed at the
+    state of its time under the period's table with its placeholders set to its observableParameters and
+    noiseParameters."""
+    groups: dict = {}
+    for k, row in rows:
+        groups.setdefault(assigned(row, problem.observables[row["observableId"]]), []).append((k, row))
+    columns = {name: k for k, (name, *_) in enumerate(model.parameters_table)}
     noise_rows = [name for name, _ in model.noise_table]
-    noise = [noise_rows.index(row["observableId"]) for _, row in rows]
-    y = torch.tensor([row.number("measurement") for _, row in rows], dtype=torch.float64)
-    distributions = [model.noise_table[k][1] for k in noise]
-    llh = log_densities(distributions, y[None], mu[None], sigma[at, 0, noise][None]).sum()
-    return llh, [float(v) for v in mu.detach()]
+    llh, simulated = torch.zeros((), dtype=torch.float64), {}
+    for placeholders, members in groups.items():
+        own = table
+        for name, text in placeholders:
+            value = _evaluate(text, env, hybrid, conditions, members[0][1])
+            if name in columns:  # (a declared placeholder the formula does not read is no model param)
+                own = _set(own, columns[name], value)
+        times = [row.number("time") for _, row in members]
+        ys, ts = torch.stack([states[time] for time in times]), torch.tensor(times, dtype=torch.float64)
+        with model.member_values(own):
+            obs = model.observe(ys, ts)
+            sigma = model.noise_scale(ts.reshape(-1, 1), ys, obs)
+        at = range(len(members))
+        mu = obs[at, 0, [model.observable_names.index(row["observableId"]) for _, row in members]]
+        noise = [noise_rows.index(row["observableId"]) for _, row in members]
+        y = torch.tensor([row.number("measurement") for _, row in members], dtype=torch.float64)
+        distributions = [model.noise_table[k][1] for k in noise]
+        llh = llh + log_densities(distributions, y[None], mu[None], sigma[at, 0, noise][None]).sum()
+        simulated.update((k, float(v)) for (k, _), v in zip(members, mu.detach()))
+    return llh, simulated
 
 
-def _experiment_values(problem: Problem, hybrid: Hybrid, model, values: dict, conditions: list, period: Row):
-    """The parameter table [1, P] of one experiment (the PEtab parameters, its conditions' values, the outputs
-    of the networks run before simulation) and {state index: initial value} for the initial values they set."""
-    env = dict(values)
-    overrides = dict(hybrid.presim)
+def _experiment_values(problem: Problem, hybrid: Hybrid, model, env: dict, conditions: list, period: Row,
+                       first: bool):
+    """The parameter table [1, P] of one period (the PEtab parameters and what its and the earlier periods'
+    conditions set, in env, which it updates; the outputs of the networks run before simulation) and {state
+    index: value} of the states its conditions (and, in the first period, those networks) set at its start."""
+    overrides = {name: expr for name, expr in hybrid.presim.items() if first or name not in model.state_names}
     for condition in conditions:
         if condition not in problem.conditions and not any(condition in key.split(";") for arrays in
                                                            hybrid.arrays.values() for key in arrays):

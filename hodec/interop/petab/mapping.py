@@ -23,6 +23,7 @@ from ..petab_sciml.arrays import read_input_arrays, read_parameters
 from ..petab_sciml.network import Network
 from ..petab_sciml.spec import read_network
 from ..sbml import import_sbml
+from .placeholders import declared as placeholders
 from .problem import Problem
 from .tables import Row
 
@@ -275,6 +276,9 @@ def _observables(problem: Problem, names, outputs, nets, slots, declared) -> lis
                      f"log-normal, log-laplace; lin or log)")
         if not row["noiseFormula"]:
             row.fail("empty noiseFormula")
+        for name in placeholders(row):
+            if name in declared or name in problem.parameters:
+                row.fail(f"placeholder '{name}' has the name of a model entity or of a parameter of the table")
         formula = _hode(row["observableFormula"], names, outputs, nets, slots)
         noise = _hode(row["noiseFormula"], names, outputs, nets, slots)
         lines.append(f"observe {obs_id} = {formula} ~ {NOISE[key]}({noise})")
@@ -283,11 +287,13 @@ def _observables(problem: Problem, names, outputs, nets, slots, declared) -> lis
 
 def _extra_params(problem: Problem, names: dict, text: list, declared: set) -> list:
     """`param` lines for the PEtab parameters (and pre-simulation network outputs) the added text reads that the
-    SBML model does not define; their values come from the experiment's table."""
+    SBML model does not define, and for the observables' placeholders; their values come from the experiment's
+    table (a placeholder's from each measurement row)."""
     read = {w for line in text for w in NAME.findall(line.split("=", 1)[1])}
+    local = {name for row in problem.observables.values() for name in placeholders(row)}
     lines = []
     for word in sorted(read - declared):
-        if word in problem.parameters:
+        if word in problem.parameters or word in local:
             lines.append(f"param {word} = 1 fixed")
     return lines
 

@@ -1,5 +1,6 @@
-"""A PEtab v2 problem (with the PEtab-SciML extension) read from its YAML file: the model, the tables and the
-networks, every path resolved against the YAML's folder. Missing files and keys are errors naming the file."""
+"""A PEtab problem read from its YAML file: v2 (with the PEtab-SciML extension: the model, the tables and the
+networks), or v1 (its conditions and measurements in v2's shape: hodec.interop.petab.v1), every path resolved
+against the YAML's folder. Missing files and keys are errors naming the file."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -7,7 +8,12 @@ from pathlib import Path
 
 from ...errors import HodecError
 from ...training.options import read_yaml_mapping
+from . import v1
 from .tables import Row, by_id, read_tsv
+
+MEASUREMENT_COLUMNS = ["observableId", "time", "measurement"]
+OBSERVABLE_COLUMNS = ["observableId", "observableFormula"]
+PARAMETER_COLUMNS = ["parameterId", "nominalValue"]
 
 
 @dataclass
@@ -29,9 +35,10 @@ def read_problem(path: str | Path) -> Problem:
     path = Path(path)
     data = read_yaml_mapping(path, "PEtab problem")
     version = str(data.get("format_version", ""))
+    if version.split(".")[0] == "1":
+        return _read_v1(path, data)
     if not version.startswith("2"):
-        raise HodecError(f"format_version {version or '(none)'}: only PEtab v2 problems are read (a v1 problem "
-                         f"converts with petab's petablint/upgrade tools)", str(path))
+        raise HodecError(f"format_version {version or '(none)'}: PEtab v1 and v2 problems are read", str(path))
     files = _Files(path, data)
     models = data.get("model_files")
     if not isinstance(models, dict) or len(models) != 1:
@@ -43,11 +50,10 @@ def read_problem(path: str | Path) -> Problem:
     problem = Problem(
         path=path,
         model=files.resolve(model.get("location"), f"model_files/{model_id}/location"),
-        parameters=by_id(files.rows("parameter_files", ["parameterId", "nominalValue"], "parameter"),
-                         "parameterId", "parameter"),
-        observables=by_id(files.rows("observable_files", ["observableId", "observableFormula"], "observable"),
-                          "observableId", "observable"),
-        measurements=files.rows("measurement_files", ["observableId", "time", "measurement"], "measurement"),
+        parameters=by_id(files.rows("parameter_files", PARAMETER_COLUMNS, "parameter"), "parameterId", "parameter"),
+        observables=by_id(files.rows("observable_files", OBSERVABLE_COLUMNS, "observable"), "observableId",
+                          "observable"),
+        measurements=files.rows("measurement_files", MEASUREMENT_COLUMNS, "measurement"),
         experiments=_grouped(files.rows("experiment_files", ["experimentId"], "experiment"), "experimentId"),
         conditions=_grouped(files.rows("condition_files", ["conditionId", "targetId", "targetValue"], "condition"),
                             "conditionId"),
@@ -65,6 +71,31 @@ def read_problem(path: str | Path) -> Problem:
         problem.networks[str(net_id)] = sciml_files.resolve(net.get("location"),
                                                             f"extensions/sciml/neural_networks/{net_id}/location")
     return problem
+
+
+def _read_v1(path: Path, data: dict) -> Problem:
+    """A PEtab v1 problem: its parameter_file, and one entry of `problems` (one SBML model; conditions,
+    measurements and observables files)."""
+    problems = data.get("problems")
+    if not isinstance(problems, list) or len(problems) != 1 or not isinstance(problems[0], dict):
+        raise HodecError("problems must list exactly one problem (a mapping of its files)", str(path))
+    files = _Files(path, problems[0], "problems/0/")
+    models = _names(problems[0], "sbml_files", path, "problems/0/")
+    if len(models) != 1:
+        raise HodecError("problems/0/sbml_files must name exactly one SBML model", str(path))
+    measurements, experiments = v1.experiments(files.rows(
+        "measurement_files", MEASUREMENT_COLUMNS + ["simulationConditionId"], "measurement"))
+    return Problem(
+        path=path,
+        model=files.resolve(models[0], "problems/0/sbml_files"),
+        parameters=by_id(_Files(path, data).rows("parameter_file", PARAMETER_COLUMNS, "parameter"), "parameterId",
+                         "parameter"),
+        observables=by_id(files.rows("observable_files", OBSERVABLE_COLUMNS, "observable"), "observableId",
+                          "observable"),
+        measurements=measurements,
+        experiments=experiments,
+        conditions=v1.conditions(files.rows("condition_files", ["conditionId"], "condition")),
+    )
 
 
 class _Files:
