@@ -209,7 +209,8 @@ def test_forecast_refuses_short_histories_and_inputs_that_end_early(fitted, tmp_
     refused(capsys, forecast_args(folder, run, **{"--inputs": unknown}), "unknown.csv", "column 'x'")
     stranger = tmp_path / "stranger.csv"
     stranger.write_text("t,id,u\n5.5,2,1\n5.5,9,1\n")
-    refused(capsys, forecast_args(folder, run, **{"--inputs": stranger}), "stranger.csv: error: line 3: id 9 is not a trajectory")
+    refused(capsys, forecast_args(folder, run, **{"--inputs": stranger}),
+            "stranger.csv: error: line 3: id 9 is not a trajectory")
     assert not (folder / "bad.csv").exists()
 
 

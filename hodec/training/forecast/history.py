@@ -19,13 +19,13 @@ import numpy as np
 import torch
 
 from ...errors import HodecError
+from ...tables import read_table
 from ..columns import TEXT_NOTE, is_text, role
 from ..config import FitConfig, load_config
 from ..data import Dataset, Trajectory, id_label
 from ..problem import Problem
 from ..report import load_checkpoint
 from ..run import sha256
-from ...tables import read_table
 from .heldout import predictions, saved, with_columns
 from .windows import Cut, assemble
 
@@ -44,7 +44,10 @@ class Forecaster:
 
 def load_forecaster(compilation, rundir) -> Forecaster:
     """The run in rundir, refused unless it is a forecast fit of this very spec."""
-    checkpoint = load_checkpoint(Path(rundir) / "checkpoint.pt")
+    path = Path(rundir) / "checkpoint.pt"
+    if not path.is_file():
+        raise HodecError(f"no checkpoint at {path}: --run names the run folder of a `hodec fit`", WHO)
+    checkpoint = load_checkpoint(path)
     config = load_config(checkpoint["config"])
     if config.method != "forecast":
         raise HodecError(f"the run in {rundir} was fitted with method {config.method}: only a forecast fit (FIT.yaml "
