@@ -80,7 +80,9 @@ class Encoder(Estimator):
 
     def forward(self, model, windows: Windows) -> torch.Tensor:
         z = self.center + self.scale * self.head(self.summary(self.features(windows), windows))
-        y0 = torch.where(self.log, z.exp(), z)
+        # exp only where the state is on the log scale: exp of another state's z (e.g. 4000 mg) is inf, and
+        # torch.where's gradient through the unselected inf branch is NaN
+        y0 = torch.where(self.log, torch.where(self.log, z, torch.zeros_like(z)).exp(), z)
         if not self.observed:
             return y0
         last, has = last_values(windows)
