@@ -89,13 +89,6 @@ def test_written_files_give_evaluates_llh(tmp_path):
     assert evaluation.log_posterior - evaluation.llh == pytest.approx(hand, rel=1e-8)
 
 
-def test_network_problem_is_refused(tmp_path, capsys):
-    assert main(["petab", "write", str(SUITE / "001" / "petab" / "problem.yaml"), "--out", str(tmp_path / "o")]) == 1
-    err = capsys.readouterr().err
-    assert "net1" in err and ".hode neural slot" in err
-    assert not (tmp_path / "o").exists()
-
-
 def test_expression_condition_is_located(tmp_path, capsys):
     folder = _problem(tmp_path)
     (folder / "conditions.tsv").write_text(CONDITIONS.replace("1.2", "2 * beta"))

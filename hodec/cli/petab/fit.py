@@ -1,12 +1,15 @@
 """`hodec petab fit PROBLEM.yaml --out RUNDIR [--config FIT.yaml]`: `hodec petab write` into RUNDIR-problem/, then
-`hodec fit` on those files into RUNDIR (the files stay: report.json names them, `hodec fit --resume` reads them)."""
+`hodec fit` on those files into RUNDIR (the files stay: report.json names them, `hodec fit --resume` reads them).
+A network that no `.hode` slot declaration makes is put into its slots as it is (`Model(slots=...)`)."""
 from __future__ import annotations
 
 from pathlib import Path
 
+from .net import add_gelu_option
+
 
 def add_parser(sub):
-    p = sub.add_parser("fit", help="fit a mechanistic PEtab problem: hodec petab write, then hodec fit")
+    p = sub.add_parser("fit", help="fit a PEtab / PEtab-SciML problem: hodec petab write, then hodec fit")
     p.add_argument("problem", metavar="PROBLEM.yaml")
     p.add_argument("--out", required=True, metavar="RUNDIR", help="run folder; the written problem goes to "
                    "RUNDIR-problem/")
@@ -14,6 +17,7 @@ def add_parser(sub):
                    "replaces the written one: method, epochs, ..., or conditions/priors/scales themselves)")
     p.add_argument("--force", action="store_true", help="overwrite the outputs of an existing run folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_gelu_option(p)
     return p
 
 
@@ -23,7 +27,7 @@ def run(args) -> int:
     from ...training.config import config_source, validate
     from ...training.starts import run_fit_starts
 
-    files = fit_files(read_problem(args.problem))
+    files = fit_files(read_problem(args.problem), gelu=args.gelu, modules=True)
     if args.config:
         raw, filename = config_source(args.config, {})
         files.config.update(raw)
@@ -31,4 +35,4 @@ def run(args) -> int:
     folder = Path(f"{Path(args.out)}-problem")
     write_fit_files(files, folder)
     return run_fit_starts(folder / "model.hode", folder / "data.csv", config=str(folder / "FIT.yaml"), out=args.out,
-                          force=args.force, progress=not args.quiet)
+                          force=args.force, progress=not args.quiet, slots=files.modules)

@@ -10,20 +10,24 @@ import csv
 import io
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 import yaml
 
 from ...errors import HodecError
 from ...files import write_atomic
-from .mapping import Hybrid, build, estimated
+from ...training.config import DEFAULTS
+from .mapping import NAME, Hybrid, build, estimated, is_array_parameter
 from .problem import Problem
+from .slots import TrainableSlotNet, as_slot_mlp
 from .tables import Row
 
 NO_EXPERIMENT = "default"  # the data id of measurements without an experimentId (one experiment from t = 0)
 PRIORS = ("normal", "laplace", "uniform")  # PEtab's priors that mean the same in FIT.yaml's priors
 SOLVER = {"rtol": 1e-8, "atol": 1e-10}  # tighter than fit's default: a PEtab llh is compared to few digits
+WEIGHTS = "slot_weights.pt"  # the networks' arrays as the slots' starting weights (FIT.yaml's slot_weights)
 
 
 @dataclass
@@ -31,37 +35,130 @@ class FitFiles:
     spec: str  # model.hode
     data: str  # data.csv
     config: dict  # FIT.yaml
+    weights: dict = field(default_factory=dict)  # slot -> {array: tensor}, written to WEIGHTS
+    modules: dict = field(default_factory=dict)  # slot -> the network put into it as it is (hodec petab fit only)
 
 
-def fit_files(problem: Problem) -> FitFiles:
-    if problem.networks:
-        raise HodecError(f"neural networks {', '.join(problem.networks)}: a PEtab-SciML network (its architecture "
-                         f"and arrays) cannot be written as a .hode neural slot that hodec fit trains; only "
-                         f"mechanistic problems are written", str(problem.path))
-    hybrid = build(problem)
-    return FitFiles(_spec(problem, hybrid), _data(problem), _config(problem, hybrid))
+def fit_files(problem: Problem, gelu: str = "none", modules: bool = False) -> FitFiles:
+    """The files of hodec fit. A network that no slot declaration makes is refused, naming it, unless `modules`:
+    then FitFiles.modules holds it for `Model(slots=...)` (what `hodec petab fit` does)."""
+    hybrid = build(problem, gelu)
+    _check_networks(problem, hybrid)
+    text, weights, frozen, put = _slots(problem, hybrid, modules)
+    config = _config(problem, hybrid)
+    if hybrid.nets:  # PEtab's objective has no weight decay; the networks start from the problem's arrays
+        config["weight_decay"] = 0.0
+    if weights:
+        config["slot_weights"] = WEIGHTS
+    if frozen:
+        config["frozen"] = frozen
+    uncoupled = _observables_calling_slots(text, hybrid.slots)
+    if uncoupled:  # homotopy cannot couple them (their Jacobian is a network's): gain 0, the others the default
+        measured = dict.fromkeys(row["observableId"] for row in problem.measurements)
+        config["k"] = {obs: DEFAULTS["k"] for obs in measured if obs not in uncoupled}
+    return FitFiles(_spec(problem, hybrid, text), _data(problem), config, weights, put)
 
 
 def write_fit_files(files: FitFiles, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "model.hode", files.spec)
     write_atomic(out / "data.csv", files.data)
+    if files.weights:
+        buffer = io.BytesIO()
+        torch.save(files.weights, buffer)
+        write_atomic(out / WEIGHTS, buffer.getvalue())
     write_atomic(out / "FIT.yaml", yaml.safe_dump(files.config, sort_keys=False))
 
 
-def _spec(problem: Problem, hybrid: Hybrid) -> str:
-    """The import's text with each estimated parameter's `fixed` replaced by its bounds (the import declares
-    every parameter fixed at the table's value)."""
-    text = hybrid.text
+def _check_networks(problem: Problem, hybrid: Hybrid) -> None:
+    """Refuse, located, what hodec fit cannot train yet: values set before simulation (networks on parameters,
+    conditions or arrays; other hybridization assignments), such networks' outputs in observables, array inputs
+    of networks in the model, priors on network arrays."""
+    for target, row in problem.hybridization.items():
+        if target not in problem.mapping and hybrid.names.get(target, target) in hybrid.presim:
+            nets = sorted({hybrid.outputs[w].net for w in NAME.findall(row["targetValue"]) if w in hybrid.outputs})
+            by = f" by network '{nets[0]}'" if nets else ""
+            row.fail(f"'{target}' is set before simulation{by} ({row['targetValue']}): hodec fit cannot train "
+                     f"values set before simulation yet (networks reading parameters, conditions or arrays)")
+        if target in problem.mapping and row["targetValue"] == "array":
+            row.fail(f"network input '{target}' is given in an array file: hodec fit has no per-experiment "
+                     f"network inputs yet")
+    presim_outputs = {port_id for port_id, port in hybrid.outputs.items() if not hybrid.nets[port.net].in_model}
+    for obs_id, row in problem.observables.items():
+        read = set(NAME.findall(row["observableFormula"] + " " + row["noiseFormula"])) & presim_outputs
+        if read:
+            row.fail(f"observable '{obs_id}' reads {sorted(read)[0]}, an output of network "
+                     f"'{hybrid.outputs[sorted(read)[0]].net}' run before simulation: hodec fit cannot train it yet")
+    for net in hybrid.nets.values():
+        for key, row in net.rows.items():
+            if key not in net.frozen and row["priorDistribution"]:
+                row.fail(f"a prior on the arrays of network '{net.id}': FIT.yaml's priors are on parameters only")
+
+
+def _slots(problem: Problem, hybrid: Hybrid, modules: bool) -> tuple:
+    """The spec's text with each network's slot declarations; the slots' starting weights, FIT.yaml's frozen
+    arrays, and the networks put into slots as they are."""
+    lines = hybrid.text.rstrip("\n").split("\n")
+    by_net: dict = {}
+    for slot, (net_id, _, _) in hybrid.slots.items():
+        by_net.setdefault(net_id, []).append(slot)
+    weights, frozen, put = {}, [], {}
+    for net_id, names in by_net.items():
+        net = hybrid.nets[net_id]
+        mlp, why = as_slot_mlp(net, len(names))
+        if mlp is not None:
+            lines = _declare(lines, names[0], mlp.declaration(names[0], len(net.expressions())))
+            weights[names[0]] = mlp.weights(net)
+            frozen += mlp.frozen(names[0], net)
+            continue
+        if not modules:
+            raise HodecError(f"network '{net_id}' is no .hode neural slot: {why}; `hodec petab fit` trains it as it "
+                             f"is (it puts the network into the model's slots)", str(problem.networks[net_id]))
+        for slot in names:
+            put[slot] = TrainableSlotNet(net, *hybrid.slots[slot][1:])
+            lines = _declare(lines, slot, f"# {slot}: network '{net_id}' ({problem.networks[net_id].name}) as it "
+                                          f"is, put in by hodec petab fit\n" + _declaration(lines, slot))
+        frozen += TrainableSlotNet.frozen(names[0], net)
+    return "\n".join(lines) + "\n", weights, frozen, put
+
+
+def _observables_calling_slots(text: str, slots: dict) -> set:
+    calls = re.compile(rf"\b({'|'.join(map(re.escape, slots))})\s*\(") if slots else None
+    return {line.split()[1] for line in text.split("\n")
+            if calls and line.startswith("observe ") and calls.search(line.split("=", 1)[1])}
+
+
+def _declaration(lines: list, slot: str) -> str:
+    return next(line for line in lines if line.startswith(f"neural {slot}("))
+
+
+def _declare(lines: list, slot: str, new: str) -> list:
+    """The slot's placeholder declaration (mapping's) replaced by `new`."""
+    old = _declaration(lines, slot)
+    return [new if line == old else line for line in lines]
+
+
+def _spec(problem: Problem, hybrid: Hybrid, text: str) -> str:
+    """The import's text with each table parameter at its nominalValue (PEtab's value over the model's) and each
+    estimated one's `fixed` replaced by its bounds (the import declares every parameter fixed)."""
     for pid, row in problem.parameters.items():
-        if not estimated(row):
+        if is_array_parameter(problem, pid) or row["nominalValue"] == "array":
             continue
         name = hybrid.names.get(pid, pid)
-        line = re.compile(rf"^(param {re.escape(name)} = \S+) fixed$", re.M)
+        line = re.compile(rf"^param {re.escape(name)} = \S+ fixed$", re.M)
         if not line.search(text):
-            row.fail(f"estimated parameter '{pid}' is no parameter of the model hodec fit could train")
-        text = line.sub(lambda m: m.group(1) + _domain(row), text, count=1)
+            if estimated(row):
+                row.fail(f"estimated parameter '{pid}' is no parameter of the model hodec fit could train")
+            continue  # a fixed one the added text declares (a noise or observable parameter) or a let replaces
+        domain = _domain(row) if estimated(row) else " fixed"
+        text = line.sub(lambda _: f"param {name} = {row.number('nominalValue')!r}{domain}", text, count=1)
     return text
+
+
+def _mechanistic(problem: Problem) -> list:
+    """(parameterId, row) of the estimated parameters that are no network arrays."""
+    return [(pid, row) for pid, row in problem.parameters.items()
+            if estimated(row) and not is_array_parameter(problem, pid) and row["nominalValue"] != "array"]
 
 
 def _domain(row: Row) -> str:
@@ -130,10 +227,10 @@ def _config(problem: Problem, hybrid: Hybrid) -> dict:
                 values.update(_condition(row, hybrid) for row in problem.conditions[condition])
         if values:
             conditions[experiment or NO_EXPERIMENT] = values
-    priors = {hybrid.names.get(pid, pid): _prior(row) for pid, row in problem.parameters.items()
-              if estimated(row) and row["priorDistribution"]}
-    scales = {hybrid.names.get(pid, pid): row["parameterScale"] for pid, row in problem.parameters.items()
-              if estimated(row) and row["parameterScale"]}
+    priors = {hybrid.names.get(pid, pid): _prior(row) for pid, row in _mechanistic(problem)
+              if row["priorDistribution"]}
+    scales = {hybrid.names.get(pid, pid): row["parameterScale"] for pid, row in _mechanistic(problem)
+              if row["parameterScale"]}
     for key, value in (("conditions", conditions), ("priors", priors), ("scales", scales)):
         if value:
             config[key] = value

@@ -1,0 +1,126 @@
+"""`hodec petab write` / `hodec petab fit` on PEtab-SciML problems with networks. A network in the right-hand side
+that a `.hode` slot declaration makes is written as that declaration with the problem's arrays as its starting
+weights: hodec fit's model from the written folder alone gives `hodec petab evaluate`'s llh (the PEtab network
+module on the PEtab tables: an independent path) at epoch 0; a short fit (the default method, homotopy) lowers the
+-llh and leaves the frozen arrays as the HDF5 file holds them. A network no declaration makes is refused by write,
+naming it, and trained as it is by fit; networks run before simulation are refused, located."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import h5py
+import pytest
+import torch
+import yaml
+
+from benchmarks.petab_sciml_problems import SUITE
+from hodec.cli import main
+from hodec.compiler import load
+from hodec.interop.petab.evaluate import evaluate_problem
+from hodec.interop.petab.problem import read_problem
+from hodec.training.config import load_config
+from hodec.training.data import read_data
+from hodec.training.loop import Trainer
+from hodec.training.report import load_checkpoint
+
+pytestmark = pytest.mark.skipif(not SUITE.is_dir(), reason="the PEtab-SciML test suite is not in ../shared/data")
+TIGHT = {"rtol": 1e-12, "atol": 1e-14}  # evaluate's tolerances
+
+
+def _llh_at_epoch_0(out: Path) -> float:
+    """The llh of hodec fit's objective on the written folder alone, before any step (the Trainer loads
+    slot_weights.pt, as hodec fit does)."""
+    model = load(out / "model.hode")()
+    cfg = load_config(out / "FIT.yaml", solver=TIGHT)
+    problem = Trainer(model, read_data(out / "data.csv", model, cfg), cfg).problem
+    return -float(sum(cells.sum() for _, cells in problem.group_errors(problem.model, "test", check=False)).detach())
+
+
+def test_a_network_in_the_rhs_is_written_as_its_slot_with_its_weights(tmp_path):
+    """Case 001: Lotka-Volterra, gamma = net1(prey, predator), an MLP 2-5-5-1 with tanh."""
+    problem = SUITE / "001" / "petab" / "problem.yaml"
+    out = tmp_path / "out"
+    assert main(["petab", "write", str(problem), "--out", str(out)]) == 0
+    spec = (out / "model.hode").read_text()
+    assert "neural net1_o0_0(x0, x1) hidden 5 5 activation tanh" in spec
+    assert "let gamma = net1_o0_0(prey, predator)" in spec
+    config = yaml.safe_load((out / "FIT.yaml").read_text())
+    assert config["slot_weights"] == "slot_weights.pt" and config["weight_decay"] == 0.0 and "frozen" not in config
+    moved = tmp_path / "moved"  # the folder alone: its FIT.yaml finds the weights wherever it lies
+    shutil.move(out, moved)
+    assert _llh_at_epoch_0(moved) == pytest.approx(evaluate_problem(read_problem(problem)).llh, rel=1e-8, abs=0)
+
+
+def _perturbed(tmp_path: Path, case: str) -> Path:
+    """A copy of a suite case whose alpha starts at 1.4 instead of the 1.3 its data were made with."""
+    folder = tmp_path / case
+    shutil.copytree(SUITE / case / "petab", folder)
+    table = folder / "parameters.tsv"
+    table.write_text(table.read_text().replace("alpha\tlin\t0.0\t15.0\t1.3\t", "alpha\tlin\t0.0\t15.0\t1.4\t"))
+    return folder / "problem.yaml"
+
+
+def test_petab_fit_homotopy_lowers_the_llh_and_keeps_frozen_arrays(tmp_path):
+    """Case 023 (layer1 of net1 frozen), alpha moved off: hodec petab fit, the default method (homotopy) in 2 x 3
+    epochs. Its epoch-0 llh is evaluate's; the best epoch's -llh is lower; layer1 is the HDF5 file's, layer3 moved."""
+    problem = _perturbed(tmp_path, "023")
+    config = tmp_path / "short.yaml"
+    config.write_text("steps: 2\nepochs_per_step: 3\nlr: 0.01\n")
+    run = tmp_path / "run"
+    assert main(["petab", "fit", str(problem), "--out", str(run), "--config", str(config), "--quiet"]) == 0
+    written = tmp_path / "run-problem"
+    assert yaml.safe_load((written / "FIT.yaml").read_text())["frozen"] == ["net1_o0_0.net.0.weight",
+                                                                            "net1_o0_0.net.0.bias"]
+    llh0 = evaluate_problem(read_problem(problem)).llh
+    assert _llh_at_epoch_0(written) == pytest.approx(llh0, rel=1e-8, abs=0)
+    report = json.loads((run / "report.json").read_text())
+    assert report["method"] == "homotopy" and len(report["history"]) == 6
+    assert report["llh"] > llh0 + 1.0  # -llh lowered (by the best epoch, checked at rtol 1e-8)
+    state = load_checkpoint(run / "checkpoint.pt")["model"]
+    with h5py.File(problem.parent / "net1_ps.hdf5", "r") as arrays:
+        layer1 = {name: torch.as_tensor(arrays[f"parameters/net1/layer1/{name}"][()]) for name in ("weight", "bias")}
+        layer3 = torch.as_tensor(arrays["parameters/net1/layer3/weight"][()])
+    assert torch.equal(state["slot_modules.0.net.0.weight"], layer1["weight"].double())
+    assert torch.equal(state["slot_modules.0.net.0.bias"], layer1["bias"].double())
+    assert not torch.equal(state["slot_modules.0.net.4.weight"], layer3.double())
+
+
+def test_a_network_no_declaration_makes_is_refused_by_write(tmp_path, capsys):
+    """Case 019: one network whose two outputs the model reads (two scalar slots sharing its weights)."""
+    out = tmp_path / "o"
+    assert main(["petab", "write", str(SUITE / "019" / "petab" / "problem.yaml"), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "net4.yaml" in err and "network 'net4'" in err and "hodec petab fit" in err
+    assert not out.exists()
+
+
+def test_petab_fit_trains_such_a_network_as_it_is(tmp_path):
+    """Case 019 through `hodec petab fit`: the network put into its two slots; one vanilla epoch at lr 1e-12
+    reports evaluate's llh, and a few epochs at lr 0.01 move the network's arrays."""
+    problem = SUITE / "019" / "petab" / "problem.yaml"
+    config = tmp_path / "one.yaml"
+    config.write_text("method: vanilla\nepochs: 1\nlr: 1.0e-12\nsolver: {rtol: 1.0e-12, atol: 1.0e-14}\n")
+    run = tmp_path / "run"
+    assert main(["petab", "fit", str(problem), "--out", str(run), "--config", str(config), "--quiet"]) == 0
+    report = json.loads((run / "report.json").read_text())
+    assert report["llh"] == pytest.approx(evaluate_problem(read_problem(problem)).llh, rel=1e-8)
+    assert "put in by hodec petab fit" in (tmp_path / "run-problem" / "model.hode").read_text()
+    config.write_text("method: vanilla\nepochs: 3\nlr: 0.01\n")
+    assert main(["petab", "fit", str(problem), "--out", str(run), "--config", str(config), "--quiet",
+                 "--force"]) == 0
+    state = load_checkpoint(run / "checkpoint.pt")["resume"]["model"]
+    with h5py.File(problem.parent / "net4_ps.hdf5", "r") as arrays:
+        start = torch.as_tensor(arrays["parameters/net4/layer1/weight"][()]).double()
+    assert not torch.equal(state["slot_modules.0.net.network.layers.layer1.weight"], start)
+
+
+@pytest.mark.parametrize("command", ["write", "fit"])
+def test_a_network_run_before_simulation_is_refused_located(tmp_path, capsys, command):
+    """Case 002: gamma = net1(two parameters), set before simulation: not trained by hodec fit yet."""
+    out = tmp_path / "o"
+    assert main(["petab", command, str(SUITE / "002" / "petab" / "problem.yaml"), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "hybridization.tsv:2" in err and "network 'net1'" in err and "'gamma'" in err
+    assert not out.exists() and not (tmp_path / "o-problem").exists()
