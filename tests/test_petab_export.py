@@ -5,6 +5,7 @@ and params must equal the original spec's (its slots holding the weights written
 hand-written rows of the specs' declarations."""
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import torch
 import hodec
 from hodec.cli import main
 from hodec.compiler import compile_text
+from hodec.interop.petab.evaluate import evaluate_problem
 from hodec.interop.petab.mapping import SlotNet, build
 from hodec.interop.petab.problem import read_problem
 from hodec.interop.petab.write import fit_files
@@ -118,6 +120,40 @@ def test_every_spec_reads_back_with_the_same_vector_field_or_is_refused(tmp_path
     assert sorted(imported.state_names) == sorted(original.state_names)
     assert len(hybrid.nets) == len(original.slot_modules)
     _compare(original, imported)
+
+
+def _log_density(distribution: str, y: float, mu: float, sigma: float) -> float:
+    """The README's table of noise models, written out."""
+    if distribution in ("lognormal", "loglaplace"):
+        return _log_density(distribution[3:], math.log(y), math.log(mu), sigma) - math.log(y)
+    if distribution == "normal":
+        return -0.5 * math.log(2 * math.pi) - math.log(sigma) - (y - mu) ** 2 / (2 * sigma ** 2)
+    return -math.log(2 * sigma) - abs(y - mu) / sigma
+
+
+def test_petab_evaluate_of_the_export_gives_the_noise_models_likelihood(tmp_path):
+    """Measurements added to the exported hybrid problem: `hodec petab evaluate`'s llh is the sum of the spec's
+    noise densities (written out by hand, with its sigma formulas) around the original model's simulation."""
+    spec, out = _spec(tmp_path, "hybrid"), tmp_path / "p"
+    original = _original(spec)
+    write_petab(hodec.compile(spec), out, model=original)
+    ts = torch.tensor([0.0, 0.5, 1.0, 2.0], dtype=torch.float64)
+    with torch.no_grad():
+        ys = original.simulate(ts, rtol=1e-12, atol=1e-14)
+        obs = original.observables(ts, ys)
+    p = original.params()
+    sigmas = {"a": lambda mu: p["s0"] * p["V"] + 0.1 * mu, "b": lambda mu: p["s0"], "c": lambda mu: 0.3,
+              "d": lambda mu: math.exp(-p["V"]) / 2, "e": lambda mu: 1.0}
+    noise = {"a": "normal", "b": "laplace", "c": "lognormal", "d": "loglaplace", "e": "normal"}
+    rows, reference = [], 0.0
+    for k, t in enumerate(ts[1:].tolist(), 1):
+        for j, name in enumerate(original.observable_names):
+            mu = float(obs[k, j])
+            y = 1.2 * mu + 0.05
+            rows.append(f"{name}\t\t{t!r}\t{y!r}\n")
+            reference += _log_density(noise[name], y, mu, float(sigmas[name](mu)))
+    (out / "measurements.tsv").write_text("observableId\texperimentId\ttime\tmeasurement\n" + "".join(rows))
+    assert evaluate_problem(read_problem(out / "problem.yaml")).llh == pytest.approx(reference, rel=1e-8)
 
 
 def test_tables_carry_every_param_kind_and_the_noise_models(tmp_path):
