@@ -1,0 +1,161 @@
+"""method forecast (hodec/training/methods/forecast.py): the horizon objective against hand-computed closed forms
+(inputs and per-trajectory params read at each window's own absolute times; -llh with a noise model), the best
+epoch's estimator kept with the best model, --resume, and the config's errors."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from hodec.cli import main
+from hodec.compiler import compile_text
+from hodec.errors import HodecError
+from hodec.training.config import load_config
+from hodec.training.data import make_dataset
+from hodec.training.forecast import forecast
+from hodec.training.loop import Trainer
+
+# x relaxes to c + u / k: x(origin + s) = x_inf + (x(origin) - x_inf) exp(-k s) for u constant over the window
+SPEC = """
+model Relax
+param k = 0.7 positive
+param c = 1.0 fixed
+input u
+state x = 1
+der x = -k * (x - c) + u
+observe obs = x
+"""
+TIGHT = {"method": "dopri5", "rtol": 1e-10, "atol": 1e-12}
+T = np.arange(0.0, 8.01, 0.5)
+
+
+def relax_problem(extra=None, spec=SPEC):
+    """Two trajectories, each its own constant u and its own c (a param column): noisy-looking data."""
+    model = compile_text(spec, "relax.hode").model_class()()
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0.5, 3.0, 2 * len(T))
+    u = np.repeat([0.2, -0.1], len(T))
+    c = np.repeat([1.0, 2.0], len(T))
+    data = make_dataset(model, np.concatenate([T, T]), {"x": x}, {"u": u, "c": c}, ids=np.repeat([1, 2], len(T)))
+    config = {"method": "forecast", "solver": TIGHT, "epochs": 3,
+              "forecast": {"history": 2.0, "horizon": 1.5, "stride": 1.5, "observed": True}, **(extra or {})}
+    torch.manual_seed(0)  # the encoder's initial weights
+    return Trainer(model, data, load_config(config)), x, u, c
+
+
+def hand_predictions(tr, x, u, c, k=0.7):
+    """Per window: the closed form from the last history value, [Tf, W]."""
+    w = tr.method.windows
+    out = np.zeros(tuple(w.horizon_t.shape))
+    for i in range(w.size):
+        b = int(w.trajectory[i])
+        rows = slice(b * len(T), (b + 1) * len(T))
+        origin = float(w.origin[i])
+        x0 = x[rows][np.searchsorted(T, origin)]
+        x_inf = c[rows][0] + u[rows][0] / k
+        out[:, i] = x_inf + (x0 - x_inf) * np.exp(-k * (w.horizon_t[:, i].numpy() - origin))
+    return out
+
+
+def test_the_horizon_objective_is_the_mean_squared_error_of_the_closed_form_forecasts():
+    tr, x, u, c = relax_problem()
+    w = tr.method.windows
+    assert w.size == 2 * 4 and w.horizon_t.shape[0] == 3  # t0 = 0, 1.5, 3, 4.5 per trajectory; 3 horizon samples
+    expected = hand_predictions(tr, x, u, c)
+    mask = w.horizon_mask[..., 0].numpy()
+    mse = ((expected - w.horizon_y[..., 0].numpy()) ** 2)[mask].mean()
+    loss, evaluation = tr.method.loss(0.0)
+    assert float(loss.detach()) == pytest.approx(mse, rel=1e-8) and evaluation == float(loss.detach())
+    assert tr.evaluate() == pytest.approx(mse, rel=1e-8)
+    pred = forecast(tr.model, tr.method.estimator, w, tr.problem)[..., 0].detach().numpy()
+    np.testing.assert_allclose(pred, expected, rtol=1e-8)
+    sse, cells = tr.trajectory_errors()
+    assert cells.tolist() == [12, 12] and sse.sum() / cells.sum() == pytest.approx(mse, rel=1e-8)
+
+
+def test_the_objective_with_a_noise_model_is_minus_the_log_likelihood_per_horizon_cell():
+    spec = SPEC.replace("observe obs = x", "param s = 0.3 positive\nobserve obs = x ~ normal(s)")
+    model = compile_text(spec, "relax.hode").model_class()()
+    rng = np.random.default_rng(1)
+    obs = rng.uniform(0.5, 3.0, len(T))
+    data = make_dataset(model, T, {"obs": obs}, {"u": np.full(len(T), 0.2), "c": np.ones(len(T))})
+    tr = Trainer(model, data, load_config({"method": "forecast", "solver": TIGHT, "forecast": {
+        "history": 2.0, "horizon": 1.5, "stride": 1.5, "estimator": "mlp", "hidden": 4}}))
+    w = tr.method.windows
+    y0 = tr.method.estimator(tr.model, w).detach().numpy()[:, 0]  # the encoder's estimate: closed form from it
+    pred = 1.0 + 0.2 / 0.7 + (y0 - 1.0 - 0.2 / 0.7) * np.exp(-0.7 * (w.horizon_t.numpy() - w.origin.numpy()))
+    mask = w.horizon_mask[..., 0].numpy()
+    nll = 0.5 * math.log(2 * math.pi * 0.3 ** 2) + (pred - w.horizon_y[..., 0].numpy()) ** 2 / (2 * 0.3 ** 2)
+    assert float(tr.method.loss(0.0)[0].detach()) == pytest.approx(nll[mask].mean(), rel=1e-8)
+
+
+def test_the_best_epochs_estimator_is_kept_with_the_best_model():
+    """The estimator's weights at the best epoch give, with the best model, exactly the best objective (lr large:
+    every epoch moves them)."""
+    tr, *_ = relax_problem({"epochs": 8, "lr": 0.3, "forecast": {"history": 2.0, "horizon": 1.5, "stride": 1.5,
+                                                                    "hidden": 4}})
+    tr.train()
+    assert tr.best_epoch < 8 or tr.history[-1]["mse"] == tr.best_mse
+    state = tr.method.state()
+    assert set(state) == {"estimator", "estimator_last"}
+    assert state["estimator"]["options"]["estimator"] == "gru" and state["estimator"]["options"]["hidden"] == 4
+    best = tr.best_model()
+    tr.method.estimator.load_state_dict(state["estimator"]["state"])
+    assert tr.method.evaluate(best) == pytest.approx(tr.best_mse, rel=1e-12)
+    tr.method.estimator.load_state_dict(state["estimator_last"]["state"])
+    if tr.best_epoch != tr.epoch:
+        assert tr.method.evaluate(best) != pytest.approx(tr.best_mse, rel=1e-6)
+
+
+def test_resume_continues_the_estimator_where_it_stopped():
+    extra = {"epochs": 6, "lr": 0.05, "forecast": {"history": 2.0, "horizon": 1.5, "stride": 1.5, "hidden": 4}}
+    whole, *_ = relax_problem(extra)
+    whole.train()
+    first, *_ = relax_problem({**extra, "epochs": 6})
+    for _ in range(3):
+        first.step()
+    state = first.state()
+    torch.manual_seed(1)
+    second, *_ = relax_problem(extra)
+    with torch.no_grad():  # a fresh trainer's own weights: the restore replaces them
+        next(second.method.estimator.parameters()).add_(1.0)
+    second.restore(state)
+    second.train()
+    for a, b in zip(whole.method.estimator.parameters(), second.method.estimator.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+    assert whole.best_mse == pytest.approx(second.best_mse, rel=1e-9)
+    assert second.method.state()["estimator"]["state"].keys() == whole.method.state()["estimator"]["state"].keys()
+
+
+def test_bad_forecast_keys_are_errors_naming_the_file_and_key(tmp_path):
+    path = tmp_path / "FIT.yaml"
+    path.write_text("method: forecast\nforecast:\n  history: -1\n  horizon: 2\n  estimator: kalman\n  strid: 3\n")
+    with pytest.raises(HodecError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert str(path) in message
+    assert "forecast.history: must be > 0" in message and "forecast.estimator: 'kalman' is not one of" in message
+    assert "forecast: unknown key 'strid'; did you mean 'stride'" in message
+    with pytest.raises(HodecError, match="forecast.horizon: needed by method forecast"):
+        load_config({"method": "forecast", "forecast": {"history": 1}})
+    with pytest.raises(HodecError, match="forecast: expected a mapping"):
+        load_config({"forecast": 3})
+
+
+def test_fit_help_lists_the_forecast_keys(capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", "--help"])
+    out = capsys.readouterr().out
+    for key in ("method: homotopy", "forecast:", "history:", "horizon:", "stride:", "estimator:", "observed:"):
+        assert key in out
+
+
+def test_doses_are_refused_with_a_located_error():
+    model = compile_text("model D\nparam k = 1 positive\nstate x = 0\nder x = -k * x\n", "d.hode").model_class()()
+    t = np.arange(0.0, 6.0)
+    data = make_dataset(model, np.concatenate([[0.0], t]), {"x": np.concatenate([[np.nan], np.exp(-t)]),
+                                                             "evid": np.r_[1, np.zeros(6)],
+                                                             "amt": np.r_[1, np.zeros(6)],
+                                                             "cmt": np.r_[1, np.zeros(6)]})
+    with pytest.raises(HodecError, match="method forecast does not take dose records"):
+        Trainer(model, data, load_config({"method": "forecast", "forecast": {"history": 2, "horizon": 2}}))
