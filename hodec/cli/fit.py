@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import argparse
 import math
+import textwrap
 
 from ..errors import HodecError
-from ..training.config import FitConfig
+from ..training.config import FitConfig, ForecastConfig
 from ..training.options import config_help
 from .simulate import assignments
 
 
 def add_parser(sub):
     p = sub.add_parser("fit", help="train a spec's params and neural slots on data (homotopy, vanilla, "
-                                   "multiple shooting)",
+                                   "multiple shooting, forecast)",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
-                       epilog=f"FIT.yaml keys (all optional), with their defaults:\n{config_help(FitConfig)}")
+                       epilog=f"FIT.yaml keys (all optional), with their defaults:\n{config_help(FitConfig)}\n\n"
+                              f"forecast: (method forecast) takes these keys:\n"
+                              f"{textwrap.indent(config_help(ForecastConfig), '  ')}")
     p.add_argument("spec", metavar="SPEC")
     p.add_argument("--data", required=True, metavar="DATA.csv",
                    help="columns: t, optional id, observables/states (fitted), inputs (fed); empty cell = missing")
