@@ -258,3 +258,14 @@ def test_petab_linter_accepts_the_export(tmp_path, name):
     write_petab(hodec.compile(_spec(tmp_path, name)), tmp_path / "p")
     problem = petab.Problem.from_yaml(tmp_path / "p" / "problem.yaml")
     assert not problem.validate().has_errors()
+
+
+def test_petab_evaluate_reads_an_export_without_measurements(tmp_path, capsys):
+    """The export's measurement table is empty: the llh is 0 and every gradient 0 (was an internal error: the
+    llh had nothing to differentiate)."""
+    assert main(["export", str(SPECS / "sir.hode"), "--petab", str(tmp_path / "p")]) == 0
+    (tmp_path / "out").mkdir()
+    assert main(["petab", "evaluate", str(tmp_path / "p" / "problem.yaml"), "--out", str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "result.yaml").read_text().split() == ["llh:", "0.0"]
+    assert (tmp_path / "out" / "grad_mech.tsv").read_text().splitlines() == [
+        "parameterId\tvalue", "beta\t0.0", "gamma\t0.0", "I0\t0.0"]

@@ -55,7 +55,9 @@ def evaluate_problem(problem: Problem, gelu: str = "none") -> Evaluation:
         for (k, _), value in zip(rows, simulated):
             simulations[k] = value
     prior = _log_prior(problem, values, hybrid)
-    (llh if prior is None else llh + prior).backward()
+    objective = llh if prior is None else llh + prior
+    if objective.requires_grad:  # not without measurements or estimated parameters: every gradient is 0
+        objective.backward()
     grad_mech = [(pid, _scaled_grad(problem.parameters[pid], values[pid])) for pid in values
                  if values[pid].requires_grad]
     grad_nets = {net_id: _net_grads(net) for net_id, net in hybrid.nets.items()}
