@@ -223,6 +223,12 @@ def test_fit_refuses_a_bad_test_csv_before_training(fitted, tmp_path, capsys):
     refused(capsys, base + ["--test", str(bad)], "bad.csv: error: line 3")
     write_data(tmp_path / "short.csv", [2], t_end=2.5)  # shorter than history + horizon: no window
     refused(capsys, base + ["--test", str(tmp_path / "short.csv")], "short.csv", "no forecast window fits")
+    header, rows = read_csv(folder / "test.csv")
+    doses = tmp_path / "doses.csv"  # forecasts take no dose records (yet): refused before training, not diverged
+    dose = {("1.0", "2"): "1.0,2,,,1,2.0,x\n"}  # after id 2's observation at t = 1
+    doses.write_text("t,id,x,u,evid,amt,cmt\n" + "".join(f"{','.join(r)},0,,\n" + dose.get((r[0], r[1]), "")
+                                                         for r in rows))
+    refused(capsys, base + ["--test", str(doses)], "does not take dose records")
     refused(capsys, base + ["--test", str(folder / "test.csv"), "--peak", "y=1"], "--peak y: not a fitted column")
     refused(capsys, base + ["--test", str(folder / "test.csv"), "--classes", "x=2,1"], "--classes x")
     refused(capsys, base + ["--peak", "x=1"], "give --test TEST.csv")

@@ -15,10 +15,11 @@ from ...files import write_atomic
 from ..data import Dataset, read_data
 from ..config import ForecastConfig
 from ..problem import Problem, finite
+from ..result import FitError
 from .base import Estimator
 from .estimators import make_estimator
 from .metrics import horizon_metrics
-from .predict import forecast
+from .predict import forecast, window_groups
 from .windows import Windows, make_windows
 
 
@@ -47,7 +48,8 @@ def read_heldout(scoring: Scoring, model_class, config, columns) -> Heldout:
                 raise HodecError(f"{option} {name}: not a fitted column (fitted columns: {', '.join(columns)})")
     data = with_columns(read_data(scoring.path, model_class, config), columns, "the training data's")
     if config.method == "forecast":
-        heldout_windows(Problem(model_class(), data, config), config)
+        problem = Problem(model_class(), data, config)
+        window_groups(problem, heldout_windows(problem, config))  # what forecasts refuse (dose records)
     return Heldout(scoring, data)
 
 
@@ -111,7 +113,7 @@ def predictions(model, estimator, windows: Windows, problem: Problem) -> np.ndar
     """[Tf, W, m] forecasts; NaN for every window when the batched solve fails (scored as diverged)."""
     try:
         return forecast(model, estimator, windows, problem).detach().cpu().numpy()
-    except HodecError:
+    except FitError:
         return np.full(tuple(windows.horizon_y.shape), np.nan)
 
 
