@@ -188,13 +188,15 @@ def test_bad_placeholder_values_are_located(tmp_path, capsys, column, cells, mes
 # ------------------------------------------------------------------------------------------------ PEtab v1
 V1_CONDITIONS = _tsv([["conditionId", "conditionName", "k1", "A"], ["c0", "base", 2.0, "NaN"],
                       ["c_pre", "", 4.0, ""], ["c_hi", "", 1.0, 3.0]])
-V1_OBSERVABLES = _tsv([["observableId", "observableFormula", "noiseFormula", "noiseDistribution"],
-                       ["obs_a", "A", "noiseParameter1_obs_a", "normal"],
-                       ["obs_b", "observableParameter1_obs_b * B", "0.5", "normal"]])
+V1_OBSERVABLES = _tsv([
+    ["observableId", "observableFormula", "noiseFormula", "noiseDistribution", "observableTransformation"],
+    ["obs_a", "A", "noiseParameter1_obs_a", "normal", "lin"],
+    ["obs_b", "observableParameter1_obs_b * B", "0.5", "normal", ""],
+    ["obs_c", "A + B", "0.1", "normal", "log10"]])
 V1_ROWS = [  # observable, pre-equilibration, simulation condition, time, measurement, observable-, noiseParameters
     ("obs_a", "", "c0", 1.0, 1.9, "", "0.3"), ("obs_a", "", "c0", "inf", 4.1, "", "0.2"),
     ("obs_b", "c_pre", "c_hi", 2.0, 9.0, "1.1", ""), ("obs_b", "", "c_hi", 2.0, 3.5, "k3", ""),
-    ("obs_a", "c_pre", "c_hi", 0.0, 3.2, "", "0.3")]
+    ("obs_a", "c_pre", "c_hi", 0.0, 3.2, "", "0.3"), ("obs_c", "", "c0", 1.0, 2.5, "", "")]
 
 
 def _v1_problem(tmp_path: Path, rows=V1_ROWS) -> Path:
@@ -213,12 +215,16 @@ def _v1_reference(k: dict) -> tuple:
     a_inf = _steady(base)[0]
     b_pre = _solve(hi, (3.0, _steady(pre)[1]), 0.0, [2.0])[0, 1]
     b_hi = _solve(hi, (3.0, 0.2), 0.0, [2.0])[0, 1]
-    sims = [a1, a_inf, 1.1 * b_pre, k["k3"] * b_hi, 3.0]
+    c1 = sum(_solve(base, (1.0, 0.2), 0.0, [1.0])[0])
+    sims = [a1, a_inf, 1.1 * b_pre, k["k3"] * b_hi, 3.0, c1]
     sigmas = [0.3, 0.2, 0.5, 0.5, 0.3]
-    return sum(_normal(row[4], mu, s) for row, mu, s in zip(V1_ROWS, sims, sigmas)), sims
+    llh = sum(_normal(row[4], mu, s) for row, mu, s in zip(V1_ROWS, sims, sigmas))
+    # log10 y ~ N(log10 mu, 0.1): the density of log10 y times d log10 y / d y
+    return llh + _normal(math.log10(2.5), math.log10(c1), 0.1) - math.log(2.5 * math.log(10)), sims
 
 
 def test_petab_v1_problem(tmp_path):
+    """Also a log10-transformed observable (common in v1 problems)."""
     folder = _v1_problem(tmp_path)
     assert _evaluate(folder) == 0
     llh, sims, grads = _results(folder)
@@ -226,7 +232,7 @@ def test_petab_v1_problem(tmp_path):
     assert sims == pytest.approx(want_sims, rel=1e-9)
     assert llh == pytest.approx(want, rel=1e-9)
     experiments = [row["experimentId"] for row in read_tsv(tmp_path / "out" / "simulations.tsv")]
-    assert experiments == ["c0", "c0", "c_pre:c_hi", "c_hi", "c_pre:c_hi"]
+    assert experiments == ["c0", "c0", "c_pre:c_hi", "c_hi", "c_pre:c_hi", "c0"]
     for name, log10 in (("k2", True), ("k3", False)):  # through simulations, steady states and a placeholder
         assert grads[name] == pytest.approx(_fd(lambda k: _v1_reference(k)[0], K, name, log10), rel=1e-6)
 

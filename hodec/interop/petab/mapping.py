@@ -8,6 +8,7 @@ numbers and arrays runs once per experiment before simulation; its outputs becom
 values) of that experiment."""
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,11 @@ from .tables import Row
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 NOISE = {("normal", "lin"): "normal", ("laplace", "lin"): "laplace", ("normal", "log"): "lognormal",
          ("laplace", "log"): "loglaplace", ("log-normal", "lin"): "lognormal",
-         ("log-laplace", "lin"): "loglaplace"}
+         ("log-laplace", "lin"): "loglaplace", ("normal", "log10"): "lognormal", ("laplace", "log10"): "loglaplace",
+         ("log10-normal", "lin"): "lognormal", ("log10-laplace", "lin"): "loglaplace"}
+# A log10-scale noise model is the natural-log one with its scale times ln 10: the density of y with log10 y ~
+# N(log10 mu, s), N(log10 y; log10 mu, s) / (y ln 10), equals N(ln y; ln mu, s ln 10) / y (so for laplace).
+LOG10 = math.log(10.0)
 ENTITY = re.compile(r"^(\w+)\.(inputs|outputs)\[(\d+)\](?:\[(\d+)\])?$")
 ARRAYS = re.compile(r"^(\w+)\.parameters(?:\[(\w+)\](?:\.(\w+))?)?$")
 
@@ -273,7 +278,7 @@ def _observables(problem: Problem, names, outputs, nets, slots, declared) -> lis
         key = (row["noiseDistribution"] or "normal", row["observableTransformation"] or "lin")
         if key not in NOISE:
             row.fail(f"noise model {key[0]} with transformation {key[1]} is not supported (normal, laplace, "
-                     f"log-normal, log-laplace; lin or log)")
+                     f"log-normal, log-laplace, log10-normal, log10-laplace; lin, log or log10)")
         if not row["noiseFormula"]:
             row.fail("empty noiseFormula")
         for name in placeholders(row):
@@ -281,6 +286,8 @@ def _observables(problem: Problem, names, outputs, nets, slots, declared) -> lis
                 row.fail(f"placeholder '{name}' has the name of a model entity or of a parameter of the table")
         formula = _hode(row["observableFormula"], names, outputs, nets, slots)
         noise = _hode(row["noiseFormula"], names, outputs, nets, slots)
+        if "log10" in key[0] + key[1]:
+            noise = f"({noise}) * {LOG10!r}"
         lines.append(f"observe {obs_id} = {formula} ~ {NOISE[key]}({noise})")
     return lines
 
