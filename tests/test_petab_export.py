@@ -178,8 +178,8 @@ def test_tables_carry_every_param_kind_and_the_noise_models(tmp_path):
         "targetId\ttargetValue", "U_input0\tA", "U_input1\tB", "U_input2\tC", "U_A\tU_output0", "U_C\tU_output1",
         "U_D\tU_output2", "W_input0\tD", "W_input1\ttime", "W_B\tW_output0"]
     assert sorted(p.name for p in out.iterdir()) == [
-        "U.yaml", "U_parameters.hdf5", "W.yaml", "W_parameters.hdf5", "hybridization.tsv", "mapping.tsv",
-        "measurements.tsv", "model.xml", "observables.tsv", "parameters.tsv", "problem.yaml"]
+        "U_network.yaml", "U_parameters.hdf5", "W_network.yaml", "W_parameters.hdf5", "hybridization.tsv",
+        "mapping.tsv", "measurements.tsv", "model.xml", "observables.tsv", "parameters.tsv", "problem.yaml"]
 
 
 @pytest.mark.parametrize("name", sorted(WRITTEN))
@@ -234,6 +234,37 @@ def test_what_petab_cannot_hold_is_refused_located(tmp_path, capsys):
     assert "bad.hode:5:1: error: cannot export neural slot 'f' to PEtab-SciML" in err
     assert "bad.hode:6:24: error: the noise scale of 'y' uses 'sigmoid'" in err
     assert "Traceback" not in err and sorted(p.name for p in tmp_path.iterdir()) == ["bad.hode"]
+
+
+RESERVED = """model Reserved
+param inf = 1 positive
+state time = 1
+der time = -inf * time
+"""
+# a slot named as the problem file would have written its network where problem.yaml goes
+PROBLEM_SLOT = """model ProblemSlot
+state x = 1
+der x = -x
+neural problem(x) -> x hidden 3
+"""
+
+
+def test_names_petab_reads_as_its_own_are_refused(tmp_path, capsys):
+    spec = tmp_path / "reserved.hode"
+    spec.write_text(RESERVED)
+    assert main(["export", str(spec), "--petab", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert "reserved.hode:2:1: error: cannot export 'inf' to PEtab" in err
+    assert "reserved.hode:3:1: error: cannot export 'time' to PEtab" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_slot_named_problem_keeps_the_problem_file(tmp_path):
+    spec = tmp_path / "slot.hode"
+    spec.write_text(PROBLEM_SLOT)
+    original = _original(spec)
+    write_petab(hodec.compile(spec), tmp_path / "p", model=original)
+    _compare(original, _read_back(tmp_path / "p")[0])
 
 
 def test_a_folder_that_holds_files_is_not_replaced(tmp_path, capsys):

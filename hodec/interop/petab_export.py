@@ -7,15 +7,16 @@ observable's name, its formula that parameter, the noise model as PEtab v2 names
 log-laplace; an observable without one is normal with noiseFormula 1), `parameters.tsv` (every param: a free one
 estimated within the bounds of its kind, (-inf, inf), [0, inf) for `positive` or its `in (lo, hi)`; a fixed one
 not estimated), `measurements.tsv` (the header only: a problem's data is not the spec's) and `problem.yaml`. Per
-residual slot NET: `NET.yaml` (the network in PEtab-SciML's YAML: its Linear layers and activation modules in
-order, softplus last if `positive`; one input, the slot's arguments concatenated), `NET_parameters.hdf5` (the
-weights, PyTorch layout), and rows of `hybridization.tsv` (each input element a state, each output's parameter
-set to an output element) and `mapping.tsv` (the PEtab ids of the inputs, outputs and arrays).
+residual slot NET: `NET_network.yaml` (the network in PEtab-SciML's YAML: its Linear layers and activation modules
+in order, softplus last if `positive`; one input, the slot's arguments concatenated), `NET_parameters.hdf5` (the
+weights, PyTorch layout), and rows of `hybridization.tsv` (each input element a state or time, each output's
+parameter set to an output element) and `mapping.tsv` (the PEtab ids of the inputs, outputs and arrays).
 
-Refused, with a HodecError located at the statement: inputs (PEtab has no exogenous signal), neural slots without
-outputs (a learned function called in expressions: PEtab-SciML has no network called inside model formulas), and
-noise scales using other than + - * / ^ and exp log log10 sqrt abs, the trigonometric and hyperbolic functions
-(PEtab math and .hode mean these alike; a let of params holds anything else)."""
+Refused, with a HodecError located at the statement: names PEtab's math reads as its own (time, true, false, inf,
+nan), inputs (PEtab has no exogenous signal), neural slots without outputs (a learned function called in
+expressions: PEtab-SciML has no network called inside model formulas), and noise scales using other than
++ - * / ^ and exp log log10 sqrt abs, the trigonometric and hyperbolic functions (PEtab math and .hode mean these
+alike; a let of params holds anything else)."""
 from __future__ import annotations
 
 import math
@@ -48,6 +49,7 @@ NOISE = {"normal": "normal", "laplace": "laplace", "lognormal": "log-normal", "l
 SHARED_FUNCTIONS = frozenset(("exp", "log", "log10", "sqrt", "abs", "sin", "cos", "tan", "sinh", "cosh", "tanh"))
 SBML_FILE, PROBLEM_FILE = "model.xml", "problem.yaml"
 PETAB_TIME = "time"  # .hode's t in PEtab's math
+PETAB_RESERVED = frozenset((PETAB_TIME, "true", "false", "inf", "nan"))  # names PEtab v2's math gives a meaning
 
 
 def write_petab(compilation: Compilation, out: str | Path, model: Optional[nn.Module] = None) -> list[Path]:
@@ -80,6 +82,10 @@ def _check(compilation: Compilation):
     """Everything PEtab cannot hold, each located at its statement, before anything is written."""
     model = compilation.model
     refused = input_refusals(model, "PEtab")
+    refused += [Diagnostic(f"cannot export '{item.name}' to PEtab: PEtab's math reads the name as its own "
+                           f"constant (rename it)", item.span)
+                for group in (model.params, model.states, model.lets, model.observables, model.slots)
+                for item in group if item.name in PETAB_RESERVED]
     refused += [Diagnostic(f"cannot export neural slot '{slot.name}' to PEtab-SciML: a slot without outputs is a "
                            f"function called inside model formulas, which PEtab-SciML networks are not (give it "
                            f"outputs: `-> state`)", slot.span) for slot in model.slots if slot.outputs is None]
@@ -117,14 +123,13 @@ def _write_files(model: Model, instance: nn.Module, folder: Path):
     hybridization, mapping = [], []
     for slot in model.slots:
         net = _Net(slot, exporter)
-        write_atomic(folder / f"{slot.name}.yaml", yaml.safe_dump(net.network(instance.slot(slot.name)),
-                                                                  sort_keys=False))
-        write_parameters(folder / f"{slot.name}_parameters.hdf5", slot.name, net.arrays(instance.slot(slot.name)))
+        write_atomic(folder / net.network_file, yaml.safe_dump(net.network(instance.slot(slot.name)), sort_keys=False))
+        write_parameters(folder / net.arrays_file, slot.name, net.arrays(instance.slot(slot.name)))
         hybridization += net.hybridization()
         mapping += net.mapping()
         parameters.append([net.arrays_id, "-inf", "inf", "array", "true"])
-        sciml.setdefault("array_files", []).append(f"{slot.name}_parameters.hdf5")
-        sciml.setdefault("neural_networks", {})[slot.name] = {"location": f"{slot.name}.yaml", "format": "YAML",
+        sciml.setdefault("array_files", []).append(net.arrays_file)
+        sciml.setdefault("neural_networks", {})[slot.name] = {"location": net.network_file, "format": "YAML",
                                                               "pre_initialization": False}
     write_atomic(folder / "parameters.tsv", _table(
         ["parameterId", "lowerBound", "upperBound", "nominalValue", "estimate"], parameters))
@@ -173,6 +178,8 @@ class _Net:
         self.inputs = [exporter.unique(f"{slot.name}_input{k}") for k in range(len(slot.args))]
         self.outputs = [exporter.unique(f"{slot.name}_output{j}") for j in range(len(slot.outputs))]
         self.arrays_id = exporter.unique(f"{slot.name}_parameters")
+        # suffixed: no slot name makes the name of another file (a slot `problem`: problem.yaml)
+        self.network_file, self.arrays_file = f"{slot.name}_network.yaml", f"{slot.name}_parameters.hdf5"
         self.targets = [exporter.slot_params[(slot.name, state)] for state in slot.outputs]
 
     def network(self, module) -> dict:
