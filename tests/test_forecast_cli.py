@@ -99,12 +99,11 @@ def test_forecast_against_scipy_from_the_last_history_value(fitted):
         np.testing.assert_allclose(values, expected, rtol=1e-5)
 
 
-def test_fit_test_metrics_against_windows_cut_and_solved_by_hand(fitted):
-    """report.json's test section: each test window (t0 = 0, 2, 4, ...; history [t0, t0 + 2): origin t0 + 1.5;
-    horizon (origin, origin + 1.5]) solved by scipy from its last history value, scored with numpy here."""
-    folder, run, report = fitted
-    k, test = report["params"]["k"], report["test"]
-    header, rows = read_csv(folder / "test.csv")
+def by_hand(test_csv, k):
+    """Each test window (t0 = 0, 2, 4, ...; history [t0, t0 + 2): origin t0 + 1.5; horizon (origin, origin + 1.5])
+    solved by scipy from its last history value: the errors of all cells, of each step, of the peaks over 1.0 and
+    whether each cell's class (thresholds 0.6, 1.1) is right."""
+    header, rows = read_csv(test_csv)
     errors, steps, peaks, hits = [], [[], [], []], [], []
     for i in ("2", "3"):
         t, x, u = (np.array([float(r[c]) for r in rows if r[1] == i]) for c in (0, 2, 3))
@@ -121,7 +120,18 @@ def test_fit_test_metrics_against_windows_cut_and_solved_by_hand(fitted):
                 peaks.append(pred.max() - x[ahead].max())
             cls = lambda v: np.digitize(v, [0.6]) + (v > 1.1)  # noqa: E731
             hits += list(cls(pred) == cls(x[ahead]))
-    rms = lambda e: math.sqrt(np.mean(np.square(e)))  # noqa: E731
+    return errors, steps, peaks, hits
+
+
+def rms(errors):
+    return math.sqrt(np.mean(np.square(errors)))
+
+
+def test_fit_test_metrics_against_windows_cut_and_solved_by_hand(fitted):
+    """report.json's test section against by_hand, scored with numpy here."""
+    folder, run, report = fitted
+    test = report["test"]
+    errors, steps, peaks, hits = by_hand(folder / "test.csv", report["params"]["k"])
     assert test["windows"] == 6 and test["diverged"] == 0  # t0 = 6's horizon would end at 9, past the data
     x = test["columns"]["x"]
     assert x["cells"] == len(errors) == 18
@@ -132,6 +142,18 @@ def test_fit_test_metrics_against_windows_cut_and_solved_by_hand(fitted):
     assert x["peak_rmse"] == pytest.approx(rms(peaks), rel=1e-4)
     assert x["classes"]["accuracy"] == pytest.approx(np.mean(hits))
     assert (run / "forecast.png").stat().st_size > 1000
+
+
+def test_fit_test_scores_the_kept_start_of_a_multi_start_fit(fitted, tmp_path):
+    folder = fitted[0]
+    (tmp_path / "fit.yaml").write_text(FIT.replace("epochs: 4", "epochs: 2") + "starts: 2\n")
+    assert main(["fit", str(folder / "decay.hode"), "--data", str(folder / "train.csv"), "--config",
+                 str(tmp_path / "fit.yaml"), "--out", str(tmp_path / "run"), "--test", str(folder / "test.csv"),
+                 "--quiet"]) == 0
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    errors = by_hand(folder / "test.csv", report["params"]["k"])[0]
+    assert report["test"]["columns"]["x"]["rmse"] == pytest.approx(rms(errors), rel=1e-4)
+    assert (tmp_path / "run" / "forecast.png").is_file()
 
 
 def test_fit_test_without_method_forecast_reports_the_test_mse(tmp_path):

@@ -19,7 +19,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..files import write_atomic
+from ..files import read_text, write_atomic
 from ..errors import HodecError
 from .options import first_line
 
@@ -94,6 +94,13 @@ def write_report(path, result, meta: dict, test: Optional[dict] = None):
     }
     write_atomic(path, json.dumps(_jsonable(report), indent=1) + "\n")
     return report
+
+
+def add_to_report(path, key: str, value):
+    """report.json given one more top-level key (a run scored after it was written: a multi-start's kept run)."""
+    report = json.loads(read_text(path))
+    report[key] = value
+    write_atomic(path, json.dumps(_jsonable(report), indent=1) + "\n")
 
 
 def score(result) -> str:

@@ -14,6 +14,7 @@ from ..errors import HodecError
 from ..files import read_text
 from .config import load_config
 from .data import read_data
+from .forecast.heldout import heldout_summary, read_heldout, score_run
 from .report import OUTPUTS
 from .run import claim_rundir, fit_meta, run_fit, run_folder
 from .trials import FILES, RECORD, FitTrial, TrialRun
@@ -32,15 +33,13 @@ def run_fit_starts(spec, data, config: Optional[str] = None, out: Optional[str] 
     if multi and slots:
         raise HodecError(f"starts > 1 with networks put into the slots ({', '.join(slots)}): a multi-start fit "
                          f"rebuilds each start's model from the spec alone", WHO)
-    if multi and test is not None:
-        raise HodecError("--test scores a single fit: give starts: 1 (or score the kept start's run folder with "
-                         "`hodec forecast`)", WHO)
     if not multi:
         return run_fit(spec, data, config=config, out=out, resume=resume, force=force, progress=progress,
                        slots=slots, test=test)
     compilation = compile_spec(spec)
     base = load_config(config if config or not resuming else json.loads(read_text(rundir / PLAN))["config"])
     dataset = read_data(data, compilation.model_class(), base)
+    heldout = None if test is None else read_heldout(test, compilation.model_class(), base, dataset.columns)
     base = base.to_dict()
     meta = fit_meta(spec, compilation.source, data, dataset)
     plan = {"spec_sha256": meta["spec_sha256"], "data_sha256": meta["data_sha256"], "config": base}
@@ -53,8 +52,9 @@ def run_fit_starts(spec, data, config: Optional[str] = None, out: Optional[str] 
         if records is None:
             return 130
         best = run.finish(rundir / "starts.csv", rundir, records)
+        tested = None if heldout is None else score_run(heldout, compilation.model_class(), rundir)
     scores = ", ".join("failed" if r.get("best_mse") is None else f"{r['best_mse']:.3g}" for r in records)
     print(f"{spec} -> {rundir}: {base['method']}, {len(records)} starts (best MSE {scores}); start {best} kept: "
           f"best epoch {records[best]['best_epoch']}, MSE {records[best]['best_mse']:.6g} "
-          f"({', '.join(FILES)}; starts.csv)")
+          f"({', '.join(FILES)}; starts.csv){heldout_summary(tested)}")
     return 0

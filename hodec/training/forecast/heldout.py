@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import dataclasses
 import io
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
+import torch
 
 from ...errors import HodecError
 from ...files import write_atomic
 from ..data import Dataset, read_data
-from ..config import ForecastConfig
+from ..config import ForecastConfig, load_config
 from ..problem import Problem, finite
+from ..report import add_to_report, load_checkpoint
 from ..result import FitError
 from .base import Estimator
 from .estimators import make_estimator
@@ -96,6 +99,29 @@ def heldout_summary(section: Optional[dict]) -> str:
     rmse = ", ".join(f"{name} {'n/a' if c['rmse'] is None else format(c['rmse'], '.4g')}"
                      for name, c in section["columns"].items())
     return f", test RMSE {rmse} ({section['windows']} windows, {section['diverged']} diverged)"
+
+
+def score_run(heldout: Heldout, model_class, rundir) -> dict:
+    """heldout_report of the run in rundir (its checkpoint's best model and estimator), added to its report.json:
+    a multi-start fit's kept start, scored once the starts are done."""
+    rundir = Path(rundir)
+    checkpoint = load_checkpoint(rundir / "checkpoint.pt")
+    config = load_config(checkpoint["config"])
+    section = heldout_report(heldout, saved_model(model_class, checkpoint, config, rundir),
+                             checkpoint["resume"].get("estimator"), config, plot=rundir / "forecast.png")
+    add_to_report(rundir / "report.json", "test", section)
+    return section
+
+
+def saved_model(model_class, checkpoint: dict, config, rundir):
+    """The best model a run's checkpoint holds (refused when it does not fit the class)."""
+    model = model_class().to(getattr(torch, config.dtype))
+    try:
+        model.load_state_dict(checkpoint["model"])
+    except (KeyError, RuntimeError) as err:
+        raise HodecError(f"the checkpoint in {rundir} does not fit {model_class.__name__}: "
+                         f"{str(err).splitlines()[0]}") from None
+    return model
 
 
 def saved(problem, estimator: dict) -> Estimator:

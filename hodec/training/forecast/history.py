@@ -26,7 +26,7 @@ from ..data import Dataset, Trajectory, id_label
 from ..problem import Problem
 from ..report import load_checkpoint
 from ..run import sha256
-from .heldout import predictions, saved, with_columns
+from .heldout import predictions, saved, saved_model, with_columns
 from .windows import Cut, assemble
 
 WHO = "hodec forecast"
@@ -59,13 +59,8 @@ def load_forecaster(compilation, rundir) -> Forecaster:
     estimator = checkpoint["resume"].get("estimator")
     if not isinstance(estimator, dict) or not {"options", "state"} <= set(estimator):
         raise HodecError(f"{rundir}/checkpoint.pt holds no estimator (a run of an older hodec?)", WHO)
-    model = compilation.model_class()().to(getattr(torch, config.dtype))
-    try:
-        model.load_state_dict(checkpoint["model"])
-    except (KeyError, RuntimeError) as err:
-        raise HodecError(f"the checkpoint in {rundir} does not fit {compilation.path}: {str(err).splitlines()[0]}",
-                         WHO) from None
-    return Forecaster(model, config, estimator, tuple(meta["columns"]))
+    return Forecaster(saved_model(compilation.model_class(), checkpoint, config, rundir), config, estimator,
+                      tuple(meta["columns"]))
 
 
 @dataclasses.dataclass
