@@ -253,6 +253,15 @@ def test_petab_v1_duplicate_condition_is_located(tmp_path, capsys):
     assert "conditions.tsv:5:" in err and "'c0' is defined twice" in err, err
 
 
+def test_petab_v1_unknown_condition_target_is_located(tmp_path, capsys):
+    folder = _v1_problem(tmp_path)
+    (folder / "conditions.tsv").write_text(V1_CONDITIONS.replace("\tA\n", "\tAx\n"))
+    assert _evaluate(folder) == 1
+    err = capsys.readouterr().err
+    assert "conditions.tsv:4:" in err and "targetId 'Ax' is no parameter or species" in err, err
+    assert list((tmp_path / "out").iterdir()) == []
+
+
 def test_other_format_versions_are_refused(tmp_path, capsys):
     folder = _v1_problem(tmp_path)
     (folder / "problem.yaml").write_text(V1.replace("format_version: 1", "format_version: 3"))

@@ -274,6 +274,9 @@ def _experiment_values(problem: Problem, hybrid: Hybrid, model, env: dict, condi
             name = hybrid.names.get(row["targetId"], row["targetId"])
             if name in model.param_names or name in model.state_names:
                 overrides[name] = row["targetValue"]
+            elif row["targetId"] not in problem.parameters and row["targetId"] not in problem.mapping:
+                row.fail(f"targetId '{row['targetId']}' is no parameter or species of the model, parameter of the "
+                         f"parameters table or network input")
     table = model.parameter_values().detach().clone().reshape(1, -1)
     columns = {name: k for k, (name, *_) in enumerate(model.parameters_table)}
     for name in model.param_names:
