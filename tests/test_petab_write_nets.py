@@ -27,6 +27,7 @@ from hodec.training.report import load_checkpoint
 
 pytestmark = pytest.mark.skipif(not SUITE.is_dir(), reason="the PEtab-SciML test suite is not in ../shared/data")
 TIGHT = {"rtol": 1e-12, "atol": 1e-14}  # evaluate's tolerances
+BENCHMARKS = SUITE.parents[2] / "petab_sciml_benchmarks" / "Benchmark-Models"
 
 
 def _llh_at_epoch_0(out: Path) -> float:
@@ -124,3 +125,18 @@ def test_a_network_run_before_simulation_is_refused_located(tmp_path, capsys, co
     err = capsys.readouterr().err
     assert "hybridization.tsv:2" in err and "network 'net1'" in err and "'gamma'" in err
     assert not out.exists() and not (tmp_path / "o-problem").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not BENCHMARKS.is_dir(), reason="the benchmark problems are not in ../shared/data")
+def test_dandekar_written_gives_its_reference_llh(tmp_path):
+    """The Dandekar benchmark (SIR + quarantine network 3-10-1, silu): the written folder's epoch-0 llh is the
+    reference training llh of expected_*.yaml (its SBML parameters carry names: written as the params' docs)."""
+    folder = BENCHMARKS / "Dandekar_Patterns2020"
+    out = tmp_path / "out"
+    assert main(["petab", "write", str(folder / "train_Dandekar_Patterns2020.yaml"), "--out", str(out)]) == 0
+    spec = (out / "model.hode").read_text()
+    assert 'param beta = 0.2237607420105867 in (0.0, 10.0) "infection_rate"' in spec
+    assert "neural net1_o0_0(x0, x1, x2) hidden 10 activation silu" in spec
+    expected = yaml.safe_load((folder / "expected_Dandekar_Patterns2020.yaml").read_text())["llh"]["training"]
+    assert _llh_at_epoch_0(out) == pytest.approx(expected, rel=1e-8, abs=0)

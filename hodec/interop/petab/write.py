@@ -145,13 +145,14 @@ def _spec(problem: Problem, hybrid: Hybrid, text: str) -> str:
         if is_array_parameter(problem, pid) or row["nominalValue"] == "array":
             continue
         name = hybrid.names.get(pid, pid)
-        line = re.compile(rf"^param {re.escape(name)} = \S+ fixed$", re.M)
+        line = re.compile(rf"^param {re.escape(name)} = \S+ fixed( \".*\")?$", re.M)  # an SBML name as its doc
         if not line.search(text):
             if estimated(row):
                 row.fail(f"estimated parameter '{pid}' is no parameter of the model hodec fit could train")
             continue  # a fixed one the added text declares (a noise or observable parameter) or a let replaces
         domain = _domain(row) if estimated(row) else " fixed"
-        text = line.sub(lambda _: f"param {name} = {row.number('nominalValue')!r}{domain}", text, count=1)
+        text = line.sub(lambda m: f"param {name} = {row.number('nominalValue')!r}{domain}{m.group(1) or ''}", text,
+                        count=1)
     return text
 
 
