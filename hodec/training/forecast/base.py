@@ -13,6 +13,8 @@ from .windows import Windows
 
 class Estimator(torch.nn.Module):
     name = ""
+    state_rows: tuple = ()  # state_dict entries whose first axis runs over the model's states
+
 
     def __init__(self, problem, options):
         """problem: the training Problem (its model, columns, inputs, dtype); options: the ForecastConfig."""
@@ -25,6 +27,21 @@ class Estimator(torch.nn.Module):
     def forward(self, model, windows: Windows) -> torch.Tensor:
         """[W, n_states]: the model's state at windows.origin."""
         raise NotImplementedError
+
+    @torch.no_grad()
+    def transfer(self, state: dict, names: tuple, own_names: tuple):
+        """Take another estimator's state_dict, made for a model with states `names` (a sparsify refit's pruned
+        model keeps some of them): the state_rows entries row by state name (states it lacks keep this one's
+        set-up values), the others whole where their shapes agree."""
+        rows = [(names.index(s), j) for j, s in enumerate(own_names) if s in names]
+        for key, mine in self.state_dict().items():
+            if key not in state:
+                continue
+            if key in self.state_rows:
+                source, target = zip(*rows) if rows else ((), ())
+                mine[list(target)] = state[key][list(source)].to(mine.dtype)
+            elif state[key].shape == mine.shape:
+                mine.copy_(state[key])
 
 
 @torch.no_grad()

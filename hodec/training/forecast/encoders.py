@@ -24,6 +24,8 @@ MIN_SCALE = 1e-6  # the smallest spread a feature or state is divided by / multi
 
 
 class Encoder(Estimator):
+    state_rows = ("head.weight", "head.bias", "center", "scale", "log")
+
     def __init__(self, problem, options):
         super().__init__(problem, options)
         model = problem.model

@@ -14,6 +14,7 @@ class Method:
     name = ""
     scheduled = False  # whether lambda varies over the epochs (then messages and the progress bar name it)
     shardable = True  # whether the loss is a sum over trajectories, which torchrun shares out (distributed.py)
+    evaluated_by = "vanilla"  # the method whose Trainer scores this method's models on other data (sparsify)
 
     def __init__(self, problem: Problem, config: FitConfig):
         self.problem, self.config = problem, config
@@ -48,6 +49,14 @@ class Method:
 
     def keep_best(self, snapshot):
         """Called with the best epoch's snapshot when the loop keeps a new best state."""
+
+    def carry(self, best: bool = False):
+        """What a fit that starts from this one's model (its last epoch's, or with best its best epoch's) takes
+        over besides the model (take): sparsify's warm starts, refits and validation scores. None: nothing."""
+        return None
+
+    def take(self, carried):
+        """Start from what another fit's carry() gave."""
 
     def state(self) -> dict:
         """What --resume needs of the method, beyond the model and the optimizer."""

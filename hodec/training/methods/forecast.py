@@ -22,6 +22,7 @@ from .base import Method
 class Forecast(Method):
     name = "forecast"
     shardable = False  # windows of a trajectory may sit in other shards' groups: not shared out (yet)
+    evaluated_by = "forecast"  # on other data: its windows' horizons, forecast by the carried estimator
 
     def __init__(self, problem, config):
         super().__init__(problem, config)
@@ -83,6 +84,15 @@ class Forecast(Method):
 
     def keep_best(self, snapshot):
         self.best = snapshot
+
+    def carry(self, best: bool = False):
+        """The estimator (its best epoch's with best) and the model's state names its state rows are for."""
+        state = self.best if best and self.best is not None else self.snapshot()
+        return {"state": state, "states": tuple(self.problem.model.state_names)}
+
+    def take(self, carried):
+        if carried is not None:
+            self.estimator.transfer(carried["state"], carried["states"], tuple(self.problem.model.state_names))
 
     def state(self) -> dict:
         options = asdict(self.options)

@@ -15,6 +15,7 @@ from ...errors import HodecError
 from ..data import Dataset
 from ..executor import Executor, Failed
 from ..loop import Trainer
+from ..methods import METHODS
 from ..result import FitError
 from ..sparsify_config import SparsifyConfig
 from .penalty import PenalisedTrainer
@@ -33,19 +34,24 @@ def fold_indices(n: int, folds: int, seed: int) -> list:
     return [sorted(int(i) for i in order[j::k]) for j in range(k)]
 
 
-def _probe(model, data: Dataset, config, inputs=None) -> Trainer:
-    """A vanilla Trainer over a copy of the model, only to evaluate it on data."""
-    return Trainer(copy.deepcopy(model), data, replace(config, method="vanilla"), inputs)
+def _probe(model, data: Dataset, config, inputs=None, carried=None) -> Trainer:
+    """A Trainer over a copy of the model, only to evaluate it on data: vanilla's (the uncoupled objective), or
+    for a method that scores otherwise its own, with what the fit carried (forecast: its estimator)."""
+    probe = Trainer(copy.deepcopy(model), data, replace(config, method=METHODS[config.method].evaluated_by), inputs)
+    probe.method.take(carried)
+    return probe
 
 
-def data_mse(model, data: Dataset, config, inputs=None) -> float:
-    """Uncoupled MSE of a model over a dataset's cells (inf if the simulation fails)."""
-    return _probe(model, data, config, inputs).evaluate()
+def data_mse(model, data: Dataset, config, inputs=None, carried=None) -> float:
+    """Uncoupled MSE of a model over a dataset's cells (method forecast: over its windows' horizons, the estimator
+    `carried` by the fit, Method.carry); inf if the simulation fails."""
+    return _probe(model, data, config, inputs, carried).evaluate()
 
 
-def trajectory_errors(model, data: Dataset, config, inputs=None):
-    """Uncoupled squared errors summed per trajectory and cells per trajectory; None if the simulation fails."""
-    return _probe(model, data, config, inputs).trajectory_errors()
+def trajectory_errors(model, data: Dataset, config, inputs=None, carried=None):
+    """Uncoupled squared errors summed per trajectory and cells per trajectory (method forecast: its windows'
+    horizons'); None if the simulation fails."""
+    return _probe(model, data, config, inputs, carried).trajectory_errors()
 
 
 def fresh(model_class, seed: int):
@@ -98,11 +104,12 @@ def l1_path(model_class, data, config: SparsifyConfig, lambdas, phi0, inputs=Non
     """The L1 models of `lambdas` (increasing), one (lambda1, trainer or None) at a time. With warm_start each fit
     starts from a copy of the previous good fit's final model, else each from a fresh initialisation; a failed
     fit (FitError) gives None after on_failure(lambda1, error)."""
-    start = None
+    start, carried = None, None
     for lam in lambdas:
         model = fresh(model_class, config.fit.seed) if start is None else copy.deepcopy(start)
         try:
             trainer = PenalisedTrainer(model, data, config.fit, lam, config.lambda2, phi0, inputs)
+            trainer.method.take(carried)
             trainer.train()
         except FitError as err:
             if on_failure is not None:
@@ -112,23 +119,25 @@ def l1_path(model_class, data, config: SparsifyConfig, lambdas, phi0, inputs=Non
         if trainer.status == "interrupted":
             raise KeyboardInterrupt
         if config.warm_start:
-            start = trainer.model
+            start, carried = trainer.model, trainer.method.carry()
         yield lam, trainer
 
 
-def refit_gated(model, data, config: SparsifyConfig, phi0, inputs=None):
+def refit_gated(model, data, config: SparsifyConfig, phi0, inputs=None, carried=None) -> tuple:
     """The gated model refit as its pruned spec would be: gates below the threshold held at 0, no L1 term,
-    `refit_epochs` epochs; returns the best epoch's model (the pruned spec's vector field, see the tests)."""
+    `refit_epochs` epochs, starting from what the L1 fit carried (Method.carry); returns the best epoch's model
+    (the pruned spec's vector field, see the tests) and what it carries."""
     model = copy.deepcopy(model)
     keep = (model.gate_weights.detach().abs() >= config.threshold).to(model.gate_weights.dtype)
     with torch.no_grad():
         model.gate_weights.mul_(keep)
     model.gate_weights.register_hook(lambda grad: grad * keep)  # Adam leaves a parameter with zero grads alone
     trainer = PenalisedTrainer(model, data, config.refit, 0.0, config.lambda2, phi0, inputs)
+    trainer.method.take(carried)
     trainer.train()
     if trainer.status == "interrupted":
         raise KeyboardInterrupt
-    return trainer.best_model()
+    return trainer.best_model(), trainer.method.carry(best=True)
 
 
 @dataclass(frozen=True)
@@ -168,12 +177,12 @@ def run_fold_trial(trial: FoldTrial) -> list:
                                 failures.__setitem__):
         errors, kept = None, None
         if trainer is not None:
-            model = trainer.model
+            model, carried = trainer.model, trainer.method.carry()
             kept = int((model.gate_weights.detach().abs() >= config.threshold).sum())
             try:
                 if config.cv_refit:
-                    model = refit_gated(model, train, config, phi0, trial.inputs)
-                errors = trajectory_errors(model, subset(data, val), config.fit, trial.inputs)
+                    model, carried = refit_gated(model, train, config, phi0, trial.inputs, carried)
+                errors = trajectory_errors(model, subset(data, val), config.fit, trial.inputs, carried)
             except FitError as err:
                 failures[lam] = err
         message = failures[lam].diagnostics[0].message if lam in failures else None

@@ -72,14 +72,16 @@ def edge_entries(G, gates: dict, pruned: set) -> list:
     return out
 
 
-def refit_pruned(pruned_class, gated, sm, data, config: SparsifyConfig, inputs=None) -> PenalisedTrainer:
+def refit_pruned(pruned_class, gated, sm, data, config: SparsifyConfig, inputs=None,
+                 carried=None) -> PenalisedTrainer:
     """The refit of step 5: the pruned spec's model, started from the L1 model `gated` (whose SymbolicModel is
-    `sm`; its gates folded into rate constants and slot inputs), trained without the L1 term; returns the trained
-    trainer."""
+    `sm`; its gates folded into rate constants and slot inputs) and what its fit carried (Method.carry: forecast's
+    estimator, row by kept state), trained without the L1 term; returns the trained trainer."""
     phi0 = spec_prior(pruned_class, config.fit)
     model = fresh(pruned_class, config.fit.seed)
     transfer(gated, model, gated.gates, folded_gates(sm, gated, gated.gates))
     trainer = PenalisedTrainer(model, data, config.refit, 0.0, config.lambda2, phi0, inputs)
+    trainer.method.take(carried)
     trainer.train()
     return trainer
 
@@ -115,7 +117,8 @@ def sparsify(spec: Union[Compilation, str], data, config=None, *, filename: str 
     pruning, small = _prune(spec, pruned, observed, chosen)
 
     timings["l1_fit"] = time.perf_counter() - start - timings["cross_validation"]
-    refit_trainer = refit_pruned(small.model_class(), gated, spec.symbolic, data, config, inputs)
+    refit_trainer = refit_pruned(small.model_class(), gated, spec.symbolic, data, config, inputs,
+                                 trainer.method.carry())
     refit = refit_trainer.result()
     timings["refit"] = refit_trainer.elapsed
     say(f"refit of the pruned spec: best epoch {refit.best_epoch}, MSE {refit.best_mse}")
@@ -127,8 +130,9 @@ def sparsify(spec: Union[Compilation, str], data, config=None, *, filename: str 
         params_after=effective_params(small.symbolic, refit.model), train_mse_sparse=_finite(trainer.evaluate(cut)),
         data_variance=trainer.scale, l1_epochs=l1_epochs, config=config)
     if test is not None:
-        result.test_mse = _finite(data_mse(refit.model, test, config.refit, inputs))
-        result.test_mse_sparse = _finite(data_mse(cut, test, config.fit, inputs))
+        result.test_mse = _finite(data_mse(refit.model, test, config.refit, inputs,
+                                           refit_trainer.method.carry(best=True)))
+        result.test_mse_sparse = _finite(data_mse(cut, test, config.fit, inputs, trainer.method.carry()))
     result.seconds, result.timings = time.perf_counter() - start, {k: round(v, 3) for k, v in timings.items()}
     return result
 
