@@ -300,3 +300,15 @@ def test_petab_evaluate_reads_an_export_without_measurements(tmp_path, capsys):
     assert (tmp_path / "out" / "result.yaml").read_text().split() == ["llh:", "0.0"]
     assert (tmp_path / "out" / "grad_mech.tsv").read_text().splitlines() == [
         "parameterId\tvalue", "beta\t0.0", "gamma\t0.0", "I0\t0.0"]
+
+
+def test_the_cli_writes_sbml_and_petab_together_and_asks_for_one(tmp_path, capsys):
+    spec = str(SPECS / "lorenz.hode")
+    assert main(["export", spec]) == 1
+    assert "give --sbml OUT.xml, --petab DIR or both" in capsys.readouterr().err
+    assert main(["export", spec, "--sbml", str(tmp_path / "m.xml"), "--petab", str(tmp_path / "p")]) == 0
+    assert (tmp_path / "m.xml").is_file() and (tmp_path / "p" / "problem.yaml").is_file()
+    assert main(["export", str(SPECS / "sir.hode"), "--sbml", str(tmp_path / "s.xml"), "--petab",
+                 str(tmp_path / "s")]) == 1  # SBML has no slots: nothing of either is written
+    assert "neural slot 'correction'" in capsys.readouterr().err
+    assert not (tmp_path / "s.xml").exists() and not (tmp_path / "s").exists()

@@ -117,32 +117,28 @@ def _write_files(model: Model, instance: nn.Module, folder: Path):
     write_atomic(folder / "observables.tsv", _table(
         ["observableId", "observableFormula", "noiseFormula", "noiseDistribution"],
         [_observable(o, exporter.observable_ids[o.name]) for o in model.observables]))
-    parameters = [_parameter(p) for p in model.params]
     write_atomic(folder / "measurements.tsv", _table(["observableId", "experimentId", "time", "measurement"], []))
-    sciml: dict = {}
-    hybridization, mapping = [], []
-    for slot in model.slots:
-        net = _Net(slot, exporter)
-        write_atomic(folder / net.network_file, yaml.safe_dump(net.network(instance.slot(slot.name)), sort_keys=False))
-        write_parameters(folder / net.arrays_file, slot.name, net.arrays(instance.slot(slot.name)))
-        hybridization += net.hybridization()
-        mapping += net.mapping()
-        parameters.append([net.arrays_id, "-inf", "inf", "array", "true"])
-        sciml.setdefault("array_files", []).append(net.arrays_file)
-        sciml.setdefault("neural_networks", {})[slot.name] = {"location": net.network_file, "format": "YAML",
-                                                              "pre_initialization": False}
+    nets = [_Net(slot, exporter) for slot in model.slots]
+    for net in nets:
+        net.write(folder, instance.slot(net.slot.name))
     write_atomic(folder / "parameters.tsv", _table(
-        ["parameterId", "lowerBound", "upperBound", "nominalValue", "estimate"], parameters))
+        ["parameterId", "lowerBound", "upperBound", "nominalValue", "estimate"],
+        [_parameter(p) for p in model.params] + [[net.arrays_id, "-inf", "inf", "array", "true"] for net in nets]))
     problem = {"format_version": FORMAT_VERSION, "model_files": {model.name: {"location": SBML_FILE,
                                                                               "language": "sbml"}},
                "parameter_files": ["parameters.tsv"], "observable_files": ["observables.tsv"],
                "measurement_files": ["measurements.tsv"]}
-    if sciml:
-        write_atomic(folder / "hybridization.tsv", _table(["targetId", "targetValue"], hybridization))
-        write_atomic(folder / "mapping.tsv", _table(["petabEntityId", "modelEntityId"], mapping))
+    if nets:
+        write_atomic(folder / "hybridization.tsv", _table(["targetId", "targetValue"],
+                                                          [row for net in nets for row in net.hybridization()]))
+        write_atomic(folder / "mapping.tsv", _table(["petabEntityId", "modelEntityId"],
+                                                    [row for net in nets for row in net.mapping()]))
         problem["mapping_files"] = ["mapping.tsv"]
-        problem["extensions"] = {"sciml": {"version": SCIML_VERSION, "required": True, **sciml,
-                                           "hybridization_files": ["hybridization.tsv"]}}
+        problem["extensions"] = {"sciml": {
+            "version": SCIML_VERSION, "required": True, "array_files": [net.arrays_file for net in nets],
+            "neural_networks": {net.slot.name: {"location": net.network_file, "format": "YAML",
+                                                "pre_initialization": False} for net in nets},
+            "hybridization_files": ["hybridization.tsv"]}}
     write_atomic(folder / PROBLEM_FILE, yaml.safe_dump(problem, sort_keys=False))
 
 
@@ -181,6 +177,11 @@ class _Net:
         # suffixed: no slot name makes the name of another file (a slot `problem`: problem.yaml)
         self.network_file, self.arrays_file = f"{slot.name}_network.yaml", f"{slot.name}_parameters.hdf5"
         self.targets = [exporter.slot_params[(slot.name, state)] for state in slot.outputs]
+
+    def write(self, folder: Path, module):
+        """The network YAML and the weights of the slot's module (a NeuralSlot)."""
+        write_atomic(folder / self.network_file, yaml.safe_dump(self.network(module), sort_keys=False))
+        write_parameters(folder / self.arrays_file, self.slot.name, self.arrays(module))
 
     def network(self, module) -> dict:
         """The network YAML: layer k of the slot's MLP is `layerk`, each called in turn on the one input."""
