@@ -255,3 +255,18 @@ def test_fit_refuses_a_bad_test_csv_before_training(fitted, tmp_path, capsys):
     refused(capsys, base + ["--test", str(folder / "test.csv"), "--classes", "x=2,1"], "--classes x")
     refused(capsys, base + ["--peak", "x=1"], "give --test TEST.csv")
     assert not (tmp_path / "run").exists()
+
+
+def test_forecast_refuses_a_forecast_that_diverges(tmp_path, capsys):
+    """dx/dt = k x^2 blows up at 1 / (k x0): from x0 = 100 within the horizon (nothing written)."""
+    (tmp_path / "blow.hode").write_text("model Blow\nparam k = 0.3 positive\nstate x = 0.1\nder x = k * x * x\n")
+    (tmp_path / "fit.yaml").write_text(FIT.replace("epochs: 4", "epochs: 1").replace("lr: 0.05", "lr: 1.0e-12"))
+    t = np.arange(0.0, 4.01, STEP)
+    (tmp_path / "data.csv").write_text("t,x\n" + "".join(f"{float(a)!r},{float(0.1 / (1 - 0.03 * a))!r}\n" for a in t))
+    assert main(["fit", str(tmp_path / "blow.hode"), "--data", str(tmp_path / "data.csv"), "--config",
+                 str(tmp_path / "fit.yaml"), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    (tmp_path / "hist.csv").write_text("t,x\n0,0.1\n0.5,0.1\n1,0.1\n1.5,100\n")
+    out = tmp_path / "forecast.csv"
+    refused(capsys, ["forecast", str(tmp_path / "blow.hode"), "--run", str(tmp_path / "run"), "--history",
+                     str(tmp_path / "hist.csv"), "--horizon", "1", "--out", str(out)], "hodec forecast: error: the")
+    assert not out.exists()

@@ -26,7 +26,9 @@ from ..data import Dataset, Trajectory, id_label
 from ..problem import Problem
 from ..report import load_checkpoint
 from ..run import sha256
-from .heldout import predictions, saved, saved_model, with_columns
+from ..result import FitError
+from .heldout import saved, saved_model, with_columns
+from .predict import forecast
 from .windows import Cut, assemble
 
 WHO = "hodec forecast"
@@ -145,10 +147,19 @@ def forecast_history(forecaster: Forecaster, history: Dataset, inputs: Optional[
     data = Dataset(history.columns, tuple(model.input_names), trajectories, history.source)
     problem = Problem(model, data, forecaster.config)
     windows = assemble(problem, cuts)
-    pred = predictions(model, saved(problem, forecaster.estimator), windows, problem)
+    try:
+        pred = forecast(model, saved(problem, forecaster.estimator), windows, problem).detach().cpu().numpy()
+    except FitError as err:  # its message starts with the epoch, which means nothing here
+        message = err.diagnostics[0].message.removeprefix(problem.where("forecast", 0.0) + ": ")
+        raise HodecError(f"the model's forecast failed: {message}", WHO) from None
     rows = []
     for w, (tr, cut, (times, at)) in enumerate(zip(trajectories, cuts, grids)):
-        rows.append((tr.id, times, pred[np.asarray(at) - cut.horizon.start, w]))
+        values = pred[np.asarray(at) - cut.horizon.start, w]
+        bad = np.flatnonzero(~np.isfinite(values).all(1))
+        if bad.size:
+            raise HodecError(f"the forecast of trajectory {tr.id} is not finite from t = {times[bad[0]]:g} on (the "
+                             f"model diverges from the estimated state)", WHO)
+        rows.append((tr.id, times, values))
     return Forecast(history.columns, rows)
 
 
