@@ -131,29 +131,50 @@ def _log_density(distribution: str, y: float, mu: float, sigma: float) -> float:
     return -math.log(2 * sigma) - abs(y - mu) / sigma
 
 
-def test_petab_evaluate_of_the_export_gives_the_noise_models_likelihood(tmp_path):
-    """Measurements added to the exported hybrid problem: `hodec petab evaluate`'s llh is the sum of the spec's
-    noise densities (written out by hand, with its sigma formulas) around the original model's simulation."""
+def test_petab_evaluate_of_the_export_with_data_gives_the_noise_models_likelihood(tmp_path):
+    """The hybrid spec exported with a DATA.csv of two ids, one starting later, a value missing: `hodec petab
+    evaluate`'s llh is the sum of the spec's noise densities (written out by hand, with its sigma formulas) around
+    the original model's simulation of each id from its first time."""
     spec, out = _spec(tmp_path, "hybrid"), tmp_path / "p"
     original = _original(spec)
-    write_petab(hodec.compile(spec), out, model=original)
-    ts = torch.tensor([0.0, 0.5, 1.0, 2.0], dtype=torch.float64)
-    with torch.no_grad():
-        ys = original.simulate(ts, rtol=1e-12, atol=1e-14)
-        obs = original.observables(ts, ys)
     p = original.params()
     sigmas = {"a": lambda mu: p["s0"] * p["V"] + 0.1 * mu, "b": lambda mu: p["s0"], "c": lambda mu: 0.3,
               "d": lambda mu: math.exp(-p["V"]) / 2, "e": lambda mu: 1.0}
     noise = {"a": "normal", "b": "laplace", "c": "lognormal", "d": "loglaplace", "e": "normal"}
-    rows, reference = [], 0.0
-    for k, t in enumerate(ts[1:].tolist(), 1):
-        for j, name in enumerate(original.observable_names):
-            mu = float(obs[k, j])
-            y = 1.2 * mu + 0.05
-            rows.append(f"{name}\t\t{t!r}\t{y!r}\n")
-            reference += _log_density(noise[name], y, mu, float(sigmas[name](mu)))
-    (out / "measurements.tsv").write_text("observableId\texperimentId\ttime\tmeasurement\n" + "".join(rows))
+    lines, reference = ["id,t," + ",".join(original.observable_names)], 0.0
+    for label, times in (("p1", [0.0, 0.5, 1.0, 2.0]), ("p2", [0.5, 1.0, 2.5])):
+        ts = torch.tensor(times, dtype=torch.float64)
+        with torch.no_grad():
+            obs = original.observables(ts, original.simulate(ts, rtol=1e-12, atol=1e-14))
+        for k, t in enumerate(times):
+            cells = []
+            for j, name in enumerate(original.observable_names):
+                mu, missing = float(obs[k, j]), (label, k, name) == ("p2", 1, "e")
+                cells.append("" if missing else repr(1.2 * mu + 0.05))
+                reference += 0.0 if missing else _log_density(noise[name], 1.2 * mu + 0.05, mu, sigmas[name](mu))
+            lines.append(f"{label},{t!r}," + ",".join(cells))
+    (tmp_path / "data.csv").write_text("\n".join(lines) + "\n")
+    write_petab(hodec.compile(spec), out, model=original, data=tmp_path / "data.csv")
+    assert (out / "experiments.tsv").read_text().splitlines() == [
+        "experimentId\ttime\tconditionId", "experiment_p1\t0.0\t", "experiment_p2\t0.5\t"]
+    assert len((out / "measurements.tsv").read_text().splitlines()) == 1 + 7 * 5 - 1
     assert evaluate_problem(read_problem(out / "problem.yaml")).llh == pytest.approx(reference, rel=1e-8)
+
+
+DATA_REFUSED = {"id,t,x\n1,0,1\n1,1,2\n": "column 'x' is a state",
+                "id,t,prey,amt,cmt\n1,0,,5,x\n1,1,2,,\n": "trajectory 1 has doses",
+                "id,t,prey,d\n1,0,1,1.5\n1,1,2,1.5\n": "trajectory 1 has per-trajectory param values"}
+
+
+@pytest.mark.parametrize("text", sorted(DATA_REFUSED))
+def test_data_petab_cannot_say_the_same_way_is_refused(tmp_path, capsys, text):
+    spec = tmp_path / "lv.hode"
+    spec.write_text((SPECS / "lotka_volterra.hode").read_text().replace("d = 1.8 positive", "d = 1.8 fixed"))
+    (tmp_path / "data.csv").write_text(text)
+    assert main(["export", str(spec), "--petab", str(tmp_path / "out"), "--data", str(tmp_path / "data.csv")]) == 1
+    err = capsys.readouterr().err
+    assert DATA_REFUSED[text] in err and "data.csv" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
 
 
 def test_tables_carry_every_param_kind_and_the_noise_models(tmp_path):

@@ -27,19 +27,24 @@ def add_parser(sub):
     p.add_argument("--sbml", metavar="OUT.xml", help="the SBML file to write (atomically)")
     p.add_argument("--petab", metavar="DIR", help="the PEtab problem folder to write (a new or empty folder; "
                                                   "written whole or not at all)")
+    p.add_argument("--data", metavar="DATA.csv", help="with --petab: hodec fit's data as the measurement table "
+                                                      "(observable columns; one experiment per id, from its "
+                                                      "first time and the spec's initial values)")
     return p
 
 
 def run(args) -> int:
     if not args.sbml and not args.petab:
         raise HodecError("hodec export: give --sbml OUT.xml, --petab DIR or both")
+    if args.data and not args.petab:
+        raise HodecError("hodec export: --data goes with --petab (the measurement table)")
     outputs = [Path(p) for p in (args.sbml, args.petab) if p]
-    check_outputs([args.spec], outputs)
+    check_outputs([args.spec, *([args.data] if args.data else [])], outputs)
     compilation = compile_spec(args.spec)
     if args.sbml:
         sbml = export_sbml(compilation.model, compilation.source)  # checked before anything is written
     if args.petab:
-        write_petab(compilation, args.petab)
+        write_petab(compilation, args.petab, data=args.data)
     if args.sbml:
         write_atomic(Path(args.sbml), sbml)
     print(f"{args.spec} -> {', '.join(map(str, outputs))}")

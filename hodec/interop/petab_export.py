@@ -6,7 +6,8 @@ and each observable's formula the rule of a parameter `observable_<name>`), `obs
 observable's name, its formula that parameter, the noise model as PEtab v2 names it: normal, laplace, log-normal,
 log-laplace; an observable without one is normal with noiseFormula 1), `parameters.tsv` (every param: a free one
 estimated within the bounds of its kind, (-inf, inf), [0, inf) for `positive` or its `in (lo, hi)`; a fixed one
-not estimated), `measurements.tsv` (the header only: a problem's data is not the spec's) and `problem.yaml`. Per
+not estimated), `measurements.tsv` (the header only, or a DATA.csv's observable values, `experiments.tsv` one
+experiment per data id from its first time) and `problem.yaml`. Per
 residual slot NET: `NET_network.yaml` (the network in PEtab-SciML's YAML: its Linear layers and activation modules
 in order, softplus last if `positive`; one input, the slot's arguments concatenated), `NET_parameters.hdf5` (the
 weights, PyTorch layout), and rows of `hybridization.tsv` (each input element a state or time, each output's
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -37,6 +39,7 @@ from ..files import write_atomic
 from ..model.model import TIME, Model
 from ..syntax import ast
 from ..syntax.unparse import unparse_expr
+from ..training.data import Dataset, read_data
 from .petab_sciml.arrays import write_parameters
 from .petab_sciml.network import LAYERS
 from .sbml_export import Exporter, input_refusals
@@ -52,21 +55,24 @@ PETAB_TIME = "time"  # .hode's t in PEtab's math
 PETAB_RESERVED = frozenset((PETAB_TIME, "true", "false", "inf", "nan"))  # names PEtab v2's math gives a meaning
 
 
-def write_petab(compilation: Compilation, out: str | Path, model: Optional[nn.Module] = None) -> list[Path]:
+def write_petab(compilation: Compilation, out: str | Path, model: Optional[nn.Module] = None,
+                data: Optional[str | Path] = None) -> list[Path]:
     """Write the problem folder `out` (which must not exist, or be empty): built in a temporary folder beside it,
     then renamed, so that a failure leaves nothing. `model`: an instance of the compiled class whose slot weights
-    are written (default: a new one initialised under SEED). Returns the files written."""
+    are written (default: a new one initialised under SEED). `data`: a DATA.csv (hodec fit's) whose observable
+    columns become the measurements. Returns the files written."""
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise HodecError(f"--petab {out} exists and is not an empty folder: name a new one")
     _check(compilation)
+    dataset = _dataset(compilation, data) if data is not None else None
     model = model if model is not None else _initialised(compilation)
     parent = out.parent if str(out.parent) else Path(".")
     if not parent.is_dir():
         raise HodecError(f"output folder does not exist: {parent}")
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name[:60]}.", suffix=".tmp", dir=parent))
     try:
-        _write_files(compilation.model, model, tmp)
+        _write_files(compilation.model, model, tmp, dataset)
         if out.exists():
             out.rmdir()
         os.replace(tmp, out)
@@ -105,19 +111,54 @@ def _unshared(expr) -> list[str]:
     return found
 
 
+def _dataset(compilation: Compilation, path) -> Dataset:
+    """hodec fit's reading of DATA.csv, limited to what a PEtab measurement table says the same way: values of
+    observables, each trajectory simulated from the spec's initial values at its first time."""
+    dataset = read_data(path, compilation.model_class())
+    observables = {o.name for o in compilation.model.observables}
+    states = [name for name in dataset.columns if name not in observables]
+    if states:
+        raise HodecError(f"column '{states[0]}' is a state: PEtab measures observables (declare `observe "
+                         f"{states[0]}_obs = {states[0]}` and name the column after it)", str(path))
+    for what, refused in (("doses", [tr.id for tr in dataset.trajectories if len(tr.doses)]),
+                          ("per-trajectory param values", [tr.id for tr in dataset.trajectories if tr.params])):
+        if refused:
+            raise HodecError(f"trajectory {refused[0]} has {what}: PEtab's measurement table has no form for them "
+                             f"here (export without --data)", str(path))
+    return dataset
+
+
+def _measurements(dataset: Optional[Dataset], exporter: Exporter) -> tuple[list, list]:
+    """The measurement rows (observableId, experimentId, time, measurement) and experiment rows (experimentId,
+    time, conditionId): one experiment per data id (its replicates' values measurements of it too), starting at
+    its first time."""
+    experiments: dict = {}
+    rows = []
+    for tr in dataset.trajectories if dataset is not None else ():
+        if tr.subject not in experiments:
+            experiments[tr.subject] = [exporter.unique("experiment_" + re.sub(r"\W", "_", tr.subject)),
+                                       _number(tr.t[0]), ""]
+        ident = experiments[tr.subject][0]
+        rows += [[name, ident, _number(t), _number(value)] for k, t in enumerate(tr.t)
+                 for name, value in zip(dataset.columns, tr.y[k]) if math.isfinite(value)]
+    return rows, list(experiments.values())
+
+
 def _initialised(compilation: Compilation) -> nn.Module:
     with torch.random.fork_rng():
         torch.manual_seed(SEED)
         return compilation.model_class()()
 
 
-def _write_files(model: Model, instance: nn.Module, folder: Path):
+def _write_files(model: Model, instance: nn.Module, folder: Path, dataset: Optional[Dataset]):
     exporter = Exporter(model, petab=True)
     write_atomic(folder / SBML_FILE, libsbml.writeSBMLToString(exporter.document()))
     write_atomic(folder / "observables.tsv", _table(
         ["observableId", "observableFormula", "noiseFormula", "noiseDistribution"],
         [_observable(o, exporter.observable_ids[o.name]) for o in model.observables]))
-    write_atomic(folder / "measurements.tsv", _table(["observableId", "experimentId", "time", "measurement"], []))
+    measurements, experiments = _measurements(dataset, exporter)
+    write_atomic(folder / "measurements.tsv", _table(["observableId", "experimentId", "time", "measurement"],
+                                                     measurements))
     nets = [_Net(slot, exporter) for slot in model.slots]
     for net in nets:
         net.write(folder, instance.slot(net.slot.name))
@@ -128,6 +169,9 @@ def _write_files(model: Model, instance: nn.Module, folder: Path):
                                                                               "language": "sbml"}},
                "parameter_files": ["parameters.tsv"], "observable_files": ["observables.tsv"],
                "measurement_files": ["measurements.tsv"]}
+    if experiments:
+        write_atomic(folder / "experiments.tsv", _table(["experimentId", "time", "conditionId"], experiments))
+        problem["experiment_files"] = ["experiments.tsv"]
     if nets:
         write_atomic(folder / "hybridization.tsv", _table(["targetId", "targetValue"],
                                                           [row for net in nets for row in net.hybridization()]))
