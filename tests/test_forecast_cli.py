@@ -229,6 +229,11 @@ def test_forecast_refuses_short_histories_and_inputs_that_end_early(fitted, tmp_
     unknown = tmp_path / "unknown.csv"
     unknown.write_text("t,id,u,x\n5.5,2,1,3\n")
     refused(capsys, forecast_args(folder, run, **{"--inputs": unknown}), "unknown.csv", "column 'x'")
+    header, rows = read_csv(folder / "hist.csv")
+    dosed = tmp_path / "dosed.csv"
+    dosed.write_text("t,id,x,u,evid,amt,cmt\n" + "".join(f"{','.join(r)},0,,\n" for r in rows)
+                     + "5.0,3,,,1,2.0,x\n")
+    refused(capsys, forecast_args(folder, run, **{"--history": dosed}), "dosed.csv", "does not take dose records")
     stranger = tmp_path / "stranger.csv"
     stranger.write_text("t,id,u\n5.5,2,1\n5.5,9,1\n")
     refused(capsys, forecast_args(folder, run, **{"--inputs": stranger}),
