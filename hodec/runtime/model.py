@@ -534,13 +534,14 @@ def _signal_at(signal, t: torch.Tensor, batch: tuple) -> torch.Tensor:
 
     if t.dim() == 0:
         return read(t).expand(batch)
+    shape = (1,) * (len(batch) - t.dim()) + tuple(t.shape)
+    if isinstance(signal, Signal) and any(size != 1 for size in shape[len(batch) - (signal.values.dim() - 1):]):
+        return signal.each(t.expand(batch))  # each member at its own time reads its own column, directly (not
+        # every column at every member's time first: O(B²) for B forecast windows)
     value = read(t.reshape(-1))  # [K, *columns]
     lead = len(batch) - (value.dim() - 1)  # the batch axes before the columns'
-    shape = (1,) * (len(batch) - t.dim()) + tuple(t.shape)
     if all(size == 1 for size in shape[lead:]):  # t varies only along axes the columns do not span
         return value.reshape(*shape[:lead], *value.shape[1:]).expand(batch)
-    if isinstance(signal, Signal):  # each member at its own time reads its own column, directly
-        return signal.each(t.expand(batch))
     # A user's callable: the signal at every member's time, then the diagonal (O(B²) reads).
     value = read(t.expand(batch).reshape(-1))
     rows, width = value.shape[0], math.prod(batch[lead:])
