@@ -259,6 +259,7 @@ def test_fit_refuses_a_bad_test_csv_before_training(fitted, tmp_path, capsys):
     refused(capsys, base + ["--test", str(folder / "test.csv"), "--peak", "y=1"], "--peak y: not a fitted column")
     refused(capsys, base + ["--test", str(folder / "test.csv"), "--classes", "x=2,1"], "--classes x")
     refused(capsys, base + ["--peak", "x=1"], "give --test TEST.csv")
+    refused(capsys, base + ["--test", str(folder / "test.csv"), "--peak", "x=nan"], "--peak x: the threshold must")
     assert not (tmp_path / "run").exists()
 
 

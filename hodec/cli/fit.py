@@ -47,10 +47,19 @@ def run(args) -> int:
 
     if args.test is None and (args.peak or args.classes):
         raise HodecError("--peak and --classes score the --test data: give --test TEST.csv")
-    test = None if args.test is None else Scoring(args.test, assignments(args.peak, "--peak"), classes(args.classes))
+    test = None if args.test is None else Scoring(args.test, peaks(args.peak), classes(args.classes))
     fit = run_fit_distributed if launched() else run_fit_starts  # one of several processes under torchrun
     return fit(args.spec, args.data, config=args.config, out=args.out, resume=args.resume, force=args.force,
                progress=not args.quiet, test=test)
+
+
+def peaks(items) -> dict:
+    """--peak COLUMN=VALUE: column -> its peak threshold, a finite number."""
+    out = assignments(items, "--peak")
+    for name, value in out.items():
+        if not math.isfinite(value):
+            raise HodecError(f"--peak {name}: the threshold must be a finite number, got {value}")
+    return out
 
 
 def classes(items) -> dict:
