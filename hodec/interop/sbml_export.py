@@ -16,7 +16,7 @@ observable → the assignment rule of a parameter of its name (its noise model i
 SBML's). Neural slots and inputs have no SBML form and are refused with a HodecError naming the statement.
 Numbers are written as libsbml writes doubles, to 15 significant digits.
 
-For a PEtab problem (`Exporter(model, petab=True)`, hodec.interop.petab_export) the model is the same but for two
+For a PEtab problem (`Exporter(model, petab=True)`, hodec.interop.petab_export) the model is the same but for three
 things: each residual slot output (slot, state) is a constant <parameter> of value 0 added to the state's rate
 (to its rate rule, or as a reaction `neural_<slot>_<state>` making the state, for a state that reactions change),
 which PEtab-SciML's hybridization table sets to the network's output; an observable's rule sets the parameter
@@ -266,14 +266,17 @@ class Exporter:
             rule.setVariable(name)
             rule.setMath(self.math(value))
         reacting = {name for r in self.model.reactions for name in r.stoichiometry}
-        terms = {der.target: [self.math(term) for term in der.terms] for der in self.model.ders}
+        # a state no reaction changes: its der terms and slot outputs are one rate rule (reactions() adds them
+        # to a state that reactions change)
+        terms = {der.target: [self.math(term) for term in der.terms] for der in self.model.ders
+                 if der.target not in reacting}
         for (_, state), param in self.slot_params.items():
-            terms.setdefault(state, []).append(_name(param))
-        for state, rates in terms.items():
             if state not in reacting:
-                rule = self.m.createRateRule()
-                rule.setVariable(state)
-                rule.setMath(functools.reduce(lambda a, b: _node(libsbml.AST_PLUS, a, b), rates))
+                terms.setdefault(state, []).append(_name(param))
+        for state, rates in terms.items():
+            rule = self.m.createRateRule()
+            rule.setVariable(state)
+            rule.setMath(functools.reduce(lambda a, b: _node(libsbml.AST_PLUS, a, b), rates))
 
     def reactions(self):
         for r in self.model.reactions:
