@@ -116,6 +116,10 @@ def test_every_spec_reads_back_with_the_same_vector_field_or_is_refused(tmp_path
         return
     original = _original(spec)
     write_petab(hodec.compile(spec), out, model=original)
+    doc = libsbml.readSBMLFromFile(str(out / "model.xml"))
+    doc.checkConsistency()  # libsbml's validator: SBML's own rules
+    assert [doc.getError(i).getMessage() for i in range(doc.getNumErrors())
+            if doc.getError(i).getSeverity() >= libsbml.LIBSBML_SEV_ERROR] == []
     imported, hybrid = _read_back(out)
     assert sorted(imported.state_names) == sorted(original.state_names)
     assert len(hybrid.nets) == len(original.slot_modules)
