@@ -124,18 +124,26 @@ def test_ekf_process_noise_of_a_scalar_model_is_the_exact_discretisation():
     assert P[0, 0, 0] == pytest.approx(F * 0.4 * F + Qd, rel=2e-6)  # Simpson, 4 substeps: 1.4e-6 of Q_d
 
 
-def posterior(w, k, columns, r):
-    """The Gaussian posterior mean of x(t0) of window k (x(t) = exp(A (t - t0)) x(t0), no process noise), moved
-    to the origin."""
+def posterior(w, k, columns, r, jump_at=None):
+    """The Gaussian posterior mean of x(t0) of window k (x(t) = exp(A (t - t0)) x(t0), no process noise; plus
+    exp(A (t - s)) (1, 0) after an event `at t = s: x += 1` with t0 <= s <= t), moved to the origin."""
+    t0 = float(w.t0[k])
+
+    def offset(t):
+        return expm(A * (t - jump_at)) @ [1.0, 0.0] if jump_at is not None and t0 <= jump_at <= t else np.zeros(2)
+
     G, y, noise = [], [], []
     for i in range(int(w.hist_len[k])):
-        F = expm(A * (float(w.hist_t[i, k]) - float(w.t0[k])))
+        t = float(w.hist_t[i, k])
+        F = expm(A * (t - t0))
         for c, name in enumerate(columns):
             if w.hist_mask[i, k, c]:
-                G.append(np.array(ROWS[name]) @ F), y.append(float(w.hist_y[i, k, c])), noise.append(r[name] ** 2)
+                G.append(np.array(ROWS[name]) @ F), noise.append(r[name] ** 2)
+                y.append(float(w.hist_y[i, k, c]) - np.array(ROWS[name]) @ offset(t))
     G, y, Rinv, info = np.array(G), np.array(y), np.diag(1 / np.array(noise)), np.linalg.inv(SIGMA)
     z = np.linalg.solve(info + G.T @ Rinv @ G, info @ MU + G.T @ Rinv @ y)
-    return expm(A * (float(w.origin[k]) - float(w.t0[k]))) @ z
+    origin = float(w.origin[k])
+    return expm(A * (origin - t0)) @ z + offset(origin)
 
 
 @pytest.mark.parametrize("estimator", [MAP, EKF])  # the EKF without process noise is the same posterior
@@ -145,6 +153,20 @@ def test_map_and_noiseless_ekf_are_the_gaussian_posterior_on_a_linear_model(esti
     x = with_prior(estimator(p, options).double())(p.model, w).detach().numpy()
     for k in range(len(w.t0)):
         np.testing.assert_allclose(x[k], posterior(w, k, columns, r), rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("estimator", [MAP, EKF])
+def test_an_event_in_the_history_applies_once(estimator):
+    """`at t = 5: x += 1` inside a window's history, or at its start: the posterior of the shifted model (the
+    filter's interval from a sample at t = 5 starts after the event its last interval applied)."""
+    spec = LINEAR + "at t = 5: x += 1\n"
+    p, options = problem_of(spec, np.arange(12.0), {"obs": np.random.default_rng(3).normal(1, 0.5, 12)},
+                            {"measurement_noise": {"obs": 0.2}})
+    w = make_windows(p, history=4, horizon=1, stride=1)  # t0 = 0 .. 7: the event before, at and after t0
+    x = with_prior(estimator(p, options).double())(p.model, w).detach().numpy()
+    for k in range(len(w.t0)):
+        np.testing.assert_allclose(x[k], posterior(w, k, ("obs",), {"obs": 0.2}, jump_at=5.0), rtol=1e-6,
+                                   atol=1e-9)
 
 
 @pytest.mark.parametrize("estimator", [MAP, EKF])

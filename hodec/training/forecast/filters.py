@@ -33,7 +33,8 @@ O(h³), second order overall), Phi = exp(A h) (torch.linalg.matrix_exp), and Q_d
 Simpson's rule (local error O(h⁵ |A|⁴ |Q|)). For a linear time-invariant model Phi is exact; with x' = a x, a = -0.5,
 sample gap 1, Q_d differs from the closed form q (e^{2a} - 1)/(2a) by 1.4e-6 relative (tests/test_forecast_filters.py).
 Exponentials of A h only, never of -A h: a stiff stable model cannot overflow them (Van Loan's exact block form
-exponentiates both).
+exponentiates both). The spec's events jump the solved states (once: the filter's interval from a sample starts
+after the events there), but Phi does not hold a jump's own derivative (exact for jumps that add to a state).
 """
 from __future__ import annotations
 
@@ -74,7 +75,7 @@ class Filter(Estimator):
         self.register_buffer("sigma", sigma)  # [m] per column; where `modelled`, the noise model's instead
         self.register_buffer("modelled", modelled, persistent=False)
         slots = {row[0] for row in model.observation_table if row[3]}
-        self._generated_h = not any(name in slots for name in problem.columns)  # slot calls: H by autodiff
+        self._generated_h = not any(name in slots for name in problem.columns)  # else H by autodiff
         self._groups = None  # (windows, their window_groups), for the windows last seen
         self._starts: dict = {}  # map: id(group) -> its windows' last estimates of x(t0) (for those windows)
 
@@ -105,8 +106,10 @@ class Filter(Estimator):
         raise NotImplementedError
 
     # ---------------------------------------------------------------- the model at the windows' states
-    def solve(self, model, g, x0: torch.Tensor, ts: torch.Tensor) -> torch.Tensor:
-        return self.problem.solve(model, g, x0, ts, f"{self.name} state estimation")
+    def solve(self, model, g, x0: torch.Tensor, ts: torch.Tensor, after_events: bool = False) -> torch.Tensor:
+        """States [T, W', n] at ts [T, W'] from x0 [W', n]; after_events: x0 is the state after the events at ts[0]
+        (a filter's interval after the first: the last one's solve applied them)."""
+        return self.problem.solve(model, g, x0, ts, f"{self.name} state estimation", after_events=after_events)
 
     def columns_at(self, model, g, t: torch.Tensor, x: torch.Tensor) -> tuple:
         """The fitted columns h [..., m], their Jacobian H [..., m, n] and variances R [..., m] at states x [..., n]
@@ -123,12 +126,7 @@ class Filter(Estimator):
             unit = torch.eye(n, dtype=x.dtype, device=x.device)
             return torch.stack([J[..., i, :] if kind == "observable" else unit[i].expand(*x.shape[:-1], n)
                                 for kind, i in kinds], -2)
-        # a column calls a neural slot: forward-mode autodiff, one tangent per state
-        basis = torch.eye(n, dtype=x.dtype, device=x.device).reshape(n, *([1] * (x.dim() - 1)), n)
-        primal, times = x.expand(n, *x.shape).contiguous(), t.expand(n, *t.shape)
-        _, d = torch.func.jvp(lambda y: self.problem.predict(model, g, y, times), (primal,),
-                              (basis.expand_as(primal).contiguous(),))
-        return d.movedim(0, -1)
+        return _autodiff_jacobian(lambda y: self.problem.predict(model, g, y, t), x)  # a column calls a slot
 
     def variances(self, model, t, x, h) -> torch.Tensor:
         sigma = self.sigma.expand(h.shape)
@@ -142,13 +140,9 @@ class Filter(Estimator):
         return sigma * sigma
 
     def state_jacobian(self, model, g, t, x) -> torch.Tensor:
-        """df/dx [..., n, n] at states x [..., n], times t [...]: the generated Jacobian, else by autodiff."""
+        """df/dx [..., n, n] at states x [..., n], times t [...]: the generated Jacobian (the stiff solvers')."""
         with _reading(self.problem, model, g):
-            jacobian = getattr(model, "jacobian", None)
-            if jacobian is not None:
-                return jacobian(t, x)
-            batch = tuple(range(x.dim() - 1))  # members are independent: d(sum over members)/dx holds each one's rows
-            return torch.func.jacrev(lambda y: model(t, y).sum(batch))(x).movedim(0, -2)
+            return model.jacobian(t, x)
 
     def transitions(self, model, g, ts: torch.Tensor, xs: torch.Tensor, noise: bool) -> tuple:
         """Per substep of the grid ts [K + 1, W'] along the solved states xs [K + 1, W', n]: Phi [K, W', n, n] and
@@ -177,16 +171,16 @@ class EKF(Filter):
         x, P = self.prior_mean.expand(W, n), self.prior_cov.expand(W, n, n)
         t = windows.t0
         for k in range(windows.hist_t.shape[0]):
-            x, P = self.propagate(model, g, x, P, t, windows.hist_t[k])
+            x, P = self.propagate(model, g, x, P, t, windows.hist_t[k], after_events=k > 0)
             t = windows.hist_t[k]
             x, P = self.update(model, g, x, P, t, windows.hist_y[k], windows.hist_mask[k])
         return x, P
 
-    def propagate(self, model, g, x, P, t_from, t_to) -> tuple:
+    def propagate(self, model, g, x, P, t_from, t_to, after_events: bool) -> tuple:
         """The mean solved and the covariance carried from t_from to t_to [W'] (SUBSTEPS substeps)."""
         fraction = torch.linspace(0, 1, SUBSTEPS + 1, dtype=x.dtype, device=x.device).unsqueeze(1)
         ts = t_from + (t_to - t_from) * fraction  # [SUBSTEPS + 1, W']
-        xs = self.solve(model, g, x, ts)
+        xs = self.solve(model, g, x, ts, after_events)
         phi, Qd = self.transitions(model, g, ts, xs, bool((self.process_noise > 0).any()))
         for s in range(SUBSTEPS):
             P = phi[s] @ P @ phi[s].mT + (0 if Qd is None else Qd[s])
@@ -279,6 +273,13 @@ def _substep_grid(t0: torch.Tensor, hist_t: torch.Tensor) -> torch.Tensor:
     fraction = torch.linspace(0, 1, SUBSTEPS + 1, dtype=t0.dtype, device=t0.device)[1:].reshape(1, -1, 1)
     inner = knots[:-1].unsqueeze(1) + (knots[1:] - knots[:-1]).unsqueeze(1) * fraction  # [Th, SUBSTEPS, W]
     return torch.cat([t0.unsqueeze(0), inner.flatten(0, 1)])
+
+
+def _autodiff_jacobian(f, x: torch.Tensor) -> torch.Tensor:
+    """d f(x)/dx [..., k, n] of a map of states x [..., n] to [..., k] whose batch members are independent (the
+    Jacobian of the sum over the members holds each member's rows)."""
+    batch = tuple(range(x.dim() - 1))
+    return torch.func.jacrev(lambda y: f(y).sum(batch))(x).movedim(0, -2)
 
 
 @contextlib.contextmanager
