@@ -612,7 +612,7 @@ HOMOTOPY_TEXT = ("ODE rows: trained by homotopy on whole days, forecast from a M
                  "window's start (prior: the model's own state on the training days); oracle: the generator's "
                  "model with each test patient's true parameters, the same estimator.")
 FORECAST_TEXT = ("ODE rows: trained by `method: forecast` on the training patients' windows (the same 210 + 60 "
-                 "min, stride 30 min), the state at each window's origin from a GRU encoder (64) over the "
+                 "min, stride 30 min), the state at each window's origin from a GRU encoder (32) over the "
                  "history, trained end to end; early stopping on the validation patients' windows (hgs: "
                  "`hodec sparsify`, fixed epochs); forecast on the test windows by the model and its encoder. "
                  "Effective params: the model's + the encoder's. oracle: the generator's model with each test "
