@@ -9,6 +9,8 @@ from hodec.training.config import load_config
 from hodec.training.data import make_dataset
 from hodec.training.loop import Trainer
 
+pytestmark = pytest.mark.usefixtures("single_thread")  # many tiny tensor operations
+
 SPEC = """
 model Two
 param k = 0.6 positive

@@ -9,10 +9,11 @@ import torch
 from hodec.compiler import compile_text
 from hodec.training.config import load_config
 from hodec.training.data import Dataset, Trajectory
-from hodec.training.forecast import make_estimator
 from hodec.training.loop import Trainer
 from hodec.training.sparsify import data_mse, sparsify, trajectory_errors
 from hodec.training.sparsify_config import load_sparsify_config
+
+pytestmark = pytest.mark.usefixtures("single_thread")  # many tiny tensor operations
 
 ABC = """model ABC "A -> B -> C with a planted shortcut A -> C"
 param k1 = 0.8 positive

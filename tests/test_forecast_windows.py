@@ -1,6 +1,5 @@
 """Forecast windows (hodec.training.forecast.windows): edges, missing samples, inputs aligned, against hand-made data
 whose windows are written out here."""
-import math
 
 import numpy as np
 import pytest
@@ -12,6 +11,8 @@ from hodec.training.config import load_config
 from hodec.training.data import make_dataset
 from hodec.training.forecast import make_windows
 from hodec.training.problem import Problem
+
+pytestmark = pytest.mark.usefixtures("single_thread")  # many tiny tensor operations
 
 SPEC = """
 model Lin
