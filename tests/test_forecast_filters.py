@@ -14,6 +14,7 @@ from hodec.training.config import load_config
 from hodec.training.data import make_dataset
 from hodec.training.forecast import ESTIMATORS, make_windows
 from hodec.training.forecast.filters import EKF, JITTER, MAP
+from hodec.training.loop import Trainer
 from hodec.training.problem import Problem
 
 LINEAR = """
@@ -188,6 +189,32 @@ def test_the_estimates_gradients_with_respect_to_the_params_are_the_finite_diffe
                 sides.append(float((f(model, w) * weights).sum()))
         model.set_params({name: value})
         assert grad[i] == pytest.approx((sides[0] - sides[1]) / (2 * eps), rel=1e-5, abs=1e-8), name
+
+
+@pytest.mark.parametrize("name", ["ekf", "map"])
+def test_forecast_training_differentiates_through_the_filter(name):
+    """method forecast with a filter: the horizon objective's gradient with respect to the params (through the
+    filter's estimate and the forecast from it) is its finite differences."""
+    rng = np.random.default_rng(4)
+    t = np.arange(0.0, 12.0, 0.5)
+    model = compile_text(LINEAR, "linear.hode").model_class()().double()
+    data = make_dataset(model, t, {"obs": 2 * np.exp(-0.3 * t) + rng.normal(0, 0.05, len(t))})
+    config = load_config({"method": "forecast", "dtype": "float64", "solver": {"method": "dopri5", "rtol": 1e-10,
+                                                                                "atol": 1e-12},
+                          "forecast": {"history": 3, "horizon": 2, "stride": 2, "estimator": name,
+                                       "measurement_noise": {"obs": 0.05}, "process_noise": 0.01}})
+    trainer = Trainer(model, data, config)
+    method, model = trainer.method, trainer.problem.model
+    method.objective(model, "test").backward()
+    grad = model.raw_free.grad.clone()
+    for i, param in enumerate(model.param_names):
+        value, sides = model.params()[param], []
+        for sign in (1, -1):
+            model.set_params({param: value + sign * 1e-6})
+            with torch.no_grad():
+                sides.append(float(method.objective(model, "test")))
+        model.set_params({param: value})
+        assert grad[i] == pytest.approx((sides[0] - sides[1]) / 2e-6, rel=1e-4, abs=1e-9), param
 
 
 def test_prior_model_is_the_models_own_states_at_the_windows_starts():
