@@ -3,7 +3,8 @@ that a `.hode` slot declaration makes is written as that declaration with the pr
 weights: hodec fit's model from the written folder alone gives `hodec petab evaluate`'s llh (the PEtab network
 module on the PEtab tables: an independent path) at epoch 0; a short fit (the default method, homotopy) lowers the
 -llh and leaves the frozen arrays as the HDF5 file holds them. A network no declaration makes is refused by write,
-naming it, and trained as it is by fit; networks run before simulation are refused, located."""
+naming it, and trained as it is by fit. A network run before simulation on parameters is a slot called in a let;
+one setting an initial value is refused, located."""
 from __future__ import annotations
 
 import json
@@ -117,13 +118,28 @@ def test_petab_fit_trains_such_a_network_as_it_is(tmp_path):
     assert not torch.equal(state["slot_modules.0.net.network.layers.layer1.weight"], start)
 
 
+def test_a_network_run_before_simulation_is_a_slot_called_in_a_let(tmp_path):
+    """Case 003: gamma = net1(net1_input1, net1_input2), the inputs set by each experiment's condition (numbers
+    in e1, the parameters net1_input_pre1/2 in e2). The slot reads the trajectory's params: evaluate's llh."""
+    problem = SUITE / "003" / "petab" / "problem.yaml"
+    out = tmp_path / "out"
+    assert main(["petab", "write", str(problem), "--out", str(out)]) == 0
+    spec = (out / "model.hode").read_text()
+    assert "let gamma = net1_o0_0(net1_input1, net1_input2)" in spec
+    assert "param net1_input_pre1 = 1.0 fixed" in spec and "param net1_input1 = 0 fixed" in spec
+    assert yaml.safe_load((out / "FIT.yaml").read_text())["conditions"] == {
+        "e1": {"net1_input1": 10.0, "net1_input2": 20.0},
+        "e2": {"net1_input1": "net1_input_pre1", "net1_input2": "net1_input_pre2"}}
+    assert _llh_at_epoch_0(out) == pytest.approx(evaluate_problem(read_problem(problem)).llh, rel=1e-8, abs=0)
+
+
 @pytest.mark.parametrize("command", ["write", "fit"])
-def test_a_network_run_before_simulation_is_refused_located(tmp_path, capsys, command):
-    """Case 002: gamma = net1(two parameters), set before simulation: not trained by hodec fit yet."""
+def test_a_network_setting_an_initial_value_is_refused_located(tmp_path, capsys, command):
+    """Case 007: prey's initial value = net1(two parameters): a slot is no .hode initial value."""
     out = tmp_path / "o"
-    assert main(["petab", command, str(SUITE / "002" / "petab" / "problem.yaml"), "--out", str(out)]) == 1
+    assert main(["petab", command, str(SUITE / "007" / "petab" / "problem.yaml"), "--out", str(out)]) == 1
     err = capsys.readouterr().err
-    assert "hybridization.tsv:2" in err and "network 'net1'" in err and "'gamma'" in err
+    assert "hybridization.tsv:2" in err and "network 'net1'" in err and "'prey'" in err
     assert not out.exists() and not (tmp_path / "o-problem").exists()
 
 

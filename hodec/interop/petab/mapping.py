@@ -241,18 +241,18 @@ def estimated(row: Row) -> bool:
     return value in ("true", "1")
 
 
-def _hode(expr: str, names: dict, outputs: dict, nets: dict, slots: dict) -> str:
+def _hode(expr: str, names: dict, outputs: dict, nets: dict, slots: dict, every: bool = False) -> str:
     """A PEtab formula as .hode text: SBML ids as their .hode names, a network output as its slot's call (or, for
-    a network run before simulation, as the parameter holding it)."""
+    a network run before simulation, as the parameter holding it; every: as its slot's call too, petab write's)."""
     def name(match):
         word = match.group(0)
-        if word not in outputs or not nets[outputs[word].net].in_model:
+        if word not in outputs or not (every or nets[outputs[word].net].in_model):
             return names.get(word, "t" if word == "time" else word)  # PEtab's time is .hode's t
         port = outputs[word]
         net = nets[port.net]
         slot = f"{port.net}_o{port.index}_{port.element or 0}"
         slots[slot] = (port.net, port.index, port.element)
-        args = [_hode(e, names, outputs, nets, slots) for e in net.expressions()]
+        args = [_hode(e, names, outputs, nets, slots, every) for e in net.expressions()]
         return f"{slot}({', '.join(args)})"
     return NAME.sub(lambda m: name(m) if not _is_call(m) else m.group(0), expr)
 

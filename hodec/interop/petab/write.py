@@ -1,9 +1,12 @@
-"""A PEtab problem as the files `hodec fit` reads: the `.hode` spec (the import's, its estimated parameters
-trainable within their bounds), the measurements in hodec's long format (id = experiment, t, dv, dvid =
-observable, and a row without a value at each experiment's start, where its simulation starts) and the FIT.yaml
-of the conditions per experiment, the priors, the estimation scales and `initial: spec`. Only what `hodec fit`
-means the same way is written: a problem with neural networks, several periods, steady-state measurements,
-per-measurement noise or observable parameters, or conditions that are expressions is refused, naming it."""
+"""A PEtab problem as the files `hodec fit` reads: the `.hode` spec (the import's, the table's parameters at their
+nominal values, the estimated ones trainable within their bounds), the measurements in hodec's long format (id =
+experiment, t, dv, dvid = observable, and a row without a value at each experiment's start, where its simulation
+starts) and the FIT.yaml of the conditions per experiment, the priors, the estimation scales and `initial: spec`.
+PEtab-SciML networks become neural slots (slots.py; those set before simulation called in lets, presim.py), their
+arrays the slots' starting weights (slot_weights.pt) and their frozen arrays FIT.yaml's `frozen`. Only what
+`hodec fit` means the same way is written: several periods, steady-state measurements, per-measurement noise or
+observable parameters, conditions that are expressions, network inputs from array files, network-set initial
+values and priors on network arrays are refused, naming them."""
 from __future__ import annotations
 
 import csv
@@ -20,6 +23,7 @@ from ...errors import HodecError
 from ...files import write_atomic
 from ...training.config import DEFAULTS
 from .mapping import NAME, Hybrid, build, estimated, is_array_parameter
+from .presim import presim_lets
 from .problem import Problem
 from .slots import TrainableSlotNet, as_slot_mlp
 from .tables import Row
@@ -44,18 +48,10 @@ def fit_files(problem: Problem, gelu: str = "none", modules: bool = False) -> Fi
     then FitFiles.modules holds it for `Model(slots=...)` (what `hodec petab fit` does)."""
     hybrid = build(problem, gelu)
     _check_networks(problem, hybrid)
-    text, weights, frozen, put = _slots(problem, hybrid, modules)
-    config = _config(problem, hybrid)
-    if hybrid.nets:  # PEtab's objective has no weight decay; the networks start from the problem's arrays
-        config["weight_decay"] = 0.0
-    if weights:
-        config["slot_weights"] = WEIGHTS
-    if frozen:
-        config["frozen"] = frozen
-    uncoupled = _observables_calling_slots(text, hybrid.slots)
-    if uncoupled:  # homotopy cannot couple them (their Jacobian is a network's): gain 0, the others the default
-        measured = dict.fromkeys(row["observableId"] for row in problem.measurements)
-        config["k"] = {obs: DEFAULTS["k"] for obs in measured if obs not in uncoupled}
+    text, presim = presim_lets(problem, hybrid, hybrid.text)
+    slots = {**hybrid.slots, **presim}
+    text, weights, frozen, put = _slots(problem, hybrid, text, slots, modules)
+    config = {**_config(problem, hybrid), **_network_keys(problem, text, slots, weights, frozen)}
     return FitFiles(_spec(problem, hybrid, text), _data(problem), config, weights, put)
 
 
@@ -71,15 +67,9 @@ def write_fit_files(files: FitFiles, out: Path) -> None:
 
 
 def _check_networks(problem: Problem, hybrid: Hybrid) -> None:
-    """Refuse, located, what hodec fit cannot train yet: values set before simulation (networks on parameters,
-    conditions or arrays; other hybridization assignments), such networks' outputs in observables, array inputs
-    of networks in the model, priors on network arrays."""
+    """Refuse, located, what hodec fit cannot train yet: array inputs of networks, outputs of networks run before
+    simulation read by observables, priors on network arrays."""
     for target, row in problem.hybridization.items():
-        if target not in problem.mapping and hybrid.names.get(target, target) in hybrid.presim:
-            nets = sorted({hybrid.outputs[w].net for w in NAME.findall(row["targetValue"]) if w in hybrid.outputs})
-            by = f" by network '{nets[0]}'" if nets else ""
-            row.fail(f"'{target}' is set before simulation{by} ({row['targetValue']}): hodec fit cannot train "
-                     f"values set before simulation yet (networks reading parameters, conditions or arrays)")
         if target in problem.mapping and row["targetValue"] == "array":
             row.fail(f"network input '{target}' is given in an array file: hodec fit has no per-experiment "
                      f"network inputs yet")
@@ -95,12 +85,12 @@ def _check_networks(problem: Problem, hybrid: Hybrid) -> None:
                 row.fail(f"a prior on the arrays of network '{net.id}': FIT.yaml's priors are on parameters only")
 
 
-def _slots(problem: Problem, hybrid: Hybrid, modules: bool) -> tuple:
+def _slots(problem: Problem, hybrid: Hybrid, text: str, slots: dict, modules: bool) -> tuple:
     """The spec's text with each network's slot declarations; the slots' starting weights, FIT.yaml's frozen
     arrays, and the networks put into slots as they are."""
-    lines = hybrid.text.rstrip("\n").split("\n")
+    lines = text.rstrip("\n").split("\n")
     by_net: dict = {}
-    for slot, (net_id, _, _) in hybrid.slots.items():
+    for slot, (net_id, _, _) in slots.items():
         by_net.setdefault(net_id, []).append(slot)
     weights, frozen, put = {}, [], {}
     for net_id, names in by_net.items():
@@ -115,17 +105,36 @@ def _slots(problem: Problem, hybrid: Hybrid, modules: bool) -> tuple:
             raise HodecError(f"network '{net_id}' is no .hode neural slot: {why}; `hodec petab fit` trains it as it "
                              f"is (it puts the network into the model's slots)", str(problem.networks[net_id]))
         for slot in names:
-            put[slot] = TrainableSlotNet(net, *hybrid.slots[slot][1:])
+            put[slot] = TrainableSlotNet(net, *slots[slot][1:])
             lines = _declare(lines, slot, f"# {slot}: network '{net_id}' ({problem.networks[net_id].name}) as it "
                                           f"is, put in by hodec petab fit\n" + _declaration(lines, slot))
         frozen += TrainableSlotNet.frozen(names[0], net)
     return "\n".join(lines) + "\n", weights, frozen, put
 
 
+def _network_keys(problem: Problem, text: str, slots: dict, weights: dict, frozen: list) -> dict:
+    """FIT.yaml's keys for the networks: no weight decay (PEtab's objective has none), the starting weights, the
+    frozen arrays; homotopy gain 0 for observables calling slots (their Jacobian is a network's, which cannot be
+    coupled), the others the default, or method vanilla when all do."""
+    if not slots:
+        return {}
+    keys: dict = {"weight_decay": 0.0}
+    if weights:
+        keys["slot_weights"] = WEIGHTS
+    if frozen:
+        keys["frozen"] = frozen
+    uncoupled = _observables_calling_slots(text, slots)
+    if uncoupled:
+        coupled = [obs for obs in dict.fromkeys(row["observableId"] for row in problem.measurements)
+                   if obs not in uncoupled]
+        keys.update({"k": dict.fromkeys(coupled, DEFAULTS["k"])} if coupled else {"method": "vanilla"})
+    return keys
+
+
 def _observables_calling_slots(text: str, slots: dict) -> set:
-    calls = re.compile(rf"\b({'|'.join(map(re.escape, slots))})\s*\(") if slots else None
+    calls = re.compile(rf"\b({'|'.join(map(re.escape, slots))})\s*\(")
     return {line.split()[1] for line in text.split("\n")
-            if calls and line.startswith("observe ") and calls.search(line.split("=", 1)[1])}
+            if line.startswith("observe ") and calls.search(line.split("=", 1)[1])}
 
 
 def _declaration(lines: list, slot: str) -> str:
@@ -225,7 +234,7 @@ def _config(problem: Problem, hybrid: Hybrid) -> dict:
             for condition in filter(None, period["conditionId"].split(";")):
                 if condition not in problem.conditions:
                     period.fail(f"conditionId '{condition}' is not in the conditions table")
-                values.update(_condition(row, hybrid) for row in problem.conditions[condition])
+                values.update(_condition(row, hybrid, problem.parameters) for row in problem.conditions[condition])
         if values:
             conditions[experiment or NO_EXPERIMENT] = values
     priors = {hybrid.names.get(pid, pid): _prior(row) for pid, row in _mechanistic(problem)
@@ -238,15 +247,15 @@ def _config(problem: Problem, hybrid: Hybrid) -> dict:
     return config
 
 
-def _condition(row: Row, hybrid: Hybrid) -> tuple:
+def _condition(row: Row, hybrid: Hybrid, problem_parameters: dict) -> tuple:
     """(model name, number or parameter name) of one conditions-table row."""
     target = hybrid.names.get(row["targetId"], row["targetId"])
     value = row["targetValue"].strip()
     try:
         return target, float(value)
     except ValueError:
-        if value in hybrid.names:
-            return target, hybrid.names[value]
+        if value in hybrid.names or value in problem_parameters:
+            return target, hybrid.names.get(value, value)
     row.fail(f"targetValue {value!r}: hodec fit's conditions take a number or a parameter's name, not an "
              f"expression")
 
