@@ -98,6 +98,7 @@ def test_a_network_no_declaration_makes_is_refused_by_write(tmp_path, capsys):
     assert not out.exists()
 
 
+@pytest.mark.slow  # about a minute of CPU: the network per sample (vmap) in a solve at rtol 1e-12
 def test_petab_fit_trains_such_a_network_as_it_is(tmp_path):
     """Case 019 through `hodec petab fit`: the network put into its two slots; one vanilla epoch at lr 1e-12
     reports evaluate's llh, and a few epochs at lr 0.01 move the network's arrays."""
