@@ -157,3 +157,68 @@ def test_dandekar_written_gives_its_reference_llh(tmp_path):
     assert "neural net1_o0_0(x0, x1, x2) hidden 10 activation silu" in spec
     expected = yaml.safe_load((folder / "expected_Dandekar_Patterns2020.yaml").read_text())["llh"]["training"]
     assert _llh_at_epoch_0(out) == pytest.approx(expected, rel=1e-8, abs=0)
+
+
+def _network(tmp_path, layers: list, nodes: list, gelu: str = "none"):
+    """A Net of a 2-input network: `layers` (id, type, args), `nodes` (op, target, kwargs) applied in a chain."""
+    from hodec.interop.petab.mapping import Net
+    from hodec.interop.petab_sciml.network import Network
+    from hodec.interop.petab_sciml.spec import read_network
+
+    forward = [{"name": "x", "op": "placeholder", "target": "x", "args": [], "kwargs": {}}]
+    for k, (op, target, kwargs) in enumerate(nodes):
+        forward.append({"name": f"n{k}", "op": op, "target": target, "args": [forward[-1]["name"]], "kwargs": kwargs})
+    forward.append({"name": "output", "op": "output", "target": "output", "args": [forward[-1]["name"]],
+                    "kwargs": {}})
+    path = tmp_path / "net.yaml"
+    path.write_text(yaml.safe_dump({"nn_model_id": "n", "inputs": [{"input_id": "x"}], "forward": forward,
+                                    "layers": [{"layer_id": i, "layer_type": t, "args": a} for i, t, a in layers]}))
+    net = Net("n", Network(read_network(path), gelu=gelu).double())
+    net.inputs = {(0, 0): "a", (0, 1): "b"}
+    return net
+
+
+LINEARS = [("l1", "Linear", {"in_features": 2, "out_features": 4}), ("l2", "Linear", {"in_features": 4,
+                                                                                        "out_features": 1})]
+
+
+@pytest.mark.parametrize("activation, gelu, expected", [
+    (("call_function", "silu", {"inplace": False}), "none", "silu"),
+    (("call_method", "tanh", {}), "none", "tanh"),
+    (("call_function", "gelu", {}), "none", "gelu"),
+    (("call_function", "gelu", {}), "tanh", "gelu_tanh"),
+    (("call_function", "gelu", {"approximate": "tanh"}), "none", "gelu_tanh"),
+    (("call_module", "act", {}), "none", "softplus"),
+])
+def test_an_mlp_is_its_slot_declaration_exactly(tmp_path, activation, gelu, expected):
+    """The declaration's MLP (hodec.runtime.neural.mlp) with the written weights computes the network's output."""
+    from hodec.interop.petab.slots import as_slot_mlp
+    from hodec.runtime.neural import mlp
+
+    layers = LINEARS + [("act", "Softplus", {})]
+    net = _network(tmp_path, layers, [("call_module", "l1", {}), activation, ("call_module", "l2", {})], gelu)
+    slot, why = as_slot_mlp(net, 1)
+    assert why == "" and slot.hidden == (4,) and slot.activation == expected
+    assert slot.declaration("s", 2) == f"neural s(x0, x1) hidden 4 activation {expected}"
+    made = mlp(2, slot.hidden, 1, slot.activation).double()
+    made.load_state_dict({key.removeprefix("net."): value for key, value in slot.weights(net).items()})
+    x = torch.randn(7, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(3)) * 3
+    assert torch.allclose(made(x), net.network(x)[0], rtol=1e-15, atol=1e-15)
+
+
+@pytest.mark.parametrize("layers, nodes, why", [
+    ([("l1", "Linear", {"in_features": 2, "out_features": 4, "bias": False}), LINEARS[1]],
+     [("call_module", "l1", {}), ("call_method", "tanh", {}), ("call_module", "l2", {})], "node 'n0'"),
+    (LINEARS + [("l3", "Linear", {"in_features": 1, "out_features": 1})],
+     [("call_module", "l1", {}), ("call_method", "tanh", {}), ("call_module", "l2", {}), ("call_method", "relu", {}),
+      ("call_module", "l3", {})], "one activation"),
+    (LINEARS, [("call_module", "l1", {}), ("call_function", "leaky_relu", {"negative_slope": 0.2}),
+               ("call_module", "l2", {})], "node 'n1'"),
+    (LINEARS, [("call_module", "l1", {}), ("call_function", "softmax", {}), ("call_module", "l2", {})], "node 'n1'"),
+    ([LINEARS[0]], [("call_module", "l1", {})], "not Linear, activation"),
+])
+def test_other_networks_are_no_declaration(tmp_path, layers, nodes, why):
+    from hodec.interop.petab.slots import as_slot_mlp
+
+    slot, reason = as_slot_mlp(_network(tmp_path, layers, nodes), 1)
+    assert slot is None and why in reason

@@ -66,16 +66,9 @@ def as_slot_mlp(net: Net, slots: int) -> tuple[Optional[SlotMLP], str]:
     if len(spec.inputs) != 1 or sorted(net.inputs) != [(0, k) for k in range(n_args)]:
         return None, "its inputs are not one vector of the slot's arguments"
     layers = {layer.id: layer for layer in spec.layers}
-    chain, previous = [], spec.forward[0].name
-    for node in spec.forward[1:]:
-        args = node.args[0] if node.op == "output" and len(node.args) == 1 and isinstance(node.args[0], list) \
-            else node.args
-        if list(args) != [previous]:
-            return None, f"node '{node.name}' does not read just the node before it"
-        if node.op == "output":
-            break
-        chain.append(node)
-        previous = node.name
+    chain, why = _chain(spec)
+    if chain is None:
+        return None, why
     kinds = [_kind(node, layers, net.network.gelu) for node in chain]
     if any(kind is None for kind in kinds):
         bad = chain[kinds.index(None)]
@@ -95,6 +88,21 @@ def as_slot_mlp(net: Net, slots: int) -> tuple[Optional[SlotMLP], str]:
     return SlotMLP([node.target for node in chain[0::2]], tuple(widths[:-1]), activations.pop()), ""
 
 
+def _chain(spec) -> tuple[Optional[list], str]:
+    """The forward's nodes between its placeholder and its output if each reads just the one before it."""
+    chain, previous = [], spec.forward[0].name
+    for node in spec.forward[1:]:
+        args = node.args[0] if node.op == "output" and len(node.args) == 1 and isinstance(node.args[0], list) \
+            else node.args
+        if list(args) != [previous]:
+            return None, f"node '{node.name}' does not read just the node before it"
+        if node.op == "output":
+            return chain, ""
+        chain.append(node)
+        previous = node.name
+    return None, "its forward has no output"
+
+
 def _kind(node, layers: dict, gelu: str) -> Optional[str]:
     """'Linear' for a Linear layer with a bias, the .hode activation name of an activation with PyTorch's default
     constants, else None."""
@@ -105,10 +113,12 @@ def _kind(node, layers: dict, gelu: str) -> Optional[str]:
         if layer.type == "Linear":
             return "Linear" if args.get("bias", True) is True and set(args) <= {"bias"} and not options else None
         if layer.type == "GELU":
-            return _gelu(args.pop("approximate", gelu)) if not args and not options else None
+            approximate = args.pop("approximate", gelu)
+            return _gelu(approximate) if not args and not options else None
         return MODULE_ACTIVATIONS.get(layer.type) if not args and not options else None
     if node.op == "call_function" and node.target == "gelu":
-        return _gelu(options.pop("approximate", gelu)) if not options else None
+        approximate = options.pop("approximate", gelu)
+        return _gelu(approximate) if not options else None
     table = {"call_function": FUNCTION_ACTIVATIONS, "call_method": METHOD_ACTIVATIONS}.get(node.op, {})
     return table.get(node.target) if not options else None
 
