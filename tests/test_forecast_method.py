@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+import scipy.linalg
 import torch
 
 from hodec.cli import main
@@ -178,8 +179,6 @@ def test_forecast_training_recovers_a_known_models_params_from_windows():
     """x observed (noise sd 0.005), z hidden and estimated per window by the gru from the history; four
     trajectories from other initial states; the fit starts 60 % and 100 % off (a = 0.8, c = 0.6). The truth comes
     from an independent solve (scipy's matrix exponential of the linear field)."""
-    import scipy.linalg
-
     t = np.arange(0.0, 10.01, 0.25)
     rng = np.random.default_rng(0)
     M = np.array([[-0.5, 1.0], [0.0, -0.3]])

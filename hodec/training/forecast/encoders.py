@@ -20,7 +20,8 @@ from torch import nn
 from .base import Estimator, simulated_states
 from .windows import Windows
 
-MIN_SCALE = 1e-6  # the smallest spread a feature or state is divided by / multiplied with (constant columns)
+MIN_SCALE = 1e-6  # the smallest spread a feature is divided by (constant columns)
+FALLBACK_SCALE = 0.01  # a state's scale where its samples do not vary and are 0 (a tenth of its size otherwise)
 
 
 class Encoder(Estimator):
@@ -54,19 +55,8 @@ class Encoder(Estimator):
         self.y_mean.copy_(y_mean), self.y_scale.copy_(y_scale)
         self.u_mean.copy_(u_mean), self.u_scale.copy_(u_scale)
         self.t_scale.copy_(torch.clamp((windows.origin - windows.hist_t[0]).max(), min=MIN_SCALE))
-        states = simulated_states(problem, problem.model, windows.trajectory, windows.origin)
-        if states is None:  # the untrained model diverges on its own: its spec initial state
-            states = problem.model.initial_state((1,)).detach()
-        samples = list(states.T)
-        for c, j in enumerate(problem.state_like):
-            if j is not None:
-                samples[j] = windows.hist_y[..., c][windows.hist_mask[..., c]]
-        for j, x in enumerate(samples):
-            self.log[j] = len(x) > 0 and bool((x > 0).all())
-            x = x.log() if self.log[j] else x
-            spread = x.std(unbiased=False) if len(x) > 1 else x.new_zeros(())
-            self.center[j] = x.mean() if len(x) else 0.0
-            self.scale[j] = torch.clamp(spread if spread > MIN_SCALE else 0.1 * self.center[j].abs(), min=MIN_SCALE)
+        center, scale, log = state_moments(problem, windows)
+        self.center.copy_(center), self.scale.copy_(scale), self.log.copy_(log)
 
     def features(self, windows: Windows) -> torch.Tensor:
         """[Th, W, 2m + q + 1] per history sample."""
@@ -124,6 +114,30 @@ class MLP(Encoder):
     def summary(self, x, windows):
         real = (torch.arange(x.shape[0], device=x.device).unsqueeze(1) < windows.hist_len).to(x.dtype)
         return (self.net(x) * real.unsqueeze(-1)).sum(0) / windows.hist_len.to(x.dtype).unsqueeze(-1)
+
+
+def state_moments(problem, windows: Windows) -> tuple:
+    """Per state: the centre and scale the head's output is read in, and whether on a log scale (every sample
+    positive). The samples: the model's own states at the windows' origins (its spec initial state where that
+    simulation fails), a state that is a data column its history data."""
+    states = simulated_states(problem, problem.model, windows.trajectory, windows.origin)
+    if states is None:  # the untrained model diverges on its own
+        states = problem.model.initial_state((1,)).detach()
+    samples = list(states.T)
+    for c, j in enumerate(problem.state_like):
+        if j is not None:
+            samples[j] = windows.hist_y[..., c][windows.hist_mask[..., c]]
+    n = len(samples)
+    dtype = windows.hist_y.dtype
+    center, scale, log = torch.zeros(n, dtype=dtype), torch.ones(n, dtype=dtype), torch.zeros(n, dtype=torch.bool)
+    for j, x in enumerate(samples):
+        log[j] = len(x) > 0 and bool((x > 0).all())
+        x = x.log() if log[j] else x
+        spread = float(x.std(unbiased=False)) if len(x) > 1 else 0.0
+        center[j] = float(x.mean()) if len(x) else 0.0
+        varies = spread > MIN_SCALE * (1 + abs(center[j]))  # else: a guess, a tenth of its size
+        scale[j] = spread if varies else max(0.1 * abs(float(center[j])), FALLBACK_SCALE)
+    return center, scale, log
 
 
 def masked_moments(values: torch.Tensor, mask: torch.Tensor) -> tuple:
