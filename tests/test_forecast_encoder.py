@@ -65,3 +65,21 @@ def test_the_objectives_gradient_matches_finite_differences(estimator, solver):
             assert abs(float(gflat[i]) - fd) <= 1e-5 * max(1.0, abs(fd)), (tensor.shape, i, float(gflat[i]), fd)
             checked += 1
     assert checked >= 10 and any(float(g.abs().max()) > 1e-4 for g in grads[:-1])
+
+
+def test_the_heads_centres_and_scales_come_from_the_data_and_the_models_own_states():
+    """x (a data column, positive): the mean and sd of the log of its history data; z (0 in every window under the
+    initial model): not on a log scale, scale 0.01 (a scale of 0 would leave the encoder unable to move it)."""
+    spec = "model M\nparam c = 0.5 positive\nstate x = 1\nstate z = 0\nder x = -c * x + z\nder z = -c * z\n"
+    model = compile_text(spec, "m.hode").model_class()()
+    t = np.arange(0.0, 4.01, 0.5)
+    data = make_dataset(model, t, {"x": np.exp(-0.3 * t)})
+    tr = Trainer(model, data, load_config({"method": "forecast", "forecast": {"history": 1.0, "horizon": 1.0,
+                                                                               "stride": 1.0, "hidden": 2}}))
+    est, w = tr.method.estimator, tr.method.windows
+    seen = np.log(w.hist_y[..., 0][w.hist_mask[..., 0]].numpy())
+    assert est.log.tolist() == [True, False]
+    assert float(est.center[0]) == pytest.approx(seen.mean()) and float(est.scale[0]) == pytest.approx(seen.std())
+    assert float(est.center[1]) == 0 and float(est.scale[1]) == pytest.approx(0.01)
+    y0 = est(tr.model, w).detach()
+    torch.testing.assert_close(y0[:, 0], torch.full((w.size,), float(np.exp(seen.mean())), dtype=y0.dtype))
