@@ -1,6 +1,7 @@
 """The filtering state estimators (hodec.training.forecast.filters: ekf, map) against the closed-form Kalman filter
 and Gaussian posterior of linear models written out here with numpy/scipy, on a nonlinear model with noisy data,
 with missing cells, through the gradients (finite differences), and with bad options."""
+import json
 import math
 
 import numpy as np
@@ -8,6 +9,7 @@ import pytest
 import torch
 from scipy.linalg import expm
 
+from hodec.cli import main
 from hodec.compiler import compile_text, load
 from hodec.errors import HodecError
 from hodec.training.config import load_config
@@ -295,6 +297,40 @@ def test_a_column_calling_a_neural_slot_has_its_jacobian_by_autodiff():
         step[j] = eps
         difference = (p.predict(p.model, g, x + step, t) - p.predict(p.model, g, x - step, t)) / (2 * eps)
         torch.testing.assert_close(H[..., j].detach(), difference.detach(), rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("name", ["ekf", "map"])
+def test_fit_and_forecast_with_a_filter_end_to_end(name, tmp_path):
+    """hodec fit (method forecast, the filter) then hodec forecast from its run folder. With a measurement noise far
+    below the prior's spread and no process noise, both filters give the least-squares fit of the model's
+    trajectory to the history (x(t) = x_0(t) + z exp(-k (t - 3.5)), x_0 scipy's solve from 0), and the forecast is
+    scipy's solve from its state at the origin with the fitted k (tests/test_forecast_cli.py's data and
+    reference)."""
+    from test_forecast_cli import FIT, SPEC, history_files, read_csv, reference, write_data
+
+    (tmp_path / "decay.hode").write_text(SPEC)
+    (tmp_path / "fit.yaml").write_text(FIT.replace("estimator: mlp, hidden: 4, observed: true",
+                                                   f"estimator: {name}, measurement_noise: {{x: 1.0e-6}}"))
+    write_data(tmp_path / "train.csv", [0, 1]), write_data(tmp_path / "test.csv", [2, 3])
+    run, out = tmp_path / "run", tmp_path / "forecast.csv"
+    assert main(["fit", str(tmp_path / "decay.hode"), "--data", str(tmp_path / "train.csv"), "--config",
+                 str(tmp_path / "fit.yaml"), "--out", str(run), "--quiet"]) == 0
+    k = json.loads((run / "report.json").read_text())["params"]["k"]
+    rows = history_files(tmp_path)  # histories to t = 5: a window [3.5, 5.5), samples 3.5 ... 5
+    assert main(["forecast", str(tmp_path / "decay.hode"), "--run", str(run), "--history",
+                 str(tmp_path / "hist.csv"), "--inputs", str(tmp_path / "inputs.csv"), "--horizon", "1.6", "--out",
+                 str(out)]) == 0
+    _, got = read_csv(out)
+    for i in ("2", "3"):
+        t, x, u = (np.array([float(r[c]) for r in rows if r[1] == i]) for c in (0, 2, 3))
+        seen = (t >= 3.5) & (t <= 5.0)
+        free = reference(k, 0.0, 3.5, t[seen], t[t <= 7.0], u[t <= 7.0])
+        decay = np.exp(-k * (t[seen] - 3.5))
+        z = decay @ (x[seen] - free) / (decay @ decay)
+        origin = free[-1] + z * decay[-1]
+        times = np.array([float(r[1]) for r in got if r[0] == i])
+        expected = reference(k, origin, 5.0, times, t[t <= 7.0], u[t <= 7.0])
+        np.testing.assert_allclose([float(r[2]) for r in got if r[0] == i], expected, rtol=1e-5)
 
 
 def test_bad_filter_options_are_errors_naming_the_fit_config_key():
