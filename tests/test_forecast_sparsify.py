@@ -5,12 +5,14 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
+import yaml
 
 from hodec.compiler import compile_text
 from hodec.training.config import load_config
 from hodec.training.data import Dataset, Trajectory
 from hodec.training.loop import Trainer
 from hodec.training.sparsify import data_mse, sparsify, trajectory_errors
+from hodec.training.sparsify.run import run_sparsify
 from hodec.training.sparsify_config import load_sparsify_config
 
 pytestmark = pytest.mark.usefixtures("single_thread")  # many tiny tensor operations
@@ -110,3 +112,17 @@ def test_sparsify_with_method_forecast_runs_the_path_refit_and_test_on_horizons(
     # the refit model forecasts the test windows as the closed form does (observed: every state from the data)
     sse, cells = closed_form_errors({"k3": 0.0, **r.model.params()}, test)
     assert r.test_mse == pytest.approx(sse.sum() / cells.sum(), rel=1e-5)
+
+
+def test_the_sparsify_checkpoint_holds_the_refits_best_estimator(tmp_path):
+    data = synthetic(3)
+    lines = ["id,t,A,B,C"] + [",".join([tr.id, repr(float(t))] + [repr(float(v)) for v in row])
+                              for tr in data.trajectories for t, row in zip(tr.t, tr.y)]
+    (tmp_path / "data.csv").write_text("\n".join(lines) + "\n")
+    (tmp_path / "abc.hode").write_text(ABC)
+    (tmp_path / "SPARSIFY.yaml").write_text(yaml.safe_dump({**FORECAST, "lambda1": [0.01], "refit_epochs": 2}))
+    assert run_sparsify(tmp_path / "abc.hode", tmp_path / "data.csv", config=tmp_path / "SPARSIFY.yaml",
+                        out=tmp_path / "run", progress=False) == 0
+    saved = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["estimator"]
+    assert saved["options"]["estimator"] == "gru" and saved["options"]["hidden"] == 4
+    assert {"head.weight", "center", "scale"} <= set(saved["state"])

@@ -45,8 +45,10 @@ def run_sparsify(spec, data, test=None, config=None, out=None, force: bool = Fal
     result = sparsify(compilation, dataset, cfg, test=testset, log=log)
     rundir.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
+    estimator = result.refit_trainer.method.state().get("estimator")  # method forecast: the refit's best epoch's
     torch.save({"format": CHECKPOINT_FORMAT, "meta": meta, "config": cfg.to_dict(),
-                "model": result.model.state_dict(), "gated_model": result.gated_model.state_dict()}, buffer)
+                "model": result.model.state_dict(), "gated_model": result.gated_model.state_dict(),
+                **({"estimator": estimator} if estimator is not None else {})}, buffer)
     write_atomic(rundir / "checkpoint.pt", buffer.getvalue())
     write_atomic(rundir / "pruned.hode", result.fitted_source)
     write_atomic(rundir / "report.json", json.dumps(_jsonable(report_dict(result, meta)), indent=1) + "\n")
