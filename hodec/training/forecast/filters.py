@@ -193,7 +193,7 @@ class EKF(Filter):
         R = torch.where(mask, R, torch.ones_like(R))
         innovation = torch.where(mask, y - h, torch.zeros_like(h))
         S = H @ P @ H.mT + torch.diag_embed(R)
-        K = torch.linalg.solve(S, H @ P).mT  # P Hᵀ S⁻¹ (S and P symmetric)
+        K = _solve(S, H @ P).mT  # P Hᵀ S⁻¹ (S and P symmetric)
         x = x + (K @ innovation.unsqueeze(-1)).squeeze(-1)
         I_KH = torch.eye(x.shape[-1], dtype=x.dtype, device=x.device) - K @ H
         P = I_KH @ P @ I_KH.mT + K @ (R.unsqueeze(-1) * K.mT)
@@ -207,7 +207,7 @@ class MAP(Filter):
 
     def estimate(self, model, g, windows: Windows) -> torch.Tensor:
         ts = _substep_grid(windows.t0, windows.hist_t)
-        info = torch.linalg.inv(self.prior_cov)
+        info = _solve(self.prior_cov, torch.eye(len(self.prior_mean)).to(self.prior_cov))
         z = self._starts.get(id(g), self.prior_mean.expand(windows.size, -1))
         with torch.no_grad():
             damping = torch.full((windows.size,), DAMPING, dtype=z.dtype, device=z.device)
@@ -239,7 +239,7 @@ class MAP(Filter):
         gradient = (G.mT @ r.unsqueeze(-1)).squeeze(-1) - (z - self.prior_mean) @ info
         if damping is not None:
             A = A + damping[:, None, None] * torch.diag_embed(A.diagonal(dim1=-2, dim2=-1))
-        return torch.linalg.solve(A, gradient), self.cost(r, info, z)
+        return _solve(A, gradient.unsqueeze(-1)).squeeze(-1), self.cost(r, info, z)
 
     def residuals(self, model, g, windows, ts, z, jacobian: bool = False) -> tuple:
         """The whitened residuals (y - h)/sigma [W', Th m] (0 at missing cells) of the solve from z over the grid ts
@@ -273,6 +273,13 @@ def _substep_grid(t0: torch.Tensor, hist_t: torch.Tensor) -> torch.Tensor:
     fraction = torch.linspace(0, 1, SUBSTEPS + 1, dtype=t0.dtype, device=t0.device)[1:].reshape(1, -1, 1)
     inner = knots[:-1].unsqueeze(1) + (knots[1:] - knots[:-1]).unsqueeze(1) * fraction  # [Th, SUBSTEPS, W]
     return torch.cat([t0.unsqueeze(0), inner.flatten(0, 1)])
+
+
+def _solve(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+    """A⁻¹ B for symmetric positive definite A [..., n, n], B [..., n, k], in the coordinates where A's diagonal is 1
+    (states of very different scales, as a physiological model's, make A ill-conditioned in float32 otherwise)."""
+    d = A.diagonal(dim1=-2, dim2=-1).clamp(min=torch.finfo(A.dtype).tiny).rsqrt()
+    return d.unsqueeze(-1) * torch.linalg.solve(A * d.unsqueeze(-1) * d.unsqueeze(-2), d.unsqueeze(-1) * B)
 
 
 def _autodiff_jacobian(f, x: torch.Tensor) -> torch.Tensor:
