@@ -199,3 +199,27 @@ def test_forecast_training_recovers_a_known_models_params_from_windows():
     fitted = tr.best_model().params()
     assert fitted["a"] == pytest.approx(0.5, rel=0.05) and fitted["c"] == pytest.approx(0.3, rel=0.05)
     assert tr.best_mse < 4 * 0.005 ** 2 + 1e-4
+
+
+def test_windows_of_trajectories_with_other_start_times_forecast_in_their_own_groups():
+    """Trajectories starting at 0 and 0.25 (two groups of the problem, two solves): each window's forecast is still
+    its closed form, in the windows' order."""
+    model = compile_text(SPEC, "relax.hode").model_class()()
+    rng = np.random.default_rng(2)
+    t = np.concatenate([T, T + 0.25, T])
+    x = rng.uniform(0.5, 3.0, len(t))
+    u, c = np.repeat([0.2, -0.1, 0.0], len(T)), np.repeat([1.0, 2.0, 1.5], len(T))
+    data = make_dataset(model, t, {"x": x}, {"u": u, "c": c}, ids=np.repeat([1, 2, 3], len(T)))
+    tr = Trainer(model, data, load_config({"method": "forecast", "solver": TIGHT, "forecast": {
+        "history": 2.0, "horizon": 1.5, "stride": 1.5, "observed": True}}))
+    assert len(tr.problem.groups) == 2 and tr.method.windows.trajectory.tolist()[::4] == [0, 1, 2]
+    w = tr.method.windows
+    expected = np.zeros(tuple(w.horizon_t.shape))
+    for i in range(w.size):
+        rows = slice(int(w.trajectory[i]) * len(T), (int(w.trajectory[i]) + 1) * len(T))
+        origin = float(w.origin[i])
+        x_inf = c[rows][0] + u[rows][0] / 0.7
+        x0 = x[rows][np.searchsorted(t[rows], origin)]
+        expected[:, i] = x_inf + (x0 - x_inf) * np.exp(-0.7 * (w.horizon_t[:, i].numpy() - origin))
+    pred = forecast(tr.model, tr.method.estimator, w, tr.problem)[..., 0].detach().numpy()
+    np.testing.assert_allclose(pred, expected, rtol=1e-8)
