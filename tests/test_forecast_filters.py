@@ -153,9 +153,13 @@ def posterior(w, k, columns, r, jump_at=None):
 def test_map_and_noiseless_ekf_are_the_gaussian_posterior_on_a_linear_model(estimator):
     columns, r = ("x", "obs"), {"x": 0.3, "obs": 0.2}
     p, options, w = linear_case(columns, {"measurement_noise": r}, history=4.0)
-    x = with_prior(estimator(p, options).double())(p.model, w).detach().numpy()
+    f = with_prior(estimator(p, options).double())
+    x = f(p.model, w).detach().numpy()
     for k in range(len(w.t0)):
         np.testing.assert_allclose(x[k], posterior(w, k, columns, r), rtol=1e-6, atol=1e-9)
+    other = w.select(torch.tensor([2, 0]))  # other windows (map: not started from the others' estimates), then w
+    np.testing.assert_allclose(f(p.model, other).detach().numpy(), x[[2, 0]], rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(f(p.model, w).detach().numpy(), x, rtol=1e-8, atol=1e-10)
 
 
 @pytest.mark.parametrize("estimator", [MAP, EKF])

@@ -57,6 +57,7 @@ ITERATIONS = 20  # map: the most Levenberg-Marquardt iterations before the diffe
 CONVERGED = 1e-3
 DAMPING = 1e-3  # map: the first Levenberg-Marquardt damping (times the diagonal of the normal matrix)
 JITTER = 1e-6  # of each state's variance + its mean², added to the prior covariance's diagonal
+CACHED = 4  # windows whose groups (and map's last estimates) are kept
 
 
 class Filter(Estimator):
@@ -76,8 +77,8 @@ class Filter(Estimator):
         self.register_buffer("modelled", modelled, persistent=False)
         slots = {row[0] for row in model.observation_table if row[3]}
         self._generated_h = not any(name in slots for name in problem.columns)  # else H by autodiff
-        self._groups = None  # (windows, their window_groups), for the windows last seen
-        self._starts: dict = {}  # map: id(group) -> its windows' last estimates of x(t0) (for those windows)
+        self._seen: list = []  # (windows, their window_groups) of the last CACHED windows seen
+        self._starts: dict = {}  # map: id(group) -> (the group, its windows' last estimates of x(t0))
 
     @torch.no_grad()
     def setup(self, problem, windows: Windows) -> None:
@@ -96,10 +97,13 @@ class Filter(Estimator):
         return out.index_copy(0, torch.cat([index for index, _ in parts]), torch.cat([x for _, x in parts]))
 
     def groups(self, windows: Windows) -> list:
-        if self._groups is None or self._groups[0] is not windows:
-            self._groups = (windows, window_groups(self.problem, windows))
-            self._starts = {}
-        return self._groups[1]
+        """The windows' groups (window_groups), kept for the last CACHED windows (training's and validation's)."""
+        for seen, groups in self._seen:
+            if seen is windows:
+                return groups
+        groups = window_groups(self.problem, windows)
+        self._seen = [*self._seen[1 - CACHED:], (windows, groups)]
+        return groups
 
     def estimate(self, model, g, windows: Windows) -> torch.Tensor:
         """[W', n]: the state at the origins of one group's windows."""
@@ -208,14 +212,18 @@ class MAP(Filter):
     def estimate(self, model, g, windows: Windows) -> torch.Tensor:
         ts = _substep_grid(windows.t0, windows.hist_t)
         info = _solve(self.prior_cov, torch.eye(len(self.prior_mean)).to(self.prior_cov))
-        z = self._starts.get(id(g), self.prior_mean.expand(windows.size, -1))
+        last, z = self._starts.get(id(g), (None, None))
+        z = z if last is g else self.prior_mean.expand(windows.size, -1)
         with torch.no_grad():
             damping = torch.full((windows.size,), DAMPING, dtype=z.dtype, device=z.device)
             for iteration in range(ITERATIONS):
                 z, damping, gain = self.levenberg_marquardt(model, g, windows, ts, info, z, damping)
                 if iteration and gain < CONVERGED:
                     break
-        z = self._starts[id(g)] = z.detach()
+        z = z.detach()
+        self._starts = {key: entry for key, entry in self._starts.items()
+                        if any(entry[0] is group for _, groups in self._seen for _, group in groups)}
+        self._starts[id(g)] = (g, z)
         z = z + self.gauss_newton(model, g, windows, ts, info, z, None)[0]  # carries the gradients (docstring)
         return self.solve(model, g, z, torch.stack([windows.t0, windows.origin]))[-1]
 
