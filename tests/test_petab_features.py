@@ -273,7 +273,7 @@ def test_other_format_versions_are_refused(tmp_path, capsys):
 PERIOD_EXPERIMENTS = _tsv([["experimentId", "time", "conditionId"], ["e_pre", "-inf", "c_pre"], ["e_pre", 0, "c_hi"],
                            ["e_per", 0, "c0"], ["e_per", 5, "c_step"], ["e_ss", 0, "c0"]])
 PERIOD_CONDITIONS = _tsv([["conditionId", "targetId", "targetValue"], ["c0", "k1", 2.0], ["c_pre", "k1", 4.0],
-                          ["c_hi", "k1", 1.0], ["c_step", "k1", 0.5], ["c_step", "A", "2 * k4 + 1.4"]])
+                          ["c_hi", "k1", 1.0], ["c_step", "k1", "5E-01"], ["c_step", "A", "2 * k4 + 1.4"]])
 PERIOD_ROWS = [  # observable, experiment, time, measurement
     ("obs_a", "e_pre", 0.0, 7.5), ("obs_b", "e_pre", 1.5, 12.0), ("obs_b", "e_per", 2.0, 2.0),
     ("obs_a", "e_per", 5.0, 3.1), ("obs_b", "e_per", 7.0, 3.0), ("obs_b", "e_per", "inf", 1.8),
@@ -291,7 +291,8 @@ def _period_problem(tmp_path: Path, rows=PERIOD_ROWS, experiments=PERIOD_EXPERIM
 
 def _period_reference(k: dict) -> tuple:
     """e_pre: the steady state of k1 4, then k1 1 from time 0; e_per: k1 2 from the model's start, at time 5 k1
-    0.5 and A 2 k4 + 1.4 (3.0), its steady state at inf; e_ss: the steady state of k1 2."""
+    0.5 (written 5E-01: no name E) and A 2 k4 + 1.4 (3.0), its steady state at inf; e_ss: the steady state of
+    k1 2."""
     pre, hi, base, step = dict(k, k1=4.0), dict(k, k1=1.0), dict(k, k1=2.0), dict(k, k1=0.5)
     e_pre = _solve(hi, _steady(pre), 0.0, [0.0, 1.5])
     first = _solve(base, (1.0, 0.2), 0.0, [2.0, 5.0])

@@ -24,6 +24,10 @@ from .problem import Problem
 from .tables import Row
 
 RTOL, ATOL = 1e-12, 1e-14  # far below the 1e-6 asked: backprop through steps sized for a kinked (relu) RHS needs it
+# The solver: a stiff one for mechanistic models (systems-biology models mostly are; at rtol 1e-12 'auto' did not
+# switch on Boehm_JProteomeRes2014 and ran tsit5 for over 5 min, rodas5p takes 22 s), 'auto' with a network in the
+# right-hand side (the suite's cases pass so; a Rosenbrock step would need the network's Jacobian every step).
+METHODS = {False: "rodas5p", True: "auto"}
 SCALES = {"lin": lambda p: 1.0, "log": lambda p: p, "log10": lambda p: p * math.log(10.0)}  # d p / d (scaled p)
 TORCH_FUNCTIONS = {"exp": torch.exp, "log": torch.log, "sqrt": torch.sqrt, "tanh": torch.tanh, "sin": torch.sin,
                    "cos": torch.cos, "Abs": torch.abs}
@@ -50,7 +54,7 @@ def evaluate_problem(problem: Problem, gelu: str = "none") -> Evaluation:
     llh = torch.zeros((), dtype=torch.float64)
     simulations: list = [None] * len(problem.measurements)
     for experiment, rows in _by_experiment(problem).items():
-        part, simulated = _experiment(problem, hybrid, model, slots, values, experiment, rows)
+        part, simulated = _experiment(problem, hybrid, model, slots, values, experiment, rows, METHODS[bool(slots)])
         llh = llh + part
         for (k, _), value in zip(rows, simulated):
             simulations[k] = value
@@ -141,7 +145,8 @@ def _by_experiment(problem: Problem) -> dict:
     return groups
 
 
-def _experiment(problem: Problem, hybrid: Hybrid, model, slots: dict, values: dict, experiment: str, rows: list):
+def _experiment(problem: Problem, hybrid: Hybrid, model, slots: dict, values: dict, experiment: str, rows: list,
+                method: str):
     """The log-likelihood of one experiment's measurements and {measurement index: simulated value}. Its periods
     run in turn, each from the state the one before ended in, its conditions applied at its start (parameters
     keep the values set until a later period sets them again; states set are the period's initial values); a
@@ -161,7 +166,7 @@ def _experiment(problem: Problem, hybrid: Hybrid, model, slots: dict, values: di
             y = model.initial_state(batch=(1,)) if y is None else y
             for index, value in initial.items():
                 y = torch.cat([y[:, :index], value.reshape(1, 1), y[:, index + 1:]], 1)
-            states, y, continued = _period_states(model, y, start, end, mine, period, continued)
+            states, y, continued = _period_states(model, y, start, end, mine, period, continued, method)
         part, values_at = _observed(problem, hybrid, model, table, env, conditions, mine, states)
         llh = llh + part
         simulated.update(values_at)
@@ -195,7 +200,8 @@ def _periods(problem: Problem, experiment: str, rows: list) -> list:
     return [(starts[k], end, periods[k]) for k, end in zip(order, ends)]
 
 
-def _period_states(model, y: torch.Tensor, start: float, end: float, rows: list, period: Row, continued: bool):
+def _period_states(model, y: torch.Tensor, start: float, end: float, rows: list, period: Row, continued: bool,
+                   method: str):
     """({time: state [1, n]} at the measurement times of one period, the state it ends in, whether that ends a
     simulation a next period continues), from its initial state y [1, n], under its parameter table."""
     times = [row.number("time") for _, row in rows]
@@ -208,7 +214,8 @@ def _period_states(model, y: torch.Tensor, start: float, end: float, rows: list,
         return {math.inf: y}, y, False
     grid = sorted({start, *filter(math.isfinite, times)} | ({end} if math.isfinite(end) else set()))
     ts = torch.tensor(grid, dtype=torch.float64)
-    ys = model.simulate(ts, y, rtol=RTOL, atol=ATOL, after_events=continued) if len(grid) > 1 else y[None]
+    ys = model.simulate(ts, y, method=method, rtol=RTOL, atol=ATOL, after_events=continued) if len(grid) > 1 \
+        else y[None]
     states = dict(zip(grid, ys))
     if math.inf in times:
         states[math.inf] = _steady(model, ys[-1], grid[-1], period)

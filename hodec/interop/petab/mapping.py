@@ -28,7 +28,7 @@ from .placeholders import declared as placeholders
 from .problem import Problem
 from .tables import Row
 
-NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+NAME = re.compile(r"(?<![\w.])[A-Za-z_][A-Za-z0-9_]*")  # an identifier (not the exponent of 1.25E-07)
 NOISE = {("normal", "lin"): "normal", ("laplace", "lin"): "laplace", ("normal", "log"): "lognormal",
          ("laplace", "log"): "loglaplace", ("log-normal", "lin"): "lognormal",
          ("log-laplace", "lin"): "loglaplace", ("normal", "log10"): "lognormal", ("laplace", "log10"): "loglaplace",
