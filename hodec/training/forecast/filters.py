@@ -91,6 +91,9 @@ class Filter(Estimator):
         self.prior_mean.copy_(mean)
         self.prior_cov.copy_(cov + torch.diag(JITTER * (cov.diagonal() + mean * mean) + torch.finfo(mean.dtype).tiny))
 
+    def transfer(self, state: dict, names: tuple, own_names: tuple):
+        """Nothing in a filter is learned: a sparsify refit's keeps its own set-up (its own model's prior)."""
+
     def forward(self, model, windows: Windows) -> torch.Tensor:
         out = windows.hist_y.new_zeros(windows.size, len(self.prior_mean))
         parts = [(index, self.estimate(model, g, windows.select(index))) for index, g in self.groups(windows)]
