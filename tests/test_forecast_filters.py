@@ -337,6 +337,24 @@ def test_fit_and_forecast_with_a_filter_end_to_end(name, tmp_path):
         np.testing.assert_allclose([float(r[2]) for r in got if r[0] == i], expected, rtol=1e-5)
 
 
+def test_sparsify_with_a_filter_scores_every_model_by_its_horizon_objective():
+    """hodec sparsify (method forecast, ekf): the gated models' path, the refit and the test score, which is the
+    refit model's horizon objective on the test windows through its own filter."""
+    from test_forecast_sparsify import ABC, FORECAST, synthetic
+
+    from hodec.training.sparsify import data_mse, sparsify
+
+    config = {**FORECAST, "forecast": {**FORECAST["forecast"], "estimator": "ekf", "observed": False,
+                                       "measurement_noise": {"A": 0.01, "B": 0.01, "C": 0.01}},
+              "lambda1": [0.0, 0.01], "refit_epochs": 2, "folds": 2}
+    test = synthetic(2, seed=1)
+    r = sparsify(ABC, synthetic(4), config, filename="abc.hode", test=test)
+    assert all(math.isfinite(e["val_mse"]) for e in r.path)
+    assert r.refit_trainer.method.estimator.name == "ekf"
+    assert r.test_mse == pytest.approx(data_mse(r.model, test, r.config.refit,
+                                                carried=r.refit_trainer.method.carry(best=True)), rel=1e-12)
+
+
 def test_bad_filter_options_are_errors_naming_the_fit_config_key():
     t = np.arange(8.0)
     with pytest.raises(HodecError, match=r"forecast\.process_noise: 'zz' is not a state .*did you mean 'z'"):
