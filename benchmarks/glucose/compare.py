@@ -396,7 +396,8 @@ def spec_of(name: str) -> str:
 def model_path(name: str, seed: int, scale: dict, days) -> Path:
     if scale.get("training") == "forecast":
         used = FORECAST_SCALE_KEYS + (("hgs_lambda1", "hgs_epochs", "hgs_refit_epochs") if name == "hgs" else ())
-        settings = {"training": "forecast", **{k: scale.get(k) for k in used}}
+        settings = {"training": "forecast", **{k: scale.get(k) for k in used},
+                    **({"init": "zero slot outputs"} if name in ZERO_SLOTS else {})}
         key = json.dumps([name, seed, settings, sorted(d.id for d in days if d.split != 2)])
         return MODELS_DIR / f"forecast_{name}_seed{seed}_{hashlib.sha256(key.encode()).hexdigest()[:12]}.pt"
     used = ("epochs_per_step",) + (("lambda1", "hgs_lambda1", "refit_epochs") if name == "hgs" else ())
@@ -429,12 +430,16 @@ def _train_ode(name: str, days, seed: int, scale: dict, view: View) -> tuple:
 
 
 FORECAST_SCALE_KEYS = ("max_epochs", "check_every", "patience", "max_seconds", "lr", "estimator")
+# rows whose slots start at zero output (forecast.zero_output_slots): the MNODE's randomly initialised slots drift
+# far over a simulated day, so the encoder's centre (the model's own states at the window origins) is meaningless
+# and forecast training stalled (seed 0: best epoch 10 of 110, validation RMSE 88, test 63.8 mg/dL)
+ZERO_SLOTS = ("mnode",)
 # forecast training: early stopping (checks every check_every epochs, stop after patience checks without a better
 # validation RMSE) within max_epochs and max_seconds; hgs: sparsify's fixed epochs, lambda1 as cross-validated
 # under homotopy (results/glucose.md: 1e-3; no cross-validation here: CPU)
 FORECAST_FULL = {"training": "forecast", "max_epochs": 3000, "check_every": 10, "patience": 10, "max_seconds": 1200,
-                 "lr": 0.01, "estimator": forecast_training.ESTIMATOR, "hgs_lambda1": [1e-3], "hgs_epochs": 300,
-                 "hgs_refit_epochs": 300}
+                 "lr": 0.01, "estimator": forecast_training.ESTIMATOR, "hgs_lambda1": [1e-3], "hgs_epochs": 200,
+                 "hgs_refit_epochs": 200}
 FORECAST_QUICK = {**FORECAST_FULL, "max_epochs": 20, "check_every": 5, "patience": 2, "max_seconds": 120,
                   "hgs_epochs": 10, "hgs_refit_epochs": 10}
 
@@ -456,7 +461,8 @@ def train_forecast(name: str, days, seed: int, scale: dict, budget_seconds: floa
                     "folds": 2, "threshold": 0.05, "refit_epochs": scale["hgs_refit_epochs"]})
         trained = forecast_training.train_sparsified(source, train, cfg)
     else:
-        trained = forecast_training.train(source, name, train, val, cfg, scale, budget_seconds)
+        trained = forecast_training.train(source, name, train, val, cfg, scale, budget_seconds,
+                                          zero_slots=name in ZERO_SLOTS)
     MODELS_DIR.mkdir(parents=True, exist_ok=True)
     forecast_training.save(path, trained)
     return trained, view, inputs

@@ -95,13 +95,25 @@ class Validation:
         return True
 
 
+def zero_output_slots(model):
+    """Every neural slot's last layer at zero (the model starts with zero slot outputs: an MNODE's states then stay
+    at their initial values)."""
+    with torch.no_grad():
+        for slot in model.slot_modules:
+            last = [m for m in slot.modules() if isinstance(m, torch.nn.Linear)][-1]
+            last.weight.zero_()
+            last.bias.zero_()
+    return model
+
+
 def train(source: str, name: str, train_data: Dataset, val_data: Dataset, cfg: dict, scale: dict,
-          budget_seconds: float = None) -> Trained:
-    """Forecast training with early stopping on the validation windows (see the module docstring)."""
+          budget_seconds: float = None, zero_slots: bool = False) -> Trained:
+    """Forecast training with early stopping on the validation windows (see the module docstring); zero_slots:
+    the slots start at zero output (zero_output_slots) instead of their seeded initialisation."""
     config = load_config(cfg)
     torch.manual_seed(config.seed)
-    cls = load_text(source, f"{name}.hode")
-    trainer = Trainer(cls(), train_data, config)
+    model = load_text(source, f"{name}.hode")()
+    trainer = Trainer(zero_output_slots(model) if zero_slots else model, train_data, config)
     val = Validation(trainer.model, val_data, config)
     at_budget, stale, start = None, 0, time.perf_counter()
     while trainer.epoch < scale["max_epochs"]:
