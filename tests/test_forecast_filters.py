@@ -287,8 +287,24 @@ def test_measurement_noise_defaults_to_the_columns_noise_model():
     torch.testing.assert_close(modelled(noisy.model, w), given, rtol=1e-7, atol=0)
 
 
+@pytest.mark.parametrize("noise, variance", [("normal(0.1 + 0.2 * obs)", lambda h: (0.1 + 0.2 * h) ** 2),
+                                             ("laplace(0.1)", lambda h: 2 * 0.1 ** 2),  # Laplace's variance
+                                             ("lognormal(0.1)", lambda h: (0.1 * h) ** 2)])  # to first order
+def test_the_noise_models_variance_at_the_state(noise, variance):
+    spec = LINEAR.replace("observe obs = x + 0.5 * z", f"observe obs = x + 0.5 * z ~ {noise}")
+    p, options = problem_of(spec, np.arange(6.0), {"obs": np.linspace(1, 2, 6)}, {"estimator": "ekf"})
+    w = make_windows(p, history=2, horizon=1, stride=1)
+    f = EKF(p, options).double()
+    (_, g), = f.groups(w)
+    x = torch.tensor([[0.3, 0.7], [1.1, 0.2], [2.0, 1.0]], dtype=torch.float64)
+    h, _, R = f.columns_at(p.model, g, w.origin[:3], x)
+    want = [variance(float(value)) for value in h[:, 0]]
+    np.testing.assert_allclose(R[:, 0].detach().numpy(), want, rtol=1e-12)
+
+
 def test_a_column_calling_a_neural_slot_has_its_jacobian_by_autodiff():
-    spec = "model N\nstate x = 1\nstate v = 0\nneural g(x, v) hidden 4\nder x = v\nder v = -x\nobserve o = g(x, v) + x\n"
+    spec = ("model N\nstate x = 1\nstate v = 0\nneural g(x, v) hidden 4\nder x = v\nder v = -x\n"
+            "observe o = g(x, v) + x\n")
     p, options = problem_of(spec, np.arange(6.0), {"o": np.ones(6)}, {"estimator": "ekf"})
     w = make_windows(p, history=2, horizon=1, stride=1)
     f = EKF(p, options).double()

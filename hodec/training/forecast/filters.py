@@ -14,24 +14,26 @@ ekf  the continuous-discrete extended Kalman filter, dx = f(t, x) dt + dw with E
      it, P <- Phi P Phiᵀ + Q_d per substep (below); at each sample the Joseph-form update with H = dh/dx, which
      stays symmetric positive semi-definite in rounding. A missing cell gets a zero row of H, unit variance and a
      zero innovation: it changes nothing (its column of the gain is P·0 = 0).
-map  the maximum a posteriori x(t0) over the whole history (moving horizon): Levenberg-Marquardt, batched over the
-     windows, on |(y - h(x(t_k)))/sigma|² + (x(t0) - mu)ᵀ Sigma⁻¹ (x(t0) - mu), the residuals' Jacobian
-     dh/dx(t_k) · dx(t_k)/dx(t0) from the same transition matrices; accepted steps only lower the cost (which the
-     model's solve evaluates exactly), so the approximate Jacobian costs iterations, not accuracy. Up to ITERATIONS
-     iterations (CONVERGED ends them) run without gradients, then one Gauss-Newton step with them: at the optimum its derivative is the implicit one
-     (dx0/dθ = -A⁻¹ ∂g/∂θ), so training differentiates the estimate without unrolling the iterations. The state
-     at the origin is then the model's solve from x(t0). The same windows again (the next epoch's training or
-     evaluation) start from their last estimates: the model has changed little, so few iterations are needed.
-     Most windows converge in a few iterations; a window on a long curved valley of the cost may still be
-     creeping at ITERATIONS (measured with 10 on the glucose benchmark's UVA/Padova model: cost gains of 0.1-1.5 per
-     iteration for the slowest of 80 windows at iteration 10, the median window's step below 1e-3 prior standard
-     deviations by iteration 7).
+map  the maximum a posteriori x(t0) over the whole history (moving horizon), the model's solve taken as exact (no
+     process noise: process_noise is the ekf's only): Levenberg-Marquardt, batched over the windows, on
+     |(y - h(x(t_k)))/sigma|² + (x(t0) - mu)ᵀ Sigma⁻¹ (x(t0) - mu), the residuals' Jacobian dh/dx(t_k) ·
+     dx(t_k)/dx(t0) from the same transition matrices; accepted steps only lower the cost (which the model's solve
+     evaluates exactly), so the approximate Jacobian costs iterations, not accuracy. At most ITERATIONS iterations
+     (CONVERGED ends them) run without gradients, then one Gauss-Newton step with them: at the optimum its
+     derivative is the implicit one (dx0/dθ = -A⁻¹ ∂g/∂θ), so training differentiates the estimate without
+     unrolling the iterations. The state at the origin is then the model's solve from x(t0). The same windows
+     again (the next epoch's training or evaluation) start from their last estimates. Most windows converge in a
+     few iterations; a window on a long curved valley of the cost may still creep at ITERATIONS (measured with 10
+     on the glucose benchmark's UVA/Padova model, float32, rk4: cost gains of 0.1-1.5 per iteration for the
+     slowest of 80 windows at iteration 10, the median window's step below 1e-3 prior standard deviations by
+     iteration 7; finite-difference Jacobians through the solver crept the same: the cost's shape, not the
+     Jacobian).
 
 Transition matrices: each interval between samples is cut into SUBSTEPS equal substeps h; on each, the Jacobian is
 held at A = the mean of its values at the substep's ends (the trapezoid rule for the first Magnus term: local error
 O(h³), second order overall), Phi = exp(A h) (torch.linalg.matrix_exp), and Q_d = ∫₀ʰ exp(A s) Q exp(A s)ᵀ ds by
-Simpson's rule (local error O(h⁵ |A|⁴ |Q|)). For a linear time-invariant model Phi is exact; with x' = a x, a = -0.5,
-sample gap 1, Q_d differs from the closed form q (e^{2a} - 1)/(2a) by 1.4e-6 relative (tests/test_forecast_filters.py).
+Simpson's rule (local error O(h⁵ |A|⁴ |Q|)). For a linear time-invariant model Phi is exact; with x' = a x,
+a = -0.5, sample gap 1, Q_d differs from the closed form q (e^{2a} - 1)/(2a) by 1.4e-6 relative (tested).
 Exponentials of A h only, never of -A h: a stiff stable model cannot overflow them (Van Loan's exact block form
 exponentiates both). The spec's events jump the solved states (once: the filter's interval from a sample starts
 after the events there), but Phi does not hold a jump's own derivative (exact for jumps that add to a state).
