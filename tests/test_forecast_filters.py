@@ -42,11 +42,12 @@ def problem_of(spec, t, values, forecast, ids=None, name="m.hode"):
     return Problem(model, make_dataset(model, t, values, ids=ids), config), config.forecast_options
 
 
-def linear_case(columns, forecast, history, stride=4.0, shift=0.5):
-    """A trajectory of noisy numbers at t = 0..15 (some cells missing), its windows, and a filter whose prior is
-    (MU, SIGMA); each window starts `shift` before its first sample (a propagation before the first update)."""
+def linear_case(columns, forecast, history, stride=4.0, shift=0.5, absent=()):
+    """A trajectory of noisy numbers at t = 0..15 (some cells missing; the times `absent` left out: windows of
+    fewer samples, padded), its windows, and a filter whose prior is (MU, SIGMA); each window starts `shift` before
+    its first sample (a propagation before the first update)."""
     rng = np.random.default_rng(1)
-    t = np.arange(16.0)
+    t = np.setdiff1d(np.arange(16.0), absent)
     values = {c: rng.normal(1.0, 0.5, len(t)) for c in columns}
     values[columns[0]][[2, 6, 9]] = np.nan  # missing cells, one inside each window's history
     if len(columns) > 1:
@@ -149,10 +150,12 @@ def posterior(w, k, columns, r, jump_at=None):
     return expm(A * (origin - t0)) @ z + offset(origin)
 
 
+@pytest.mark.parametrize("absent", [(), (5.0, 10.0)])  # windows of 4 samples; of 4, 3 and 3 (padded)
 @pytest.mark.parametrize("estimator", [MAP, EKF])  # the EKF without process noise is the same posterior
-def test_map_and_noiseless_ekf_are_the_gaussian_posterior_on_a_linear_model(estimator):
+def test_map_and_noiseless_ekf_are_the_gaussian_posterior_on_a_linear_model(estimator, absent):
     columns, r = ("x", "obs"), {"x": 0.3, "obs": 0.2}
-    p, options, w = linear_case(columns, {"measurement_noise": r}, history=4.0)
+    p, options, w = linear_case(columns, {"measurement_noise": r}, history=4.0, absent=absent)
+    assert sorted(w.hist_len.tolist()) == ([4, 4, 4] if not absent else [3, 3, 4])
     f = with_prior(estimator(p, options).double())
     x = f(p.model, w).detach().numpy()
     for k in range(len(w.t0)):
