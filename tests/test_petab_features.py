@@ -18,6 +18,8 @@ from scipy.integrate import solve_ivp
 
 from benchmarks.petab_sciml_problems import read_tsv
 from hodec.cli import main
+from hodec.interop.petab.evaluate import evaluate_problem
+from hodec.interop.petab.problem import read_problem
 
 MODEL = """<?xml version="1.0" encoding="UTF-8"?>
 <sbml xmlns="http://www.sbml.org/sbml/level3/version2/core" level="3" version="2">
@@ -120,6 +122,28 @@ def _fd(function, k: dict, name: str, log10: bool = False) -> float:
     return (at(h) - at(-h)) / (2 * h)
 
 
+def _agrees(folder: Path, reference, differenced=(("k2", True), ("k3", False))) -> dict:
+    """Evaluate the problem: its llh and simulations those of reference(K), its gradients with respect to the
+    `differenced` parameters (name, on log10) those of central differences of the reference's llh; the gradients."""
+    assert _evaluate(folder) == 0
+    llh, sims, grads = _results(folder)
+    want, want_sims = reference(K)
+    assert sims == pytest.approx(want_sims, rel=1e-9)
+    assert llh == pytest.approx(want, rel=1e-9)
+    for name, log10 in differenced:
+        assert grads[name] == pytest.approx(_fd(lambda k: reference(k)[0], K, name, log10), rel=1e-6)
+    return grads
+
+
+def _refused(folder: Path, capsys, where: str, message: str) -> None:
+    """Evaluating the problem exits 1 with an error naming `where` (FILE:LINE:) and saying `message`; nothing is
+    written."""
+    assert _evaluate(folder) == 1
+    err = capsys.readouterr().err
+    assert where in err and message in err, err
+    assert list((folder.parent / "out").iterdir()) == []
+
+
 # ------------------------------------------------------------------------------------------------ placeholders
 PLACEHOLDER_OBSERVABLES = _tsv([
     ["observableId", "observableFormula", "noiseFormula", "observablePlaceholders", "noisePlaceholders"],
@@ -158,18 +182,12 @@ def _placeholder_reference(k: dict, scale: float = 1.7, sd: float = 0.3) -> tupl
 
 
 def test_placeholders_per_measurement_row(tmp_path):
-    folder = _placeholder_problem(tmp_path)
-    assert _evaluate(folder) == 0
-    llh, sims, grads = _results(folder)
-    want, want_sims = _placeholder_reference(K)
-    assert llh == pytest.approx(want, rel=1e-9)
-    assert sims == pytest.approx(want_sims, rel=1e-9)
-    # d llh / d scale_p and d sd_p: the rows that read them, by hand; d / d log10 k2 by finite differences
+    grads = _agrees(_placeholder_problem(tmp_path), _placeholder_reference)
+    # d llh / d scale_p and d sd_p: the rows that read them, by hand
     states = _solve(K, (1.0, 0.2), 0.0, [2.0, 4.0])
     residuals = [(4.0 - 1.7 * states[0, 0], states[0, 0]), (5.2 - 1.7 * states[1, 0] - 0.1, states[1, 0])]
     assert grads["scale_p"] == pytest.approx(sum(r * a / 0.09 for r, a in residuals), rel=1e-8)
     assert grads["sd_p"] == pytest.approx(sum(-1 / 0.3 + r * r / 0.027 for r, _ in residuals), rel=1e-8)
-    assert grads["k2"] == pytest.approx(_fd(lambda k: _placeholder_reference(k)[0], K, "k2", log10=True), rel=1e-6)
 
 
 @pytest.mark.parametrize("column, cells, message", [
@@ -178,11 +196,7 @@ def test_placeholders_per_measurement_row(tmp_path):
     ("noiseParameters", ("2;0", "nosuch"), "'nosuch' in 'nosuch' is not a parameter")])
 def test_bad_placeholder_values_are_located(tmp_path, capsys, column, cells, message):
     bad = ("obs_b", 2.0, 1.0, *cells) if column == "noiseParameters" and cells[0] == "" else ("obs_a", 2.0, 1.0, *cells)
-    folder = _placeholder_problem(tmp_path, PLACEHOLDER_ROWS[:2] + [bad])
-    assert _evaluate(folder) == 1
-    err = capsys.readouterr().err
-    assert "measurements.tsv:4:" in err and message in err, err
-    assert list((tmp_path / "out").iterdir()) == []
+    _refused(_placeholder_problem(tmp_path, PLACEHOLDER_ROWS[:2] + [bad]), capsys, "measurements.tsv:4:", message)
 
 
 # ------------------------------------------------------------------------------------------------ PEtab v1
@@ -225,48 +239,32 @@ def _v1_reference(k: dict) -> tuple:
 
 def test_petab_v1_problem(tmp_path):
     """Also a log10-transformed observable (common in v1 problems)."""
-    folder = _v1_problem(tmp_path)
-    assert _evaluate(folder) == 0
-    llh, sims, grads = _results(folder)
-    want, want_sims = _v1_reference(K)
-    assert sims == pytest.approx(want_sims, rel=1e-9)
-    assert llh == pytest.approx(want, rel=1e-9)
+    _agrees(_v1_problem(tmp_path), _v1_reference)  # k3's gradient: through simulations, steady states, a placeholder
     experiments = [row["experimentId"] for row in read_tsv(tmp_path / "out" / "simulations.tsv")]
     assert experiments == ["c0", "c0", "c_pre:c_hi", "c_hi", "c_pre:c_hi", "c0"]
-    for name, log10 in (("k2", True), ("k3", False)):  # through simulations, steady states and a placeholder
-        assert grads[name] == pytest.approx(_fd(lambda k: _v1_reference(k)[0], K, name, log10), rel=1e-6)
 
 
 def test_petab_v1_unknown_condition_is_located(tmp_path, capsys):
-    folder = _v1_problem(tmp_path, V1_ROWS[:3] + [("obs_a", "", "c9", 1.0, 1.0, "", "0.3")])
-    assert _evaluate(folder) == 1
-    err = capsys.readouterr().err
-    assert "measurements.tsv:5:" in err and "'c9'" in err, err
-    assert list((tmp_path / "out").iterdir()) == []
+    _refused(_v1_problem(tmp_path, V1_ROWS[:3] + [("obs_a", "", "c9", 1.0, 1.0, "", "0.3")]), capsys,
+             "measurements.tsv:5:", "conditionId 'c9' is not in the conditions table")
 
 
 def test_petab_v1_duplicate_condition_is_located(tmp_path, capsys):
     folder = _v1_problem(tmp_path)
     (folder / "conditions.tsv").write_text(V1_CONDITIONS + "c0\t\t3.0\t\n")
-    assert _evaluate(folder) == 1
-    err = capsys.readouterr().err
-    assert "conditions.tsv:5:" in err and "'c0' is defined twice" in err, err
+    _refused(folder, capsys, "conditions.tsv:5:", "'c0' is defined twice")
 
 
 def test_petab_v1_unknown_condition_target_is_located(tmp_path, capsys):
     folder = _v1_problem(tmp_path)
     (folder / "conditions.tsv").write_text(V1_CONDITIONS.replace("\tA\n", "\tAx\n"))
-    assert _evaluate(folder) == 1
-    err = capsys.readouterr().err
-    assert "conditions.tsv:4:" in err and "targetId 'Ax' is no parameter or species" in err, err
-    assert list((tmp_path / "out").iterdir()) == []
+    _refused(folder, capsys, "conditions.tsv:4:", "targetId 'Ax' is no parameter or species")
 
 
 def test_other_format_versions_are_refused(tmp_path, capsys):
     folder = _v1_problem(tmp_path)
     (folder / "problem.yaml").write_text(V1.replace("format_version: 1", "format_version: 3"))
-    assert _evaluate(folder) == 1
-    assert "format_version 3: PEtab v1 and v2 problems are read" in capsys.readouterr().err
+    _refused(folder, capsys, "problem.yaml", "format_version 3: PEtab v1 and v2 problems are read")
 
 
 # ------------------------------------------------------------------------------------------------ periods
@@ -305,14 +303,7 @@ def _period_reference(k: dict) -> tuple:
 
 
 def test_periods_preequilibration_and_steady_states(tmp_path):
-    folder = _period_problem(tmp_path)
-    assert _evaluate(folder) == 0
-    llh, sims, grads = _results(folder)
-    want, want_sims = _period_reference(K)
-    assert sims == pytest.approx(want_sims, rel=1e-9)
-    assert llh == pytest.approx(want, rel=1e-9)
-    for name, log10 in (("k2", True), ("k3", False)):
-        assert grads[name] == pytest.approx(_fd(lambda k: _period_reference(k)[0], K, name, log10), rel=1e-6)
+    _agrees(_period_problem(tmp_path), _period_reference)
 
 
 @pytest.mark.parametrize("rows, experiments, where, message", [
@@ -325,8 +316,10 @@ def test_periods_preequilibration_and_steady_states(tmp_path):
     (PERIOD_ROWS[:4] + [("obs_a", "e_per", "-inf", 1.0)], PERIOD_EXPERIMENTS, "measurements.tsv:6:",
      "a measurement at time -inf")])
 def test_bad_periods_are_located(tmp_path, capsys, rows, experiments, where, message):
-    folder = _period_problem(tmp_path, rows, experiments)
-    assert _evaluate(folder) == 1
-    err = capsys.readouterr().err
-    assert where in err and message in err, err
-    assert list((tmp_path / "out").iterdir()) == []
+    _refused(_period_problem(tmp_path, rows, experiments), capsys, where, message)
+
+
+def test_llh_without_gradients(tmp_path):
+    evaluation = evaluate_problem(read_problem(_period_problem(tmp_path) / "problem.yaml"), gradients=False)
+    assert evaluation.llh == pytest.approx(_period_reference(K)[0], rel=1e-9)
+    assert evaluation.grad_mech == [] and evaluation.grad_nets == {}

@@ -42,8 +42,15 @@ class Evaluation:
     log_posterior: Optional[float] = None  # llh + log prior, when some parameter has a prior (the gradients: its)
 
 
-def evaluate_problem(problem: Problem, gelu: str = "none") -> Evaluation:
-    """`gelu`: the GELU a network file's gelu means where it does not say (as Network's)."""
+def evaluate_problem(problem: Problem, gelu: str = "none", gradients: bool = True) -> Evaluation:
+    """`gelu`: the GELU a network file's gelu means where it does not say (as Network's). gradients=False: the
+    llh and simulations only (no graph kept: backpropagating through the steps of a long oscillating solve at
+    rtol 1e-12 takes minutes), grad_mech and grad_nets empty."""
+    with torch.set_grad_enabled(gradients):
+        return _evaluate_problem(problem, gelu, gradients)
+
+
+def _evaluate_problem(problem: Problem, gelu: str, gradients: bool) -> Evaluation:
     hybrid = build(problem, gelu)
     values = _parameter_values(problem)
     slots = {name: SlotNet(hybrid.nets[net], index, element) for name, (net, index, element) in hybrid.slots.items()}
@@ -63,8 +70,8 @@ def evaluate_problem(problem: Problem, gelu: str = "none") -> Evaluation:
     if objective.requires_grad:  # not without measurements or estimated parameters: every gradient is 0
         objective.backward()
     grad_mech = [(pid, _scaled_grad(problem.parameters[pid], values[pid])) for pid in values
-                 if values[pid].requires_grad]
-    grad_nets = {net_id: _net_grads(net) for net_id, net in hybrid.nets.items()}
+                 if values[pid].requires_grad and gradients]
+    grad_nets = {net_id: _net_grads(net) for net_id, net in hybrid.nets.items() if gradients}
     sims = [(row["observableId"], row["experimentId"], row.number("time"), value)
             for row, value in zip(problem.measurements, simulations)]
     llh = llh.detach()
