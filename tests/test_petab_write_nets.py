@@ -159,6 +159,31 @@ def test_dandekar_written_gives_its_reference_llh(tmp_path):
     assert _llh_at_epoch_0(out) == pytest.approx(expected, rel=1e-8, abs=0)
 
 
+@pytest.mark.parametrize("command", ["write", "fit"])
+def test_a_network_input_per_condition_from_an_array_file_is_refused_located(tmp_path, capsys, command):
+    """Case 038: net6's second input is an array that differs by condition (the slot of a batch of experiments
+    has one)."""
+    out = tmp_path / "o"
+    assert main(["petab", command, str(SUITE / "038" / "petab" / "problem.yaml"), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "hybridization.tsv:3" in err and "'net6_input2'" in err and "cond1, cond2" in err
+    assert not out.exists() and not (tmp_path / "o-problem").exists()
+
+
+@pytest.mark.slow  # the network per sample (vmap) in solves at rtol 1e-12
+def test_petab_fit_gives_a_network_its_array_input(tmp_path):
+    """Case 036: net6 reads prey and an array the same for every condition; put in as it is, with that array,
+    a 1-epoch fit at lr 1e-12 reports the suite's llh."""
+    case = SUITE / "036"
+    config = tmp_path / "one.yaml"
+    config.write_text("method: vanilla\nepochs: 1\nlr: 1.0e-12\nsolver: {rtol: 1.0e-12, atol: 1.0e-14}\n")
+    run = tmp_path / "run"
+    assert main(["petab", "fit", str(case / "petab" / "problem.yaml"), "--out", str(run), "--config", str(config),
+                 "--quiet"]) == 0
+    expected = yaml.safe_load((case / "solutions.yaml").read_text())["llh"]
+    assert json.loads((run / "report.json").read_text())["llh"] == pytest.approx(expected, rel=1e-6)
+
+
 def _network(tmp_path, layers: list, nodes: list, gelu: str = "none"):
     """A Net of a 2-input network: `layers` (id, type, args), `nodes` (op, target, kwargs) applied in a chain."""
     from hodec.interop.petab.mapping import Net

@@ -30,8 +30,8 @@ def presim_lets(problem: Problem, hybrid: Hybrid, text: str) -> tuple[str, dict]
                      f"output or formula cannot be a .hode initial value hodec fit trains yet")
         for port in ports:
             if any(isinstance(source, ArrayInput) for source in hybrid.nets[port.net].inputs.values()):
-                row.fail(f"network '{port.net}' has an input given in an array file: hodec fit has no "
-                         f"per-experiment network inputs yet")
+                row.fail(f"network '{port.net}', run before simulation, reads an input from an array file: its "
+                         f"slot takes only inputs given by formulas yet")
         pattern = re.compile(rf"^param {re.escape(name)} = ")
         let = f"let {name} = {_hode(row['targetValue'], hybrid.names, hybrid.outputs, hybrid.nets, slots, True)}"
         lines = [let if pattern.match(line) else line for line in lines]

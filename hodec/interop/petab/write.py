@@ -22,7 +22,7 @@ import yaml
 from ...errors import HodecError
 from ...files import write_atomic
 from ...training.config import DEFAULTS
-from .mapping import NAME, Hybrid, build, estimated, is_array_parameter
+from .mapping import NAME, ArrayInput, Hybrid, build, estimated, is_array_parameter
 from .presim import presim_lets
 from .problem import Problem
 from .slots import TrainableSlotNet, as_slot_mlp
@@ -67,11 +67,13 @@ def write_fit_files(files: FitFiles, out: Path) -> None:
 
 
 def _check_networks(problem: Problem, hybrid: Hybrid) -> None:
-    """Refuse, located, what hodec fit cannot train yet: array inputs of networks, outputs of networks run before
-    simulation read by observables, priors on network arrays."""
+    """Refuse, located, what hodec fit cannot train yet: network inputs from array files that differ by
+    condition, outputs of networks run before simulation read by observables, priors on network arrays."""
     for target, row in problem.hybridization.items():
-        if target in problem.mapping and row["targetValue"] == "array":
-            row.fail(f"network input '{target}' is given in an array file: hodec fit has no per-experiment "
+        keys = set(hybrid.arrays.get(target, {}))
+        if target in problem.mapping and row["targetValue"] == "array" and not (keys and keys <= {"0", "data"}):
+            row.fail(f"network input '{target}' is given in an array file per condition (inputs/{target}: "
+                     f"{', '.join(hybrid.arrays.get(target, {})) or 'none'}): hodec fit has no per-experiment "
                      f"network inputs yet")
     presim_outputs = {port_id for port_id, port in hybrid.outputs.items() if not hybrid.nets[port.net].in_model}
     for obs_id, row in problem.observables.items():
@@ -106,10 +108,17 @@ def _slots(problem: Problem, hybrid: Hybrid, text: str, slots: dict, modules: bo
                              f"is (it puts the network into the model's slots)", str(problem.networks[net_id]))
         for slot in names:
             put[slot] = TrainableSlotNet(net, *slots[slot][1:])
+            put[slot].constants = {source.entity: torch.as_tensor(_one_array(hybrid, source.entity))
+                                   for source in net.inputs.values() if isinstance(source, ArrayInput)}
             lines = _declare(lines, slot, f"# {slot}: network '{net_id}' ({problem.networks[net_id].name}) as it "
                                           f"is, put in by hodec petab fit\n" + _declaration(lines, slot))
         frozen += TrainableSlotNet.frozen(names[0], net)
     return "\n".join(lines) + "\n", weights, frozen, put
+
+
+def _one_array(hybrid: Hybrid, entity: str):
+    """The array of an input the same for every condition (_check_networks refused the others)."""
+    return next(iter(hybrid.arrays[entity].values()))
 
 
 def _network_keys(problem: Problem, text: str, slots: dict, weights: dict, frozen: list) -> dict:
