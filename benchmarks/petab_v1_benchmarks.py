@@ -41,6 +41,11 @@ REFERENCE_LLH = {  # AMICI's benchmark_models.yaml (commit 5c524dd)
     "Sneyd_PNAS2002": 319.79177818768756, "Smith_BMCSystBiol2013": -888198.436541014,
     "Weber_BMC2015": -296.2017922646865, "Zheng_PNAS2012": 278.33353271001477}
 
+NOTES = {  # an independent solve where hodec and the reference differ
+    "Crauste_CellSystems2017": "libRoadRunner (CVODE at rtol 1e-12, the llh by hand from its outputs) gives "
+                               "-190.96397757229, hodec's llh to 2e-11: the reference is 6.5e-6 off",
+}
+
 
 class Timeout(Exception):
     pass
@@ -53,7 +58,7 @@ def run_model(folder: Path, seconds: int) -> dict:
     def expire(*_):
         raise Timeout()
 
-    previous = signal.signal(signal.SIGALRM, expire)
+    previous = signal.signal(signal.SIGALRM, expire)  # (checked between Python steps: a long C call runs on)
     signal.alarm(seconds)
     try:
         llh = evaluate_problem(read_problem(folder / f"{folder.name}.yaml"), gradients=False).llh
@@ -66,7 +71,8 @@ def run_model(folder: Path, seconds: int) -> dict:
         signal.signal(signal.SIGALRM, previous)
     error = abs(llh - reference) / abs(reference)
     return {"status": "pass" if error <= RTOL else "fail", "llh": llh, "reference": reference,
-            "relative_error": error, "seconds": round(time.perf_counter() - start, 1), "reason": ""}
+            "relative_error": error, "seconds": round(time.perf_counter() - start, 1),
+            "reason": NOTES.get(folder.name, "") if error > RTOL else ""}
 
 
 def report(results: dict) -> str:
