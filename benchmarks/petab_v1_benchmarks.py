@@ -1,6 +1,7 @@
 """PEtab v1 problems of the benchmark collection (github Benchmarking-Initiative/Benchmark-Models-PEtab, BSD 3)
-through `hodec petab evaluate` (without gradients): the llh at the nominal parameters against the reference values AMICI's tests keep
-for them (AMICI-dev/AMICI, tests/benchmark_models/benchmark_models.yaml), judged at 1e-6 relative.
+through `hodec petab evaluate` (without gradients): the llh at the nominal parameters against the reference values
+AMICI's tests keep for them (AMICI-dev/AMICI, tests/benchmark_models/benchmark_models.yaml), judged at 1e-6
+relative.
 
     python benchmarks/petab_v1_benchmarks.py [--collection DIR] [--models A,B] [--timeout S] [--results DIR]
 
@@ -79,7 +80,8 @@ def report(results: dict) -> str:
     passed = sum(r["status"] == "pass" for r in results.values())
     lines = [f"# PEtab v1 benchmark collection: {passed} of {len(results)} agree with AMICI's llh", "",
              f"(llh at the nominal parameters within {RTOL:g} relative; `python benchmarks/petab_v1_benchmarks.py`)",
-             "", "| model | status | llh | reference | relative error | seconds | reason |", "|---|---|---|---|---|---|---|"]
+             "", "| model | status | llh | reference | relative error | seconds | reason |",
+             "|---|---|---|---|---|---|---|"]
     for name, r in sorted(results.items()):
         llh = f"{r['llh']:.12g}" if "llh" in r else ""
         error = f"{r['relative_error']:.1e}" if "relative_error" in r else ""
