@@ -11,8 +11,9 @@ Training of the ODE rows (--training):
                the training patients' windows (the same 210 + 60 min, stride 30), the state at each window's
                origin from a GRU encoder over its history, trained end to end with the model, early-stopped on
                the validation patients' windows; the test windows are forecast by the model and its encoder
-               (benchmarks/glucose/forecast.py). The LSTM runs first in each seed: the ODE rows are also scored as
-               they were when their training time passed the LSTM's wall time.
+               (benchmarks/glucose/forecast.py); the MNODE's slots start at zero output (ZERO_SLOTS). The LSTM
+               runs first in each seed: the ODE rows are also scored as they were when their training time passed
+               the LSTM's wall time.
   homotopy     (results/glucose.md) homotopy on whole days, forecast from a MAP state estimate (below).
 Models (every ODE model is a .hode spec trained by hodec itself, CGM the only fitted column; rk4 with fixed
 steps; under homotopy on whole days that start at 00:00 from basal):
