@@ -100,6 +100,13 @@ def choose_lambda1(path: list, selection: str) -> float:
     return max(e["lambda1"] for e in path if e["val_mse"] <= best["val_mse"] + margin(e))
 
 
+def continuing(fit_config):
+    """The fit config of a model that goes on from trained weights (a warm-started path point, a refit): FIT.yaml's
+    slot_weights are a fresh model's starting weights, and loading them again would undo the training carried
+    over."""
+    return replace(fit_config, slot_weights=None)
+
+
 def l1_path(model_class, data, config: SparsifyConfig, lambdas, phi0, inputs=None, on_failure=None):
     """The L1 models of `lambdas` (increasing), one (lambda1, trainer or None) at a time. With warm_start each fit
     starts from a copy of the previous good fit's final model, else each from a fresh initialisation; a failed
@@ -108,7 +115,8 @@ def l1_path(model_class, data, config: SparsifyConfig, lambdas, phi0, inputs=Non
     for lam in lambdas:
         model = fresh(model_class, config.fit.seed) if start is None else copy.deepcopy(start)
         try:
-            trainer = PenalisedTrainer(model, data, config.fit, lam, config.lambda2, phi0, inputs)
+            fit_config = config.fit if start is None else continuing(config.fit)
+            trainer = PenalisedTrainer(model, data, fit_config, lam, config.lambda2, phi0, inputs)
             trainer.method.take(carried)
             trainer.train()
         except FitError as err:
@@ -132,7 +140,7 @@ def refit_gated(model, data, config: SparsifyConfig, phi0, inputs=None, carried=
     with torch.no_grad():
         model.gate_weights.mul_(keep)
     model.gate_weights.register_hook(lambda grad: grad * keep)  # Adam leaves a parameter with zero grads alone
-    trainer = PenalisedTrainer(model, data, config.refit, 0.0, config.lambda2, phi0, inputs)
+    trainer = PenalisedTrainer(model, data, continuing(config.refit), 0.0, config.lambda2, phi0, inputs)
     trainer.method.take(carried)
     trainer.train()
     if trainer.status == "interrupted":

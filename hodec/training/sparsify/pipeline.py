@@ -20,7 +20,7 @@ from ..data import Dataset, read_data
 from ..loop import Trainer
 from ..report import fitted_spec
 from ..sparsify_config import SparsifyConfig, load_sparsify_config
-from .path import WHO, cross_validate, data_mse, fresh, l1_path, spec_prior
+from .path import WHO, continuing, cross_validate, data_mse, fresh, l1_path, spec_prior
 from .penalty import PenalisedTrainer
 
 
@@ -80,7 +80,7 @@ def refit_pruned(pruned_class, gated, sm, data, config: SparsifyConfig, inputs=N
     phi0 = spec_prior(pruned_class, config.fit)
     model = fresh(pruned_class, config.fit.seed)
     transfer(gated, model, gated.gates, folded_gates(sm, gated, gated.gates))
-    trainer = PenalisedTrainer(model, data, config.refit, 0.0, config.lambda2, phi0, inputs)
+    trainer = PenalisedTrainer(model, data, continuing(config.refit), 0.0, config.lambda2, phi0, inputs)
     trainer.method.take(carried)
     trainer.train()
     return trainer
