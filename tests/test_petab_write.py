@@ -98,7 +98,7 @@ def test_expression_condition_is_located(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
-def test_noise_parameters_are_located(tmp_path, capsys):
+def test_noise_parameters_without_placeholders_are_located(tmp_path, capsys):
     folder = _problem(tmp_path)
     path = folder / "measurements.tsv"
     header, first, *rest = path.read_text().strip().split("\n")
@@ -131,3 +131,57 @@ def test_petab_fit_bad_config_key_writes_nothing(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "user.yaml" in err and "epochs" in err
     assert not run.exists() and not (tmp_path / "run-problem").exists()
+
+
+# ------------------------------------------------------------------------------------------------ placeholders
+PLACEHOLDER_OBSERVABLES = ("observableId\tobservableFormula\tnoiseFormula\tobservableTransformation\tnoiseDistribution"
+                           "\tnoisePlaceholders\nprey_o\tprey\tnoiseParameter1_prey_o\tlin\tnormal\tnoiseParameter1_prey_o"
+                           "\npredator_o\tpredator\t0.05\tlin\tnormal\t\n")
+
+
+def _placeholder_problem(tmp_path: Path, e2_values=("0.3",)) -> Path:
+    """The two-experiment problem with prey's noise a placeholder: the estimated parameter sd_p in e1, numbers in
+    e2 (one per prey row, in order)."""
+    folder = _problem(tmp_path)
+    (folder / "observables.tsv").write_text(PLACEHOLDER_OBSERVABLES)
+    with (folder / "parameters.tsv").open("a") as f:
+        f.write("sd_p\tlin\t0.01\t10\t0.07\ttrue\t\t\n")
+    path = folder / "measurements.tsv"
+    header, *rows = path.read_text().strip().split("\n")
+    out, e2_prey = [header + "\tnoiseParameters"], 0
+    for row in rows:
+        value = ""
+        if row.startswith("prey_o\te1"):
+            value = "sd_p"
+        elif row.startswith("prey_o\te2"):
+            value = e2_values[min(e2_prey, len(e2_values) - 1)]
+            e2_prey += 1
+        out.append(row + "\t" + value)
+    path.write_text("\n".join(out) + "\n")
+    return folder
+
+
+def test_noise_placeholders_become_conditions_with_evaluates_llh(tmp_path):
+    folder = _placeholder_problem(tmp_path)
+    assert _write(folder) == 0
+    out = tmp_path / "out"
+    config = yaml.safe_load((out / "FIT.yaml").read_text())
+    assert config["conditions"]["e1"]["noiseParameter1_prey_o"] == "sd_p"
+    assert config["conditions"]["e2"]["noiseParameter1_prey_o"] == 0.3
+    model = load(out / "model.hode")()
+    cfg = load_config(out / "FIT.yaml", solver={"rtol": 1e-12, "atol": 1e-14})
+    fit_problem = Problem(model, read_data(out / "data.csv", model, cfg), cfg)
+    llh = -float(sum(cells.sum() for _, cells in fit_problem.group_errors(fit_problem.model, "test", check=False)).detach())
+    evaluation = evaluate_problem(read_problem(folder / "problem.yaml"))
+    assert llh == pytest.approx(evaluation.llh, rel=1e-8, abs=0)
+    # the placeholders matter: sd_p at 0.07 against 0.3 in e2 (a wrong pairing changes the llh)
+    (folder / "measurements.tsv").write_text((folder / "measurements.tsv").read_text().replace("\t0.3\n", "\t0.07\n"))
+    assert evaluate_problem(read_problem(folder / "problem.yaml")).llh != pytest.approx(llh, rel=1e-3)
+
+
+def test_placeholder_values_that_differ_within_an_experiment_are_located(tmp_path, capsys):
+    folder = _placeholder_problem(tmp_path, e2_values=("0.3", "0.4"))
+    assert _write(folder) == 1
+    err = capsys.readouterr().err
+    assert "measurements.tsv:" in err and "noiseParameter1_prey_o" in err and "one value per trajectory" in err
+    assert not (tmp_path / "out").exists()

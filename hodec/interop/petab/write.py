@@ -4,8 +4,9 @@ experiment, t, dv, dvid = observable, and a row without a value at each experime
 starts) and the FIT.yaml of the conditions per experiment, the priors, the estimation scales and `initial: spec`.
 PEtab-SciML networks become neural slots (slots.py; those set before simulation called in lets, presim.py), their
 arrays the slots' starting weights (slot_weights.pt) and their frozen arrays FIT.yaml's `frozen`. Only what
-`hodec fit` means the same way is written: several periods, steady-state measurements, per-measurement noise or
-observable parameters, conditions that are expressions, network inputs from array files, network-set initial
+`hodec fit` means the same way is written: noise and observable placeholders are fixed params that FIT.yaml's
+conditions set per experiment (refused where one experiment's rows give one placeholder different values); several
+periods, steady-state measurements, conditions that are expressions, network inputs from array files, network-set initial
 values and priors on network arrays are refused, naming them."""
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from ...errors import HodecError
 from ...files import write_atomic
 from ...training.config import DEFAULTS
 from .mapping import NAME, ArrayInput, Hybrid, build, estimated, is_array_parameter
+from .placeholders import assigned
 from .presim import presim_lets
 from .problem import Problem
 from .slots import TrainableSlotNet, as_slot_mlp
@@ -164,6 +166,8 @@ def _spec(problem: Problem, hybrid: Hybrid, text: str) -> str:
             continue
         name = hybrid.names.get(pid, pid)
         line = re.compile(rf"^param {re.escape(name)} = \S+ fixed( \".*\")?$", re.M)  # an SBML name as its doc
+        if not line.search(text) and pid in _placeholder_parameters(problem):
+            text = text.rstrip("\n") + f"\nparam {name} = 1 fixed\n"  # read only as a placeholder's value
         if not line.search(text):
             if estimated(row):
                 row.fail(f"estimated parameter '{pid}' is no parameter of the model hodec fit could train")
@@ -198,9 +202,6 @@ def _data(problem: Problem) -> str:
                                      f"both would be data id '{NO_EXPERIMENT}'")
     by_id: dict = {}  # data id -> [(time, dv, dvid)], the start's row without a value first
     for row in problem.measurements:
-        for column in ("observableParameters", "noiseParameters"):
-            if row[column]:
-                row.fail(f"{column} {row[column]!r}: per-measurement parameters are not written for hodec fit")
         time = row.number("time")
         if not math.isfinite(time):
             row.fail("a measurement at time inf (steady state) is not written for hodec fit")
@@ -244,6 +245,7 @@ def _config(problem: Problem, hybrid: Hybrid) -> dict:
                 if condition not in problem.conditions:
                     period.fail(f"conditionId '{condition}' is not in the conditions table")
                 values.update(_condition(row, hybrid, problem.parameters) for row in problem.conditions[condition])
+        values.update(_placeholder_values(problem, hybrid, experiment))
         if values:
             conditions[experiment or NO_EXPERIMENT] = values
     priors = {hybrid.names.get(pid, pid): _prior(row) for pid, row in _mechanistic(problem)
@@ -256,15 +258,50 @@ def _config(problem: Problem, hybrid: Hybrid) -> dict:
     return config
 
 
+def _placeholder_values(problem: Problem, hybrid: Hybrid, experiment: str) -> dict:
+    """Placeholder -> number or parameter name of one experiment's measurement rows: a placeholder is one fixed
+    param of the spec, which a trajectory's conditions give one value (rows of one experiment that differ are
+    refused, naming the second)."""
+    values: dict = {}
+    for row in problem.measurements:
+        if row["experimentId"] != experiment:
+            continue
+        observable = problem.observables.get(row["observableId"])
+        if observable is None:
+            row.fail(f"observableId '{row['observableId']}' is not in the observables table")
+        for name, text in assigned(row, observable):
+            value = _number_or_name(text, hybrid, problem.parameters)
+            if value is None:
+                row.fail(f"{name} = {text!r}: hodec fit's conditions take a number or a parameter's name")
+            if values.setdefault(name, value) != value:
+                row.fail(f"placeholder '{name}' is {text} here and {values[name]} in an earlier row of experiment "
+                         f"'{experiment or NO_EXPERIMENT}': hodec fit gives a param one value per trajectory")
+    return values
+
+
+def _placeholder_parameters(problem: Problem) -> set:
+    """The table's parameters that measurement rows give placeholders as values (the spec may not read them
+    otherwise)."""
+    return {text for row in problem.measurements if row["observableId"] in problem.observables
+            for _, text in assigned(row, problem.observables[row["observableId"]]) if text in problem.parameters}
+
+
+def _number_or_name(text: str, hybrid: Hybrid, problem_parameters: dict):
+    try:
+        return float(text)
+    except ValueError:
+        if text in hybrid.names or text in problem_parameters:
+            return hybrid.names.get(text, text)
+    return None
+
+
 def _condition(row: Row, hybrid: Hybrid, problem_parameters: dict) -> tuple:
     """(model name, number or parameter name) of one conditions-table row."""
     target = hybrid.names.get(row["targetId"], row["targetId"])
+    value = _number_or_name(row["targetValue"].strip(), hybrid, problem_parameters)
+    if value is not None:
+        return target, value
     value = row["targetValue"].strip()
-    try:
-        return target, float(value)
-    except ValueError:
-        if value in hybrid.names or value in problem_parameters:
-            return target, hybrid.names.get(value, value)
     row.fail(f"targetValue {value!r}: hodec fit's conditions take a number or a parameter's name, not an "
              f"expression")
 
