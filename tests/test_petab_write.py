@@ -168,10 +168,7 @@ def test_noise_placeholders_become_conditions_with_evaluates_llh(tmp_path):
     config = yaml.safe_load((out / "FIT.yaml").read_text())
     assert config["conditions"]["e1"]["noiseParameter1_prey_o"] == "sd_p"
     assert config["conditions"]["e2"]["noiseParameter1_prey_o"] == 0.3
-    model = load(out / "model.hode")()
-    cfg = load_config(out / "FIT.yaml", solver={"rtol": 1e-12, "atol": 1e-14})
-    fit_problem = Problem(model, read_data(out / "data.csv", model, cfg), cfg)
-    llh = -float(sum(cells.sum() for _, cells in fit_problem.group_errors(fit_problem.model, "test", check=False)).detach())
+    llh = _written_llh(out)
     evaluation = evaluate_problem(read_problem(folder / "problem.yaml"))
     assert llh == pytest.approx(evaluation.llh, rel=1e-8, abs=0)
     # the placeholders matter: sd_p at 0.07 against 0.3 in e2 (a wrong pairing changes the llh)
@@ -185,3 +182,36 @@ def test_placeholder_values_that_differ_within_an_experiment_are_located(tmp_pat
     err = capsys.readouterr().err
     assert "measurements.tsv:" in err and "noiseParameter1_prey_o" in err and "one value per trajectory" in err
     assert not (tmp_path / "out").exists()
+
+
+def _written_llh(out: Path) -> float:
+    """The llh of the written files through hodec fit's own data, conditions and pre-equilibration code."""
+    model = load(out / "model.hode")()
+    cfg = load_config(out / "FIT.yaml", solver={"rtol": 1e-12, "atol": 1e-14})
+    fit_problem = Problem(model, read_data(out / "data.csv", model, cfg), cfg)
+    return -float(sum(cells.sum() for _, cells in fit_problem.group_errors(fit_problem.model, "test",
+                                                                           check=False)).detach())
+
+
+def test_preequilibration_becomes_preequilibrate_with_evaluates_llh(tmp_path):
+    """PEtab v1 pre-equilibration/simulation condition pairs (c_pre sets k1 4, then c_hi k1 1 and A 3): FIT.yaml's
+    preequilibrate runs c_pre's values alone (k1 at its own value where c_pre set none), as PEtab does."""
+    from test_petab_features import V1_ROWS, _v1_problem
+
+    folder = _v1_problem(tmp_path, [V1_ROWS[k] for k in (0, 2, 3, 4, 5)])
+    assert _write(folder) == 0
+    config = yaml.safe_load((tmp_path / "out" / "FIT.yaml").read_text())
+    assert config["preequilibrate"] == {"c_pre:c_hi": {"k1": 4.0}}
+    assert config["conditions"]["c_pre:c_hi"]["k1"] == 1.0
+    evaluation = evaluate_problem(read_problem(folder / "problem.yaml"))
+    assert _written_llh(tmp_path / "out") == pytest.approx(evaluation.llh, rel=1e-8, abs=0)
+    # c_hi also sets k4, which c_pre leaves at its value 0.8: the pre-equilibration must not run with c_hi's 0.5
+    (folder / "conditions.tsv").write_text("conditionId\tconditionName\tk1\tA\tk4\nc0\tbase\t2.0\tNaN\t\n"
+                                           "c_pre\t\t4.0\t\t\nc_hi\t\t1.0\t3.0\t0.5\n")
+    shutil.rmtree(tmp_path / "out")
+    assert _write(folder) == 0
+    config = yaml.safe_load((tmp_path / "out" / "FIT.yaml").read_text())
+    assert config["preequilibrate"] == {"c_pre:c_hi": {"k1": 4.0, "k4": "k4"}}
+    changed = evaluate_problem(read_problem(folder / "problem.yaml")).llh
+    assert changed != pytest.approx(evaluation.llh, rel=1e-6)
+    assert _written_llh(tmp_path / "out") == pytest.approx(changed, rel=1e-8, abs=0)

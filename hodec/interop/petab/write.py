@@ -5,8 +5,8 @@ starts) and the FIT.yaml of the conditions per experiment, the priors, the estim
 PEtab-SciML networks become neural slots (slots.py; those set before simulation called in lets, presim.py), their
 arrays the slots' starting weights (slot_weights.pt) and their frozen arrays FIT.yaml's `frozen`. Only what
 `hodec fit` means the same way is written: noise and observable placeholders are fixed params that FIT.yaml's
-conditions set per experiment (refused where one experiment's rows give one placeholder different values); several
-periods, steady-state measurements, conditions that are expressions, network inputs from array files, network-set initial
+conditions set per experiment (refused where one experiment's rows give one placeholder different values); a
+pre-equilibration period (at -inf) is FIT.yaml's preequilibrate; more periods, steady-state measurements, conditions that are expressions, network inputs from array files, network-set initial
 values and priors on network arrays are refused, naming them."""
 from __future__ import annotations
 
@@ -220,31 +220,54 @@ def _data(problem: Problem) -> str:
 
 def _start(problem: Problem, row: Row) -> float:
     """The time an experiment's simulation starts (its period's time; 0 without one)."""
-    periods = _periods(problem, row["experimentId"], row)
+    _, periods = _periods(problem, row["experimentId"], row)
     return periods[0].number("time") if periods and periods[0]["time"] else 0.0
 
 
-def _periods(problem: Problem, experiment: str, row: Row) -> list:
+def _periods(problem: Problem, experiment: str, row: Row) -> tuple:
+    """(the pre-equilibration period or None, [the simulated period]) of an experiment: a first period at -inf is
+    FIT.yaml's preequilibrate; one more period is refused."""
     if not experiment:
-        return []
+        return None, []
     if experiment not in problem.experiments:
         row.fail(f"experimentId '{experiment}' is not in the experiments table")
-    periods = problem.experiments[experiment]
+    periods = list(problem.experiments[experiment])
+    pre = periods.pop(0) if len(periods) > 1 and periods[0].number("time") == -math.inf else None
     if len(periods) != 1:
-        periods[1].fail(f"experiment '{experiment}' has {len(periods)} periods: only one is written for hodec fit")
-    return periods
+        periods[1].fail(f"experiment '{experiment}' has {len(periods)} periods after its pre-equilibration: only "
+                        f"one is written for hodec fit")
+    return pre, periods
+
+
+def _condition_values(problem: Problem, hybrid: Hybrid, period: Row) -> dict:
+    """Model name -> number or parameter name of the conditions a period applies."""
+    values = {}
+    for condition in filter(None, period["conditionId"].split(";")):
+        if condition not in problem.conditions:
+            period.fail(f"conditionId '{condition}' is not in the conditions table")
+        values.update(_condition(row, hybrid, problem.parameters) for row in problem.conditions[condition])
+    return values
+
+
+def _preequilibration(problem: Problem, hybrid: Hybrid, pre: Row, simulated: dict, spec: str) -> dict:
+    """FIT.yaml's preequilibrate entry of a pre-equilibration period: its conditions' values, and every param the
+    simulated period sets that it does not at the param's own value (hodec's pre-equilibration overlays the
+    trajectory's conditions; PEtab's applies the pre-equilibration condition alone)."""
+    values = _condition_values(problem, hybrid, pre)
+    params = {m.group(1) for m in re.finditer(r"^param (\w+) = ", spec, re.M)}
+    return {**{name: name for name in simulated if name in params and name not in values}, **values}
 
 
 def _config(problem: Problem, hybrid: Hybrid) -> dict:
     config = {"initial": "spec", "solver": dict(SOLVER)}
-    conditions = {}
+    conditions, preequilibrate = {}, {}
     for experiment in dict.fromkeys(row["experimentId"] for row in problem.measurements):
         values = {}
-        for period in _periods(problem, experiment, problem.measurements[0]):
-            for condition in filter(None, period["conditionId"].split(";")):
-                if condition not in problem.conditions:
-                    period.fail(f"conditionId '{condition}' is not in the conditions table")
-                values.update(_condition(row, hybrid, problem.parameters) for row in problem.conditions[condition])
+        pre, periods = _periods(problem, experiment, problem.measurements[0])
+        for period in periods:
+            values.update(_condition_values(problem, hybrid, period))
+        if pre is not None:
+            preequilibrate[experiment] = _preequilibration(problem, hybrid, pre, values, hybrid.text)
         values.update(_placeholder_values(problem, hybrid, experiment))
         if values:
             conditions[experiment or NO_EXPERIMENT] = values
@@ -252,7 +275,8 @@ def _config(problem: Problem, hybrid: Hybrid) -> dict:
               if row["priorDistribution"]}
     scales = {hybrid.names.get(pid, pid): row["parameterScale"] for pid, row in _mechanistic(problem)
               if row["parameterScale"]}
-    for key, value in (("conditions", conditions), ("priors", priors), ("scales", scales)):
+    for key, value in (("conditions", conditions), ("preequilibrate", preequilibrate), ("priors", priors),
+                       ("scales", scales)):
         if value:
             config[key] = value
     return config
