@@ -15,19 +15,10 @@ from hodec.training.sparsify import data_mse, sparsify, trajectory_errors
 from hodec.training.sparsify.run import run_sparsify
 from hodec.training.sparsify_config import load_sparsify_config
 
+from test_sparsify import ABC  # A -> B -> C with a planted shortcut A -> C
+
 pytestmark = pytest.mark.usefixtures("single_thread")  # many tiny tensor operations
 
-ABC = """model ABC "A -> B -> C with a planted shortcut A -> C"
-param k1 = 0.8 positive
-param k2 = 0.4 positive
-param k3 = 0.3 positive
-state A = 1
-state B = 0
-state C = 0
-reaction r1: A -> B ; k1 * A
-reaction r2: B -> C ; k2 * B
-reaction r3: A -> C ; k3 * A
-"""
 FORECAST = {"method": "forecast", "solver": {"method": "rk4", "step_size": 0.05}, "lr": 0.05, "epochs": 3,
             "forecast": {"history": 1.0, "horizon": 1.0, "stride": 1.0, "observed": True, "hidden": 4}}
 
