@@ -140,12 +140,7 @@ def _net_grads(net) -> dict:
 def _by_experiment(problem: Problem) -> dict:
     groups: dict = {}
     for k, row in enumerate(problem.measurements):
-        experiment = row["experimentId"]
-        if experiment and experiment not in problem.experiments:
-            row.fail(f"experimentId '{experiment}' is not in the experiments table "
-                     f"({', '.join(problem.experiments) or 'none'})")
-        if row["observableId"] not in problem.observables:
-            row.fail(f"observableId '{row['observableId']}' is not in the observables table")
+        experiment = row["experimentId"]  # it and the observableId name rows of their tables (read_problem)
         if row.number("time") == -math.inf:
             row.fail("a measurement at time -inf: only inf (the steady state) or a finite time is one")
         groups.setdefault(experiment, []).append((k, row))

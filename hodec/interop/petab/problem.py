@@ -36,7 +36,7 @@ def read_problem(path: str | Path) -> Problem:
     data = read_yaml_mapping(path, "PEtab problem")
     version = str(data.get("format_version", ""))
     if version.split(".")[0] == "1":
-        return _read_v1(path, data)
+        return _check_references(_read_v1(path, data))
     if not version.startswith("2"):
         raise HodecError(f"format_version {version or '(none)'}: PEtab v1 and v2 problems are read", str(path))
     files = _Files(path, data)
@@ -70,6 +70,19 @@ def read_problem(path: str | Path) -> Problem:
             raise HodecError(f"extensions/sciml/neural_networks/{net_id} must be a mapping", str(path))
         problem.networks[str(net_id)] = sciml_files.resolve(net.get("location"),
                                                             f"extensions/sciml/neural_networks/{net_id}/location")
+    return _check_references(problem)
+
+
+def _check_references(problem: Problem) -> Problem:
+    """The problem, once every measurement row's experimentId (when given) and observableId name a row of their
+    tables (an error naming the measurement row otherwise): what evaluate and write read, checked once."""
+    for row in problem.measurements:
+        experiment = row["experimentId"]
+        if experiment and experiment not in problem.experiments:
+            row.fail(f"experimentId '{experiment}' is not in the experiments table "
+                     f"({', '.join(problem.experiments) or 'none'})")
+        if row["observableId"] not in problem.observables:
+            row.fail(f"observableId '{row['observableId']}' is not in the observables table")
     return problem
 
 

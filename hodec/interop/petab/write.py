@@ -6,8 +6,9 @@ PEtab-SciML networks become neural slots (slots.py; those set before simulation 
 arrays the slots' starting weights (slot_weights.pt) and their frozen arrays FIT.yaml's `frozen`. Only what
 `hodec fit` means the same way is written: noise and observable placeholders are fixed params that FIT.yaml's
 conditions set per experiment (refused where one experiment's rows give one placeholder different values); a
-pre-equilibration period (at -inf) is FIT.yaml's preequilibrate; more periods, steady-state measurements, conditions that are expressions, network inputs from array files, network-set initial
-values and priors on network arrays are refused, naming them."""
+pre-equilibration period (at -inf) is FIT.yaml's preequilibrate; more periods, steady-state measurements,
+conditions that are expressions, network inputs from array files, network-set initial values and priors on network
+arrays are refused, naming them."""
 from __future__ import annotations
 
 import csv
@@ -161,12 +162,13 @@ def _declare(lines: list, slot: str, new: str) -> list:
 def _spec(problem: Problem, hybrid: Hybrid, text: str) -> str:
     """The import's text with each table parameter at its nominalValue (PEtab's value over the model's) and each
     estimated one's `fixed` replaced by its bounds (the import declares every parameter fixed)."""
+    placeholder_parameters = _placeholder_parameters(problem)
     for pid, row in problem.parameters.items():
         if is_array_parameter(problem, pid) or row["nominalValue"] == "array":
             continue
         name = hybrid.names.get(pid, pid)
         line = re.compile(rf"^param {re.escape(name)} = \S+ fixed( \".*\")?$", re.M)  # an SBML name as its doc
-        if not line.search(text) and pid in _placeholder_parameters(problem):
+        if not line.search(text) and pid in placeholder_parameters:
             text = text.rstrip("\n") + f"\nparam {name} = 1 fixed\n"  # read only as a placeholder's value
         if not line.search(text):
             if estimated(row):
@@ -220,18 +222,16 @@ def _data(problem: Problem) -> str:
 
 def _start(problem: Problem, row: Row) -> float:
     """The time an experiment's simulation starts (its period's time; 0 without one)."""
-    _, periods = _periods(problem, row["experimentId"], row)
+    _, periods = _periods(problem, row["experimentId"])
     return periods[0].number("time") if periods and periods[0]["time"] else 0.0
 
 
-def _periods(problem: Problem, experiment: str, row: Row) -> tuple:
+def _periods(problem: Problem, experiment: str) -> tuple:
     """(the pre-equilibration period or None, [the simulated period]) of an experiment: a first period at -inf is
     FIT.yaml's preequilibrate; one more period is refused."""
     if not experiment:
         return None, []
-    if experiment not in problem.experiments:
-        row.fail(f"experimentId '{experiment}' is not in the experiments table")
-    periods = list(problem.experiments[experiment])
+    periods = list(problem.experiments[experiment])  # an experiment of the table (read_problem checks)
     pre = periods.pop(0) if len(periods) > 1 and periods[0].number("time") == -math.inf else None
     if len(periods) != 1:
         periods[1].fail(f"experiment '{experiment}' has {len(periods)} periods after its pre-equilibration: only "
@@ -261,14 +261,15 @@ def _preequilibration(problem: Problem, hybrid: Hybrid, pre: Row, simulated: dic
 def _config(problem: Problem, hybrid: Hybrid) -> dict:
     config = {"initial": "spec", "solver": dict(SOLVER)}
     conditions, preequilibrate = {}, {}
-    for experiment in dict.fromkeys(row["experimentId"] for row in problem.measurements):
+    placeholders = _placeholder_values(problem, hybrid)
+    for experiment in placeholders:  # each experiment with measurements, in their order
         values = {}
-        pre, periods = _periods(problem, experiment, problem.measurements[0])
+        pre, periods = _periods(problem, experiment)
         for period in periods:
             values.update(_condition_values(problem, hybrid, period))
         if pre is not None:
             preequilibrate[experiment] = _preequilibration(problem, hybrid, pre, values, hybrid.text)
-        values.update(_placeholder_values(problem, hybrid, experiment))
+        values.update(placeholders[experiment])
         if values:
             conditions[experiment or NO_EXPERIMENT] = values
     priors = {hybrid.names.get(pid, pid): _prior(row) for pid, row in _mechanistic(problem)
@@ -282,32 +283,29 @@ def _config(problem: Problem, hybrid: Hybrid) -> dict:
     return config
 
 
-def _placeholder_values(problem: Problem, hybrid: Hybrid, experiment: str) -> dict:
-    """Placeholder -> number or parameter name of one experiment's measurement rows: a placeholder is one fixed
+def _placeholder_values(problem: Problem, hybrid: Hybrid) -> dict:
+    """Experiment -> {placeholder: number or parameter name} of the measurement rows: a placeholder is one fixed
     param of the spec, which a trajectory's conditions give one value (rows of one experiment that differ are
     refused, naming the second)."""
-    values: dict = {}
+    by_experiment: dict = {}
     for row in problem.measurements:
-        if row["experimentId"] != experiment:
-            continue
-        observable = problem.observables.get(row["observableId"])
-        if observable is None:
-            row.fail(f"observableId '{row['observableId']}' is not in the observables table")
-        for name, text in assigned(row, observable):
+        experiment = row["experimentId"]
+        values = by_experiment.setdefault(experiment, {})
+        for name, text in assigned(row, problem.observables[row["observableId"]]):
             value = _number_or_name(text, hybrid, problem.parameters)
             if value is None:
                 row.fail(f"{name} = {text!r}: hodec fit's conditions take a number or a parameter's name")
             if values.setdefault(name, value) != value:
                 row.fail(f"placeholder '{name}' is {text} here and {values[name]} in an earlier row of experiment "
                          f"'{experiment or NO_EXPERIMENT}': hodec fit gives a param one value per trajectory")
-    return values
+    return by_experiment
 
 
 def _placeholder_parameters(problem: Problem) -> set:
     """The table's parameters that measurement rows give placeholders as values (the spec may not read them
     otherwise)."""
-    return {text for row in problem.measurements if row["observableId"] in problem.observables
-            for _, text in assigned(row, problem.observables[row["observableId"]]) if text in problem.parameters}
+    return {text for row in problem.measurements for _, text in assigned(row, problem.observables[row["observableId"]])
+            if text in problem.parameters}
 
 
 def _number_or_name(text: str, hybrid: Hybrid, problem_parameters: dict):
@@ -321,12 +319,11 @@ def _number_or_name(text: str, hybrid: Hybrid, problem_parameters: dict):
 
 def _condition(row: Row, hybrid: Hybrid, problem_parameters: dict) -> tuple:
     """(model name, number or parameter name) of one conditions-table row."""
-    target = hybrid.names.get(row["targetId"], row["targetId"])
-    value = _number_or_name(row["targetValue"].strip(), hybrid, problem_parameters)
+    target, text = hybrid.names.get(row["targetId"], row["targetId"]), row["targetValue"].strip()
+    value = _number_or_name(text, hybrid, problem_parameters)
     if value is not None:
         return target, value
-    value = row["targetValue"].strip()
-    row.fail(f"targetValue {value!r}: hodec fit's conditions take a number or a parameter's name, not an "
+    row.fail(f"targetValue {text!r}: hodec fit's conditions take a number or a parameter's name, not an "
              f"expression")
 
 
