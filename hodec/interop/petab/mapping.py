@@ -103,7 +103,8 @@ def build(problem: Problem, gelu: str = "none") -> Hybrid:
     names = dict(imported.names)
     base = compile_text(imported.text, str(problem.model)).model_class()
     states = set(base.state_names) | {sbml_id for sbml_id, name in names.items() if name in base.state_names}
-    nets = {net_id: Net(net_id, _load_network(problem, net_id, path, gelu)) for net_id, path in problem.networks.items()}
+    nets = {net_id: Net(net_id, _load_network(problem, net_id, path, gelu))
+            for net_id, path in problem.networks.items()}
     outputs = _ports(problem, nets)
     for port_id, port in list(outputs.items()):
         if port_id in problem.mapping and ENTITY.match(problem.mapping[port_id]["modelEntityId"]).group(2) == "inputs":
