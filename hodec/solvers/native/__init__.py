@@ -1,0 +1,5 @@
+"""Native solving: hodec's solver loops in C, compiled with a model's C source into one shared library (build.py)
+and called through ctypes (solve.py), for solves that need no gradient."""
+from .build import NativeUnavailable, library
+
+__all__ = ["library", "NativeUnavailable"]
