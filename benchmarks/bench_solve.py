@@ -3,6 +3,7 @@
     python -m benchmarks.bench_solve             # the full run (tens of minutes on the shared 2 cores)
     python -m benchmarks.bench_solve --quick     # seconds to a minute: LV at B = 1 and PK at B = 64, short timings
     python -m benchmarks.bench_solve --cases lv pk --batches 1 64 --candidates hodec diffrax --no-training
+    python -m benchmarks.bench_solve --join a.json b.json --out benchmarks/results/solve   # separate invocations
 
 Cases (benchmarks/cases.py): Lotka-Volterra, the random mass-action networks N=100/R=300 and N=1000/R=3000,
 two-compartment PK with a 1 h infusion, UVA/Padova with a meal and a bolus, Robertson to t = 1e5 and a stiff
@@ -11,7 +12,9 @@ for PK) of N=100 and PK, and of 64, 1024 and 4096 of the cascade. In a batch cel
 at its pick of the case's previous batch size (per-member step control: a member's accuracy is its own solve's).
 
 Candidates (benchmarks/peers.py): hodec's module integrated by torchdiffeq (dopri5, the path before hodec had its
-own solvers) and by hodec's own solvers (model.simulate with tsit5, dopri5, rodas5p, auto; compile=True variants);
+own solvers), by hodec's own torch solvers (model.simulate(native=False) with tsit5, dopri5, rodas5p, auto;
+compile=True variants) and natively ("hodec native ...": simulate(native=True), the model and the solver loops
+compiled to C; the first solve's library build, or its read from the cache, is reported as its compile time);
 diffrax (Tsit5, Kvaerno5; jax.jit, vmap over members), libRoadRunner (CVODE Adams / BDF, one trajectory), scipy
 solve_ivp (DOP853, Radau, BDF; one trajectory) on hand-written right-hand sides, and torchode (Tsit5) on hodec's
 module. A candidate that cannot run here (not installed, method not in hodec.solvers) is reported as n/a.
@@ -26,7 +29,8 @@ or 1e-6 (stiff), and is timed there. Timing: candidates interleaved, each repeti
 turn each in rotating order; a turn is enough calls to last ~20 ms, its mean the repetition's sample; medians
 over repetitions. Jit compilation (diffrax, hodec compile=True) is the first call minus a second one and is
 reported apart, never in the medians. hodec rows also give f-evaluations, steps and the bare right-hand side's
-cost at that batch, so that the per-step overhead of the solver shows.
+cost at that batch, so that the per-step overhead of the solver shows (native rows: steps and f-evaluations
+summed over the members, no separate right-hand-side time).
 
 Training: one LV black-box epoch (61 points, rtol 1e-7, float32) of hodec.training's vanilla and homotopy methods
 against a hand-written torchdiffeq loop (the same MLP and initial weights, AdamW). Memory: peak resident memory
@@ -538,20 +542,23 @@ def table(title: str, header: list, rows: list) -> list:
 
 
 def summary(cells: list) -> list:
-    """One row per cell: hodec's fastest own solver, torchdiffeq, and each peer family's fastest, as
-    ms (hodec ÷ peer)."""
+    """One row per cell: hodec's fastest native and torch own-solver rows, torchdiffeq, and each peer family's
+    fastest, as ms (hodec's fastest own-solver row ÷ peer)."""
     rows = []
     for cell in cells:
         h_name, h = fastest(cell)
+        own = [fastest(cell, names=[n for n in cell["candidates"] if n.startswith("hodec native")]),
+               fastest(cell, exclude=("torchdiffeq", "native"))]
         td = cell["candidates"].get("hodec+torchdiffeq dopri5", {}).get("median_s")
-        row = [cell["case"], cell["batch"], f"{fmt(h['median_s'] * 1e3)} ({h_name[6:]})" if h else "–",
-               fmt(td * 1e3) if td else "–"]
+        row = [cell["case"], cell["batch"],
+               *(f"{fmt(r['median_s'] * 1e3)} ({n.removeprefix('hodec ').removeprefix('native ')})" if r else "–"
+                 for n, r in own), fmt(td * 1e3) if td else "–"]
         for _, names in SUMMARY_PEERS:
             p_name, p = fastest(cell, names=names, group="peer", exclude=())
             row.append("–" if p is None else f"{fmt(p['median_s'] * 1e3)} ({fmt(h['median_s'] / p['median_s'])})"
                        if h else fmt(p["median_s"] * 1e3))
         rows.append(row)
-    header = ["case", "B", "hodec (fastest own solver) ms", "hodec+torchdiffeq ms",
+    header = ["case", "B", "hodec native ms", "hodec torch solvers ms", "hodec+torchdiffeq ms",
               *(f"{label} ms (hodec ÷)" for label, _ in SUMMARY_PEERS)]
     return table("", header, rows)
 
@@ -615,6 +622,43 @@ def write(result: dict, stem: Path):
     write_atomic(stem.with_suffix(".md"), markdown(result))
 
 
+# ---------------------------------------------------------------- joining separate invocations
+def join(paths: list, out: Path) -> str:
+    """One results file from several invocations (e.g. rows run apart on a loaded machine): each cell from the last
+    file that has it, training and memory likewise; the invocations they come from (date, commit, load) listed
+    in "runs" and in the note. A file that is itself a join contributes its own runs."""
+    runs, cells, sections, result = [], {}, {}, {}
+    for path in paths:
+        result = json.loads(Path(path).read_text())
+        own = result.get("runs") or [{key: result[key] for key in ("date", "source", "load_before", "load_after")}]
+        first = len(runs)
+        runs += [{key: run[key] for key in ("date", "source", "load_before", "load_after")} for run in own]
+        for cell in result["cells"]:
+            where = [i for i, run in enumerate(own) if [cell["case"], cell["batch"]] in run.get("cells", [])]
+            cells[cell["case"], cell["batch"]] = (cell, first + (where[-1] if where else 0))
+        for key in ("training", "memory"):
+            if result.get(key):  # an invocation runs them first: a joined file's first run has them
+                where = [i for i, run in enumerate(own) if key in run.get("sections", [])]
+                sections[key] = (result[key], first + (where[0] if where else 0))
+    order = sorted(cells, key=lambda c: (c[0] in LAST, c[1], (SINGLE + LAST).index(c[0])))
+    for i, run in enumerate(runs):
+        run["cells"] = [list(c) for c in order if cells[c][1] == i]
+        run["sections"] = [key for key, (_, j) in sections.items() if j == i]
+    runs = [run for run in runs if run["cells"] or run["sections"]]
+    note = ("Joined from {} invocations on the same machine; each cell comes from one invocation, its candidates "
+            "interleaved there. ".format(len(runs)) +
+            "; ".join(f"run {i + 1}: {run['date']} ({run['source']}), load before {run['load_before']}, after "
+                      f"{run['load_after']}: " + ", ".join([f"{c} B={b}" for c, b in run["cells"]] + run["sections"])
+                      for i, run in enumerate(runs)))
+    joined = {**result, "date": f"{runs[0]['date']} – {runs[-1]['date']}", "source": runs[-1]["source"],
+              "load_before": runs[0]["load_before"], "load_after": runs[-1]["load_after"], "runs": runs,
+              "note": note, "cells": [cells[c][0] for c in order],
+              **{key: sections.get(key, ({}, None))[0] for key in ("training", "memory")}}
+    joined["goals"] = goals(joined["cells"], joined["training"])
+    write(joined, out)
+    return markdown(joined)
+
+
 # ---------------------------------------------------------------- main
 def cells_for(args) -> list:
     if args.quick and not args.cases:
@@ -632,6 +676,9 @@ def main(argv=None) -> int:
     ap.add_argument("--cases", nargs="+", choices=sorted(CASES))
     ap.add_argument("--batches", nargs="+", type=int)
     ap.add_argument("--candidates", nargs="+", help="substrings: run only candidates whose name has one")
+    ap.add_argument("--skip", nargs="+", default=[], help="substrings: leave out candidates whose name has one")
+    ap.add_argument("--join", nargs="+", type=Path, metavar="JSON",
+                    help="write one results file (--out) from these results of separate invocations; runs nothing")
     ap.add_argument("--no-training", action="store_true")
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--out", type=Path, help="results path without suffix (default benchmarks/results/solve, or "
@@ -642,13 +689,17 @@ def main(argv=None) -> int:
     if args.memory_child:
         print(json.dumps(memory_child(args.memory_child, args.memory_batch)))
         return 0
+    if args.join:
+        print(join(args.join, args.out or RESULTS / "solve"))
+        return 0
     mode = Mode(args.quick)
     if importlib.util.find_spec("jax") is not None:  # here, not at import: the memory child runs without jax
         import jax
 
         jax.config.update("jax_enable_x64", True)
     candidates = [c for c in CANDIDATES.values()
-                  if not args.candidates or any(s.lower() in c.name.lower() for s in args.candidates)]
+                  if (not args.candidates or any(s.lower() in c.name.lower() for s in args.candidates))
+                  and not any(s.lower() in c.name.lower() for s in args.skip)]
     if args.quick and not args.candidates:  # compile variants take a minute each to compile
         candidates = [c for c in candidates if c.cells is None]
     result = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),

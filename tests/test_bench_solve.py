@@ -155,3 +155,33 @@ def test_a_missing_peer_is_reported_not_fatal(monkeypatch):
                                 bench_solve.Mode(quick=True))
     assert cell["candidates"]["diffrax Tsit5"]["status"] == "n/a (no_such_module_for_hodec_tests not installed)"
     assert cell["candidates"]["scipy DOP853"]["status"] == "ok"
+
+
+def test_join_takes_each_cell_from_the_last_run_that_has_it(tmp_path):
+    def run(date, load, cells, training=None):
+        return {"date": date, "quick": False, "machine": {"cpu": "x", "cores": 2}, "versions": {}, "source": date,
+                "load_before": [load] * 3, "load_after": [load] * 3, "training": training or {}, "memory": {},
+                "cells": [{"case": c, "title": c, "batch": b, "stiff": False, "target": 1e-5, "n": 2, "points": 3,
+                           "t_end": 1.0, "candidates": {"scipy DOP853": {"status": "ok", "median_s": ms * 1e-3,
+                                                                         "rtol": 1e-6, "error": 1e-6}}}
+                          for c, b, ms in cells]}
+
+    first = run("d1", 1.0, [("lv", 1, 5.0), ("pk", 1, 7.0)], training={"epochs": 1, "candidates": {}})
+    second = run("d2", 3.0, [("pk", 1, 9.0), ("net100", 1024, 11.0)])
+    paths = []
+    for i, result in enumerate((first, second)):
+        paths.append(tmp_path / f"run{i}.json")
+        paths[-1].write_text(json.dumps(result))
+    assert bench_solve.main(["--join", *map(str, paths), "--out", str(tmp_path / "joined")]) == 0
+    joined = json.loads((tmp_path / "joined.json").read_text())
+    got = {(c["case"], c["batch"]): c["candidates"]["scipy DOP853"]["median_s"] for c in joined["cells"]}
+    assert got == pytest.approx({("lv", 1): 5e-3, ("pk", 1): 9e-3, ("net100", 1024): 11e-3})
+    assert [c["case"] for c in joined["cells"]] == ["lv", "pk", "net100"]  # B = 1 cells first, as a run orders them
+    assert [r["cells"] for r in joined["runs"]] == [[["lv", 1]], [["pk", 1], ["net100", 1024]]]
+    assert joined["runs"][0]["sections"] == ["training"] and joined["training"]["epochs"] == 1
+    assert joined["load_before"] == [1.0] * 3 and joined["load_after"] == [3.0] * 3
+    note = (tmp_path / "joined.md").read_text()
+    assert "Joined from 2 invocations" in note and "run 2: d2 (d2), load before [3.0, 3.0, 3.0]" in note
+    again = tmp_path / "again"  # a joined file joined again keeps its runs
+    assert bench_solve.main(["--join", str(tmp_path / "joined.json"), "--out", str(again)]) == 0
+    assert json.loads(again.with_suffix(".json").read_text())["runs"] == joined["runs"]
