@@ -11,6 +11,7 @@ except in the states its condition sets.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Optional
 
@@ -173,8 +174,10 @@ class Conditions:
         return self.scales.apply(model, model.parameter_values())
 
     def applied(self, model, g):
-        """`with conditions.applied(model, g):` the model reads the group's table for the block."""
-        return model.member_values(self.table(model, g))
+        """`with conditions.applied(model, g):` the model reads the group's table for the block. Without conditions
+        nothing changes: a table the caller set stays (forecast's per-window params, forecast/params.py), and with
+        them it is the base the group's values are assigned over."""
+        return model.member_values(self.table(model, g)) if self.active else contextlib.nullcontext()
 
     def start(self, model, g, y0: torch.Tensor, where: str) -> torch.Tensor:
         """The group's initial states: y0 [B, n] (the spec's, or data-pinned, under the group's table) with the

@@ -20,7 +20,8 @@ DTYPES = ("float32", "float64")
 EXECUTORS = ("serial", "ray")
 FIXED_GRID = ("euler", "midpoint", "rk4", "explicit_adams", "implicit_adams", "heun2", "heun3")
 NO_GRADIENTS = ("scipy_solver",)  # solvers that return plain arrays: nothing to train through
-ESTIMATORS = ("gru", "lstm", "mlp", "ekf", "map")  # forecast: learned encoders, then filters (training/forecast)
+FILTER_ESTIMATORS = ("ekf", "map")  # forecast: the filters (training/forecast/filters.py); they infer states only
+ESTIMATORS = ("gru", "lstm", "mlp") + FILTER_ESTIMATORS  # forecast: learned encoders, then filters
 PRIORS = ("model",)
 SOLVER_DEFAULTS = {"method": "auto", "rtol": 1e-7, "atol": 1e-9, "max_steps": 100000, "step_size": None,
                    "compile": False}
@@ -109,6 +110,11 @@ class ForecastConfig:
                                          "else its training data's standard deviation / 10)", _sigmas)
     prior: str = option("model", "filters: the state prior at t0: model = mean and covariance of the model's own "
                                  "states at the training windows' t0", choice(PRIORS))
+    estimate: list = option([], "positive params the encoder also infers per window from its history: a factor "
+                                "within [1 / estimate_factor, estimate_factor] of the trained population value",
+                            _name_list)
+    estimate_factor: float = option(3.0, "the most a window's inferred param differs from the population value, as "
+                                         "a factor (1: none)", number(minimum=1.0))
 
 
 def _forecast(value, key, fail) -> dict:
@@ -121,7 +127,21 @@ def _forecast(value, key, fail) -> dict:
     kwargs, errors = check_keys(ForecastConfig, value)
     for error in errors:
         fail(f"{key}: {error}" if error.startswith("unknown key") else f"{key}.{error}")
-    return to_dict(ForecastConfig(**kwargs))
+    options = ForecastConfig(**kwargs)
+    _check_estimate(options, key, fail)
+    return to_dict(options)
+
+
+def _check_estimate(options: ForecastConfig, key: str, fail) -> None:
+    """forecast.estimate without the model: names once each, a learned encoder to infer them (the model's side:
+    hodec/training/forecast/params.py)."""
+    names = options.estimate
+    for k, name in enumerate(names):
+        if name in names[:k]:
+            fail(f"{key}.estimate[{k}]: '{name}' is listed twice")
+    if names and options.estimator in FILTER_ESTIMATORS:
+        fail(f"{key}.estimate: needs a learned encoder (estimator gru, lstm or mlp); the {options.estimator} filter "
+             f"infers the state only")
 
 
 def number_text(value) -> str:

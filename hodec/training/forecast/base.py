@@ -14,7 +14,7 @@ from .windows import Windows
 class Estimator(torch.nn.Module):
     name = ""
     state_rows: tuple = ()  # state_dict entries whose first axis runs over the model's states
-
+    columns: tuple = ()  # the parameters_table columns it infers per window (forecast.estimate; params.py)
 
     def __init__(self, problem, options):
         """problem: the training Problem (its model, columns, inputs, dtype); options: the ForecastConfig."""
@@ -27,6 +27,11 @@ class Estimator(torch.nn.Module):
     def forward(self, model, windows: Windows) -> torch.Tensor:
         """[W, n_states]: the model's state at windows.origin."""
         raise NotImplementedError
+
+    def infer(self, model, windows: Windows) -> tuple:
+        """(the state at windows.origin [W, n_states], each window's factors of the params `columns` [W, K], None
+        when it infers none)."""
+        return self(model, windows), None
 
     @torch.no_grad()
     def transfer(self, state: dict, names: tuple, own_names: tuple):

@@ -10,7 +10,9 @@ scale the mean and spread of the model's own states at the training windows' ori
 trajectories' initial states; states that are data columns: the column's mean and sd), the head starting at zero:
 the untrained encoder starts every window at the model's mean state. With `observed: true` the states that are data
 columns (or equal an observable that is one) start at their last value in the history instead (the encoder's where
-the history has none). The normalisation is set in setup() from the training windows and stored as buffers.
+the history has none). The normalisation is set in setup() from the training windows and stored as buffers. With
+`estimate: [p, ...]` a second linear head on the same summary gives each window's factor of every listed param
+(params.py), also starting at zero: the untrained encoder gives every window the population values.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import torch
 from torch import nn
 
 from .base import Estimator, simulated_states
+from .params import estimated_columns, factors
 from .windows import Windows
 
 MIN_SCALE = 1e-6  # the smallest spread a feature is divided by (constant columns)
@@ -33,9 +36,10 @@ class Encoder(Estimator):
         m, q, n, width = len(problem.columns), len(model.input_names), len(model.state_names), options.hidden
         features = 2 * m + q + 1
         self.net = self.network(features, width)
-        self.head = nn.Linear(width, n)
-        nn.init.zeros_(self.head.weight)
-        nn.init.zeros_(self.head.bias)
+        self.head = zero_linear(width, n)
+        self.columns = estimated_columns(problem, options)
+        if self.columns:  # forecast.estimate: z per param, the factor exp(ln f tanh z) of its population value
+            self.param_head = zero_linear(width, len(self.columns))
         for name, size in (("y_mean", m), ("y_scale", m), ("u_mean", q), ("u_scale", q), ("center", n),
                            ("scale", n)):
             self.register_buffer(name, torch.zeros(size) if "mean" in name or name == "center" else torch.ones(size))
@@ -71,7 +75,16 @@ class Encoder(Estimator):
         raise NotImplementedError
 
     def forward(self, model, windows: Windows) -> torch.Tensor:
-        z = self.center + self.scale * self.head(self.summary(self.features(windows), windows))
+        return self.infer(model, windows)[0]
+
+    def infer(self, model, windows: Windows) -> tuple:
+        h = self.summary(self.features(windows), windows)
+        scale = factors(self.param_head(h), self.options.estimate_factor) if self.columns else None
+        return self.origin_state(h, windows), scale
+
+    def origin_state(self, h: torch.Tensor, windows: Windows) -> torch.Tensor:
+        """[W, n]: the state at the origin from the summary h [W, hidden]."""
+        z = self.center + self.scale * self.head(h)
         # exp only where the state is on the log scale: exp of another state's z (e.g. 4000 mg) is inf, and
         # torch.where's gradient through the unselected inf branch is NaN
         y0 = torch.where(self.log, torch.where(self.log, z, torch.zeros_like(z)).exp(), z)
@@ -114,6 +127,14 @@ class MLP(Encoder):
     def summary(self, x, windows):
         real = (torch.arange(x.shape[0], device=x.device).unsqueeze(1) < windows.hist_len).to(x.dtype)
         return (self.net(x) * real.unsqueeze(-1)).sum(0) / windows.hist_len.to(x.dtype).unsqueeze(-1)
+
+
+def zero_linear(width: int, out: int) -> nn.Linear:
+    """A linear head that starts at zero output (the untrained encoder's guess is the centre)."""
+    head = nn.Linear(width, out)
+    nn.init.zeros_(head.weight)
+    nn.init.zeros_(head.bias)
+    return head
 
 
 def state_moments(problem, windows: Windows) -> tuple:

@@ -10,6 +10,7 @@ from ...errors import HodecError
 from ...runtime.signals import Signal
 from ..groups import Group
 from .base import Estimator
+from .params import applied, window_tables
 from .windows import Windows
 
 
@@ -47,12 +48,21 @@ def _columns(signal, members: torch.Tensor, size: int):
     return signal
 
 
-def horizon_states(problem, model, y0: torch.Tensor, groups: list, phase: str, check: bool = True) -> list:
+def inferred(problem, model, estimator: Estimator, windows: Windows, groups: list) -> tuple:
+    """The estimator's state at the windows' origins [W, n] and, per window group, the parameter table its solves
+    read (None: the model's own params; forecast.estimate: params.py)."""
+    y0, scale = estimator.infer(model, windows)
+    return y0, window_tables(problem, model, estimator.columns, scale, groups)
+
+
+def horizon_states(problem, model, y0: torch.Tensor, groups: list, tables: list, phase: str,
+                   check: bool = True) -> list:
     """Per window group: the states [1 + Tf, W', n] from y0 [W, n] (all windows) at the group's origin and horizon
-    times."""
+    times, under the group's parameter table (inferred)."""
     out = []
-    for index, g in groups:
-        ys = problem.solve(model, g, y0.index_select(0, index), g.t, phase)
+    for (index, g), table in zip(groups, tables):
+        with applied(model, table):
+            ys = problem.solve(model, g, y0.index_select(0, index), g.t, phase)
         if check:
             problem.check_states(g, ys, g.t, phase)
         out.append(ys)
@@ -62,8 +72,10 @@ def horizon_states(problem, model, y0: torch.Tensor, groups: list, phase: str, c
 def forecast(model, estimator: Estimator, windows: Windows, problem) -> torch.Tensor:
     """[Tf, W, m]: the predictions of the fitted columns at windows.horizon_t (padding rows: the last time's)."""
     groups = window_groups(problem, windows)
-    y0 = estimator(model, windows)
+    y0, tables = inferred(problem, model, estimator, windows, groups)
     out = windows.horizon_y.new_zeros(windows.horizon_y.shape)
-    for (index, g), ys in zip(groups, horizon_states(problem, model, y0, groups, "forecast", check=False)):
-        out[:, index] = problem.predict(model, g, ys, g.t)[1:]
+    states = horizon_states(problem, model, y0, groups, tables, "forecast", check=False)
+    for (index, g), table, ys in zip(groups, tables, states):
+        with applied(model, table):
+            out[:, index] = problem.predict(model, g, ys, g.t)[1:]
     return out

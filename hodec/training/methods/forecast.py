@@ -14,7 +14,8 @@ import numpy as np
 import torch
 
 from ..forecast import make_estimator, make_windows
-from ..forecast.predict import horizon_states, window_groups
+from ..forecast.params import applied
+from ..forecast.predict import horizon_states, inferred, window_groups
 from ..result import FitError
 from .base import Method
 
@@ -41,10 +42,13 @@ class Forecast(Method):
         """Per window group: (its windows' indices, the loss of each horizon cell [1 + Tf, W', m], 0 where
         masked)."""
         p = self.problem
-        y0 = self.estimator(model, self.windows)
-        states = horizon_states(p, model, y0, self.groups, phase, check)
-        return [(index, p.cell_losses(model, g, ys, g.t, phase, check=check, squared=squared))
-                for (index, g), ys in zip(self.groups, states)]
+        y0, tables = inferred(p, model, self.estimator, self.windows, self.groups)
+        out = []
+        for (index, g), table, ys in zip(self.groups, tables, horizon_states(p, model, y0, self.groups, tables, phase,
+                                                                            check)):
+            with applied(model, table):
+                out.append((index, p.cell_losses(model, g, ys, g.t, phase, check=check, squared=squared)))
+        return out
 
     def objective(self, model, phase: str, check: bool = True) -> torch.Tensor:
         """The mean loss over the horizon cells of every window, plus the priors' term."""
