@@ -398,7 +398,7 @@ def model_path(name: str, seed: int, scale: dict, days) -> Path:
     if scale.get("training") == "forecast":
         used = FORECAST_SCALE_KEYS + (("hgs_lambda1", "hgs_epochs", "hgs_refit_epochs") if name == "hgs" else ())
         settings = {"training": "forecast", **{k: scale.get(k) for k in used},
-                    **({"init": "zero slot outputs"} if name in ZERO_SLOTS else {})}
+                    **({"init": "zero slot outputs"} if name in ZERO_SLOTS else {}), **estimated(name, scale)}
         key = json.dumps([name, seed, settings, sorted(d.id for d in days if d.split != 2)])
         return MODELS_DIR / f"forecast_{name}_seed{seed}_{hashlib.sha256(key.encode()).hexdigest()[:12]}.pt"
     used = ("epochs_per_step",) + (("lambda1", "hgs_lambda1", "refit_epochs") if name == "hgs" else ())
@@ -438,25 +438,50 @@ ZERO_SLOTS = ("mnode",)
 # forecast training: early stopping (checks every check_every epochs, stop after patience checks without a better
 # validation RMSE) within max_epochs and max_seconds; hgs: sparsify's fixed epochs, lambda1 as cross-validated
 # under homotopy (results/glucose.md: 1e-3; no cross-validation here: CPU)
+# forecast.estimate of the rows with the UVA/Padova params: the encoder also infers these per window (each
+# patient's own values), within a factor ESTIMATE_FACTOR of the population value. Chosen among the params that
+# differ most between simglucose's 30 patients (log-sd over vpatient_params.csv) and set the glucose response:
+# kabs (1.00: meal absorption, the post-meal rise), kp2 (0.62: liver glucose effectiveness), Vmx (0.50) and kp3
+# (0.50): insulin sensitivity of utilisation and of the liver's glucose production, Vm0 (0.43: insulin-independent
+# part of utilisation), BW (0.40: every meal's glucose and insulin dose per kg, a child's 4x an adult's; fixed in
+# the spec, so made positive for these rows: estimated_spec). Their max / median over the patients is 2.7-9.2.
+ESTIMATE = ("kabs", "kp2", "Vmx", "kp3", "Vm0", "BW")
+ESTIMATE_ROWS = ("mechanistic", "residual")
+ESTIMATE_FACTOR = 4.0
 FORECAST_FULL = {"training": "forecast", "max_epochs": 3000, "check_every": 10, "patience": 10, "max_seconds": 1200,
                  "lr": 0.01, "estimator": forecast_training.ESTIMATOR, "hgs_lambda1": [1e-3], "hgs_epochs": 200,
-                 "hgs_refit_epochs": 200}
+                 "hgs_refit_epochs": 200, "estimate": ESTIMATE, "estimate_factor": ESTIMATE_FACTOR}
 FORECAST_QUICK = {**FORECAST_FULL, "max_epochs": 20, "check_every": 5, "patience": 2, "max_seconds": 120,
                   "hgs_epochs": 10, "hgs_refit_epochs": 10}
+
+
+def estimated(name: str, scale: dict) -> dict:
+    """The row's forecast.estimate keys ({} for a row without them)."""
+    names = list(scale.get("estimate") or ()) if name in ESTIMATE_ROWS else []
+    return {"estimate": names, "estimate_factor": scale["estimate_factor"]} if names else {}
+
+
+def estimated_spec(source: str) -> str:
+    """The spec with BW trainable (positive), so that forecast.estimate may list it."""
+    fixed = "param BW  = 102.32   fixed"
+    if source.count(fixed) != 1:
+        raise RuntimeError(f"{SPEC.name}: the line '{fixed}' is not there once")
+    return source.replace(fixed, "param BW  = 102.32   positive")
 
 
 def train_forecast(name: str, days, seed: int, scale: dict, budget_seconds: float = None):
     """A forecast-trained row (benchmarks/glucose/forecast.py): model + encoder, kept in MODELS_DIR like
     train_ode's (a rerun only forecasts)."""
     view = view_of(name)
-    source = spec_of(name)
+    keys = estimated(name, scale)
+    source = estimated_spec(spec_of(name)) if "BW" in keys.get("estimate", ()) else spec_of(name)
     inputs = load_text(source, f"{name}.hode").input_names
     train, val = (view.dataset([d for d in days if d.split == s], inputs) for s in (0, 1))
     path = model_path(name, seed, scale, days)
     if path.is_file():
         return forecast_training.load(path, name, train), view, inputs
     cfg = forecast_training.fit_config(view.minutes_per_unit, seed, scale["lr"], scale["max_epochs"],
-                                       scale["estimator"])
+                                       {**scale["estimator"], **keys})
     if name == "hgs":
         cfg.update({"epochs": scale["hgs_epochs"], "lambda1": scale["hgs_lambda1"], "lambda2": HGS_LAMBDA2,
                     "folds": 2, "threshold": 0.05, "refit_epochs": scale["hgs_refit_epochs"]})
@@ -598,7 +623,7 @@ def markdown(result: dict) -> str:
     lines = [f"# Glucose forecast benchmark ({'quick' if s['quick'] else 'full'})", "",
              f"Test: {s['test_windows']} windows of {s['test_patients']} held-out patients; 210 min of history "
              f"-> 60 min ahead (5-min steps). Seeds {s['seeds']}; mean (min-max). {result['seconds']} s in all. "
-             + (FORECAST_TEXT if s.get("training") == "forecast" else HOMOTOPY_TEXT),
+             + (FORECAST_TEXT + estimate_text(s["scale"]) if s.get("training") == "forecast" else HOMOTOPY_TEXT),
              "", "| model | RMSE mg/dL | peak RMSE | accuracy | hypo | normal | hyper | effective params | "
              "seeds |", "|---|---|---|---|---|---|---|---|---|"]
     cell = lambda v, f: "-" if v is None else (f"{v[0]:{f}}" if v[1] == v[2] else  # noqa: E731
@@ -624,6 +649,17 @@ FORECAST_TEXT = ("ODE rows: trained by `method: forecast` on the training patien
                  "`hodec sparsify`, fixed epochs); forecast on the test windows by the model and its encoder. "
                  "Effective params: the model's + the encoder's. oracle: the generator's model with each test "
                  "patient's true parameters and the MAP state estimate of results/glucose.md.")
+
+
+def estimate_text(scale: dict) -> str:
+    """What the rows with forecast.estimate infer per window (empty without it)."""
+    names = scale.get("estimate")
+    if not names:
+        return ""
+    return (f" {' and '.join(ESTIMATE_ROWS)}: the encoder also infers each window's {', '.join(names)} "
+            f"(forecast.estimate: a factor within 1/{scale['estimate_factor']:g}-{scale['estimate_factor']:g} of "
+            f"the trained population value" + ("; BW, fixed in the spec, made trainable" if "BW" in names else "")
+            + ").")
 
 
 def params_note(row: dict) -> str:
@@ -667,6 +703,9 @@ def main(argv=None) -> int:
                     "(method forecast on windows, gru encoder, early stopping; default) or homotopy (whole days, MAP "
                     "state estimate: the protocol of results/glucose.md)")
     ap.add_argument("--max-seconds", type=float, help="forecast training: wall-time cap per row and seed")
+    ap.add_argument("--estimate", nargs="*", metavar="PARAM", help="forecast training: the params the encoder "
+                    f"infers per window in the rows {', '.join(ESTIMATE_ROWS)} (default: {' '.join(ESTIMATE)}; "
+                    "none given: none)")
     args = ap.parse_args(argv)
     if args.combine:
         return combine([json.loads(Path(f).read_text()) for f in args.combine], args.tag or "glucose")
@@ -678,6 +717,8 @@ def main(argv=None) -> int:
         scale.update(FORECAST_QUICK if args.quick else FORECAST_FULL)
         if args.max_seconds:
             scale["max_seconds"] = args.max_seconds
+        if args.estimate is not None:
+            scale["estimate"] = tuple(args.estimate)
     days = load_days()
     if args.quick:  # 2 train patients x 3 days; the validation and test patients in full
         keep = sorted({d.id // 1000 for d in days if d.split == 0})[:2]
