@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import builtins
 import keyword
+from typing import Optional
 
 import jinja2
 
@@ -17,6 +18,7 @@ from ..version import __version__
 from .events import event_assign_body, event_conditions_body, event_tables, event_times_body
 from .methods import (compartment_sizes_body, forward_body, initial_from_body, initial_state_body, observables_body,
                       observation_jacobian_body, state_jacobian_body)
+from .native import native_source
 from .noise import noise_scale_body, noise_table
 from .printer import float_literal
 
@@ -46,6 +48,7 @@ def render_module(sm: SymbolicModel, gates: bool = False) -> str:
     events = [event_times_body(sm, tables), event_conditions_body(sm, tables), event_assign_body(sm, tables)]
     fluxes = [sm.fluxes[i] for i in forward.columns.order]
     stoich = [(f, state, coef) for f, flux in enumerate(fluxes) for state, coef in flux.stoichiometry]
+    native, unsupported = native_source(sm, gates)
     m = sm.model
     context = dict(
         version=__version__,
@@ -89,6 +92,8 @@ def render_module(sm: SymbolicModel, gates: bool = False) -> str:
         event_assign_body=indent(events[2].lines),
         noise_table=rows(noise_table(sm)),
         noise_scale_body=indent(noise_scale_body(sm)),
+        native_source=text_lines(native),
+        native_unsupported=repr(unsupported),
     )
     return _template().render(**context)
 
@@ -142,6 +147,13 @@ def literal(value, width: int = 100, depth: int = 4) -> str:
     lines.append(line)
     pad = " " * (depth + 4)
     return "(\n" + "\n".join(pad + ln.rstrip() for ln in lines) + "\n" + " " * depth + ")"
+
+
+def text_lines(text: Optional[str]) -> str:
+    """A long text as a Python literal: one string per line, concatenated (None as None)."""
+    if text is None:
+        return "None"
+    return "(\n" + "".join(f"        {line!r}\n" for line in text.splitlines(keepends=True)) + "    )"
 
 
 def rows(items: list) -> str:
