@@ -13,6 +13,7 @@ from torch import nn
 
 from .. import solvers
 from ..errors import HodecError, did_you_mean
+from . import native as native_solving
 from .dosing import Doses
 from .events import SimulationEvents
 from .gates import Gated
@@ -229,6 +230,8 @@ class CompiledModel(Gated, Stoichiometry, nn.Module):
 
     def state_batch(self, batch) -> tuple:
         """The batch shape of an initial state asked for with `batch`, broadcast with the per-sample params'."""
+        if not self._param_batch:
+            return tuple(batch)
         try:
             return tuple(torch.broadcast_shapes(tuple(batch), self._param_batch))
         except RuntimeError:
@@ -367,7 +370,7 @@ class CompiledModel(Gated, Stoichiometry, nn.Module):
     # ---------------------------------------------------------------- simulation and observation
     def simulate(self, ts, y0=None, inputs=None, method: str = "auto", rtol: float = 1e-6,
                  atol: float = 1e-8, doses: Optional[Doses] = None, after_events: bool = False,
-                 **options) -> torch.Tensor:
+                 native: Optional[bool] = None, **options) -> torch.Tensor:
         """Integrate from ts[0]; returns [T, *batch, n]. ts is [T], or [T, *batch]: each member its own times.
 
         method: hodec's own solvers ('auto', the default: tsit5, switching to the stiff rodas5p when the problem
@@ -377,13 +380,22 @@ class CompiledModel(Gated, Stoichiometry, nn.Module):
         doses: a runtime.Doses (bolus and infusion doses, each member its own regimen); they and the spec's events
         (`at`, `when`) need one of hodec's own methods, without adjoint. after_events: y0 is the state after the
         events at ts[0] already (a segment continuing another): they do not apply again, and infusions running
-        then keep running."""
+        then keep running.
+        native: solve with the model and hodec's solver loops compiled to C (runtime/native.py; options max_steps
+        and stats, compile ignored): None (default) does when no gradient is needed (grad mode off, or nothing the
+        solve reads requires grad), no coupling, events or doses apply, the inputs are sample tables, the method
+        is a native one and a C compiler works, unless HODEC_NATIVE=0 is set; True: natively, else a HodecError
+        saying why not; False: the torch solvers. Native solves run in double precision (a float32 model's result
+        is rounded to float32), carry no gradients, and fill stats with steps, rejected, switched (members `auto`
+        moved to rodas5p), n_f and n_jac summed over the members."""
         if inputs:
             self.set_inputs(inputs)
         ref = self.raw_free
         ts = torch.as_tensor(ts, dtype=ref.dtype, device=ref.device)
         y0 = self.initial_state() if y0 is None else torch.as_tensor(y0, dtype=ref.dtype, device=ref.device)
         y0 = y0.expand(*self.state_batch(y0.shape[:-1]), y0.shape[-1])  # per-sample params: one state each
+        if native_solving.chosen(self, native, ts, y0, method, atol, options, doses):
+            return native_solving.simulate(self, ts, y0, method, rtol, atol, options)
         if doses is not None or self.events_table:
             return self._simulate_events(ts, y0, doses, method, rtol, atol, options, after_events)
         if method in solvers.NAMES:

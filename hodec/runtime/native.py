@@ -1,0 +1,155 @@
+"""Native (C) solving behind CompiledModel.simulate: whether one solve can go to hodec.solvers.native (and if not,
+why not), and the model's params, inputs, initial states and times as solve_native's arguments.
+
+The generated class carries its model as C (`native_source`, or `native_unsupported`: the reason it has none);
+hodec.solvers.native compiles it with hodec's C solver loops into a shared library at first use (cached on disk)
+and solves every batch member on its own, in double precision, without gradients.
+"""
+from __future__ import annotations
+
+import math
+import os
+from typing import Optional
+
+import torch
+
+from ..errors import HodecError
+from ..solvers.native import NAMES, NativeUnavailable, library, solve_native
+from ..solvers.solve import MAX_STEPS
+from .signals import Signal
+
+# simulate() options the native solve takes (compile, a way of running the torch solvers, means nothing to it); any
+# other (adjoint, stop_at_outputs, torchdiffeq's) that is set keeps the solve on the torch solvers
+OPTIONS = ("max_steps", "stats", "compile")
+ENVIRONMENT = "HODEC_NATIVE"  # "0" turns the automatic choice off (native=True still solves natively)
+_LIBRARIES: dict = {}  # C source -> its loaded library, or the NativeUnavailable that building it raised
+
+
+def chosen(model, native: Optional[bool], ts: torch.Tensor, y0: torch.Tensor, method: str, atol, options: dict,
+           doses=None) -> bool:
+    """Whether this simulate() solves natively. native=False: never; None (the automatic choice): when nothing
+    refuses it and HODEC_NATIVE is not "0"; True: always, else a HodecError naming what refuses it."""
+    if native is False or native is None and os.environ.get(ENVIRONMENT, "").strip() == "0":
+        return False
+    reason = refusal(model, ts, y0, method, atol, options, doses)
+    if reason is not None and native:
+        raise HodecError(f"simulate(native=True): {reason}")
+    return reason is None
+
+
+def refusal(model, ts: torch.Tensor, y0: torch.Tensor, method: str, atol, options: dict,
+            doses=None) -> Optional[str]:
+    """None when this solve can run natively, else why not (a phrase: 'simulate(native=True): <reason>')."""
+    cls = type(model)
+    source = getattr(cls, "native_source", None)
+    if source is None:
+        return getattr(cls, "native_unsupported", None) or "the model class carries no C source (compiled by a " \
+                                                            "hodec without native solving)"
+    reason = _setup_refusal(model, method, options, doses)
+    if reason is None:
+        reason = _tensor_refusal(model, ts, y0, atol)
+    if reason is None and isinstance(_library(source), NativeUnavailable):
+        reason = f"no native library ({_library(source)})"
+    return reason
+
+
+def _setup_refusal(model, method: str, options: dict, doses) -> Optional[str]:
+    """What the call asks for that the native solvers do not do."""
+    if method not in NAMES:
+        return f"method '{method}' has no native version (native methods: {', '.join(NAMES)})"
+    torch_only = [name for name, value in options.items() if name not in OPTIONS and value not in (None, False)]
+    if torch_only:
+        return f"option {torch_only[0]}={options[torch_only[0]]!r} is the torch solvers' only"
+    if doses is not None:
+        return "doses are applied by the torch solvers only"
+    if model.events_table:
+        return f"the spec's events ({model.events_table[0][1]}) are applied by the torch solvers only"
+    if model._coupling is not None:
+        return "a homotopy coupling is attached"
+    if "forward" in model.__dict__ or type(model).forward is not _source_class(type(model)).forward:
+        return "forward is overridden (the C source is the generated forward's)"
+    for name in model.input_names:
+        signal = model._signals.get(name)
+        if signal is None:
+            return f"input '{name}' is not bound"
+        if not isinstance(signal, Signal):
+            return f"input '{name}' is bound to a callable, not a table of samples"
+    return None
+
+
+def _tensor_refusal(model, ts: torch.Tensor, y0: torch.Tensor, atol) -> Optional[str]:
+    if y0.device.type != "cpu":
+        return f"the model is on {y0.device} (native solving runs on the CPU)"
+    if torch.is_grad_enabled():
+        tensors = {"a param": model.parameter_values(), "the initial state": y0, "the time grid": ts,
+                   "atol": atol if torch.is_tensor(atol) else None,
+                   **{f"input '{name}'": model._signals[name].values for name in model.input_names},
+                   **{f"input '{name}' (times)": model._signals[name].times for name in model.input_names}}
+        needing = next((what for what, t in tensors.items() if t is not None and t.requires_grad), None)
+        if needing is not None:
+            return (f"gradients are needed ({needing} requires grad) and native solves do not differentiate: "
+                    f"simulate under torch.no_grad() for a solve without them")
+    batch = tuple(y0.shape[:-1])
+    if not isinstance(atol, (int, float)) and tuple(torch.as_tensor(atol).shape) not in ((), (y0.shape[-1],)):
+        return f"atol has shape {list(torch.as_tensor(atol).shape)} (native: a number or one per state)"
+    if ts.dim() == 0 or ts.shape[0] == 0 or ts.dim() > 1 and tuple(ts.shape[1:]) != batch:
+        return f"the time grid has shape {list(ts.shape)} (expected [T] or [T, *batch], batch {list(batch)})"
+    if bool((ts[-1] < ts[0]).any()):  # (solve_native refuses any other decrease, as the torch solvers do)
+        return "the time grid decreases (native solves integrate forward only)"
+    for name in model.input_names:
+        columns = tuple(model._signals[name].values.shape[1:])
+        if columns and (len(columns) > len(batch) or _broadcast(columns, batch) != batch):
+            return f"input '{name}' has columns {list(columns)} that do not line up with the batch {list(batch)}"
+    return None
+
+
+def _broadcast(a: tuple, b: tuple) -> Optional[tuple]:
+    try:
+        return tuple(torch.broadcast_shapes(a, b))
+    except RuntimeError:
+        return None
+
+
+def _source_class(cls):
+    """The generated class: the one whose own attributes hold the C source."""
+    return next(c for c in cls.__mro__ if "native_source" in c.__dict__)
+
+
+def _library(source: str):
+    """The loaded library of a model's C source, built once per process (a failure too: no compiler is asked
+    again on every solve)."""
+    if source not in _LIBRARIES:
+        try:
+            _LIBRARIES[source] = library(source)
+        except NativeUnavailable as err:
+            _LIBRARIES[source] = err
+    return _LIBRARIES[source]
+
+
+def simulate(model, ts: torch.Tensor, y0: torch.Tensor, method: str, rtol: float, atol, options: dict):
+    """The native solve of simulate(): y [T, *batch, n] in the model's dtype (float32 models are solved in double
+    and the result rounded)."""
+    batch, n = tuple(y0.shape[:-1]), y0.shape[-1]
+    B = math.prod(batch)
+    p = model.parameter_values()
+    ys = solve_native(_library(type(model).native_source), y0.reshape(B, n),
+                      ts if ts.dim() == 1 else ts.reshape(ts.shape[0], B),
+                      p if p.dim() == 1 else p.expand(*batch, p.shape[-1]).reshape(B, p.shape[-1]),
+                      _inputs(model, batch, B), method, rtol, atol, max_steps=options.get("max_steps", MAX_STEPS),
+                      state_names=model.state_names, stats=options.get("stats"))
+    return ys.to(y0.dtype).reshape(ys.shape[0], *batch, n)
+
+
+def _inputs(model, batch: tuple, B: int) -> list:
+    """Each input as (times [K], values [K] or [K, B], method): a signal's own trailing shape (a column per
+    member) lines up with the batch's last axes, as simulate's torch path reads it."""
+    out = []
+    for name in model.input_names:
+        signal = model._signals[name]
+        values = signal.values
+        if values.dim() > 1:
+            K = values.shape[0]
+            lead = len(batch) - (values.dim() - 1)
+            values = values.reshape(K, *(1,) * lead, *values.shape[1:]).expand(K, *batch).reshape(K, B)
+        out.append((signal.times, values, signal.method))
+    return out
