@@ -95,13 +95,15 @@ def hodec_model(case: Case, batch: int):
 
 
 class HodecRunner(Runner):
-    """model.simulate with one of hodec's own methods, or torchdiffeq.odeint on the module (today's path)."""
+    """model.simulate with one of hodec's own methods, on its torch solvers or natively (its model and solver
+    loops compiled to C), or torchdiffeq.odeint on the module (the path before hodec had its own solvers)."""
 
-    def __init__(self, case: Case, batch: int, method: str, torchdiffeq: bool = False, compile: bool = False):
+    def __init__(self, case: Case, batch: int, method: str, torchdiffeq: bool = False, compile: bool = False,
+                 native: bool = False):
         self.model, self.y0 = hodec_model(case, batch)
         self.ts = torch.as_tensor(case.ts, dtype=torch.float64)
-        self.method, self.torchdiffeq, self.compile = method, torchdiffeq, compile
-        self.jit = compile
+        self.method, self.torchdiffeq, self.compile, self.native = method, torchdiffeq, compile, native
+        self.jit = compile or native  # the first native solve builds the C library (or reads it from the cache)
 
     def run(self, rtol, atol, **extra):
         with torch.no_grad():
@@ -111,7 +113,7 @@ class HodecRunner(Runner):
                 return odeint(self.model, self.y0, self.ts, method=self.method, rtol=rtol, atol=atol)
             options = {"compile": True} if self.compile else {}
             return self.model.simulate(self.ts, y0=self.y0, method=self.method, rtol=rtol, atol=atol,
-                                       max_steps=MAX_STEPS, **options, **extra)
+                                       max_steps=MAX_STEPS, native=self.native, **options, **extra)
 
     def states(self, result):
         ys = result.numpy()
@@ -138,6 +140,8 @@ class HodecRunner(Runner):
                 "method": stats.get("method")}
 
     def rhs_us(self):
+        if self.native:  # its right-hand side is C inside the solve: no torch forward to time
+            return None
         t = self.ts[:1].reshape(()) if self.y0.dim() == 1 else self.ts[:1].expand(self.y0.shape[0])
         with torch.no_grad():
             for _ in range(20):
@@ -167,6 +171,21 @@ def hodec_methods_check(*methods: str, compile: bool = False):
     return check
 
 
+def native_check(method: str):
+    def check():
+        try:
+            from hodec.solvers.native import NAMES
+        except ImportError:
+            return "hodec.solvers.native not available"
+        if method not in NAMES:
+            return f"method {method} not in hodec.solvers.native"
+        if "native" not in inspect.signature(_simulate()).parameters:
+            return "simulate takes no native option"
+        return None
+
+    return check
+
+
 def _simulate():
     from hodec.runtime.model import CompiledModel
 
@@ -182,6 +201,12 @@ def hodec_candidate(method: str, kinds: tuple, compile: bool = False) -> Candida
     return Candidate(name, "hodec", lambda case, batch: HodecRunner(case, batch, method, compile=compile),
                      kinds, batched=True, check=hodec_methods_check(method, compile=compile),
                      cells=COMPILE_CELLS if compile else None, ladder_from=f"hodec {method}" if compile else None)
+
+
+def native_candidate(method: str, kinds: tuple) -> Candidate:
+    return Candidate(f"hodec native {method}", "hodec",
+                     lambda case, batch: HodecRunner(case, batch, method, native=True), kinds, batched=True,
+                     check=native_check(method))
 
 
 # ---------------------------------------------------------------- torchode on hodec's module
@@ -361,6 +386,10 @@ CANDIDATES = {c.name: c for c in [
     hodec_candidate("auto", BOTH),
     hodec_candidate("tsit5", EXPLICIT, compile=True),
     hodec_candidate("rodas5p", STIFF, compile=True),
+    native_candidate("tsit5", EXPLICIT),
+    native_candidate("dopri5", EXPLICIT),
+    native_candidate("rodas5p", STIFF),
+    native_candidate("auto", BOTH),
     Candidate("torchode Tsit5 (hodec module)", "peer", TorchodeRunner, EXPLICIT, batched=True, needs=("torchode",)),
     Candidate("diffrax Tsit5", "peer", lambda case, batch: DiffraxRunner(case, batch, "Tsit5"), EXPLICIT,
               batched=True, needs=("diffrax", "jax"), check=jax_x64_check),

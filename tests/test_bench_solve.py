@@ -128,7 +128,7 @@ def installed_peers() -> list:
 
 @pytest.mark.slow  # a real benchmark run: ~10 s of CPU (jit compiles, interleaved timing)
 def test_quick_run_on_lv(tmp_path):
-    always = ["hodec+torchdiffeq dopri5", "hodec tsit5", "hodec auto", "scipy DOP853"]
+    always = ["hodec+torchdiffeq dopri5", "hodec tsit5", "hodec auto", "hodec native tsit5", "scipy DOP853"]
     names = always + installed_peers()
     out = tmp_path / "solve"
     assert bench_solve.main(["--quick", "--cases", "lv", "--no-training", "--no-memory", "--out", str(out),
@@ -141,6 +141,10 @@ def test_quick_run_on_lv(tmp_path):
         assert row["status"] == "ok", (name, row)
         assert row["error"] <= 1e-5 and row["median_s"] > 0 and row["samples"] >= 3
     assert cell["candidates"]["hodec tsit5"]["nfev"] > 0 and cell["candidates"]["hodec tsit5"]["steps"] > 0
+    # the torch and the native tsit5: one tableau and controller, so the same steps at the same tolerance
+    torch_row, native_row = cell["candidates"]["hodec tsit5"], cell["candidates"]["hodec native tsit5"]
+    assert native_row["rtol"] == torch_row["rtol"] and native_row["steps"] == torch_row["steps"]
+    assert torch_row["method"] == "tsit5" and native_row["method"] is None  # (only the torch solvers name it)
     assert len(result["load_before"]) == 3 and result["versions"]["torch"] == torch.__version__
     md = out.with_suffix(".md").read_text()
     assert "| hodec tsit5 | 1e-0" in md and "## Goals" in md

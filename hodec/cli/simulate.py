@@ -26,7 +26,8 @@ def add_parser(sub):
                         "addl repeat it (NONMEM's names); several --dose options add up")
     p.add_argument("--method", default="auto",
                    help="ODE solver: auto (tsit5, switching to the stiff rodas5p when needed), tsit5, dopri5, "
-                        "rodas5p, ..., or a torchdiffeq method")
+                        "rodas5p, ..., or a torchdiffeq method; hodec's methods solve in C where the model allows "
+                        "(no neural slots, events or doses; HODEC_NATIVE=0 in the environment: never)")
     p.add_argument("--rtol", type=float, default=1e-8)
     p.add_argument("--atol", type=float, default=1e-10)
     p.add_argument("-o", "--output", help="CSV file (default: standard output)")
