@@ -304,17 +304,24 @@ def test_a_non_finite_start_names_member_and_state():
 @pytest.mark.parametrize("call, message", [
     (dict(method="bdf"), "unknown native solver method 'bdf'"),
     (dict(y0=[[1.0, 1.0, 1.0]]), r"initial state has shape \[1, 3\]; expected \[B, 2\]"),
-    (dict(ts=[1.0, 0.0]), "non-decreasing"),
+    (dict(ts=[0.0, 2.0, 1.0]), r"output times of batch member 0 must be finite and non-decreasing \(time 2\)"),
+    (dict(ts=[[0.0, 0.0], [1.0, float("nan")]], y0=[[1.0, 1.0], [1.0, 1.0]]), "batch member 1 .* \\(time 1\\)"),
+    (dict(atol=[1e-8, -1.0]), "tolerances"),
     (dict(params=[1.0, 2.0]), r"parameters have shape \[2\]; expected \[4\]"),
     (dict(rtol=0.0), "tolerances"),
     (dict(atol=[1e-8, 1e-8, 1e-8]), r"atol has shape \[3\]"),
-    (dict(inputs=[([0.0], [1.0], "linear")]), r"reads 0 input\(s\); 1 table\(s\) given"),
+    (dict(inputs=[([0.0], [1.0], "linear")]), r"reads 0 input\(s\); 1 table\(s\) given"),    (dict(inputs=[([0.0, 0.0], [1.0, 2.0], "linear")], lib=DRIVEN, params=[1.0, 2.0]),
+     r"input 0: its times must be finite and strictly increasing \(time 1\)"),
+    (dict(inputs=[([0.0, 1.0], [[1.0, 2.0]], "linear")], lib=DRIVEN, params=[1.0, 2.0]),
+     r"input 0: times of shape \[2\] and values of shape \[1, 2\]"),
+    (dict(inputs=[([0.0, 1.0], [1.0, 2.0], "cubic")], lib=DRIVEN, params=[1.0, 2.0]), "'linear' or 'previous'"),
 ])
 def test_bad_arguments_are_named(call, message):
-    args = dict(y0=[[1.0, 1.0]], ts=[0.0, 1.0], params=LV_P, inputs=[], method="tsit5", rtol=1e-6, atol=1e-8)
+    args = dict(y0=[[1.0, 1.0]], ts=[0.0, 1.0], params=LV_P, inputs=[], method="tsit5", rtol=1e-6, atol=1e-8,
+                lib=LV)
     args.update(call)
     with pytest.raises(Exception, match=message) as info:
-        solve_native(library(LV), t64(args.pop("y0")), t64(args.pop("ts")), t64(args.pop("params")),
+        solve_native(library(args.pop("lib")), t64(args.pop("y0")), t64(args.pop("ts")), t64(args.pop("params")),
                      args.pop("inputs"), **args, max_steps=MAX_STEPS)
     assert type(info.value).__name__ == "HodecError"
 
@@ -364,5 +371,6 @@ def test_a_broken_compiler_is_native_unavailable(monkeypatch):
 
 
 def test_a_compile_error_quotes_the_compiler():
-    with pytest.raises(NativeUnavailable, match=r"(?s)failed \(exit status 1\) on .*error: .hodec_rhs_typo. undeclared"):
+    with pytest.raises(NativeUnavailable,
+                       match=r"(?s)failed \(exit status 1\) on .*error: .hodec_rhs_typo. undeclared"):
         library(LV.replace("dy[0] = p[0]", "hodec_rhs_typo; dy[0] = p[0]"))

@@ -118,11 +118,12 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     lib.hodec_eval.argtypes = [double] + [pointer] * 7
     lib.hodec_eval.restype = None
     lib.hodec_solve.argtypes = [ctypes.c_int, long, long, pointer, long, long, pointer, pointer, long, pointer,
-                                pointer, pointer, double, pointer, long, pointer, pointer, pointer, pointer]
+                                pointer, pointer, double, pointer, long, long, pointer, pointer, pointer, pointer]
     lib.hodec_solve.restype = ctypes.c_int
+    lib.model_dims = tuple((ctypes.c_long * 4).in_dll(lib, "hodec_dims"))  # read once: solves read it each call
     return lib
 
 
 def dims(lib: ctypes.CDLL) -> tuple:
     """(HODEC_N, HODEC_P, HODEC_U, HODEC_AUTONOMOUS) of the library's model."""
-    return tuple((ctypes.c_long * 4).in_dll(lib, "hodec_dims"))
+    return lib.model_dims

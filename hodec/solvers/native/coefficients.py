@@ -14,7 +14,8 @@ TABLEAUS = (TSIT5, DOPRI5, RODAS5P, RODAS4, ROS34PW2)
 METHODS = tuple(tab.name for tab in TABLEAUS)  # hodec_solve's method number is the index here; len(METHODS): auto
 AUTO_METHOD = len(METHODS)
 # hodec_solve's return values after 0 (solved): how the first failing member failed (solve.py words each one)
-FAILURES = ("start_value", "start_rate", "underflow_nonfinite", "underflow", "too_many_steps", "stiff", "no_memory")
+FAILURES = ("start_value", "start_rate", "underflow_nonfinite", "underflow", "too_many_steps", "stiff", "no_memory",
+            "bad_grid", "bad_atol", "bad_table")
 
 _STRUCT = """typedef struct {
     int stiff;  /* a Rosenbrock method, else an explicit first-same-as-last Runge-Kutta method */

@@ -31,30 +31,44 @@ def solve_native(lib: ctypes.CDLL, y0: torch.Tensor, ts, params, inputs: Sequenc
                  stats: Optional[dict] = None) -> torch.Tensor:
     """y at the times ts, [T, B, n] float64. params [P] (shared) or [B, P]; inputs: one (times [K], values [K] or
     [K, B], 'linear' | 'previous') per model input; atol a number or [n]; stats, if given, receives steps (attempts),
-    rejected, n_f, n_jac and switched (members that `auto` moved to the stiff method), summed over members."""
+    rejected, n_f, n_jac and switched (members that `auto` moved to the stiff method), summed over members.
+
+    Shapes are checked here, values (finite, sorted times; atol) in C, where a pass over them costs nothing: a
+    small model's whole solve takes microseconds, as long as a few tensor operations."""
     n, P, U, _ = dims(lib)
     number = _method(method)
     y0 = _float64(y0, "the initial state")
     if y0.dim() != 2 or y0.shape[1] != n or y0.shape[0] == 0:
         raise HodecError(f"the initial state has shape {list(y0.shape)}; expected [B, {n}] (B >= 1 members)")
     B = y0.shape[0]
-    ts, ts_time, ts_member = _grid(ts, B)
-    p, p_stride = _params(params, B, P)
-    tolerance = _tolerances(rtol, atol, n)
-    times, values, info = _tables(inputs, U, B)
+    ts = _float64(ts, "the time grid")
+    if not (ts.dim() == 1 or (ts.dim() == 2 and ts.shape[1] == B)) or ts.shape[0] == 0:
+        raise HodecError(f"the time grid has shape {list(ts.shape)}; expected [T] or [T, {B}] (T >= 1)")
+    p = _float64(params if params is not None else _EMPTY, "the parameters")
+    if p.shape != (P,) and p.shape != (B, P):
+        raise HodecError(f"the parameters have shape {list(p.shape)}; expected [{P}] (shared) or [{B}, {P}] "
+                         f"(per member)")
+    rtol, tolerance, stride = _tolerances(rtol, atol, n)
+    times, values, info = _tables(inputs, U, B) if U or inputs else _NO_TABLES
     T = ts.shape[0]
     out = torch.empty(T, B, n, dtype=torch.float64)
-    counts = (ctypes.c_long * 5)()
+    counts = (ctypes.c_long * 8)()  # stats (5), then the failing (member, state, method)
     fail = (ctypes.c_double * 3)()
-    fail_at = (ctypes.c_long * 3)()
-    status = lib.hodec_solve(number, B, T, ts.data_ptr(), ts_time, ts_member, y0.data_ptr(), p.data_ptr(), p_stride,
-                             times.data_ptr(), values.data_ptr(), info.data_ptr(), float(rtol), tolerance.data_ptr(),
-                             int(max_steps), out.data_ptr(), counts, fail, fail_at)
+    status = lib.hodec_solve(number, B, T, ts.data_ptr(), 1 if ts.dim() == 1 else B, 0 if ts.dim() == 1 else 1,
+                             y0.data_ptr(), p.data_ptr(), P if p.dim() == 2 else 0, times.data_ptr(),
+                             values.data_ptr(), info.data_ptr(), rtol, _pointer(tolerance), stride,
+                             int(max_steps), out.data_ptr(), counts, fail, ctypes.byref(counts, 5 * _LONG))
     if stats is not None:
         stats.update(steps=counts[0], rejected=counts[1], switched=counts[2], n_f=counts[3], n_jac=counts[4])
     if status:
-        raise _failure(FAILURES[status - 1], tuple(fail), tuple(fail_at), max_steps, state_names)
+        raise _failure(FAILURES[status - 1], tuple(fail), tuple(counts[5:]), max_steps, state_names, rtol, atol)
     return out
+
+
+_EPS = torch.finfo(torch.float64).eps
+_LONG = ctypes.sizeof(ctypes.c_long)
+_EMPTY = torch.zeros(0, dtype=torch.float64)
+_NO_TABLES = (_EMPTY, _EMPTY, torch.zeros(0, dtype=torch.long))
 
 
 def _method(name: str) -> int:
@@ -66,47 +80,37 @@ def _method(name: str) -> int:
 
 
 def _float64(x, what: str) -> torch.Tensor:
+    """x as a contiguous float64 CPU tensor: itself when it is one already (no copy, no tensor operation)."""
+    if isinstance(x, torch.Tensor) and x.dtype == torch.float64 and x.device.type == "cpu" and x.is_contiguous():
+        return x
     x = torch.as_tensor(x)
     if not (x.is_floating_point() or x.dtype in (torch.int32, torch.int64)):
         raise HodecError(f"{what} must hold real numbers, got {str(x.dtype).removeprefix('torch.')}")
     return x.detach().to(device="cpu", dtype=torch.float64).contiguous()
 
 
-def _grid(ts, B: int) -> tuple:
-    """(grid, stride between times, stride between members): a shared [T] grid or a per-member [T, B] one."""
-    ts = _float64(ts, "the time grid")
-    if not (ts.dim() == 1 or (ts.dim() == 2 and ts.shape[1] == B)) or ts.shape[0] == 0:
-        raise HodecError(f"the time grid has shape {list(ts.shape)}; expected [T] or [T, {B}] (T >= 1)")
-    if not bool(torch.isfinite(ts).all()):
-        raise HodecError("the time grid must hold finite times")
-    if not bool((ts[1:] >= ts[:-1]).all()):
-        raise HodecError("the output times must be non-decreasing (native solvers integrate forward only; the "
-                         "torch solvers integrate backward)")
-    return (ts, 1, 0) if ts.dim() == 1 else (ts, B, 1)
-
-
-def _params(params, B: int, P: int) -> tuple:
-    p = _float64(params if params is not None else [], "the parameters")
-    if p.shape == (P,):
-        return (p if P else torch.zeros(1, dtype=torch.float64)), 0
-    if p.shape == (B, P):
-        return (p if P else torch.zeros(1, dtype=torch.float64)), P
-    raise HodecError(f"the parameters have shape {list(p.shape)}; expected [{P}] (shared) or [{B}, {P}] "
-                     f"(per member)")
-
-
-def _tolerances(rtol, atol, n: int) -> torch.Tensor:
-    """atol as [n]; rtol and atol checked as solve() checks them."""
-    tolerance = _float64(atol, "atol")
-    if tolerance.dim() == 0:
-        tolerance = tolerance.expand(n).contiguous()
-    if tolerance.shape != (n,):
-        raise HodecError(f"atol has shape {list(tolerance.shape)}; expected a number or [{n}] (per state)")
-    if not (rtol > 0 and math.isfinite(rtol) and rtol >= 10 * torch.finfo(torch.float64).eps) or \
-            not bool((torch.isfinite(tolerance) & (tolerance >= 0)).all()):
+def _tolerances(rtol, atol, n: int) -> tuple:
+    """(rtol, atol as a ctypes array or a tensor, its stride): one number for all states (stride 0) or [n] (stride
+    1). atol's values are checked in C."""
+    try:
+        rtol = float(rtol)
+    except (TypeError, ValueError):
+        rtol = math.nan
+    if not 10 * _EPS <= rtol < math.inf:
         raise HodecError(f"solver tolerances must be finite with rtol > 1e-15 and atol >= 0; got rtol={rtol}, "
                          f"atol={atol}")
-    return tolerance
+    if isinstance(atol, (int, float)):
+        return rtol, (ctypes.c_double * 1)(atol), 0
+    tolerance = _float64(atol, "atol")
+    if tolerance.dim() == 0:
+        return rtol, tolerance, 0
+    if tolerance.shape != (n,):
+        raise HodecError(f"atol has shape {list(tolerance.shape)}; expected a number or [{n}] (per state)")
+    return rtol, tolerance, 1
+
+
+def _pointer(x):
+    return x.data_ptr() if isinstance(x, torch.Tensor) else x
 
 
 def _tables(inputs: Sequence, U: int, B: int) -> tuple:
@@ -123,30 +127,34 @@ def _tables(inputs: Sequence, U: int, B: int) -> tuple:
         x, v, how = _float64(table[0], f"input {k}'s times"), _float64(table[1], f"input {k}'s values"), table[2]
         if how not in INTERPOLATION:
             raise HodecError(f"input {k}: interpolation method must be 'linear' or 'previous', not {how!r}")
-        if x.dim() != 1 or x.numel() == 0 or not bool(torch.isfinite(x).all()) or bool((x[1:] <= x[:-1]).any()):
-            raise HodecError(f"input {k}: the times must be [K] (K >= 1), finite and strictly increasing")
-        if not (v.shape == x.shape or v.shape == (x.shape[0], B)):
-            raise HodecError(f"input {k}: values of shape {list(v.shape)}; expected [{x.shape[0]}] or "
-                             f"[{x.shape[0]}, {B}] (one column per member)")
+        if x.dim() != 1 or x.numel() == 0 or not (v.shape == x.shape or v.shape == (x.shape[0], B)):
+            raise HodecError(f"input {k}: times of shape {list(x.shape)} and values of shape {list(v.shape)}; "
+                             f"expected times [K] (K >= 1) and values [K] or [K, {B}] (one column per member)")
         info.append([t_offset, x.numel(), v_offset, 1 if v.dim() == 1 else B, INTERPOLATION.index(how)])
         times.append(x)
         values.append(v.reshape(-1))
         t_offset += x.numel()
         v_offset += v.numel()
-    empty = [torch.zeros(1, dtype=torch.float64)]
-    return (torch.cat(times or empty), torch.cat(values or empty),
-            torch.tensor(info or [[0] * 5], dtype=torch.long).reshape(-1).contiguous())
+    return torch.cat(times), torch.cat(values), torch.tensor(info, dtype=torch.long).reshape(-1)
 
 
 def _state(state_names, j: int) -> str:
     return state_names[j] if state_names else f"state {j}"
 
 
-def _failure(kind: str, fail: tuple, fail_at: tuple, max_steps: int, state_names) -> HodecError:
-    """The exception of the first failing member, worded as integrate.py words it."""
+def _failure(kind: str, fail: tuple, fail_at: tuple, max_steps: int, state_names, rtol, atol) -> HodecError:
+    """The exception of the first failing member, worded as integrate.py words it, or of a bad argument value."""
     t, h, value = fail
     b, j, method = fail_at
     name = _state(state_names, j)
+    if kind == "bad_grid":
+        return HodecError(f"the output times of batch member {b} must be finite and non-decreasing (time {j}); the "
+                          f"native solvers integrate forward only (the torch solvers also backward)")
+    if kind == "bad_atol":
+        return HodecError(f"solver tolerances must be finite with rtol > 1e-15 and atol >= 0; got rtol={rtol}, "
+                          f"atol={atol}")
+    if kind == "bad_table":
+        return HodecError(f"input {b}: its times must be finite and strictly increasing (time {j})")
     if kind in ("start_value", "start_rate"):
         what = (f"the initial value of {name} is {value}" if kind == "start_value" else
                 f"the rate of {name} (f at the initial state) is {value}")

@@ -409,21 +409,55 @@ static int hodec_member(hodec_ctx *ctx, int method, const hodec_control *ctl, co
     return 0;
 }
 
+/* The arguments' values (their shapes are solve.py's to check): every member's output times finite and
+ * non-decreasing, atol finite and >= 0, each input's times finite and strictly increasing. Returns 0 or a
+ * HODEC_FAIL_BAD_ status with fail_at = (member or input, time index or state). */
+static int hodec_check(long B, long T, const double *ts, long ts_time, long ts_member, const hodec_table *tables,
+                       const double *atol, long *fail_at) {
+    for (long b = 0; b < B; b++)
+        for (long k = 0; k < T; k++) {
+            double t = ts[k * ts_time + b * ts_member];
+            if (!isfinite(t) || (k > 0 && !(t >= ts[(k - 1) * ts_time + b * ts_member]))) {
+                fail_at[0] = b, fail_at[1] = k;
+                return HODEC_FAIL_BAD_GRID;
+            }
+        }
+    for (int j = 0; j < HODEC_N; j++)
+        if (!(isfinite(atol[j]) && atol[j] >= 0)) {
+            fail_at[0] = 0, fail_at[1] = j;
+            return HODEC_FAIL_BAD_ATOL;
+        }
+    for (int u = 0; u < HODEC_U; u++)
+        for (long k = 0; k < tables[u].K; k++) {
+            double t = tables[u].times[k];
+            if (!isfinite(t) || (k > 0 && !(t > tables[u].times[k - 1]))) {
+                fail_at[0] = u, fail_at[1] = k;
+                return HODEC_FAIL_BAD_TABLE;
+            }
+        }
+    return 0;
+}
+
 /* Solves every member: method (a hodec_methods index, or HODEC_AUTO); ts[k * ts_time + b * ts_member] the output
  * times; y0 [B][N]; params p + b * p_stride; inputs: in_info[5 k ...] = (offset of its times in in_times, K,
- * offset of its values in in_values, columns 1 or B, 1 for 'previous'); atol [N]; out [T][B][N]; stats += (steps,
+ * offset of its values in in_values, columns 1 or B, 1 for 'previous'); atol[j * atol_stride] (stride 0: one
+ * for all states); out [T][B][N]; stats += (steps,
  * rejected, switched to the stiff method, f evaluations, Jacobians); on failure, fail = (t, h, value) and fail_at =
  * (member, state, method). Returns 0 or the first failing member's HODEC_FAIL_ status. */
 int hodec_solve(int method, long B, long T, const double *ts, long ts_time, long ts_member, const double *y0,
                 const double *p, long p_stride, const double *in_times, const double *in_values, const long *in_info,
-                double rtol, const double *atol, long max_steps, double *out, long *stats, double *fail,
-                long *fail_at) {
+                double rtol, const double *atol, long atol_stride, long max_steps, double *out, long *stats,
+                double *fail, long *fail_at) {
     const long n = HODEC_N, s = HODEC_MAX_STAGES;
     hodec_table tables[HODEC_UU];
     for (int k = 0; k < HODEC_U; k++) {
         const long *info = in_info + 5 * k;
         tables[k] = (hodec_table){in_times + info[0], in_values + info[2], info[1], info[3], (int)info[4]};
     }
+    double tolerance[HODEC_N];
+    for (int j = 0; j < HODEC_N; j++) tolerance[j] = atol[j * atol_stride];
+    int bad = hodec_check(B, T, ts, ts_time, ts_member, tables, tolerance, fail_at);
+    if (bad) return bad;
     double *memory = malloc(sizeof(double) * (2 * s * n + 3 * n + 2 * n * n + 5 * n));
     long *pivot = malloc(sizeof(long) * n);
     if (!memory || !pivot) {
@@ -435,7 +469,7 @@ int hodec_solve(int method, long B, long T, const double *ts, long ts_time, long
                     memory + 2 * s * n + 2 * n, memory + 2 * s * n + 2 * n + n * n, pivot,
                     memory + 2 * s * n + 2 * n + 2 * n * n, 0, 0};
     double *buffer = w.rhs + n; /* 5n */
-    hodec_control ctl = {rtol, atol};
+    hodec_control ctl = {rtol, tolerance};
     hodec_failure failure = {0, 0.0, 0.0, 0.0, 0, 0};
     long counts[3] = {0, 0, 0};
     int status = 0;
