@@ -624,7 +624,7 @@ def write(result: dict, stem: Path):
 
 
 # ---------------------------------------------------------------- joining separate invocations
-def join(paths: list, out: Path) -> str:
+def join(paths: list, out: Path, note: str = "") -> str:
     """One results file from several invocations (e.g. rows run apart on a loaded machine): each cell from the last
     file that has it, training and memory likewise; the invocations they come from (date, commit, load) listed
     in "runs" and in the note. A file that is itself a join contributes its own runs."""
@@ -645,12 +645,12 @@ def join(paths: list, out: Path) -> str:
     for i, run in enumerate(runs):
         run["cells"] = [list(c) for c in order if cells[c][1] == i]
         run["sections"] = [key for key, (_, j) in sections.items() if j == i]
-    runs = [run for run in runs if run["cells"] or run["sections"]]
+    runs = sorted((run for run in runs if run["cells"] or run["sections"]), key=lambda run: run["date"])
     note = ("Joined from {} invocations on the same machine; each cell comes from one invocation, its candidates "
             "interleaved there. ".format(len(runs)) +
             "; ".join(f"run {i + 1}: {run['date']} ({run['source']}), load before {run['load_before']}, after "
                       f"{run['load_after']}: " + ", ".join([f"{c} B={b}" for c, b in run["cells"]] + run["sections"])
-                      for i, run in enumerate(runs)))
+                      for i, run in enumerate(runs)) + (f". {note}" if note else ""))
     joined = {**result, "date": f"{runs[0]['date']} – {runs[-1]['date']}", "source": runs[-1]["source"],
               "load_before": runs[0]["load_before"], "load_after": runs[-1]["load_after"], "runs": runs,
               "note": note, "cells": [cells[c][0] for c in order],
@@ -680,6 +680,7 @@ def main(argv=None) -> int:
     ap.add_argument("--skip", nargs="+", default=[], help="substrings: leave out candidates whose name has one")
     ap.add_argument("--join", nargs="+", type=Path, metavar="JSON",
                     help="write one results file (--out) from these results of separate invocations; runs nothing")
+    ap.add_argument("--note", default="", help="with --join: a sentence added to the results' note")
     ap.add_argument("--no-training", action="store_true")
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--out", type=Path, help="results path without suffix (default benchmarks/results/solve, or "
@@ -691,7 +692,7 @@ def main(argv=None) -> int:
         print(json.dumps(memory_child(args.memory_child, args.memory_batch)))
         return 0
     if args.join:
-        print(join(args.join, args.out or RESULTS / "solve"))
+        print(join(args.join, args.out or RESULTS / "solve", args.note))
         return 0
     mode = Mode(args.quick)
     if importlib.util.find_spec("jax") is not None:  # here, not at import: the memory child runs without jax

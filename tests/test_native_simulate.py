@@ -262,6 +262,7 @@ def test_environment_turns_the_automatic_choice_off(paths, monkeypatch):
     ("method", ["ros34pw2" if "ros34pw2" not in native.NAMES else "bosh3", "native methods"]),
     ("callable", ["input 'infusion'", "callable"]),
     ("adjoint", ["adjoint=True"]),
+    ("backward", ["time grid decreases"]),
 ])
 def test_refusals_fall_back_to_torch_or_name_the_reason(case, words, paths):
     ts = torch.linspace(0.0, 3.0, 4)
@@ -284,6 +285,9 @@ def test_refusals_fall_back_to_torch_or_name_the_reason(case, words, paths):
         m.set_inputs({"infusion": lambda t: 100.0 * (t < 1)})
     if case == "adjoint":
         kwargs["adjoint"] = True
+    if case == "backward":  # the torch solvers integrate backward from ts[0]
+        ts = ts.flip(0)
+        kwargs["y0"] = torch.tensor([50.0, 10.0], dtype=torch.float64)
     with torch.enable_grad() if case == "grad" else contextlib.nullcontext():
         if case not in ("method", "adjoint"):  # (bosh3 is torchdiffeq's; an adjoint solve needs gradients)
             m.simulate(ts, **kwargs)

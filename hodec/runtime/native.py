@@ -78,7 +78,7 @@ def _setup_refusal(model, method: str, options: dict, doses) -> Optional[str]:
 
 
 def _tensor_refusal(model, ts: torch.Tensor, y0: torch.Tensor, atol) -> Optional[str]:
-    if y0.device.type != "cpu":
+    if not y0.is_cpu:
         return f"the model is on {y0.device} (native solving runs on the CPU)"
     if torch.is_grad_enabled():
         tensors = {"a param": model.parameter_values(), "the initial state": y0, "the time grid": ts,
@@ -94,7 +94,8 @@ def _tensor_refusal(model, ts: torch.Tensor, y0: torch.Tensor, atol) -> Optional
         return f"atol has shape {list(torch.as_tensor(atol).shape)} (native: a number or one per state)"
     if ts.dim() == 0 or ts.shape[0] == 0 or ts.dim() > 1 and tuple(ts.shape[1:]) != batch:
         return f"the time grid has shape {list(ts.shape)} (expected [T] or [T, *batch], batch {list(batch)})"
-    if bool((ts[-1] < ts[0]).any()):  # (solve_native refuses any other decrease, as the torch solvers do)
+    # (solve_native refuses any other decrease, as the torch solvers do; .item() is twice as fast as a tensor test)
+    if (ts[-1].item() < ts[0].item()) if ts.dim() == 1 else bool((ts[-1] < ts[0]).any()):
         return "the time grid decreases (native solves integrate forward only)"
     for name in model.input_names:
         columns = tuple(model._signals[name].values.shape[1:])
