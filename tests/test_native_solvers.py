@@ -12,7 +12,7 @@ import pytest
 import torch
 from scipy.integrate import solve_ivp
 
-from hodec.solvers import SolverError, StepSizeUnderflow, StiffnessDetected, TooManySteps
+from hodec.solvers import SolverError, StepSizeUnderflow, StiffnessDetected, TooManySteps, solve
 from hodec.solvers.native import NativeUnavailable, build, library, solve_native
 
 pytestmark = pytest.mark.filterwarnings("ignore")  # scipy's Radau at rtol 1e-12: "too small tolerance"
@@ -168,6 +168,42 @@ def test_van_der_pol_stiff_meets_the_tolerance(method):
     y = solve_native(library(VDP), t64([[2.0, 0.0]]), t64(ts), t64([1000.0]), [], method, rtol, atol,
                      max_steps=MAX_STEPS)[:, 0]
     assert scaled_error(y, ref, rtol, atol) < 30
+
+
+def torch_model(rhs, jac):
+    """A numpy-style rhs / jac (y: one member's states) for hodec's torch solvers, members stacked."""
+    def f(t, y):
+        return torch.stack([torch.stack([torch.as_tensor(v, dtype=y.dtype) for v in rhs(0, row)]) for row in y])
+
+    def jacobian(t, y):
+        return torch.stack([t64([[float(v) for v in r] for r in jac(0, row.tolist())]) for row in y])
+
+    return f, jacobian
+
+
+@pytest.mark.parametrize("problem", ["lotka_volterra", "robertson"])
+def test_the_same_steps_as_the_torch_solvers(problem):
+    """The C loops take the torch solvers' steps (controller.py, first step, stiffness test, auto's switch): the
+    same number of attempts and, for the explicit methods, of f evaluations (the C keeps f(t, y) and J over a
+    rejected Rosenbrock step, the torch code evaluates them again), and the same values to rounding."""
+    if problem == "lotka_volterra":
+        source, params, y0, ts, methods = LV, LV_P, [1.0, 1.0], np.linspace(0, 6, 61), ["tsit5", "dopri5", *STIFF]
+        jac = lambda t, y: [[1.5 - y[1], -y[0]], [3.0 * y[1], 3.0 * y[0] - 1.0]]  # noqa: E731
+        f, jacobian = torch_model(lv_f, jac)
+    else:
+        source, params, y0, ts, methods = ROBERTSON, ROBERTSON_P, [1.0, 0.0, 0.0], np.logspace(-5, 5, 11), STIFF
+        f, jacobian = torch_model(robertson_f, robertson_jac)
+        ts = np.concatenate([[0.0], ts])
+    for method in methods:
+        ours, theirs = {}, {}
+        y = solve_native(library(source), t64([y0]), t64(ts), t64(params), [], method, 1e-6, 1e-10,
+                         max_steps=MAX_STEPS, stats=ours)
+        expected = solve(f, t64([y0]), t64(ts), method, 1e-6, 1e-10, jacobian=jacobian, autonomous=True,
+                         stats=theirs)
+        assert ours["steps"] == theirs["steps"], method
+        if method in ("tsit5", "dopri5"):
+            assert ours["n_f"] == theirs["n_f"], method
+        torch.testing.assert_close(y, expected, rtol=1e-9, atol=1e-13)
 
 
 # ---- inputs ----
