@@ -305,31 +305,25 @@ def test_compile_is_the_torch_solvers_option_and_does_not_keep_a_solve_there(pat
     assert paths == ["native"]
 
 
-def test_a_model_class_without_c_source(paths):
-    m = PK.model_class()().double()
-    m.set_inputs({"infusion": INFUSION})
-
-    class Older(type(m)):
-        native_source = None
-        native_unsupported = None
-
-    older = Older().double()
-    older.set_inputs({"infusion": INFUSION})
-    older.simulate([0.0, 1.0])
-    with pytest.raises(hodec.HodecError, match="carries no C source"):
-        older.simulate([0.0, 1.0], native=True)
-    assert paths == ["torch"]
+class Older(PK.model_class()):
+    """A class generated before native solving: no C source."""
+    native_source = None
+    native_unsupported = None
 
 
-def test_an_overridden_forward_stays_on_torch(paths):
-    class Doubled(PK.model_class()):
-        def forward(self, t, y):
-            return 2 * super().forward(t, y)
+class Doubled(PK.model_class()):
+    """A subclass whose field is not the generated one the C source prints."""
 
-    m = Doubled().double()
+    def forward(self, t, y):
+        return 2 * super().forward(t, y)
+
+
+@pytest.mark.parametrize("cls, reason", [(Older, "carries no C source"), (Doubled, "forward is overridden")])
+def test_a_class_whose_c_source_is_missing_or_not_its_field_stays_on_torch(cls, reason, paths):
+    m = cls().double()
     m.set_inputs({"infusion": INFUSION})
     m.simulate([0.0, 1.0])
-    with pytest.raises(hodec.HodecError, match="forward is overridden"):
+    with pytest.raises(hodec.HodecError, match=reason):
         m.simulate([0.0, 1.0], native=True)
     assert paths == ["torch"]
 
