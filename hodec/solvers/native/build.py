@@ -11,6 +11,7 @@ renamed, so two processes building the same library at once both end with a comp
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import os
 import shlex
@@ -28,6 +29,7 @@ SOLVER_SOURCE = Path(__file__).with_name("solver.c")
 ERROR_LINES = 12  # of the compiler's output, in NativeUnavailable's message
 
 _loaded: dict = {}  # hash -> the loaded library: one load per process
+_by_source: dict = {}  # (model source, compiler command) -> the loaded library
 _versions: dict = {}  # compiler command -> its --version text
 builds = 0  # compiler runs in this process (tests read it to see the cache at work)
 
@@ -38,8 +40,12 @@ class NativeUnavailable(HodecError):
 
 def library(model_source: str) -> ctypes.CDLL:
     """The loaded library of model_source (see NATIVE.md: HODEC_N, HODEC_P, HODEC_U, HODEC_AUTONOMOUS, hodec_rhs,
-    hodec_jac, hodec_dfdt) with hodec's solver loops; built at the first use, then read from the cache."""
+    hodec_jac, hodec_dfdt) with hodec's solver loops; built at the first use, then read from the cache. A repeated
+    call with the same source and compiler costs a dictionary look-up."""
     compiler = _compiler()
+    known = _by_source.get((model_source, compiler))
+    if known is not None:
+        return known
     unit = translation_unit(model_source)
     key = hashlib.sha256("\0".join([unit, *FLAGS, *LIBRARIES, *compiler, _version(compiler)]).encode()).hexdigest()
     if key not in _loaded:
@@ -47,12 +53,18 @@ def library(model_source: str) -> ctypes.CDLL:
         if not path.is_file():
             _build(compiler, unit, path)
         _loaded[key] = _declare(ctypes.CDLL(str(path)))
+    _by_source[(model_source, compiler)] = _loaded[key]
     return _loaded[key]
 
 
 def translation_unit(model_source: str) -> str:
     """The C text compiled: the model, the method coefficients (from the Python tableaus), the solver loops."""
-    return "\n".join([model_source, header(), SOLVER_SOURCE.read_text(encoding="utf-8")])
+    return "\n".join([model_source, _solver_text()])
+
+
+@functools.lru_cache(maxsize=None)
+def _solver_text() -> str:
+    return header() + "\n" + SOLVER_SOURCE.read_text(encoding="utf-8")
 
 
 def cache_folder() -> Path:
@@ -60,10 +72,19 @@ def cache_folder() -> Path:
 
 
 def _compiler() -> tuple:
-    command = tuple(shlex.split(os.environ.get("CC") or "cc"))
+    text = os.environ.get("CC") or "cc"
+    try:
+        command = _split(text)
+    except ValueError as err:  # unbalanced quotes
+        raise NativeUnavailable(f"the environment variable CC ({text!r}) cannot be read as a command: {err}") from None
     if not command:
         raise NativeUnavailable("the environment variable CC names no C compiler")
     return command
+
+
+@functools.lru_cache(maxsize=None)
+def _split(command: str) -> tuple:
+    return tuple(shlex.split(command))
 
 
 def _version(compiler: tuple) -> str:
