@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import hodec
@@ -203,8 +203,9 @@ def reaction_specs(draw):
 
 
 def compare_where_defined(got: tuple, want: tuple):
-    """The field NaN exactly where torch's is; each value close wherever the reference is finite."""
-    assert torch.equal(torch.isnan(got[0]), torch.isnan(want[0]))
+    """The field NaN only where torch's is (torch's is NaN in more places: its dense accumulation, flux @ S, spreads
+    one NaN flux to every state, as NaN * 0 is NaN); each value close wherever the reference is finite."""
+    assert not (torch.isnan(got[0]) & ~torch.isnan(want[0])).any()
     for g, w in zip(got, want):
         finite = torch.isfinite(w)
         torch.testing.assert_close(g[finite], w[finite], rtol=1e-9, atol=1e-11)
@@ -214,6 +215,9 @@ def compare_where_defined(got: tuple, want: tuple):
                                                                  HealthCheck.function_scoped_fixture])
 @given(reaction_specs(), st.integers(0, 2 ** 31 - 1))
 def test_fuzzed_reaction_specs(text, seed):
+    """Without the literal 1e30: terms of 1e30 that cancel leave what their sum's order rounds away, and the two
+    sides sum in different orders."""
+    assume("1e30" not in text)
     try:
         model = model_from(text)
     except hodec.HodecError:
