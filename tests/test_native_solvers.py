@@ -381,22 +381,51 @@ def test_a_cached_library_is_not_built_again(cache):
     assert torch.isfinite(y).all()
 
 
-def test_two_processes_building_at_once_both_succeed(tmp_path):
-    script = ("import sys, torch; from hodec.solvers.native import library, solve_native; "
-              "exec(open(sys.argv[1]).read()); "
-              "y = solve_native(library(LV), torch.ones(1, 2, dtype=torch.float64), torch.tensor([0.0, 1.0], "
-              "dtype=torch.float64), torch.tensor(LV_P, dtype=torch.float64), [], 'tsit5', 1e-6, 1e-8, "
-              "max_steps=1000); print(float(y[-1, 0, 0]))")
-    models = tmp_path / "models.py"
+SOLVE_LV = ("import sys, torch; from hodec.solvers.native import library, solve_native; "
+            "exec(open(sys.argv[1]).read()); "
+            "y = solve_native(library(LV), torch.ones(1, 2, dtype=torch.float64), torch.tensor([0.0, 1.0], "
+            "dtype=torch.float64), torch.tensor(LV_P, dtype=torch.float64), [], 'tsit5', 1e-6, 1e-8, "
+            "max_steps=1000); print(float(y[-1, 0, 0]))")
+
+
+def _models(folder: Path) -> str:
+    models = folder / "models.py"
     models.write_text(f"LV = {LV!r}\nLV_P = {LV_P!r}\n")
+    return str(models)
+
+
+def test_two_processes_building_at_once_both_succeed(tmp_path):
     env = dict(os.environ, HODEC_CACHE=str(tmp_path / "cache"))
-    runs = [subprocess.Popen([sys.executable, "-c", script, str(models)], env=env, stdout=subprocess.PIPE,
+    models = _models(tmp_path)
+    runs = [subprocess.Popen([sys.executable, "-c", SOLVE_LV, models], env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outputs = [run.communicate(timeout=300) for run in runs]
     assert [run.returncode for run in runs] == [0, 0], outputs
     assert outputs[0][0] == outputs[1][0]
     assert len(list((tmp_path / "cache").glob("*.so"))) == 1
     assert not list((tmp_path / "cache").glob("*.tmp"))
+
+
+def test_a_broken_cached_file_is_built_again(tmp_path):
+    """A cached file that does not load (cut short by a full disk, say) is built again, in a new process (this one
+    keeps what it loaded)."""
+    env = dict(os.environ, HODEC_CACHE=str(tmp_path / "cache"))
+    models = _models(tmp_path)
+    assert subprocess.run([sys.executable, "-c", SOLVE_LV, models], env=env, capture_output=True).returncode == 0
+    [path] = (tmp_path / "cache").glob("*.so")
+    path.unlink()
+    path.write_bytes(b"not a library")
+    run = subprocess.run([sys.executable, "-c", SOLVE_LV, models], env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert path.stat().st_size > 1000
+
+
+def test_a_cache_folder_that_cannot_be_written_is_native_unavailable(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("HODEC_CACHE", str(blocker / "cache"))  # below a file: cannot be created
+    with pytest.raises(NativeUnavailable, match="cannot write the native cache folder .* HODEC_CACHE"):
+        library(LV.replace("#include <math.h>", "#include <math.h>\n/* unwritable cache test */"))
 
 
 def test_a_broken_compiler_is_native_unavailable(monkeypatch):

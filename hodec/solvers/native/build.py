@@ -49,10 +49,7 @@ def library(model_source: str) -> ctypes.CDLL:
     unit = translation_unit(model_source)
     key = hashlib.sha256("\0".join([unit, *FLAGS, *LIBRARIES, *compiler, _version(compiler)]).encode()).hexdigest()
     if key not in _loaded:
-        path = cache_folder() / f"{key}.so"
-        if not path.is_file():
-            _build(compiler, unit, path)
-        _loaded[key] = _declare(ctypes.CDLL(str(path)))
+        _loaded[key] = _declare(_load(compiler, unit, cache_folder() / f"{key}.so"))
     _by_source[(model_source, compiler)] = _loaded[key]
     return _loaded[key]
 
@@ -98,17 +95,33 @@ def _version(compiler: tuple) -> str:
     return _versions[compiler]
 
 
+def _load(compiler: tuple, unit: str, path: Path) -> ctypes.CDLL:
+    """The cached library, built first if it is not there, or built again if it does not load (a file cut short,
+    e.g. by a full disk)."""
+    if path.is_file():
+        try:
+            return ctypes.CDLL(str(path))
+        except OSError:
+            pass
+    _build(compiler, unit, path)
+    try:
+        return ctypes.CDLL(str(path))
+    except OSError as err:
+        raise NativeUnavailable(f"the native library {path} does not load: {err}") from None
+
+
 def _build(compiler: tuple, unit: str, path: Path):
     global builds
     folder = path.parent
+    source = path.with_suffix(".c")  # kept beside the library: the compiler's messages point into it
     try:
         folder.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise NativeUnavailable(f"cannot create the native cache folder {folder}: {err.strerror or err}") from None
-    source = path.with_suffix(".c")  # kept beside the library: the compiler's messages point into it
-    write_atomic(source, unit)
-    fd, partial = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".so.tmp", dir=folder)
-    os.close(fd)
+        write_atomic(source, unit)
+        fd, partial = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".so.tmp", dir=folder)
+        os.close(fd)
+    except (OSError, HodecError) as err:  # a cache folder that cannot be written: no native solving, no crash
+        raise NativeUnavailable(f"cannot write the native cache folder {folder} (set HODEC_CACHE to another): "
+                                f"{getattr(err, 'strerror', None) or err}") from None
     try:
         builds += 1
         result = _run([*compiler, *FLAGS, "-o", partial, str(source), *LIBRARIES])
