@@ -59,6 +59,8 @@ DRIVEN = model(2, 2, 1, 0,
                "dy[0] = u[0]; dy[1] = -p[0] * y[1] + p[1] * u[0];",
                "J[0] = 0.0; J[1] = 0.0; J[2] = 0.0; J[3] = -p[0];",
                "df[0] = du[0]; df[1] = p[1] * du[0];")
+# y' = sqrt(1 - t): not finite past t = 1
+EDGE = model(1, 0, 0, 0, "dy[0] = sqrt(1.0 - t);", "J[0] = 0.0;", "df[0] = -0.5 / sqrt(1.0 - t);")
 BLOWUP = model(1, 1, 0, 1, "dy[0] = p[0] * y[0] * y[0];", "J[0] = 2.0 * p[0] * y[0];", "df[0] = 0.0;")
 
 LV_P = (1.5, 1.0, 3.0, 1.0)
@@ -314,6 +316,14 @@ def test_a_blow_up_is_a_located_step_size_underflow():
                      1e-6, 1e-8, max_steps=MAX_STEPS, state_names=["x"])
 
 
+@pytest.mark.parametrize("method", ["tsit5", "rodas5p"])
+def test_a_right_hand_side_that_stops_being_finite_is_located(method):
+    with pytest.raises(StepSizeUnderflow, match=r"t = (0\.99\d*|1\.?\d*) \(batch member 0\): every step tried from "
+                                                r"there, down to .*, gives a value of x that is not finite"):
+        solve_native(library(EDGE), t64([[0.0]]), t64([0.0, 2.0]), t64([]), [], method, 1e-6, 1e-8,
+                     max_steps=MAX_STEPS, state_names=["x"])
+
+
 def test_too_many_steps_names_the_member():
     with pytest.raises(TooManySteps, match=r"more than 20 steps .* \(batch member 0\).*'rodas5p'"):
         solve_native(library(LV), t64([[1.0, 1.0]]), t64([0.0, 60.0]), t64(LV_P), [], "tsit5", 1e-8, 1e-10,
@@ -426,6 +436,17 @@ def test_a_cache_folder_that_cannot_be_written_is_native_unavailable(tmp_path, m
     monkeypatch.setenv("HODEC_CACHE", str(blocker / "cache"))  # below a file: cannot be created
     with pytest.raises(NativeUnavailable, match="cannot write the native cache folder .* HODEC_CACHE"):
         library(LV.replace("#include <math.h>", "#include <math.h>\n/* unwritable cache test */"))
+
+
+def test_the_solver_source_compiles_without_warnings(tmp_path):
+    """The solver loops with a model, by the build's compiler under -Wall -Wextra -Werror (the unit's static
+    coefficient arrays are each used, its casts explicit)."""
+    source = tmp_path / "unit.c"
+    for model_source in (LV, DRIVEN):
+        source.write_text(build.translation_unit(model_source))
+        run = subprocess.run(["cc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-fPIC", "-shared", "-o",
+                              str(tmp_path / "unit.so"), str(source), "-lm"], capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr
 
 
 def test_a_broken_compiler_is_native_unavailable(monkeypatch):

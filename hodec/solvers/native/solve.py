@@ -33,6 +33,9 @@ def solve_native(lib: ctypes.CDLL, y0: torch.Tensor, ts, params, inputs: Sequenc
     [K, B], 'linear' | 'previous') per model input; atol a number or [n]; stats, if given, receives steps (attempts),
     rejected, n_f, n_jac and switched (members that `auto` moved to the stiff method), summed over members.
 
+    Each member is solved on its own, one after another (its own steps; max_steps counts each member's attempts).
+    The stiff methods factorise a dense n×n matrix per step (fine to n ≈ 200; the cost grows as n³).
+
     Shapes are checked here, values (finite, sorted times; atol) in C, where a pass over them costs nothing: a
     small model's whole solve takes microseconds, as long as a few tensor operations."""
     n, P, U, _ = dims(lib)
