@@ -411,7 +411,8 @@ def goal(cells: list, case: str, batches, peers, limit: float, label: str) -> li
             continue
         h_name, h = fastest(cell)
         p_name, p = fastest(cell, names=peers, group="peer", exclude=())
-        row = {"goal": label, "case": case, "batch": cell["batch"], "limit": limit, "hodec": h_name, "peer": p_name}
+        row = {"goal": label, "case": case, "batch": cell["batch"], "limit": limit, "hodec": h_name,
+               "peer": p_name or " / ".join(peers)}
         if h is None or p is None:
             row["status"] = "not measured (" + ("no hodec solver ran" if h is None else "peer not run") + ")"
         else:
