@@ -6,6 +6,7 @@
  * explicit.py, rosenbrock.py), each batch member solved on its own, one after another: its own time, step size,
  * acceptance and, with method `auto`, its own switch from tsit5 to rodas5p when it turns out stiff. Work arrays
  * are allocated once per call; the step loop allocates nothing. */
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -312,6 +313,23 @@ static long hodec_passed(const hodec_grid *g, long k, double t) {
     return k;
 }
 
+/* A step-size underflow at t located as integrate.py locates it: the first state whose proposed value or error
+ * estimate is not finite, else the state with the largest weighted error. */
+static hodec_failure hodec_underflow(const hodec_control *ctl, double t, double h, const double *y,
+                                     const double *y1, const double *err) {
+    for (int j = 0; j < HODEC_N; j++)
+        if (!isfinite(y1[j]) || !isfinite(err[j]))
+            return (hodec_failure){HODEC_FAIL_UNDERFLOW_NONFINITE, t, h, y[j], j, 0};
+    double worst = -1.0;
+    int at = 0;
+    for (int j = 0; j < HODEC_N; j++) {
+        double r = fabs(err[j] / hodec_scale(ctl, j, y[j], y1[j]));
+        if (!isfinite(r)) r = INFINITY;
+        if (r > worst) worst = r, at = j;
+    }
+    return (hodec_failure){HODEC_FAIL_UNDERFLOW, t, h, y[at], at, 0};
+}
+
 /* Writes the member's outputs out[k][n] (k-th row at out + k * out_stride); returns a status (0: solved). */
 static int hodec_member(hodec_ctx *ctx, int method, const hodec_control *ctl, const hodec_grid *g,
                         const double *y0, long max_steps, double *out, long out_stride, hodec_work *w,
@@ -338,7 +356,6 @@ static int hodec_member(hodec_ctx *ctx, int method, const hodec_control *ctl, co
     double h = hodec_first_step(ctx, ctl, t, y, w->k, t_last - t, m->order, tmp);
     long steps = 0, stiff = 0, calm = 0;
     int rejected = 0;
-    const double eps = 2.220446049250313e-16;
     while (nxt < g->T) {
         if (++steps > max_steps) {
             *fail = (hodec_failure){HODEC_FAIL_TOO_MANY_STEPS, t, h, 0.0, 0, 0};
@@ -368,20 +385,8 @@ static int hodec_member(hodec_ctx *ctx, int method, const hodec_control *ctl, co
             calm = beyond ? 0 : calm + 1;
         }
         counts[1] += !ok;
-        if (reached < g->T && !(h_next > 4 * eps * fabs(t_new))) { /* t + h == t from here on */
-            long j = 0;
-            for (j = 0; j < n && isfinite(y1[j]) && isfinite(err[j]); j++) {}
-            if (j < n) {
-                *fail = (hodec_failure){HODEC_FAIL_UNDERFLOW_NONFINITE, t, h_next, y[j], j, 0};
-            } else {
-                double worst = -1.0;
-                for (int q = 0; q < n; q++) {
-                    double r = fabs(err[q] / hodec_scale(ctl, q, y[q], y1[q]));
-                    if (!isfinite(r)) r = INFINITY;
-                    if (r > worst) worst = r, j = q;
-                }
-                *fail = (hodec_failure){HODEC_FAIL_UNDERFLOW, t, h_next, y[j], j, 0};
-            }
+        if (reached < g->T && !(h_next > 4 * DBL_EPSILON * fabs(t_new))) { /* t + h == t from here on */
+            *fail = hodec_underflow(ctl, t, h_next, y, y1, err);
             counts[0] += steps;
             return fail->status;
         }
@@ -443,7 +448,7 @@ static int hodec_check(long B, long T, const double *ts, long ts_time, long ts_m
  * offset of its values in in_values, columns 1 or B, 1 for 'previous'); atol[j * atol_stride] (stride 0: one
  * for all states); out [T][B][N]; stats += (steps,
  * rejected, switched to the stiff method, f evaluations, Jacobians); on failure, fail = (t, h, value) and fail_at =
- * (member, state, method). Returns 0 or the first failing member's HODEC_FAIL_ status. */
+ * (member, state, method). Returns 0 or the first failing member's HODEC_FAIL_ status (later members are not solved). */
 int hodec_solve(int method, long B, long T, const double *ts, long ts_time, long ts_member, const double *y0,
                 const double *p, long p_stride, const double *in_times, const double *in_values, const long *in_info,
                 double rtol, const double *atol, long atol_stride, long max_steps, double *out, long *stats,
