@@ -446,9 +446,9 @@ static int hodec_check(long B, long T, const double *ts, long ts_time, long ts_m
 /* Solves every member: method (a hodec_methods index, or HODEC_AUTO); ts[k * ts_time + b * ts_member] the output
  * times; y0 [B][N]; params p + b * p_stride; inputs: in_info[5 k ...] = (offset of its times in in_times, K,
  * offset of its values in in_values, columns 1 or B, 1 for 'previous'); atol[j * atol_stride] (stride 0: one
- * for all states); out [T][B][N]; stats += (steps,
- * rejected, switched to the stiff method, f evaluations, Jacobians); on failure, fail = (t, h, value) and fail_at =
- * (member, state, method). Returns 0 or the first failing member's HODEC_FAIL_ status (later members are not solved). */
+ * for all states); out [T][B][N]; stats += (steps, rejected, switched to the stiff method, f evaluations,
+ * Jacobians); on failure, fail = (t, h, value) and fail_at = (member, state, method). Returns 0 or the first
+ * failing member's HODEC_FAIL_ status (later members are not solved). */
 int hodec_solve(int method, long B, long T, const double *ts, long ts_time, long ts_member, const double *y0,
                 const double *p, long p_stride, const double *in_times, const double *in_values, const long *in_info,
                 double rtol, const double *atol, long atol_stride, long max_steps, double *out, long *stats,
