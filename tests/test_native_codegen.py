@@ -64,6 +64,33 @@ def evaluate(model, y: torch.Tensor, u: torch.Tensor, du: torch.Tensor) -> tuple
     return dy, J, df
 
 
+def dfdp(model, y: torch.Tensor, u: torch.Tensor, folder: Path) -> torch.Tensor:
+    """hodec_dfdp of the model's C [n, P], through a test-only caller built here (the solver library exports only
+    hodec_eval)."""
+    path = folder / f"dfdp{next(_counter)}.c"
+    path.write_text(model.native_source + "void call(double t, const double *y, const double *p, const double *u, "
+                    "double *D) { hodec_dfdp(t, y, p, u, D); }\n")
+    subprocess.run(["cc", "-std=c99", "-O2", "-fPIC", "-shared", "-o", str(path.with_suffix(".so")), str(path),
+                    "-lm"], check=True)
+    p = model.parameter_values().detach().contiguous()
+    D = torch.full((len(model.state_names), len(p)), float("nan"), dtype=f64)  # every entry must be written
+    call = ctypes.CDLL(str(path.with_suffix(".so"))).call
+    call.argtypes = [ctypes.c_double] + [ctypes.c_void_p] * 4
+    call(T, *(a.data_ptr() for a in (y.contiguous(), p, u.contiguous(), D)))
+    return D
+
+
+def parameter_jacobian(model, y: torch.Tensor) -> torch.Tensor:
+    """jacrev of forward with respect to the constrained parameter vector (parameter_values' columns)."""
+    t = torch.tensor(T, dtype=f64)
+
+    def field(p):
+        with model.member_values(p[None]):
+            return model.forward(t, y[None])[0]
+
+    return torch.func.jacrev(field)(model.parameter_values().detach()).detach()
+
+
 def references(model, y: torch.Tensor) -> tuple:
     """forward, jacrev of forward in y, and the derivative of forward in t by autograd (through the signals)."""
     t = torch.tensor(T, dtype=f64)
@@ -105,7 +132,8 @@ def test_every_spec_against_forward_jacrev_and_autograd_in_t(path, tmp_path):
     u, du = bind_inputs(model)
     for seed in range(3):
         y = random_states(model, seed)
-        got, want = evaluate(model, y, u, du), references(model, y)
+        got = (*evaluate(model, y, u, du), dfdp(model, y, u, tmp_path))
+        want = (*references(model, y), parameter_jacobian(model, y))
         for g, w in zip(got, want):
             assert torch.isfinite(w).all()
             torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-12)
@@ -150,7 +178,8 @@ state A = 1
 state B = 2 in V
 param V = 4 positive
 let r = hill(A, K, n) + sigmoid(A - B) + softplus(30 * A) + softplus(B - 3)
-der A = r + quotient(B * 7, A + 1) + quotient(-B * 7, A + 1) + rem(-B * 7, A + 1) + log10(A) + min(A, B, 1.5) + max(A, u)
+let q = quotient(B * 7, A + 1) + quotient(-B * 7, A + 1) + rem(-B * 7, A + 1)
+der A = r + q + log10(A) + min(A, B, 1.5) + max(A, u)
 let s = sec(A) + acot(B) + tanh(A) + abs(A - B) + floor(A * 3) + ceil(B) + asinh(u) + factorial(A)
 der B = if(A > 1 and not B < 0.5 or t > 2, exp(-k * t), cos(u * A)) + A^3 + B^-2 + A^0.7 + sqrt(B) + 1 / sqrt(A) + s
 reaction flux: A -> B ; k * A * B / (K + A)
@@ -158,11 +187,13 @@ reaction flux: A -> B ; k * A * B / (K + A)
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_every_function_matches_torch(seed):
+def test_every_function_matches_torch(seed, tmp_path):
+    """... and ∂f/∂p, a compartment's size among the params (the quotient rule) included."""
     model = model_from(SEMANTICS)
     u, du = bind_inputs(model, seed)
     y = torch.rand(2, generator=torch.Generator().manual_seed(seed), dtype=f64) * 3 + 0.2
-    for g, w in zip(evaluate(model, y, u, du), references(model, y)):
+    got = (*evaluate(model, y, u, du), dfdp(model, y, u, tmp_path))
+    for g, w in zip(got, (*references(model, y), parameter_jacobian(model, y))):
         torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-12)
 
 
@@ -214,7 +245,7 @@ def compare_where_defined(got: tuple, want: tuple):
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                  HealthCheck.function_scoped_fixture])
 @given(reaction_specs(), st.integers(0, 2 ** 31 - 1))
-def test_fuzzed_reaction_specs(text, seed):
+def test_fuzzed_reaction_specs(tmp_path, text, seed):
     """Without the literal 1e30: terms of 1e30 that cancel leave what their sum's order rounds away, and the two
     sides sum in different orders."""
     assume("1e30" not in text)
@@ -225,7 +256,8 @@ def test_fuzzed_reaction_specs(text, seed):
     assert model.native_unsupported is None, model.native_unsupported
     u, du = bind_inputs(model, seed % 1000)
     y = 3 * torch.rand(3, generator=torch.Generator().manual_seed(seed), dtype=f64) - 0.5
-    compare_where_defined(evaluate(model, y, u, du), references(model, y))
+    compare_where_defined((*evaluate(model, y, u, du), dfdp(model, y, u, tmp_path)),
+                          (*references(model, y), parameter_jacobian(model, y)))
 
 
 # ---------------------------------------------------------------- the benchmark networks
@@ -243,7 +275,7 @@ def mass_action(net, y: torch.Tensor) -> tuple:
 
 
 @pytest.mark.parametrize("size", [(100, 300), (1000, 3000)], ids=["N100", "N1000"])
-def test_benchmark_networks_against_the_hand_written_field(size):
+def test_benchmark_networks_against_the_hand_written_field(size, tmp_path):
     net = random_network(*size)
     model = model_from(net.hode, "net.hode")
     start = time.perf_counter()
@@ -256,6 +288,11 @@ def test_benchmark_networks_against_the_hand_written_field(size):
     torch.testing.assert_close(dy, want_dy, rtol=1e-12, atol=1e-14)
     torch.testing.assert_close(J, want_J, rtol=1e-12, atol=1e-14)
     assert torch.equal(df, torch.zeros_like(df)) and "#define HODEC_AUTONOMOUS 1" in model.native_source
+    D = torch.zeros(net.n_states, net.n_reactions, dtype=f64)  # d rate_r / d k_r = the product of its reactants
+    for r, (ins, outs) in enumerate(zip(net.reactants, net.products)):
+        for target, sign in [(s, -1.0) for s in ins] + [(s, 1.0) for s in outs]:
+            D[target, r] += sign * torch.prod(y[list(ins)])
+    torch.testing.assert_close(dfdp(model, y, torch.zeros(0, dtype=f64), tmp_path), D, rtol=1e-12, atol=1e-14)
     if size[0] == 1000:  # numerous fluxes of one shape are loops over tables, not thousands of statements
         assert model.native_source.count("\n") < 20_000 and "for (int k = 0; k < 9027; ++k)" in model.native_source
 

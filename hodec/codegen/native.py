@@ -23,7 +23,7 @@ printer has no C form for): never a silently different model.
 from __future__ import annotations
 
 import re
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import sympy
@@ -335,7 +335,7 @@ def native_source(sm: SymbolicModel, gates: bool = False) -> tuple[Optional[str]
 
 def _source(sm: SymbolicModel) -> str:
     helpers: set = set()
-    rhs, jac, dfdt = _rhs(sm, helpers), _jac(sm, helpers), _dfdt(sm, helpers)
+    rhs, jac, dfdt, dfdp = _rhs(sm, helpers), _jac(sm, helpers), _dfdt(sm, helpers), _dfdp(sm, helpers)
     m = sm.model
     reads_time = Dependencies(sm).reads_kind(sympy.Tuple(*(f.rate for f in sm.fluxes)), {"time", "input"})
     head = [comment(f"{m.name}: {m.doc or 'a model compiled by hodec'}"),
@@ -343,9 +343,10 @@ def _source(sm: SymbolicModel) -> str:
             comment("y: states, p: params (the order of parameters_table), u: inputs, t: time"),
             "#include <math.h>", "",
             f"#define HODEC_N {len(sm.state_names)}", f"#define HODEC_P {len(sm.param_order)}",
-            f"#define HODEC_U {len(m.inputs)}", f"#define HODEC_AUTONOMOUS {0 if reads_time else 1}", ""]
+            f"#define HODEC_U {len(m.inputs)}", f"#define HODEC_AUTONOMOUS {0 if reads_time else 1}",
+            "#define HODEC_HAS_DFDP 1", ""]
     used = [_HELPERS[name] + "\n" for name in _HELPERS if name in helpers]
-    return "\n".join(head + used + rhs + [""] + jac + [""] + dfdt) + "\n"
+    return "\n".join(head + used + rhs + [""] + jac + [""] + dfdt + [""] + dfdp) + "\n"
 
 
 # Straight-line code of thousands of statements takes cc -O2 minutes (its register allocation and dead-store
@@ -477,52 +478,80 @@ def _dependency_order(definitions: dict, roots: list) -> list:
     return order
 
 
-def _with_sizes(sm: SymbolicModel, outputs: list, labels: list) -> tuple[list, list, dict]:
-    """The outputs followed by each compartment size (of every state in one; none without compartments), and
-    state -> the position of its size among them."""
-    sized = [i for i, size in enumerate(sm.sizes) if size != 1]
+def _with_sizes(sm: SymbolicModel, outputs: list, labels: list) -> tuple[list, list]:
+    """The outputs followed by each compartment size (of every state in one; none without compartments or
+    outputs), with their labels."""
+    sized = [i for i, size in enumerate(sm.sizes) if size != 1] if outputs else []
     return (outputs + [sm.sizes[i] for i in sized],
-            labels + [f"size of {sm.state_names[i]}'s compartment" for i in sized],
-            {i: len(outputs) + k for k, i in enumerate(sized)})
+            labels + [f"size of {sm.state_names[i]}'s compartment" for i in sized])
 
 
-def _accumulate(sm: SymbolicModel, values: list, array: str, sizes: dict, out: str, width: int) -> list:
-    """Every entry of out[i * width + column] (i a state) = Σ_f S[f, i] · scale_f · array[k] / size_i over `values`
-    (k, flux f, column), as the generated forward and jacobian() accumulate (the flux scales of
-    lower.flux_scales, the sizes at `sizes` in array)."""
-    scales, n = flux_scales(sm), len(sm.state_names)
-    lines = [f"{array}[{k}] *= {array}[{sizes[sm.fluxes[f].stoichiometry[0][0]]}];  "
+@dataclass(frozen=True)
+class _Out:
+    """An output argument of a generated function: one value per state, or with `columns` (names, and the macro
+    counting them) a row-major matrix with a row per state; `label` names an entry from its state s and column c."""
+
+    name: str
+    label: str
+    columns: tuple = ()
+    width: str = ""
+
+    def entry(self, sm: SymbolicModel, at: int) -> str:
+        if not self.width:
+            return self.label.format(s=sm.state_names[at])
+        return self.label.format(s=sm.state_names[at // len(self.columns)], c=self.columns[at % len(self.columns)])
+
+
+def _accumulate(sm: SymbolicModel, values: list, array: str, out: _Out, scaled: bool = True) -> list:
+    """Every entry of out[i * width + column] (i a state) = Σ_f S[f, i] · scale_f · array[k] over `values` (k, flux
+    f, column), as the generated forward and jacobian() accumulate; `scaled`: the flux scales of lower.flux_scales
+    (at _with_sizes' positions in array) still to be applied."""
+    scales, width = flux_scales(sm), len(out.columns) or 1
+    sizes = _sizes(sm, array, len(values))
+    lines = [f"{array}[{k}] *= {sizes[sm.fluxes[f].stoichiometry[0][0]]};  "
              f"{comment(f'{_flux_label(sm.fluxes[f])}: an amount per time')}" for k, f, _ in values
-             if scales and scales[f] != 1]
+             if scaled and scales and scales[f] != 1]
     terms = [(i * width + column, float(c), k) for k, f, column in values for i, c in sm.fluxes[f].stoichiometry]
-    size = "HODEC_N * HODEC_N" if width > 1 else "HODEC_N"
+    size = f"HODEC_N * {out.width}" if out.width else "HODEC_N"
     if len(terms) >= ACCUMULATE_LOOP:
-        lines += [f"for (int k = 0; k < {size}; ++k) {out}[k] = 0.0;",
-                  comment(f"{out}[i] += S[f, i] * value_f: one term per flux and state it changes"), "{",
-                  "    " + _table("to", [at for at, _, _ in terms]), "    " + _table("from", [k for _, _, k in terms]),
-                  "    " + _table("coef", [c for _, c, _ in terms], "double"),
-                  f"    for (int k = 0; k < {len(terms)}; ++k) {out}[to[k]] += coef[k]*{array}[from[k]];", "}"]
-    else:
-        rows: dict = {}
-        for at, c, k in terms:
-            sign, magnitude = ("-" if c < 0 else "+"), abs(c)
-            rows.setdefault(at, []).append(f"{sign} {'' if magnitude == 1 else c_float(magnitude) + '*'}{array}[{k}]")
-        if width > 1:
-            lines.append(f"for (int k = 0; k < {size}; ++k) {out}[k] = 0.0;")
-        for at in (sorted(rows) if width > 1 else range(n)):
-            total = " ".join(rows.get(at, ["+ 0.0"]))
-            lines.append(f"{out}[{at}] = {total[2:] if total[0] == '+' else '-' + total[2:]};  "
-                         f"{comment(_entry(sm, at, width, out))}")
-    for i, k in sizes.items():
-        row = f"{out}[{i}]" if width == 1 else f"for (int k = 0; k < HODEC_N; ++k) {out}[{i * n} + k]"
-        lines.append(f"{row} /= {array}[{k}];  {comment(f'{sm.state_names[i]} is a concentration')}")
+        return lines + [
+            f"for (int k = 0; k < {size}; ++k) {out.name}[k] = 0.0;",
+            comment(f"{out.name}[i] += S[f, i] * value_f: one term per flux and state it changes"), "{",
+            "    " + _table("to", [at for at, _, _ in terms]), "    " + _table("from", [k for _, _, k in terms]),
+            "    " + _table("coef", [c for _, c, _ in terms], "double"),
+            f"    for (int k = 0; k < {len(terms)}; ++k) {out.name}[to[k]] += coef[k]*{array}[from[k]];", "}"]
+    rows: dict = {}
+    for at, c, k in terms:
+        sign, magnitude = ("-" if c < 0 else "+"), abs(c)
+        rows.setdefault(at, []).append(f"{sign} {'' if magnitude == 1 else c_float(magnitude) + '*'}{array}[{k}]")
+    if out.width:
+        lines.append(f"for (int k = 0; k < {size}; ++k) {out.name}[k] = 0.0;")
+    for at in (sorted(rows) if out.width else range(len(sm.state_names))):
+        total = " ".join(rows.get(at, ["+ 0.0"]))
+        lines.append(f"{out.name}[{at}] = {total[2:] if total[0] == '+' else '-' + total[2:]};  "
+                     f"{comment(out.entry(sm, at))}")
     return lines
 
 
-def _entry(sm: SymbolicModel, at: int, width: int, out: str) -> str:
-    if width == 1:
-        return f"d(d{sm.state_names[at]}/dt)/dt" if out == "df" else f"d{sm.state_names[at]}/dt"
-    return f"d(d{sm.state_names[at // width]}/dt)/d{sm.state_names[at % width]}"
+def _concentrations(sm: SymbolicModel, array: str, n_values: int, out: _Out) -> list:
+    """Rows of states in compartments divided by their sizes (at _with_sizes' positions in array)."""
+    lines = []
+    for i, size in (_sizes(sm, array, n_values) if n_values else {}).items():
+        row = f"for (int k = 0; k < {out.width}; ++k) {out.name}[{i * len(out.columns)} + k]" if out.width else \
+            f"{out.name}[{i}]"
+        lines.append(f"{row} /= {size};  {comment(f'{sm.state_names[i]} is a concentration')}")
+    return lines
+
+
+def _sizes(sm: SymbolicModel, array: str, n_values: int) -> dict:
+    """State in a compartment -> the code of its size: after the n_values outputs, as _with_sizes put them."""
+    sized = [i for i, size in enumerate(sm.sizes) if size != 1]
+    return {i: f"{array}[{n_values + k}]" for k, i in enumerate(sized)}
+
+
+def _params(sm: SymbolicModel, reads: frozenset) -> list:
+    """(index in p, Symbol) of the params among `reads`, in p's order."""
+    return sorted((sm.leaves[s].index, s) for s in reads if sm.leaves[s].kind == "param")
 
 
 def _function(signature: str, lines: list) -> list:
@@ -533,10 +562,15 @@ def _flux_label(flux) -> str:
     return f"{flux.kind} {flux.name}"
 
 
+_DY = _Out("dy", "d{s}/dt")
+_DF = _Out("df", "d(d{s}/dt)/dt")
+
+
 def _rhs(sm: SymbolicModel, helpers: set) -> list:
-    exprs, labels, sizes = _with_sizes(sm, [f.rate for f in sm.fluxes], [_flux_label(f) for f in sm.fluxes])
+    exprs, labels = _with_sizes(sm, [f.rate for f in sm.fluxes], [_flux_label(f) for f in sm.fluxes])
     lines = _body(sm, exprs, "f", labels, helpers)
-    lines += _accumulate(sm, [(f, f, 0) for f in range(len(sm.fluxes))], "f", sizes, "dy", 1)
+    lines += _accumulate(sm, [(f, f, 0) for f in range(len(sm.fluxes))], "f", _DY)
+    lines += _concentrations(sm, "f", len(sm.fluxes), _DY)
     return _function("static void hodec_rhs(double t, const double *y, const double *p, const double *u, double *dy)",
                      lines)
 
@@ -544,10 +578,12 @@ def _rhs(sm: SymbolicModel, helpers: set) -> list:
 def _jac(sm: SymbolicModel, helpers: set) -> list:
     jac = state_jacobian(sm)
     states = sm.state_names
+    out = _Out("J", "d(d{s}/dt)/d{c}", tuple(states), "HODEC_N")
     labels = [f"d {_flux_label(sm.fluxes[f])} / d {states[j]}" for f, j, _ in jac.entries]
-    exprs, labels, sizes = _with_sizes(sm, [d for _, _, d in jac.entries], labels)
+    exprs, labels = _with_sizes(sm, [d for _, _, d in jac.entries], labels)
     lines = _body(jac.model, exprs, "g", labels, helpers)
-    lines += _accumulate(sm, [(e, f, j) for e, (f, j, _) in enumerate(jac.entries)], "g", sizes, "J", len(states))
+    lines += _accumulate(sm, [(e, f, j) for e, (f, j, _) in enumerate(jac.entries)], "g", out)
+    lines += _concentrations(sm, "g", len(jac.entries), out)
     return _function("static void hodec_jac(double t, const double *y, const double *p, const double *u, double *J)",
                      lines)
 
@@ -570,9 +606,36 @@ def _dfdt(sm: SymbolicModel, helpers: set) -> list:
     model = chain.model()
     model = replace(model, leaves={**model.leaves, **{rate: Leaf("rate", f"d{i.name}/dt", k)
                                                       for k, (i, rate) in enumerate(zip(inputs, rates))}})
-    labels = [f"d {_flux_label(sm.fluxes[f])} / dt" for f in fluxes]
-    exprs, labels, sizes = _with_sizes(sm, derivatives, labels) if derivatives else ([], [], {})
+    exprs, labels = _with_sizes(sm, derivatives, [f"d {_flux_label(sm.fluxes[f])} / dt" for f in fluxes])
     lines = _body(model, exprs, "h", labels, helpers)
-    lines += _accumulate(sm, [(e, f, 0) for e, f in enumerate(fluxes)], "h", sizes, "df", 1)
+    lines += _accumulate(sm, [(e, f, 0) for e, f in enumerate(fluxes)], "h", _DF)
+    lines += _concentrations(sm, "h", len(fluxes), _DF)
     return _function("static void hodec_dfdt(double t, const double *y, const double *p, const double *u, "
                      "const double *du, double *df)", lines)
+
+
+def _dfdp(sm: SymbolicModel, helpers: set) -> list:
+    """∂f/∂p, for forward sensitivities: each flux times its scale (an amount per time) differentiated once with
+    respect to each param it reads, through lets by the chain rule of jacobian.py, accumulated through the
+    stoichiometry; a row of a state in a compartment whose size reads params also gets −dy_i · ∂size_i/∂p_k (the
+    quotient rule, dy from hodec_rhs) before it is divided by the size."""
+    chain = ChainRule(sm)
+    out = _Out("D", "d(d{s}/dt)/d{c}", tuple(p.name for p in sm.param_order), "HODEC_P")
+    scales = flux_scales(sm) or [1] * len(sm.fluxes)
+    amounts = [scales[f] * flux.rate for f, flux in enumerate(sm.fluxes)]
+    entries = [(f, k, d) for f, amount in enumerate(amounts) for k, p in _params(sm, chain.reads(amount))
+               if (d := chain.total(amount, p)) != 0]
+    quotients = [(i, k, chain.total(size, p)) for i, size in enumerate(sm.sizes) if size != 1
+                 for k, p in _params(sm, chain.reads(size))]
+    labels = [f"d {_flux_label(sm.fluxes[f])} (an amount per time) / d {out.columns[k]}" for f, k, _ in entries]
+    labels += [f"d size of {sm.state_names[i]}'s compartment / d {out.columns[k]}" for i, k, _ in quotients]
+    exprs, labels = _with_sizes(sm, [d for *_, d in entries + quotients], labels)
+    lines = (["double dy[HODEC_N];", "hodec_rhs(t, y, p, u, dy);"] if quotients else [])
+    lines += _body(chain.model(), exprs, "e", labels, helpers)
+    lines += _accumulate(sm, [(e, f, k) for e, (f, k, _) in enumerate(entries)], "e", out, scaled=False)
+    for q, (i, k, _) in enumerate(quotients):
+        at = i * len(out.columns) + k
+        lines.append(f"D[{at}] -= dy[{i}]*e[{len(entries) + q}];  {comment(out.entry(sm, at))}")
+    lines += _concentrations(sm, "e", len(entries) + len(quotients), out)
+    return _function("static void hodec_dfdp(double t, const double *y, const double *p, const double *u, double *D)",
+                     lines)
