@@ -2,6 +2,7 @@
 (Radau, DOP853) and hand formulas; per-member step control, located errors, the build cache."""
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -160,12 +161,17 @@ def test_robertson_meets_the_tolerance(method):
         assert stats["switched"] == 1
 
 
+@functools.lru_cache(maxsize=None)
+def van_der_pol_reference() -> tuple:
+    ts = np.linspace(0, 1000, 21)  # the first relaxation jump is near t = 807
+    return ts, reference(vdp_f, [2.0, 0.0], ts, jac=vdp_jac)
+
+
 @pytest.mark.parametrize("method", STIFF)
 def test_van_der_pol_stiff_meets_the_tolerance(method):
     """μ = 1000 through the first relaxation jump: within 30 × tolerance of Radau; measured rodas5p 4.9, rodas4 9.4,
     ros34pw2 22.5, auto 4.9."""
-    ts = np.linspace(0, 1000, 21)  # the first relaxation jump is near t = 807
-    ref = reference(vdp_f, [2.0, 0.0], ts, jac=vdp_jac)
+    ts, ref = van_der_pol_reference()
     rtol, atol = 1e-6, 1e-8
     y = solve_native(library(VDP), t64([[2.0, 0.0]]), t64(ts), t64([1000.0]), [], method, rtol, atol,
                      max_steps=MAX_STEPS)[:, 0]
@@ -404,6 +410,7 @@ def _models(folder: Path) -> str:
     return str(models)
 
 
+@pytest.mark.slow  # two fresh processes importing hodec
 def test_two_processes_building_at_once_both_succeed(tmp_path):
     env = dict(os.environ, HODEC_CACHE=str(tmp_path / "cache"))
     models = _models(tmp_path)
@@ -416,6 +423,7 @@ def test_two_processes_building_at_once_both_succeed(tmp_path):
     assert not list((tmp_path / "cache").glob("*.tmp"))
 
 
+@pytest.mark.slow  # two fresh processes importing hodec
 def test_a_broken_cached_file_is_built_again(tmp_path):
     """A cached file that does not load (cut short by a full disk, say) is built again, in a new process (this one
     keeps what it loaded)."""
