@@ -15,7 +15,7 @@ import torch
 
 from .base import Method
 from .controller import Controller
-from .errors import SolverError, StepSizeUnderflow, StiffnessDetected, TooManySteps
+from .errors import start_failure, stiffness, too_many_steps, underflow, underflow_not_finite
 from .events import FlatEvents, locate
 
 # Hairer's DOPRI5 test (II, IV.2): stiff after this many accepted steps with h·|λ| beyond the stability limit,
@@ -352,28 +352,21 @@ def _check_start(t, y, f0, todo, state_names):
     bad = ~(torch.isfinite(y) & torch.isfinite(f0)) & todo[:, None]
     if bool(bad.any()):
         b, j = (int(i) for i in bad.nonzero()[0])
-        name = _state(state_names, j)
-        what = (f"the initial value of {name} is {float(y[b, j])}" if not torch.isfinite(y[b, j]) else
-                f"the rate of {name} (f at the initial state) is {float(f0[b, j])}")
-        raise SolverError(f"the solve cannot start at t = {float(t[b]):.9g} (batch member {b}): {what}")
+        initial = not bool(torch.isfinite(y[b, j]))
+        raise start_failure(float(t[b]), b, _state(state_names, j), float(y[b, j] if initial else f0[b, j]), initial)
 
 
 def _too_many(s: State, T: int, max_steps: int, direction: float):
     unfinished = s.nxt < T
     b = _member(unfinished)
     t = float(direction * s.t[b])
-    raise TooManySteps(f"the solver took more than {max_steps} steps (max_steps) and stopped at t = "
-                       f"{t:.6g} (batch member {b}, {int(unfinished.sum())} member(s) unfinished): the "
-                       f"model may be stiff (method 'rodas5p' or 'auto'), or raise max_steps")
+    raise too_many_steps(max_steps, t, b, f", {int(unfinished.sum())} member(s) unfinished", "rodas5p")
 
 
 def _stiff(method, s: State, direction: float):
     b = _member(s.stiff >= STIFF_STEPS)
     t = float(direction * s.t[b])
-    raise StiffnessDetected(
-        f"the problem is stiff: {method.name} held its step at its stability limit for {STIFF_STEPS} steps by "
-        f"t = {t:.6g} (batch member {b}); use a stiff method (method 'rodas5p'), or 'auto', which "
-        f"switches to it by itself")
+    raise stiffness(method.name, STIFF_STEPS, t, b, "rodas5p")
 
 
 def _underflow(s: State, a: Attempt, state_names, controller: Controller, direction: float):
@@ -382,17 +375,8 @@ def _underflow(s: State, a: Attempt, state_names, controller: Controller, direct
     t = float(direction * s.t[b])
     finite = torch.isfinite(a.step.y1[b]) & torch.isfinite(a.step.error[b])
     if not bool(finite.all()):  # the right-hand side itself fails there: the step size is only the symptom
-        j = _member(~finite)
-        raise StepSizeUnderflow(
-            f"step size underflow at t = {t:.9g} (batch member {b}): every step tried from there, down "
-            f"to {float(new.h[b]):.3g}, gives a value of {_state(state_names, j)} that is not finite (nan or inf): "
-            f"the right-hand side is not finite just past that time (a division by zero, a log or square root of a "
-            f"negative number, an overflow?)")
+        raise underflow_not_finite(t, b, float(new.h[b]), _state(state_names, _member(~finite)))
     ratio = (a.step.error[b] / controller.scale(s.y[b], a.step.y1[b])).abs()
     ratio = torch.where(torch.isfinite(ratio), ratio, torch.full_like(ratio, torch.inf))
     j = int(ratio.argmax())
-    name = _state(state_names, j)
-    raise StepSizeUnderflow(
-        f"step size underflow at t = {t:.9g} (batch member {b}): the step fell to {float(new.h[b]):.3g};"
-        f" {name} (= {s.y[b, j].item():.6g}) has the largest error estimate there: the model may blow up or be "
-        f"singular at that point (check its params), or be too stiff for the method")
+    raise underflow(t, b, float(new.h[b]), _state(state_names, j), s.y[b, j].item())

@@ -1,5 +1,5 @@
 """solve_native(): a compiled library's solve (build.py) with the caller's tensors, checked, and its failures
-worded as the torch solvers word them (hodec/solvers/integrate.py), with member, time and state.
+worded as the torch solvers word them (hodec/solvers/errors.py), with member, time and state.
 
     ys = solve_native(library(source), y0, ts, params, inputs, "auto", 1e-6, 1e-8, max_steps=100_000,
                       state_names=("x", "y"))   # y0 [B, n]; ts [T] or [T, B] → ys [T, B, n] float64
@@ -16,7 +16,7 @@ from typing import Optional, Sequence
 import torch
 
 from ...errors import HodecError
-from ..errors import SolverError, StepSizeUnderflow, StiffnessDetected, TooManySteps
+from ..errors import SolverError, start_failure, stiffness, too_many_steps, underflow, underflow_not_finite
 from ..integrate import STIFF_STEPS
 from ..solve import AUTO
 from .build import dims
@@ -100,8 +100,7 @@ def _tolerances(rtol, atol, n: int) -> tuple:
     except (TypeError, ValueError):
         rtol = math.nan
     if not 10 * _EPS <= rtol < math.inf:
-        raise HodecError(f"solver tolerances must be finite with rtol > 1e-15 and atol >= 0; got rtol={rtol}, "
-                         f"atol={atol}")
+        raise _bad_tolerances(rtol, atol)
     if isinstance(atol, (int, float)):
         return rtol, (ctypes.c_double * 1)(atol), 0
     tolerance = _float64(atol, "atol")
@@ -110,6 +109,11 @@ def _tolerances(rtol, atol, n: int) -> tuple:
     if tolerance.shape != (n,):
         raise HodecError(f"atol has shape {list(tolerance.shape)}; expected a number or [{n}] (per state)")
     return rtol, tolerance, 1
+
+
+def _bad_tolerances(rtol, atol) -> HodecError:
+    return HodecError(f"solver tolerances must be finite with rtol > 1e-15 and atol >= 0; got rtol={rtol}, "
+                      f"atol={atol}")
 
 
 def _pointer(x):
@@ -146,7 +150,7 @@ def _state(state_names, j: int) -> str:
 
 
 def _failure(kind: str, fail: tuple, fail_at: tuple, max_steps: int, state_names, rtol, atol) -> HodecError:
-    """The exception of the first failing member, worded as integrate.py words it, or of a bad argument value."""
+    """The exception of the first failing member, worded as the torch loop words it, or of a bad argument value."""
     t, h, value = fail
     b, j, method = fail_at
     name = _state(state_names, j)
@@ -154,31 +158,17 @@ def _failure(kind: str, fail: tuple, fail_at: tuple, max_steps: int, state_names
         return HodecError(f"the output times of batch member {b} must be finite and non-decreasing (time {j}); the "
                           f"native solvers integrate forward only (the torch solvers also backward)")
     if kind == "bad_atol":
-        return HodecError(f"solver tolerances must be finite with rtol > 1e-15 and atol >= 0; got rtol={rtol}, "
-                          f"atol={atol}")
+        return _bad_tolerances(rtol, atol)
     if kind == "bad_table":
         return HodecError(f"input {b}: its times must be finite and strictly increasing (time {j})")
     if kind in ("start_value", "start_rate"):
-        what = (f"the initial value of {name} is {value}" if kind == "start_value" else
-                f"the rate of {name} (f at the initial state) is {value}")
-        return SolverError(f"the solve cannot start at t = {t:.9g} (batch member {b}): {what}")
+        return start_failure(t, b, name, value, kind == "start_value")
     if kind == "underflow_nonfinite":
-        return StepSizeUnderflow(
-            f"step size underflow at t = {t:.9g} (batch member {b}): every step tried from there, down to {h:.3g}, "
-            f"gives a value of {name} that is not finite (nan or inf): the right-hand side is not finite just past "
-            f"that time (a division by zero, a log or square root of a negative number, an overflow?)")
+        return underflow_not_finite(t, b, h, name)
     if kind == "underflow":
-        return StepSizeUnderflow(
-            f"step size underflow at t = {t:.9g} (batch member {b}): the step fell to {h:.3g}; {name} "
-            f"(= {value:.6g}) has the largest error estimate there: the model may blow up or be singular at that "
-            f"point (check its params), or be too stiff for the method")
+        return underflow(t, b, h, name, value)
     if kind == "too_many_steps":
-        return TooManySteps(f"the solver took more than {max_steps} steps (max_steps) and stopped at t = {t:.6g} "
-                            f"(batch member {b}): the model may be stiff (method '{AUTO[1]}' or 'auto'), or raise "
-                            f"max_steps")
+        return too_many_steps(max_steps, t, b, "", AUTO[1])
     if kind == "stiff":
-        return StiffnessDetected(
-            f"the problem is stiff: {METHODS[method]} held its step at its stability limit for {STIFF_STEPS} steps "
-            f"by t = {t:.6g} (batch member {b}); use a stiff method (method '{AUTO[1]}'), or 'auto', which switches "
-            f"to it by itself")
+        return stiffness(METHODS[method], STIFF_STEPS, t, b, AUTO[1])
     return SolverError("the native solver could not allocate its work arrays (out of memory)")
