@@ -314,6 +314,22 @@ def test_per_member_parameters_and_grids_against_scipy():
         assert scaled_error(y[:, b], ref, 1e-8, 1e-10) < 10
 
 
+def test_other_dtypes_layouts_and_atol_forms_give_the_same_solve():
+    """float32 / integer / non-contiguous arguments are converted to contiguous float64 (the same numbers, the same
+    solve); atol as one number, a 0-d tensor or [n] of that number are one tolerance."""
+    lib = library(LV)
+    ts = t64(np.linspace(0, 6, 13))
+    expected = solve_native(lib, t64([[1.0, 1.0]]), ts, t64(LV_P), [], "tsit5", 1e-6, 1e-8, max_steps=MAX_STEPS)
+    wide = t64([[1.0, 7.0, 1.0]])[:, ::2]  # non-contiguous
+    grid = torch.stack([ts, ts], 1)[:, 0]  # non-contiguous
+    variants = [(torch.ones(1, 2, dtype=torch.float32), ts, torch.tensor(LV_P, dtype=torch.float32), 1e-8),
+                (wide, grid, t64(LV_P), torch.tensor(1e-8, dtype=torch.float64)),
+                (torch.ones(1, 2, dtype=torch.int64), ts.tolist(), list(LV_P), t64([1e-8, 1e-8]))]
+    for y0, grid, params, atol in variants:
+        y = solve_native(lib, y0, grid, params, [], "tsit5", 1e-6, atol, max_steps=MAX_STEPS)
+        assert torch.equal(y, expected)
+
+
 # ---- located errors ----
 
 def test_a_blow_up_is_a_located_step_size_underflow():
