@@ -105,7 +105,10 @@ SPEC = ROOT / "specs" / "uva_padova.hode"
 SAMPLE, HISTORY, HORIZON = 5, 42, 12  # minutes per sample; samples of history and of horizon
 HYPO, HYPER = 70.0, 180.0
 MODELS = ("mechanistic", "residual", "mnode", "hgs", "node", "lstm", "last_value", "oracle")
-ODE_ROWS = ("mechanistic", "residual", "mnode", "hgs", "node")
+EXTRA = ("hgs_context",)  # rows run only when named (--models): forecast training only
+ODE_ROWS = ("mechanistic", "residual", "mnode", "hgs", "node", "hgs_context")
+SPARSIFIED = ("hgs", "hgs_context")  # ODE rows trained by hodec sparsify
+CONTEXT = 3  # hgs_context: constant latent states every slot reads (with_context)
 TRAINING = ("forecast", "homotopy")
 HGS_LAMBDA2 = 1e-5
 NOISE_MG_DL = 11.5  # the CGM noise's standard deviation (simulate.cgm_noise: 11.5 over 200 days)
@@ -390,13 +393,29 @@ def spec_of(name: str) -> str:
     if name == "hgs":
         return closure(compile_text(merge_scc(compile_text(scaled_mnode(), "mnode.hode")), "mnode.hode"),
                        [("meal", "CGM"), ("insulin", "CGM")])
+    if name == "hgs_context":
+        return with_context(spec_of("hgs"))
     return {"mechanistic": SPEC.read_text, "residual": residual_spec, "mnode": scaled_mnode,
             "node": blackbox_node}[name]()
 
 
+def with_context(source: str, k: int = CONTEXT) -> str:
+    """The spec with k latent states c1..ck, constant in time (der 0), read by every slot: the encoder estimates
+    them with the state at each window's origin, so they are per-window params of the neural model (a patient
+    context), which sparsify may prune like any other slot argument. They start at -1 (not positive: the encoder
+    reads them on a linear scale, centre -1, scale 0.1)."""
+    names = [f"c{i}" for i in range(1, k + 1)]
+    lines = source.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("neural "))
+    slots = [line.replace(") ->", ", " + ", ".join(names) + ") ->", 1) if line.startswith("neural ") else line
+             for line in lines[first:]]
+    context = [f'state {n} = -1 "patient context, constant in time"' for n in names] + [f"der {n} = 0" for n in names]
+    return "\n".join(lines[:first] + context + slots) + "\n"
+
+
 def model_path(name: str, seed: int, scale: dict, days) -> Path:
     if scale.get("training") == "forecast":
-        used = FORECAST_SCALE_KEYS + (("hgs_lambda1", "hgs_epochs", "hgs_refit_epochs") if name == "hgs" else ())
+        used = FORECAST_SCALE_KEYS + (("hgs_lambda1", "hgs_epochs", "hgs_refit_epochs") if name in SPARSIFIED else ())
         settings = {"training": "forecast", **{k: scale.get(k) for k in used},
                     **({"init": "zero slot outputs"} if name in ZERO_SLOTS else {}), **estimated(name, scale)}
         key = json.dumps([name, seed, settings, sorted(d.id for d in days if d.split != 2)])
@@ -482,7 +501,7 @@ def train_forecast(name: str, days, seed: int, scale: dict, budget_seconds: floa
         return forecast_training.load(path, name, train), view, inputs
     cfg = forecast_training.fit_config(view.minutes_per_unit, seed, scale["lr"], scale["max_epochs"],
                                        {**scale["estimator"], **keys})
-    if name == "hgs":
+    if name in SPARSIFIED:
         cfg.update({"epochs": scale["hgs_epochs"], "lambda1": scale["hgs_lambda1"], "lambda2": HGS_LAMBDA2,
                     "folds": 2, "threshold": 0.05, "refit_epochs": scale["hgs_refit_epochs"]})
         trained = forecast_training.train_sparsified(source, train, cfg)
@@ -605,7 +624,7 @@ def run_model(name: str, days, seed: int, scale: dict, budget_seconds: float = N
 
 def summary(runs: list) -> list:
     rows = []
-    for name in MODELS:
+    for name in MODELS + EXTRA:
         mine = [r for r in runs if r["model"] == name and "error" not in r]
         if not mine:
             continue
@@ -635,6 +654,8 @@ def markdown(result: dict) -> str:
                      f"{cell(r['params'], '.0f')}{params_note(r)} | {r['seeds']} |")
     errors = [r for r in result["runs"] if "error" in r]
     lines += [""] + [f"- {r['model']} seed {r['seed']} failed: {r['error']}" for r in errors]
+    if result.get("note"):
+        lines += [result["note"], ""]
     if s.get("training") == "forecast":
         lines += training_table(result["runs"])
     return "\n".join(lines) + "\n"
@@ -692,13 +713,15 @@ def training_table(runs: list) -> list:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="1 seed, 6 train days, few epochs")
-    ap.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
+    ap.add_argument("--models", nargs="+", choices=MODELS + EXTRA, default=list(MODELS))
     ap.add_argument("--seeds", nargs="+", type=int, default=None)
     ap.add_argument("--tag", default=None)
     ap.add_argument("--hgs-lambda1", type=float, help="skip hgs's cross-validation: this lambda1 for every seed "
                     "(e.g. the one seed 0 chose, to run seeds in parallel processes)")
     ap.add_argument("--epochs-per-step", type=int, help="homotopy epochs per step of the ODE rows (default 20)")
-    ap.add_argument("--combine", nargs="+", metavar="JSON", help="join results files of parallel runs into <tag>")
+    ap.add_argument("--combine", nargs="+", metavar="JSON[:MODEL,...]", help="join results files of parallel runs "
+                    "into <tag> (a file's rows: all, or the models named after a colon)")
+    ap.add_argument("--note", help="with --combine: a paragraph for the results' .md (what was reused from where)")
     ap.add_argument("--training", choices=TRAINING, default="forecast", help="how the ODE rows train: forecast "
                     "(method forecast on windows, gru encoder, early stopping; default) or homotopy (whole days, MAP "
                     "state estimate: the protocol of results/glucose.md)")
@@ -708,7 +731,7 @@ def main(argv=None) -> int:
                     "none given: none)")
     args = ap.parse_args(argv)
     if args.combine:
-        return combine([json.loads(Path(f).read_text()) for f in args.combine], args.tag or "glucose")
+        return combine(args.combine, args.tag or "glucose", args.note)
     torch.set_num_threads(1)
     seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
     scale = ({"epochs_per_step": 2, "refit_epochs": 6, "lambda1": [1e-2, 1e-1], "lstm_epochs": 5} if args.quick
@@ -753,11 +776,18 @@ def main(argv=None) -> int:
     return 0
 
 
-def combine(results: list, tag: str) -> int:
-    """One results file from several runs' (same data and scale; the runs' model x seed cells joined)."""
-    runs = [r for result in results for r in result["runs"]]
+def combine(sources: list, tag: str, note: str = None) -> int:
+    """One results file from several runs' (same data and scale; the runs' model x seed cells joined). A source is
+    a results file, or FILE:MODEL,MODEL,... to take only those rows from it; note: a paragraph for the .md (what
+    was reused from where)."""
+    results, runs = [], []
+    for source in sources:
+        path, _, names = source.partition(":")
+        result = json.loads(Path(path).read_text())
+        results.append(result)
+        runs += [r for r in result["runs"] if not names or r["model"] in names.split(",")]
     settings = dict(results[0]["settings"], seeds=sorted({r["seed"] for r in runs}))
-    write_results({"settings": settings, "runs": runs, "summary": summary(runs),
+    write_results({"settings": settings, "runs": runs, "summary": summary(runs), "note": note,
                    "seconds": round(sum(result["seconds"] for result in results), 1)}, tag)
     return 0
 
