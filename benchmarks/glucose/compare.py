@@ -31,6 +31,10 @@ steps; under homotopy on whole days that start at 00:00 from basal):
                lambda1 = 1e-3 (that cross-validation's choice; no cross-validation: CPU time).
   node         a black-box neural ODE: CGM/100 and 3 latent states, one MLP [6, 32, 32, 4] over them and the
                meal and insulin inputs.
+  Under forecast training the encoder of mechanistic and residual also infers six params per window
+  (forecast.estimate: ESTIMATE, within a factor ESTIMATE_FACTOR of the population value; --estimate changes the
+  list, --estimate alone drops it). hgs_context (named with --models only; an experiment): hgs with 3 constant
+  latent states read by every slot (with_context), per-window params of a model without physical ones.
   lstm         an LSTM (64 units) over the 54 steps of the window (CGM where known, a known-flag, meal,
                insulin), predicting the 12 horizon values as offsets from the last known CGM; trained on the
                train patients' windows, early-stopped on the validation patients'.
