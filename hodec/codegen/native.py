@@ -1,17 +1,20 @@
-"""Symbolic model → C source of its right-hand side, state Jacobian and total time derivative, for the native
+"""Symbolic model → C source of its right-hand side, state Jacobian, time and parameter derivatives, for the native
 solvers (hodec/solvers/native compiles it together with its C solver loops into one shared library).
 
 The source defines HODEC_N (states), HODEC_P (params, in the order of the generated module's parameter_values()),
-HODEC_U (inputs, each a scalar), HODEC_AUTONOMOUS (1 when f reads neither t nor an input) and three functions:
+HODEC_U (inputs, each a scalar), HODEC_AUTONOMOUS (1 when f reads neither t nor an input), HODEC_HAS_DFDP (1) and
+four functions:
 
     static void hodec_rhs(double t, const double *y, const double *p, const double *u, double *dy);
     static void hodec_jac(double t, const double *y, const double *p, const double *u, double *J);
         J[i*HODEC_N + j] = d dy_i / d y_j, row-major, every entry written
     static void hodec_dfdt(double t, const double *y, const double *p, const double *u, const double *du, double *df);
         df = ∂f/∂t + Σ_k ∂f/∂u_k · du[k], the total time derivative at fixed y (du: the inputs' time derivatives)
+    void hodec_dfdp(double t, const double *y, const double *p, const double *u, double *D);
+        D[i*HODEC_P + k] = d dy_i / d p_k, for forward sensitivities (external: the library exports it)
 
 plus `static` helpers prefixed `hodec_m_`. It computes what the generated torch module computes (forward,
-jacobian(), and autograd of forward in t), expression for expression: the same SymPy expressions, lets as locals,
+jacobian(), and autograd of forward in t and p), expression for expression: the same SymPy expressions, lets as locals,
 the flux structure (each flux once, accumulated through the stoichiometry, divided by compartment sizes), the
 state Jacobian's entries from symbolic/state_jacobian.py and the printer's semantics of TorchPrinter. Names in the
 C are generated identifiers (y[i], p[i], u[k], t, l<let>, d<derivative>, x<common subexpression>, f/g/h<output>);
@@ -637,5 +640,6 @@ def _dfdp(sm: SymbolicModel, helpers: set) -> list:
         at = i * len(out.columns) + k
         lines.append(f"D[{at}] -= dy[{i}]*e[{len(entries) + q}];  {comment(out.entry(sm, at))}")
     lines += _concentrations(sm, "e", len(entries) + len(quotients), out)
-    return _function("static void hodec_dfdp(double t, const double *y, const double *p, const double *u, double *D)",
-                     lines)
+    # external, not static: a solver unit that does not call it would get -Wunused-function (and the library
+    # exports it, for tests and sensitivities)
+    return _function("void hodec_dfdp(double t, const double *y, const double *p, const double *u, double *D)", lines)
