@@ -189,3 +189,48 @@ def test_join_takes_each_cell_from_the_last_run_that_has_it(tmp_path):
     again = tmp_path / "again"  # a joined file joined again keeps its runs
     assert bench_solve.main(["--join", str(tmp_path / "joined.json"), "--out", str(again)]) == 0
     assert json.loads(again.with_suffix(".json").read_text())["runs"] == joined["runs"]
+
+
+def test_training_epochs_that_compile_are_timed_apart_and_a_failure_keeps_the_rest():
+    """An epoch in which torch.compile made a graph (dynamo's unique_graphs counter grows) is left out of mean and
+    median and its time over the median is the compile time; warm-up epochs never enter the statistics; a
+    candidate that raises is reported with its error and the epochs before, the others go on."""
+    from torch._dynamo.utils import counters
+
+    calls = {"compiling": 0, "failing": 0}
+
+    def compiling():  # the first epoch "compiles" and takes 0.2 s, the fourth (a recompile) 0.1 s, others 0.01 s
+        calls["compiling"] += 1
+        if calls["compiling"] in (1, 4):
+            counters["stats"]["unique_graphs"] += 1
+        time.sleep({1: 0.2, 4: 0.1}.get(calls["compiling"], 0.01))
+
+    def failing():
+        calls["failing"] += 1
+        if calls["failing"] == 3:
+            raise RuntimeError("boom")
+        time.sleep(0.01)
+
+    runners, failed = {"compiling": compiling, "failing": failing}, {}
+    warmup = bench_solve.epochs_interleaved(runners, 1, failed, "warm-up")
+    timed = bench_solve.epochs_interleaved(runners, 5, failed, "timed")
+    stats = bench_solve.epoch_stats(warmup["compiling"], timed["compiling"])
+    assert stats["epochs"] == 4 and stats["compiling_epochs"] == 2 and stats["compiling_timed_epochs"] == 1
+    assert 0.01 <= stats["median_s"] < 0.05 and stats["mean_s"] < 0.05  # neither compile in them
+    assert stats["compile_s"] == pytest.approx(0.3 - 2 * stats["median_s"], abs=0.05)
+    assert stats["first_epoch_s"] >= 0.2
+    assert failed["failing"]["status"] == "failed in timed epoch 2 (RuntimeError: boom)"
+    assert len(failed["failing"]["epoch_s"]) == 1 and calls["failing"] == 3
+
+
+def test_training_goals_name_a_failed_homotopy_candidate():
+    ok = {"status": "ok", "mean_s": 1.0}
+    training = {"candidates": {"hodec vanilla (tsit5)": {**ok, "mean_s": 0.4}, "hodec homotopy (tsit5)": ok,
+                               "hodec vanilla (tsit5, compile)": {**ok, "mean_s": 0.1},
+                               "hodec homotopy (tsit5, compile)": {"status": "failed in timed epoch 9 (x)"},
+                               bench_solve.LOOP: ok}}
+    rows = {(g["hodec"], g["peer"]): g for g in bench_solve.training_goals(training)}
+    assert rows["hodec vanilla (tsit5, compile)", bench_solve.LOOP]["ratio"] == pytest.approx(0.1)
+    assert rows["hodec homotopy (tsit5)", "hodec vanilla (tsit5)"]["status"] == "missed by 1.67x"
+    failed = rows["hodec homotopy (tsit5, compile)", "hodec vanilla (tsit5, compile)"]
+    assert failed["status"] == "not measured (the homotopy candidate failed)" and "ratio" not in failed
