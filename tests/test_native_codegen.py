@@ -1,8 +1,9 @@
-"""Issue 15, the model as C for the native solvers (hodec/codegen/native.py): hodec_rhs, hodec_jac and hodec_dfdt,
-built by hodec.solvers.native.library and called through its exported hodec_eval, against the generated torch
-module's forward, torch.func.jacrev of forward, and torch.autograd's derivative of forward in t (inputs bound as
-linear signals, their values and slopes given to the C by hand); on every spec in specs/, on fuzzed specs, and on
-the benchmark networks against the hand-written mass-action field and Jacobian."""
+"""Issue 15, the model as C for the native solvers (hodec/codegen/native.py): hodec_rhs, hodec_jac, hodec_dfdt and
+hodec_dfdp, built by hodec.solvers.native.library and called through its exports (hodec_eval, hodec_dfdp), against
+the generated torch module's forward, torch.func.jacrev of forward in y and in the parameter vector, and
+torch.autograd's derivative of forward in t (inputs bound as linear signals, their values and slopes given to the C
+by hand); on every spec in specs/, on fuzzed specs, and on the benchmark networks against the hand-written
+mass-action field and derivatives."""
 from __future__ import annotations
 
 import ctypes
