@@ -33,7 +33,8 @@ cost at that batch, so that the per-step overhead of the solver shows (native ro
 summed over the members, no separate right-hand-side time).
 
 Training: one LV black-box epoch (61 points, rtol 1e-7, float32) of hodec.training's vanilla and homotopy methods
-against a hand-written torchdiffeq loop (the same MLP and initial weights, AdamW). Memory: peak resident memory
+(eager, and with tsit5 compile=True) against a hand-written torchdiffeq loop (the same MLP and initial weights,
+AdamW); warm-up epochs first, untimed; an epoch in which torch.compile compiles is reported apart. Memory: peak resident memory
 of a B = 4096 backprop solve (N=100 network, float32), in a fresh subprocess per candidate:
 resource.getrusage maxrss after the solve and backward minus before it.
 
