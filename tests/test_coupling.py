@@ -211,3 +211,26 @@ reaction r2: A + C -> D ; k2 * A * C
     batched = model(0.0, y)
     one_by_one = torch.stack([model(0.0, y[i]) for i in range(3)])
     torch.testing.assert_close(batched, one_by_one)
+
+
+def test_a_new_lam_is_not_a_new_compiled_graph():
+    """The coupling strength is an input of a compiled field, not a constant it specialises on: with lam a Python
+    float every homotopy step recompiled, and the third lam hit torch's limit of 8 graphs (the step raised)."""
+    from torch._dynamo.testing import CompileCounter
+
+    model = load(SPECS / "lotka_volterra.hode")().double()
+    times = torch.linspace(0.0, 2.0, 9, dtype=torch.float64)
+    coupling = Coupling(model, ["prey", "predators"], spline_reference(times, 2, batch=1), 3.0)
+    counter = CompileCounter()
+    field = torch.compile(lambda t, y: model(t, y), backend=counter, fullgraph=False)
+    y, t = torch.tensor([[1.0, 0.5]], dtype=torch.float64), torch.tensor(0.3, dtype=torch.float64)
+    model.set_coupling(coupling, 1.0)
+    model(t, y)  # fills the coupling's per-dtype cache: a one-off, not what this test is about
+    torch._dynamo.reset()
+    values = []
+    for lam in (1.0, 0.5, 0.25, 0.125):
+        model.set_coupling(coupling, lam)
+        values.append(field(t, y))
+        model.set_coupling(None)
+        assert torch.allclose(values[-1], model(t, y) + lam * (values[0] - model(t, y)), rtol=1e-12, atol=1e-12)
+    assert counter.frame_count == 1

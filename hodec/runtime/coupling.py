@@ -31,7 +31,7 @@ class Coupling:
         self.targets = tuple(targets)
         self.reference = reference
         self.gain = torch.as_tensor(gain)
-        self.lam = float(lam)
+        self.lam = strength(lam)
         states = {name: i for i, name in enumerate(model.state_names)}
         observables = {row[0]: (i, row) for i, row in enumerate(model.observation_table)}
         state_idx, obs_idx, supports = [], [], []
@@ -149,3 +149,11 @@ def _inverse_norms(J: torch.Tensor) -> torch.Tensor:
     n2 = (J * J).sum(-1)
     ok = n2 > torch.finfo(n2.dtype).tiny ** 0.5
     return torch.where(ok, 1 / torch.where(ok, n2, torch.ones_like(n2)), torch.zeros_like(n2))
+
+
+def strength(lam) -> torch.Tensor:
+    """lam as a 0-dim float64 tensor: torch.compile then reads it as an input of the compiled step instead of
+    specialising on the number (a Python float made every homotopy step λ a new graph: a recompile per step, and
+    torch's limit of 8 graphs reached at the third λ); a 0-dim tensor keeps the field's dtype."""
+    return torch.tensor(float(lam), dtype=torch.float64)
+

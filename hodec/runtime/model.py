@@ -14,6 +14,7 @@ from torch import nn
 from .. import solvers
 from ..errors import HodecError, did_you_mean
 from . import native as native_solving
+from .coupling import strength
 from .dosing import Doses
 from .events import SimulationEvents
 from .gates import Gated
@@ -354,7 +355,7 @@ class CompiledModel(Gated, Stoichiometry, nn.Module):
         """Attach a runtime.Coupling at strength lam: forward then adds -lam k J+ (h(y) - yhat(t)). None, or
         lam == 0, gives the plain vector field exactly (the generated forward tests one attribute)."""
         if coupling is not None:
-            coupling.lam = float(lam)
+            coupling.lam = strength(lam)
         self._coupling = coupling if coupling is not None and lam != 0 else None
 
     @contextlib.contextmanager
