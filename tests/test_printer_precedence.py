@@ -29,3 +29,14 @@ def test_generated_forward_keeps_the_brackets(text):
     got = float(m(torch.tensor(0.0), torch.tensor([2.0], dtype=torch.float64))[0])
     want = float(CASES[text](2.0, 2.0))
     assert np.isclose(got, want, rtol=1e-13, atol=0, equal_nan=True), (text, got, want)
+
+
+@pytest.mark.parametrize("text, want", [("x^(10^30)", lambda x: np.power(x, 1e30)), ("10^20 * x", lambda x: 1e20 * x),
+                                        ("x^(2^70) - 2^64", lambda x: np.power(x, 2.0 ** 70) - 2.0 ** 64)])
+def test_integers_beyond_int64_are_doubles(text, want):
+    """torch takes a Python int only within int64: the literal 10^30 in a forward raised OverflowError there."""
+    m = load_text(f"model P\nstate x = 1\nder x = {text}\n", "p.hode")().double()
+    with np.errstate(over="ignore"):
+        for x in (0.5, 1.0, 1.5):
+            got = float(m(torch.tensor(0.0), torch.tensor([x], dtype=torch.float64))[0])
+            assert got == pytest.approx(float(want(np.float64(x))), rel=1e-12)

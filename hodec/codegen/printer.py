@@ -65,7 +65,10 @@ class TorchPrinter(PythonCodePrinter):
     _print_Dummy = _print_Symbol
 
     def _print_Integer(self, expr):
-        return str(int(expr))
+        # torch takes a Python int only within int64 (a larger one raises OverflowError mid-forward); beyond that it
+        # goes in as the nearest double, as the C printer writes it (past 2**53 a double has no odd integers)
+        value = int(expr)
+        return str(value) if abs(value) < 2 ** 63 else float_literal(float(value))
 
     def _print_Float(self, expr):
         return float_literal(float(expr))
