@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -361,3 +362,25 @@ def test_cli_simulate_solves_natively(tmp_path, paths):
                     max_step=0.25).y.T
     assert relative_error(table[:, 1:3], ref) < 1e-6
     np.testing.assert_allclose(table[:, 3], table[:, 1] / 20.0, rtol=1e-14)
+
+
+def test_fit_trains_on_the_torch_solvers_and_evaluates_natively(paths, tmp_path, monkeypatch):
+    """hodec fit's epochs need gradients (torch solvers); its evaluation of each epoch runs without them, so in C;
+    the reported MSE is the torch solvers' to solver tolerance (HODEC_NATIVE=0 keeps every solve on torch)."""
+    ts = np.linspace(0.0, 6.0, 25)
+    lv = lambda t, y: [1.3 * y[0] - 0.9 * y[0] * y[1], -0.8 * y[1] + 1.8 * y[0] * y[1]]  # noqa: E731
+    ys = solve_ivp(lv, (0.0, 6.0), [1.0, 0.5], t_eval=ts, rtol=1e-10, atol=1e-12).y.T
+    csv = tmp_path / "data.csv"
+    csv.write_text("time,prey,predators\n" + "".join(f"{t},{a},{b}\n" for t, (a, b) in zip(ts, ys)))
+    spec = str(Path(__file__).resolve().parents[1] / "specs" / "lotka_volterra.hode")
+    config = {"method": "vanilla", "epochs": 3, "lr": 0.02, "solver": {"rtol": 1e-7, "atol": 1e-9}}
+    with torch.enable_grad():  # the module's tests run under no_grad
+        native_fit = hodec.fit(spec, str(csv), config)
+    assert "native" in paths and "torch" in paths
+    monkeypatch.setenv("HODEC_NATIVE", "0")
+    del paths[:]
+    with torch.enable_grad():
+        torch_fit = hodec.fit(spec, str(csv), config)
+    assert set(paths) == {"torch"}
+    for a, b in zip(native_fit.history, torch_fit.history):
+        assert a["mse"] == pytest.approx(b["mse"], rel=1e-6)
