@@ -384,3 +384,15 @@ def test_fit_trains_on_the_torch_solvers_and_evaluates_natively(paths, tmp_path,
     assert set(paths) == {"torch"}
     for a, b in zip(native_fit.history, torch_fit.history):
         assert a["mse"] == pytest.approx(b["mse"], rel=1e-6)
+
+
+def test_fit_inside_no_grad_still_trains(tmp_path):
+    """A fit called in a caller's no_grad block (this module's tests run in one) trains: it raised autograd's
+    "element 0 of tensors does not require grad" from the first backward."""
+    ts = np.linspace(0.0, 4.0, 9)
+    csv = tmp_path / "data.csv"
+    csv.write_text("time,prey,predators\n" + "".join(f"{t},{1 + 0.1 * t},{0.5 + 0.05 * t}\n" for t in ts))
+    spec = str(Path(__file__).resolve().parents[1] / "specs" / "lotka_volterra.hode")
+    assert not torch.is_grad_enabled()
+    result = hodec.fit(spec, str(csv), {"method": "vanilla", "epochs": 2, "lr": 0.02})
+    assert len(result.history) == 2 and result.history[1]["loss"] != result.history[0]["loss"]

@@ -165,6 +165,10 @@ class Trainer:
     # ---------------------------------------------------------------- the run
     def train(self, progress: bool = False, on_epoch: Optional[Callable] = None) -> str:
         """Run the remaining epochs. Returns the status: complete, or interrupted (Ctrl-C: best kept)."""
+        with torch.enable_grad():  # a fit called inside a caller's `torch.no_grad()` block still trains
+            return self._train(progress, on_epoch)
+
+    def _train(self, progress: bool, on_epoch: Optional[Callable]) -> str:
         total = self.config.total_epochs
         if self.shard:
             self.shard.start(self)
