@@ -332,7 +332,6 @@ def test_a_class_whose_c_source_is_missing_or_not_its_field_stays_on_torch(cls, 
 def test_no_compiler_falls_back(paths, monkeypatch, tmp_path):
     monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
     monkeypatch.setenv("HODEC_CACHE", str(tmp_path))
-    monkeypatch.setattr(native, "_LIBRARIES", {})
     m = load_text(SIR.replace("SIRPlain", "SIRNoCompiler"), "sir_cc.hode")().double()
     m.simulate([0.0, 1.0])
     with pytest.raises(NativeUnavailable):

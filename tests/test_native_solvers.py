@@ -486,3 +486,15 @@ def test_a_compile_error_quotes_the_compiler():
     with pytest.raises(NativeUnavailable,
                        match=r"(?s)failed \(exit status 1\) on .*error: .hodec_rhs_typo. undeclared"):
         library(LV.replace("dy[0] = p[0]", "hodec_rhs_typo; dy[0] = p[0]"))
+
+
+def test_a_failed_build_is_not_tried_again():
+    """A model whose build fails raises the same NativeUnavailable on every later call without running the compiler
+    again (simulate then falls back to the torch solvers at no compiler cost per solve)."""
+    broken = LV.replace("dy[0] = p[0]", "hodec_rhs_typo_again; dy[0] = p[0]")
+    with pytest.raises(NativeUnavailable) as first:
+        library(broken)
+    before = build.builds
+    with pytest.raises(NativeUnavailable) as second:
+        library(broken)
+    assert build.builds == before and second.value is first.value

@@ -22,7 +22,6 @@ from .signals import Signal
 # other (adjoint, stop_at_outputs, torchdiffeq's) that is set keeps the solve on the torch solvers
 OPTIONS = ("max_steps", "stats", "compile")
 ENVIRONMENT = "HODEC_NATIVE"  # "0" turns the automatic choice off (native=True still solves natively)
-_LIBRARIES: dict = {}  # C source -> its loaded library, or the NativeUnavailable that building it raised
 
 
 def chosen(model, native: Optional[bool], ts: torch.Tensor, y0: torch.Tensor, method: str, atol, options: dict,
@@ -48,8 +47,11 @@ def refusal(model, ts: torch.Tensor, y0: torch.Tensor, method: str, atol, option
     reason = _setup_refusal(model, method, options, doses)
     if reason is None:
         reason = _tensor_refusal(model, ts, y0, atol)
-    if reason is None and isinstance(_library(source), NativeUnavailable):
-        reason = f"no native library ({_library(source)})"
+    if reason is None:
+        try:
+            library(source)  # built once per process; a failure is remembered there too
+        except NativeUnavailable as err:
+            reason = f"no native library ({err})"
     return reason
 
 
@@ -116,24 +118,13 @@ def _source_class(cls):
     return next(c for c in cls.__mro__ if "native_source" in c.__dict__)
 
 
-def _library(source: str):
-    """The loaded library of a model's C source, built once per process (a failure too: no compiler is asked
-    again on every solve)."""
-    if source not in _LIBRARIES:
-        try:
-            _LIBRARIES[source] = library(source)
-        except NativeUnavailable as err:
-            _LIBRARIES[source] = err
-    return _LIBRARIES[source]
-
-
 def simulate(model, ts: torch.Tensor, y0: torch.Tensor, method: str, rtol: float, atol, options: dict):
     """The native solve of simulate(): y [T, *batch, n] in the model's dtype (float32 models are solved in double
     and the result rounded)."""
     batch, n = tuple(y0.shape[:-1]), y0.shape[-1]
     B = math.prod(batch)
     p = model.parameter_values()
-    ys = solve_native(_library(type(model).native_source), y0.reshape(B, n),
+    ys = solve_native(library(type(model).native_source), y0.reshape(B, n),
                       ts if ts.dim() == 1 else ts.reshape(ts.shape[0], B),
                       p if p.dim() == 1 else p.expand(*batch, p.shape[-1]).reshape(B, p.shape[-1]),
                       _inputs(model, batch, B), method, rtol, atol, max_steps=options.get("max_steps", MAX_STEPS),

@@ -29,7 +29,7 @@ SOLVER_SOURCE = Path(__file__).with_name("solver.c")
 ERROR_LINES = 12  # of the compiler's output, in NativeUnavailable's message
 
 _loaded: dict = {}  # hash -> the loaded library: one load per process
-_by_source: dict = {}  # (model source, compiler command) -> the loaded library
+_by_source: dict = {}  # (model source, compiler command) -> the loaded library, or the NativeUnavailable it raised
 _versions: dict = {}  # compiler command -> its --version text
 builds = 0  # compiler runs in this process (tests read it to see the cache at work)
 
@@ -41,16 +41,26 @@ class NativeUnavailable(HodecError):
 def library(model_source: str) -> ctypes.CDLL:
     """The loaded library of model_source (see NATIVE.md: HODEC_N, HODEC_P, HODEC_U, HODEC_AUTONOMOUS, hodec_rhs,
     hodec_jac, hodec_dfdt) with hodec's solver loops; built at the first use, then read from the cache. A repeated
-    call with the same source and compiler costs a dictionary look-up."""
+    call with the same source and compiler costs a dictionary look-up, a failed one too (it raises the same
+    NativeUnavailable: a solve that falls back to the torch solvers does not run the compiler again each time)."""
     compiler = _compiler()
     known = _by_source.get((model_source, compiler))
-    if known is not None:
-        return known
+    if known is None:
+        try:
+            known = _built(model_source, compiler)
+        except NativeUnavailable as err:
+            known = err
+        _by_source[(model_source, compiler)] = known
+    if isinstance(known, NativeUnavailable):
+        raise known
+    return known
+
+
+def _built(model_source: str, compiler: tuple) -> ctypes.CDLL:
     unit = translation_unit(model_source)
     key = hashlib.sha256("\0".join([unit, *FLAGS, *LIBRARIES, *compiler, _version(compiler)]).encode()).hexdigest()
     if key not in _loaded:
         _loaded[key] = _declare(_load(compiler, unit, cache_folder() / f"{key}.so"))
-    _by_source[(model_source, compiler)] = _loaded[key]
     return _loaded[key]
 
 
