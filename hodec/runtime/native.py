@@ -16,7 +16,7 @@ import torch
 from ..errors import HodecError
 from ..solvers.native import NAMES, NativeUnavailable, library, solve_native
 from ..solvers.solve import MAX_STEPS
-from .signals import Signal
+from .signals import Signal, lined_up
 
 # simulate() options the native solve takes (compile, a way of running the torch solvers, means nothing to it); any
 # other (adjoint, stop_at_outputs, torchdiffeq's) that is set keeps the solve on the torch solvers
@@ -140,8 +140,6 @@ def _inputs(model, batch: tuple, B: int) -> list:
         signal = model._signals[name]
         values = signal.values
         if values.dim() > 1:
-            K = values.shape[0]
-            lead = len(batch) - (values.dim() - 1)
-            values = values.reshape(K, *(1,) * lead, *values.shape[1:]).expand(K, *batch).reshape(K, B)
+            values = lined_up(values, batch).reshape(values.shape[0], B)
         out.append((signal.times, values, signal.method))
     return out

@@ -47,8 +47,7 @@ class Signal:
         reads its own column at its own time t[m] → [*batch] (hodec's solvers step each member on its own)."""
         times = self.times.to(device=t.device, dtype=t.dtype)
         values = self.values.to(device=t.device, dtype=t.dtype)
-        lead = t.dim() - (values.dim() - 1)
-        values = values.reshape(values.shape[0], *(1,) * lead, *values.shape[1:]).expand(values.shape[0], *t.shape)
+        values = lined_up(values, tuple(t.shape))
         if times.numel() == 1:
             return values[0]
         right = torch.searchsorted(times, t.detach().reshape(-1), right=True).clamp(1, times.numel() - 1)
@@ -64,6 +63,13 @@ class Signal:
         weight = ((t - t_left) / (_take(times, right) - t_left)).clamp(0.0, 1.0)
         v_left = at(left)
         return v_left + weight * (at(right) - v_left)
+
+
+def lined_up(values: torch.Tensor, batch: tuple) -> torch.Tensor:
+    """Samples values [K, *shape] as [K, *batch]: the trailing shape (a column per member) lined up with the batch's
+    last axes, broadcast over its leading ones (a view)."""
+    lead = len(batch) - (values.dim() - 1)
+    return values.reshape(values.shape[0], *(1,) * lead, *values.shape[1:]).expand(values.shape[0], *batch)
 
 
 def _take(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
