@@ -22,6 +22,15 @@ class TooManySteps(SolverError):
 
 # The messages, shared by the torch loop (integrate.py) and the C one (native/solve.py): each says where.
 
+
+def state_name(state_names, j: int) -> str:
+    return state_names[j] if state_names else f"state {j}"
+
+
+def bad_tolerances(rtol, atol) -> HodecError:
+    return HodecError(f"solver tolerances must be finite with rtol > 1e-15 and atol >= 0; got rtol={rtol}, "
+                      f"atol={atol}")
+
 def start_failure(t: float, member: int, state: str, value: float, is_initial: bool) -> SolverError:
     what = (f"the initial value of {state} is {value}" if is_initial else
             f"the rate of {state} (f at the initial state) is {value}")

@@ -15,7 +15,7 @@ import torch
 
 from .base import Method
 from .controller import Controller
-from .errors import start_failure, stiffness, too_many_steps, underflow, underflow_not_finite
+from .errors import start_failure, state_name, stiffness, too_many_steps, underflow, underflow_not_finite
 from .events import FlatEvents, locate
 
 # Hairer's DOPRI5 test (II, IV.2): stiff after this many accepted steps with h·|λ| beyond the stability limit,
@@ -342,10 +342,6 @@ def _member(mask: torch.Tensor) -> int:
     return int(mask.nonzero()[0, 0])
 
 
-def _state(state_names, j: int) -> str:
-    return state_names[j] if state_names else f"state {j}"
-
-
 def _check_start(t, y, f0, todo, state_names):
     """A non-finite initial state or rate would otherwise surface only as a step-size underflow at t0, after
     hundreds of ever smaller steps, blaming the step size."""
@@ -353,7 +349,7 @@ def _check_start(t, y, f0, todo, state_names):
     if bool(bad.any()):
         b, j = (int(i) for i in bad.nonzero()[0])
         initial = not bool(torch.isfinite(y[b, j]))
-        raise start_failure(float(t[b]), b, _state(state_names, j), float(y[b, j] if initial else f0[b, j]), initial)
+        raise start_failure(float(t[b]), b, state_name(state_names, j), float(y[b, j] if initial else f0[b, j]), initial)
 
 
 def _too_many(s: State, T: int, max_steps: int, direction: float):
@@ -375,8 +371,8 @@ def _underflow(s: State, a: Attempt, state_names, controller: Controller, direct
     t = float(direction * s.t[b])
     finite = torch.isfinite(a.step.y1[b]) & torch.isfinite(a.step.error[b])
     if not bool(finite.all()):  # the right-hand side itself fails there: the step size is only the symptom
-        raise underflow_not_finite(t, b, float(new.h[b]), _state(state_names, _member(~finite)))
+        raise underflow_not_finite(t, b, float(new.h[b]), state_name(state_names, _member(~finite)))
     ratio = (a.step.error[b] / controller.scale(s.y[b], a.step.y1[b])).abs()
     ratio = torch.where(torch.isfinite(ratio), ratio, torch.full_like(ratio, torch.inf))
     j = int(ratio.argmax())
-    raise underflow(t, b, float(new.h[b]), _state(state_names, j), s.y[b, j].item())
+    raise underflow(t, b, float(new.h[b]), state_name(state_names, j), s.y[b, j].item())

@@ -16,6 +16,7 @@ import torch
 
 from ..errors import HodecError
 from .controller import Controller
+from .errors import bad_tolerances
 from .events import Events, FlatEvents
 from .explicit import ExplicitRK
 from .integrate import integrate
@@ -81,8 +82,7 @@ def _check_tolerances(rtol, atol):
     atol_min = float(torch.as_tensor(atol).min())
     if not (rtol > 0 and math.isfinite(rtol)) or not (atol_min >= 0 and math.isfinite(atol_min)) or \
             rtol < 10 * torch.finfo(torch.float64).eps:
-        raise HodecError(f"solver tolerances must be finite with rtol > 1e-15 and atol >= 0; got rtol={rtol}, "
-                         f"atol={atol}")
+        raise bad_tolerances(rtol, atol)
 
 
 def _absolute_tolerance(atol, batch: tuple, n: int, y0: torch.Tensor):

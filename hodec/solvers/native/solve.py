@@ -16,7 +16,8 @@ from typing import Optional, Sequence
 import torch
 
 from ...errors import HodecError
-from ..errors import SolverError, start_failure, stiffness, too_many_steps, underflow, underflow_not_finite
+from ..errors import (SolverError, bad_tolerances, start_failure, state_name, stiffness, too_many_steps, underflow,
+                      underflow_not_finite)
 from ..integrate import STIFF_STEPS
 from ..solve import AUTO
 from .build import dims
@@ -100,7 +101,7 @@ def _tolerances(rtol, atol, n: int) -> tuple:
     except (TypeError, ValueError):
         rtol = math.nan
     if not 10 * _EPS <= rtol < math.inf:
-        raise _bad_tolerances(rtol, atol)
+        raise bad_tolerances(rtol, atol)
     if isinstance(atol, (int, float)):
         return rtol, (ctypes.c_double * 1)(atol), 0
     tolerance = _float64(atol, "atol")
@@ -109,11 +110,6 @@ def _tolerances(rtol, atol, n: int) -> tuple:
     if tolerance.shape != (n,):
         raise HodecError(f"atol has shape {list(tolerance.shape)}; expected a number or [{n}] (per state)")
     return rtol, tolerance, 1
-
-
-def _bad_tolerances(rtol, atol) -> HodecError:
-    return HodecError(f"solver tolerances must be finite with rtol > 1e-15 and atol >= 0; got rtol={rtol}, "
-                      f"atol={atol}")
 
 
 def _pointer(x):
@@ -145,20 +141,16 @@ def _tables(inputs: Sequence, U: int, B: int) -> tuple:
     return torch.cat(times), torch.cat(values), torch.tensor(info, dtype=torch.long).reshape(-1)
 
 
-def _state(state_names, j: int) -> str:
-    return state_names[j] if state_names else f"state {j}"
-
-
 def _failure(kind: str, fail: tuple, fail_at: tuple, max_steps: int, state_names, rtol, atol) -> HodecError:
     """The exception of the first failing member, worded as the torch loop words it, or of a bad argument value."""
     t, h, value = fail
     b, j, method = fail_at
-    name = _state(state_names, j)
+    name = state_name(state_names, j)
     if kind == "bad_grid":
         return HodecError(f"the output times of batch member {b} must be finite and non-decreasing (time {j}); the "
                           f"native solvers integrate forward only (the torch solvers also backward)")
     if kind == "bad_atol":
-        return _bad_tolerances(rtol, atol)
+        return bad_tolerances(rtol, atol)
     if kind == "bad_table":
         return HodecError(f"input {b}: its times must be finite and strictly increasing (time {j})")
     if kind in ("start_value", "start_rate"):
