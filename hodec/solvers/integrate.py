@@ -349,7 +349,8 @@ def _check_start(t, y, f0, todo, state_names):
     if bool(bad.any()):
         b, j = (int(i) for i in bad.nonzero()[0])
         initial = not bool(torch.isfinite(y[b, j]))
-        raise start_failure(float(t[b]), b, state_name(state_names, j), float(y[b, j] if initial else f0[b, j]), initial)
+        value = float(y[b, j] if initial else f0[b, j])
+        raise start_failure(float(t[b]), b, state_name(state_names, j), value, initial)
 
 
 def _too_many(s: State, T: int, max_steps: int, direction: float):
