@@ -115,6 +115,10 @@ class ForecastConfig:
                             _name_list)
     estimate_factor: float = option(3.0, "the most a window's inferred param differs from the population value, as "
                                          "a factor (1: none)", number(minimum=1.0))
+    pool: Optional[float] = option(None, "with estimate: each window's params pooled (geometric mean) over its "
+                                         "trajectory's histories with an origin in the last `pool` time units, its "
+                                         "own and the earlier windows'; null: its own history only",
+                                   optional(number(positive=True)))
 
 
 def _forecast(value, key, fail) -> dict:
@@ -142,6 +146,8 @@ def _check_estimate(options: ForecastConfig, key: str, fail) -> None:
     if names and options.estimator in FILTER_ESTIMATORS:
         fail(f"{key}.estimate: needs a learned encoder (estimator gru, lstm or mlp); the {options.estimator} filter "
              f"infers the state only")
+    if options.pool is not None and not names:
+        fail(f"{key}.pool: pools the params of forecast.estimate over earlier histories, and it lists none")
 
 
 def number_text(value) -> str:

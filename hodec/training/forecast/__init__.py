@@ -6,6 +6,8 @@ base.py        Estimator: the interface of a state estimator
 encoders.py    learned encoders over the history (gru, lstm, mlp), trained with the model
 estimators.py  ESTIMATORS, make_estimator: the estimators by name
 predict.py     forecast: the model run from the estimated states over the horizons (one batched solve)
+params.py      forecast.estimate: params the encoder infers per window
+pool.py        forecast.pool: those params pooled over the trajectory's earlier histories
 """
 from .base import Estimator
 from .estimators import ESTIMATORS, make_estimator

@@ -68,7 +68,8 @@ def with_columns(data: Dataset, columns, whose: str) -> Dataset:
 
 def heldout_windows(problem: Problem, config) -> Windows:
     options = config.forecast_options
-    return make_windows(problem, history=options.history, horizon=options.horizon, stride=options.stride)
+    return make_windows(problem, history=options.history, horizon=options.horizon, stride=options.stride,
+                        pool=options.pool)
 
 
 def heldout_report(heldout: Heldout, model, saved_estimator: Optional[dict], config, plot=None) -> dict:

@@ -8,6 +8,8 @@ step, origin + 2 step, ... up to origin + horizon, step the history's sampling s
 unless given. INPUTS.csv (columns t, an optional id and the model's inputs) is read as if its rows were in HIST.csv
 (at a time both give, an input's values must agree; without an id column its rows apply to every trajectory); the
 inputs are interpolated linearly, as in training, and each must have a value at or after the forecast's end.
+With forecast.pool the window's params are pooled over the trajectory's earlier histories (pool.py): those
+starting every forecast.stride before its t0, as far back as HIST.csv reaches (whole histories) and pool allows.
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ from ..run import sha256
 from ..result import FitError
 from .heldout import saved, saved_model, with_columns
 from .predict import forecast
-from .windows import Cut, assemble
+from .windows import Cut, assemble, earlier_cuts, pooled
 
 WHO = "hodec forecast"
 TOLERANCE = 1e-9  # of a time span: times closer than this count as equal
@@ -138,15 +140,20 @@ def forecast_history(forecaster: Forecaster, history: Dataset, inputs: Optional[
     history = with_columns(history, forecaster.columns, "the run's")
     _check_ids(history, inputs)
     model, options = forecaster.model, forecaster.config.forecast_options
-    trajectories, cuts, grids = [], [], []
+    trajectories, cuts, grids, context, own = [], [], [], [], []
     for i, tr in enumerate(history.trajectories):
         merged, cut, grid = _window(tr, i, model, history, inputs, options.history, horizon, step)
         trajectories.append(merged)
         cuts.append(cut)
         grids.append(grid)
+        if options.pool is not None:  # the earlier histories its params are pooled over
+            own.append(len(context))
+            context += earlier_cuts(merged, cut, float(tr.t[0]), options.history, options.stride, options.pool)
     data = Dataset(history.columns, tuple(model.input_names), trajectories, history.source)
     problem = Problem(model, data, forecaster.config)
     windows = assemble(problem, cuts)
+    if options.pool is not None:
+        windows = pooled(problem, windows, context, own, options.pool)
     try:
         pred = forecast(model, saved(problem, forecaster.estimator), windows, problem).detach().cpu().numpy()
     except FitError as err:  # its message starts with the epoch, which means nothing here

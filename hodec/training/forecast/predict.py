@@ -11,6 +11,7 @@ from ...runtime.signals import Signal
 from ..groups import Group
 from .base import Estimator
 from .params import applied, window_tables
+from .pool import pooled_infer
 from .windows import Windows
 
 
@@ -50,8 +51,9 @@ def _columns(signal, members: torch.Tensor, size: int):
 
 def inferred(problem, model, estimator: Estimator, windows: Windows, groups: list) -> tuple:
     """The estimator's state at the windows' origins [W, n] and, per window group, the parameter table its solves
-    read (None: the model's own params; forecast.estimate: params.py)."""
-    y0, scale = estimator.infer(model, windows)
+    read (None: the model's own params; forecast.estimate: params.py; pooled over earlier histories with
+    forecast.pool: pool.py)."""
+    y0, scale = pooled_infer(estimator, model, windows)
     return y0, window_tables(problem, model, estimator.columns, scale, groups)
 
 

@@ -9,6 +9,7 @@ caller's signals), so a window sees exactly the inputs training feeds the model.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 
 from ...errors import HodecError
+from .pool import Pool, pairs
 
 TOLERANCE = 1e-9  # of a trajectory's time span: times closer than this to a window's edge count as on it
 
@@ -35,6 +37,7 @@ class Windows:
     horizon_y: torch.Tensor  # [Tf, W, m]
     horizon_mask: torch.Tensor  # [Tf, W, m]
     columns: tuple  # the fitted column names (m)
+    pool: Optional[Pool] = None  # forecast.pool: the earlier histories each window's params are pooled over
 
     @property
     def size(self) -> int:
@@ -50,7 +53,7 @@ class Windows:
         pick = {"trajectory": 0, "t0": 0, "origin": 0, "hist_t": 1, "hist_y": 1, "hist_mask": 1, "hist_u": 1,
                 "horizon_t": 1, "horizon_y": 1, "horizon_mask": 1}
         return Windows(**{name: getattr(self, name).index_select(dim, index) for name, dim in pick.items()},
-                       columns=self.columns)
+                       columns=self.columns, pool=None if self.pool is None else self.pool.select(index))
 
 
 @dataclass
@@ -64,9 +67,10 @@ class Cut:
 
 
 def make_windows(problem, trajectories: Optional[Sequence[int]] = None, *, history: float, horizon: float,
-                 stride: float) -> Windows:
+                 stride: float, pool: Optional[float] = None) -> Windows:
     """The windows of the problem's trajectories (indices into problem.data.trajectories; None: all), in
-    trajectory order, then by start time."""
+    trajectory order, then by start time; pool (forecast.pool): with the Pool of each window's histories of the
+    last `pool` time units (pool.py)."""
     for name, value in (("history", history), ("horizon", horizon), ("stride", stride)):
         if not value > 0:
             raise HodecError(f"forecast.{name} must be > 0, got {value:g}", "fit config")
@@ -78,24 +82,67 @@ def make_windows(problem, trajectories: Optional[Sequence[int]] = None, *, histo
                          f"time units with data in both, and the longest trajectory spans "
                          f"{max(float(data.trajectories[i].t[-1] - data.trajectories[i].t[0]) for i in indices):g}",
                          data.source)
-    return assemble(problem, cuts)
+    windows = assemble(problem, cuts)
+    if pool is None:
+        return windows
+    last = {c.trajectory: c.history[-1] for c in cuts}  # per trajectory its last scored origin's row (time order)
+    context = [cut for i, end in last.items() for cut, _ in _starts(data.trajectories[i], i, history, stride)
+               if cut.history[-1] <= end]  # no window pools a later history
+    place = {(c.trajectory, c.t0): k for k, c in enumerate(context)}
+    return pooled(problem, windows, context, [place[(c.trajectory, c.t0)] for c in cuts], pool)
+
+
+def pooled(problem, windows: Windows, context: list, own: list, span: float) -> Windows:
+    """The windows with their Pool: the context cuts (history only), each window's own among them, and which
+    context windows each pools over (those of its trajectory with an origin in [origin - span, origin])."""
+    histories = assemble(problem, context)
+    member, source = pairs(windows.trajectory, windows.origin, histories.trajectory, histories.origin, span)
+    return dataclasses.replace(windows, pool=Pool(histories, torch.tensor(own, dtype=torch.long), member, source))
+
+
+def earlier_cuts(tr, cut: Cut, start: float, history: float, stride: float, span: float) -> list:
+    """The histories `cut` pools over when it is a trajectory's only window (`hodec forecast`): its own, then the
+    window starts every stride before its t0, down to `start` (the history's first time) and to an origin `span`
+    before its own, those with a data cell in their history (each cut at the cut's origin)."""
+    t, finite = tr.t, np.isfinite(tr.y).any(1)
+    tol = TOLERANCE * max(1.0, float(t[-1] - t[0]))
+    stop = cut.history.stop
+    out = [Cut(cut.trajectory, cut.t0, cut.history, range(stop, stop))]
+    k = 1
+    while cut.t0 - k * stride >= start - tol:
+        t0 = cut.t0 - k * stride
+        first, end = np.searchsorted(t, t0 - tol), min(np.searchsorted(t, t0 + history - tol), stop)
+        if end > first and t[end - 1] < t[stop - 1] - span - tol:
+            break
+        if end > first and finite[first:end].any():
+            out.append(Cut(cut.trajectory, t0, range(first, end), range(end, end)))
+        k += 1
+    return out
+
+
+def _starts(tr, index: int, history: float, stride: float):
+    """(the history-only cut, the time tolerance) of each window start t0 = first time + k stride with a data cell
+    in its history."""
+    t, finite = tr.t, np.isfinite(tr.y).any(1)
+    tol = TOLERANCE * max(1.0, float(t[-1] - t[0]))
+    for k in range(int(np.floor((t[-1] - t[0]) / stride + TOLERANCE)) + 1):
+        t0 = float(t[0] + k * stride)
+        first, stop = np.searchsorted(t, t0 - tol), np.searchsorted(t, t0 + history - tol)
+        if stop > first and finite[first:stop].any():
+            yield Cut(index, t0, range(first, stop), range(stop, stop)), tol
 
 
 def _cuts(tr, index: int, history: float, horizon: float, stride: float) -> list:
     t, finite = tr.t, np.isfinite(tr.y).any(1)
-    tol = TOLERANCE * max(1.0, float(t[-1] - t[0]))
     out = []
-    for k in range(int(np.floor((t[-1] - t[0]) / stride + TOLERANCE)) + 1):
-        t0 = float(t[0] + k * stride)
-        first, stop = np.searchsorted(t, t0 - tol), np.searchsorted(t, t0 + history - tol)
-        if stop <= first:
-            continue
-        origin = t[stop - 1]
+    for cut, tol in _starts(tr, index, history, stride):
+        origin = t[cut.history[-1]]
         if origin + horizon > t[-1] + tol:
             break  # this window's horizon and every later one's run past the data
+        stop = cut.history.stop
         end = np.searchsorted(t, origin + horizon + tol, side="right")
-        if finite[first:stop].any() and finite[stop:end].any():
-            out.append(Cut(index, t0, range(first, stop), range(stop, end)))
+        if finite[stop:end].any():
+            out.append(dataclasses.replace(cut, horizon=range(stop, end)))
     return out
 
 
@@ -106,7 +153,7 @@ def assemble(problem, cuts: list) -> Windows:
 
     def padded(rows: list, length: int, source) -> np.ndarray:
         """[length, W, ...] of source(trajectory)[rows], each window's last row repeated as padding."""
-        return np.stack([source(data.trajectories[c.trajectory])[list(r) + [r[-1]] * (length - len(r))]
+        return np.stack([source(data.trajectories[c.trajectory])[list(r) + list(r[-1:]) * (length - len(r))]
                          for c, r in zip(cuts, rows)], 1)
 
     def valid(rows: list, length: int) -> np.ndarray:

@@ -29,7 +29,7 @@ class Forecast(Method):
         super().__init__(problem, config)
         self.options = config.forecast_options
         self.windows = make_windows(problem, history=self.options.history, horizon=self.options.horizon,
-                                    stride=self.options.stride)
+                                    stride=self.options.stride, pool=self.options.pool)
         self.groups = window_groups(problem, self.windows)
         self.estimator = make_estimator(problem, self.options)
         self.estimator.setup(problem, self.windows)

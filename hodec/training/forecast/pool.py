@@ -1,0 +1,65 @@
+"""Pooled per-window params (FIT.yaml forecast.pool, with forecast.estimate): a window's inferred params are the
+geometric mean of those the encoder infers from the histories of its trajectory's windows whose origin lies in
+[origin - pool, origin]: its own history and the earlier ones, never a later one (causal). One history holds too
+little to tell a trajectory's params apart (a patient's insulin sensitivity from 210 minutes of CGM); the same
+trajectory's earlier histories add evidence about the same values.
+
+The histories pooled over are the context windows: every window start of the stride grid (t0 = first time +
+k stride) with a data cell in its history, whether or not the window is scored (a window whose horizon holds no
+data is still evidence, and which windows are scored depends on data after the origin, which a causal estimate must
+not). The mean is in log-parameter space: each context window's factor f_c of the population value p, and the
+window's value p · exp(mean_c ln f_c), so it stays within the estimate_factor bounds. Gradients reach every pooled
+history, so training may pool as well."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class Pool:
+    """Which context windows each of W windows pools over."""
+    context: object  # Windows [C]: the histories pooled over (their horizons empty)
+    own: torch.Tensor  # [W] long: each window's own history among the context windows
+    member: torch.Tensor  # [P] long: pairs (member[i], source[i]): window member[i] pools context window source[i]
+    source: torch.Tensor  # [P] long
+
+    def mean(self, factors: torch.Tensor) -> torch.Tensor:
+        """[W, K]: per window, the geometric mean of the context windows' factors [C, K] it pools over."""
+        logs = factors.log().index_select(0, self.source)
+        total = logs.new_zeros(len(self.own), factors.shape[1]).index_add(0, self.member, logs)
+        count = torch.bincount(self.member, minlength=len(self.own)).to(logs.dtype)
+        return (total / count.unsqueeze(1)).exp()
+
+    def select(self, index: torch.Tensor) -> "Pool":
+        """The pool of the windows `index` [W'] (long, each window once), in its order."""
+        position = torch.full((len(self.own),), -1, dtype=torch.long)
+        position[index] = torch.arange(len(index))
+        keep = position[self.member] >= 0
+        return Pool(self.context, self.own.index_select(0, index), position[self.member[keep]], self.source[keep])
+
+
+def pairs(trajectory: torch.Tensor, origin: torch.Tensor, context_trajectory: torch.Tensor,
+          context_origin: torch.Tensor, span: float) -> tuple:
+    """(member, source) [P]: window w pools context window c when they are of one trajectory and c's origin lies
+    in [origin_w - span, origin_w] (times within 1e-9 of the time's size of an edge count as on it)."""
+    member, source = [], []
+    for i in trajectory.unique().tolist():
+        mine, theirs = (trajectory == i).nonzero().squeeze(1), (context_trajectory == i).nonzero().squeeze(1)
+        o, c = origin[mine].unsqueeze(1), context_origin[theirs].unsqueeze(0)
+        tol = 1e-9 * torch.clamp(o.abs(), min=1.0)
+        w, k = ((c <= o + tol) & (c >= o - span - tol)).nonzero(as_tuple=True)
+        member.append(mine[w])
+        source.append(theirs[k])
+    return torch.cat(member), torch.cat(source)
+
+
+def pooled_infer(estimator, model, windows) -> tuple:
+    """estimator.infer on the windows, with their param factors pooled when the windows carry a Pool: the encoder
+    runs once over the context windows, each window's state at its origin from its own history."""
+    pool = windows.pool
+    if pool is None:
+        return estimator.infer(model, windows)
+    y0, factors = estimator.infer(model, pool.context)
+    return y0.index_select(0, pool.own), None if factors is None else pool.mean(factors)

@@ -1,0 +1,168 @@
+"""forecast.pool (hodec/training/forecast/pool.py): each window's per-window params pooled over its trajectory's
+earlier histories. The pooled factors against a hand computation on a few windows (a stub estimator whose factor
+is a known function of each history), including a history whose window is not scored (its horizon has no data);
+causality end to end (data changed after a window's origin, even so that a later window stops being scored, leaves
+that window's forecast as it was; the later windows' forecasts change); the key's errors, located in the file."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from hodec.compiler import compile_text
+from hodec.errors import HodecError
+from hodec.training.config import load_config
+from hodec.training.data import make_dataset
+from hodec.training.forecast import forecast, make_windows
+from hodec.training.forecast.base import Estimator
+from hodec.training.forecast.pool import pooled_infer
+from hodec.training.loop import Trainer
+from hodec.training.problem import Problem
+
+from test_forecast_method import SPEC, TIGHT
+
+pytestmark = pytest.mark.usefixtures("single_thread")  # many tiny tensor operations
+
+T = np.arange(0.0, 8.01, 0.5)
+HISTORY, HORIZON, STRIDE = 2.0, 1.5, 1.0  # t0 = 0, 1, ...: 4 history samples, origin t0 + 1.5, 3 horizon samples
+
+
+def data_of(x):
+    """Two trajectories (ids 1, 2) on T with the given x column [2 len(T)], u and c constant per trajectory."""
+    model = compile_text(SPEC, "relax.hode").model_class()()
+    u, c = np.repeat([0.2, -0.1], len(T)), np.repeat([1.0, 2.0], len(T))
+    return model, make_dataset(model, np.concatenate([T, T]), {"x": x}, {"u": u, "c": c},
+                               ids=np.repeat([1, 2], len(T)))
+
+
+def raw_x():
+    x = np.random.default_rng(3).uniform(0.5, 3.0, 2 * len(T))
+    x[[10, 11, 12]] = np.nan  # trajectory 1 at t = 5, 5.5, 6: the window t0 = 3 (origin 4.5) has no horizon data
+    return x
+
+
+class Stub(Estimator):
+    """The state at the origin: the last history value; the factor of k: exp(mean of the history's data)."""
+    columns = (0,)
+
+    def infer(self, model, windows):
+        mask = windows.hist_mask[..., 0]
+        mean = (windows.hist_y[..., 0] * mask).sum(0) / mask.sum(0)
+        last = windows.hist_y[windows.hist_len - 1, torch.arange(windows.size), 0]
+        return last.unsqueeze(1), mean.exp().unsqueeze(1)
+
+
+def by_hand(x, trajectory: int, t0: float, span: float) -> float:
+    """The pooled factor of the window (trajectory, t0): exp of the mean, over the window starts s = 0, 1, ... <= t0
+    whose origin s + 1.5 lies within span of t0 + 1.5 and whose history [s, s + 2) has data, of the mean of that
+    history's data."""
+    xs = x[trajectory * len(T):(trajectory + 1) * len(T)]
+    means = []
+    for s in np.arange(0.0, t0 + 1e-9, STRIDE):
+        if s + 1.5 < t0 + 1.5 - span - 1e-9:
+            continue
+        values = xs[(T >= s - 1e-9) & (T < s + HISTORY - 1e-9)]
+        if np.isfinite(values).any():
+            means.append(np.nanmean(values))
+    return math.exp(np.mean(means))
+
+
+@pytest.mark.parametrize("span", [0.5, 1.0, 2.0, 100.0])
+def test_pooled_factors_are_the_geometric_mean_over_the_earlier_histories(span):
+    x = raw_x()
+    model, data = data_of(x)
+    problem = Problem(model, data, load_config({"method": "vanilla"}))
+    w = make_windows(problem, history=HISTORY, horizon=HORIZON, stride=STRIDE, pool=span)
+    starts = list(zip(w.trajectory.tolist(), w.t0.tolist()))
+    assert (0, 3.0) not in starts and (0, 4.0) in starts  # t0 = 3 not scored: its horizon has no data
+    assert len(starts) == 2 * 6 - 1  # t0 = 0 .. 5 per trajectory (origin + 1.5 <= 8), less that one
+    y0, factors = pooled_infer(Stub(problem, None), model, w)
+    expected = [by_hand(x, i, t0, span) for i, t0 in starts]
+    np.testing.assert_allclose(factors[:, 0].numpy(), expected, rtol=1e-12)
+    own = Stub(problem, None).infer(model, w)  # the state: each window's own history
+    np.testing.assert_allclose(y0.numpy(), own[0].numpy(), rtol=0)
+    if span == 2.0:  # the window t0 = 4 pools t0 = 2, 3 (not scored) and 4
+        mine = starts.index((0, 4.0))
+        xs = x[:len(T)]
+        hand = math.exp(np.mean([np.nanmean(xs[(T >= s) & (T < s + 2)]) for s in (2.0, 3.0, 4.0)]))
+        assert float(factors[mine, 0]) == pytest.approx(hand, rel=1e-12)
+    sub = torch.tensor([7, 2, 4])  # a selection keeps each window's pool
+    np.testing.assert_allclose(pooled_infer(Stub(problem, None), model, w.select(sub))[1].numpy(),
+                               factors[sub].numpy(), rtol=0)
+
+
+def estimating_trainer(x, pool):
+    """A forecast fit's trainer (gru with estimate [k], pool), its param head random (so each window's factor
+    depends on its history)."""
+    model, data = data_of(x)
+    keys = {"history": HISTORY, "horizon": HORIZON, "stride": STRIDE, "hidden": 4, "estimate": ["k"],
+            "estimate_factor": 3.0, "pool": pool}
+    torch.manual_seed(0)
+    tr = Trainer(model, data, load_config({"method": "forecast", "solver": TIGHT, "forecast": keys}))
+    with torch.no_grad():
+        torch.nn.init.normal_(tr.method.estimator.param_head.weight, std=2.0)
+    return tr
+
+
+def forecasts(tr, x):
+    """(trajectory, t0) -> the forecast [Tf] of that window of the data with x, by the trainer's model and
+    estimator (its normalisation fixed: set up on the trainer's data)."""
+    model, data = data_of(x)
+    problem = Problem(tr.model, data, tr.config)
+    o = tr.config.forecast_options
+    w = make_windows(problem, history=o.history, horizon=o.horizon, stride=o.stride, pool=o.pool)
+    pred = forecast(tr.model, tr.method.estimator, w, problem)[..., 0].detach().numpy()
+    return {(i, t0): pred[:, k] for k, (i, t0) in enumerate(zip(w.trajectory.tolist(), w.t0.tolist()))}
+
+
+def test_data_after_a_windows_origin_does_not_change_its_pooled_forecast():
+    x = raw_x()
+    tr = estimating_trainer(x, pool=3.0)
+    before = forecasts(tr, x)
+    changed = x.copy()
+    changed[:len(T)][T >= 4.0 - 1e-9] *= 1.7  # trajectory 1 from t = 4 on (the origins up to 3.5 precede it)
+    changed[len(T):][np.isin(T, [5.0, 5.5, 6.0])] = np.nan  # trajectory 2: its window t0 = 3 is no longer scored
+    after = forecasts(tr, changed)
+    assert (1, 3.0) in before and (1, 3.0) not in after
+    kept = [(i, t0) for i, t0 in before if t0 + 1.5 < (4.0 if i == 0 else 4.5)]  # trajectory 2: before t0 = 3
+    assert len(kept) == 6
+    for key in kept:
+        np.testing.assert_array_equal(after[key], before[key])
+    for t0 in (4.0, 5.0):  # the later windows of trajectory 1 change
+        assert not np.allclose(after[(0, t0)], before[(0, t0)])
+
+
+def test_pooling_changes_the_later_windows_only():
+    """The first window of each trajectory pools only its own history: the same forecast as without pool; a later
+    one pools earlier histories too, and its forecast differs."""
+    x = raw_x()
+    own, pooled = estimating_trainer(x, pool=None), estimating_trainer(x, pool=100.0)
+    a, b = forecasts(own, x), forecasts(pooled, x)
+    for i in (0, 1):
+        np.testing.assert_allclose(b[(i, 0.0)], a[(i, 0.0)], rtol=1e-12)
+        assert not np.allclose(b[(i, 5.0)], a[(i, 5.0)], rtol=1e-6)
+
+
+def test_training_with_pool_reaches_every_pooled_history():
+    """The loss's gradient reaches the param head through the pooled mean (training may pool)."""
+    tr = estimating_trainer(raw_x(), pool=2.0)
+    loss, _ = tr.method.loss(0.0)
+    loss.backward()
+    grad = tr.method.estimator.param_head.weight.grad
+    assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("keys, fragment", [
+    ("  pool: 0\n  estimate: [k]\n", "forecast.pool: must be > 0, got 0"),
+    ("  pool: -2\n  estimate: [k]\n", "forecast.pool: must be > 0, got -2"),
+    ("  pool: day\n  estimate: [k]\n", "forecast.pool: expected a finite number, got 'day'"),
+    ("  pool: 3\n", "forecast.pool: pools the params of forecast.estimate over earlier histories, and it lists "
+                    "none"),
+])
+def test_pool_config_errors_name_the_file_and_key(tmp_path, keys, fragment):
+    path = tmp_path / "FIT.yaml"
+    path.write_text("method: forecast\nforecast:\n  history: 2\n  horizon: 1\n" + keys)
+    with pytest.raises(HodecError) as info:
+        load_config(path)
+    assert str(path) in str(info.value)
+    assert fragment in str(info.value), str(info.value)
