@@ -33,11 +33,15 @@ steps; under homotopy on whole days that start at 00:00 from basal):
                meal and insulin inputs.
   Under forecast training the encoder of mechanistic and residual also infers six params per window
   (forecast.estimate: ESTIMATE, within a factor ESTIMATE_FACTOR of the population value; --estimate changes the
-  list, --estimate alone drops it). hgs_context (named with --models only; an experiment): hgs with 3 constant
-  latent states read by every slot (with_context), per-window params of a model without physical ones.
+  list, --estimate alone drops it; --pool MIN pools them over the same day's histories of the last MIN minutes,
+  forecast.pool, in training and forecasting). hgs_context (named with --models only; an experiment): hgs with 3
+  constant latent states read by every slot (with_context), per-window params of a model without physical ones.
   lstm         an LSTM (64 units) over the 54 steps of the window (CGM where known, a known-flag, meal,
                insulin), predicting the 12 horizon values as offsets from the last known CGM; trained on the
                train patients' windows, early-stopped on the validation patients'.
+  lstm_day     (named with --models only) the same LSTM over the day so far: from 00:00 to the window's horizon
+               end, left-padded to a whole day (a fifth feature marks the day's steps): the information the rows
+               with --pool use (the same day's CGM before the window's history), for a like-for-like comparison.
   last value   persistence (the last known CGM held), a reference row.
   oracle       not trained: the generator's own model with each test patient's TRUE parameters, forecasting
                as the ODE rows do (rk4 at 1 min): the floor that estimating the state from 210 min of CGM sets.
@@ -109,7 +113,7 @@ SPEC = ROOT / "specs" / "uva_padova.hode"
 SAMPLE, HISTORY, HORIZON = 5, 42, 12  # minutes per sample; samples of history and of horizon
 HYPO, HYPER = 70.0, 180.0
 MODELS = ("mechanistic", "residual", "mnode", "hgs", "node", "lstm", "last_value", "oracle")
-EXTRA = ("hgs_context",)  # rows run only when named (--models): forecast training only
+EXTRA = ("hgs_context", "lstm_day")  # rows run only when named (--models); hgs_context: forecast training only
 ODE_ROWS = ("mechanistic", "residual", "mnode", "hgs", "node", "hgs_context")
 SPARSIFIED = ("hgs", "hgs_context")  # ODE rows trained by hodec sparsify
 CONTEXT = 3  # hgs_context: constant latent states every slot reads (with_context)
@@ -479,9 +483,10 @@ FORECAST_QUICK = {**FORECAST_FULL, "max_epochs": 20, "check_every": 5, "patience
 
 
 def estimated(name: str, scale: dict) -> dict:
-    """The row's forecast.estimate keys ({} for a row without them)."""
+    """The row's forecast.estimate keys ({} for a row without them); pool in minutes (--pool)."""
     names = list(scale.get("estimate") or ()) if name in ESTIMATE_ROWS else []
-    return {"estimate": names, "estimate_factor": scale["estimate_factor"]} if names else {}
+    pool = {"pool": scale["pool"]} if scale.get("pool") else {}
+    return {"estimate": names, "estimate_factor": scale["estimate_factor"], **pool} if names else {}
 
 
 def estimated_spec(source: str) -> str:
@@ -503,6 +508,8 @@ def train_forecast(name: str, days, seed: int, scale: dict, budget_seconds: floa
     path = model_path(name, seed, scale, days)
     if path.is_file():
         return forecast_training.load(path, name, train), view, inputs
+    if "pool" in keys:  # in the model's time unit
+        keys["pool"] = keys["pool"] / view.minutes_per_unit
     cfg = forecast_training.fit_config(view.minutes_per_unit, seed, scale["lr"], scale["max_epochs"],
                                        {**scale["estimator"], **keys})
     if name in SPARSIFIED:
@@ -527,33 +534,46 @@ def forecast_trained(trained, view: View, inputs, days, wins: list) -> np.ndarra
 
 # ---------------------------------------------------------------- LSTM
 class LSTMForecaster(torch.nn.Module):
-    def __init__(self, hidden: int = 64):
+    def __init__(self, hidden: int = 64, features: int = 4):
         super().__init__()
-        self.lstm = torch.nn.LSTM(4, hidden, batch_first=True)
+        self.lstm = torch.nn.LSTM(features, hidden, batch_first=True)
         self.head = torch.nn.Linear(hidden, 1)
 
-    def forward(self, x):  # x: [B, 54, 4] -> [B, 12] offsets from the last known CGM, / 100
+    def forward(self, x):  # x: [B, T, features], the horizon last -> [B, 12] offsets from the last known CGM, / 100
         h, _ = self.lstm(x)
-        return self.head(h[:, HISTORY:]).squeeze(-1)
+        return self.head(h[:, -HORIZON:]).squeeze(-1)
 
 
-def lstm_features(wins, stats=None):
-    cgm, meal, insulin = (cut(wins, name).T for name in ("CGM", "meal", "insulin"))  # [B, 54] each
+def lstm_features(wins, stats=None, day: bool = False):
+    """The LSTM's input [B, 54, 4] per window: CGM - the last known CGM (/ 100) where known, a known-flag, meal and
+    insulin (/ their training sd); day (the lstm_day row): the day so far instead, from 00:00 to the horizon's end,
+    left-padded with zeros to a whole day, a fifth feature 1 on the day's real steps."""
+    first = [0 if day else i for _, i in wins]
+    steps = max(i + HISTORY + HORIZON - f for (_, i), f in zip(wins, first))
+    series = {name: np.zeros((len(wins), steps)) for name in ("CGM", "meal", "insulin", "real")}
+    for b, ((d, i), f) in enumerate(zip(wins, first)):
+        span = slice(steps - (i + HISTORY + HORIZON - f), steps)
+        for name in ("meal", "insulin"):
+            series[name][b, span] = d.inputs[name][f:i + HISTORY + HORIZON]
+        series["CGM"][b, span] = d.cgm[f:i + HISTORY + HORIZON]
+        series["real"][b, span] = 1.0
+    cgm, meal, insulin = series["CGM"], series["meal"], series["insulin"]
     if stats is None:
-        stats = {"meal": meal.std() or 1.0, "insulin": insulin.std() or 1.0}
-    known = np.zeros_like(cgm)
-    known[:, :HISTORY] = 1.0
-    last = cgm[:, HISTORY - 1:HISTORY]
-    x = np.stack([(cgm - last) / 100 * known, known, meal / stats["meal"], insulin / stats["insulin"]], -1)
-    return torch.tensor(x, dtype=torch.float32), torch.tensor(cgm[:, HISTORY:], dtype=torch.float32), \
+        stats = {"meal": meal[series["real"] > 0].std() or 1.0, "insulin": insulin[series["real"] > 0].std() or 1.0}
+    known = series["real"].copy()
+    known[:, steps - HORIZON:] = 0.0
+    last = cgm[:, steps - HORIZON - 1:steps - HORIZON]
+    x = [(cgm - last) / 100 * known, known, meal / stats["meal"], insulin / stats["insulin"]]
+    x = np.stack(x + ([series["real"]] if day else []), -1)
+    return torch.tensor(x, dtype=torch.float32), torch.tensor(cgm[:, steps - HORIZON:], dtype=torch.float32), \
         torch.tensor(last, dtype=torch.float32), stats
 
 
-def train_lstm(days, seed: int, scale: dict):
+def train_lstm(days, seed: int, scale: dict, day: bool = False):
     torch.manual_seed(seed)
-    x, y, last, stats = lstm_features(windows(days, 0))
-    xv, yv, lastv, _ = lstm_features(windows(days, 1), stats)
-    net = LSTMForecaster()
+    x, y, last, stats = lstm_features(windows(days, 0), day=day)
+    xv, yv, lastv, _ = lstm_features(windows(days, 1), stats, day=day)
+    net = LSTMForecaster(features=x.shape[-1])
     opt = torch.optim.Adam(net.parameters(), lr=3e-3)
     gen = torch.Generator().manual_seed(seed)
     best, best_state = math.inf, None
@@ -571,8 +591,8 @@ def train_lstm(days, seed: int, scale: dict):
     return net, stats, sum(p.numel() for p in net.parameters())
 
 
-def forecast_lstm(net, stats, wins) -> np.ndarray:
-    x, _, last, _ = lstm_features(wins, stats)
+def forecast_lstm(net, stats, wins, day: bool = False) -> np.ndarray:
+    x, _, last, _ = lstm_features(wins, stats, day=day)
     with torch.no_grad():
         return (net(x) * 100 + last).T.numpy()
 
@@ -614,9 +634,9 @@ def run_model(name: str, days, seed: int, scale: dict, budget_seconds: float = N
                                      **metrics(forecast_trained(budget["trained"], view, inputs, days, test), test)}
     elif name == "last_value":
         pred, params = cut(test, "CGM", HISTORY - 1, HISTORY).repeat(HORIZON, 0), 0
-    elif name == "lstm":
-        net, stats, params = train_lstm(days, seed, scale)
-        pred = forecast_lstm(net, stats, test)
+    elif name in ("lstm", "lstm_day"):
+        net, stats, params = train_lstm(days, seed, scale, day=name == "lstm_day")
+        pred = forecast_lstm(net, stats, test, day=name == "lstm_day")
     elif name == "oracle":
         pred, params = forecast_oracle(days, test), 0
     else:
@@ -684,7 +704,9 @@ def estimate_text(scale: dict) -> str:
     return (f" {' and '.join(ESTIMATE_ROWS)}: the encoder also infers each window's {', '.join(names)} "
             f"(forecast.estimate: a factor within 1/{scale['estimate_factor']:g}-{scale['estimate_factor']:g} of "
             f"the trained population value" + ("; BW, fixed in the spec, made trainable" if "BW" in names else "")
-            + ").")
+            + ")" + (f", pooled (forecast.pool: the geometric mean) over the same day's histories with an origin in "
+                     f"the last {scale['pool']:g} min, in training and forecasting: these rows see the day's CGM from "
+                     f"00:00 to the origin, the LSTM only the window's 210 min" if scale.get("pool") else "") + ".")
 
 
 def params_note(row: dict) -> str:
@@ -733,6 +755,9 @@ def main(argv=None) -> int:
     ap.add_argument("--estimate", nargs="*", metavar="PARAM", help="forecast training: the params the encoder "
                     f"infers per window in the rows {', '.join(ESTIMATE_ROWS)} (default: {' '.join(ESTIMATE)}; "
                     "none given: none)")
+    ap.add_argument("--pool", type=float, metavar="MIN", help="forecast training: the rows with forecast.estimate pool "
+                    "each window's params over the same day's histories of the last MIN minutes (forecast.pool), in "
+                    "training and forecasting")
     args = ap.parse_args(argv)
     if args.combine:
         return combine(args.combine, args.tag or "glucose", args.note)
@@ -746,6 +771,8 @@ def main(argv=None) -> int:
             scale["max_seconds"] = args.max_seconds
         if args.estimate is not None:
             scale["estimate"] = tuple(args.estimate)
+        if args.pool:
+            scale["pool"] = args.pool
     days = load_days()
     if args.quick:  # 2 train patients x 3 days; the validation and test patients in full
         keep = sorted({d.id // 1000 for d in days if d.split == 0})[:2]

@@ -65,7 +65,7 @@ class Trained:
 
 def windows_of(problem: Problem, config: FitConfig):
     o = config.forecast_options
-    return make_windows(problem, history=o.history, horizon=o.horizon, stride=o.stride)
+    return make_windows(problem, history=o.history, horizon=o.horizon, stride=o.stride, pool=o.pool)
 
 
 def rmse(pred: np.ndarray, windows) -> float:
