@@ -53,18 +53,23 @@ def read_csv(path):
     return header, [line.split(",") for line in lines[1:]]
 
 
+def fit_run(folder, fit: str, *options: str):
+    """`hodec fit` of the decay spec in folder with the FIT.yaml text `fit` on train.csv (ids 0, 1; test.csv: ids 2,
+    3), run folder folder/run: its path."""
+    (folder / "decay.hode").write_text(SPEC)
+    (folder / "fit.yaml").write_text(fit)
+    write_data(folder / "train.csv", [0, 1])
+    write_data(folder / "test.csv", [2, 3])
+    assert main(["fit", str(folder / "decay.hode"), "--data", str(folder / "train.csv"), "--config",
+                 str(folder / "fit.yaml"), "--out", str(folder / "run"), *options, "--quiet"]) == 0
+    return folder / "run"
+
+
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory):
     """A forecast fit with --test: (folder, run folder, report)."""
     folder = tmp_path_factory.mktemp("forecast")
-    (folder / "decay.hode").write_text(SPEC)
-    (folder / "fit.yaml").write_text(FIT)
-    write_data(folder / "train.csv", [0, 1])
-    write_data(folder / "test.csv", [2, 3])
-    code = main(["fit", str(folder / "decay.hode"), "--data", str(folder / "train.csv"), "--config",
-                 str(folder / "fit.yaml"), "--out", str(folder / "run"), "--test", str(folder / "test.csv"),
-                 "--peak", "x=1.0", "--classes", "x=0.6,1.1", "--quiet"])
-    assert code == 0
+    fit_run(folder, FIT, "--test", str(folder / "test.csv"), "--peak", "x=1.0", "--classes", "x=0.6,1.1")
     return folder, folder / "run", json.loads((folder / "run" / "report.json").read_text())
 
 

@@ -15,7 +15,7 @@ from hodec.training.config import load_config
 from hodec.training.forecast.heldout import Scoring, read_heldout, score_run
 from hodec.training.report import load_checkpoint
 
-from test_forecast_cli import FIT, SPEC, by_hand, history_files, read_csv, reference, rms, write_data
+from test_forecast_cli import FIT, SPEC, by_hand, fit_run, history_files, read_csv, reference, rms
 
 ESTIMATE = FIT.replace("observed: true}", "observed: true, estimate: [k], estimate_factor: 2.0}")
 Z = 0.6  # the head's output for every window
@@ -26,13 +26,7 @@ def fitted(tmp_path_factory):
     """A forecast fit with forecast.estimate, its checkpoint's param head set to Z: (folder, run, k of the
     windows, the population k)."""
     folder = tmp_path_factory.mktemp("estimate")
-    (folder / "decay.hode").write_text(SPEC)
-    (folder / "fit.yaml").write_text(ESTIMATE)
-    write_data(folder / "train.csv", [0, 1])
-    write_data(folder / "test.csv", [2, 3])
-    run = folder / "run"
-    assert main(["fit", str(folder / "decay.hode"), "--data", str(folder / "train.csv"), "--config",
-                 str(folder / "fit.yaml"), "--out", str(run), "--quiet"]) == 0
+    run = fit_run(folder, ESTIMATE)
     checkpoint = load_checkpoint(run / "checkpoint.pt")
     state = checkpoint["resume"]["estimator"]["state"]
     assert checkpoint["resume"]["estimator"]["options"]["estimate"] == ["k"]

@@ -19,7 +19,7 @@ from hodec.training.forecast.heldout import Scoring, read_heldout, saved, saved_
 from hodec.training.problem import Problem
 from hodec.training.report import load_checkpoint
 
-from test_forecast_cli import FIT, HISTORY, HORIZON, SPEC, STRIDE, history_files, read_csv, reference, write_data
+from test_forecast_cli import FIT, HISTORY, HORIZON, SPEC, STRIDE, fit_run, history_files, read_csv, reference
 
 POOL = FIT.replace("observed: true}", "observed: true, estimate: [k], estimate_factor: 2.0, pool: 3.0}")
 
@@ -28,13 +28,7 @@ POOL = FIT.replace("observed: true}", "observed: true, estimate: [k], estimate_f
 def fitted(tmp_path_factory):
     """A forecast fit with pool, its checkpoint's param head random: (folder, run)."""
     folder = tmp_path_factory.mktemp("pool")
-    (folder / "decay.hode").write_text(SPEC)
-    (folder / "fit.yaml").write_text(POOL)
-    write_data(folder / "train.csv", [0, 1])
-    write_data(folder / "test.csv", [2, 3])
-    run = folder / "run"
-    assert main(["fit", str(folder / "decay.hode"), "--data", str(folder / "train.csv"), "--config",
-                 str(folder / "fit.yaml"), "--out", str(run), "--quiet"]) == 0
+    run = fit_run(folder, POOL)
     checkpoint = load_checkpoint(run / "checkpoint.pt")
     assert checkpoint["resume"]["estimator"]["options"]["pool"] == 3.0
     head = checkpoint["resume"]["estimator"]["state"]["param_head.weight"]
