@@ -255,7 +255,7 @@ def test_environment_turns_the_automatic_choice_off(paths, monkeypatch):
 
 
 @pytest.mark.parametrize("case, words", [
-    ("slot", ["neural slot", "correction"]),
+    ("slot", ["neural slot 'correction'", "other than its declared MLP"]),
     ("events", ["events"]),
     ("doses", ["doses"]),
     ("coupling", ["coupling"]),
@@ -270,6 +270,7 @@ def test_refusals_fall_back_to_torch_or_name_the_reason(case, words, paths):
     kwargs = {}
     if case == "slot":
         m = hodec.compile("specs/sir.hode").model_class()().double()
+        m.slot_modules[0].net = torch.nn.Sequential(torch.nn.Linear(2, 2)).double()  # a user's network
     elif case == "events":
         m = load_text("model Pulse\nparam k = 1 positive\nstate x = 1\nder x = -k * x\nat t = 2: x += 1\n",
                       "pulse.hode")().double()

@@ -16,6 +16,7 @@ import torch
 from ..errors import HodecError
 from ..solvers.native import NAMES, NativeUnavailable, library, solve_native
 from ..solvers.solve import MAX_STEPS
+from .neural import ACTIVATIONS
 from .signals import Signal, lined_up
 
 # simulate() options the native solve takes (compile, a way of running the torch solvers, means nothing to it); any
@@ -70,6 +71,9 @@ def _setup_refusal(model, method: str, options: dict, doses) -> Optional[str]:
         return "a homotopy coupling is attached"
     if "forward" in model.__dict__ or type(model).forward is not _source_class(type(model)).forward:
         return "forward is overridden (the C source is the generated forward's)"
+    for row, slot in zip(model.slots_table, model.slot_modules):
+        if not _declared(slot, row):
+            return f"neural slot '{row[0]}' holds a network other than its declared MLP (the C source has that one)"
     for name in model.input_names:
         signal = model._signals.get(name)
         if signal is None:
@@ -84,6 +88,8 @@ def _tensor_refusal(model, ts: torch.Tensor, y0: torch.Tensor, atol) -> Optional
         return f"the model is on {y0.device} (native solving runs on the CPU)"
     if torch.is_grad_enabled():
         tensors = {"a param": model.parameter_values(), "the initial state": y0, "the time grid": ts,
+                   **{f"neural slot '{row[0]}'": next((w for w in slot.parameters() if w.requires_grad), None)
+                      for row, slot in zip(model.slots_table, model.slot_modules)},
                    "atol": atol if torch.is_tensor(atol) else None,
                    **{f"input '{name}'": model._signals[name].values for name in model.input_names},
                    **{f"input '{name}' (times)": model._signals[name].times for name in model.input_names}}
@@ -113,6 +119,29 @@ def _broadcast(a: tuple, b: tuple) -> Optional[tuple]:
         return None
 
 
+def _declared(slot, row) -> bool:
+    """Whether the slot holds the MLP its declaration made, unchanged in kind and shape: the C source computes that
+    network with the weights simulate() passes."""
+    _, args, outputs, hidden, activation, _ = row
+    net = slot.net
+    if not slot.is_factory_mlp or len(net) != 2 * len(hidden) + 1:
+        return False
+    widths = [len(args), *hidden, 1 if outputs is None else len(outputs)]
+    layers = net[::2]
+    shapes = all(isinstance(lin, torch.nn.Linear) and lin.bias is not None and lin.in_features == a
+                 and lin.out_features == b for lin, a, b in zip(layers, widths, widths[1:]))
+    return shapes and all(repr(act) == repr(ACTIVATIONS[activation]()) for act in net[1::2])
+
+
+def weights(model) -> Optional[torch.Tensor]:
+    """The neural slots' weights in the C source's order (each slot's Linear layers in turn, weight row-major
+    then bias), or None for a model without slots."""
+    if not model.slots_table:
+        return None
+    return torch.cat([w.detach().reshape(-1).to(torch.float64) for slot in model.slot_modules
+                      for w in slot.net.parameters()])
+
+
 def _source_class(cls):
     """The generated class: the one whose own attributes hold the C source."""
     return next(c for c in cls.__mro__ if "native_source" in c.__dict__)
@@ -124,6 +153,9 @@ def simulate(model, ts: torch.Tensor, y0: torch.Tensor, method: str, rtol: float
     batch, n = tuple(y0.shape[:-1]), y0.shape[-1]
     B = math.prod(batch)
     p = model.parameter_values()
+    w = weights(model)
+    if w is not None:  # the weights follow each member's params
+        p = torch.cat([p.to(torch.float64), w if p.dim() == 1 else w.expand(*p.shape[:-1], w.shape[0])], -1)
     ys = solve_native(library(type(model).native_source), y0.reshape(B, n),
                       ts if ts.dim() == 1 else ts.reshape(ts.shape[0], B),
                       p if p.dim() == 1 else p.expand(*batch, p.shape[-1]).reshape(B, p.shape[-1]),

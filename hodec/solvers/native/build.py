@@ -169,5 +169,6 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
 
 
 def dims(lib: ctypes.CDLL) -> tuple:
-    """(HODEC_N, HODEC_P, HODEC_U, HODEC_AUTONOMOUS) of the library's model."""
+    """(HODEC_N, HODEC_P + HODEC_W, HODEC_U, HODEC_AUTONOMOUS) of the library's model: P counts a member's row of
+    params, the neural slots' weights included."""
     return lib.model_dims

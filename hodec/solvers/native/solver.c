@@ -13,7 +13,12 @@
 
 #define HODEC_UU (HODEC_U > 0 ? HODEC_U : 1) /* a C array cannot be empty */
 
-const long hodec_dims[4] = {HODEC_N, HODEC_P, HODEC_U, HODEC_AUTONOMOUS};
+#ifndef HODEC_W
+#define HODEC_W 0 /* the neural slots' weights, after the params in p (a model without slots has none) */
+#endif
+
+/* P here is the length of a member's row of p: the params and the weights */
+const long hodec_dims[4] = {HODEC_N, HODEC_P + HODEC_W, HODEC_U, HODEC_AUTONOMOUS};
 
 /* One call of each model function (for tests); a NULL output skips its function. */
 void hodec_eval(double t, const double *y, const double *p, const double *u, const double *du, double *dy,
