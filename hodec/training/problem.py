@@ -203,20 +203,23 @@ class Problem:
             return self.noise.negative_log_densities(model, g, ys, ts, obs, pred, self.where(phase, lam))
 
     def group_errors(self, model, phase: str, check: bool = True, couplings=None, lam: float = 0.0,
-                     squared: bool = False):
-        """Per group: (the group, cell_losses [T, B, m]); `couplings` (one per group) apply when lam > 0."""
+                     squared: bool = False, states=None):
+        """Per group: (the group, cell_losses [T, B, m]); `couplings` (one per group) apply when lam > 0;
+        `states(k, y0)`, where given, gives group k's states [T, B, n] in place of its solve (homotopy's solves
+        parallel in time)."""
         for k, g in enumerate(self.groups):
             coupling = None if couplings is None else couplings[k]
-            ys = self.solve(model, g, self.initial(model, g), g.t, phase, coupling, lam)
+            y0 = self.initial(model, g)
+            ys = self.solve(model, g, y0, g.t, phase, coupling, lam) if states is None else states(k, y0)
             if check:
                 self.check_states(g, ys, g.t, phase, lam)
             yield g, self.cell_losses(model, g, ys, g.t, phase, lam, check, squared)
 
-    def loss(self, model, phase: str, check: bool = True, couplings=None, lam: float = 0.0):
+    def loss(self, model, phase: str, check: bool = True, couplings=None, lam: float = 0.0, states=None):
         """The objective: the cells' losses summed over all data cells, divided by the number of cells (the MSE,
         or with noise models -llh / n)."""
         total, count = 0.0, 0
-        for g, cells in self.group_errors(model, phase, check, couplings, lam):
+        for g, cells in self.group_errors(model, phase, check, couplings, lam, states=states):
             total = total + cells.sum()
             count += int(g.mask.sum())
         return total / count + self.prior_term(model)

@@ -1,0 +1,136 @@
+"""Homotopy's coupled solves parallel in time (solvers/parallel.py, methods/homotopy.py InTime): the states against
+scipy's solve of the coupled ODE, the gradient against central differences, the fallback to the sequential solve,
+the warm start."""
+import functools
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy.integrate import solve_ivp
+from scipy.interpolate import CubicSpline
+
+from hodec.compiler import load
+from hodec.training.config import load_config
+from hodec.training.data import make_dataset
+from hodec.training.fit import Trainer
+from hodec.training.methods import homotopy
+
+LV = Path(__file__).resolve().parents[1] / "specs" / "lotka_volterra.hode"
+K_GAIN, LAM = 4.0, 0.5
+
+
+def trainer(rtol=1e-9, atol=1e-11):
+    """Mechanistic LV, two trajectories (each its own start) of 9 noisy points, interpolated (smoothing 0): the
+    reference yhat is then the natural cubic spline through the data."""
+    M = load(LV)
+    t = np.linspace(0, 4, 9)
+    rng = np.random.default_rng(3)
+    times, ids, prey, predators = [], [], [], []
+    for member, y0 in enumerate(([0.5, 4.0], [1.2, 2.0])):
+        ys = solve_ivp(lambda _, y: [1.3 * y[0] - 0.9 * y[0] * y[1], 0.8 * y[0] * y[1] - 1.8 * y[1]], (0, 4), y0,
+                       t_eval=t, rtol=1e-10, atol=1e-12).y
+        ys = ys * (1 + 0.05 * rng.standard_normal(ys.shape))
+        times.append(t)
+        ids += [member] * len(t)
+        prey += list(ys[0])
+        predators += list(ys[1])
+    data = make_dataset(M, np.concatenate(times), {"prey": prey, "predators": predators}, ids=ids)
+    config = load_config({"method": "homotopy", "k": K_GAIN, "smoothing": 0.0, "dtype": "float64", "lr": 0.05,
+                          "solver": {"rtol": rtol, "atol": atol}})
+    return Trainer(M().double(), data, config)
+
+
+def epoch(tr, lam=LAM) -> float:
+    tr.optimizer.zero_grad(set_to_none=True)
+    loss = tr.method.loss(lam)[0]
+    loss.backward()
+    return float(loss.detach())
+
+
+def scipy_coupled(tr, lam) -> np.ndarray:
+    """The coupled ODE du/dt = f(u) - lam k (u - yhat(t)) per trajectory by scipy (rtol 1e-11), yhat scipy's
+    natural cubic spline through the trajectory's data: [T, B, 2]."""
+    g = tr.problem.groups[0]
+    a, b, c, d = tr.model.parameter_values().tolist()
+    t, y = g.t.numpy(), g.y.numpy()
+    y0 = tr.problem.initial(tr.model, g).detach().numpy()
+    out = []
+    for member in range(g.size):
+        spline = CubicSpline(t, y[:, member], bc_type="natural")
+
+        def f(s, u):
+            lv = np.array([a * u[0] - b * u[0] * u[1], c * u[0] * u[1] - d * u[1]])
+            return lv - lam * K_GAIN * (u - spline(s))
+        out.append(solve_ivp(f, (t[0], t[-1]), y0[member], t_eval=t, method="DOP853", rtol=1e-11, atol=1e-13).y.T)
+    return np.stack(out, 1)
+
+
+def test_parallel_states_equal_scipys_coupled_solution():
+    tr = trainer()
+    in_time = tr.method.in_time[0]
+    epoch(tr)  # the first solve is sequential: it seeds the warm start
+    tr.optimizer.step()
+    epoch(tr)
+    assert in_time.counts == dict(parallel=1, sequential=1, fallback=0, evaluations=in_time.counts["evaluations"])
+    np.testing.assert_allclose(in_time.nodes[in_time.rows].numpy(), scipy_coupled(tr, LAM), rtol=1e-7, atol=1e-9)
+
+
+def test_gradient_equals_central_differences_of_the_parallel_loss():
+    tr = trainer(rtol=1e-11, atol=1e-13)
+    epoch(tr)  # sequential
+    tr.optimizer.step()
+    epoch(tr)
+    raw = tr.model.raw_positive
+    grad = raw.grad.clone()
+    assert tr.method.in_time[0].counts["parallel"] == 1
+    h = 1e-5
+    for j in (0, 3):  # a and d
+        values = []
+        for sign in (1, -1):
+            with torch.no_grad():
+                raw[j] += sign * h
+            values.append(epoch(tr))
+            with torch.no_grad():
+                raw[j] -= sign * h
+        fd = (values[0] - values[1]) / (2 * h)
+        assert abs(float(grad[j]) - fd) <= 1e-5 * abs(fd) + 1e-9, (j, float(grad[j]), fd)
+    assert tr.method.in_time[0].counts["fallback"] == 0
+
+
+def test_starts_the_flow_cannot_take_fall_back_to_the_sequential_solve():
+    """NaN starts make the flow fail: the sequential solve gives the states (the loss of the method without the
+    parallel route, to tolerance), counted as a fallback, and they are the next guess."""
+    tr = trainer()
+    epoch(tr)
+    in_time = tr.method.in_time[0]
+    in_time.nodes = in_time.nodes * float("nan")
+    loss = epoch(tr)
+    assert in_time.counts["fallback"] == 1 and in_time.counts["parallel"] == 0
+    assert torch.isfinite(in_time.nodes).all()
+    tr.method.in_time = [None]
+    assert loss == pytest.approx(epoch(tr), rel=1e-7)  # its steps also stop at the nodes between data times
+
+
+def test_newton_not_converging_falls_back_to_the_sequential_solve(monkeypatch):
+    tr = trainer()
+    epoch(tr)
+    in_time = tr.method.in_time[0]
+    in_time.nodes = in_time.nodes * 1.2
+    monkeypatch.setattr(homotopy, "shoot", functools.partial(homotopy.shoot, max_iterations=1))
+    loss = epoch(tr)
+    assert in_time.counts == dict(parallel=0, sequential=1, fallback=1, evaluations=1)
+    tr.method.in_time = [None]
+    assert loss == pytest.approx(epoch(tr), rel=1e-7)  # its steps also stop at the nodes between data times
+
+
+def test_warm_start_from_converged_states_takes_one_evaluation():
+    tr = trainer()
+    epoch(tr)  # sequential
+    in_time = tr.method.in_time[0]
+    epoch(tr)  # same parameters: the sequential states are the guess
+    first = in_time.counts["evaluations"]
+    nodes = in_time.nodes.clone()
+    epoch(tr)  # same parameters again: the last parallel states are converged already
+    assert in_time.counts["parallel"] == 2 and in_time.counts["evaluations"] == first + 1
+    np.testing.assert_allclose(in_time.nodes.numpy(), nodes.numpy(), rtol=1e-8, atol=1e-10)
