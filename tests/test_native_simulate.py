@@ -51,19 +51,25 @@ def no_grad():
 
 @pytest.fixture
 def paths(monkeypatch):
-    """The solver paths simulate() takes, in call order: 'native' or 'torch'."""
+    """The solver paths simulate() takes, in call order: 'native', 'sensitivities' (native, with gradients) or
+    'torch'."""
     seen = []
-    native_solve, torch_solve = native.solve_native, solvers.solve
+    native_solve, torch_solve, sensitive = native.solve_native, solvers.solve, native.solve_sensitivities
 
     def on_native(*args, **kwargs):
         seen.append("native")
         return native_solve(*args, **kwargs)
+
+    def on_sensitivities(*args, **kwargs):
+        seen.append("sensitivities")
+        return sensitive(*args, **kwargs)
 
     def on_torch(*args, **kwargs):
         seen.append("torch")
         return torch_solve(*args, **kwargs)
 
     monkeypatch.setattr(native, "solve_native", on_native)
+    monkeypatch.setattr(native, "solve_sensitivities", on_sensitivities)
     monkeypatch.setattr(solvers, "solve", on_torch)
     return seen
 
@@ -229,21 +235,22 @@ def test_failures_name_the_state_and_time():
 
 
 # ---------------------------------------------------------------- the automatic choice
-def test_no_grad_goes_native_grad_stays_on_torch(paths):
+def test_no_grad_goes_native_grad_goes_native_with_sensitivities(paths):
     m = PK.model_class()().double()
     ts = torch.linspace(0.0, 24.0, 25)
     ys = m.simulate(ts, inputs={"infusion": INFUSION})  # (the tests run under no_grad)
     assert paths == ["native"]
     with torch.enable_grad():
         grad = m.simulate(ts, inputs={"infusion": INFUSION})  # the params are nn.Parameters: gradients wanted
-        assert paths == ["native", "torch"] and grad.requires_grad
+        assert paths == ["native", "sensitivities"] and grad.requires_grad
         for p in m.parameters():
             p.requires_grad_(False)
         m.simulate(ts, inputs={"infusion": INFUSION})  # nothing requires grad: native
         y0 = torch.zeros(2, dtype=torch.float64, requires_grad=True)
         m.simulate(ts, y0=y0, inputs={"infusion": INFUSION})
-    assert paths == ["native", "torch", "native", "torch"]
-    assert relative_error(ys, grad.detach()) < 1e-5
+        m.simulate(ts, y0=y0, method="rodas5p", inputs={"infusion": INFUSION})  # no stiff sensitivities: torch
+    assert paths == ["native", "sensitivities", "native", "sensitivities", "torch"]
+    assert torch.equal(ys, grad.detach())  # the same steps: the same values
 
 
 def test_environment_turns_the_automatic_choice_off(paths, monkeypatch):
@@ -259,7 +266,7 @@ def test_environment_turns_the_automatic_choice_off(paths, monkeypatch):
     ("events", ["events"]),
     ("doses", ["doses"]),
     ("coupling", ["coupling"]),
-    ("grad", ["gradients", "requires grad"]),
+    ("grad", ["gradients", "the time grid requires grad"]),  # (params and y0: forward sensitivities)
     ("method", ["ros34pw2" if "ros34pw2" not in native.NAMES else "bosh3", "native methods"]),
     ("callable", ["input 'infusion'", "callable"]),
     ("adjoint", ["adjoint=True"]),
@@ -287,6 +294,8 @@ def test_refusals_fall_back_to_torch_or_name_the_reason(case, words, paths):
         m.set_inputs({"infusion": lambda t: 100.0 * (t < 1)})
     if case == "adjoint":
         kwargs["adjoint"] = True
+    if case == "grad":
+        ts = ts.clone().requires_grad_()
     if case == "backward":  # the torch solvers integrate backward from ts[0]
         ts = ts.flip(0)
         kwargs["y0"] = torch.tensor([50.0, 10.0], dtype=torch.float64)
@@ -364,9 +373,10 @@ def test_cli_simulate_solves_natively(tmp_path, paths):
     np.testing.assert_allclose(table[:, 3], table[:, 1] / 20.0, rtol=1e-14)
 
 
-def test_fit_trains_on_the_torch_solvers_and_evaluates_natively(paths, tmp_path, monkeypatch):
-    """hodec fit's epochs need gradients (torch solvers); its evaluation of each epoch runs without them, so in C;
-    the reported MSE is the torch solvers' to solver tolerance (HODEC_NATIVE=0 keeps every solve on torch)."""
+def test_fit_trains_and_evaluates_natively(paths, tmp_path, monkeypatch):
+    """hodec fit's epochs need gradients: native solves with forward sensitivities; its evaluation of each epoch
+    runs without them, natively too; the reported MSEs are the torch solvers' (HODEC_NATIVE=0 keeps every solve
+    on torch) to solver tolerance."""
     ts = np.linspace(0.0, 6.0, 25)
     lv = lambda t, y: [1.3 * y[0] - 0.9 * y[0] * y[1], -0.8 * y[1] + 1.8 * y[0] * y[1]]  # noqa: E731
     ys = solve_ivp(lv, (0.0, 6.0), [1.0, 0.5], t_eval=ts, rtol=1e-10, atol=1e-12).y.T
@@ -376,7 +386,7 @@ def test_fit_trains_on_the_torch_solvers_and_evaluates_natively(paths, tmp_path,
     config = {"method": "vanilla", "epochs": 3, "lr": 0.02, "solver": {"rtol": 1e-7, "atol": 1e-9}}
     with torch.enable_grad():  # the module's tests run under no_grad
         native_fit = hodec.fit(spec, str(csv), config)
-    assert "native" in paths and "torch" in paths
+    assert "native" in paths and "sensitivities" in paths and "torch" not in paths
     monkeypatch.setenv("HODEC_NATIVE", "0")
     del paths[:]
     with torch.enable_grad():

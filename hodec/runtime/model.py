@@ -396,7 +396,9 @@ class CompiledModel(Gated, Stoichiometry, nn.Module):
         y0 = self.initial_state() if y0 is None else torch.as_tensor(y0, dtype=ref.dtype, device=ref.device)
         y0 = y0.expand(*self.state_batch(y0.shape[:-1]), y0.shape[-1])  # per-sample params: one state each
         if native_solving.chosen(self, native, ts, y0, method, atol, options, doses):
-            return native_solving.simulate(self, ts, y0, method, rtol, atol, options)
+            ys = native_solving.simulate(self, ts, y0, method, rtol, atol, options, required=bool(native))
+            if ys is not None:  # (None: a gradient solve `auto` found stiff, for the torch solvers' stiff method)
+                return ys
         if doses is not None or self.events_table:
             return self._simulate_events(ts, y0, doses, method, rtol, atol, options, after_events)
         if method in solvers.NAMES:

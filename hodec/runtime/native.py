@@ -3,7 +3,9 @@ why not), and the model's params, inputs, initial states and times as solve_nati
 
 The generated class carries its model as C (`native_source`, or `native_unsupported`: the reason it has none);
 hodec.solvers.native compiles it with hodec's C solver loops into a shared library at first use (cached on disk)
-and solves every batch member on its own, in double precision, without gradients.
+and solves every batch member on its own, in double precision. A solve whose params or initial state require
+grad (a model without neural slots, an explicit method) carries forward sensitivities (solvers/native/
+sensitivity.py), and an autograd Function turns them into the gradients: one solve, no tape.
 """
 from __future__ import annotations
 
@@ -14,7 +16,10 @@ from typing import Optional
 import torch
 
 from ..errors import HodecError
+from ..solvers.errors import StiffnessDetected
 from ..solvers.native import NAMES, NativeUnavailable, library, solve_native
+from ..solvers.native.sensitivity import METHODS as GRADIENT_METHODS
+from ..solvers.native.sensitivity import augmented_size, sensitivity_source, solve_sensitivities
 from ..solvers.solve import MAX_STEPS
 from .neural import ACTIVATIONS
 from .signals import Signal, lined_up
@@ -23,6 +28,10 @@ from .signals import Signal, lined_up
 # other (adjoint, stop_at_outputs, torchdiffeq's) that is set keeps the solve on the torch solvers
 OPTIONS = ("max_steps", "stats", "compile")
 ENVIRONMENT = "HODEC_NATIVE"  # "0" turns the automatic choice off (native=True still solves natively)
+# Gradients natively: what may require grad, and the most values the augmented solve may return (T x B x n(1+n+P)
+# doubles: 400 MB) and carry per member (its work arrays live on the C stack)
+DIFFERENTIABLE = ("a param", "the initial state")
+MAX_OUTPUT, MAX_AUGMENTED = 50_000_000, 20_000
 
 
 def chosen(model, native: Optional[bool], ts: torch.Tensor, y0: torch.Tensor, method: str, atol, options: dict,
@@ -47,7 +56,7 @@ def refusal(model, ts: torch.Tensor, y0: torch.Tensor, method: str, atol, option
                                                             "hodec without native solving)"
     reason = _setup_refusal(model, method, options, doses)
     if reason is None:
-        reason = _tensor_refusal(model, ts, y0, atol)
+        reason = _tensor_refusal(model, ts, y0, method, atol)
     if reason is None:
         try:
             library(source)  # built once per process; a failure is remembered there too
@@ -83,7 +92,7 @@ def _setup_refusal(model, method: str, options: dict, doses) -> Optional[str]:
     return None
 
 
-def _tensor_refusal(model, ts: torch.Tensor, y0: torch.Tensor, atol) -> Optional[str]:
+def _tensor_refusal(model, ts: torch.Tensor, y0: torch.Tensor, method: str, atol) -> Optional[str]:
     if not y0.is_cpu:
         return f"the model is on {y0.device} (native solving runs on the CPU)"
     if torch.is_grad_enabled():
@@ -93,10 +102,12 @@ def _tensor_refusal(model, ts: torch.Tensor, y0: torch.Tensor, atol) -> Optional
                    "atol": atol if torch.is_tensor(atol) else None,
                    **{f"input '{name}'": model._signals[name].values for name in model.input_names},
                    **{f"input '{name}' (times)": model._signals[name].times for name in model.input_names}}
-        needing = next((what for what, t in tensors.items() if t is not None and t.requires_grad), None)
-        if needing is not None:
-            return (f"gradients are needed ({needing} requires grad) and native solves do not differentiate: "
-                    f"simulate under torch.no_grad() for a solve without them")
+        needing = [what for what, t in tensors.items() if t is not None and t.requires_grad]
+        if needing:
+            reason = _gradient_refusal(model, ts, y0, method, needing)
+            if reason is not None:
+                return (f"gradients are needed ({reason}) and native solves do not give them: simulate under "
+                        f"torch.no_grad() for a solve without them")
     batch = tuple(y0.shape[:-1])
     if not isinstance(atol, (int, float)) and tuple(torch.as_tensor(atol).shape) not in ((), (y0.shape[-1],)):
         return f"atol has shape {list(torch.as_tensor(atol).shape)} (native: a number or one per state)"
@@ -110,6 +121,27 @@ def _tensor_refusal(model, ts: torch.Tensor, y0: torch.Tensor, atol) -> Optional
         if columns and (len(columns) > len(batch) or _broadcast(columns, batch) != batch):
             return f"input '{name}' has columns {list(columns)} that do not line up with the batch {list(batch)}"
     return None
+
+
+def _gradient_refusal(model, ts: torch.Tensor, y0: torch.Tensor, method: str, needing: list) -> Optional[str]:
+    """None when forward sensitivities can give the gradients, else what stops them (a phrase)."""
+    other = next((what for what in needing if what not in DIFFERENTIABLE), None)
+    if other is not None:
+        return f"{other} requires grad"
+    if method not in ("auto", *GRADIENT_METHODS):
+        return (f"{needing[0]} requires grad, and the native sensitivities run the explicit methods only "
+                f"({', '.join(GRADIENT_METHODS)}, or auto), not '{method}'")
+    if model.slots_table:
+        return f"{needing[0]} requires grad, and the native sensitivities do not differentiate neural slots"
+    n, P = y0.shape[-1], model.parameter_values().shape[-1]
+    size = augmented_size(n, P)
+    if size > MAX_AUGMENTED or ts.shape[0] * math.prod(y0.shape[:-1]) * size > MAX_OUTPUT:
+        return f"{needing[0]} requires grad, and {n} states x {n + P} sensitivities are too many for a native solve"
+    return None
+
+
+def _needs_gradient(model, y0: torch.Tensor) -> bool:
+    return torch.is_grad_enabled() and (y0.requires_grad or model.parameter_values().requires_grad)
 
 
 def _broadcast(a: tuple, b: tuple) -> Optional[tuple]:
@@ -147,9 +179,18 @@ def _source_class(cls):
     return next(c for c in cls.__mro__ if "native_source" in c.__dict__)
 
 
-def simulate(model, ts: torch.Tensor, y0: torch.Tensor, method: str, rtol: float, atol, options: dict):
+def simulate(model, ts: torch.Tensor, y0: torch.Tensor, method: str, rtol: float, atol, options: dict,
+             required: bool = False) -> Optional[torch.Tensor]:
     """The native solve of simulate(): y [T, *batch, n] in the model's dtype (float32 models are solved in double
-    and the result rounded)."""
+    and the result rounded). With gradients: None when `auto` finds the problem stiff (the torch solvers then
+    solve it, switching to their stiff method), unless `required` (native=True), when that error is raised."""
+    if _needs_gradient(model, y0):
+        try:
+            return _differentiable(model, ts, y0, "tsit5" if method == "auto" else method, rtol, atol, options)
+        except StiffnessDetected:
+            if method != "auto" or required:
+                raise
+            return None
     batch, n = tuple(y0.shape[:-1]), y0.shape[-1]
     B = math.prod(batch)
     p = model.parameter_values()
@@ -162,6 +203,45 @@ def simulate(model, ts: torch.Tensor, y0: torch.Tensor, method: str, rtol: float
                       _inputs(model, batch, B), method, rtol, atol, max_steps=options.get("max_steps", MAX_STEPS),
                       state_names=model.state_names, stats=options.get("stats"))
     return ys.to(y0.dtype).reshape(ys.shape[0], *batch, n)
+
+
+def _differentiable(model, ts: torch.Tensor, y0: torch.Tensor, method: str, rtol: float, atol, options: dict):
+    """simulate() with forward sensitivities: the values of the solve without them, and gradients to the params
+    and the initial state through Sensitivities."""
+    batch, n = tuple(y0.shape[:-1]), y0.shape[-1]
+    B = math.prod(batch)
+    p = model.parameter_values()
+    p = p if p.dim() == 1 else p.expand(*batch, p.shape[-1]).reshape(B, p.shape[-1])
+    lib = library(sensitivity_source(type(model).native_source))
+
+    def solve(params, start):
+        return solve_sensitivities(lib, start, ts if ts.dim() == 1 else ts.reshape(ts.shape[0], B), params,
+                                   _inputs(model, batch, B), method, rtol, atol,
+                                   max_steps=options.get("max_steps", MAX_STEPS), state_names=model.state_names,
+                                   stats=options.get("stats"))
+
+    ys = Sensitivities.apply(p, y0.reshape(B, n), solve)
+    return ys.to(y0.dtype).reshape(ys.shape[0], *batch, n)
+
+
+class Sensitivities(torch.autograd.Function):
+    """y(ts) from (params [P] or [B, P], y0 [B, n]); backward contracts the output's gradient with the forward
+    sensitivities the solve returned (d y / d y0 [T, B, n, n], d y / d p [T, B, n, P])."""
+
+    @staticmethod
+    def forward(ctx, params, y0, solve):
+        ys, d_y0, d_p = solve(params.detach(), y0.detach())
+        ctx.save_for_backward(d_y0, d_p)
+        ctx.shared, ctx.dtypes = params.dim() == 1, (params.dtype, y0.dtype)
+        return ys
+
+    @staticmethod
+    def backward(ctx, grad):
+        d_y0, d_p = ctx.saved_tensors
+        grad = grad.to(torch.float64)
+        grad_p = torch.einsum("tbi,tbik->bk", grad, d_p)
+        grad_y0 = torch.einsum("tbi,tbij->bj", grad, d_y0)
+        return (grad_p.sum(0) if ctx.shared else grad_p).to(ctx.dtypes[0]), grad_y0.to(ctx.dtypes[1]), None
 
 
 def _inputs(model, batch: tuple, B: int) -> list:

@@ -13,6 +13,9 @@
 
 #define HODEC_UU (HODEC_U > 0 ? HODEC_U : 1) /* a C array cannot be empty */
 
+#ifndef HODEC_CONTROLLED
+#define HODEC_CONTROLLED HODEC_N /* the leading states the error control reads (sensitivity.c: y, not dy/dp) */
+#endif
 #ifndef HODEC_W
 #define HODEC_W 0 /* the neural slots' weights, after the params in p (a model without slots has none) */
 #endif
@@ -107,12 +110,12 @@ static double hodec_scale(const hodec_control *ctl, int j, double y0, double y1)
 /* The RMS of error / (atol + rtol max(|y0|, |y1|)); +inf where anything is not finite. */
 static double hodec_norm(const hodec_control *ctl, const double *err, const double *y0, const double *y1) {
     double sum = 0.0;
-    for (int j = 0; j < HODEC_N; j++) {
+    for (int j = 0; j < HODEC_CONTROLLED; j++) {
         if (!isfinite(y1[j])) return INFINITY;
         double r = err[j] / hodec_scale(ctl, j, y0[j], y1[j]);
         sum += r * r;
     }
-    double value = sqrt(sum / HODEC_N);
+    double value = sqrt(sum / HODEC_CONTROLLED);
     return isfinite(value) ? value : INFINITY;
 }
 
@@ -125,11 +128,11 @@ static double hodec_next_step(double h, double err, int accepted, int rejected_b
 
 static double hodec_rms_scaled(const hodec_control *ctl, const double *x, const double *y0) {
     double sum = 0.0;
-    for (int j = 0; j < HODEC_N; j++) {
+    for (int j = 0; j < HODEC_CONTROLLED; j++) {
         double r = x[j] / (ctl->atol[j] + ctl->rtol * fabs(y0[j]));
         sum += r * r;
     }
-    return sqrt(sum / HODEC_N);
+    return sqrt(sum / HODEC_CONTROLLED);
 }
 
 /* Hairer's starting step (I, II.4), capped by the span; work: two [HODEC_N] arrays. */
@@ -181,6 +184,7 @@ static double hodec_explicit_step(hodec_ctx *ctx, const hodec_method *m, double 
         double acc = 0.0;
         for (int l = 0; l < s; l++) acc += m->e[l] * w->k[(long)l * HODEC_N + j];
         err[j] = h * acc;
+        if (j >= HODEC_CONTROLLED) continue;
         dk += (k_last[j] - k_prev[j]) * (k_last[j] - k_prev[j]);
         dy += (y1[j] - y_prev[j]) * (y1[j] - y_prev[j]);
     }
@@ -322,12 +326,12 @@ static long hodec_passed(const hodec_grid *g, long k, double t) {
  * estimate is not finite, else the state with the largest weighted error. */
 static hodec_failure hodec_underflow(const hodec_control *ctl, double t, double h, const double *y,
                                      const double *y1, const double *err) {
-    for (int j = 0; j < HODEC_N; j++)
+    for (int j = 0; j < HODEC_CONTROLLED; j++)
         if (!isfinite(y1[j]) || !isfinite(err[j]))
             return (hodec_failure){HODEC_FAIL_UNDERFLOW_NONFINITE, t, h, y[j], j, 0};
     double worst = -1.0;
     int at = 0;
-    for (int j = 0; j < HODEC_N; j++) {
+    for (int j = 0; j < HODEC_CONTROLLED; j++) {
         double r = fabs(err[j] / hodec_scale(ctl, j, y[j], y1[j]));
         if (!isfinite(r)) r = INFINITY;
         if (r > worst) worst = r, at = j;
