@@ -6,8 +6,13 @@ of the trained population value, clipped to its bounds), and the geometric mean 
 the patient's test windows (every day, later windows included). No training: the models must be in MODELS_DIR.
 
     python -m benchmarks.glucose.pool_eval [--seeds 0 1 2] [--spans 60 240 1440]
+    python -m benchmarks.glucose.pool_eval --trained-pool 1440 --spans   # the rows trained with --pool 1440
 
-Writes benchmarks/results/glucose_forecast_pool_testonly.json and .md.
+Writes benchmarks/results/glucose_forecast_pool_testonly.json and .md (with --trained-pool:
+glucose_forecast_pool_diagnostics). Both also give, per estimated param, how well the test windows' inferred
+values identify the patients: the correlation over the 6 test patients of the log of a patient's mean inferred
+value with the log of its true value, and the log standard deviation of the inferred values within a patient
+(averaged over patients) against that of the patients' means (and of their true values).
 """
 from __future__ import annotations
 
@@ -28,7 +33,7 @@ from hodec.training.forecast.heldout import predictions
 from hodec.training.forecast.pool import pooled_infer
 from hodec.training.problem import Problem
 
-TAG = "glucose_forecast_pool_testonly"
+TAGS = {False: "glucose_forecast_pool_testonly", True: "glucose_forecast_pool_diagnostics"}
 
 
 def with_pool(trained, pool_units):
@@ -49,8 +54,9 @@ def given_factors(trained, problem, windows, factors, test) -> dict:
     return C.metrics(pred, test)
 
 
-def diagnostics(trained, view, inputs, days, test) -> dict:
-    """The non-causal rows: true params, the patient's mean inferred factor over all its windows."""
+def diagnostics(trained, view, inputs, days, test) -> tuple:
+    """The non-causal rows (true params, the patient's mean inferred factor over all its windows) and, per param,
+    the identification statistics (see the module doc)."""
     tested = [d for d in days if d.split == 2]
     problem = Problem(trained.model, view.dataset(tested, inputs), trained.config)
     windows = windows_of(problem, trained.config)
@@ -69,54 +75,78 @@ def diagnostics(trained, view, inputs, days, test) -> dict:
         mean = torch.zeros_like(logs)
         for p in np.unique(pid):
             mean[torch.from_numpy(pid == p)] = logs[torch.from_numpy(pid == p)].mean(0)
+    firsts = [int(np.flatnonzero(pid == p)[0]) for p in np.unique(pid)]
+    stats = {name: {"corr": float(np.corrcoef(mean[firsts, j], true[firsts, j].log())[0, 1]),
+                    "within_sd": float(np.mean([logs[torch.from_numpy(pid == p), j].std() for p in np.unique(pid)])),
+                    "between_sd": float(mean[firsts, j].std()), "true_sd": float(true[firsts, j].log().std())}
+             for j, name in enumerate(params)}
     return {"true params (non-causal)": given_factors(trained, problem, windows, true.clamp(1 / bound, bound), test),
-            "patient mean of all windows (non-causal)": given_factors(trained, problem, windows, mean.exp(), test)}
+            "patient mean of all windows (non-causal)": given_factors(trained, problem, windows, mean.exp(),
+                                                                      test)}, stats
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    ap.add_argument("--spans", nargs="+", type=float, default=[60.0, 240.0, 1440.0], help="pool spans, minutes")
+    ap.add_argument("--spans", nargs="*", type=float, default=[60.0, 240.0, 1440.0], help="pool spans, minutes")
+    ap.add_argument("--trained-pool", type=float, metavar="MIN", help="the rows trained with --pool MIN instead")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     days, scale, start, load = C.load_days(), dict(C.FORECAST_FULL), time.perf_counter(), C.loadavg()
+    if args.trained_pool:
+        scale["pool"] = args.trained_pool
     test = C.windows(days, 2)
-    rows = []
+    rows, stats = [], []
     for name in C.ESTIMATE_ROWS:
         for seed in args.seeds:
             if not C.model_path(name, seed, scale, days).is_file():
                 raise SystemExit(f"{name} seed {seed}: no kept model (run benchmarks.glucose.compare first)")
             trained, view, inputs = C.train_forecast(name, days, seed, scale)
-            for span in [None] + args.spans:
-                pool = None if span is None else span / view.minutes_per_unit
-                pred = C.forecast_trained(with_pool(trained, pool), view, inputs, days, test)
+            pred = C.forecast_trained(trained, view, inputs, days, test)
+            rows.append({"model": name, "seed": seed, "pool": None, **C.metrics(pred, test)})
+            for span in args.spans:
+                pred = C.forecast_trained(with_pool(trained, span / view.minutes_per_unit), view, inputs, days, test)
                 rows.append({"model": name, "seed": seed, "pool": span, **C.metrics(pred, test)})
-            for label, m in diagnostics(trained, view, inputs, days, test).items():
-                rows.append({"model": name, "seed": seed, "pool": label, **m})
+            scores, identified = diagnostics(trained, view, inputs, days, test)
+            rows += [{"model": name, "seed": seed, "pool": label, **m} for label, m in scores.items()]
+            stats.append({"model": name, "seed": seed, "params": identified})
             print(json.dumps(rows[-1]), flush=True)
-    result = {"rows": rows, "seeds": args.seeds, "seconds": round(time.perf_counter() - start, 1),
-              "load": [load, C.loadavg()]}
-    write_atomic(C.RESULTS / f"{TAG}.json", json.dumps(result, indent=1) + "\n")
-    write_atomic(C.RESULTS / f"{TAG}.md", markdown(result))
+    result = {"rows": rows, "identification": stats, "seeds": args.seeds, "trained_pool": args.trained_pool,
+              "seconds": round(time.perf_counter() - start, 1), "load": [load, C.loadavg()]}
+    tag = TAGS[bool(args.trained_pool)]
+    write_atomic(C.RESULTS / f"{tag}.json", json.dumps(result, indent=1) + "\n")
+    write_atomic(C.RESULTS / f"{tag}.md", markdown(result))
     print(markdown(result))
     return 0
 
 
 def markdown(result: dict) -> str:
-    lines = ["# Glucose: pooled per-window params at test time only (no retraining)", "",
-             "The kept mechanistic and residual models with forecast.estimate (glucose_forecast.md, trained without "
-             "pooling) forecast the 720 test windows with each window's six params pooled over the same day's "
-             "earlier histories (forecast.pool, causal), and two non-causal diagnostics. Mean (min-max) over seeds "
+    trained = result.get("trained_pool")
+    how = f"trained WITH pooling (--pool {trained:g}: glucose_forecast_pool.md)" if trained else \
+        "trained without pooling (glucose_forecast.md)"
+    lines = [f"# Glucose: per-window params of the rows {how}", "",
+             f"The kept mechanistic and residual models with forecast.estimate, {how}, forecast the 720 test windows "
+             "as trained, with each window's six params pooled over the same day's earlier histories at test time "
+             "(forecast.pool, causal; spans below), and with two non-causal diagnostics. Mean (min-max) over seeds "
              f"{result['seeds']}; {result['seconds']} s, load {' / '.join(result['load'])}.", "",
              "| model | params at test time | RMSE mg/dL | peak RMSE |", "|---|---|---|---|"]
     keys = list(dict.fromkeys((r["model"], r["pool"]) for r in result["rows"]))
     for name, pool in keys:
         mine = [r for r in result["rows"] if r["model"] == name and r["pool"] == pool]
-        label = "own window (as trained)" if pool is None else (
-            f"pooled over the last {pool:g} min" if isinstance(pool, float) else pool)
+        label = "as trained" + (f" (pooled over the last {trained:g} min)" if trained else " (own window)") \
+            if pool is None else (f"pooled over the last {pool:g} min" if isinstance(pool, float) else pool)
         cell = lambda k: f"{np.mean([r[k] for r in mine]):.1f} ({min(r[k] for r in mine):.1f}-" \
                          f"{max(r[k] for r in mine):.1f})"  # noqa: E731
         lines.append(f"| {name} | {label} | {cell('rmse')} | {cell('peak_rmse')} |")
+    lines += ["", "Identification, per seed: the correlation over the 6 test patients of log(patient's mean inferred "
+              "value) with log(true value); log sd of the inferred values within a patient (mean over patients) / of "
+              "the patients' means / of the patients' true values.", "",
+              "| model | seed | " + " | ".join(result["identification"][0]["params"]) + " |",
+              "|---|---|" + "---|" * len(result["identification"][0]["params"])]
+    for r in result["identification"]:
+        lines.append(f"| {r['model']} | {r['seed']} | " + " | ".join(
+            f"{v['corr']:+.2f}; {v['within_sd']:.2f} / {v['between_sd']:.2f} / {v['true_sd']:.2f}"
+            for v in r["params"].values()) + " |")
     return "\n".join(lines) + "\n"
 
 
