@@ -2,7 +2,8 @@
 earlier histories. The pooled factors against a hand computation on a few windows (a stub estimator whose factor
 is a known function of each history), including a history whose window is not scored (its horizon has no data);
 causality end to end (data changed after a window's origin, even so that a later window stops being scored, leaves
-that window's forecast as it was; the later windows' forecasts change); the key's errors, located in the file."""
+that window's forecast as it was; the later windows' forecasts change); the key's errors, located in the file;
+`hodec sparsify` with pool."""
 import math
 
 import numpy as np
@@ -18,8 +19,10 @@ from hodec.training.forecast.base import Estimator
 from hodec.training.forecast.pool import pooled_infer
 from hodec.training.loop import Trainer
 from hodec.training.problem import Problem
+from hodec.training.sparsify import data_mse, sparsify
 
 from test_forecast_method import SPEC, TIGHT
+from test_forecast_sparsify import ABC, FORECAST, synthetic
 
 pytestmark = pytest.mark.usefixtures("single_thread")  # many tiny tensor operations
 
@@ -166,3 +169,16 @@ def test_pool_config_errors_name_the_file_and_key(tmp_path, keys, fragment):
         load_config(path)
     assert str(path) in str(info.value)
     assert fragment in str(info.value), str(info.value)
+
+
+def test_sparsify_with_pool_scores_every_model_on_pooled_windows():
+    """`hodec sparsify` with method forecast, estimate and pool: the path, the refit and the test score run, every
+    fit's windows (and the test data's) carrying their pool."""
+    data, test = synthetic(4), synthetic(2, seed=1)
+    forecast_keys = {**FORECAST["forecast"], "estimate": ["k1"], "pool": 2.0}
+    config = {**FORECAST, "forecast": forecast_keys, "lambda1": [0.0, 0.01], "refit_epochs": 2, "folds": 2}
+    r = sparsify(ABC, data, config, filename="abc.hode", test=test)
+    assert all(e["val_mse"] is not None and np.isfinite(e["val_mse"]) for e in r.path)
+    assert r.refit_trainer.method.windows.pool is not None and np.isfinite(r.test_mse)
+    assert r.test_mse == pytest.approx(data_mse(r.model, test, r.config.refit,
+                                                carried=r.refit_trainer.method.carry(best=True)), rel=1e-12)
