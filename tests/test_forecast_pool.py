@@ -70,6 +70,18 @@ def by_hand(x, trajectory: int, t0: float, span: float) -> float:
     return math.exp(np.mean(means))
 
 
+def last_by_hand(x, trajectory: int, t0: float, span: float) -> float:
+    """The pooled state of the window (trajectory, t0) when the stub's state (each history's last value, 0 where it
+    is missing) is in pool_states: its mean over the histories by_hand pools."""
+    xs = x[trajectory * len(T):(trajectory + 1) * len(T)]
+    values = []
+    for s in np.arange(0.0, t0 + 1e-9, STRIDE):
+        rows = np.flatnonzero((T >= s - 1e-9) & (T < s + HISTORY - 1e-9))
+        if s + 1.5 >= t0 + 1.5 - span - 1e-9 and np.isfinite(xs[rows]).any():
+            values.append(np.nan_to_num(xs[rows[-1]]))
+    return float(np.mean(values))
+
+
 @pytest.mark.parametrize("span", [0.5, 1.0, 2.0, 100.0])
 def test_pooled_factors_are_the_geometric_mean_over_the_earlier_histories(span):
     x = raw_x()
@@ -89,17 +101,20 @@ def test_pooled_factors_are_the_geometric_mean_over_the_earlier_histories(span):
         xs = x[:len(T)]
         hand = math.exp(np.mean([np.nanmean(xs[(T >= s) & (T < s + 2)]) for s in (2.0, 3.0, 4.0)]))
         assert float(factors[mine, 0]) == pytest.approx(hand, rel=1e-12)
+    stub = Stub(problem, load_config({"forecast": {"pool": span, "pool_states": ["x"]}}).forecast_options)
+    states = pooled_infer(stub, model, w)[0][:, 0].numpy()  # x: a state pooled as a plain mean of the last values
+    np.testing.assert_allclose(states, [last_by_hand(x, i, t0, span) for i, t0 in starts], rtol=1e-12)
     sub = torch.tensor([7, 2, 4])  # a selection keeps each window's pool
     np.testing.assert_allclose(pooled_infer(Stub(problem, None), model, w.select(sub))[1].numpy(),
                                factors[sub].numpy(), rtol=0)
 
 
-def estimating_trainer(x, pool):
+def estimating_trainer(x, pool, **keys):
     """A forecast fit's trainer (gru with estimate [k], pool), its param head random (so each window's factor
     depends on its history)."""
     model, data = data_of(x)
     keys = {"history": HISTORY, "horizon": HORIZON, "stride": STRIDE, "hidden": 4, "estimate": ["k"],
-            "estimate_factor": 3.0, "pool": pool}
+            "estimate_factor": 3.0, "pool": pool, **keys}
     torch.manual_seed(0)
     tr = Trainer(model, data, load_config({"method": "forecast", "solver": TIGHT, "forecast": keys}))
     with torch.no_grad():
@@ -159,8 +174,10 @@ def test_training_with_pool_reaches_every_pooled_history():
     ("  pool: 0\n  estimate: [k]\n", "forecast.pool: must be > 0, got 0"),
     ("  pool: -2\n  estimate: [k]\n", "forecast.pool: must be > 0, got -2"),
     ("  pool: day\n  estimate: [k]\n", "forecast.pool: expected a finite number, got 'day'"),
-    ("  pool: 3\n", "forecast.pool: pools the params of forecast.estimate over earlier histories, and it lists "
-                    "none"),
+    ("  pool: 3\n", "forecast.pool: pools the params of forecast.estimate and the states of "
+                    "forecast.pool_states over earlier histories, and both are empty"),
+    ("  pool_states: [x]\n", "forecast.pool_states: needs forecast.pool"),
+    ("  pool: 3\n  pool_states: [x, x]\n", "forecast.pool_states[1]: 'x' is listed twice"),
 ])
 def test_pool_config_errors_name_the_file_and_key(tmp_path, keys, fragment):
     path = tmp_path / "FIT.yaml"
@@ -182,3 +199,11 @@ def test_sparsify_with_pool_scores_every_model_on_pooled_windows():
     assert r.refit_trainer.method.windows.pool is not None and np.isfinite(r.test_mse)
     assert r.test_mse == pytest.approx(data_mse(r.model, test, r.config.refit,
                                                 carried=r.refit_trainer.method.carry(best=True)), rel=1e-12)
+
+
+def test_pool_states_must_be_states_of_the_model():
+    x = raw_x()
+    with pytest.raises(HodecError) as info:
+        estimating_trainer(x, pool=2.0, pool_states=["k"])
+    assert "forecast.pool_states[0]: 'k' is not a state of Relax" in str(info.value)
+    assert "fit config" in str(info.value)

@@ -483,9 +483,12 @@ FORECAST_QUICK = {**FORECAST_FULL, "max_epochs": 20, "check_every": 5, "patience
 
 
 def estimated(name: str, scale: dict) -> dict:
-    """The row's forecast.estimate keys ({} for a row without them); pool in minutes (--pool)."""
-    names = list(scale.get("estimate") or ()) if name in ESTIMATE_ROWS else []
+    """The row's forecast.estimate keys ({} for a row without them); pool in minutes (--pool); hgs_context with
+    --pool: its context states pooled (forecast.pool_states)."""
     pool = {"pool": scale["pool"]} if scale.get("pool") else {}
+    if name == "hgs_context":
+        return {**pool, "pool_states": [f"c{i}" for i in range(1, CONTEXT + 1)]} if pool else {}
+    names = list(scale.get("estimate") or ()) if name in ESTIMATE_ROWS else []
     return {"estimate": names, "estimate_factor": scale["estimate_factor"], **pool} if names else {}
 
 

@@ -119,6 +119,9 @@ class ForecastConfig:
                                          "trajectory's histories with an origin in the last `pool` time units, its "
                                          "own and the earlier windows'; null: its own history only",
                                    optional(number(positive=True)))
+    pool_states: list = option([], "with pool: states constant in time (der 0: per-trajectory constants such as a "
+                                   "latent patient context) whose estimate at the origin is pooled the same way "
+                                   "(arithmetic mean)", _name_list)
 
 
 def _forecast(value, key, fail) -> dict:
@@ -146,8 +149,14 @@ def _check_estimate(options: ForecastConfig, key: str, fail) -> None:
     if names and options.estimator in FILTER_ESTIMATORS:
         fail(f"{key}.estimate: needs a learned encoder (estimator gru, lstm or mlp); the {options.estimator} filter "
              f"infers the state only")
-    if options.pool is not None and not names:
-        fail(f"{key}.pool: pools the params of forecast.estimate over earlier histories, and it lists none")
+    for k, name in enumerate(options.pool_states):
+        if name in options.pool_states[:k]:
+            fail(f"{key}.pool_states[{k}]: '{name}' is listed twice")
+    if options.pool is not None and not names and not options.pool_states:
+        fail(f"{key}.pool: pools the params of forecast.estimate and the states of forecast.pool_states over earlier "
+             f"histories, and both are empty")
+    if options.pool_states and options.pool is None:
+        fail(f"{key}.pool_states: needs forecast.pool (the time span to pool over)")
 
 
 def number_text(value) -> str:

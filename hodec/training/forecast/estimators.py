@@ -6,6 +6,7 @@ from ...errors import HodecError
 from .base import Estimator
 from .encoders import ENCODERS
 from .filters import FILTERS
+from .pool import pooled_states
 
 ESTIMATORS: dict = {**ENCODERS, **FILTERS}  # name -> class(problem, options)
 
@@ -15,6 +16,7 @@ def make_estimator(problem, options) -> Estimator:
     if options.estimator not in ESTIMATORS:
         raise HodecError(f"forecast.estimator: {options.estimator} is not available (available: "
                          f"{', '.join(ESTIMATORS)})", "fit config")
+    pooled_states(problem.model, options)  # forecast.pool_states names states of the model
     return ESTIMATORS[options.estimator](problem, options).to(problem.dtype)
 
 

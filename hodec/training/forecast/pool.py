@@ -8,13 +8,17 @@ The histories pooled over are the context windows: every window start of the str
 k stride) with a data cell in its history, whether or not the window is scored (a window whose horizon holds no
 data is still evidence, and which windows are scored depends on data after the origin, which a causal estimate must
 not). The mean is in log-parameter space: each context window's factor f_c of the population value p, and the
-window's value p · exp(mean_c ln f_c), so it stays within the estimate_factor bounds. Gradients reach every pooled
-history, so training may pool as well."""
+window's value p · exp(mean_c ln f_c), so it stays within the estimate_factor bounds. forecast.pool_states names
+states constant in time (der 0: a latent per-trajectory constant, as a slot argument must be a state, not a param)
+whose estimate at the origin is pooled too, as the plain mean. Gradients reach every pooled history, so training may
+pool as well."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
+
+from ...errors import HodecError, did_you_mean
 
 
 @dataclass
@@ -27,10 +31,14 @@ class Pool:
 
     def mean(self, factors: torch.Tensor) -> torch.Tensor:
         """[W, K]: per window, the geometric mean of the context windows' factors [C, K] it pools over."""
-        logs = factors.log().index_select(0, self.source)
-        total = logs.new_zeros(len(self.own), factors.shape[1]).index_add(0, self.member, logs)
-        count = torch.bincount(self.member, minlength=len(self.own)).to(logs.dtype)
-        return (total / count.unsqueeze(1)).exp()
+        return self.average(factors.log()).exp()
+
+    def average(self, values: torch.Tensor) -> torch.Tensor:
+        """[W, K]: per window, the mean of the context windows' values [C, K] it pools over."""
+        picked = values.index_select(0, self.source)
+        total = picked.new_zeros(len(self.own), values.shape[1]).index_add(0, self.member, picked)
+        count = torch.bincount(self.member, minlength=len(self.own)).to(values.dtype)
+        return total / count.unsqueeze(1)
 
     def select(self, index: torch.Tensor) -> "Pool":
         """The pool of the windows `index` [W'] (long, each window once), in its order."""
@@ -55,11 +63,28 @@ def pairs(trajectory: torch.Tensor, origin: torch.Tensor, context_trajectory: to
     return torch.cat(member), torch.cat(source)
 
 
+def pooled_states(model, options) -> list:
+    """The state indices of forecast.pool_states; a HodecError naming the key for a name that is not a state."""
+    names = getattr(options, "pool_states", None) or ()
+    for k, name in enumerate(names):
+        if name not in model.state_names:
+            hint = did_you_mean(name, model.state_names)
+            raise HodecError(f"forecast.pool_states[{k}]: '{name}' is not a state of {type(model).__name__}"
+                             + (f"; {hint}" if hint else ""), "fit config")
+    return [model.state_names.index(name) for name in names]
+
+
 def pooled_infer(estimator, model, windows) -> tuple:
-    """estimator.infer on the windows, with their param factors pooled when the windows carry a Pool: the encoder
-    runs once over the context windows, each window's state at its origin from its own history."""
+    """estimator.infer on the windows, with their param factors (and the states of forecast.pool_states) pooled
+    when the windows carry a Pool: the estimator runs once over the context windows, each window's other states at
+    its origin from its own history."""
     pool = windows.pool
     if pool is None:
         return estimator.infer(model, windows)
     y0, factors = estimator.infer(model, pool.context)
-    return y0.index_select(0, pool.own), None if factors is None else pool.mean(factors)
+    own = y0.index_select(0, pool.own)
+    states = pooled_states(model, estimator.options)
+    if states:
+        index = torch.tensor(states, dtype=torch.long, device=y0.device)
+        own = own.index_copy(1, index, pool.average(y0.index_select(1, index)))
+    return own, None if factors is None else pool.mean(factors)
