@@ -8,6 +8,8 @@ trajectories and columns at once. Outside the grid the spline is linear (natural
 """
 from __future__ import annotations
 
+import copy
+
 import torch
 
 from .spline import SmoothingSpline
@@ -36,6 +38,14 @@ class GridCubic:
         self.batch_shape = tuple(s0.shape[1:])
         self.members = coefficients[0, ..., 0].numel() // coefficients.shape[-2]
         self._own = torch.arange(self.members, device=grid.device)  # member b's offset within a row
+
+    def tiled(self, copies: int) -> "GridCubic":
+        """The reference of `copies` batches of its trajectories side by side, member i * B + b reading trajectory
+        b's spline at its own time (parallel-in-time solves: one member per data interval and trajectory); the
+        coefficients are shared, not copied."""
+        out = copy.copy(self)
+        out._own = self._own.repeat(copies)
+        return out
 
     def __call__(self, t) -> torch.Tensor:
         t = torch.as_tensor(t, dtype=self.grid.dtype, device=self.grid.device)
