@@ -234,3 +234,16 @@ def test_a_new_lam_is_not_a_new_compiled_graph():
         model.set_coupling(None)
         assert torch.allclose(values[-1], model(t, y) + lam * (values[0] - model(t, y)), rtol=1e-12, atol=1e-12)
     assert counter.frame_count == 1
+
+
+def test_grid_cubic_tiled_gives_each_copy_its_trajectorys_spline():
+    """tiled(copies): member i * B + b of the copies reads trajectory b's spline at its own time (the spline, not
+    the GridCubic, is the reference)."""
+    times = torch.linspace(0, 4, 9, dtype=f64)
+    y = torch.randn(9, 2, 3, dtype=f64, generator=torch.Generator().manual_seed(5))
+    spline = SmoothingSpline(times, y, 0.0)
+    tiled = GridCubic(spline, times).tiled(3)
+    at = torch.linspace(-0.5, 4.5, 6, dtype=f64)  # 3 copies x 2 trajectories, one time each
+    values = tiled(at)
+    for m in range(6):
+        torch.testing.assert_close(values[m], spline(at[m])[m % 2], rtol=1e-10, atol=1e-10)
