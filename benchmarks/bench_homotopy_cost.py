@@ -82,11 +82,13 @@ def dandekar(tmp: Path):
 MODELS = {"lv_blackbox": lv_blackbox, "dandekar": dandekar}
 
 
-def trainer(model, path: Path, options: dict, route: str) -> Trainer:
+def trainer(model, path: Path, options: dict, route: str, parallel: bool = False) -> Trainer:
     method = "dopri5" if route == "torchdiffeq_dopri5" else route
     config = dict(method="homotopy", k=6.0, smoothing=1e-3, lr=0.01, seed=10, solver={"method": method, **SOLVER},
                   **options)
     tr = Trainer(model, read_data(path, model), load_config(config))
+    if not parallel:  # the sequential coupled solve (parallel in time: bench_homotopy_parallel.py)
+        tr.method.in_time = [None] * len(tr.method.in_time)
     if route == "torchdiffeq_dopri5":  # the generated module as a torchdiffeq func, as before hodec's solvers
         p = tr.problem
         p.solver = p.coupled_solver = {"method": "dopri5", **SOLVER}
@@ -209,16 +211,27 @@ def main():
     ap.add_argument("--tag", default="homotopy_cost")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    meta = dict(date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), machine=f"{platform.node()} "
+    meta = run_meta(args.repeats)
+    save(args.tag, {name: measure(name, args.repeats, args.routes, args.lambdas) for name in args.models}, meta,
+         markdown)
+
+
+def run_meta(repeats: int) -> dict:
+    """What a run's report states: date, machine, torch, threads, repeats and the load average before it."""
+    return dict(date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), machine=f"{platform.node()} "
                 f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores (shared)",
-                torch=torch.__version__, threads=1, repeats=args.repeats,
+                torch=torch.__version__, threads=1, repeats=repeats,
                 load_before=" ".join(f"{x:.1f}" for x in os.getloadavg()))
-    results = {name: measure(name, args.repeats, args.routes, args.lambdas) for name in args.models}
+
+
+def save(tag: str, results: dict, meta: dict, markdown):
+    """benchmarks/results/<tag>.json and .md (the load average after the run added to meta); the table printed."""
     meta["load_after"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{args.tag}.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1, default=list))
-    (RESULTS / f"{args.tag}.md").write_text(markdown(results, meta))
-    print(markdown(results, meta))
+    (RESULTS / f"{tag}.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1, default=list))
+    text = markdown(results, meta)
+    (RESULTS / f"{tag}.md").write_text(text)
+    print(text)
 
 
 if __name__ == "__main__":

@@ -19,18 +19,14 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
-import os
-import platform
 import statistics
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 
-from bench_homotopy_cost import MODELS, RESULTS, SOLVER, Counter, trainer
+from bench_homotopy_cost import MODELS, SOLVER, Counter, run_meta, save, trainer
 
 LAMBDAS = (1.0, 0.306, 0.056)
 
@@ -43,9 +39,7 @@ def candidates(name: str, tmp: Path, lambdas) -> dict:
     def fresh(parallel: bool):
         m = type(model)()
         m.load_state_dict(state)
-        tr = trainer(m, path, options, "auto")
-        if not parallel:
-            tr.method.in_time = [None] * len(tr.method.in_time)
+        tr = trainer(m, path, options, "auto", parallel)
         return tr, Counter(tr.model)
 
     out = {"vanilla|0.0": (*fresh(True), 0.0)}
@@ -186,17 +180,8 @@ def main():
     ap.add_argument("--tag", default="homotopy_parallel")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    meta = dict(date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), machine=f"{platform.node()} "
-                f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores (shared)",
-                torch=torch.__version__, repeats=args.repeats,
-                load_before=" ".join(f"{x:.1f}" for x in os.getloadavg()))
-    results = {name: measure(name, args.repeats, args.lambdas) for name in args.models}
-    meta["load_after"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{args.tag}.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
-    (RESULTS / f"{args.tag}.md").write_text(markdown(results, meta))
-    print(markdown(results, meta))
-
+    meta = run_meta(args.repeats)
+    save(args.tag, {name: measure(name, args.repeats, args.lambdas) for name in args.models}, meta, markdown)
 
 if __name__ == "__main__":
     main()

@@ -20,7 +20,7 @@ LV = Path(__file__).resolve().parents[1] / "specs" / "lotka_volterra.hode"
 K_GAIN, LAM = 4.0, 0.5
 
 
-def trainer(rtol=1e-9, atol=1e-11):
+def trainer(rtol=1e-9, atol=1e-11, **config):
     """Mechanistic LV, two trajectories (each its own start) of 9 noisy points, interpolated (smoothing 0): the
     reference yhat is then the natural cubic spline through the data."""
     M = load(LV)
@@ -37,7 +37,7 @@ def trainer(rtol=1e-9, atol=1e-11):
         predators += list(ys[1])
     data = make_dataset(M, np.concatenate(times), {"prey": prey, "predators": predators}, ids=ids)
     config = load_config({"method": "homotopy", "k": K_GAIN, "smoothing": 0.0, "dtype": "float64", "lr": 0.05,
-                          "solver": {"rtol": rtol, "atol": atol}})
+                          "solver": {"rtol": rtol, "atol": atol}, **config})
     return Trainer(M().double(), data, config)
 
 
@@ -134,3 +134,9 @@ def test_warm_start_from_converged_states_takes_one_evaluation():
     epoch(tr)  # same parameters again: the last parallel states are converged already
     assert in_time.counts["parallel"] == 2 and in_time.counts["evaluations"] == first + 1
     np.testing.assert_allclose(in_time.nodes.numpy(), nodes.numpy(), rtol=1e-8, atol=1e-10)
+
+
+def test_fit_yaml_parallel_in_time_false_solves_sequentially():
+    tr = trainer(parallel_in_time=False)
+    assert tr.method.in_time == [None]
+    assert trainer().method.in_time[0] is not None

@@ -178,6 +178,8 @@ class FitConfig:
     epochs_per_step: int = option(100, "homotopy epochs per plateau (homotopy runs steps x epochs_per_step)",
                                   integer(minimum=1))
     kappa: float = option(0.6, "homotopy power-law decrement ratio", number(positive=True))
+    parallel_in_time: bool = option(True, "homotopy: coupled solves parallel in time (Newton over the data "
+                                          "intervals; sequential where it does not apply or converge)", flag)
     smoothing: Union[float, dict] = option(0.0, "spline smoothing alpha (data time units), or a map column -> "
                                                 "alpha (0 interpolates)", per_column)
     epochs: int = option(600, "epochs of vanilla and multiple shooting", integer(minimum=1))

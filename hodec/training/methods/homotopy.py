@@ -39,8 +39,8 @@ class Homotopy(Method):
         if not coupled:
             raise HodecError("method homotopy needs a coupling gain k > 0 for at least one fitted column", "fit config")
         self.couplings = [self._coupling(g, coupled) for g in problem.groups]  # None: a group of one time point
-        self.in_time = [InTime(problem, g, c) if c is not None and InTime.applies(problem, g) else None
-                        for g, c in zip(problem.groups, self.couplings)]
+        self.in_time = [InTime(problem, g, c) if c is not None and config.parallel_in_time and
+                        InTime.applies(problem, g) else None for g, c in zip(problem.groups, self.couplings)]
 
     def _coupling(self, g, coupled: list):
         p = self.problem
