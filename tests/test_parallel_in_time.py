@@ -11,6 +11,7 @@ from scipy.integrate import solve_ivp
 from scipy.interpolate import CubicSpline
 
 from hodec.compiler import load
+from hodec.solvers.parallel import shoot
 from hodec.training.config import load_config
 from hodec.training.data import make_dataset
 from hodec.training.fit import Trainer
@@ -140,3 +141,22 @@ def test_fit_yaml_parallel_in_time_false_solves_sequentially():
     tr = trainer(parallel_in_time=False)
     assert tr.method.in_time == [None]
     assert trainer().method.in_time[0] is not None
+
+
+def test_shoot_finds_the_fixed_point_of_a_nonlinear_map_and_its_implicit_gradient():
+    """flow: x -> theta sin(x) + c per interval (a map with exact Jacobians): the states equal the sequential
+    recurrence and their gradient in theta equals backpropagation through it."""
+    theta = torch.tensor(0.9, dtype=torch.float64, requires_grad=True)
+    c = torch.linspace(0.1, 0.5, 6, dtype=torch.float64)[:, None, None].expand(6, 2, 3)
+    y0 = torch.tensor([[0.3, -0.2, 1.0], [0.5, 0.1, -1.0]], dtype=torch.float64)
+    sequential = [y0]
+    for i in range(6):
+        sequential.append(theta * torch.sin(sequential[-1]) + c[i])
+    sequential = torch.stack(sequential)
+    shot = shoot(lambda starts: theta * torch.sin(starts) + c, y0, torch.zeros_like(sequential), 1e-12, 1e-14)
+    assert shot.converged and shot.iterations <= 6
+    torch.testing.assert_close(shot.states, sequential, rtol=1e-12, atol=1e-14)
+    weights = torch.randn(sequential.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    want, = torch.autograd.grad((sequential * weights).sum(), theta)
+    got, = torch.autograd.grad((shot.states * weights).sum(), theta)
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=0)
