@@ -140,7 +140,10 @@ def test_warm_start_from_converged_states_takes_one_evaluation():
 def test_fit_yaml_parallel_in_time_false_solves_sequentially():
     tr = trainer(parallel_in_time=False)
     assert tr.method.in_time == [None]
-    assert trainer().method.in_time[0] is not None
+    tr = trainer()
+    assert tr.method.in_time[0] is not None
+    tr.problem.solver["compile"] = True  # untried with the Jacobians' batched backward: sequential
+    assert not homotopy.InTime.applies(tr.problem, tr.problem.groups[0])
 
 
 def test_shoot_finds_the_fixed_point_of_a_nonlinear_map_and_its_implicit_gradient():

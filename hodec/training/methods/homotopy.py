@@ -102,12 +102,14 @@ class InTime:
 
     @staticmethod
     def applies(problem: Problem, g: Group) -> bool:
-        """Whether a group's coupled solve can run parallel in time: hodec's own solvers (per-member grids), at
-        least two data intervals, and nothing that differs between the trajectories other than their states
-        (inputs, doses, events, conditions, per-sample params would need tiling too)."""
-        model = problem.model
-        return (problem.solver["method"] in solvers.NAMES and len(g.t) > 2 and not g.inputs and g.doses is None
-                and not model.events_table and not problem.conditions.active and model.state_batch(()) == ())
+        """Whether a group's coupled solve can run parallel in time: hodec's own solvers (per-member grids) without
+        compile (the Jacobians' batched backward through a compiled step is untried), at least two data intervals,
+        and nothing that differs between the trajectories other than their states (inputs, doses, events,
+        conditions, per-sample params would need tiling too)."""
+        model, solver = problem.model, problem.solver
+        return (solver["method"] in solvers.NAMES and not solver.get("compile") and len(g.t) > 2 and not g.inputs
+                and g.doses is None and not model.events_table and not problem.conditions.active
+                and model.state_batch(()) == ())
 
     def states(self, y0: torch.Tensor, lam: float) -> torch.Tensor:
         """The coupled states at the data times [T, B, n] from y0 [B, n]."""
