@@ -81,7 +81,8 @@ SPLIT = 2
 
 class InTime:
     """One group's coupled solves parallel in time (solvers.parallel.shoot): member i * B + b of one batched solve
-    is trajectory b's data interval [t_i, t_(i+1)], Newton's method finds the states at the data times, starting
+    is trajectory b's interval [t_i, t_(i+1)] between nodes (the data times and SPLIT - 1 equally spaced times
+    within each data interval), Newton's method finds the states at the nodes, starting
     from the last solve's (the parameters moved by one optimizer step since: a guess a few Newton steps away).
     Without a last solve, or when Newton does not converge or a member fails, the sequential solve (the method's
     definition, its steps also stopping at the nodes between data times) gives the states and the next guess.
@@ -114,23 +115,31 @@ class InTime:
     def states(self, y0: torch.Tensor, lam: float) -> torch.Tensor:
         """The coupled states at the data times [T, B, n] from y0 [B, n]."""
         p, g = self.problem, self.group
-        if self.nodes is not None:
-            try:
-                shot = shoot(self._flow(lam), y0, self.nodes, p.solver["rtol"], p.solver["atol"])
-            except FitError:  # a member failed from its guess: the sequential solve says whether the model does
-                shot = None
-            if shot is not None:
-                self.counts["evaluations"] += shot.iterations
-            if shot is not None and shot.converged:
-                self.counts["parallel"] += 1
-                self.nodes = shot.nodes
-                return shot.states[self.rows]
-            self.counts["fallback"] += 1
-        else:
+        if self.nodes is None:
             self.counts["sequential"] += 1
+        else:
+            states = self._parallel(y0, lam)
+            if states is not None:
+                return states
+            self.counts["fallback"] += 1
         ys = p.solve(p.model, g, y0, self.grid, "coupled", self.sequential, lam)
         self.nodes = ys.detach()
         return ys[self.rows]
+
+    def _parallel(self, y0: torch.Tensor, lam: float) -> Optional[torch.Tensor]:
+        """The states by Newton's method from the last solve's; None where it does not converge or a member's
+        solve fails (from its guess: the sequential solve says whether the model does)."""
+        p = self.problem
+        try:
+            shot = shoot(self._flow(lam), y0, self.nodes, p.solver["rtol"], p.solver["atol"])
+        except FitError:
+            return None
+        self.counts["evaluations"] += shot.iterations
+        if not shot.converged:
+            return None
+        self.counts["parallel"] += 1
+        self.nodes = shot.nodes
+        return shot.states[self.rows]
 
     def _flow(self, lam: float):
         p, g, (K, B, n) = self.problem, self.group, self.shape
