@@ -127,3 +127,19 @@ def test_inputs_and_the_paths_that_stay_on_torch():
     assert slots.simulate(torch.linspace(0, 1, 3, dtype=f64)).requires_grad  # auto: the torch solvers
     with pytest.raises(hodec.HodecError, match="the time grid requires grad"):
         lv().simulate(torch.linspace(0, 1, 3, dtype=f64, requires_grad=True), native=True)
+
+
+def test_a_second_derivative_is_the_torch_solvers_not_a_silent_zero():
+    """create_graph=True (a Hessian, as hodec fit's standard errors take it): the backward solves again on the
+    torch solvers; against the closed form of the decay's d2/d(log k)2."""
+    m = model_of(DECAY, "decay2")
+    ts = torch.linspace(0, 3, 7, dtype=f64)
+    raw = next(m.parameters())
+    value = m.simulate(ts, method="tsit5", rtol=1e-12, atol=1e-14)[:, 0].sum()
+    first, = torch.autograd.grad(value, raw, create_graph=True)
+    second, = torch.autograd.grad(first.sum(), raw)
+    k = m.parameter_values()[0].item()
+    d1 = sum(-t * 2.0 * math.exp(-k * t) for t in ts.tolist())
+    d2 = sum(t * t * 2.0 * math.exp(-k * t) for t in ts.tolist())
+    assert first.item() == pytest.approx(k * d1, rel=1e-8)
+    assert second.item() == pytest.approx(k * d1 + k * k * d2, rel=1e-6)

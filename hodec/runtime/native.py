@@ -220,28 +220,42 @@ def _differentiable(model, ts: torch.Tensor, y0: torch.Tensor, method: str, rtol
                                    max_steps=options.get("max_steps", MAX_STEPS), state_names=model.state_names,
                                    stats=options.get("stats"))
 
-    ys = Sensitivities.apply(p, y0.reshape(B, n), solve)
+    def again(params, start):  # the torch solvers' solve, for derivatives of the gradient (see Sensitivities)
+        with model.member_values(params if params.dim() == 2 else params.expand(B, params.shape[-1])):
+            return model.simulate(ts, y0=start, method=method, rtol=rtol, atol=atol, native=False,
+                                  max_steps=options.get("max_steps", MAX_STEPS))
+
+    ys = Sensitivities.apply(p, y0.reshape(B, n), solve, again)
     return ys.to(y0.dtype).reshape(ys.shape[0], *batch, n)
 
 
 class Sensitivities(torch.autograd.Function):
     """y(ts) from (params [P] or [B, P], y0 [B, n]); backward contracts the output's gradient with the forward
-    sensitivities the solve returned (d y / d y0 [T, B, n, n], d y / d p [T, B, n, P])."""
+    sensitivities the solve returned (d y / d y0 [T, B, n, n], d y / d p [T, B, n, P]). Those are first
+    derivatives only: a backward that must itself be differentiable (create_graph=True, as for a Hessian) solves
+    again on the torch solvers (`again`) and differentiates that, so a second derivative is never silently wrong."""
 
     @staticmethod
-    def forward(ctx, params, y0, solve):
+    def forward(ctx, params, y0, solve, again):
         ys, d_y0, d_p = solve(params.detach(), y0.detach())
-        ctx.save_for_backward(d_y0, d_p)
-        ctx.shared, ctx.dtypes = params.dim() == 1, (params.dtype, y0.dtype)
+        ctx.save_for_backward(params, y0, d_y0, d_p)
+        ctx.shared, ctx.dtypes, ctx.again = params.dim() == 1, (params.dtype, y0.dtype), again
         return ys
 
     @staticmethod
     def backward(ctx, grad):
-        d_y0, d_p = ctx.saved_tensors
+        params, y0, d_y0, d_p = ctx.saved_tensors
+        if torch.is_grad_enabled():
+            wanted = [x for x, needed in zip((params, y0), ctx.needs_input_grad) if needed]
+            ys = ctx.again(params, y0)
+            grads = iter(torch.autograd.grad(ys, wanted, grad.to(ys.dtype), create_graph=True, allow_unused=True))
+            out = [next(grads) if needed else None for needed in ctx.needs_input_grad[:2]]
+            return (*(torch.zeros_like(x) if needed and g is None else g
+                      for g, x, needed in zip(out, (params, y0), ctx.needs_input_grad)), None, None)
         grad = grad.to(torch.float64)
         grad_p = torch.einsum("tbi,tbik->bk", grad, d_p)
         grad_y0 = torch.einsum("tbi,tbij->bj", grad, d_y0)
-        return (grad_p.sum(0) if ctx.shared else grad_p).to(ctx.dtypes[0]), grad_y0.to(ctx.dtypes[1]), None
+        return (grad_p.sum(0) if ctx.shared else grad_p).to(ctx.dtypes[0]), grad_y0.to(ctx.dtypes[1]), None, None
 
 
 def _inputs(model, batch: tuple, B: int) -> list:
