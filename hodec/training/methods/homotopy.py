@@ -10,7 +10,6 @@ SPLIT pieces) of every trajectory one member of one batched solve, the states at
 from the last epoch's; the first solve of a group, and any that does not converge, is the sequential solve."""
 from __future__ import annotations
 
-import copy
 from typing import Optional
 
 import torch
@@ -95,7 +94,7 @@ class InTime:
         K, B = len(self.grid) - 1, g.size
         self.problem, self.group, self.shape = problem, g, (K, B, len(problem.model.state_names))
         self.sequential = coupling
-        self.coupling = Coupling(problem.model, coupling.targets, tiled(coupling.reference, K),
+        self.coupling = Coupling(problem.model, coupling.targets, coupling.reference.tiled(K),
                                  coupling.gain.repeat(K, 1))
         self.ts = torch.stack([self.grid[:-1], self.grid[1:]])[:, :, None].expand(2, K, B).reshape(2, K * B)
         self.nodes: Optional[torch.Tensor] = None  # [K + 1, B, n] the last solve's states, detached
@@ -150,10 +149,3 @@ class InTime:
             return ys[-1].reshape(K, B, n)
         return flow
 
-
-def tiled(reference: GridCubic, copies: int) -> GridCubic:
-    """The reference for `copies` copies of its trajectories, member i * B + b reading trajectory b's spline (a
-    GridCubic evaluated at one time per member finds member m's cubic at offset _own[m] within its row)."""
-    out = copy.copy(reference)
-    out._own = reference._own.repeat(copies)
-    return out
