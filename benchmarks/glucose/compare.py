@@ -35,7 +35,8 @@ steps; under homotopy on whole days that start at 00:00 from basal):
   (forecast.estimate: ESTIMATE, within a factor ESTIMATE_FACTOR of the population value; --estimate changes the
   list, --estimate alone drops it; --pool MIN pools them over the same day's histories of the last MIN minutes,
   forecast.pool, in training and forecasting). hgs_context (named with --models only; an experiment): hgs with 3
-  constant latent states read by every slot (with_context), per-window params of a model without physical ones.
+  constant latent states read by every slot (with_context), per-window params of a model without physical ones
+  (with --pool: pooled over the day too, forecast.pool_states).
   lstm         an LSTM (64 units) over the 54 steps of the window (CGM where known, a known-flag, meal,
                insulin), predicting the 12 horizon values as offsets from the last known CGM; trained on the
                train patients' windows, early-stopped on the validation patients'.
