@@ -56,7 +56,7 @@ def refusal(model, ts: torch.Tensor, y0: torch.Tensor, method: str, atol, option
                                                             "hodec without native solving)"
     reason = _setup_refusal(model, method, options, doses)
     if reason is None:
-        reason = _tensor_refusal(model, ts, y0, method, atol)
+        reason = _tensor_refusal(model, ts, y0, method, atol, options)
     if reason is None:
         try:
             library(source)  # built once per process; a failure is remembered there too
@@ -92,7 +92,7 @@ def _setup_refusal(model, method: str, options: dict, doses) -> Optional[str]:
     return None
 
 
-def _tensor_refusal(model, ts: torch.Tensor, y0: torch.Tensor, method: str, atol) -> Optional[str]:
+def _tensor_refusal(model, ts: torch.Tensor, y0: torch.Tensor, method: str, atol, options: dict) -> Optional[str]:
     if not y0.is_cpu:
         return f"the model is on {y0.device} (native solving runs on the CPU)"
     if torch.is_grad_enabled():
@@ -104,7 +104,7 @@ def _tensor_refusal(model, ts: torch.Tensor, y0: torch.Tensor, method: str, atol
                    **{f"input '{name}' (times)": model._signals[name].times for name in model.input_names}}
         needing = [what for what, t in tensors.items() if t is not None and t.requires_grad]
         if needing:
-            reason = _gradient_refusal(model, ts, y0, method, needing)
+            reason = _gradient_refusal(model, ts, y0, method, options, needing)
             if reason is not None:
                 return (f"gradients are needed ({reason}) and native solves do not give them: simulate under "
                         f"torch.no_grad() for a solve without them")
@@ -123,11 +123,14 @@ def _tensor_refusal(model, ts: torch.Tensor, y0: torch.Tensor, method: str, atol
     return None
 
 
-def _gradient_refusal(model, ts: torch.Tensor, y0: torch.Tensor, method: str, needing: list) -> Optional[str]:
+def _gradient_refusal(model, ts: torch.Tensor, y0: torch.Tensor, method: str, options: dict,
+                      needing: list) -> Optional[str]:
     """None when forward sensitivities can give the gradients, else what stops them (a phrase)."""
     other = next((what for what in needing if what not in DIFFERENTIABLE), None)
     if other is not None:
         return f"{other} requires grad"
+    if options.get("compile"):  # asked for by name: the torch solvers' compiled step and its backpropagation
+        return f"{needing[0]} requires grad, and compile=True asks for the torch solvers' compiled step"
     if method not in ("auto", *GRADIENT_METHODS):
         return (f"{needing[0]} requires grad, and the native sensitivities run the explicit methods only "
                 f"({', '.join(GRADIENT_METHODS)}, or auto), not '{method}'")
