@@ -383,12 +383,13 @@ class CompiledModel(Gated, Stoichiometry, nn.Module):
         events at ts[0] already (a segment continuing another): they do not apply again, and infusions running
         then keep running.
         native: solve with the model and hodec's solver loops compiled to C (runtime/native.py; options max_steps
-        and stats, compile ignored): None (default) does when no gradient is needed (grad mode off, or nothing the
-        solve reads requires grad), no coupling, events or doses apply, the inputs are sample tables, the method
-        is a native one and a C compiler works, unless HODEC_NATIVE=0 is set; True: natively, else a HodecError
-        saying why not; False: the torch solvers. Native solves run in double precision (a float32 model's result
-        is rounded to float32), carry no gradients, and fill stats with steps, rejected, switched (members `auto`
-        moved to rodas5p), n_f and n_jac summed over the members."""
+        and stats): None (default) does when no gradient is needed (grad mode off, or nothing the solve reads
+        requires grad) or only the params and y0 need one (a model without neural slots, tsit5/dopri5/auto, no
+        compile: forward sensitivities), no coupling, events or doses apply, the inputs are sample tables, the
+        method is a native one and a C compiler works, unless HODEC_NATIVE=0 is set; True: natively, else a
+        HodecError saying why not; False: the torch solvers. Native solves run in double precision (a float32
+        model's result is rounded to float32) and fill stats with steps, rejected, switched (members `auto` moved
+        to rodas5p), n_f and n_jac summed over the members."""
         if inputs:
             self.set_inputs(inputs)
         ref = self.raw_free
