@@ -156,4 +156,3 @@ def strength(lam) -> torch.Tensor:
     specialising on the number (a Python float made every homotopy step λ a new graph: a recompile per step, and
     torch's limit of 8 graphs reached at the third λ); a 0-dim tensor keeps the field's dtype."""
     return torch.tensor(float(lam), dtype=torch.float64)
-

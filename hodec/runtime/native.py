@@ -194,42 +194,44 @@ def simulate(model, ts: torch.Tensor, y0: torch.Tensor, method: str, rtol: float
             if method != "auto" or required:
                 raise
             return None
-    batch, n = tuple(y0.shape[:-1]), y0.shape[-1]
-    B = math.prod(batch)
-    p = model.parameter_values()
+    batch, B, n, grid, p, inputs = _arguments(model, ts, y0)
     w = weights(model)
     if w is not None:  # the weights follow each member's params
-        p = torch.cat([p.to(torch.float64), w if p.dim() == 1 else w.expand(*p.shape[:-1], w.shape[0])], -1)
-    ys = solve_native(library(type(model).native_source), y0.reshape(B, n),
-                      ts if ts.dim() == 1 else ts.reshape(ts.shape[0], B),
-                      p if p.dim() == 1 else p.expand(*batch, p.shape[-1]).reshape(B, p.shape[-1]),
-                      _inputs(model, batch, B), method, rtol, atol, max_steps=options.get("max_steps", MAX_STEPS),
-                      state_names=model.state_names, stats=options.get("stats"))
+        p = torch.cat([p.to(torch.float64), w if p.dim() == 1 else w.expand(B, w.shape[0])], -1)
+    ys = solve_native(library(type(model).native_source), y0.reshape(B, n), grid, p, inputs, method, rtol, atol,
+                      max_steps=options.get("max_steps", MAX_STEPS), state_names=model.state_names,
+                      stats=options.get("stats"))
     return ys.to(y0.dtype).reshape(ys.shape[0], *batch, n)
 
 
 def _differentiable(model, ts: torch.Tensor, y0: torch.Tensor, method: str, rtol: float, atol, options: dict):
     """simulate() with forward sensitivities: the values of the solve without them, and gradients to the params
     and the initial state through Sensitivities."""
-    batch, n = tuple(y0.shape[:-1]), y0.shape[-1]
-    B = math.prod(batch)
-    p = model.parameter_values()
-    p = p if p.dim() == 1 else p.expand(*batch, p.shape[-1]).reshape(B, p.shape[-1])
+    batch, B, n, grid, p, inputs = _arguments(model, ts, y0)
     lib = library(sensitivity_source(type(model).native_source))
+    max_steps = options.get("max_steps", MAX_STEPS)
 
     def solve(params, start):
-        return solve_sensitivities(lib, start, ts if ts.dim() == 1 else ts.reshape(ts.shape[0], B), params,
-                                   _inputs(model, batch, B), method, rtol, atol,
-                                   max_steps=options.get("max_steps", MAX_STEPS), state_names=model.state_names,
-                                   stats=options.get("stats"))
+        return solve_sensitivities(lib, start, grid, params, inputs, method, rtol, atol, max_steps=max_steps,
+                                   state_names=model.state_names, stats=options.get("stats"))
 
     def again(params, start):  # the torch solvers' solve, for derivatives of the gradient (see Sensitivities)
         with model.member_values(params if params.dim() == 2 else params.expand(B, params.shape[-1])):
             return model.simulate(ts, y0=start, method=method, rtol=rtol, atol=atol, native=False,
-                                  max_steps=options.get("max_steps", MAX_STEPS))
+                                  max_steps=max_steps)
 
     ys = Sensitivities.apply(p, y0.reshape(B, n), solve, again)
     return ys.to(y0.dtype).reshape(ys.shape[0], *batch, n)
+
+
+def _arguments(model, ts: torch.Tensor, y0: torch.Tensor) -> tuple:
+    """What a native solve of y0 [*batch, n] reads: (batch, B members, n, the grid [T] or [T, B], the params [P]
+    (shared) or [B, P], the input tables)."""
+    batch, n = tuple(y0.shape[:-1]), y0.shape[-1]
+    B = math.prod(batch)
+    p = model.parameter_values()
+    return (batch, B, n, ts if ts.dim() == 1 else ts.reshape(ts.shape[0], B),
+            p if p.dim() == 1 else p.expand(*batch, p.shape[-1]).reshape(B, p.shape[-1]), _inputs(model, batch, B))
 
 
 class Sensitivities(torch.autograd.Function):
@@ -249,12 +251,14 @@ class Sensitivities(torch.autograd.Function):
     def backward(ctx, grad):
         params, y0, d_y0, d_p = ctx.saved_tensors
         if torch.is_grad_enabled():
-            wanted = [x for x, needed in zip((params, y0), ctx.needs_input_grad) if needed]
+            inputs = [x for x, needed in zip((params, y0), ctx.needs_input_grad) if needed]
             ys = ctx.again(params, y0)
-            grads = iter(torch.autograd.grad(ys, wanted, grad.to(ys.dtype), create_graph=True, allow_unused=True))
-            out = [next(grads) if needed else None for needed in ctx.needs_input_grad[:2]]
-            return (*(torch.zeros_like(x) if needed and g is None else g
-                      for g, x, needed in zip(out, (params, y0), ctx.needs_input_grad)), None, None)
+            grads = iter(torch.autograd.grad(ys, inputs, grad.to(ys.dtype), create_graph=True, allow_unused=True))
+            out = []
+            for x, needed in zip((params, y0), ctx.needs_input_grad):
+                g = next(grads) if needed else None
+                out.append(torch.zeros_like(x) if needed and g is None else g)
+            return (*out, None, None)
         grad = grad.to(torch.float64)
         grad_p = torch.einsum("tbi,tbik->bk", grad, d_p)
         grad_y0 = torch.einsum("tbi,tbij->bj", grad, d_y0)

@@ -31,6 +31,7 @@ def bad_tolerances(rtol, atol) -> HodecError:
     return HodecError(f"solver tolerances must be finite with rtol > 1e-15 and atol >= 0; got rtol={rtol}, "
                       f"atol={atol}")
 
+
 def start_failure(t: float, member: int, state: str, value: float, is_initial: bool) -> SolverError:
     what = (f"the initial value of {state} is {value}" if is_initial else
             f"the rate of {state} (f at the initial state) is {value}")
