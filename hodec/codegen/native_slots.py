@@ -66,6 +66,15 @@ def weight_count(slot) -> int:
     return sum(a * b + b for a, b in zip(w, w[1:]))
 
 
+def offsets(slots) -> list:
+    """Where each slot's weights start in p, after the params (HODEC_P + offset)."""
+    out, at = [], 0
+    for slot in slots:
+        out.append(at)
+        at += weight_count(slot)
+    return out
+
+
 def with_calls(sm: SymbolicModel) -> SymbolicModel:
     """The model with each call site's symbol replaced by its SlotCall (in lets and flux rates), so that printing
     evaluates the slot where its value is read; a call inside another call's arguments is replaced first."""
@@ -83,10 +92,8 @@ def functions(sm: SymbolicModel, comment) -> list:
     slots = sm.model.slots
     used = sorted({s.activation for s in slots} | ({"softplus"} if any(s.positive for s in slots) else set()))
     lines = [f"static double hodec_m_act_{name}(double x) {{ return {ACTIVATIONS[name]}; }}" for name in used]
-    offset = 0
-    for k, slot in enumerate(slots):
+    for k, (slot, offset) in enumerate(zip(slots, offsets(slots))):
         lines += [""] + _mlp(k, slot, comment) + ([""] + _call(k, slot, offset) if slot.is_function else [])
-        offset += weight_count(slot)
     return lines
 
 
@@ -124,13 +131,12 @@ def _call(k: int, slot, offset: int) -> list:
 
 def residual_outputs(sm: SymbolicModel, printer, comment) -> list:
     """Statements computing each residual slot's outputs into o<k>[...] (its arguments are states, inputs or t)."""
-    lines, offset = [], 0
-    for k, slot in enumerate(sm.model.slots):
+    lines = []
+    for k, (slot, offset) in enumerate(zip(sm.model.slots, offsets(sm.model.slots))):
         if not slot.is_function:
             args = ", ".join(printer.doprint(sm.symbols[a.name]) for a in slot.args)
             lines += [f"double o{k}[{slot.n_out}];  {comment(f'neural slot {slot.name}')}",
                       f"hodec_m_slot{k}(p + HODEC_P + {offset}, (const double[]){{{args}}}, o{k});"]
-        offset += weight_count(slot)
     return lines
 
 
