@@ -86,7 +86,8 @@ def make_windows(problem, trajectories: Optional[Sequence[int]] = None, *, histo
     if pool is None:
         return windows
     last = {c.trajectory: c.history[-1] for c in cuts}  # per trajectory its last scored origin's row (time order)
-    context = [cut for i, end in last.items() for cut, _ in _starts(data.trajectories[i], i, history, stride)
+    context = [cut for i, end in last.items()
+               for cut in _starts(Histories(data.trajectories[i], i, history), stride)
                if cut.history[-1] <= end]  # no window pools a later history
     place = {(c.trajectory, c.t0): k for k, c in enumerate(context)}
     return pooled(problem, windows, context, [place[(c.trajectory, c.t0)] for c in cuts], pool)
@@ -100,48 +101,60 @@ def pooled(problem, windows: Windows, context: list, own: list, span: float) -> 
     return dataclasses.replace(windows, pool=Pool(histories, torch.tensor(own, dtype=torch.long), member, source))
 
 
+class Histories:
+    """A trajectory's window histories: the cut of a window start t0 is its rows in [t0, t0 + history), kept when
+    it holds a data cell (the one place a history is cut: make_windows' forward walk and `hodec forecast`'s backward
+    walk over the stride starts both use it)."""
+
+    def __init__(self, tr, index: int, history: float):
+        self.t, self.finite, self.index, self.history = tr.t, np.isfinite(tr.y).any(1), index, history
+        self.tol = TOLERANCE * max(1.0, float(self.t[-1] - self.t[0]))
+
+    def at(self, t0: float, stop: Optional[int] = None) -> Optional[Cut]:
+        """The history-only cut of the window start t0 (no row at or after `stop`); None without a data cell."""
+        first, end = np.searchsorted(self.t, t0 - self.tol), np.searchsorted(self.t, t0 + self.history - self.tol)
+        end = end if stop is None else min(end, stop)
+        if end > first and self.finite[first:end].any():
+            return Cut(self.index, t0, range(first, end), range(end, end))
+        return None
+
+
 def earlier_cuts(tr, cut: Cut, start: float, history: float, stride: float, span: float) -> list:
     """The histories `cut` pools over when it is a trajectory's only window (`hodec forecast`): its own, then the
     window starts every stride before its t0, down to `start` (the history's first time) and to an origin `span`
     before its own, those with a data cell in their history (each cut at the cut's origin)."""
-    t, finite = tr.t, np.isfinite(tr.y).any(1)
-    tol = TOLERANCE * max(1.0, float(t[-1] - t[0]))
-    stop = cut.history.stop
+    cutter, stop = Histories(tr, cut.trajectory, history), cut.history.stop
     out = [Cut(cut.trajectory, cut.t0, cut.history, range(stop, stop))]
     k = 1
-    while cut.t0 - k * stride >= start - tol:
-        t0 = cut.t0 - k * stride
-        first, end = np.searchsorted(t, t0 - tol), min(np.searchsorted(t, t0 + history - tol), stop)
-        if end > first and t[end - 1] < t[stop - 1] - span - tol:
-            break
-        if end > first and finite[first:end].any():
-            out.append(Cut(cut.trajectory, t0, range(first, end), range(end, end)))
+    while cut.t0 - k * stride >= start - cutter.tol:
+        earlier = cutter.at(cut.t0 - k * stride, stop)
+        if earlier is not None:
+            if cutter.t[earlier.history[-1]] < cutter.t[stop - 1] - span - cutter.tol:
+                break  # this origin and every earlier one lie before the span
+            out.append(earlier)
         k += 1
     return out
 
 
-def _starts(tr, index: int, history: float, stride: float):
-    """(the history-only cut, the time tolerance) of each window start t0 = first time + k stride with a data cell
-    in its history."""
-    t, finite = tr.t, np.isfinite(tr.y).any(1)
-    tol = TOLERANCE * max(1.0, float(t[-1] - t[0]))
+def _starts(cutter: Histories, stride: float):
+    """The history-only cut of each window start t0 = first time + k stride with a data cell in its history."""
+    t = cutter.t
     for k in range(int(np.floor((t[-1] - t[0]) / stride + TOLERANCE)) + 1):
-        t0 = float(t[0] + k * stride)
-        first, stop = np.searchsorted(t, t0 - tol), np.searchsorted(t, t0 + history - tol)
-        if stop > first and finite[first:stop].any():
-            yield Cut(index, t0, range(first, stop), range(stop, stop)), tol
+        cut = cutter.at(float(t[0] + k * stride))
+        if cut is not None:
+            yield cut
 
 
 def _cuts(tr, index: int, history: float, horizon: float, stride: float) -> list:
-    t, finite = tr.t, np.isfinite(tr.y).any(1)
-    out = []
-    for cut, tol in _starts(tr, index, history, stride):
+    cutter = Histories(tr, index, history)
+    t, out = cutter.t, []
+    for cut in _starts(cutter, stride):
         origin = t[cut.history[-1]]
-        if origin + horizon > t[-1] + tol:
+        if origin + horizon > t[-1] + cutter.tol:
             break  # this window's horizon and every later one's run past the data
         stop = cut.history.stop
-        end = np.searchsorted(t, origin + horizon + tol, side="right")
-        if finite[stop:end].any():
+        end = np.searchsorted(t, origin + horizon + cutter.tol, side="right")
+        if cutter.finite[stop:end].any():
             out.append(dataclasses.replace(cut, horizon=range(stop, end)))
     return out
 
