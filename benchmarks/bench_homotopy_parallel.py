@@ -1,15 +1,17 @@
 """A homotopy epoch with its coupled solve parallel in time against a vanilla epoch (issue 15, item 3: goal <= 1.5x).
 
-    python benchmarks/bench_homotopy_parallel.py [--repeats 5] [--models lv_blackbox dandekar] [--tag homotopy_parallel]
+    python benchmarks/bench_homotopy_parallel.py [--repeats 5] [--warmup 10] [--models lv_blackbox dandekar]
+        [--tag homotopy_parallel]
 
 Candidates, each its own copy of the model and its own AdamW (the homotopy benchmark's lr, 0.01), all interleaved in
 one process, one thread: vanilla (lambda = 0), and homotopy at lambda = 1, 0.306, 0.056 with the coupled solve
 parallel in time (Homotopy's default, warm-started from the candidate's previous epoch, whose parameters were one
 AdamW step behind) and sequential (the method's definition, as bench_homotopy_cost measures it). The epoch is
 bench_homotopy_cost's (loss at lambda, the uncoupled no-grad MSE where the loss is not it, backward; timed without
-the optimizer step, which follows it untimed). Medians over repeats after one warm-up round.
+the optimizer step, which follows it untimed). Medians over repeats after `warmup` rounds (the parallel route cuts
+its hard data intervals finer over its first epochs: the warm-up rounds' paired ratios are reported apart).
 
-Checks, per model and lambda, at parameters one AdamW step after a first (sequential) epoch: the parallel coupled
+Checks, per model and lambda, at parameters five AdamW steps after a first (sequential) epoch: the parallel coupled
 states and the sequential solve's against each other and against a reference (a float64 sequential solve at rtol
 1e-10, atol 1e-12), as max |difference| / (atol + rtol |x|), and the loss gradient against the sequential solve's
 backpropagated one (relative 2-norm of the difference). Writes benchmarks/results/<tag>.json
@@ -72,11 +74,12 @@ def gradient(tr) -> torch.Tensor:
 
 
 def check(name: str, tmp: Path, lam: float) -> dict:
-    """Parallel against sequential at the same parameters (after a first epoch and one AdamW step), warm start
-    from that first epoch's states."""
+    """Parallel against sequential at the same parameters (after five epochs, each followed by an AdamW step: the
+    parallel route's nodes refined by then), warm start from the last epoch's states."""
     par, _, _ = candidates(name, tmp, [lam])[f"parallel|{lam}"]
-    par.method.loss(lam)[0].backward()  # the first solve: sequential, it seeds the warm start
-    step(par)
+    for _ in range(5):  # the first solve: sequential, it seeds the warm start; the next refine the nodes
+        par.method.loss(lam)[0].backward()
+        step(par)
     seq = type(par.model)()
     seq.load_state_dict(par.model.state_dict())
     p = par.problem
@@ -116,24 +119,25 @@ def tight(tr, lam: float) -> torch.Tensor:
         p.coupled_solver = solver
 
 
-def measure(name: str, repeats: int, lambdas) -> dict:
+def measure(name: str, repeats: int, warmup: int, lambdas) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         checks = {str(lam): check(name, Path(tmp), lam) for lam in lambdas}
         cands = candidates(name, Path(tmp), lambdas)
         rows: dict = {}
-        for r in range(repeats + 1):  # the first round warms up (and seeds the warm starts) and is dropped
+        warm: dict = {}
+        for r in range(warmup + repeats):  # the first round also seeds the warm starts
             for key, (tr, counter, lam) in cands.items():
                 row = epoch(tr, lam, counter)
                 step(tr)
-                if r:
-                    rows.setdefault(key, []).append(row)
-        counts = {key: [dict(c.counts) for c in tr.method.in_time if c is not None]
+                (rows if r >= warmup else warm).setdefault(key, []).append(row)
+        counts = {key: [{**c.counts, "members": c.shape[0] * c.shape[1]} for c in tr.method.in_time if c is not None]
                   for key, (tr, _, _) in cands.items() if key.startswith("parallel")}
     out = {}
     for key, runs in rows.items():
         out[key] = {"seconds_median": statistics.median(r["seconds"] for r in runs),
                     "seconds_all": [round(r["seconds"], 5) for r in runs], "n_f": [r["n_f"] for r in runs],
-                    "loss": [r["loss"] for r in runs]}
+                    "loss": [r["loss"] for r in runs],
+                    "warmup_seconds": [round(r["seconds"], 5) for r in warm.get(key, [])]}
         if key in counts:
             out[key]["in_time"] = counts[key]
     return {"checks": checks, "epochs": out}
@@ -142,28 +146,35 @@ def measure(name: str, repeats: int, lambdas) -> dict:
 def markdown(results: dict, meta: dict) -> str:
     lines = ["# Homotopy epoch cost, coupled solves parallel in time (issue 15 item 3)\n",
              f"{meta['date']}, {meta['machine']}, torch {meta['torch']}, 1 thread, load average {meta['load_before']} "
-             f"before / {meta['load_after']} after, {meta['repeats']} interleaved repeats (medians), solver auto, "
+             f"before / {meta['load_after']} after, {meta['repeats']} interleaved repeats (medians) after "
+             f"{meta['warmup']} warm-up rounds, solver auto, "
              f"rtol {SOLVER['rtol']}, atol {SOLVER['atol']}. Epoch = loss at lambda + uncoupled no-grad MSE "
              f"(lambda > 0) + backward, each candidate followed by its own AdamW step (lr 0.01, untimed), so the "
              f"parallel route's warm start is the previous epoch's states. Ratio = s/epoch / vanilla's; paired "
              f"ratio = the median over repeats of the ratio within a repeat (the candidates' epochs of one repeat run "
-             f"seconds apart: less exposed to the load drifting). Flow evaluations: Newton iterations (each one "
-             f"batched solve of all intervals) over all repeats; fallbacks: solves handed to the sequential route.\n"]
+             f"seconds apart: less exposed to the load drifting); warm-up: the same over the warm-up rounds but the first, "
+             f"while the parallel route refines its nodes. Flow evaluations: Newton iterations (each one batched solve "
+             f"of all intervals) over all rounds; fallbacks: solves handed to the sequential route; members: of the "
+             f"last solve (data intervals' pieces x trajectories), refinements: how often pieces were halved.\n"]
     for name, res in results.items():
-        lines += [f"\n## {name}\n", "| route | lambda | s/epoch | ratio | paired ratio | RHS calls (median) | flow "
-                  "evaluations / parallel solves / fallbacks |", "|---|---|---|---|---|---|---|"]
+        lines += [f"\n## {name}\n", "| route | lambda | s/epoch | ratio | paired ratio | paired ratio, warm-up | RHS "
+                  "calls (median) | flow evaluations / parallel solves / fallbacks | members / refinements |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         vanilla = res["epochs"]["vanilla|0.0"]
         base = vanilla["seconds_median"]
         for key, row in res["epochs"].items():
             paired = statistics.median(a / b for a, b in zip(row["seconds_all"], vanilla["seconds_all"]))
+            warm = [a / b for a, b in zip(row["warmup_seconds"][1:], vanilla["warmup_seconds"][1:])]
             route, lam = key.split("|")
             counts = row.get("in_time")
-            text = "–"
+            text, members = "–", "–"
             if counts:
                 c = counts[0]
                 text = f"{c['evaluations']} / {c['parallel']} / {c['fallback']} (+{c['sequential']} cold)"
+                members = f"{c['members']} / {c['refinements']}"
             lines.append(f"| {route} | {lam} | {row['seconds_median']:.4f} | {row['seconds_median'] / base:.2f} | "
-                         f"{paired:.2f} | {statistics.median(row['n_f'])} | {text} |")
+                         f"{paired:.2f} | {statistics.median(warm) if warm else float('nan'):.2f} | "
+                         f"{statistics.median(row['n_f'])} | {text} | {members} |")
         lines += ["", "| lambda | states, max abs. difference / (atol + rtol abs(x)): parallel - sequential | "
                   "parallel - reference | sequential - reference | gradient: relative difference | loss parallel | "
                   "loss sequential |", "|---|---|---|---|---|---|---|"]
@@ -178,13 +189,15 @@ def markdown(results: dict, meta: dict) -> str:
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     ap.add_argument("--lambdas", nargs="+", type=float, default=list(LAMBDAS))
     ap.add_argument("--tag", default="homotopy_parallel")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    meta = run_meta(args.repeats)
-    save(args.tag, {name: measure(name, args.repeats, args.lambdas) for name in args.models}, meta, markdown)
+    meta = {**run_meta(args.repeats), "warmup": args.warmup}
+    save(args.tag, {name: measure(name, args.repeats, args.warmup, args.lambdas) for name in args.models}, meta,
+         markdown)
 
 if __name__ == "__main__":
     main()

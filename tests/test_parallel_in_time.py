@@ -49,12 +49,13 @@ def epoch(tr, lam=LAM) -> float:
     return float(loss.detach())
 
 
-def scipy_coupled(tr, lam) -> np.ndarray:
+def scipy_coupled(tr, lam, times=None) -> np.ndarray:
     """The coupled ODE du/dt = f(u) - lam k (u - yhat(t)) per trajectory by scipy (rtol 1e-11), yhat scipy's
-    natural cubic spline through the trajectory's data: [T, B, 2]."""
+    natural cubic spline through the trajectory's data: [T, B, 2] at times (default: the data times)."""
     g = tr.problem.groups[0]
     a, b, c, d = tr.model.parameter_values().tolist()
     t, y = g.t.numpy(), g.y.numpy()
+    times = t if times is None else times.numpy()
     y0 = tr.problem.initial(tr.model, g).detach().numpy()
     out = []
     for member in range(g.size):
@@ -63,7 +64,8 @@ def scipy_coupled(tr, lam) -> np.ndarray:
         def f(s, u):
             lv = np.array([a * u[0] - b * u[0] * u[1], c * u[0] * u[1] - d * u[1]])
             return lv - lam * K_GAIN * (u - spline(s))
-        out.append(solve_ivp(f, (t[0], t[-1]), y0[member], t_eval=t, method="DOP853", rtol=1e-11, atol=1e-13).y.T)
+        out.append(solve_ivp(f, (t[0], t[-1]), y0[member], t_eval=times, method="DOP853", rtol=1e-11,
+                             atol=1e-13).y.T)
     return np.stack(out, 1)
 
 
@@ -73,8 +75,41 @@ def test_parallel_states_equal_scipys_coupled_solution():
     epoch(tr)  # the first solve is sequential: it seeds the warm start
     tr.optimizer.step()
     epoch(tr)
-    assert in_time.counts == dict(parallel=1, sequential=1, fallback=0, evaluations=in_time.counts["evaluations"])
+    assert (in_time.counts["parallel"], in_time.counts["sequential"], in_time.counts["fallback"]) == (1, 1, 0)
     np.testing.assert_allclose(in_time.nodes[in_time.rows].numpy(), scipy_coupled(tr, LAM), rtol=1e-7, atol=1e-9)
+
+
+def test_hard_data_intervals_are_halved_and_the_states_stay_the_coupled_solution(monkeypatch):
+    """With every piece taking more than one step called hard, each solve halves the hard data intervals' pieces
+    (up to MAX_SPLIT); the new nodes' guesses are converged already (one evaluation at unchanged parameters), and
+    the states at every node, old and new, are scipy's."""
+    monkeypatch.setattr(homotopy, "TARGET_STEPS", 1)
+    tr = trainer()
+    in_time, g = tr.method.in_time[0], tr.problem.groups[0]
+    epoch(tr)  # sequential: no per-member steps to read yet
+    assert in_time.counts["refinements"] == 0 and in_time.splits.tolist() == [homotopy.SPLIT] * 8
+    epoch(tr)  # parallel, then refined
+    assert in_time.counts["refinements"] == 1 and in_time.splits.tolist() == [2 * homotopy.SPLIT] * 8
+    np.testing.assert_array_equal(in_time.grid[in_time.rows].numpy(), g.t.numpy())  # the data times stay nodes
+    assert in_time.nodes.shape == (8 * 2 * homotopy.SPLIT + 1, 2, 2)
+    evaluations = in_time.counts["evaluations"]
+    epoch(tr)  # the same parameters: the refined guess is converged
+    assert in_time.counts["evaluations"] == evaluations + 1 and in_time.counts["fallback"] == 0
+    np.testing.assert_allclose(in_time.nodes[in_time.rows].numpy(), scipy_coupled(tr, LAM), rtol=1e-7, atol=1e-9)
+    for _ in range(3):
+        epoch(tr)
+    assert in_time.splits.tolist() == [homotopy.MAX_SPLIT] * 8  # 2 -> 4 -> 8 -> 16, then no further
+    np.testing.assert_allclose(in_time.nodes.numpy(), scipy_coupled(tr, LAM, in_time.grid), rtol=1e-7, atol=1e-9)
+
+
+def test_refinement_stops_at_max_members(monkeypatch):
+    monkeypatch.setattr(homotopy, "TARGET_STEPS", 1)
+    monkeypatch.setattr(homotopy, "MAX_MEMBERS", 2 * 8 * homotopy.SPLIT * 2 - 1)  # B = 2: one doubling too many
+    tr = trainer()
+    for _ in range(3):
+        epoch(tr)
+    in_time = tr.method.in_time[0]
+    assert in_time.counts["refinements"] == 0 and in_time.counts["parallel"] == 2
 
 
 def test_gradient_equals_central_differences_of_the_parallel_loss():
@@ -120,7 +155,7 @@ def test_newton_not_converging_falls_back_to_the_sequential_solve(monkeypatch):
     in_time.nodes = in_time.nodes * 1.2
     monkeypatch.setattr(homotopy, "shoot", functools.partial(homotopy.shoot, max_iterations=1))
     loss = epoch(tr)
-    assert in_time.counts == dict(parallel=0, sequential=1, fallback=1, evaluations=1)
+    assert in_time.counts == dict(parallel=0, sequential=1, fallback=1, evaluations=1, refinements=0)
     tr.method.in_time = [None]
     assert loss == pytest.approx(epoch(tr), rel=1e-7)  # its steps also stop at the nodes between data times
 
@@ -131,10 +166,10 @@ def test_warm_start_from_converged_states_takes_one_evaluation():
     in_time = tr.method.in_time[0]
     epoch(tr)  # same parameters: the sequential states are the guess
     first = in_time.counts["evaluations"]
-    nodes = in_time.nodes.clone()
+    states = in_time.nodes[in_time.rows].clone()  # at the data times (the pieces between may be refined)
     epoch(tr)  # same parameters again: the last parallel states are converged already
     assert in_time.counts["parallel"] == 2 and in_time.counts["evaluations"] == first + 1
-    np.testing.assert_allclose(in_time.nodes.numpy(), nodes.numpy(), rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(in_time.nodes[in_time.rows].numpy(), states.numpy(), rtol=1e-8, atol=1e-10)
 
 
 def test_fit_yaml_parallel_in_time_false_solves_sequentially():

@@ -114,16 +114,18 @@ class Problem:
         return self.conditions.start(model, g, y0, self.where("pre-equilibration", 0.0))
 
     def solve(self, model, g: Group, y0, ts, phase: str, coupling=None, lam: float = 0.0,
-              after_events: bool = False) -> torch.Tensor:
+              after_events: bool = False, stats: Optional[dict] = None) -> torch.Tensor:
         """States [T, B, n] at ts from y0; coupled with `coupling` at strength lam when lam > 0; after_events: y0
-        is the state after the events and doses at ts[0] (a multiple-shooting segment)."""
+        is the state after the events and doses at ts[0] (a multiple-shooting segment); stats: hodec's solvers'
+        counters (solvers.solve) are put there."""
         if g.inputs:
             model.set_inputs(g.inputs)
         model.set_coupling(coupling if lam > 0 else None, lam)
         try:
             with self.conditions.applied(model, g):
                 return model.simulate(ts, y0=y0, doses=g.doses, after_events=after_events,
-                                      **(self.coupled_solver if lam > 0 else self.solver))
+                                      **(self.coupled_solver if lam > 0 else self.solver),
+                                      **({} if stats is None else {"stats": stats}))
         except HodecError as err:
             raise FitError(self.where(phase, lam) + f": {err.diagnostics[0].message}") from None
         except RuntimeError as err:
