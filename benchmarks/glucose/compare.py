@@ -34,7 +34,8 @@ steps; under homotopy on whole days that start at 00:00 from basal):
   Under forecast training the encoder of mechanistic and residual also infers six params per window
   (forecast.estimate: ESTIMATE, within a factor ESTIMATE_FACTOR of the population value; --estimate changes the
   list, --estimate alone drops it; --pool MIN pools them over the same day's histories of the last MIN minutes,
-  forecast.pool, in training and forecasting). hgs_context (named with --models only; an experiment): hgs with 3
+  forecast.pool, in training and forecasting; --pool-adjust F multiplies each window's pooled params by an
+  adjustment its own history gives, within a factor F, forecast.pool_adjust). hgs_context (named with --models only; an experiment): hgs with 3
   constant latent states read by every slot (with_context), per-window params of a model without physical ones
   (with --pool: pooled over the day too, forecast.pool_states).
   lstm         an LSTM (64 units) over the 54 steps of the window (CGM where known, a known-flag, meal,
@@ -474,6 +475,14 @@ ZERO_SLOTS = ("mnode",)
 # part of utilisation), BW (0.40: every meal's glucose and insulin dose per kg, a child's 4x an adult's; fixed in
 # the spec, so made positive for these rows: estimated_spec). Their max / median over the patients is 2.7-9.2.
 ESTIMATE = ("kabs", "kp2", "Vmx", "kp3", "Vm0", "BW")
+# the wide list (--estimate with these names; results/glucose_forecast_est21.md): every positive param of the spec
+# that varies between simglucose's patients (with BW; Fsnc and f are the same for all, b and d are not positive)
+# but the fast insulin kinetics m1, m2, m4, m30: any of those at 4 times its value makes the Ip-Il mode too fast
+# for rk4 at the 5-min sample step (tests/test_glucose_estimate.py). With these 21 TRUE (the rest at the population
+# value), the generator's model forecasts at 17.7 / 24.9 mg/dL against 26.4 / 41.8 with the six
+# (results/glucose_oracle_params.md).
+ESTIMATE_WIDE = ("BW", "Vg", "Vi", "kmax", "kmin", "kabs", "kp1", "kp2", "kp3", "k1", "k2", "Vm0", "Vmx", "Km0", "ksc",
+                 "ka1", "ka2", "kd", "ki", "p2u", "Ib")
 ESTIMATE_ROWS = ("mechanistic", "residual")
 ESTIMATE_FACTOR = 4.0
 FORECAST_FULL = {"training": "forecast", "max_epochs": 3000, "check_every": 10, "patience": 10, "max_seconds": 1200,
@@ -484,13 +493,14 @@ FORECAST_QUICK = {**FORECAST_FULL, "max_epochs": 20, "check_every": 5, "patience
 
 
 def estimated(name: str, scale: dict) -> dict:
-    """The row's forecast.estimate keys ({} for a row without them); pool in minutes (--pool); hgs_context with
-    --pool: its context states pooled (forecast.pool_states)."""
+    """The row's forecast.estimate keys ({} for a row without them); pool in minutes (--pool), with
+    --pool-adjust (forecast.pool_adjust); hgs_context with --pool: its context states pooled (forecast.pool_states)."""
     pool = {"pool": scale["pool"]} if scale.get("pool") else {}
     if name == "hgs_context":
         return {**pool, "pool_states": [f"c{i}" for i in range(1, CONTEXT + 1)]} if pool else {}
     names = list(scale.get("estimate") or ()) if name in ESTIMATE_ROWS else []
-    return {"estimate": names, "estimate_factor": scale["estimate_factor"], **pool} if names else {}
+    adjust = {"pool_adjust": scale["pool_adjust"]} if pool and scale.get("pool_adjust") else {}
+    return {"estimate": names, "estimate_factor": scale["estimate_factor"], **pool, **adjust} if names else {}
 
 
 def estimated_spec(source: str) -> str:
@@ -762,6 +772,8 @@ def main(argv=None) -> int:
     ap.add_argument("--pool", type=float, metavar="MIN", help="forecast training: the rows with forecast.estimate pool "
                     "each window's params over the same day's histories of the last MIN minutes (forecast.pool), in "
                     "training and forecasting")
+    ap.add_argument("--pool-adjust", type=float, metavar="F", help="with --pool: each window's pooled params times "
+                    "an adjustment its own history gives, within a factor F (forecast.pool_adjust)")
     args = ap.parse_args(argv)
     if args.combine:
         return combine(args.combine, args.tag or "glucose", args.note)
@@ -777,6 +789,8 @@ def main(argv=None) -> int:
             scale["estimate"] = tuple(args.estimate)
         if args.pool:
             scale["pool"] = args.pool
+        if args.pool_adjust:
+            scale["pool_adjust"] = args.pool_adjust
     days = load_days()
     if args.quick:  # 2 train patients x 3 days; the validation and test patients in full
         keep = sorted({d.id // 1000 for d in days if d.split == 0})[:2]

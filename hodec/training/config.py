@@ -119,6 +119,9 @@ class ForecastConfig:
                                          "trajectory's histories with an origin in the last `pool` time units, its "
                                          "own and the earlier windows'; null: its own history only",
                                    optional(number(positive=True)))
+    pool_adjust: Optional[float] = option(None, "with pool: each window's pooled params times an adjustment its own "
+                                                "history gives, a factor within [1 / pool_adjust, pool_adjust]; "
+                                                "null: none", optional(number(minimum=1.0)))
     pool_states: list = option([], "with pool: states constant in time (der 0: per-trajectory constants such as a "
                                    "latent patient context) whose estimate at the origin is pooled the same way "
                                    "(arithmetic mean)", _name_list)
@@ -157,6 +160,9 @@ def _check_estimate(options: ForecastConfig, key: str, fail) -> None:
              f"histories, and both are empty")
     if options.pool_states and options.pool is None:
         fail(f"{key}.pool_states: needs forecast.pool (the time span to pool over)")
+    if options.pool_adjust is not None and (options.pool is None or not names):
+        fail(f"{key}.pool_adjust: adjusts the pooled params of forecast.estimate per window, so it needs "
+             f"forecast.pool and forecast.estimate")
 
 
 def number_text(value) -> str:

@@ -12,7 +12,8 @@ the untrained encoder starts every window at the model's mean state. With `obser
 columns (or equal an observable that is one) start at their last value in the history instead (the encoder's where
 the history has none). The normalisation is set in setup() from the training windows and stored as buffers. With
 `estimate: [p, ...]` a second linear head on the same summary gives each window's factor of every listed param
-(params.py), also starting at zero: the untrained encoder gives every window the population values.
+(params.py), also starting at zero: the untrained encoder gives every window the population values; with
+`pool_adjust` it gives a second factor per param, the window's own adjustment of the pooled value (pool.py).
 """
 from __future__ import annotations
 
@@ -39,7 +40,8 @@ class Encoder(Estimator):
         self.head = zero_linear(width, n)
         self.columns = estimated_columns(problem, options)
         if self.columns:  # forecast.estimate: z per param, the factor exp(ln f tanh z) of its population value
-            self.param_head = zero_linear(width, len(self.columns))
+            adjusted = options.pool_adjust is not None  # and z per param for its own adjustment (pool_adjust)
+            self.param_head = zero_linear(width, len(self.columns) * (2 if adjusted else 1))
         for name, size in (("y_mean", m), ("y_scale", m), ("u_mean", q), ("u_scale", q), ("center", n),
                            ("scale", n)):
             self.register_buffer(name, torch.zeros(size) if "mean" in name or name == "center" else torch.ones(size))
@@ -79,8 +81,16 @@ class Encoder(Estimator):
 
     def infer(self, model, windows: Windows) -> tuple:
         h = self.summary(self.features(windows), windows)
-        scale = factors(self.param_head(h), self.options.estimate_factor) if self.columns else None
-        return self.origin_state(h, windows), scale
+        return self.origin_state(h, windows), self.param_factors(h) if self.columns else None
+
+    def param_factors(self, h: torch.Tensor) -> torch.Tensor:
+        """[W, K] factors of the population values within estimate_factor; with forecast.pool_adjust [W, 2K]: then
+        also each window's own adjustment within pool_adjust (pool.pooled_infer applies it)."""
+        z = self.param_head(h)
+        k = len(self.columns)
+        scale = factors(z[:, :k], self.options.estimate_factor)
+        adjust = self.options.pool_adjust
+        return scale if adjust is None else torch.cat([scale, factors(z[:, k:], adjust)], 1)
 
     def origin_state(self, h: torch.Tensor, windows: Windows) -> torch.Tensor:
         """[W, n]: the state at the origin from the summary h [W, hidden]."""

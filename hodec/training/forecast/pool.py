@@ -10,8 +10,10 @@ data is still evidence, and which windows are scored depends on data after the o
 not). The mean is in log-parameter space: each context window's factor f_c of the population value p, and the
 window's value p · exp(mean_c ln f_c), so it stays within the estimate_factor bounds. forecast.pool_states names
 states constant in time (der 0: a latent per-trajectory constant, as a slot argument must be a state, not a param)
-whose estimate at the origin is pooled too, as the plain mean. Gradients reach every pooled history, so training may
-pool as well."""
+whose estimate at the origin is pooled too, as the plain mean. With forecast.pool_adjust a, the encoder gives each
+history a second factor per param within [1 / a, a], and a window's value is the pooled value times the second
+factor of its own history: a patient constant with a per-window adjustment. Gradients reach every pooled history,
+so training may pool as well."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -80,11 +82,22 @@ def pooled_infer(estimator, model, windows) -> tuple:
     its origin from its own history."""
     pool = windows.pool
     if pool is None:
-        return estimator.infer(model, windows)
+        y0, factors = estimator.infer(model, windows)  # each window pools over its own history only
+        k = len(estimator.columns)
+        return y0, None if factors is None else adjusted(factors[:, :k], factors, k)
     y0, factors = estimator.infer(model, pool.context)
     own = y0.index_select(0, pool.own)
     states = pooled_states(model, estimator.options)
     if states:
         index = torch.tensor(states, dtype=torch.long, device=y0.device)
         own = own.index_copy(1, index, pool.average(y0.index_select(1, index)))
-    return own, None if factors is None else pool.mean(factors)
+    if factors is None:
+        return own, None
+    k = len(estimator.columns)
+    return own, adjusted(pool.mean(factors[:, :k]), factors.index_select(0, pool.own), k)
+
+
+def adjusted(pooled: torch.Tensor, own: torch.Tensor, k: int) -> torch.Tensor:
+    """[W, k]: the pooled factors [W, k] times, with forecast.pool_adjust (the estimator's factors then have 2k
+    columns), each window's own adjustment, the last k columns of its own history's factors own [W, 2k]."""
+    return pooled if own.shape[1] == k else pooled * own[:, k:]
