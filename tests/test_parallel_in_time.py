@@ -102,6 +102,17 @@ def test_hard_data_intervals_are_halved_and_the_states_stay_the_coupled_solution
     np.testing.assert_allclose(in_time.nodes.numpy(), scipy_coupled(tr, LAM, in_time.grid), rtol=1e-7, atol=1e-9)
 
 
+def test_no_refinement_where_the_tolerance_is_at_the_rounding_level(monkeypatch):
+    """float32 at rtol 1e-7 (~1 eps): step counts are rounding noise, so the nodes stay; rtol 1e-3 refines."""
+    monkeypatch.setattr(homotopy, "TARGET_STEPS", 1)
+    for rtol, refined in ((1e-7, False), (1e-3, True)):
+        tr = trainer(rtol=rtol, atol=1e-6, dtype="float32")
+        for _ in range(3):
+            epoch(tr)
+        in_time = tr.method.in_time[0]
+        assert in_time.counts["parallel"] == 2 and (in_time.counts["refinements"] > 0) == refined
+
+
 def test_refinement_stops_at_max_members(monkeypatch):
     monkeypatch.setattr(homotopy, "TARGET_STEPS", 1)
     monkeypatch.setattr(homotopy, "MAX_MEMBERS", 2 * 8 * homotopy.SPLIT * 2 - 1)  # B = 2: one doubling too many
