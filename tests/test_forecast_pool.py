@@ -178,6 +178,10 @@ def test_training_with_pool_reaches_every_pooled_history():
                     "forecast.pool_states over earlier histories, and both are empty"),
     ("  pool_states: [x]\n", "forecast.pool_states: needs forecast.pool"),
     ("  pool: 3\n  pool_states: [x, x]\n", "forecast.pool_states[1]: 'x' is listed twice"),
+    ("  estimate: [k]\n  pool_adjust: 2\n", "forecast.pool_adjust: adjusts the pooled params of forecast.estimate "
+                                            "per window, so it needs forecast.pool and forecast.estimate"),
+    ("  pool: 3\n  pool_states: [x]\n  pool_adjust: 2\n", "so it needs forecast.pool and forecast.estimate"),
+    ("  pool: 3\n  estimate: [k]\n  pool_adjust: 0.5\n", "forecast.pool_adjust: must be >= 1, got 0.5"),
 ])
 def test_pool_config_errors_name_the_file_and_key(tmp_path, keys, fragment):
     path = tmp_path / "FIT.yaml"

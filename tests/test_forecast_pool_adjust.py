@@ -1,14 +1,13 @@
 """forecast.pool_adjust (hodec/training/forecast/pool.py, encoders.py): a window's param is its trajectory's pooled
 value (forecast.pool) times an adjustment its own history gives. Against a hand computation with a stub estimator
 whose factors are known functions of each history; the encoder's second head within its bound and trained (its
-gradient); the forecasts with the adjustment differ from the pooled ones; the key's errors, located in the file."""
+gradient); the forecasts with the adjustment differ from the pooled ones. (The key's errors: test_forecast_pool.py.)"""
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from hodec.errors import HodecError
 from hodec.training.config import load_config
 from hodec.training.forecast import make_windows
 from hodec.training.forecast.base import Estimator
@@ -67,18 +66,3 @@ def test_the_encoder_adjusts_within_its_bound_and_trains_the_adjustment():
     pooled = forecasts(estimating_trainer(x, pool=100.0), x)
     adjusted = forecasts(tr, x)
     assert not np.allclose(adjusted[(0, 4.0)], pooled[(0, 4.0)], rtol=1e-6)
-
-
-@pytest.mark.parametrize("keys, fragment", [
-    ("  estimate: [k]\n  pool_adjust: 2\n", "forecast.pool_adjust: adjusts the pooled params of forecast.estimate "
-                                            "per window, so it needs forecast.pool and forecast.estimate"),
-    ("  pool: 3\n  pool_states: [x]\n  pool_adjust: 2\n", "so it needs forecast.pool and forecast.estimate"),
-    ("  pool: 3\n  estimate: [k]\n  pool_adjust: 0.5\n", "forecast.pool_adjust: must be >= 1, got 0.5"),
-])
-def test_pool_adjust_config_errors_name_the_file_and_key(tmp_path, keys, fragment):
-    path = tmp_path / "FIT.yaml"
-    path.write_text("method: forecast\nforecast:\n  history: 2\n  horizon: 1\n" + keys)
-    with pytest.raises(HodecError) as info:
-        load_config(path)
-    assert str(path) in str(info.value)
-    assert fragment in str(info.value), str(info.value)
