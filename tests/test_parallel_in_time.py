@@ -183,6 +183,32 @@ def test_warm_start_from_converged_states_takes_one_evaluation():
     np.testing.assert_allclose(in_time.nodes[in_time.rows].numpy(), states.numpy(), rtol=1e-8, atol=1e-10)
 
 
+def test_guess_extrapolates_the_last_two_solves(monkeypatch):
+    """Parameters moved by equal steps: the states' linear extrapolation from the last two solves is much closer to
+    the next solution than the last states are (second order against first); a refinement forgets it."""
+    monkeypatch.setattr(homotopy, "TARGET_STEPS", 10 ** 6)  # the same nodes throughout
+    tr = trainer()
+    in_time = tr.method.in_time[0]
+    raw = tr.model.raw_positive
+    step = 1e-3 * raw.detach().abs()
+    epoch(tr)  # sequential: nothing to extrapolate from
+    assert in_time.previous is None and in_time.guess() is in_time.nodes
+    for _ in range(2):
+        with torch.no_grad():
+            raw += step
+        epoch(tr)
+    guess, last = in_time.guess(), in_time.nodes
+    with torch.no_grad():
+        raw += step
+    epoch(tr)
+    solution = in_time.nodes
+    assert in_time.counts["parallel"] == 3 and in_time.counts["refinements"] == 0
+    assert float((guess - solution).abs().max()) < 0.05 * float((last - solution).abs().max())
+    monkeypatch.setattr(homotopy, "TARGET_STEPS", 1)
+    epoch(tr)
+    assert in_time.counts["refinements"] == 1 and in_time.previous is None and in_time.guess() is in_time.nodes
+
+
 def test_fit_yaml_parallel_in_time_false_solves_sequentially():
     tr = trainer(parallel_in_time=False)
     assert tr.method.in_time == [None]

