@@ -150,10 +150,10 @@ def markdown(results: dict, meta: dict) -> str:
              f"{meta['warmup']} warm-up rounds, solver auto, "
              f"rtol {SOLVER['rtol']}, atol {SOLVER['atol']}. Epoch = loss at lambda + uncoupled no-grad MSE "
              f"(lambda > 0) + backward, each candidate followed by its own AdamW step (lr 0.01, untimed), so the "
-             f"parallel route's warm start is the previous epoch's states. Ratio = s/epoch / vanilla's; paired "
-             f"ratio = the median over repeats of the ratio within a repeat (the candidates' epochs of one repeat run "
-             f"seconds apart: less exposed to the load drifting); warm-up: the same over the warm-up rounds but the first, "
-             f"while the parallel route refines its nodes. Flow evaluations: Newton iterations (each one batched solve "
+             f"parallel route's warm start is the last two epochs' states (extrapolated). Ratio = s/epoch / "
+             f"vanilla's; paired ratio = the median over repeats of the ratio within a repeat (the candidates' epochs "
+             f"of one repeat run seconds apart: less exposed to the load drifting); warm-up: the same over the warm-up "
+             f"rounds but the first, while the parallel route refines its nodes. Flow evaluations: Newton iterations (each one batched solve "
              f"of all intervals) over all rounds; fallbacks: solves handed to the sequential route; members: of the "
              f"last solve (data intervals' pieces x trajectories), refinements: how often pieces were halved.\n"]
     for name, res in results.items():

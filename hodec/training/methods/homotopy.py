@@ -7,8 +7,8 @@ its own): that epoch's MSE is missing and cannot be the best.
 
 The coupled solves run parallel in time (solvers.parallel, class InTime) where they can: every data interval (in
 SPLIT pieces) of every trajectory one member of one batched solve, the states at the nodes found by Newton's method
-from the last two epochs' (extrapolated); the first solve of a group, and any that does not converge, is the sequential solve. The
-data intervals whose pieces take many steps are cut finer as training goes (InTime._refine)."""
+from the last two epochs' (extrapolated); the first solve of a group, and any that does not converge, is the
+sequential solve. The data intervals whose pieces take many steps are cut finer as training goes (InTime._refine)."""
 from __future__ import annotations
 
 from typing import Optional
@@ -97,9 +97,9 @@ class InTime:
     is trajectory b's interval [t_i, t_(i+1)] between nodes (the data times and equally spaced times within each
     data interval: `splits` pieces each, refined where a piece is hard, see TARGET_STEPS), Newton's method finds the
     states at the nodes, starting from the last two solves' extrapolated (the parameters moved by one optimizer step
-    since: a guess a few Newton steps away). Without a last solve, or when Newton does not converge or a member fails, the sequential
-    solve (the method's definition, its steps also stopping at the nodes between data times) gives the states and
-    the next guess. counts: solves of each kind, the flow evaluations (Newton iterations) and the refinements."""
+    since: a guess a few Newton steps away). Without a last solve, or when Newton does not converge or a member
+    fails, the sequential solve (the method's definition, its steps also stopping at the nodes between data times)
+    gives the states and the next guess. counts: solves of each kind, the flow evaluations (Newton iterations) and the refinements."""
 
     def __init__(self, problem: Problem, g: Group, coupling: Coupling, split: int = SPLIT):
         self.problem, self.group, self.sequential = problem, g, coupling
@@ -189,8 +189,9 @@ class InTime:
     @torch.no_grad()
     def _refine(self, lam: float):
         """Halve every piece of the data intervals whose hardest piece took more than TARGET_STEPS in the last flow
-        (within MAX_SPLIT and MAX_MEMBERS, and where the tolerance is resolved, see RESOLVED); the new nodes' states by one solve of the halved pieces from their
-        converged starts, with the midpoint as an extra output (a guess as good as the converged nodes)."""
+        (within MAX_SPLIT and MAX_MEMBERS, and where the tolerance is resolved, see RESOLVED); the new nodes' states
+        by one solve of the halved pieces from their converged starts, with the midpoint as an extra output (a guess
+        as good as the converged nodes)."""
         K, B, n = self.shape
         if self.problem.solver["rtol"] < RESOLVED * torch.finfo(self.nodes.dtype).eps:
             return
