@@ -153,9 +153,10 @@ def markdown(results: dict, meta: dict) -> str:
              f"parallel route's warm start is the last two epochs' states (extrapolated). Ratio = s/epoch / "
              f"vanilla's; paired ratio = the median over repeats of the ratio within a repeat (the candidates' epochs "
              f"of one repeat run seconds apart: less exposed to the load drifting); warm-up: the same over the warm-up "
-             f"rounds but the first, while the parallel route refines its nodes. Flow evaluations: Newton iterations (each one batched solve "
-             f"of all intervals) over all rounds; fallbacks: solves handed to the sequential route; members: of the "
-             f"last solve (data intervals' pieces x trajectories), refinements: how often pieces were halved.\n"]
+             f"rounds but the first, while the parallel route refines its nodes. Flow evaluations: Newton "
+             f"iterations (each one batched solve of all intervals) over all rounds; fallbacks: solves handed to the "
+             f"sequential route; members: of the last solve (data intervals' pieces x trajectories), refinements: how "
+             f"often pieces were halved.\n"]
     for name, res in results.items():
         lines += [f"\n## {name}\n", "| route | lambda | s/epoch | ratio | paired ratio | paired ratio, warm-up | RHS "
                   "calls (median) | flow evaluations / parallel solves / fallbacks | members / refinements |",

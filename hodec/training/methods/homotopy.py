@@ -99,7 +99,8 @@ class InTime:
     states at the nodes, starting from the last two solves' extrapolated (the parameters moved by one optimizer step
     since: a guess a few Newton steps away). Without a last solve, or when Newton does not converge or a member
     fails, the sequential solve (the method's definition, its steps also stopping at the nodes between data times)
-    gives the states and the next guess. counts: solves of each kind, the flow evaluations (Newton iterations) and the refinements."""
+    gives the states and the next guess. counts: solves of each kind, the flow evaluations (Newton iterations) and
+    the refinements."""
 
     def __init__(self, problem: Problem, g: Group, coupling: Coupling, split: int = SPLIT):
         self.problem, self.group, self.sequential = problem, g, coupling
