@@ -1,9 +1,9 @@
 """The glucose benchmark's per-window params (compare.ESTIMATE and ESTIMATE_WIDE, forecast.estimate of the rows
-mechanistic and residual): each is a positive param of both rows' specs, and moving any one of them to either end of its bound
-(ESTIMATE_FACTOR times or 1 / ESTIMATE_FACTOR times its value) keeps the forecasts' solver, rk4 at the 5-min sample
-step, stable at the spec's basal state: |R(h lambda)| <= 1 for every eigenvalue lambda of the state Jacobian, R the
-classical rk4's stability polynomial written out here. The fast insulin kinetics (m1, m2, m4, m30) fail this (the
-spec's Ip-Il mode, -0.54 / min, is at rk4's edge already), which is why they are not in the lists."""
+mechanistic and residual): each is a positive param of both rows' specs, and moving any one of them to either end of
+its bound (ESTIMATE_FACTOR times or 1 / ESTIMATE_FACTOR times its value) keeps the forecasts' solver, rk4 at the
+5-min sample step, stable at the spec's basal state: |R(h lambda)| <= 1 for every eigenvalue lambda of the state
+Jacobian, R the classical rk4's stability polynomial written out here. The fast insulin kinetics (m1, m2, m4, m30)
+fail this (the spec's Ip-Il mode, -0.54 / min, is at rk4's edge already), which is why they are not in the lists."""
 import pytest
 import torch
 

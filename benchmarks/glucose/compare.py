@@ -35,9 +35,9 @@ steps; under homotopy on whole days that start at 00:00 from basal):
   (forecast.estimate: ESTIMATE, within a factor ESTIMATE_FACTOR of the population value; --estimate changes the
   list, --estimate alone drops it; --pool MIN pools them over the same day's histories of the last MIN minutes,
   forecast.pool, in training and forecasting; --pool-adjust F multiplies each window's pooled params by an
-  adjustment its own history gives, within a factor F, forecast.pool_adjust). hgs_context (named with --models only; an experiment): hgs with 3
-  constant latent states read by every slot (with_context), per-window params of a model without physical ones
-  (with --pool: pooled over the day too, forecast.pool_states).
+  adjustment its own history gives, within a factor F, forecast.pool_adjust). hgs_context (named with --models only;
+  an experiment): hgs with 3 constant latent states read by every slot (with_context), per-window params of a model
+  without physical ones (with --pool: pooled over the day too, forecast.pool_states).
   lstm         an LSTM (64 units) over the 54 steps of the window (CGM where known, a known-flag, meal,
                insulin), predicting the 12 horizon values as offsets from the last known CGM; trained on the
                train patients' windows, early-stopped on the validation patients'.
@@ -720,7 +720,9 @@ def estimate_text(scale: dict) -> str:
             f"the trained population value" + ("; BW, fixed in the spec, made trainable" if "BW" in names else "")
             + ")" + (f", pooled (forecast.pool: the geometric mean) over the same day's histories with an origin in "
                      f"the last {scale['pool']:g} min, in training and forecasting: these rows see the day's CGM from "
-                     f"00:00 to the origin, the LSTM only the window's 210 min" if scale.get("pool") else "") + ".")
+                     f"00:00 to the origin, the LSTM only the window's 210 min" if scale.get("pool") else "")
+            + (f"; times each window's own adjustment within a factor {scale['pool_adjust']:g} (forecast.pool_adjust)"
+               if scale.get("pool_adjust") else "") + ".")
 
 
 def params_note(row: dict) -> str:

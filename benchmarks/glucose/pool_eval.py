@@ -7,12 +7,13 @@ the patient's test windows (every day, later windows included). No training: the
 
     python -m benchmarks.glucose.pool_eval [--seeds 0 1 2] [--spans 60 240 1440]
     python -m benchmarks.glucose.pool_eval --trained-pool 1440 --spans   # the rows trained with --pool 1440
+    python -m benchmarks.glucose.pool_eval --trained-pool 1440 --spans --wide   # those with compare.ESTIMATE_WIDE
 
 Writes benchmarks/results/glucose_forecast_pool_testonly.json and .md (with --trained-pool:
-glucose_forecast_pool_diagnostics). Both also give, per estimated param, how well the test windows' inferred
-values identify the patients: the correlation over the 6 test patients of the log of a patient's mean inferred
-value with the log of its true value, and the log standard deviation of the inferred values within a patient
-(averaged over patients) against that of the patients' means (and of their true values).
+glucose_forecast_pool_diagnostics; with --wide, _wide appended). Both also give, per estimated param, how well the
+test windows' inferred values identify the patients: the correlation over the 6 test patients of the log of a
+patient's mean inferred value with the log of its true value, and the log standard deviation of the inferred values
+within a patient (averaged over patients) against that of the patients' means (and of their true values).
 """
 from __future__ import annotations
 
@@ -90,11 +91,15 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--spans", nargs="*", type=float, default=[60.0, 240.0, 1440.0], help="pool spans, minutes")
     ap.add_argument("--trained-pool", type=float, metavar="MIN", help="the rows trained with --pool MIN instead")
+    ap.add_argument("--wide", action="store_true", help="the rows trained with --estimate of compare.ESTIMATE_WIDE")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     days, scale, start, load = C.load_days(), dict(C.FORECAST_FULL), time.perf_counter(), C.loadavg()
+    began = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
     if args.trained_pool:
         scale["pool"] = args.trained_pool
+    if args.wide:
+        scale["estimate"] = C.ESTIMATE_WIDE
     test = C.windows(days, 2)
     rows, stats = [], []
     for name in C.ESTIMATE_ROWS:
@@ -112,8 +117,9 @@ def main(argv=None) -> int:
             stats.append({"model": name, "seed": seed, "params": identified})
             print(json.dumps(rows[-1]), flush=True)
     result = {"rows": rows, "identification": stats, "seeds": args.seeds, "trained_pool": args.trained_pool,
+              "wide": args.wide, "when": f"{began}-{time.strftime('%H:%M', time.gmtime())} UTC",
               "seconds": round(time.perf_counter() - start, 1), "load": [load, C.loadavg()]}
-    tag = TAGS[bool(args.trained_pool)]
+    tag = TAGS[bool(args.trained_pool)] + ("_wide" if args.wide else "")
     write_atomic(C.RESULTS / f"{tag}.json", json.dumps(result, indent=1) + "\n")
     write_atomic(C.RESULTS / f"{tag}.md", markdown(result))
     print(markdown(result))
@@ -122,13 +128,16 @@ def main(argv=None) -> int:
 
 def markdown(result: dict) -> str:
     trained = result.get("trained_pool")
-    how = f"trained WITH pooling (--pool {trained:g}: glucose_forecast_pool.md)" if trained else \
+    source = "glucose_forecast_est21.md" if result.get("wide") else "glucose_forecast_pool.md"
+    how = f"trained WITH pooling (--pool {trained:g}: {source})" if trained else \
         "trained without pooling (glucose_forecast.md)"
+    count = len(result["identification"][0]["params"])
     lines = [f"# Glucose: per-window params of the rows {how}", "",
              f"The kept mechanistic and residual models with forecast.estimate, {how}, forecast the 720 test windows "
-             "as trained, with each window's six params pooled over the same day's earlier histories at test time "
-             "(forecast.pool, causal; spans below), and with two non-causal diagnostics. Mean (min-max) over seeds "
-             f"{result['seeds']}; {result['seconds']} s, load {' / '.join(result['load'])}.", "",
+             f"as trained, with each window's {count} params pooled over the same day's earlier histories at test "
+             "time (forecast.pool, causal; spans below, if any), and with two non-causal diagnostics. Mean (min-max) "
+             f"over seeds {result['seeds']}; {result['seconds']} s"
+             + (f" ({result['when']})" if result.get("when") else "") + f", load {' / '.join(result['load'])}.", "",
              "| model | params at test time | RMSE mg/dL | peak RMSE |", "|---|---|---|---|"]
     keys = list(dict.fromkeys((r["model"], r["pool"]) for r in result["rows"]))
     for name, pool in keys:
