@@ -774,6 +774,8 @@ def main(argv=None) -> int:
     ap.add_argument("--pool", type=float, metavar="MIN", help="forecast training: the rows with forecast.estimate pool "
                     "each window's params over the same day's histories of the last MIN minutes (forecast.pool), in "
                     "training and forecasting")
+    ap.add_argument("--hidden", type=int, metavar="H", help="forecast training: the GRU encoder's width (default "
+                    f"{forecast_training.ESTIMATOR['hidden']})")
     ap.add_argument("--pool-adjust", type=float, metavar="F", help="with --pool: each window's pooled params times "
                     "an adjustment its own history gives, within a factor F (forecast.pool_adjust)")
     args = ap.parse_args(argv)
@@ -793,6 +795,8 @@ def main(argv=None) -> int:
             scale["pool"] = args.pool
         if args.pool_adjust:
             scale["pool_adjust"] = args.pool_adjust
+        if args.hidden:
+            scale["estimator"] = {**scale["estimator"], "hidden": args.hidden}
     days = load_days()
     if args.quick:  # 2 train patients x 3 days; the validation and test patients in full
         keep = sorted({d.id // 1000 for d in days if d.split == 0})[:2]
