@@ -114,16 +114,20 @@ class InTime:
     def _lay_nodes(self):
         """The grid of nodes from `splits`, and what depends on it: the data times' rows, the members' time spans,
         their coupling (each member reads its own trajectory's spline)."""
-        g, coupling = self.group, self.sequential
+        g = self.group
         pieces = [g.t[j] + torch.arange(s, dtype=g.t.dtype) / s * (g.t[j + 1] - g.t[j])
                   for j, s in enumerate(self.splits.tolist())]
         self.grid = torch.cat([*pieces, g.t[-1:]])
         self.rows = torch.cat([torch.zeros(1, dtype=torch.long), self.splits.cumsum(0)])  # the data times' nodes
         K, B = len(self.grid) - 1, g.size
         self.shape = (K, B, len(self.problem.model.state_names))
-        self.coupling = Coupling(self.problem.model, coupling.targets, coupling.reference.tiled(K),
-                                 coupling.gain.repeat(K, 1))
+        self.coupling = self._tiled(K)
         self.ts = torch.stack([self.grid[:-1], self.grid[1:]])[:, :, None].expand(2, K, B).reshape(2, K * B)
+
+    def _tiled(self, blocks: int) -> Coupling:
+        """The coupling of a solve of `blocks` x B members, member i * B + b reading trajectory b's spline."""
+        c = self.sequential
+        return Coupling(self.problem.model, c.targets, c.reference.tiled(blocks), c.gain.repeat(blocks, 1))
 
     @staticmethod
     def applies(problem: Problem, g: Group) -> bool:
@@ -211,8 +215,7 @@ class InTime:
         mids = at[halved, 1]
         k = len(mids)
         ts = torch.stack([old_grid[:-1][halved], self.grid[mids], old_grid[1:][halved]])[:, :, None].expand(3, k, B)
-        coupling = Coupling(self.problem.model, self.sequential.targets, self.sequential.reference.tiled(k),
-                            self.sequential.gain.repeat(k, 1))
+        coupling = self._tiled(k)
         p = self.problem
         ys = p.solve(p.model, self.group, old_nodes[:-1][halved].reshape(k * B, n), ts.reshape(3, k * B),
                      "coupled (parallel in time)", coupling, lam)
