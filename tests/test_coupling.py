@@ -236,14 +236,18 @@ def test_a_new_lam_is_not_a_new_compiled_graph():
     assert counter.frame_count == 1
 
 
-def test_grid_cubic_tiled_gives_each_copy_its_trajectorys_spline():
-    """tiled(copies): member i * B + b of the copies reads trajectory b's spline at its own time (the spline, not
-    the GridCubic, is the reference)."""
+def test_grid_cubic_confined_gives_each_member_its_trajectorys_spline_on_its_interval():
+    """confined(intervals): member i * B + b reads trajectory b's spline on grid interval intervals[i], at its own
+    time or a shared one, its interval's ends included (the spline, not the GridCubic, is the reference)."""
     times = torch.linspace(0, 4, 9, dtype=f64)
     y = torch.randn(9, 2, 3, dtype=f64, generator=torch.Generator().manual_seed(5))
     spline = SmoothingSpline(times, y, 0.0)
-    tiled = GridCubic(spline, times).tiled(3)
-    at = torch.linspace(-0.5, 4.5, 6, dtype=f64)  # 3 copies x 2 trajectories, one time each
-    values = tiled(at)
-    for m in range(6):
-        torch.testing.assert_close(values[m], spline(at[m])[m % 2], rtol=1e-10, atol=1e-10)
+    intervals = torch.tensor([0, 3, 7])
+    confined = GridCubic(spline, times).confined(intervals)
+    for at in (times[intervals].repeat_interleave(2), times[intervals + 1].repeat_interleave(2),
+               times[intervals].repeat_interleave(2) + torch.tensor([0.1, 0.2, 0.3, 0.15, 0.49, 0.5], dtype=f64)):
+        values = confined(at)  # 3 intervals x 2 trajectories, one time each
+        for m in range(6):
+            torch.testing.assert_close(values[m], spline(at[m])[m % 2], rtol=1e-10, atol=1e-10)
+    shared = confined(torch.tensor(1.75, dtype=f64))  # one time for all: members 2, 3 have it in their interval
+    torch.testing.assert_close(shared[2:4], spline(torch.tensor(1.75, dtype=f64)), rtol=1e-10, atol=1e-10)

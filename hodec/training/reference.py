@@ -8,8 +8,6 @@ trajectories and columns at once. Outside the grid the spline is linear (natural
 """
 from __future__ import annotations
 
-import copy
-
 import torch
 
 from .spline import SmoothingSpline
@@ -39,13 +37,13 @@ class GridCubic:
         self.members = coefficients[0, ..., 0].numel() // coefficients.shape[-2]
         self._own = torch.arange(self.members, device=grid.device)  # member b's offset within a row
 
-    def tiled(self, copies: int) -> "GridCubic":
-        """The reference of `copies` batches of its trajectories side by side, member i * B + b reading trajectory
-        b's spline at its own time (parallel-in-time solves: one member per data interval and trajectory); the
-        coefficients are shared, not copied."""
-        out = copy.copy(self)
-        out._own = self._own.repeat(copies)
-        return out
+    def confined(self, intervals: torch.Tensor) -> "Confined":
+        """The reference of len(intervals) batches of the trajectories side by side, batch i confined to grid
+        interval intervals[i] ([grid[j], grid[j + 1]]; member i * B + b reads trajectory b's spline there):
+        parallel-in-time solves, one member per piece of a data interval, need no search per stage."""
+        rows = torch.as_tensor(intervals, dtype=torch.long, device=self.grid.device) + 1  # row 0: before the grid
+        index = (rows[:, None] * self.members + self._own).reshape(-1)
+        return Confined(self.coefficients[index], self.anchors[rows.repeat_interleave(self.members)])
 
     def __call__(self, t) -> torch.Tensor:
         t = torch.as_tensor(t, dtype=self.grid.dtype, device=self.grid.device)
@@ -59,3 +57,19 @@ class GridCubic:
         dt = (t - self.anchors[row]).unsqueeze(-1)
         value = torch.addcmul(c0, torch.addcmul(c1, torch.addcmul(c2, c3, dt), dt), dt)  # Horner
         return value.reshape(self.batch_shape) if t.dim() == 0 else value
+
+
+class Confined:
+    """yhat(t) [M, m] of M members each on one cubic (GridCubic.confined), at a scalar t or one time per member
+    t [M]: one Horner step, no search; equal to the spline at the member's interval, ends included, up to
+    rounding."""
+
+    def __init__(self, coefficients: torch.Tensor, anchors: torch.Tensor):
+        self.coefficients = coefficients.contiguous()  # [M, 4, m]
+        self.anchors = anchors  # [M] each member's interval's left end
+
+    def __call__(self, t) -> torch.Tensor:
+        t = torch.as_tensor(t, dtype=self.anchors.dtype, device=self.anchors.device)
+        c0, c1, c2, c3 = self.coefficients.unbind(-2)
+        dt = (t - self.anchors).unsqueeze(-1)
+        return torch.addcmul(c0, torch.addcmul(c1, torch.addcmul(c2, c3, dt), dt), dt)  # Horner

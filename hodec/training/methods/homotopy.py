@@ -121,13 +121,16 @@ class InTime:
         self.rows = torch.cat([torch.zeros(1, dtype=torch.long), self.splits.cumsum(0)])  # the data times' nodes
         K, B = len(self.grid) - 1, g.size
         self.shape = (K, B, len(self.problem.model.state_names))
-        self.coupling = self._tiled(K)
+        self.owner = torch.repeat_interleave(torch.arange(len(self.splits)), self.splits)  # [K] each piece's interval
+        self.coupling = self._tiled(torch.arange(K))
         self.ts = torch.stack([self.grid[:-1], self.grid[1:]])[:, :, None].expand(2, K, B).reshape(2, K * B)
 
-    def _tiled(self, blocks: int) -> Coupling:
-        """The coupling of a solve of `blocks` x B members, member i * B + b reading trajectory b's spline."""
+    def _tiled(self, pieces: torch.Tensor) -> Coupling:
+        """The coupling of a solve of len(pieces) x B members, member i * B + b reading trajectory b's spline on the
+        data interval of piece pieces[i]."""
         c = self.sequential
-        return Coupling(self.problem.model, c.targets, c.reference.tiled(blocks), c.gain.repeat(blocks, 1))
+        return Coupling(self.problem.model, c.targets, c.reference.confined(self.owner[pieces]),
+                        c.gain.repeat(len(pieces), 1))
 
     @staticmethod
     def applies(problem: Problem, g: Group) -> bool:
@@ -200,11 +203,10 @@ class InTime:
         K, B, n = self.shape
         if self.problem.solver["rtol"] < RESOLVED * torch.finfo(self.nodes.dtype).eps:
             return
-        owner = torch.repeat_interleave(torch.arange(len(self.splits)), self.splits)  # [K] each piece's interval
         hard = torch.zeros(len(self.splits), dtype=torch.bool)
-        hard[owner[self.accepted.amax(1) > TARGET_STEPS]] = True
+        hard[self.owner[self.accepted.amax(1) > TARGET_STEPS]] = True
         hard &= self.splits < MAX_SPLIT
-        halved = hard[owner]  # [K] the pieces to halve
+        halved = hard[self.owner]  # [K] the pieces to halve
         if not halved.any() or (K + int(halved.sum())) * B > MAX_MEMBERS:
             return
         old_grid, old_nodes = self.grid, self.nodes
@@ -215,7 +217,7 @@ class InTime:
         mids = at[halved, 1]
         k = len(mids)
         ts = torch.stack([old_grid[:-1][halved], self.grid[mids], old_grid[1:][halved]])[:, :, None].expand(3, k, B)
-        coupling = self._tiled(k)
+        coupling = self._tiled(at[halved, 0])  # the halved pieces' first halves: their intervals
         p = self.problem
         ys = p.solve(p.model, self.group, old_nodes[:-1][halved].reshape(k * B, n), ts.reshape(3, k * B),
                      "coupled (parallel in time)", coupling, lam)
