@@ -680,7 +680,8 @@ def markdown(result: dict) -> str:
     lines = [f"# Glucose forecast benchmark ({'quick' if s['quick'] else 'full'})", "",
              f"Test: {s['test_windows']} windows of {s['test_patients']} held-out patients; 210 min of history "
              f"-> 60 min ahead (5-min steps). Seeds {s['seeds']}; mean (min-max). {result['seconds']} s in all. "
-             + (FORECAST_TEXT + estimate_text(s["scale"]) if s.get("training") == "forecast" else HOMOTOPY_TEXT),
+             + (FORECAST_TEXT.format(hidden=s["scale"]["estimator"]["hidden"]) + estimate_text(s["scale"])
+                if s.get("training") == "forecast" else HOMOTOPY_TEXT),
              "", "| model | RMSE mg/dL | peak RMSE | accuracy | hypo | normal | hyper | effective params | "
              "seeds |", "|---|---|---|---|---|---|---|---|---|"]
     cell = lambda v, f: "-" if v is None else (f"{v[0]:{f}}" if v[1] == v[2] else  # noqa: E731
@@ -703,7 +704,7 @@ HOMOTOPY_TEXT = ("ODE rows: trained by homotopy on whole days, forecast from a M
                  "window's start (prior: the model's own state on the training days); oracle: the generator's "
                  "model with each test patient's true parameters, the same estimator.")
 FORECAST_TEXT = ("ODE rows: trained by `method: forecast` on the training patients' windows (the same 210 + 60 "
-                 "min, stride 30 min), the state at each window's origin from a GRU encoder (32) over the "
+                 "min, stride 30 min), the state at each window's origin from a GRU encoder ({hidden}) over the "
                  "history, trained end to end; early stopping on the validation patients' windows (hgs: "
                  "`hodec sparsify`, fixed epochs); forecast on the test windows by the model and its encoder. "
                  "Effective params: the model's + the encoder's. oracle: the generator's model with each test "
