@@ -192,21 +192,24 @@ def test_guess_extrapolates_the_last_two_solves(monkeypatch):
     raw = tr.model.raw_positive
     step = 1e-3 * raw.detach().abs()
     epoch(tr)  # sequential: nothing to extrapolate from
-    assert in_time.previous is None and in_time.guess() is in_time.nodes
+    assert in_time.previous is None and in_time.guess(LAM) is in_time.nodes
     for _ in range(2):
         with torch.no_grad():
             raw += step
         epoch(tr)
-    guess, last = in_time.guess(), in_time.nodes
+    guess, last = in_time.guess(LAM), in_time.nodes
+    assert in_time.guess(LAM / 2) is last  # another lambda: no extrapolation
     with torch.no_grad():
         raw += step
     epoch(tr)
     solution = in_time.nodes
     assert in_time.counts["parallel"] == 3 and in_time.counts["refinements"] == 0
     assert float((guess - solution).abs().max()) < 0.05 * float((last - solution).abs().max())
+    epoch(tr, LAM / 2)  # a solve at another lambda: the next one cannot extrapolate across it
+    assert in_time.previous is None and in_time.guess(LAM / 2) is in_time.nodes
     monkeypatch.setattr(homotopy, "TARGET_STEPS", 1)
     epoch(tr)
-    assert in_time.counts["refinements"] == 1 and in_time.previous is None and in_time.guess() is in_time.nodes
+    assert in_time.counts["refinements"] == 1 and in_time.previous is None and in_time.guess(LAM) is in_time.nodes
 
 
 def test_fit_yaml_parallel_in_time_false_solves_sequentially():

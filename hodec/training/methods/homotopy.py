@@ -107,7 +107,8 @@ class InTime:
         self.splits = torch.full((len(g.t) - 1,), split)
         self._lay_nodes()
         self.nodes: Optional[torch.Tensor] = None  # [K + 1, B, n] the last solve's states, detached
-        self.previous: Optional[torch.Tensor] = None  # the solve's before, on the same nodes (else None)
+        self.previous: Optional[torch.Tensor] = None  # the solve's before, on the same nodes and lambda (else None)
+        self.lam: Optional[float] = None  # the last solve's lambda
         self.accepted: Optional[torch.Tensor] = None  # [K, B] each member's accepted steps in the last flow
         self.counts = dict(parallel=0, sequential=0, fallback=0, evaluations=0, refinements=0)
 
@@ -154,7 +155,7 @@ class InTime:
                 return states
             self.counts["fallback"] += 1
         ys = p.solve(p.model, g, y0, self.grid, "coupled", self.sequential, lam)
-        self.nodes, self.previous = ys.detach(), None
+        self.nodes, self.previous, self.lam = ys.detach(), None, lam
         return ys[self.rows]
 
     def _parallel(self, y0: torch.Tensor, lam: float) -> Optional[torch.Tensor]:
@@ -162,24 +163,25 @@ class InTime:
         converge or a member's solve fails (the sequential solve then says whether the model does)."""
         p = self.problem
         try:
-            shot = shoot(self._flow(lam), y0, self.guess(), p.solver["rtol"], p.solver["atol"])
+            shot = shoot(self._flow(lam), y0, self.guess(lam), p.solver["rtol"], p.solver["atol"])
         except FitError:
             return None
         self.counts["evaluations"] += shot.iterations
         if not shot.converged:
             return None
         self.counts["parallel"] += 1
-        self.nodes, self.previous = shot.nodes, self.nodes
+        self.nodes, self.previous = shot.nodes, self.nodes if lam == self.lam else None
+        self.lam = lam
         states = shot.states[self.rows]
         self._refine(lam)
         return states
 
-    def guess(self) -> torch.Tensor:
-        """The nodes' states extrapolated linearly from the last two solves (on the same nodes): successive AdamW
-        steps are alike (momentum), so the states move alike too. Newton iterations per solve over 40 epochs: LV
-        black-box 2.6 -> 2.2 at lambda = 1, 2.9 -> 2.0 at 0.306 (the epoch 1.48x -> 1.12x a vanilla one); Dandekar
-        3.5 -> 3.4 (measured)."""
-        if self.previous is None:
+    def guess(self, lam: float) -> torch.Tensor:
+        """The nodes' states extrapolated linearly from the last two solves (on the same nodes, at this lambda):
+        successive AdamW steps are alike (momentum), so the states move alike too; a step of lambda moves them
+        otherwise. Newton iterations per solve over 40 epochs: LV black-box 2.6 -> 2.2 at lambda = 1, 2.9 -> 2.0 at
+        0.306 (the epoch 1.48x -> 1.12x a vanilla one); Dandekar 3.5 -> 3.4 (measured)."""
+        if self.previous is None or lam != self.lam:
             return self.nodes
         return 2 * self.nodes - self.previous
 
