@@ -848,11 +848,22 @@ def combine(sources: list, tag: str, note: str = None) -> int:
     return 0
 
 
-def write_results(result: dict, tag: str) -> None:
+def write_results(result: dict, tag: str, render=None) -> None:
+    """RESULTS/<tag>.json and .md (render(result); default: this benchmark's markdown), the .md printed too."""
+    text = (render or markdown)(result)
     RESULTS.mkdir(parents=True, exist_ok=True)
     write_atomic(RESULTS / f"{tag}.json", json.dumps(result, indent=1) + "\n")
-    write_atomic(RESULTS / f"{tag}.md", markdown(result))
-    print(markdown(result))
+    write_atomic(RESULTS / f"{tag}.md", text)
+    print(text)
+
+
+def utc_now() -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.gmtime())
+
+
+def utc_span(began: str) -> str:
+    """'began-HH:MM UTC': from a utc_now() to now."""
+    return f"{began}-{time.strftime('%H:%M', time.gmtime())} UTC"
 
 
 if __name__ == "__main__":

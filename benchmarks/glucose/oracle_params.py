@@ -25,7 +25,6 @@ import torch
 
 from benchmarks.glucose import compare as C
 from benchmarks.glucose.patients import SPEC_PARAMS, load_patients
-from hodec.files import write_atomic
 
 TAG = "glucose_oracle_params"
 SIX = {"kabs", "kp2", "Vmx", "kp3", "Vm0", "BW"}
@@ -73,7 +72,7 @@ def main(argv=None) -> int:
     ap.add_argument("--subsets", nargs="+", choices=list(SUBSETS), default=list(SUBSETS))
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
-    days, began = C.load_days(), time.strftime("%Y-%m-%d %H:%M", time.gmtime())
+    days, began = C.load_days(), C.utc_now()
     patients, test, rows = Patients(days), C.windows(days, 2), []
     for name in args.subsets:
         start, load = time.perf_counter(), C.loadavg()
@@ -82,10 +81,8 @@ def main(argv=None) -> int:
                      "seconds": round(time.perf_counter() - start, 1), "load": [load, C.loadavg()]})
         print(json.dumps(rows[-1]), flush=True)
     result = {"rows": rows, "population": patients.population, "machine": platform.node(), "cpus": os.cpu_count(),
-              "when": f"{began}-{time.strftime('%H:%M', time.gmtime())} UTC"}
-    write_atomic(C.RESULTS / f"{TAG}.json", json.dumps(result, indent=1) + "\n")
-    write_atomic(C.RESULTS / f"{TAG}.md", markdown(result))
-    print(markdown(result))
+              "when": C.utc_span(began)}
+    C.write_results(result, TAG, markdown)
     return 0
 
 

@@ -29,7 +29,6 @@ import torch
 from benchmarks.glucose import compare as C
 from benchmarks.glucose.forecast import windows_of
 from benchmarks.glucose.patients import load_patients
-from hodec.files import write_atomic
 from hodec.training.forecast.heldout import predictions
 from hodec.training.forecast.pool import pooled_infer
 from hodec.training.problem import Problem
@@ -95,7 +94,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     days, scale, start, load = C.load_days(), dict(C.FORECAST_FULL), time.perf_counter(), C.loadavg()
-    began = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
+    began = C.utc_now()
     if args.trained_pool:
         scale["pool"] = args.trained_pool
     if args.wide:
@@ -117,12 +116,10 @@ def main(argv=None) -> int:
             stats.append({"model": name, "seed": seed, "params": identified})
             print(json.dumps(rows[-1]), flush=True)
     result = {"rows": rows, "identification": stats, "seeds": args.seeds, "trained_pool": args.trained_pool,
-              "wide": args.wide, "when": f"{began}-{time.strftime('%H:%M', time.gmtime())} UTC",
+              "wide": args.wide, "when": C.utc_span(began),
               "seconds": round(time.perf_counter() - start, 1), "load": [load, C.loadavg()]}
     tag = TAGS[bool(args.trained_pool)] + ("_wide" if args.wide else "")
-    write_atomic(C.RESULTS / f"{tag}.json", json.dumps(result, indent=1) + "\n")
-    write_atomic(C.RESULTS / f"{tag}.md", markdown(result))
-    print(markdown(result))
+    C.write_results(result, tag, markdown)
     return 0
 
 

@@ -23,7 +23,6 @@ import torch
 
 from benchmarks.glucose import compare as C
 from benchmarks.glucose.forecast import windows_of
-from hodec.files import write_atomic
 from hodec.training.forecast import make_estimator
 from hodec.training.forecast.params import applied
 from hodec.training.forecast.predict import horizon_states, inferred, window_groups
@@ -83,17 +82,15 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
-    days, load, began = C.load_days(), C.loadavg(), time.strftime("%Y-%m-%d %H:%M", time.gmtime())
+    days, load, began = C.load_days(), C.loadavg(), C.utc_now()
     test, rows = C.windows(days, 2), []
     for name in C.ESTIMATE_ROWS:
         for seed in args.seeds:
             rows += compare_states(name, seed, days, test)
             print(json.dumps(rows[-2:]), flush=True)
     result = {"rows": rows, "seeds": args.seeds, "load": [load, C.loadavg()],
-              "when": f"{began}-{time.strftime('%H:%M', time.gmtime())} UTC"}
-    write_atomic(C.RESULTS / f"{TAG}.json", json.dumps(result, indent=1) + "\n")
-    write_atomic(C.RESULTS / f"{TAG}.md", markdown(result))
-    print(markdown(result))
+              "when": C.utc_span(began)}
+    C.write_results(result, TAG, markdown)
     return 0
 
 
