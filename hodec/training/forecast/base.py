@@ -30,7 +30,8 @@ class Estimator(torch.nn.Module):
 
     def infer(self, model, windows: Windows) -> tuple:
         """(the state at windows.origin [W, n_states], each window's factors of the params `columns` [W, K], None
-        when it infers none)."""
+        when it infers none; with forecast.pool_adjust [W, 2K]: then each window's own adjustments follow, which
+        pool.pooled_infer applies)."""
         return self(model, windows), None
 
     @torch.no_grad()
