@@ -349,7 +349,7 @@ def _check_start(t, y, f0, todo, state_names):
     if bool(bad.any()):
         b, j = (int(i) for i in bad.nonzero()[0])
         initial = not bool(torch.isfinite(y[b, j]))
-        value = float(y[b, j] if initial else f0[b, j])
+        value = float((y[b, j] if initial else f0[b, j]).detach())  # a number for the message, not a graph node
         raise start_failure(float(t[b]), b, state_name(state_names, j), value, initial)
 
 
