@@ -53,9 +53,7 @@ class GridCubic:
         else:  # t [B]: member b reads its own interval
             row = torch.searchsorted(self.grid, t, right=True)
             index = row * self.members + self._own
-        c0, c1, c2, c3 = self.coefficients.index_select(0, index).unbind(-2)  # [B, m] each
-        dt = (t - self.anchors[row]).unsqueeze(-1)
-        value = torch.addcmul(c0, torch.addcmul(c1, torch.addcmul(c2, c3, dt), dt), dt)  # Horner
+        value = horner(self.coefficients.index_select(0, index), t - self.anchors[row])
         return value.reshape(self.batch_shape) if t.dim() == 0 else value
 
 
@@ -70,6 +68,11 @@ class Confined:
 
     def __call__(self, t) -> torch.Tensor:
         t = torch.as_tensor(t, dtype=self.anchors.dtype, device=self.anchors.device)
-        c0, c1, c2, c3 = self.coefficients.unbind(-2)
-        dt = (t - self.anchors).unsqueeze(-1)
-        return torch.addcmul(c0, torch.addcmul(c1, torch.addcmul(c2, c3, dt), dt), dt)  # Horner
+        return horner(self.coefficients, t - self.anchors)
+
+
+def horner(coefficients: torch.Tensor, dt: torch.Tensor) -> torch.Tensor:
+    """[M, m]: the cubics with Taylor coefficients [M, 4, m] (unbind gives them as views) at offsets dt [M]."""
+    c0, c1, c2, c3 = coefficients.unbind(-2)
+    dt = dt.unsqueeze(-1)
+    return torch.addcmul(c0, torch.addcmul(c1, torch.addcmul(c2, c3, dt), dt), dt)
