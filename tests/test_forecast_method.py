@@ -223,3 +223,77 @@ def test_windows_of_trajectories_with_other_start_times_forecast_in_their_own_gr
         expected[:, i] = x_inf + (x0 - x_inf) * np.exp(-0.7 * (w.horizon_t[:, i].numpy() - origin))
     pred = forecast(tr.model, tr.method.estimator, w, tr.problem)[..., 0].detach().numpy()
     np.testing.assert_allclose(pred, expected, rtol=1e-8)
+
+
+def test_minibatches_partition_the_windows_each_epoch_and_each_steps_loss_is_its_windows_mse():
+    """forecast.batch 3 over 8 windows: 3 AdamW steps an epoch, each window once; each step's loss is the closed
+    form's MSE over that step's windows at the params the step starts from (k moves between steps)."""
+    tr, x, u, c = relax_problem({"lr": 0.05, "forecast": {"history": 2.0, "horizon": 1.5, "stride": 1.5,
+                                                           "observed": True, "batch": 3}})
+    w = tr.method.windows
+    keys = [(int(w.trajectory[i]), float(w.t0[i])) for i in range(w.size)]
+    data = w.horizon_y[..., 0].numpy()
+    seen, checked = [], []
+    loss_of = tr.method.loss
+
+    def spy(lam):
+        windows = tr.method.active[0]
+        loss, mse = loss_of(lam)
+        rows = [keys.index((int(a), float(b))) for a, b in zip(windows.trajectory, windows.t0)]
+        k = float(tr.model.params()["k"])
+        err = (hand_predictions(tr, x, u, c, k) - data)[:, rows]
+        expected = (err ** 2)[w.horizon_mask[:, rows, 0].numpy()].mean()
+        checked.append(float(loss.detach()) == pytest.approx(expected, rel=1e-7))
+        seen.append(rows)
+        assert mse is None
+        return loss, mse
+
+    tr.method.loss = spy
+    for epoch in (1, 2):
+        k_before = float(tr.model.params()["k"])
+        entry = tr.step()
+        epoch_rows = seen[-3:]
+        assert len(seen) == 3 * epoch and sorted(r for rows in epoch_rows for r in rows) == list(range(8))
+        full = ((hand_predictions(tr, x, u, c, k_before) - data) ** 2)[w.horizon_mask[..., 0].numpy()].mean()
+        assert entry["mse"] == pytest.approx(full, rel=1e-7)  # the epoch's MSE: every window, before its steps
+    assert all(checked) and len({float(v) for v in tr.model.params().values()}) > 0
+    assert seen[:3] != seen[3:]  # a fresh partition each epoch
+
+
+def test_a_batch_as_large_as_the_data_is_the_full_batch_step():
+    one, *_ = relax_problem({"lr": 0.05, "forecast": {"history": 2.0, "horizon": 1.5, "stride": 1.5,
+                                                       "observed": True}})
+    big, *_ = relax_problem({"lr": 0.05, "forecast": {"history": 2.0, "horizon": 1.5, "stride": 1.5,
+                                                       "observed": True, "batch": 8}})
+    for tr in (one, big):
+        tr.train()
+    assert one.model.params()["k"] == big.model.params()["k"] and one.best_mse == big.best_mse
+
+
+def test_minibatch_training_recovers_a_known_models_params():
+    """As the full-batch recovery above, with 8 windows a step and a quarter of its epochs."""
+    t = np.arange(0.0, 10.01, 0.25)
+    rng = np.random.default_rng(0)
+    M = np.array([[-0.5, 1.0], [0.0, -0.3]])
+    x, ids = [], []
+    for i in range(4):
+        y0 = np.array([rng.uniform(0.5, 2.0), rng.uniform(0.5, 3.0)])
+        x.append(np.array([(scipy.linalg.expm(M * s) @ y0)[0] for s in t]) + 0.005 * rng.standard_normal(len(t)))
+        ids.append(np.full(len(t), i))
+    model = compile_text(RECOVERY, "lin.hode").model_class()(a=0.8, c=0.6).double()
+    data = make_dataset(model, np.tile(t, 4), {"x": np.concatenate(x)}, ids=np.concatenate(ids))
+    config = load_config({"method": "forecast", "epochs": 150, "lr": 0.02, "lr_end": 0.1,
+                          "solver": {"method": "rk4", "step_size": 0.25},
+                          "forecast": {"history": 1.5, "horizon": 5.0, "stride": 0.5, "estimator": "gru",
+                                       "hidden": 16, "observed": True, "batch": 8}})
+    torch.manual_seed(0)
+    tr = Trainer(model, data, config)
+    assert tr.method.windows.size == 32  # 4 steps an epoch
+    tr.train()
+    fitted = tr.best_model().params()
+    assert fitted["a"] == pytest.approx(0.5, rel=0.05) and fitted["c"] == pytest.approx(0.3, rel=0.05)
+
+
+def test_a_batch_below_one_is_a_located_config_error():
+    with pytest.raises(HodecError, match="forecast.batch"):
+        load_config({"method": "forecast", "forecast": {"history": 1, "horizon": 1, "batch": 0}})

@@ -777,6 +777,8 @@ def main(argv=None) -> int:
                     "training and forecasting")
     ap.add_argument("--hidden", type=int, metavar="H", help="forecast training: the GRU encoder's width (default "
                     f"{forecast_training.ESTIMATOR['hidden']})")
+    ap.add_argument("--batch", type=int, metavar="N", help="forecast training: N windows per AdamW step, a fresh "
+                    "random partition each epoch (forecast.batch; default: every window in one step)")
     ap.add_argument("--pool-adjust", type=float, metavar="F", help="with --pool: each window's pooled params times "
                     "an adjustment its own history gives, within a factor F (forecast.pool_adjust)")
     args = ap.parse_args(argv)
@@ -798,6 +800,8 @@ def main(argv=None) -> int:
             scale["pool_adjust"] = args.pool_adjust
         if args.hidden:
             scale["estimator"] = {**scale["estimator"], "hidden": args.hidden}
+        if args.batch:
+            scale["estimator"] = {**scale["estimator"], "batch": args.batch}
     days = load_days()
     if args.quick:  # 2 train patients x 3 days; the validation and test patients in full
         keep = sorted({d.id // 1000 for d in days if d.split == 0})[:2]

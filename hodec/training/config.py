@@ -110,6 +110,9 @@ class ForecastConfig:
                                          "else its training data's standard deviation / 10)", _sigmas)
     prior: str = option("model", "filters: the state prior at t0: model = mean and covariance of the model's own "
                                  "states at the training windows' t0", choice(PRIORS))
+    batch: Optional[int] = option(None, "windows per optimiser step: each epoch a fresh random partition of the "
+                                        "training windows into minibatches; null: every window in one step",
+                                  optional(integer(minimum=1)))
     estimate: list = option([], "positive params the encoder also infers per window from its history: a factor "
                                 "within [1 / estimate_factor, estimate_factor] of the trained population value",
                             _name_list)

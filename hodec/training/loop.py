@@ -89,21 +89,45 @@ class Trainer:
 
     # ---------------------------------------------------------------- one epoch
     def step(self) -> dict:
-        """One epoch: loss, uncoupled MSE (before the update), best checkpoint, AdamW step."""
+        """One epoch: its optimiser steps (one; a minibatch of the data each with forecast.batch: Method.steps),
+        the uncoupled MSE of the params it began with, the best checkpoint."""
         epoch = self.epoch + 1
         lam = self.method.lam_at(epoch)
         start = time.perf_counter()
         self.model.train()
+        losses, first = [], None
+        for _ in self.method.steps(epoch):
+            loss, found = self._update(epoch, lam, first is None)
+            losses.append(loss)
+            first = first or found
+        mse, best = first
+        seconds = time.perf_counter() - start
+        self.elapsed += seconds
+        self.epoch = epoch
+        if best is not None:
+            self.best_mse, self.best_epoch, self.best_state, snapshot = best
+            self.method.keep_best(snapshot)
+        entry = {"epoch": epoch, "lam": lam, "loss": sum(losses) / len(losses), "mse": finite(mse),
+                 "seconds": round(seconds, 6), "elapsed": round(self.elapsed, 6)}
+        self.history.append(entry)
+        return entry
+
+    def _update(self, epoch: int, lam: float, first: bool) -> tuple:
+        """One optimiser step: loss (+ penalty), backward, AdamW step. Returns its loss and, for the epoch's first
+        step, (the uncoupled MSE of the params before the update, those params if they are the best yet: kept only
+        once the epoch completes, so an interrupted epoch is never the "best epoch")."""
         self.optimizer.zero_grad(set_to_none=True)
         loss, mse = self.shard.loss(self.method, lam) if self.shard else self.method.loss(lam)
         if not torch.isfinite(loss):
             raise FitError(f"{self.problem.where('training', lam)}: the loss is {float(loss.detach())}")
-        if mse is None:
-            mse = self.shard.evaluate(self.model) if self.shard else self.evaluate(self.model)
-        best = None  # the params this epoch's loss was computed with, if they are the best yet; kept only once the
-        if mse < self.best_mse:  # epoch completes, so an interrupted epoch is never the "best epoch"
-            best = (mse, epoch, {k: v.detach().clone() for k, v in self.model.state_dict().items()},
-                    self.method.snapshot())
+        found = None
+        if first:
+            if mse is None:
+                mse = self.shard.evaluate(self.model) if self.shard else self.evaluate(self.model)
+            best = None if not mse < self.best_mse else (
+                mse, epoch, {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+                self.method.snapshot())
+            found = (mse, best)
         penalty = self.penalty()
         if penalty is not None:
             loss = loss + penalty
@@ -115,16 +139,7 @@ class Trainer:
             group["lr"] = self.config.lr_at(epoch)
         self.optimizer.step()
         self.problem.scales.after_step()
-        seconds = time.perf_counter() - start
-        self.elapsed += seconds
-        self.epoch = epoch
-        if best is not None:
-            self.best_mse, self.best_epoch, self.best_state, snapshot = best
-            self.method.keep_best(snapshot)
-        entry = {"epoch": epoch, "lam": lam, "loss": float(loss.detach()), "mse": finite(mse),
-                 "seconds": round(seconds, 6), "elapsed": round(self.elapsed, 6)}
-        self.history.append(entry)
-        return entry
+        return float(loss.detach()), found
 
     def _check_gradients(self):
         for group in self.optimizer.param_groups:

@@ -28,8 +28,13 @@ class Method:
         """Tensors the method trains besides the model's (weight decay 0)."""
         return []
 
+    def steps(self, epoch: int):
+        """Iterates once per optimiser step of an epoch, the loss of each step (loss) then being that step's share
+        of the data (forecast.batch: a minibatch of windows); one step by default."""
+        yield
+
     def loss(self, lam: float) -> tuple[torch.Tensor, Optional[float]]:
-        """The training loss of one epoch at strength lam, and the uncoupled objective (Problem.loss: the MSE, or
+        """The training loss of one step at strength lam, and the uncoupled objective (Problem.loss: the MSE, or
         -llh per cell with noise models) where the loss already is it (None: the loop evaluates it)."""
         raise NotImplementedError
 

@@ -34,30 +34,49 @@ class Forecast(Method):
         self.estimator = make_estimator(problem, self.options)
         self.estimator.setup(problem, self.windows)
         self.best = None  # the estimator's state_dict at the best epoch
+        self.active = None  # with forecast.batch, the step's (windows, their groups): steps()
 
     def parameters(self) -> list:
         return [p for p in self.estimator.parameters() if p.requires_grad]
 
-    def cell_losses(self, model, phase: str, check: bool = True, squared: bool = False) -> list:
+    def steps(self, epoch: int):
+        """forecast.batch: the epoch's steps, each on one minibatch of a random partition of the windows (seeded by
+        the seed and the epoch, so a resumed run draws the same); else one step on every window."""
+        batch = self.options.batch
+        if batch is None or batch >= self.windows.size:
+            yield
+            return
+        draw = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
+        try:
+            for index in torch.randperm(self.windows.size, generator=draw).split(batch):
+                windows = self.windows.select(index)
+                self.active = (windows, window_groups(self.problem, windows))
+                yield
+        finally:
+            self.active = None
+
+    def cell_losses(self, model, phase: str, check: bool = True, squared: bool = False, part=None) -> list:
         """Per window group: (its windows' indices, the loss of each horizon cell [1 + Tf, W', m], 0 where
-        masked)."""
+        masked), of every window or of part = (windows, their groups)."""
         p = self.problem
-        y0, tables = inferred(p, model, self.estimator, self.windows, self.groups)
+        windows, groups = part or (self.windows, self.groups)
+        y0, tables = inferred(p, model, self.estimator, windows, groups)
         out = []
-        for (index, g), table, ys in zip(self.groups, tables, horizon_states(p, model, y0, self.groups, tables, phase,
-                                                                            check)):
+        for (index, g), table, ys in zip(groups, tables, horizon_states(p, model, y0, groups, tables, phase, check)):
             with applied(model, table):
                 out.append((index, p.cell_losses(model, g, ys, g.t, phase, check=check, squared=squared)))
         return out
 
-    def objective(self, model, phase: str, check: bool = True) -> torch.Tensor:
-        """The mean loss over the horizon cells of every window, plus the priors' term."""
-        total = sum(cells.sum() for _, cells in self.cell_losses(model, phase, check))
-        return total / int(self.windows.horizon_mask.sum()) + self.problem.prior_term(model)
+    def objective(self, model, phase: str, check: bool = True, part=None) -> torch.Tensor:
+        """The mean loss over the horizon cells of every window (or of part's), plus the priors' term."""
+        total = sum(cells.sum() for _, cells in self.cell_losses(model, phase, check, part=part))
+        windows = (part or (self.windows,))[0]
+        return total / int(windows.horizon_mask.sum()) + self.problem.prior_term(model)
 
     def loss(self, lam: float):
-        loss = self.objective(self.problem.model, "forecast")
-        return loss, float(loss.detach())
+        """The objective of the step's windows; with minibatches not the epoch's MSE (None: the loop evaluates)."""
+        loss = self.objective(self.problem.model, "forecast", part=self.active)
+        return loss, None if self.active else float(loss.detach())
 
     @torch.no_grad()
     def evaluate(self, model) -> float:
