@@ -104,9 +104,10 @@ def test_pooled_factors_are_the_geometric_mean_over_the_earlier_histories(span):
     stub = Stub(problem, load_config({"forecast": {"pool": span, "pool_states": ["x"]}}).forecast_options)
     states = pooled_infer(stub, model, w)[0][:, 0].numpy()  # x: a state pooled as a plain mean of the last values
     np.testing.assert_allclose(states, [last_by_hand(x, i, t0, span) for i, t0 in starts], rtol=1e-12)
-    sub = torch.tensor([7, 2, 4])  # a selection keeps each window's pool
+    sub = torch.tensor([7, 2, 4])  # a selection keeps each window's pool, over only the histories it reads
     np.testing.assert_allclose(pooled_infer(Stub(problem, None), model, w.select(sub))[1].numpy(),
                                factors[sub].numpy(), rtol=0)
+    assert w.select(sub).pool.context.size < w.pool.context.size
 
 
 def estimating_trainer(x, pool, **keys):
@@ -211,3 +212,31 @@ def test_pool_states_must_be_states_of_the_model():
         estimating_trainer(x, pool=2.0, pool_states=["k"])
     assert "forecast.pool_states[0]: 'k' is not a state of Relax" in str(info.value)
     assert "fit config" in str(info.value)
+
+
+def test_minibatches_with_pool_are_whole_trajectories_and_forecast_as_the_full_batch():
+    """forecast.batch with pool: each step takes whole trajectories (here one: batch 3 < 5 windows each), every
+    window once an epoch; a step's loss equals the full batch's cells of its windows (the pool read right)."""
+    tr = estimating_trainer(raw_x(), 100.0, batch=3)
+    full = _cells_by_window(tr, None)
+    keys = list(zip(tr.method.windows.trajectory.tolist(), tr.method.windows.t0.tolist()))
+    seen = []
+    for _ in tr.method.steps(1):
+        windows, _groups = tr.method.active
+        assert len(set(windows.trajectory.tolist())) == 1
+        index = [keys.index(key) for key in zip(windows.trajectory.tolist(), windows.t0.tolist())]
+        part = _cells_by_window(tr, tr.method.active)
+        for k, w in enumerate(index):
+            torch.testing.assert_close(part[k], full[w], rtol=1e-12, atol=0)
+        seen += index
+    assert sorted(seen) == list(range(tr.method.windows.size))
+
+
+def _cells_by_window(tr, part):
+    """Window -> its horizon cells' losses [1 + Tf, m] (part's windows, or all)."""
+    out = {}
+    with torch.no_grad():
+        for index, cells in tr.method.cell_losses(tr.model, "test", part=part):
+            for k, w in enumerate(index.tolist()):
+                out[w] = cells[:, k]
+    return out

@@ -43,11 +43,16 @@ class Pool:
         return total / count.unsqueeze(1)
 
     def select(self, index: torch.Tensor) -> "Pool":
-        """The pool of the windows `index` [W'] (long, each window once), in its order."""
+        """The pool of the windows `index` [W'] (long, each window once), in its order, over only the context
+        windows they read (so a minibatch's encoder pass covers its own days, not every one)."""
         position = torch.full((len(self.own),), -1, dtype=torch.long)
         position[index] = torch.arange(len(index))
         keep = position[self.member] >= 0
-        return Pool(self.context, self.own.index_select(0, index), position[self.member[keep]], self.source[keep])
+        own, source = self.own.index_select(0, index), self.source[keep]
+        used = torch.cat([own, source]).unique()  # sorted: the context keeps its order
+        renumber = torch.full((len(self.context.trajectory),), -1, dtype=torch.long)
+        renumber[used] = torch.arange(len(used))
+        return Pool(self.context.select(used), renumber[own], position[self.member[keep]], renumber[source])
 
 
 def pairs(trajectory: torch.Tensor, origin: torch.Tensor, context_trajectory: torch.Tensor,

@@ -46,14 +46,28 @@ class Forecast(Method):
         if batch is None or batch >= self.windows.size:
             yield
             return
-        draw = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
         try:
-            for index in torch.randperm(self.windows.size, generator=draw).split(batch):
+            for index in self._minibatches(batch, torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)):
                 windows = self.windows.select(index)
                 self.active = (windows, window_groups(self.problem, windows))
                 yield
         finally:
             self.active = None
+
+    def _minibatches(self, batch: int, draw: torch.Generator) -> list:
+        """Window indices per step: `batch` windows at random; with forecast.pool whole trajectories at random, about
+        `batch` windows a step (a window's pool reads its trajectory's earlier histories: a step over a few
+        trajectories encodes a few trajectories' histories, random windows would encode nearly all of them)."""
+        if self.windows.pool is None:
+            return list(torch.randperm(self.windows.size, generator=draw).split(batch))
+        owner = self.windows.trajectory
+        steps, current = [], []
+        for i in owner.unique()[torch.randperm(len(owner.unique()), generator=draw)].tolist():
+            current.append((owner == i).nonzero().squeeze(1))
+            if sum(len(c) for c in current) >= batch:
+                steps.append(torch.cat(current))
+                current = []
+        return steps + ([torch.cat(current)] if current else [])
 
     def cell_losses(self, model, phase: str, check: bool = True, squared: bool = False, part=None) -> list:
         """Per window group: (its windows' indices, the loss of each horizon cell [1 + Tf, W', m], 0 where
