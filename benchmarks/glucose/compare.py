@@ -427,6 +427,7 @@ def model_path(name: str, seed: int, scale: dict, days) -> Path:
     if scale.get("training") == "forecast":
         used = FORECAST_SCALE_KEYS + (("hgs_lambda1", "hgs_epochs", "hgs_refit_epochs") if name in SPARSIFIED else ())
         settings = {"training": "forecast", **{k: scale.get(k) for k in used},
+                    **({"hgs_finetune": True} if name in SPARSIFIED and scale.get("hgs_finetune") else {}),
                     **({"init": "zero slot outputs"} if name in ZERO_SLOTS else {}), **estimated(name, scale)}
         key = json.dumps([name, seed, settings, sorted(d.id for d in days if d.split != 2)])
         return MODELS_DIR / f"forecast_{name}_seed{seed}_{hashlib.sha256(key.encode()).hexdigest()[:12]}.pt"
@@ -527,15 +528,34 @@ def train_forecast(name: str, days, seed: int, scale: dict, budget_seconds: floa
     cfg = forecast_training.fit_config(view.minutes_per_unit, seed, scale["lr"], scale["max_epochs"],
                                        {**scale["estimator"], **keys})
     if name in SPARSIFIED:
-        cfg.update({"epochs": scale["hgs_epochs"], "lambda1": scale["hgs_lambda1"], "lambda2": HGS_LAMBDA2,
-                    "folds": 2, "threshold": 0.05, "refit_epochs": scale["hgs_refit_epochs"]})
-        trained = forecast_training.train_sparsified(source, train, cfg)
+        trained = sparsified(name, source, train, {
+            **cfg, "epochs": scale["hgs_epochs"], "lambda1": scale["hgs_lambda1"], "lambda2": HGS_LAMBDA2,
+            "folds": 2, "threshold": 0.05, "refit_epochs": scale["hgs_refit_epochs"]}, seed, scale, days)
+        if scale.get("hgs_finetune"):  # the pruned model trained on as the other rows, from sparsify's refit
+            record = {"sparsify": {k: v for k, v in trained.record.items() if k != "source"}}
+            trained = forecast_training.train(trained.source, name, train, val, cfg, scale, budget_seconds,
+                                              start=trained)
+            trained.record.update(record)
     else:
         trained = forecast_training.train(source, name, train, val, cfg, scale, budget_seconds,
                                           zero_slots=name in ZERO_SLOTS)
     MODELS_DIR.mkdir(parents=True, exist_ok=True)
     forecast_training.save(path, trained)
     return trained, view, inputs
+
+
+def sparsified(name: str, source: str, train, cfg: dict, seed: int, scale: dict, days):
+    """`hodec sparsify` of the row, full-batch (--batch is --hgs-finetune's only), kept in MODELS_DIR under the
+    settings without --hgs-finetune and --batch (so a finetune starts from the plain hgs run's model)."""
+    plain = {**{k: v for k, v in scale.items() if k != "hgs_finetune"},
+             "estimator": {k: v for k, v in scale["estimator"].items() if k != "batch"}}
+    path = model_path(name, seed, plain, days)
+    if path.is_file():
+        return forecast_training.load(path, name, train)
+    trained = forecast_training.train_sparsified(source, train, {**cfg, "forecast": {**cfg["forecast"], "batch": None}})
+    MODELS_DIR.mkdir(parents=True, exist_ok=True)
+    forecast_training.save(path, trained)
+    return trained
 
 
 def forecast_trained(trained, view: View, inputs, days, wins: list) -> np.ndarray:
@@ -778,7 +798,10 @@ def main(argv=None) -> int:
     ap.add_argument("--hidden", type=int, metavar="H", help="forecast training: the GRU encoder's width (default "
                     f"{forecast_training.ESTIMATOR['hidden']})")
     ap.add_argument("--batch", type=int, metavar="N", help="forecast training: N windows per AdamW step, a fresh "
-                    "random partition each epoch (forecast.batch; default: every window in one step)")
+                    "random partition each epoch (forecast.batch; default: every window in one step); hgs: its "
+                    "--hgs-finetune only (sparsify's fits stay full-batch)")
+    ap.add_argument("--hgs-finetune", action="store_true", help="forecast training: hgs's pruned model (sparsify's "
+                    "refit) trained on with the other rows' early stopping on the validation patients, with --batch")
     ap.add_argument("--pool-adjust", type=float, metavar="F", help="with --pool: each window's pooled params times "
                     "an adjustment its own history gives, within a factor F (forecast.pool_adjust)")
     args = ap.parse_args(argv)
@@ -802,6 +825,8 @@ def main(argv=None) -> int:
             scale["estimator"] = {**scale["estimator"], "hidden": args.hidden}
         if args.batch:
             scale["estimator"] = {**scale["estimator"], "batch": args.batch}
+        if args.hgs_finetune:
+            scale["hgs_finetune"] = True
     days = load_days()
     if args.quick:  # 2 train patients x 3 days; the validation and test patients in full
         keep = sorted({d.id // 1000 for d in days if d.split == 0})[:2]

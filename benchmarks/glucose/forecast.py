@@ -107,26 +107,31 @@ def zero_output_slots(model):
 
 
 def train(source: str, name: str, train_data: Dataset, val_data: Dataset, cfg: dict, scale: dict,
-          budget_seconds: float = None, zero_slots: bool = False) -> Trained:
+          budget_seconds: float = None, zero_slots: bool = False, start: Trained = None) -> Trained:
     """Forecast training with early stopping on the validation windows (see the module docstring); zero_slots:
-    the slots start at zero output (zero_output_slots) instead of their seeded initialisation."""
+    the slots start at zero output (zero_output_slots) instead of their seeded initialisation; start: from that
+    trained pair's weights (its source is the model's)."""
     config = load_config(cfg)
     torch.manual_seed(config.seed)
     model = load_text(source, f"{name}.hode")()
+    if start is not None:
+        model.load_state_dict(start.model.state_dict())
     trainer = Trainer(zero_output_slots(model) if zero_slots else model, train_data, config)
+    if start is not None:
+        trainer.method.estimator.load_state_dict(start.estimator.state_dict())
     val = Validation(trainer.model, val_data, config)
-    at_budget, stale, start = None, 0, time.perf_counter()
+    at_budget, stale, began = None, 0, time.perf_counter()
     while trainer.epoch < scale["max_epochs"]:
         trainer.step()
         if trainer.epoch % scale["check_every"]:
             continue
         stale = 0 if val.check(trainer) else stale + 1
-        seconds = time.perf_counter() - start
+        seconds = time.perf_counter() - began
         if at_budget is None and budget_seconds is not None and seconds >= budget_seconds:
             at_budget = {"seconds": round(seconds, 1), "epoch": val.best_epoch, "state": val.best_state}
         if stale >= scale["patience"] or seconds >= scale["max_seconds"]:
             break
-    seconds = time.perf_counter() - start
+    seconds = time.perf_counter() - began
     if val.best_state is None:
         raise RuntimeError(f"{name}: no finite validation forecast in {trainer.epoch} epochs")
     record = {"epochs": trainer.epoch, "best_epoch": val.best_epoch, "val_rmse": val.best,
