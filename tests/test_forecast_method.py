@@ -175,10 +175,9 @@ der z = -c * z
 """
 
 
-def test_forecast_training_recovers_a_known_models_params_from_windows():
-    """x observed (noise sd 0.005), z hidden and estimated per window by the gru from the history; four
-    trajectories from other initial states; the fit starts 60 % and 100 % off (a = 0.8, c = 0.6). The truth comes
-    from an independent solve (scipy's matrix exponential of the linear field)."""
+def recovery_data():
+    """The model to fit (a = 0.8, c = 0.6) and four trajectories of x from the truth a = 0.5, c = 0.3 (scipy's matrix
+    exponential of the linear field), x with noise sd 0.005."""
     t = np.arange(0.0, 10.01, 0.25)
     rng = np.random.default_rng(0)
     M = np.array([[-0.5, 1.0], [0.0, -0.3]])
@@ -188,7 +187,14 @@ def test_forecast_training_recovers_a_known_models_params_from_windows():
         x.append(np.array([(scipy.linalg.expm(M * s) @ y0)[0] for s in t]) + 0.005 * rng.standard_normal(len(t)))
         ids.append(np.full(len(t), i))
     model = compile_text(RECOVERY, "lin.hode").model_class()(a=0.8, c=0.6).double()
-    data = make_dataset(model, np.tile(t, 4), {"x": np.concatenate(x)}, ids=np.concatenate(ids))
+    return model, make_dataset(model, np.tile(t, 4), {"x": np.concatenate(x)}, ids=np.concatenate(ids))
+
+
+def test_forecast_training_recovers_a_known_models_params_from_windows():
+    """x observed (noise sd 0.005), z hidden and estimated per window by the gru from the history; four
+    trajectories from other initial states; the fit starts 60 % and 100 % off (a = 0.8, c = 0.6). The truth comes
+    from an independent solve (scipy's matrix exponential of the linear field)."""
+    model, data = recovery_data()
     config = load_config({"method": "forecast", "epochs": 600, "lr": 0.02, "lr_end": 0.1,
                           "solver": {"method": "rk4", "step_size": 0.25},
                           "forecast": {"history": 1.5, "horizon": 5.0, "stride": 0.5, "estimator": "gru",
@@ -272,16 +278,7 @@ def test_a_batch_as_large_as_the_data_is_the_full_batch_step():
 
 def test_minibatch_training_recovers_a_known_models_params():
     """As the full-batch recovery above, with 8 windows a step and a quarter of its epochs."""
-    t = np.arange(0.0, 10.01, 0.25)
-    rng = np.random.default_rng(0)
-    M = np.array([[-0.5, 1.0], [0.0, -0.3]])
-    x, ids = [], []
-    for i in range(4):
-        y0 = np.array([rng.uniform(0.5, 2.0), rng.uniform(0.5, 3.0)])
-        x.append(np.array([(scipy.linalg.expm(M * s) @ y0)[0] for s in t]) + 0.005 * rng.standard_normal(len(t)))
-        ids.append(np.full(len(t), i))
-    model = compile_text(RECOVERY, "lin.hode").model_class()(a=0.8, c=0.6).double()
-    data = make_dataset(model, np.tile(t, 4), {"x": np.concatenate(x)}, ids=np.concatenate(ids))
+    model, data = recovery_data()
     config = load_config({"method": "forecast", "epochs": 150, "lr": 0.02, "lr_end": 0.1,
                           "solver": {"method": "rk4", "step_size": 0.25},
                           "forecast": {"history": 1.5, "horizon": 5.0, "stride": 0.5, "estimator": "gru",

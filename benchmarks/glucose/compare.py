@@ -800,6 +800,8 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, metavar="N", help="forecast training: N windows per AdamW step, a fresh "
                     "random partition each epoch (forecast.batch; default: every window in one step); hgs: its "
                     "--hgs-finetune only (sparsify's fits stay full-batch)")
+    ap.add_argument("--lr", type=float, help="forecast training: the AdamW lr of the forecast-trained rows (default "
+                    f"{FORECAST_FULL['lr']:g})")
     ap.add_argument("--hgs-finetune", action="store_true", help="forecast training: hgs's pruned model (sparsify's "
                     "refit) trained on with the other rows' early stopping on the validation patients, with --batch")
     ap.add_argument("--pool-adjust", type=float, metavar="F", help="with --pool: each window's pooled params times "
@@ -827,6 +829,8 @@ def main(argv=None) -> int:
             scale["estimator"] = {**scale["estimator"], "batch": args.batch}
         if args.hgs_finetune:
             scale["hgs_finetune"] = True
+        if args.lr:
+            scale["lr"] = args.lr
     days = load_days()
     if args.quick:  # 2 train patients x 3 days; the validation and test patients in full
         keep = sorted({d.id // 1000 for d in days if d.split == 0})[:2]
