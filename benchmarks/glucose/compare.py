@@ -35,7 +35,10 @@ steps; under homotopy on whole days that start at 00:00 from basal):
   (forecast.estimate: ESTIMATE, within a factor ESTIMATE_FACTOR of the population value; --estimate changes the
   list, --estimate alone drops it; --pool MIN pools them over the same day's histories of the last MIN minutes,
   forecast.pool, in training and forecasting; --pool-adjust F multiplies each window's pooled params by an
-  adjustment its own history gives, within a factor F, forecast.pool_adjust). hgs_context (named with --models only;
+  adjustment its own history gives, within a factor F, forecast.pool_adjust). --batch N: minibatch steps
+  (forecast.batch N, a fresh random partition of the windows each epoch; --lr sets the lr); --hgs-finetune: hgs's
+  pruned model then trained on as the other rows, with --batch's minibatches (sparsify itself stays full-batch).
+  hgs_context (named with --models only;
   an experiment): hgs with 3 constant latent states read by every slot (with_context), per-window params of a model
   without physical ones (with --pool: pooled over the day too, forecast.pool_states).
   lstm         an LSTM (64 units) over the 54 steps of the window (CGM where known, a known-flag, meal,
@@ -701,7 +704,7 @@ def markdown(result: dict) -> str:
              f"Test: {s['test_windows']} windows of {s['test_patients']} held-out patients; 210 min of history "
              f"-> 60 min ahead (5-min steps). Seeds {s['seeds']}; mean (min-max). {result['seconds']} s in all. "
              + (FORECAST_TEXT.format(hidden=s["scale"]["estimator"]["hidden"]) + estimate_text(s["scale"])
-                if s.get("training") == "forecast" else HOMOTOPY_TEXT),
+                + steps_text(s["scale"]) if s.get("training") == "forecast" else HOMOTOPY_TEXT),
              "", "| model | RMSE mg/dL | peak RMSE | accuracy | hypo | normal | hyper | effective params | "
              "seeds |", "|---|---|---|---|---|---|---|---|---|"]
     cell = lambda v, f: "-" if v is None else (f"{v[0]:{f}}" if v[1] == v[2] else  # noqa: E731
@@ -729,6 +732,19 @@ FORECAST_TEXT = ("ODE rows: trained by `method: forecast` on the training patien
                  "`hodec sparsify`, fixed epochs); forecast on the test windows by the model and its encoder. "
                  "Effective params: the model's + the encoder's. oracle: the generator's model with each test "
                  "patient's true parameters and the MAP state estimate of results/glucose.md.")
+
+
+def steps_text(scale: dict) -> str:
+    """The forecast rows' steps when they are not one full batch an epoch (--batch, --lr, --hgs-finetune)."""
+    batch = scale["estimator"].get("batch")
+    text = (f" Minibatches (forecast.batch {batch}): each epoch one AdamW step per {batch} training windows of a fresh "
+            f"random partition (with pool, whole days at random, about {batch} windows a step), lr {scale['lr']:g}; "
+            f"hgs: in its finetune only." if batch else "")
+    if scale.get("hgs_finetune"):
+        text += (" hgs --hgs-finetune: sparsify's pruned model (its refit's weights and encoder) trained on as the "
+                 "other rows (early stopping on the validation patients" + (", the same minibatches)." if batch
+                                                                             else ")."))
+    return text
 
 
 def estimate_text(scale: dict) -> str:
