@@ -61,8 +61,9 @@ class Forecast(Method):
         if self.windows.pool is None:
             return list(torch.randperm(self.windows.size, generator=draw).split(batch))
         owner = self.windows.trajectory
+        days = owner.unique()
         steps, current = [], []
-        for i in owner.unique()[torch.randperm(len(owner.unique()), generator=draw)].tolist():
+        for i in days[torch.randperm(len(days), generator=draw)].tolist():
             current.append((owner == i).nonzero().squeeze(1))
             if sum(len(c) for c in current) >= batch:
                 steps.append(torch.cat(current))
