@@ -258,6 +258,26 @@ def residual_spec(hidden: int = 16) -> str:
                                "   # learned residual of plasma glucose (benchmarks/glucose/compare.py)")
 
 
+SENSOR_UNIT = 1000.0  # mg/dL per unit of the sensor error state e (see sensor_spec)
+
+
+def sensor_spec(source: str, minutes_per_unit: float = 1.0) -> str:
+    """The spec with the CGM sensor's error as a state (--sensor): CGM = (its expression) + e, e relaxing to 0 with
+    a trained correlation time tau_e (starting at 40 min: simglucose's sensor noise is autocorrelated, so the last
+    CGM's error persists into the horizon). e is in units of SENSOR_UNIT mg/dL: it is 0 in every simulation, so
+    the encoder reads its estimate in its fallback scale (0.01), i.e. 10 mg/dL per unit of its head's output."""
+    lines = source.splitlines()
+    cgm = [k for k, line in enumerate(lines) if line.startswith("observe CGM = ")]
+    if len(cgm) != 1:
+        raise RuntimeError("the spec has no single 'observe CGM = ...' line")
+    expression = lines[cgm[0]].split("#")[0][len("observe CGM = "):].strip()
+    lines[cgm[0]] = f"observe CGM = {expression} + {SENSOR_UNIT:g} * e   # sensor glucose + the sensor's error"
+    return "\n".join(lines + [
+        f'state e = 0  "CGM sensor error, {SENSOR_UNIT:g} mg/dL"',
+        f"param tau_e = {40 / minutes_per_unit:g} positive  # the sensor error's correlation time",
+        "der e = -e / tau_e", ""])
+
+
 # ---------------------------------------------------------------- ODE models: training and forecasting
 def fit_config(view: View, epochs_per_step: int, seed: int, lr: float) -> dict:
     return {"method": "homotopy", "k": GAIN_PER_MIN * view.minutes_per_unit, "steps": 5,
@@ -431,6 +451,7 @@ def model_path(name: str, seed: int, scale: dict, days) -> Path:
         used = FORECAST_SCALE_KEYS + (("hgs_lambda1", "hgs_epochs", "hgs_refit_epochs") if name in SPARSIFIED else ())
         settings = {"training": "forecast", **{k: scale.get(k) for k in used},
                     **({"hgs_finetune": True} if name in SPARSIFIED and scale.get("hgs_finetune") else {}),
+                    **({"sensor": True} if name in SENSOR_ROWS and scale.get("sensor") else {}),
                     **({"init": "zero slot outputs"} if name in ZERO_SLOTS else {}), **estimated(name, scale)}
         key = json.dumps([name, seed, settings, sorted(d.id for d in days if d.split != 2)])
         return MODELS_DIR / f"forecast_{name}_seed{seed}_{hashlib.sha256(key.encode()).hexdigest()[:12]}.pt"
@@ -488,6 +509,7 @@ ESTIMATE = ("kabs", "kp2", "Vmx", "kp3", "Vm0", "BW")
 ESTIMATE_WIDE = ("BW", "Vg", "Vi", "kmax", "kmin", "kabs", "kp1", "kp2", "kp3", "k1", "k2", "Vm0", "Vmx", "Km0", "ksc",
                  "ka1", "ka2", "kd", "ki", "p2u", "Ib")
 ESTIMATE_ROWS = ("mechanistic", "residual")
+SENSOR_ROWS = ("mechanistic", "residual", "hgs")  # --sensor: the CGM sensor's error as a state (sensor_spec)
 ESTIMATE_FACTOR = 4.0
 FORECAST_FULL = {"training": "forecast", "max_epochs": 3000, "check_every": 10, "patience": 10, "max_seconds": 1200,
                  "lr": 0.01, "estimator": forecast_training.ESTIMATOR, "hgs_lambda1": [1e-3], "hgs_epochs": 200,
@@ -521,6 +543,8 @@ def train_forecast(name: str, days, seed: int, scale: dict, budget_seconds: floa
     view = view_of(name)
     keys = estimated(name, scale)
     source = estimated_spec(spec_of(name)) if "BW" in keys.get("estimate", ()) else spec_of(name)
+    if scale.get("sensor") and name in SENSOR_ROWS:
+        source = sensor_spec(source, view.minutes_per_unit)
     inputs = load_text(source, f"{name}.hode").input_names
     train, val = (view.dataset([d for d in days if d.split == s], inputs) for s in (0, 1))
     path = model_path(name, seed, scale, days)
@@ -818,6 +842,8 @@ def main(argv=None) -> int:
                     "--hgs-finetune only (sparsify's fits stay full-batch)")
     ap.add_argument("--lr", type=float, help="forecast training: the AdamW lr of the forecast-trained rows (default "
                     f"{FORECAST_FULL['lr']:g})")
+    ap.add_argument("--sensor", action="store_true", help="forecast training: mechanistic, residual and hgs model "
+                    "the CGM sensor's error as a state relaxing to 0 (sensor_spec)")
     ap.add_argument("--hgs-finetune", action="store_true", help="forecast training: hgs's pruned model (sparsify's "
                     "refit) trained on with the other rows' early stopping on the validation patients, with --batch")
     ap.add_argument("--pool-adjust", type=float, metavar="F", help="with --pool: each window's pooled params times "
@@ -847,6 +873,8 @@ def main(argv=None) -> int:
             scale["hgs_finetune"] = True
         if args.lr:
             scale["lr"] = args.lr
+        if args.sensor:
+            scale["sensor"] = True
     days = load_days()
     if args.quick:  # 2 train patients x 3 days; the validation and test patients in full
         keep = sorted({d.id // 1000 for d in days if d.split == 0})[:2]
