@@ -5,8 +5,10 @@ that compare.py trained and kept, trained here if missing) against the LSTM retr
 compare.py's rows, so the all-patient scores equal its results.
 
     python -m benchmarks.glucose.per_patient --models residual --pool 1440 --batch 128 --seeds 0 1 2
+    python -m benchmarks.glucose.per_patient --models residual hgs --pool 1440 --batch 128 --sensor \
+        --tag glucose_per_patient_sensor
 
-Writes benchmarks/results/glucose_per_patient.json and .md.
+Writes benchmarks/results/<tag>.json and .md (tag: glucose_per_patient).
 """
 from __future__ import annotations
 
@@ -45,6 +47,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--pool", type=float)
     ap.add_argument("--batch", type=int)
+    ap.add_argument("--sensor", action="store_true")
+    ap.add_argument("--tag", default=TAG)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     days, began, start, load = C.load_days(), C.utc_now(), time.perf_counter(), C.loadavg()
@@ -53,6 +57,8 @@ def main(argv=None) -> int:
         scale["pool"] = args.pool
     if args.batch:
         scale["estimator"] = {**scale["estimator"], "batch": args.batch}
+    if args.sensor:
+        scale["sensor"] = True
     test = C.windows(days, 2)
     true = C.cut(test, "CGM", C.HISTORY)
     names = json.loads((C.DATA / "meta.json").read_text())["patients"]
@@ -65,9 +71,10 @@ def main(argv=None) -> int:
                 names[str(pid)]: scores(pred[:, owner == pid], true[:, owner == pid]) for pid in sorted(set(owner))}}
             rows.append(row)
             print(json.dumps({"model": name, "seed": seed, "rmse": row["all"]["rmse"]}), flush=True)
-    result = {"rows": rows, "settings": {"pool": args.pool, "batch": args.batch, "seeds": args.seeds},
+    result = {"rows": rows, "settings": {"pool": args.pool, "batch": args.batch, "sensor": args.sensor,
+                                         "seeds": args.seeds},
               "when": C.utc_span(began), "load": [load, C.loadavg()], "seconds": round(time.perf_counter() - start)}
-    C.write_results(result, TAG, markdown)
+    C.write_results(result, args.tag, markdown)
     return 0
 
 
@@ -80,7 +87,8 @@ def markdown(result: dict) -> str:
     models = list(dict.fromkeys(r["model"] for r in rows))
     patients = list(rows[0]["patients"])
     lines = ["# Glucose: per test patient and per lead", "",
-             f"Mean over seeds {s['seeds']} of each row's scores (ODE rows: pool {s['pool']}, batch {s['batch']}; the "
+             f"Mean over seeds {s['seeds']} of each row's scores (ODE rows: pool {s['pool']}, batch {s['batch']}, "
+             f"sensor state {s.get('sensor', False)}; the "
              f"LSTM retrained with the same seeds). {result['when']}, load {' / '.join(result['load'])}, "
              f"{result['seconds']} s.", "",
              "| patient | windows | " + " | ".join(f"{m} RMSE / peak" for m in models) + " |",
