@@ -75,6 +75,14 @@ def _name_list(value, key, fail):
     return [text(name, f"{key}[{k}]", fail) for k, name in enumerate(value)]
 
 
+def _anchors(value, key, fail) -> dict:
+    """forecast.anchor: a mapping column -> state (names)."""
+    if not isinstance(value, Mapping):
+        fail(f"{key}: expected a mapping column -> state such as {{CGM: e}}, got {show(value)}")
+        return {}
+    return {text(column, key, fail): text(state, f"{key}.{column}", fail) for column, state in value.items()}
+
+
 def _name_map(value, key, fail):
     """A mapping of numbers or names -> names; its keys as text (1 and 1.0 both '1': how a data cell reads)."""
     if not isinstance(value, Mapping):
@@ -110,6 +118,9 @@ class ForecastConfig:
                                          "else its training data's standard deviation / 10)", _sigmas)
     prior: str = option("model", "filters: the state prior at t0: model = mean and covariance of the model's own "
                                  "states at the training windows' t0", choice(PRIORS))
+    anchor: dict = option({}, "encoders: map column -> state: the state set so that the column's observable at the "
+                              "origin equals its last history value (the observable linear in that state, "
+                              "independent of t and inputs), e.g. {CGM: e} for CGM = Gs / Vg + e", _anchors)
     batch: Optional[int] = option(None, "windows per optimiser step: each epoch a fresh random partition of the "
                                         "training windows into minibatches; null: every window in one step",
                                   optional(integer(minimum=1)))

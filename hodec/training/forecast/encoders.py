@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ...errors import HodecError, did_you_mean
 from .base import Estimator, simulated_states
 from .params import estimated_columns, factors
 from .windows import Windows
@@ -49,6 +50,7 @@ class Encoder(Estimator):
         self.register_buffer("log", torch.zeros(n, dtype=torch.bool))  # states estimated on a log scale
         pairs = [(c, j) for c, j in enumerate(problem.state_like) if j is not None]
         self.observed = pairs if options.observed else []  # (column, state) pairs taken from the data
+        self.anchors = anchor_pairs(problem, options.anchor)  # (column, its observable, state): forecast.anchor
 
     def network(self, features: int, width: int) -> nn.Module:
         raise NotImplementedError
@@ -81,7 +83,8 @@ class Encoder(Estimator):
 
     def infer(self, model, windows: Windows) -> tuple:
         h = self.summary(self.features(windows), windows)
-        return self.origin_state(h, windows), self.param_factors(h) if self.columns else None
+        y0 = anchored(model, self.anchors, self.origin_state(h, windows), windows)
+        return y0, self.param_factors(h) if self.columns else None
 
     def param_factors(self, h: torch.Tensor) -> torch.Tensor:
         """[W, K] factors of the population values within estimate_factor; with forecast.pool_adjust [W, 2K]: then
@@ -180,6 +183,50 @@ def masked_moments(values: torch.Tensor, mask: torch.Tensor) -> tuple:
     var = (((values - mean) * weight) ** 2).flatten(0, -2).sum(0) / count.clamp(min=1)
     sd = torch.where(count > 1, var.sqrt(), torch.ones_like(var))
     return mean, sd.clamp(min=MIN_SCALE)
+
+
+def anchor_pairs(problem, anchor: dict) -> list:
+    """forecast.anchor's (column index, observable index, state index) triples; a HodecError naming the key for a
+    name that is not a fitted column or a state, or an observable that does not depend on its state (at the spec's
+    initial state)."""
+    model, out = problem.model, []
+    for column, state in anchor.items():
+        where = f"forecast.anchor.{column}"
+        if column not in problem.columns:
+            raise HodecError(f"{where}: not a fitted column (fitted: {', '.join(problem.columns)})", "fit config")
+        if column not in model.observable_names:
+            raise HodecError(f"{where}: the column is a state itself: use forecast.observed", "fit config")
+        if state not in model.state_names:
+            raise HodecError(f"{where}: '{state}' is not a state of {type(model).__name__}"
+                             f"{did_you_mean(state, model.state_names)}", "fit config")
+        if model.observables_use_time:
+            raise HodecError(f"{where}: the observables depend on t or inputs; anchoring evaluates them at the "
+                             "origin without them", "fit config")
+        observable, j = model.observable_names.index(column), model.state_names.index(state)
+        with torch.no_grad():
+            y = model.initial_state().detach()
+            unit = torch.eye(len(y), dtype=y.dtype)[j]
+            if float(model.observe(y + unit)[observable] - model.observe(y)[observable]) == 0:
+                raise HodecError(f"{where}: the observable {column} does not depend on {state}", "fit config")
+        out.append((problem.columns.index(column), observable, j))
+    return out
+
+
+def anchored(model, anchors: list, y0: torch.Tensor, windows: Windows) -> torch.Tensor:
+    """y0 [W, n] with each anchored state set so that its column's observable equals the column's last history
+    value (windows without one keep the encoder's estimate): one exact step for an observable linear in the state,
+    its slope from a unit change of the state."""
+    if not anchors:
+        return y0
+    last, has = last_values(windows)
+    for column, observable, state in anchors:
+        unit = torch.zeros_like(y0[0])
+        unit[state] = 1.0
+        base = model.observe(y0)[..., observable]
+        slope = model.observe(y0 + unit)[..., observable] - base
+        step = torch.where(has[:, column], (last[:, column] - base) / slope, torch.zeros_like(base))
+        y0 = y0 + step.unsqueeze(1) * unit
+    return y0
 
 
 def last_values(windows: Windows) -> tuple:

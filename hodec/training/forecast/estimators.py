@@ -17,6 +17,9 @@ def make_estimator(problem, options) -> Estimator:
         raise HodecError(f"forecast.estimator: {options.estimator} is not available (available: "
                          f"{', '.join(ESTIMATORS)})", "fit config")
     pooled_states(problem.model, options)  # forecast.pool_states names states of the model
+    if options.anchor and options.estimator not in ENCODERS:
+        raise HodecError(f"forecast.anchor: only the encoders ({', '.join(ENCODERS)}) take it; {options.estimator} "
+                         "weighs the last sample by its noise", "fit config")
     return ESTIMATORS[options.estimator](problem, options).to(problem.dtype)
 
 
