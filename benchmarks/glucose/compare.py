@@ -38,6 +38,9 @@ steps; under homotopy on whole days that start at 00:00 from basal):
   adjustment its own history gives, within a factor F, forecast.pool_adjust). --batch N: minibatch steps
   (forecast.batch N, a fresh random partition of the windows each epoch; --lr sets the lr); --hgs-finetune: hgs's
   pruned model then trained on as the other rows, with --batch's minibatches (sparsify itself stays full-batch).
+  --sensor: mechanistic, residual and hgs model the CGM sensor's error as a state e (CGM = ... + e, relaxing to
+  0; sensor_spec) that the encoder estimates; --anchor: the same with e set per window so that CGM at the origin
+  is its last value (forecast.anchor: {CGM: e}: the last reading's error carried into the horizon, fading).
   hgs_context (named with --models only;
   an experiment): hgs with 3 constant latent states read by every slot (with_context), per-window params of a model
   without physical ones (with --pool: pooled over the day too, forecast.pool_states).
@@ -278,23 +281,6 @@ def sensor_spec(source: str, minutes_per_unit: float = 1.0) -> str:
         "der e = -e / tau_e", ""])
 
 
-def anchored_spec(source: str) -> str:
-    """UVA/Padova (in minutes) with the CGM sensor's reading as a state S (--anchor): S = Gs / Vg + e, the sensor
-    error e relaxing to 0 with a trained correlation time tau_e (from 40 min), so dS/dt = ksc (Gp - Gs) / Vg -
-    (S - Gs / Vg) / tau_e and CGM = S. S equals the fitted column, so with forecast.observed each window starts S
-    at its last CGM (the last reading's error carried into the horizon, decaying), the encoder estimating the rest."""
-    observe = "observe CGM = Gs / Vg "
-    lines = source.splitlines()
-    cgm = [k for k, line in enumerate(lines) if line.startswith(observe)]
-    if len(cgm) != 1:
-        raise RuntimeError(f"the spec has no single '{observe}' line")
-    lines[cgm[0]] = "observe CGM = S   # the sensor's reading, mg/dL"
-    return "\n".join(lines + [
-        'state S = Gpb / Vg  "the CGM sensor\'s reading, mg/dL: Gs / Vg plus its error"',
-        "param tau_e = 40 positive  # the sensor error's correlation time, min",
-        "der S = ksc * (Gp - Gs) / Vg - (S - Gs / Vg) / tau_e", ""])
-
-
 # ---------------------------------------------------------------- ODE models: training and forecasting
 def fit_config(view: View, epochs_per_step: int, seed: int, lr: float) -> dict:
     return {"method": "homotopy", "k": GAIN_PER_MIN * view.minutes_per_unit, "steps": 5,
@@ -469,7 +455,7 @@ def model_path(name: str, seed: int, scale: dict, days) -> Path:
         settings = {"training": "forecast", **{k: scale.get(k) for k in used},
                     **({"hgs_finetune": True} if name in SPARSIFIED and scale.get("hgs_finetune") else {}),
                     **({"sensor": True} if name in SENSOR_ROWS and scale.get("sensor") else {}),
-                    **({"anchor": True} if name in ESTIMATE_ROWS and scale.get("anchor") else {}),
+                    **({"anchor": "CGM: e"} if name in SENSOR_ROWS and scale.get("anchor") else {}),
                     **({"init": "zero slot outputs"} if name in ZERO_SLOTS else {}), **estimated(name, scale)}
         key = json.dumps([name, seed, settings, sorted(d.id for d in days if d.split != 2)])
         return MODELS_DIR / f"forecast_{name}_seed{seed}_{hashlib.sha256(key.encode()).hexdigest()[:12]}.pt"
@@ -561,10 +547,8 @@ def train_forecast(name: str, days, seed: int, scale: dict, budget_seconds: floa
     view = view_of(name)
     keys = estimated(name, scale)
     source = estimated_spec(spec_of(name)) if "BW" in keys.get("estimate", ()) else spec_of(name)
-    if scale.get("sensor") and name in SENSOR_ROWS:
+    if (scale.get("sensor") or scale.get("anchor")) and name in SENSOR_ROWS:
         source = sensor_spec(source, view.minutes_per_unit)
-    if scale.get("anchor") and name in ESTIMATE_ROWS:
-        source = anchored_spec(source)
     inputs = load_text(source, f"{name}.hode").input_names
     train, val = (view.dataset([d for d in days if d.split == s], inputs) for s in (0, 1))
     path = model_path(name, seed, scale, days)
@@ -572,7 +556,7 @@ def train_forecast(name: str, days, seed: int, scale: dict, budget_seconds: floa
         return forecast_training.load(path, name, train), view, inputs
     if "pool" in keys:  # in the model's time unit
         keys["pool"] = keys["pool"] / view.minutes_per_unit
-    anchor = {"observed": True} if scale.get("anchor") and name in ESTIMATE_ROWS else {}
+    anchor = {"anchor": {"CGM": "e"}} if scale.get("anchor") and name in SENSOR_ROWS else {}
     cfg = forecast_training.fit_config(view.minutes_per_unit, seed, scale["lr"], scale["max_epochs"],
                                        {**scale["estimator"], **keys, **anchor})
     if name in SPARSIFIED:
@@ -865,8 +849,8 @@ def main(argv=None) -> int:
                     f"{FORECAST_FULL['lr']:g})")
     ap.add_argument("--sensor", action="store_true", help="forecast training: mechanistic, residual and hgs model "
                     "the CGM sensor's error as a state relaxing to 0 (sensor_spec)")
-    ap.add_argument("--anchor", action="store_true", help="forecast training: mechanistic and residual model the CGM "
-                    "sensor's reading as a state started at each window's last CGM (anchored_spec, forecast.observed)")
+    ap.add_argument("--anchor", action="store_true", help="forecast training: --sensor, and each window's sensor error "
+                    "e set so that CGM at the origin is its last value (forecast.anchor: {CGM: e})")
     ap.add_argument("--hgs-finetune", action="store_true", help="forecast training: hgs's pruned model (sparsify's "
                     "refit) trained on with the other rows' early stopping on the validation patients, with --batch")
     ap.add_argument("--pool-adjust", type=float, metavar="F", help="with --pool: each window's pooled params times "
