@@ -48,6 +48,7 @@ def main(argv=None) -> int:
     ap.add_argument("--pool", type=float)
     ap.add_argument("--batch", type=int)
     ap.add_argument("--sensor", action="store_true")
+    ap.add_argument("--anchor", action="store_true")
     ap.add_argument("--tag", default=TAG)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -57,8 +58,9 @@ def main(argv=None) -> int:
         scale["pool"] = args.pool
     if args.batch:
         scale["estimator"] = {**scale["estimator"], "batch": args.batch}
-    if args.sensor:
-        scale["sensor"] = True
+    for key in ("sensor", "anchor"):
+        if getattr(args, key):
+            scale[key] = True
     test = C.windows(days, 2)
     true = C.cut(test, "CGM", C.HISTORY)
     names = json.loads((C.DATA / "meta.json").read_text())["patients"]
@@ -72,7 +74,7 @@ def main(argv=None) -> int:
             rows.append(row)
             print(json.dumps({"model": name, "seed": seed, "rmse": row["all"]["rmse"]}), flush=True)
     result = {"rows": rows, "settings": {"pool": args.pool, "batch": args.batch, "sensor": args.sensor,
-                                         "seeds": args.seeds},
+                                         "anchor": args.anchor, "seeds": args.seeds},
               "when": C.utc_span(began), "load": [load, C.loadavg()], "seconds": round(time.perf_counter() - start)}
     C.write_results(result, args.tag, markdown)
     return 0
@@ -88,7 +90,7 @@ def markdown(result: dict) -> str:
     patients = list(rows[0]["patients"])
     lines = ["# Glucose: per test patient and per lead", "",
              f"Mean over seeds {s['seeds']} of each row's scores (ODE rows: pool {s['pool']}, batch {s['batch']}, "
-             f"sensor state {s.get('sensor', False)}; the "
+             f"sensor state {s.get('sensor', False)}, anchored {s.get('anchor', False)}; the "
              f"LSTM retrained with the same seeds). {result['when']}, load {' / '.join(result['load'])}, "
              f"{result['seconds']} s.", "",
              "| patient | windows | " + " | ".join(f"{m} RMSE / peak" for m in models) + " |",
