@@ -215,7 +215,8 @@ def anchor_pairs(problem, anchor: dict) -> list:
 def anchored(model, anchors: list, y0: torch.Tensor, windows: Windows) -> torch.Tensor:
     """y0 [W, n] with each anchored state set so that its column's observable equals the column's last history
     value (windows without one keep the encoder's estimate): one exact step for an observable linear in the state,
-    its slope from a unit change of the state."""
+    its slope from a unit change of the state. The observable reads the model's own param values (not forecast.
+    estimate's per-window ones, which apply to the solves only)."""
     if not anchors:
         return y0
     last, has = last_values(windows)
