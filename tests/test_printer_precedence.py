@@ -5,7 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from hodec.compiler import load_text
+import sympy
+
+from hodec.codegen.printer import TorchPrinter
+from hodec.compiler import compile_source, load_text
 
 CASES = {  # der x = <expression> at x = 2, s = 2 (params positive), and numpy's value
     "(x^3)^(1/3)": lambda x, s: np.cbrt(x ** 3),
@@ -40,3 +43,15 @@ def test_integers_beyond_int64_are_doubles(text, want):
         for x in (0.5, 1.0, 1.5):
             got = float(m(torch.tensor(0.0), torch.tensor([x], dtype=torch.float64))[0])
             assert got == pytest.approx(float(want(np.float64(x))), rel=1e-12)
+
+
+def test_integers_beyond_the_double_range_print_as_infinity():
+    """An integer SymPy folds out of a spec can exceed a double (hill(100, k, 100)^2 expands to 100^200 / ...): the
+    printer's float() raised OverflowError mid-compile (a random spec found it); it is the infinity a double
+    computation of that integer gives."""
+    printer = TorchPrinter({}, None)
+    assert printer.doprint(sympy.Integer(10) ** 400) == 'float("inf")'
+    assert printer.doprint(-sympy.Integer(10) ** 400) == '-float("inf")'
+    assert printer.doprint(sympy.Integer(2) ** 70) == repr(2.0 ** 70)
+    compile_source("model H\nparam k = 0.5 positive\nstate x = 1\nlet v = hill(100, k, 100) ^ 2 + k\nder x = v\n",
+                   "h.hode")

@@ -5,6 +5,8 @@ reach generated code except as a prefixed identifier chosen by the code generato
 """
 from __future__ import annotations
 
+import math
+
 import sympy
 from sympy.printing.pycode import PythonCodePrinter, _print_known_func
 from sympy.printing.precedence import precedence
@@ -68,7 +70,12 @@ class TorchPrinter(PythonCodePrinter):
         # torch takes a Python int only within int64 (a larger one raises OverflowError mid-forward); beyond that it
         # goes in as the nearest double, as the C printer writes it (past 2**53 a double has no odd integers)
         value = int(expr)
-        return str(value) if abs(value) < 2 ** 63 else float_literal(float(value))
+        if abs(value) < 2 ** 63:
+            return str(value)
+        try:
+            return float_literal(float(value))
+        except OverflowError:  # past the double range (100 ** 200 folded by SymPy): the infinity a double gives
+            return float_literal(math.inf if value > 0 else -math.inf)
 
     def _print_Float(self, expr):
         return float_literal(float(expr))
