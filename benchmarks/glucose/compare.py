@@ -818,6 +818,25 @@ def training_table(runs: list) -> list:
     return lines
 
 
+def forecast_scale(args, base: dict) -> dict:
+    """The forecast-training scale: base (FORECAST_FULL or _QUICK) with the command line's forecast flags applied
+    (those args has; per_patient.py takes a few of them)."""
+    scale = dict(base)
+    flag = lambda name: getattr(args, name, None)  # noqa: E731
+    for name in ("max_seconds", "pool", "pool_adjust", "lr"):
+        if flag(name):
+            scale[name] = flag(name)
+    if flag("estimate") is not None:
+        scale["estimate"] = tuple(flag("estimate"))
+    for name in ("hidden", "batch"):
+        if flag(name):
+            scale["estimator"] = {**scale["estimator"], name: flag(name)}
+    for name in ("hgs_finetune", "sensor", "anchor"):
+        if flag(name):
+            scale[name] = True
+    return scale
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="1 seed, 6 train days, few epochs")
@@ -863,27 +882,7 @@ def main(argv=None) -> int:
     scale = ({"epochs_per_step": 2, "refit_epochs": 6, "lambda1": [1e-2, 1e-1], "lstm_epochs": 5} if args.quick
              else {"epochs_per_step": 20, "refit_epochs": 60, "lambda1": [1e-3, 1e-2, 1e-1], "lstm_epochs": 60})
     if args.training == "forecast":
-        scale.update(FORECAST_QUICK if args.quick else FORECAST_FULL)
-        if args.max_seconds:
-            scale["max_seconds"] = args.max_seconds
-        if args.estimate is not None:
-            scale["estimate"] = tuple(args.estimate)
-        if args.pool:
-            scale["pool"] = args.pool
-        if args.pool_adjust:
-            scale["pool_adjust"] = args.pool_adjust
-        if args.hidden:
-            scale["estimator"] = {**scale["estimator"], "hidden": args.hidden}
-        if args.batch:
-            scale["estimator"] = {**scale["estimator"], "batch": args.batch}
-        if args.hgs_finetune:
-            scale["hgs_finetune"] = True
-        if args.lr:
-            scale["lr"] = args.lr
-        if args.sensor:
-            scale["sensor"] = True
-        if args.anchor:
-            scale["anchor"] = True
+        scale.update(forecast_scale(args, FORECAST_QUICK if args.quick else FORECAST_FULL))
     days = load_days()
     if args.quick:  # 2 train patients x 3 days; the validation and test patients in full
         keep = sorted({d.id // 1000 for d in days if d.split == 0})[:2]

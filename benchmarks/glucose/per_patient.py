@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 
@@ -25,12 +26,12 @@ from benchmarks.glucose import compare as C
 TAG = "glucose_per_patient"
 
 
-def scores(pred: np.ndarray, true: np.ndarray) -> dict:
-    """RMSE, peak RMSE (windows whose actual maximum exceeds HYPER) and RMSE per lead, of [12, W] forecasts."""
-    peaks = true.max(0) > C.HYPER
-    return {"rmse": float(np.sqrt(np.mean((pred - true) ** 2))),
-            "peak_rmse": float(np.sqrt(np.mean((pred.max(0)[peaks] - true.max(0)[peaks]) ** 2))) if peaks.any()
-            else float("nan"), "lead_rmse": np.sqrt(np.mean((pred - true) ** 2, axis=1)).tolist(), "windows": true.shape[1]}
+def scores(pred: np.ndarray, wins: list) -> dict:
+    """compare.metrics of [12, W] forecasts of the windows wins (peak RMSE nan without a peak), and RMSE per lead."""
+    true = C.cut(wins, "CGM", C.HISTORY)
+    m = C.metrics(pred, wins)
+    return {**m, "peak_rmse": math.nan if m["peak_rmse"] is None else m["peak_rmse"],
+            "lead_rmse": np.sqrt(np.mean((pred - true) ** 2, axis=1)).tolist()}
 
 
 def forecasts(name: str, days, seed: int, scale: dict, test: list) -> np.ndarray:
@@ -53,24 +54,17 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     days, began, start, load = C.load_days(), C.utc_now(), time.perf_counter(), C.loadavg()
-    scale = {"lstm_epochs": 60, **C.FORECAST_FULL}
-    if args.pool:
-        scale["pool"] = args.pool
-    if args.batch:
-        scale["estimator"] = {**scale["estimator"], "batch": args.batch}
-    for key in ("sensor", "anchor"):
-        if getattr(args, key):
-            scale[key] = True
+    scale = {"lstm_epochs": 60, **C.forecast_scale(args, C.FORECAST_FULL)}
     test = C.windows(days, 2)
-    true = C.cut(test, "CGM", C.HISTORY)
     names = json.loads((C.DATA / "meta.json").read_text())["patients"]
     owner = np.array([d.id // 1000 for d, _ in test])
     rows = []
     for name in ["lstm"] + list(args.models):
         for seed in args.seeds:
             pred = forecasts(name, days, seed, scale, test)
-            row = {"model": name, "seed": seed, "all": scores(pred, true), "patients": {
-                names[str(pid)]: scores(pred[:, owner == pid], true[:, owner == pid]) for pid in sorted(set(owner))}}
+            row = {"model": name, "seed": seed, "all": scores(pred, test), "patients": {
+                names[str(pid)]: scores(pred[:, owner == pid], [w for w, o in zip(test, owner) if o == pid])
+                for pid in sorted(set(owner))}}
             rows.append(row)
             print(json.dumps({"model": name, "seed": seed, "rmse": row["all"]["rmse"]}), flush=True)
     result = {"rows": rows, "settings": {"pool": args.pool, "batch": args.batch, "sensor": args.sensor,

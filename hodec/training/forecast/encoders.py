@@ -204,9 +204,7 @@ def anchor_pairs(problem, anchor: dict) -> list:
                              "origin without them", "fit config")
         observable, j = model.observable_names.index(column), model.state_names.index(state)
         with torch.no_grad():
-            y = model.initial_state().detach()
-            unit = torch.eye(len(y), dtype=y.dtype)[j]
-            if float(model.observe(y + unit)[observable] - model.observe(y)[observable]) == 0:
+            if float(observed_slope(model, model.initial_state().detach(), observable, j)[1]) == 0:
                 raise HodecError(f"{where}: the observable {column} does not depend on {state}", "fit config")
         out.append((problem.columns.index(column), observable, j))
     return out
@@ -221,13 +219,19 @@ def anchored(model, anchors: list, y0: torch.Tensor, windows: Windows) -> torch.
         return y0
     last, has = last_values(windows)
     for column, observable, state in anchors:
-        unit = torch.zeros_like(y0[0])
-        unit[state] = 1.0
-        base = model.observe(y0)[..., observable]
-        slope = model.observe(y0 + unit)[..., observable] - base
+        base, slope = observed_slope(model, y0, observable, state)
         step = torch.where(has[:, column], (last[:, column] - base) / slope, torch.zeros_like(base))
-        y0 = y0 + step.unsqueeze(1) * unit
+        y0 = y0.index_add(-1, torch.tensor([state], device=y0.device), step.unsqueeze(-1))
     return y0
+
+
+def observed_slope(model, y: torch.Tensor, observable: int, state: int) -> tuple:
+    """The observable at states y [..., n] and its change for a unit change of the state (its slope where it is
+    linear in the state)."""
+    unit = torch.zeros(y.shape[-1], dtype=y.dtype, device=y.device)
+    unit[state] = 1.0
+    base = model.observe(y)[..., observable]
+    return base, model.observe(y + unit)[..., observable] - base
 
 
 def last_values(windows: Windows) -> tuple:
