@@ -163,6 +163,9 @@ def smooth_derivative(expr: sympy.Expr, sym: sympy.Symbol) -> sympy.Expr:
         # A product with sym as one plain factor (mass action: k*A*B) directly: SymPy's diff takes milliseconds
         # each (its assumption queries), most of the compile time of a large network's state Jacobian.
         return sympy.Mul(*(a for a in expr.args if a != sym))
+    # d(0^e)/dx = 0^e ln(0) de/dx is nan as SymPy writes it; where e > 0 it is 0 (autograd's value too)
+    expr = expr.replace(lambda e: isinstance(e, sympy.Pow) and e.base == 0 and sym in e.exp.free_symbols,
+                        lambda e: sympy.Piecewise((0, e.exp > 0), (e, True)))
     d = sympy.diff(expr, sym)
     d = d.replace(lambda e: isinstance(e, sympy.Derivative), lambda e: sympy.S.Zero)  # d floor(x)/dx, ...
     # the chain rule wraps them as Subs(Derivative(floor(xi), xi), xi, 3*x): now Subs(0, ...), which SymPy keeps
